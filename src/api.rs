@@ -1,0 +1,296 @@
+//! The read-only gRPC service over the [`Store`]. Every method reads one
+//! snapshot; nothing here writes. Health and reflection are wired in
+//! `server`.
+
+use std::{collections::HashSet, net::IpAddr, pin::Pin, sync::Arc};
+
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    db::{self, Snapshot, Store},
+    metrics::Metrics,
+    net::Mac,
+    proto::{
+        machine::Use, machine_db_server::MachineDb, Cluster, DiscoveredHost, GetClusterRequest,
+        GetDiscoveredRequest, GetMachineRequest, GetStatsRequest, HostState, ListClustersRequest,
+        ListClustersResponse, ListDiscoveredRequest, ListDiscoveredResponse, ListMachinesRequest,
+        ListMachinesResponse, Machine, Provisioner, Stats, SuggestAddressRequest,
+        SuggestAddressResponse, UseKind, WatchEvent, WatchRequest,
+    },
+};
+
+pub const DEFAULT_PAGE_SIZE: usize = 1000;
+/// Keeps a page well below tonic's 4 MiB message limit.
+pub const MAX_PAGE_SIZE: usize = 10_000;
+
+#[derive(Clone)]
+pub struct Api {
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    /// Ends open Watch streams on shutdown, so the server can drain.
+    shutdown: CancellationToken,
+}
+
+impl Api {
+    pub fn new(store: Arc<Store>, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Api {
+        Api { store, metrics, shutdown }
+    }
+
+    fn snapshot(&self) -> Result<Arc<Snapshot>, Status> {
+        self.store
+            .snapshot()
+            .ok_or_else(|| Status::unavailable("no database revision loaded yet"))
+    }
+
+    fn track<T>(&self, method: &str, r: Result<T, Status>) -> Result<Response<T>, Status> {
+        let code = match &r {
+            Ok(_) => "Ok".to_string(),
+            Err(s) => format!("{:?}", s.code()),
+        };
+        self.metrics.grpc_requests.with_label_values(&[method, &code]).inc();
+        r.map(Response::new)
+    }
+}
+
+/// Whether a machine passes a ListMachines filter.
+pub fn matches(m: &Machine, f: &ListMachinesRequest, labels: &[(&str, Option<&str>)]) -> bool {
+    let use_ok = f.r#use == UseKind::Unspecified as i32 || db::use_kind(m.r#use.as_ref()) as i32 == f.r#use;
+    let cluster_ok = f.cluster.is_empty() || matches!(&m.r#use, Some(Use::Cluster(c)) if c.cluster == f.cluster);
+    let prov = m.features.as_ref().map_or(Provisioner::None as i32, |x| x.provisioner);
+    let prov_ok = f.provisioner.is_none_or(|p| p == prov);
+    let labels_ok = labels.iter().all(|(k, v)| match (m.labels.get(*k), v) {
+        (Some(have), Some(want)) => have == want,
+        (Some(_), None) => true,
+        (None, _) => false,
+    });
+    use_ok && cluster_ok && prov_ok && labels_ok
+}
+
+pub fn list(snap: &Snapshot, req: &ListMachinesRequest) -> Result<ListMachinesResponse, Status> {
+    let size = match req.page_size as usize {
+        0 => DEFAULT_PAGE_SIZE,
+        n if n > MAX_PAGE_SIZE => {
+            return Err(Status::invalid_argument(format!("page_size {n} is over the limit of {MAX_PAGE_SIZE}")))
+        }
+        n => n,
+    };
+    let labels: Vec<(&str, Option<&str>)> = req
+        .labels
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (l.as_str(), None),
+        })
+        .collect();
+    let start = if req.page_token.is_empty() { 0 } else { snap.position_after(&req.page_token) };
+    let mut total = 0u64;
+    let mut page = Vec::new();
+    for (i, m) in snap.machines.iter().enumerate() {
+        if !matches(m, req, &labels) {
+            continue;
+        }
+        total += 1;
+        if i >= start && page.len() < size {
+            page.push(m.clone());
+        }
+    }
+    let more = snap.machines[start..]
+        .iter()
+        .filter(|m| matches(m, req, &labels))
+        .nth(page.len())
+        .is_some();
+    let next_page_token = match (more, page.last()) {
+        (true, Some(last)) => last.name.clone(),
+        _ => String::new(),
+    };
+    Ok(ListMachinesResponse {
+        machines: page,
+        next_page_token,
+        total_matching: total,
+        revision: snap.revision.clone(),
+    })
+}
+
+pub fn cluster(snap: &Snapshot, name: &str) -> Option<Cluster> {
+    let (cp, w) = snap.cluster(name)?;
+    Some(Cluster {
+        name: name.to_string(),
+        control_plane: cp.into_iter().cloned().collect(),
+        workers: w.into_iter().cloned().collect(),
+    })
+}
+
+pub fn state_name(state: i32) -> &'static str {
+    match HostState::try_from(state).unwrap_or(HostState::Unspecified) {
+        HostState::Known => "known",
+        HostState::Moved => "moved",
+        HostState::Conflict => "conflict",
+        HostState::New => "new",
+        HostState::Missing => "missing",
+        HostState::Unprovisionable => "unprovisionable",
+        HostState::Unspecified => "unspecified",
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl MachineDb for Api {
+    async fn list_machines(&self, req: Request<ListMachinesRequest>) -> Result<Response<ListMachinesResponse>, Status> {
+        let r = self.snapshot().and_then(|s| list(&s, req.get_ref()));
+        self.track("ListMachines", r)
+    }
+
+    async fn get_machine(&self, req: Request<GetMachineRequest>) -> Result<Response<Machine>, Status> {
+        let key = &req.get_ref().key;
+        let r = self.snapshot().and_then(|s| {
+            s.lookup(key)
+                .cloned()
+                .ok_or_else(|| Status::not_found(format!("no machine with name, IP or MAC {key:?}")))
+        });
+        self.track("GetMachine", r)
+    }
+
+    async fn list_clusters(&self, _req: Request<ListClustersRequest>) -> Result<Response<ListClustersResponse>, Status> {
+        let r = self.snapshot().map(|s| ListClustersResponse {
+            clusters: s.cluster_names().filter_map(|n| cluster(&s, n)).collect(),
+        });
+        self.track("ListClusters", r)
+    }
+
+    async fn get_cluster(&self, req: Request<GetClusterRequest>) -> Result<Response<Cluster>, Status> {
+        let name = &req.get_ref().name;
+        let r = self
+            .snapshot()
+            .and_then(|s| cluster(&s, name).ok_or_else(|| Status::not_found(format!("no cluster {name:?}"))));
+        self.track("GetCluster", r)
+    }
+
+    async fn get_stats(&self, _req: Request<GetStatsRequest>) -> Result<Response<Stats>, Status> {
+        let r = self.snapshot().map(|s| {
+            let status = self.store.status();
+            let disc = self.store.discovery();
+            let mut by_state = std::collections::HashMap::new();
+            for h in &disc.hosts {
+                *by_state.entry(state_name(h.state).to_string()).or_insert(0u64) += 1;
+            }
+            Stats {
+                machines: s.machines.len() as u64,
+                machines_by_use: s.count_by_use().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                clusters: s.cluster_names().count() as u64,
+                revision: s.revision.clone(),
+                loaded_unix: status.loaded_unix,
+                last_sync_unix: status.last_success_unix,
+                last_sync_error: status.last_error,
+                discovered_by_state: by_state,
+                last_sweep_unix: disc.last_sweep_unix,
+            }
+        });
+        self.track("GetStats", r)
+    }
+
+    async fn list_discovered(&self, req: Request<ListDiscoveredRequest>) -> Result<Response<ListDiscoveredResponse>, Status> {
+        let want = req.get_ref().state;
+        let hosts = self
+            .store
+            .discovery()
+            .hosts
+            .iter()
+            .filter(|h| want == HostState::Unspecified as i32 || h.state == want)
+            .cloned()
+            .collect();
+        self.track("ListDiscovered", Ok(ListDiscoveredResponse { hosts }))
+    }
+
+    async fn get_discovered(&self, req: Request<GetDiscoveredRequest>) -> Result<Response<DiscoveredHost>, Status> {
+        let key = req.get_ref().key.trim().to_string();
+        let disc = self.store.discovery();
+        let found = if let Ok(ip) = key.parse::<IpAddr>() {
+            let ip = ip.to_string();
+            disc.hosts.iter().find(|h| h.ip == ip)
+        } else if let Ok(mac) = key.parse::<Mac>() {
+            let mac = mac.to_string();
+            disc.hosts.iter().find(|h| h.mac == mac)
+        } else {
+            return self.track("GetDiscovered", Err(Status::invalid_argument(format!("{key:?} is neither an IP nor a MAC address"))));
+        };
+        let r = found
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("no discovered host {key:?}")));
+        self.track("GetDiscovered", r)
+    }
+
+    async fn suggest_address(&self, req: Request<SuggestAddressRequest>) -> Result<Response<SuggestAddressResponse>, Status> {
+        let key = &req.get_ref().subnet;
+        let r = self.snapshot().and_then(|s| {
+            let subnet = s
+                .settings
+                .subnet(key)
+                .ok_or_else(|| Status::not_found(format!("no subnet {key:?} in mdb.yaml")))?;
+            let seen: HashSet<IpAddr> = self.store.discovery().hosts.iter().filter_map(|h| h.ip.parse().ok()).collect();
+            crate::ipam::next_free(subnet, &s, &seen)
+                .map(|ip| SuggestAddressResponse { ip: ip.to_string() })
+                .ok_or_else(|| Status::resource_exhausted(format!("subnet {} has no free static address", subnet.name)))
+        });
+        self.track("SuggestAddress", r)
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        let opts = req.into_inner();
+        // Subscribe before reading, so no revision falls between the two.
+        let rx = self.store.subscribe();
+        let first = match self.snapshot() {
+            Ok(s) => first_event(&s, opts.initial_snapshot),
+            Err(e) => return self.track("Watch", Err(e)),
+        };
+        let store = self.store.clone();
+        let shutdown = self.shutdown.clone();
+        let stream = futures::stream::unfold(
+            (Some(first), rx, store, shutdown),
+            move |(pending, mut rx, store, shutdown)| async move {
+                if let Some(ev) = pending {
+                    return Some((Ok(ev), (None, rx, store, shutdown)));
+                }
+                loop {
+                    let next = tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        r = rx.recv() => r,
+                    };
+                    match next {
+                        Ok(ev) => {
+                            let is_discovery = ev.changed.is_empty() && ev.removed.is_empty() && !ev.discovered.is_empty();
+                            if is_discovery && !opts.discovery {
+                                continue;
+                            }
+                            let mut ev = (*ev).clone();
+                            if !opts.discovery {
+                                ev.discovered.clear();
+                            }
+                            return Some((Ok(ev), (None, rx, store, shutdown)));
+                        }
+                        // Fell behind: start over from the whole current revision.
+                        Err(RecvError::Lagged(_)) => {
+                            let ev = store.snapshot().map(|s| first_event(&s, true))?;
+                            return Some((Ok(ev), (None, rx, store, shutdown)));
+                        }
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
+            },
+        );
+        self.track("Watch", Ok(Box::pin(stream) as WatchStream))
+    }
+}
+
+fn first_event(s: &Snapshot, all: bool) -> WatchEvent {
+    WatchEvent {
+        revision: s.revision.clone(),
+        changed: if all { s.machines.clone() } else { Vec::new() },
+        ..Default::default()
+    }
+}

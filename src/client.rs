@@ -1,0 +1,151 @@
+//! The small gRPC client commands of the CLI (`mdb list`, `mdb get`,
+//! `mdb stats`, `mdb clusters`): connect, ask, print a table or JSON.
+
+use serde_json::{json, Value};
+use tonic::transport::Channel;
+
+use crate::{
+    db,
+    proto::{
+        machine::Use, machine_db_client::MachineDbClient, DevelopmentKind, GetMachineRequest,
+        GetStatsRequest, ListMachinesRequest, Machine, Provisioner, Role,
+    },
+};
+
+pub const ENV_SERVER: &str = "MDB_SERVER";
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot connect to mdb at {addr}: {source}")]
+    Connect { addr: String, source: tonic::transport::Error },
+    #[error("{}", .0.message())]
+    Rpc(#[from] tonic::Status),
+}
+
+pub async fn connect(addr: &str) -> Result<MachineDbClient<Channel>, Error> {
+    let addr = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+    MachineDbClient::connect(addr.clone())
+        .await
+        .map_err(|source| Error::Connect { addr, source })
+}
+
+/// Every page of a listing.
+pub async fn list_all(client: &mut MachineDbClient<Channel>, mut req: ListMachinesRequest) -> Result<Vec<Machine>, Error> {
+    let mut out = Vec::new();
+    loop {
+        let page = client.list_machines(req.clone()).await?.into_inner();
+        out.extend(page.machines);
+        if page.next_page_token.is_empty() {
+            return Ok(out);
+        }
+        req.page_token = page.next_page_token;
+    }
+}
+
+pub fn role_name(role: i32) -> &'static str {
+    match Role::try_from(role).unwrap_or(Role::Unspecified) {
+        Role::ControlPlane => "control-plane",
+        Role::Worker => "worker",
+        Role::Unspecified => "",
+    }
+}
+
+pub fn provisioner_name(m: &Machine) -> &'static str {
+    match m.features.as_ref().map(|f| Provisioner::try_from(f.provisioner).unwrap_or(Provisioner::None)) {
+        Some(Provisioner::Primary) => "primary",
+        Some(Provisioner::Secondary) => "secondary",
+        _ => "",
+    }
+}
+
+/// The use in a few words: "cluster alpha (worker)", "device: receipt printer".
+pub fn use_detail(m: &Machine) -> String {
+    match &m.r#use {
+        Some(Use::Cluster(c)) => format!("cluster {} ({})", c.cluster, role_name(c.role)),
+        Some(Use::Development(d)) => match DevelopmentKind::try_from(d.kind).unwrap_or(DevelopmentKind::Unspecified) {
+            DevelopmentKind::Visual => "development (visual)".into(),
+            _ => "development (server)".into(),
+        },
+        Some(Use::Device(d)) if !d.description.is_empty() => format!("device: {}", d.description),
+        other => db::use_name(other.as_ref()).to_string(),
+    }
+}
+
+/// A machine as JSON, field names as in the YAML format.
+pub fn machine_json(m: &Machine) -> Value {
+    let mut use_ = json!({ "kind": db::use_name(m.r#use.as_ref()) });
+    match &m.r#use {
+        Some(Use::Cluster(c)) => {
+            use_["cluster"] = json!(c.cluster);
+            use_["role"] = json!(role_name(c.role));
+        }
+        Some(Use::Development(_)) => {
+            use_["development"] = json!(use_detail(m).trim_start_matches("development (").trim_end_matches(')'));
+        }
+        Some(Use::Device(d)) => use_["description"] = json!(d.description),
+        _ => {}
+    }
+    json!({
+        "name": m.name,
+        "ips": m.ips,
+        "mac": m.mac,
+        "hostname": m.hostname,
+        "use": use_,
+        "provisioner": provisioner_name(m),
+        "ssh": m.ssh.as_ref().map(|s| json!({"user": s.user, "port": if s.port == 0 { 22 } else { s.port }})),
+        "labels": m.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "notes": m.notes,
+        "source": m.source,
+    })
+}
+
+/// Left-aligned columns, two spaces apart.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+pub fn machines_table(ms: &[Machine]) -> String {
+    let rows: Vec<Vec<String>> = ms
+        .iter()
+        .map(|m| {
+            vec![
+                m.name.clone(),
+                m.ips.join(","),
+                m.mac.clone(),
+                use_detail(m),
+                provisioner_name(m).to_string(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "IP", "MAC", "USE", "PROVISIONER"], &rows)
+}
+
+pub async fn get(client: &mut MachineDbClient<Channel>, key: &str) -> Result<Machine, Error> {
+    Ok(client.get_machine(GetMachineRequest { key: key.to_string() }).await?.into_inner())
+}
+
+pub async fn stats(client: &mut MachineDbClient<Channel>) -> Result<crate::proto::Stats, Error> {
+    Ok(client.get_stats(GetStatsRequest {}).await?.into_inner())
+}

@@ -1,0 +1,270 @@
+//! The service's own configuration: a TOML file, overridden by environment
+//! variables, overridden by flags. Everything is validated before any port
+//! is bound; a bad value is one line naming the setting.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+use crate::sync;
+
+pub const ENV_DB_URL: &str = "MDB_DB_URL";
+pub const ENV_DB_BRANCH: &str = "MDB_DB_BRANCH";
+pub const ENV_DB_TOKEN: &str = "MDB_DB_TOKEN";
+pub const ENV_DB_TOKEN_FILE: &str = "MDB_DB_TOKEN_FILE";
+pub const ENV_CHECKOUT: &str = "MDB_CHECKOUT_DIR";
+pub const ENV_GRPC_LISTEN: &str = "MDB_GRPC_LISTEN";
+pub const ENV_METRICS_LISTEN: &str = "MDB_METRICS_LISTEN";
+pub const ENV_POLL: &str = "MDB_POLL_INTERVAL";
+pub const ENV_RESYNC: &str = "MDB_RESYNC_INTERVAL";
+
+pub const DEFAULT_BRANCH: &str = "main";
+pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:50051";
+pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9090";
+pub const DEFAULT_CHECKOUT: &str = "/var/lib/mdb/db";
+/// Below Kubernetes' default 30 s termination grace period.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// A credential. Shown as `***` by Debug and Display, so it cannot leak
+/// into logs or errors by accident.
+#[derive(Clone)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    pub fn new(s: impl Into<Arc<str>>) -> Secret {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Reads a token file; surrounding white space is not part of the token.
+    pub fn from_file(path: &Path) -> Result<Secret, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error(format!("token file {}: {e}", path.display())))?;
+        let t = text.trim();
+        if t.is_empty() {
+            return Err(Error(format!("token file {} is empty", path.display())));
+        }
+        Ok(Secret::new(t))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A configuration problem, as one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Error(pub String);
+
+/// The file as typed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub db: RawDb,
+    #[serde(default)]
+    pub server: RawServer,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDb {
+    pub url: Option<String>,
+    pub branch: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub checkout: Option<PathBuf>,
+    pub poll_interval: Option<String>,
+    pub resync_interval: Option<String>,
+    pub fetch_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub grpc_listen: Option<String>,
+    pub metrics_listen: Option<String>,
+    pub shutdown_grace: Option<String>,
+}
+
+/// Flags of `mdb serve`; `None` leaves the setting to env or file.
+#[derive(Debug, Default, Clone)]
+pub struct Flags {
+    pub db_url: Option<String>,
+    pub branch: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub checkout: Option<PathBuf>,
+    pub grpc_listen: Option<String>,
+    pub metrics_listen: Option<String>,
+    pub poll_interval: Option<String>,
+    pub resync_interval: Option<String>,
+}
+
+/// Validated settings of `mdb serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: sync::Source,
+    pub timing: sync::Timing,
+    pub grpc_listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub shutdown_grace: Duration,
+}
+
+/// Parses "90s", "5m", "1h", "250ms" or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+pub fn read_file(path: &Path) -> Result<RawConfig, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error(format!("config file {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| {
+        let msg = e.message().to_string();
+        let at = e
+            .span()
+            .map(|s| format!(":{}", text[..s.start].lines().count().max(1)))
+            .unwrap_or_default();
+        Error(format!("config file {}{at}: {msg}", path.display()))
+    })
+}
+
+/// Resolves file < env < flags into a validated [`Config`].
+pub fn resolve(raw: RawConfig, env: &HashMap<String, String>, flags: &Flags) -> Result<Config, Error> {
+    let pick = |flag: &Option<String>, var: &str, file: &Option<String>| -> Option<String> {
+        flag.clone()
+            .or_else(|| env.get(var).cloned())
+            .or_else(|| file.clone())
+            .filter(|s| !s.trim().is_empty())
+    };
+    let url = pick(&flags.db_url, ENV_DB_URL, &raw.db.url).ok_or_else(|| {
+        Error(format!("no DB repository: set [db] url, {ENV_DB_URL} or --db-url"))
+    })?;
+    let branch = pick(&flags.branch, ENV_DB_BRANCH, &raw.db.branch).unwrap_or_else(|| DEFAULT_BRANCH.into());
+    let token_file = flags
+        .token_file
+        .clone()
+        .or_else(|| env.get(ENV_DB_TOKEN_FILE).map(PathBuf::from))
+        .or(raw.db.token_file.clone());
+    let token = match token_file {
+        Some(p) => Some(Secret::from_file(&p)?),
+        None => env.get(ENV_DB_TOKEN).filter(|t| !t.trim().is_empty()).map(|t| Secret::new(t.trim())),
+    };
+    let checkout = flags
+        .checkout
+        .clone()
+        .or_else(|| env.get(ENV_CHECKOUT).map(PathBuf::from))
+        .or(raw.db.checkout.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKOUT));
+    let duration = |name: &str, v: Option<String>, default: Duration| -> Result<Duration, Error> {
+        match v {
+            None => Ok(default),
+            Some(s) => parse_duration(&s)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| Error(format!("{name}: {s:?} is not a duration like 90s, 5m or 1h"))),
+        }
+    };
+    let poll = duration("poll_interval", pick(&flags.poll_interval, ENV_POLL, &raw.db.poll_interval), sync::DEFAULT_POLL)?;
+    let resync = duration("resync_interval", pick(&flags.resync_interval, ENV_RESYNC, &raw.db.resync_interval), sync::DEFAULT_RESYNC)?;
+    let fetch_timeout = duration("fetch_timeout", raw.db.fetch_timeout.clone(), sync::DEFAULT_FETCH_TIMEOUT)?;
+    let shutdown_grace = duration("shutdown_grace", raw.server.shutdown_grace.clone(), DEFAULT_SHUTDOWN_GRACE)?;
+    let addr = |name: &str, v: Option<String>, default: &str| -> Result<SocketAddr, Error> {
+        let s = v.unwrap_or_else(|| default.to_string());
+        s.parse().map_err(|_| Error(format!("{name}: {s:?} is not an address like 0.0.0.0:50051")))
+    };
+    let grpc_listen = addr("grpc_listen", pick(&flags.grpc_listen, ENV_GRPC_LISTEN, &raw.server.grpc_listen), DEFAULT_GRPC_LISTEN)?;
+    let metrics_listen = addr("metrics_listen", pick(&flags.metrics_listen, ENV_METRICS_LISTEN, &raw.server.metrics_listen), DEFAULT_METRICS_LISTEN)?;
+    if grpc_listen == metrics_listen {
+        return Err(Error(format!("grpc_listen and metrics_listen are both {grpc_listen}")));
+    }
+    Ok(Config {
+        source: sync::Source {
+            url,
+            branch,
+            token,
+            checkout,
+            fetch_timeout,
+        },
+        timing: sync::Timing { poll, resync },
+        grpc_listen,
+        metrics_listen,
+        shutdown_grace,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let raw: RawConfig = toml::from_str("[db]\nurl = \"file:///a\"\nbranch = \"x\"\n").unwrap();
+        let c = resolve(raw, &env(&[(ENV_DB_BRANCH, "y")]), &Flags::default()).unwrap();
+        assert_eq!(c.source.url, "file:///a");
+        assert_eq!(c.source.branch, "y");
+        let raw: RawConfig = toml::from_str("[db]\nurl = \"file:///a\"\n").unwrap();
+        let flags = Flags { db_url: Some("file:///b".into()), ..Default::default() };
+        let c = resolve(raw, &env(&[(ENV_DB_URL, "file:///c")]), &flags).unwrap();
+        assert_eq!(c.source.url, "file:///b");
+        assert_eq!(c.timing.resync, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let raw: RawConfig = toml::from_str("[db]\nurl = \"file:///a\"\npoll_interval = \"soon\"\n").unwrap();
+        let e = resolve(raw, &HashMap::new(), &Flags::default()).unwrap_err();
+        assert!(e.0.starts_with("poll_interval:"), "{e}");
+        let e = resolve(RawConfig::default(), &HashMap::new(), &Flags::default()).unwrap_err();
+        assert!(e.0.contains(ENV_DB_URL), "{e}");
+        assert!(toml::from_str::<RawConfig>("[db]\nurl = \"x\"\ncolour = 1\n").is_err());
+    }
+
+    #[test]
+    fn token_comes_from_env_and_is_never_shown() {
+        let raw: RawConfig = toml::from_str("[db]\nurl = \"https://example.invalid/a.git\"\n").unwrap();
+        let c = resolve(raw, &env(&[(ENV_DB_TOKEN, "ghp_topsecret")]), &Flags::default()).unwrap();
+        assert_eq!(c.source.token.as_ref().map(|t| t.expose()), Some("ghp_topsecret"));
+        assert!(!format!("{c:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("soon"), None);
+    }
+}

@@ -1,0 +1,199 @@
+//! Typed access to the fields of a YAML mapping. Each accessor reports what
+//! is wrong as a `Problem` and returns `None`, so one pass collects every
+//! problem in a file instead of stopping at the first.
+
+use std::collections::HashSet;
+
+use super::{
+    problem::Problem,
+    yaml::{Node, Value},
+};
+
+pub struct Fields<'a> {
+    pub file: &'a str,
+    pub node: &'a Node,
+    /// Dotted path of this mapping, prefixed to field names in problems.
+    pub path: String,
+    entries: &'a [(Node, Node)],
+}
+
+impl<'a> Fields<'a> {
+    /// Checks that `node` is a mapping whose keys are all in `allowed`,
+    /// each at most once.
+    pub fn of(
+        file: &'a str,
+        node: &'a Node,
+        path: &str,
+        allowed: &[&str],
+        problems: &mut Vec<Problem>,
+    ) -> Option<Fields<'a>> {
+        let Value::Map(entries) = &node.value else {
+            problems.push(Problem::new(
+                file,
+                node.pos,
+                path,
+                format!("expected a mapping, found {}", node.kind()),
+            ));
+            return None;
+        };
+        let mut seen = HashSet::new();
+        for (k, _) in entries {
+            let key = k.as_str().unwrap_or("");
+            if !allowed.contains(&key) {
+                problems.push(Problem::new(
+                    file,
+                    k.pos,
+                    &join(path, key),
+                    format!("unknown field (expected one of: {})", allowed.join(", ")),
+                ));
+            } else if !seen.insert(key) {
+                problems.push(Problem::new(
+                    file,
+                    k.pos,
+                    &join(path, key),
+                    "field given twice",
+                ));
+            }
+        }
+        Some(Fields {
+            file,
+            node,
+            path: path.to_string(),
+            entries,
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&'a Node> {
+        self.entries
+            .iter()
+            .find(|(k, v)| k.as_str() == Some(key) && !v.is_null())
+            .map(|(_, v)| v)
+    }
+
+    /// The key node, for pointing at a field that is present but empty.
+    pub fn key(&self, key: &str) -> Option<&'a Node> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(k, _)| k)
+    }
+
+    pub fn field(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+
+    pub fn problem(&self, node: &Node, key: &str, message: impl Into<String>) -> Problem {
+        Problem::new(self.file, node.pos, &self.field(key), message)
+    }
+
+    pub fn str(&self, key: &str, problems: &mut Vec<Problem>) -> Option<&'a str> {
+        let node = self.get(key)?;
+        match node.as_str() {
+            Some(s) => Some(s),
+            None => {
+                problems.push(self.problem(
+                    node,
+                    key,
+                    format!("expected a string, found {}", node.kind()),
+                ));
+                None
+            }
+        }
+    }
+
+    pub fn required_str(&self, key: &str, problems: &mut Vec<Problem>) -> Option<&'a str> {
+        if self.get(key).is_none() {
+            let at = self.key(key).unwrap_or(self.node);
+            problems.push(self.problem(at, key, "required field is missing"));
+            return None;
+        }
+        self.str(key, problems)
+    }
+
+    /// A string or a list of strings.
+    pub fn strs(&self, key: &str, problems: &mut Vec<Problem>) -> Vec<&'a Node> {
+        let Some(node) = self.get(key) else {
+            return Vec::new();
+        };
+        match &node.value {
+            Value::Scalar(..) => vec![node],
+            Value::Seq(items) => {
+                let mut out = Vec::new();
+                for item in items {
+                    if item.as_str().is_some() {
+                        out.push(item);
+                    } else {
+                        problems.push(self.problem(
+                            item,
+                            key,
+                            format!("expected a string, found {}", item.kind()),
+                        ));
+                    }
+                }
+                out
+            }
+            _ => {
+                problems.push(self.problem(
+                    node,
+                    key,
+                    format!("expected a string or a list, found {}", node.kind()),
+                ));
+                Vec::new()
+            }
+        }
+    }
+
+    pub fn parse<T: std::str::FromStr>(
+        &self,
+        key: &str,
+        what: &str,
+        problems: &mut Vec<Problem>,
+    ) -> Option<T> {
+        let node = self.get(key)?;
+        let text = self.str(key, problems)?;
+        match text.trim().parse() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                problems.push(self.problem(node, key, format!("{text:?} is not {what}")));
+                None
+            }
+        }
+    }
+
+    pub fn bool(&self, key: &str, problems: &mut Vec<Problem>) -> Option<bool> {
+        self.parse(key, "true or false", problems)
+    }
+
+    /// One of a closed set of words; `-` and `_` are interchangeable.
+    pub fn choice<T: Copy>(
+        &self,
+        key: &str,
+        choices: &[(&str, T)],
+        problems: &mut Vec<Problem>,
+    ) -> Option<T> {
+        let node = self.get(key)?;
+        let text = self.str(key, problems)?;
+        choose(text, choices).or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+            problems.push(self.problem(
+                node,
+                key,
+                format!("{text:?} is not one of: {}", names.join(", ")),
+            ));
+            None
+        })
+    }
+}
+
+pub fn choose<T: Copy>(text: &str, choices: &[(&str, T)]) -> Option<T> {
+    let want = text.trim().to_ascii_lowercase().replace('_', "-");
+    choices.iter().find(|(n, _)| *n == want).map(|(_, v)| *v)
+}
+
+pub fn join(path: &str, key: &str) -> String {
+    match (path.is_empty(), key.is_empty()) {
+        (true, _) => key.to_string(),
+        (_, true) => path.to_string(),
+        _ => format!("{path}.{key}"),
+    }
+}

@@ -1,0 +1,252 @@
+//! The DB repository's own settings file, `mdb.yaml`: the subnets the lab
+//! uses (for validation, IP suggestions and sweeps) and the scan rules. Lives
+//! in the DB repo because it changes with the data, not with the deployment.
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+
+use super::{
+    fields::Fields,
+    problem::Problem,
+    yaml::{self, Value},
+};
+use crate::{net::IpRange, proto::UseKind};
+
+pub const FILE: &str = "mdb.yaml";
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Settings {
+    pub subnets: Vec<Subnet>,
+    pub scan: ScanSettings,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Subnet {
+    pub name: String,
+    pub cidr: IpNetwork,
+    /// Where machines get fixed addresses; `mdb ip next` picks from here.
+    pub static_range: Option<IpRange>,
+    /// DHCP pools; a machine's fixed address must not be inside one.
+    pub dynamic: Vec<IpRange>,
+    /// Never suggested (gateways, the DHCP server, ...).
+    pub exclude: Vec<IpAddr>,
+    /// Whether the scanner sweeps this subnet when it sweeps DB subnets.
+    pub scan: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScanSettings {
+    /// TCP ports probed on every live host.
+    pub ports: Vec<u16>,
+    /// Sweeps a machine may go unseen before it is `missing`.
+    pub missing_after: u32,
+    /// First matching rule guesses the use of a new host.
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rule {
+    pub guess: UseKind,
+    /// Matches when any of these ports is open.
+    pub any_port: Vec<u16>,
+    /// Matches when some open ports exist and all are among these.
+    pub only_ports: Vec<u16>,
+    /// Case-insensitive substring of the MAC vendor.
+    pub vendor: Option<String>,
+    /// Case-insensitive substring of the SSH banner.
+    pub banner: Option<String>,
+}
+
+pub const DEFAULT_PORTS: &[u16] = &[22, 80, 443, 631, 6443, 9100, 10250];
+pub const DEFAULT_MISSING_AFTER: u32 = 3;
+
+impl Default for ScanSettings {
+    fn default() -> Self {
+        ScanSettings {
+            ports: DEFAULT_PORTS.to_vec(),
+            missing_after: DEFAULT_MISSING_AFTER,
+            rules: default_rules(),
+        }
+    }
+}
+
+/// Kubernetes ports mean a cluster node; printer-only ports mean a device;
+/// a Raspberry Pi is most likely headed for a cluster; a desktop SSH banner
+/// is a development box.
+pub fn default_rules() -> Vec<Rule> {
+    let rule = |guess| Rule {
+        guess,
+        any_port: vec![],
+        only_ports: vec![],
+        vendor: None,
+        banner: None,
+    };
+    vec![
+        Rule { any_port: vec![6443, 10250], ..rule(UseKind::Cluster) },
+        Rule { only_ports: vec![80, 443, 631, 9100], ..rule(UseKind::Device) },
+        Rule { vendor: Some("raspberry pi".into()), ..rule(UseKind::Cluster) },
+        Rule { banner: Some("ubuntu".into()), ..rule(UseKind::Development) },
+        Rule { banner: Some("debian".into()), ..rule(UseKind::Development) },
+    ]
+}
+
+pub const USE_KINDS: &[(&str, UseKind)] = &[
+    ("cluster", UseKind::Cluster),
+    ("discover", UseKind::Discover),
+    ("development", UseKind::Development),
+    ("games", UseKind::Games),
+    ("device", UseKind::Device),
+];
+
+impl Settings {
+    pub fn subnet(&self, key: &str) -> Option<&Subnet> {
+        self.subnets
+            .iter()
+            .find(|s| s.name == key || s.cidr.to_string() == key)
+    }
+}
+
+/// Parses `mdb.yaml`; problems are appended, and what parsed is kept.
+pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
+    let mut out = Settings::default();
+    let root = match yaml::parse(text) {
+        Ok(Some(root)) => root,
+        Ok(None) => return out,
+        Err(e) => {
+            problems.push(Problem::new(FILE, e.pos, "", format!("YAML syntax: {}", e.message)));
+            return out;
+        }
+    };
+    let Some(top) = Fields::of(FILE, &root, "", &["subnets", "scan"], problems) else {
+        return out;
+    };
+    if let Some(list) = top.get("subnets") {
+        match &list.value {
+            Value::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(s) = subnet(item, &format!("subnets[{i}]"), problems) {
+                        out.subnets.push(s);
+                    }
+                }
+            }
+            _ => problems.push(top.problem(list, "subnets", "expected a list")),
+        }
+    }
+    if let Some(node) = top.get("scan") {
+        if let Some(sf) = Fields::of(FILE, node, "scan", &["ports", "missing_after", "rules"], problems) {
+            if sf.get("ports").is_some() {
+                out.scan.ports = ports(&sf, "ports", problems);
+            }
+            if let Some(n) = sf.parse("missing_after", "a whole number", problems) {
+                out.scan.missing_after = n;
+            }
+            if let Some(list) = sf.get("rules") {
+                match &list.value {
+                    Value::Seq(items) => {
+                        out.scan.rules = items
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, n)| rule(n, &format!("scan.rules[{i}]"), problems))
+                            .collect();
+                    }
+                    _ => problems.push(sf.problem(list, "rules", "expected a list")),
+                }
+            }
+        }
+    }
+    out
+}
+
+fn subnet(node: &yaml::Node, path: &str, problems: &mut Vec<Problem>) -> Option<Subnet> {
+    let f = Fields::of(FILE, node, path, &["name", "cidr", "static", "dynamic", "exclude", "scan"], problems)?;
+    let before = problems.len();
+    let cidr: IpNetwork = match f.get("cidr") {
+        Some(_) => f.parse("cidr", "a CIDR like 198.18.0.0/24", problems)?,
+        None => {
+            problems.push(f.problem(node, "cidr", "required field is missing"));
+            return None;
+        }
+    };
+    let name = f.str("name", problems).map(str::to_string).unwrap_or_else(|| cidr.to_string());
+    let range = |key: &str, problems: &mut Vec<Problem>| -> Vec<IpRange> {
+        f.strs(key, problems)
+            .into_iter()
+            .filter_map(|n| {
+                let text = n.as_str().unwrap_or_default();
+                match text.parse::<IpRange>() {
+                    Ok(r) if cidr.contains(r.first) && cidr.contains(r.last) => Some(r),
+                    Ok(_) => {
+                        problems.push(f.problem(n, key, format!("{text} is not inside {cidr}")));
+                        None
+                    }
+                    Err(e) => {
+                        problems.push(f.problem(n, key, e.to_string()));
+                        None
+                    }
+                }
+            })
+            .collect()
+    };
+    let statics = range("static", problems);
+    if statics.len() > 1 {
+        problems.push(f.problem(node, "static", "give one static range"));
+    }
+    let dynamic = range("dynamic", problems);
+    let exclude = f
+        .strs("exclude", problems)
+        .into_iter()
+        .filter_map(|n| {
+            let text = n.as_str().unwrap_or_default();
+            text.trim().parse::<IpAddr>().map_err(|_| {
+                problems.push(f.problem(n, "exclude", format!("{text:?} is not an IPv4/IPv6 address")));
+            }).ok()
+        })
+        .collect();
+    let scan = f.bool("scan", problems).unwrap_or(true);
+    (problems.len() == before).then(|| Subnet {
+        name,
+        cidr,
+        static_range: statics.first().copied(),
+        dynamic,
+        exclude,
+        scan,
+    })
+}
+
+fn ports(f: &Fields, key: &str, problems: &mut Vec<Problem>) -> Vec<u16> {
+    f.strs(key, problems)
+        .into_iter()
+        .filter_map(|n| {
+            let text = n.as_str().unwrap_or_default();
+            match text.trim().parse::<u16>() {
+                Ok(p) if p > 0 => Some(p),
+                _ => {
+                    problems.push(f.problem(n, key, format!("{text:?} is not a port number (1-65535)")));
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+fn rule(node: &yaml::Node, path: &str, problems: &mut Vec<Problem>) -> Option<Rule> {
+    let f = Fields::of(FILE, node, path, &["guess", "any_port", "only_ports", "vendor", "banner"], problems)?;
+    if f.get("guess").is_none() {
+        problems.push(f.problem(node, "guess", "required field is missing"));
+        return None;
+    }
+    let guess = f.choice("guess", USE_KINDS, problems)?;
+    let r = Rule {
+        guess,
+        any_port: ports(&f, "any_port", problems),
+        only_ports: ports(&f, "only_ports", problems),
+        vendor: f.str("vendor", problems).map(str::to_lowercase),
+        banner: f.str("banner", problems).map(str::to_lowercase),
+    };
+    if r.any_port.is_empty() && r.only_ports.is_empty() && r.vendor.is_none() && r.banner.is_none() {
+        problems.push(f.problem(node, "", "a rule needs at least one of any_port, only_ports, vendor, banner"));
+        return None;
+    }
+    Some(r)
+}

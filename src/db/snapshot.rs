@@ -1,0 +1,116 @@
+//! A validated database at one git revision, with indexes. Built once and
+//! never mutated: readers share it through an `Arc`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use super::settings::Settings;
+use crate::{
+    net::Mac,
+    proto::{machine::Use, Machine, Role},
+};
+
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Commit id the snapshot was read from.
+    pub revision: String,
+    /// Sorted by name, so listings are stable and pageable by name.
+    pub machines: Vec<Machine>,
+    pub settings: Settings,
+    by_name: HashMap<String, usize>,
+    by_ip: HashMap<IpAddr, usize>,
+    by_mac: HashMap<Mac, usize>,
+    /// Cluster name → (control-plane, worker) machine indexes.
+    clusters: BTreeMap<String, (Vec<usize>, Vec<usize>)>,
+}
+
+impl Snapshot {
+    /// Callers guarantee uniqueness (`validate` checks it).
+    pub fn new(revision: String, mut machines: Vec<Machine>, settings: Settings) -> Snapshot {
+        machines.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut s = Snapshot {
+            revision,
+            settings,
+            by_name: HashMap::with_capacity(machines.len()),
+            by_ip: HashMap::with_capacity(machines.len()),
+            by_mac: HashMap::with_capacity(machines.len()),
+            clusters: BTreeMap::new(),
+            machines: Vec::new(),
+        };
+        for (i, m) in machines.iter().enumerate() {
+            s.by_name.insert(m.name.clone(), i);
+            for ip in &m.ips {
+                if let Ok(ip) = ip.parse() {
+                    s.by_ip.insert(ip, i);
+                }
+            }
+            if let Ok(mac) = m.mac.parse() {
+                s.by_mac.insert(mac, i);
+            }
+            if let Some(Use::Cluster(c)) = &m.r#use {
+                let nodes = s.clusters.entry(c.cluster.clone()).or_default();
+                if c.role == Role::ControlPlane as i32 {
+                    nodes.0.push(i);
+                } else {
+                    nodes.1.push(i);
+                }
+            }
+        }
+        s.machines = machines;
+        s
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Machine> {
+        self.by_name.get(name).map(|&i| &self.machines[i])
+    }
+
+    pub fn by_ip(&self, ip: IpAddr) -> Option<&Machine> {
+        self.by_ip.get(&ip).map(|&i| &self.machines[i])
+    }
+
+    pub fn by_mac(&self, mac: Mac) -> Option<&Machine> {
+        self.by_mac.get(&mac).map(|&i| &self.machines[i])
+    }
+
+    /// By name, IP or MAC, whichever `key` parses as.
+    pub fn lookup(&self, key: &str) -> Option<&Machine> {
+        let key = key.trim();
+        if let Ok(ip) = key.parse::<IpAddr>() {
+            return self.by_ip(ip);
+        }
+        if let Ok(mac) = key.parse::<Mac>() {
+            if let Some(m) = self.by_mac(mac) {
+                return Some(m);
+            }
+        }
+        self.by_name(key)
+    }
+
+    pub fn cluster_names(&self) -> impl Iterator<Item = &str> {
+        self.clusters.keys().map(String::as_str)
+    }
+
+    /// Control-plane and worker nodes of a cluster, each in name order.
+    pub fn cluster(&self, name: &str) -> Option<(Vec<&Machine>, Vec<&Machine>)> {
+        self.clusters.get(name).map(|(cp, w)| {
+            (
+                cp.iter().map(|&i| &self.machines[i]).collect(),
+                w.iter().map(|&i| &self.machines[i]).collect(),
+            )
+        })
+    }
+
+    /// Machines per use word, every use present (zero when none).
+    pub fn count_by_use(&self) -> BTreeMap<&'static str, u64> {
+        let mut out: BTreeMap<&'static str, u64> = super::USE_NAMES.iter().map(|u| (*u, 0)).collect();
+        for m in &self.machines {
+            *out.entry(super::use_name(m.r#use.as_ref())).or_default() += 1;
+        }
+        out
+    }
+
+    /// Index of the first machine whose name is greater than `name`.
+    pub fn position_after(&self, name: &str) -> usize {
+        self.machines.partition_point(|m| m.name.as_str() <= name)
+    }
+}

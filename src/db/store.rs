@@ -1,0 +1,152 @@
+//! The [`Store`]: what the server currently serves. The sync task swaps in
+//! new snapshots and the sweep task new discovery results; readers load an
+//! `Arc` without locks. Every swap is also broadcast to `Watch` streams.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use tokio::sync::broadcast;
+
+use super::Snapshot;
+use crate::proto::{DiscoveredHost, WatchEvent};
+
+/// How the last sync went, for `GetStats` and metrics.
+#[derive(Clone, Debug, Default)]
+pub struct SyncStatus {
+    pub last_success_unix: i64,
+    pub loaded_unix: i64,
+    /// Empty when the last sync succeeded.
+    pub last_error: String,
+}
+
+/// The scanner's latest view, replaced whole after each sweep.
+#[derive(Clone, Debug, Default)]
+pub struct Discovery {
+    pub hosts: Vec<DiscoveredHost>,
+    pub last_sweep_unix: i64,
+}
+
+pub struct Store {
+    current: ArcSwapOption<Snapshot>,
+    discovery: ArcSwap<Discovery>,
+    status: Mutex<SyncStatus>,
+    events: broadcast::Sender<Arc<WatchEvent>>,
+}
+
+/// Slow watchers that fall this far behind are told to re-read.
+const WATCH_BUFFER: usize = 64;
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            current: ArcSwapOption::empty(),
+            discovery: ArcSwap::from_pointee(Discovery::default()),
+            status: Mutex::new(SyncStatus::default()),
+            events: broadcast::channel(WATCH_BUFFER).0,
+        }
+    }
+}
+
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    pub fn new() -> Arc<Store> {
+        Arc::new(Store::default())
+    }
+
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    pub fn discovery(&self) -> Arc<Discovery> {
+        self.discovery.load_full()
+    }
+
+    pub fn status(&self) -> SyncStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<WatchEvent>> {
+        self.events.subscribe()
+    }
+
+    /// Swaps in a new snapshot and tells watchers what changed.
+    pub fn publish(&self, next: Snapshot) -> Arc<Snapshot> {
+        let next = Arc::new(next);
+        let prev = self.current.swap(Some(next.clone()));
+        let event = diff(prev.as_deref(), &next);
+        if let Ok(mut s) = self.status.lock() {
+            s.loaded_unix = now_unix();
+            s.last_success_unix = s.loaded_unix;
+            s.last_error.clear();
+        }
+        let _ = self.events.send(Arc::new(event));
+        next
+    }
+
+    /// A sync that found nothing new still counts as a success.
+    pub fn sync_ok(&self) {
+        if let Ok(mut s) = self.status.lock() {
+            s.last_success_unix = now_unix();
+            s.last_error.clear();
+        }
+    }
+
+    pub fn sync_failed(&self, error: String) {
+        if let Ok(mut s) = self.status.lock() {
+            s.last_error = error;
+        }
+    }
+
+    /// Replaces the discovery view; `changed` are the hosts whose state moved.
+    pub fn publish_discovery(&self, next: Discovery, changed: Vec<DiscoveredHost>) {
+        self.discovery.store(Arc::new(next));
+        if !changed.is_empty() {
+            let revision = self.snapshot().map(|s| s.revision.clone()).unwrap_or_default();
+            let _ = self.events.send(Arc::new(WatchEvent {
+                revision,
+                discovered: changed,
+                ..Default::default()
+            }));
+        }
+    }
+}
+
+fn diff(prev: Option<&Snapshot>, next: &Snapshot) -> WatchEvent {
+    let Some(prev) = prev else {
+        return WatchEvent {
+            revision: next.revision.clone(),
+            changed: next.machines.clone(),
+            ..Default::default()
+        };
+    };
+    let old: HashMap<&str, &crate::proto::Machine> =
+        prev.machines.iter().map(|m| (m.name.as_str(), m)).collect();
+    let changed = next
+        .machines
+        .iter()
+        .filter(|m| old.get(m.name.as_str()) != Some(m))
+        .cloned()
+        .collect();
+    let removed = prev
+        .machines
+        .iter()
+        .filter(|m| next.by_name(&m.name).is_none())
+        .map(|m| m.name.clone())
+        .collect();
+    WatchEvent {
+        revision: next.revision.clone(),
+        changed,
+        removed,
+        discovered: Vec::new(),
+    }
+}

@@ -1,0 +1,152 @@
+//! `validate`: all files of one revision → a [`Snapshot`] or every problem.
+//! `mdb validate`, the sync task and the tests all call this one function.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use super::{
+    load::{self, Entry},
+    problem::{Problem, Report},
+    settings::{self, Settings},
+    snapshot::Snapshot,
+    yaml::Pos,
+    SourceFile,
+};
+use crate::proto::{machine::Use, Provisioner, Role};
+
+pub fn validate(files: &[SourceFile], revision: &str) -> Result<Snapshot, Report> {
+    let mut problems = Vec::new();
+    let mut settings = Settings::default();
+    let mut entries: Vec<Entry> = Vec::new();
+    for f in files {
+        if f.path == settings::FILE {
+            settings = settings::parse(&f.text, &mut problems);
+        } else {
+            entries.extend(load::machines_file(&f.path, &f.text, &mut problems));
+        }
+    }
+    duplicates(&entries, &mut problems);
+    clusters(&entries, &mut problems);
+    provisioners(&entries, &mut problems);
+    addresses(&entries, &settings, &mut problems);
+    if !problems.is_empty() {
+        problems.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
+        problems.dedup();
+        return Err(Report(problems));
+    }
+    Ok(Snapshot::new(
+        revision.to_string(),
+        entries.into_iter().map(|e| e.machine).collect(),
+        settings,
+    ))
+}
+
+/// Each duplicated value is one problem naming every place it occurs.
+fn duplicates(entries: &[Entry], problems: &mut Vec<Problem>) {
+    fn report<K: std::fmt::Display + Eq + std::hash::Hash>(
+        what: &str,
+        places: Vec<(K, &Entry, Pos)>,
+        problems: &mut Vec<Problem>,
+    ) {
+        let mut by: HashMap<&K, Vec<(&Entry, Pos)>> = HashMap::new();
+        for (k, e, p) in &places {
+            by.entry(k).or_default().push((e, *p));
+        }
+        for (k, list) in by {
+            if list.len() < 2 {
+                continue;
+            }
+            let (first, pos) = list[0];
+            let all: Vec<String> = list
+                .iter()
+                .map(|(e, p)| format!("{} ({})", e.machine.name, Problem::at(&e.file, *p)))
+                .collect();
+            problems.push(Problem::new(
+                &first.file,
+                pos,
+                what,
+                format!("duplicate {what} {k} used by {} machines: {}", list.len(), all.join(", ")),
+            ));
+        }
+    }
+    report("name", entries.iter().map(|e| (e.machine.name.clone(), e, e.pos)).collect(), problems);
+    report(
+        "ip",
+        entries
+            .iter()
+            .flat_map(|e| e.ip_pos.iter().map(move |(ip, p)| (*ip, e, *p)))
+            .collect(),
+        problems,
+    );
+    report("mac", entries.iter().filter_map(|e| e.mac.map(|(m, p)| (m, e, p))).collect(), problems);
+}
+
+fn clusters(entries: &[Entry], problems: &mut Vec<Problem>) {
+    let mut by: BTreeMap<&str, (bool, &Entry)> = BTreeMap::new();
+    for e in entries {
+        if let Some(Use::Cluster(c)) = &e.machine.r#use {
+            let cp = c.role == Role::ControlPlane as i32;
+            by.entry(&c.cluster).and_modify(|v| v.0 |= cp).or_insert((cp, e));
+        }
+    }
+    for (name, (has_cp, first)) in by {
+        if !has_cp {
+            problems.push(Problem::new(
+                &first.file,
+                first.pos,
+                "use.cluster",
+                format!("cluster {name:?} has no control-plane node (first node: {})", first.machine.name),
+            ));
+        }
+    }
+}
+
+fn provisioners(entries: &[Entry], problems: &mut Vec<Problem>) {
+    let primaries: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.machine.features.as_ref().is_some_and(|f| f.provisioner == Provisioner::Primary as i32))
+        .collect();
+    if primaries.len() > 1 {
+        let all: Vec<String> = primaries
+            .iter()
+            .map(|e| format!("{} ({})", e.machine.name, Problem::at(&e.file, e.pos)))
+            .collect();
+        problems.push(Problem::new(
+            &primaries[1].file,
+            primaries[1].pos,
+            "features.provisioner",
+            format!("more than one primary provisioner: {}", all.join(", ")),
+        ));
+    }
+}
+
+/// With subnets declared, every fixed address must be in one of them and
+/// outside its DHCP pools.
+fn addresses(entries: &[Entry], settings: &Settings, problems: &mut Vec<Problem>) {
+    if settings.subnets.is_empty() {
+        return;
+    }
+    for e in entries {
+        for (ip, pos) in &e.ip_pos {
+            let ip: IpAddr = *ip;
+            match settings.subnets.iter().find(|s| s.cidr.contains(ip)) {
+                None => problems.push(Problem::new(
+                    &e.file,
+                    *pos,
+                    "ip",
+                    format!("{ip} is outside every subnet declared in mdb.yaml"),
+                )),
+                Some(s) => {
+                    if let Some(pool) = s.dynamic.iter().find(|r| r.contains(ip)) {
+                        problems.push(Problem::new(
+                            &e.file,
+                            *pos,
+                            "ip",
+                            format!("{ip} is inside the dynamic (DHCP) pool {pool} of subnet {}", s.name),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}

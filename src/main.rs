@@ -1,0 +1,214 @@
+//! `mdb`: wires the command line to the library. No logic lives here.
+
+mod cli;
+
+use std::{collections::HashMap, process::ExitCode};
+
+use anyhow::Context;
+use clap::Parser;
+use cli::{Cli, Command};
+use mdb::{
+    client, config, db, demo, metrics::Metrics, proto::{ListMachinesRequest, Provisioner, UseKind}, server, shutdown,
+};
+
+/// sysexits' EX_CONFIG-adjacent EX_USAGE: bad configuration.
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MDB_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mdb: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Validate { path } => return validate(&path),
+        Command::Serve(args) => {
+            let cfg = match serve_config(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("mdb: bad configuration: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            serve(cfg).await
+        }
+        Command::Demo(args) => run_demo(args).await,
+        Command::List(args) => list(args).await,
+        Command::Get { key, conn, json } => get(&conn.server, &key, json).await,
+        Command::Stats { conn, json } => stats(&conn.server, json).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mdb: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn validate(path: &std::path::Path) -> ExitCode {
+    let files = match db::read_dir(path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("mdb: cannot read {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    match db::validate(&files, "working tree") {
+        Ok(snap) => {
+            println!(
+                "ok: {} machines, {} clusters in {} files",
+                snap.machines.len(),
+                snap.cluster_names().count(),
+                files.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(report) => {
+            for p in &report.0 {
+                println!("{p}");
+            }
+            eprintln!("mdb: {} problem(s) found", report.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve_config(a: &cli::ServeArgs) -> Result<config::Config, config::Error> {
+    let raw = match &a.config {
+        Some(p) => config::read_file(p)?,
+        None => config::RawConfig::default(),
+    };
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let flags = config::Flags {
+        db_url: a.db_url.clone(),
+        branch: a.branch.clone(),
+        token_file: a.token_file.clone(),
+        checkout: a.checkout.clone(),
+        grpc_listen: a.grpc_listen.clone(),
+        metrics_listen: a.metrics_listen.clone(),
+        poll_interval: a.poll_interval.clone(),
+        resync_interval: a.resync_interval.clone(),
+    };
+    config::resolve(raw, &env, &flags)
+}
+
+async fn serve(cfg: config::Config) -> anyhow::Result<()> {
+    let bound = server::bind(&cfg).await?;
+    let store = db::Store::new();
+    let metrics = Metrics::new();
+    bound.run(cfg, store, metrics, Vec::new(), shutdown::on_signal()).await?;
+    Ok(())
+}
+
+async fn run_demo(args: cli::DemoArgs) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("mdb-demo-{}", std::process::id()));
+    let origin = dir.join("origin.git");
+    demo::create_repo(&origin).context("creating the demo repository")?;
+    let env = HashMap::new();
+    let flags = config::Flags {
+        db_url: Some(origin.display().to_string()),
+        checkout: Some(dir.join("checkout")),
+        grpc_listen: Some(args.grpc_listen.clone()),
+        metrics_listen: Some(args.metrics_listen.clone()),
+        poll_interval: Some("10s".into()),
+        ..Default::default()
+    };
+    let cfg = config::resolve(config::RawConfig::default(), &env, &flags)?;
+    eprintln!("mdb demo: database repository at {}", origin.display());
+    eprintln!("  try: mdb list --server {}   |   curl http://{}/metrics", args.grpc_listen, args.metrics_listen);
+    eprintln!("       grpcurl -plaintext {} mdb.v1.MachineDb/GetStats", args.grpc_listen);
+    let result = serve(cfg).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn list(a: cli::ListArgs) -> anyhow::Result<()> {
+    let mut c = client::connect(&a.conn.server).await?;
+    let req = ListMachinesRequest {
+        r#use: a.use_.map_or(UseKind::Unspecified, |u| match u {
+            cli::UseArg::Cluster => UseKind::Cluster,
+            cli::UseArg::Discover => UseKind::Discover,
+            cli::UseArg::Development => UseKind::Development,
+            cli::UseArg::Games => UseKind::Games,
+            cli::UseArg::Device => UseKind::Device,
+        }) as i32,
+        cluster: a.cluster.unwrap_or_default(),
+        provisioner: a.provisioner.map(|p| match p {
+            cli::ProvisionerArg::None => Provisioner::None as i32,
+            cli::ProvisionerArg::Primary => Provisioner::Primary as i32,
+            cli::ProvisionerArg::Secondary => Provisioner::Secondary as i32,
+        }),
+        labels: a.labels,
+        ..Default::default()
+    };
+    let ms = client::list_all(&mut c, req).await?;
+    if a.json {
+        let v: Vec<_> = ms.iter().map(client::machine_json).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", client::machines_table(&ms));
+    }
+    Ok(())
+}
+
+async fn get(server: &str, key: &str, json: bool) -> anyhow::Result<()> {
+    let mut c = client::connect(server).await?;
+    let m = client::get(&mut c, key).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&client::machine_json(&m))?);
+    } else {
+        print!("{}", client::machines_table(std::slice::from_ref(&m)));
+        if !m.notes.is_empty() {
+            println!("notes: {}", m.notes);
+        }
+    }
+    Ok(())
+}
+
+async fn stats(server: &str, json: bool) -> anyhow::Result<()> {
+    let mut c = client::connect(server).await?;
+    let s = client::stats(&mut c).await?;
+    let mut by_use: Vec<_> = s.machines_by_use.iter().collect();
+    by_use.sort();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "machines": s.machines,
+                "machines_by_use": s.machines_by_use.iter().collect::<std::collections::BTreeMap<_, _>>(),
+                "clusters": s.clusters,
+                "revision": s.revision,
+                "loaded_unix": s.loaded_unix,
+                "last_sync_unix": s.last_sync_unix,
+                "last_sync_error": s.last_sync_error,
+                "discovered_by_state": s.discovered_by_state.iter().collect::<std::collections::BTreeMap<_, _>>(),
+            }))?
+        );
+        return Ok(());
+    }
+    println!("revision    {}", s.revision);
+    println!("machines    {}", s.machines);
+    for (u, n) in by_use {
+        println!("  {u:<11} {n}");
+    }
+    println!("clusters    {}", s.clusters);
+    if !s.last_sync_error.is_empty() {
+        println!("last sync error: {}", s.last_sync_error);
+    }
+    Ok(())
+}
