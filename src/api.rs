@@ -36,7 +36,11 @@ pub struct Api {
 
 impl Api {
     pub fn new(store: Arc<Store>, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Api {
-        Api { store, metrics, shutdown }
+        Api {
+            store,
+            metrics,
+            shutdown,
+        }
     }
 
     fn snapshot(&self) -> Result<Arc<Snapshot>, Status> {
@@ -50,16 +54,24 @@ impl Api {
             Ok(_) => "Ok".to_string(),
             Err(s) => format!("{:?}", s.code()),
         };
-        self.metrics.grpc_requests.with_label_values(&[method, &code]).inc();
+        self.metrics
+            .grpc_requests
+            .with_label_values(&[method, &code])
+            .inc();
         r.map(Response::new)
     }
 }
 
 /// Whether a machine passes a ListMachines filter.
 pub fn matches(m: &Machine, f: &ListMachinesRequest, labels: &[(&str, Option<&str>)]) -> bool {
-    let use_ok = f.r#use == UseKind::Unspecified as i32 || db::use_kind(m.r#use.as_ref()) as i32 == f.r#use;
-    let cluster_ok = f.cluster.is_empty() || matches!(&m.r#use, Some(Use::Cluster(c)) if c.cluster == f.cluster);
-    let prov = m.features.as_ref().map_or(Provisioner::None as i32, |x| x.provisioner);
+    let use_ok =
+        f.r#use == UseKind::Unspecified as i32 || db::use_kind(m.r#use.as_ref()) as i32 == f.r#use;
+    let cluster_ok =
+        f.cluster.is_empty() || matches!(&m.r#use, Some(Use::Cluster(c)) if c.cluster == f.cluster);
+    let prov = m
+        .features
+        .as_ref()
+        .map_or(Provisioner::None as i32, |x| x.provisioner);
     let prov_ok = f.provisioner.is_none_or(|p| p == prov);
     let labels_ok = labels.iter().all(|(k, v)| match (m.labels.get(*k), v) {
         (Some(have), Some(want)) => have == want,
@@ -73,7 +85,9 @@ pub fn list(snap: &Snapshot, req: &ListMachinesRequest) -> Result<ListMachinesRe
     let size = match req.page_size as usize {
         0 => DEFAULT_PAGE_SIZE,
         n if n > MAX_PAGE_SIZE => {
-            return Err(Status::invalid_argument(format!("page_size {n} is over the limit of {MAX_PAGE_SIZE}")))
+            return Err(Status::invalid_argument(format!(
+                "page_size {n} is over the limit of {MAX_PAGE_SIZE}"
+            )))
         }
         n => n,
     };
@@ -85,23 +99,28 @@ pub fn list(snap: &Snapshot, req: &ListMachinesRequest) -> Result<ListMachinesRe
             None => (l.as_str(), None),
         })
         .collect();
-    let start = if req.page_token.is_empty() { 0 } else { snap.position_after(&req.page_token) };
+    let candidates = snap.candidates(&req.cluster, req.r#use);
+    // Names are unique and indexes ascend in name order, so the token (the
+    // last name returned) splits the candidates in two.
+    let start =
+        candidates.partition_point(|&i| snap.machines[i].name.as_str() <= req.page_token.as_str());
     let mut total = 0u64;
     let mut page = Vec::new();
-    for (i, m) in snap.machines.iter().enumerate() {
+    let mut more = false;
+    for (pos, &i) in candidates.iter().enumerate() {
+        let m = &snap.machines[i];
         if !matches(m, req, &labels) {
             continue;
         }
         total += 1;
-        if i >= start && page.len() < size {
-            page.push(m.clone());
+        if pos >= start {
+            if page.len() < size {
+                page.push(m.clone());
+            } else {
+                more = true;
+            }
         }
     }
-    let more = snap.machines[start..]
-        .iter()
-        .filter(|m| matches(m, req, &labels))
-        .nth(page.len())
-        .is_some();
     let next_page_token = match (more, page.last()) {
         (true, Some(last)) => last.name.clone(),
         _ => String::new(),
@@ -139,33 +158,45 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>
 
 #[tonic::async_trait]
 impl MachineDb for Api {
-    async fn list_machines(&self, req: Request<ListMachinesRequest>) -> Result<Response<ListMachinesResponse>, Status> {
+    async fn list_machines(
+        &self,
+        req: Request<ListMachinesRequest>,
+    ) -> Result<Response<ListMachinesResponse>, Status> {
         let r = self.snapshot().and_then(|s| list(&s, req.get_ref()));
         self.track("ListMachines", r)
     }
 
-    async fn get_machine(&self, req: Request<GetMachineRequest>) -> Result<Response<Machine>, Status> {
+    async fn get_machine(
+        &self,
+        req: Request<GetMachineRequest>,
+    ) -> Result<Response<Machine>, Status> {
         let key = &req.get_ref().key;
         let r = self.snapshot().and_then(|s| {
-            s.lookup(key)
-                .cloned()
-                .ok_or_else(|| Status::not_found(format!("no machine with name, IP or MAC {key:?}")))
+            s.lookup(key).cloned().ok_or_else(|| {
+                Status::not_found(format!("no machine with name, IP or MAC {key:?}"))
+            })
         });
         self.track("GetMachine", r)
     }
 
-    async fn list_clusters(&self, _req: Request<ListClustersRequest>) -> Result<Response<ListClustersResponse>, Status> {
+    async fn list_clusters(
+        &self,
+        _req: Request<ListClustersRequest>,
+    ) -> Result<Response<ListClustersResponse>, Status> {
         let r = self.snapshot().map(|s| ListClustersResponse {
             clusters: s.cluster_names().filter_map(|n| cluster(&s, n)).collect(),
         });
         self.track("ListClusters", r)
     }
 
-    async fn get_cluster(&self, req: Request<GetClusterRequest>) -> Result<Response<Cluster>, Status> {
+    async fn get_cluster(
+        &self,
+        req: Request<GetClusterRequest>,
+    ) -> Result<Response<Cluster>, Status> {
         let name = &req.get_ref().name;
-        let r = self
-            .snapshot()
-            .and_then(|s| cluster(&s, name).ok_or_else(|| Status::not_found(format!("no cluster {name:?}"))));
+        let r = self.snapshot().and_then(|s| {
+            cluster(&s, name).ok_or_else(|| Status::not_found(format!("no cluster {name:?}")))
+        });
         self.track("GetCluster", r)
     }
 
@@ -175,11 +206,17 @@ impl MachineDb for Api {
             let disc = self.store.discovery();
             let mut by_state = std::collections::HashMap::new();
             for h in &disc.hosts {
-                *by_state.entry(state_name(h.state).to_string()).or_insert(0u64) += 1;
+                *by_state
+                    .entry(state_name(h.state).to_string())
+                    .or_insert(0u64) += 1;
             }
             Stats {
                 machines: s.machines.len() as u64,
-                machines_by_use: s.count_by_use().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                machines_by_use: s
+                    .count_by_use()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
                 clusters: s.cluster_names().count() as u64,
                 revision: s.revision.clone(),
                 loaded_unix: status.loaded_unix,
@@ -192,7 +229,10 @@ impl MachineDb for Api {
         self.track("GetStats", r)
     }
 
-    async fn list_discovered(&self, req: Request<ListDiscoveredRequest>) -> Result<Response<ListDiscoveredResponse>, Status> {
+    async fn list_discovered(
+        &self,
+        req: Request<ListDiscoveredRequest>,
+    ) -> Result<Response<ListDiscoveredResponse>, Status> {
         let want = req.get_ref().state;
         let hosts = self
             .store
@@ -205,7 +245,10 @@ impl MachineDb for Api {
         self.track("ListDiscovered", Ok(ListDiscoveredResponse { hosts }))
     }
 
-    async fn get_discovered(&self, req: Request<GetDiscoveredRequest>) -> Result<Response<DiscoveredHost>, Status> {
+    async fn get_discovered(
+        &self,
+        req: Request<GetDiscoveredRequest>,
+    ) -> Result<Response<DiscoveredHost>, Status> {
         let key = req.get_ref().key.trim().to_string();
         let disc = self.store.discovery();
         let found = if let Ok(ip) = key.parse::<IpAddr>() {
@@ -215,7 +258,12 @@ impl MachineDb for Api {
             let mac = mac.to_string();
             disc.hosts.iter().find(|h| h.mac == mac)
         } else {
-            return self.track("GetDiscovered", Err(Status::invalid_argument(format!("{key:?} is neither an IP nor a MAC address"))));
+            return self.track(
+                "GetDiscovered",
+                Err(Status::invalid_argument(format!(
+                    "{key:?} is neither an IP nor a MAC address"
+                ))),
+            );
         };
         let r = found
             .cloned()
@@ -223,17 +271,31 @@ impl MachineDb for Api {
         self.track("GetDiscovered", r)
     }
 
-    async fn suggest_address(&self, req: Request<SuggestAddressRequest>) -> Result<Response<SuggestAddressResponse>, Status> {
+    async fn suggest_address(
+        &self,
+        req: Request<SuggestAddressRequest>,
+    ) -> Result<Response<SuggestAddressResponse>, Status> {
         let key = &req.get_ref().subnet;
         let r = self.snapshot().and_then(|s| {
             let subnet = s
                 .settings
                 .subnet(key)
                 .ok_or_else(|| Status::not_found(format!("no subnet {key:?} in mdb.yaml")))?;
-            let seen: HashSet<IpAddr> = self.store.discovery().hosts.iter().filter_map(|h| h.ip.parse().ok()).collect();
+            let seen: HashSet<IpAddr> = self
+                .store
+                .discovery()
+                .hosts
+                .iter()
+                .filter_map(|h| h.ip.parse().ok())
+                .collect();
             crate::ipam::next_free(subnet, &s, &seen)
                 .map(|ip| SuggestAddressResponse { ip: ip.to_string() })
-                .ok_or_else(|| Status::resource_exhausted(format!("subnet {} has no free static address", subnet.name)))
+                .ok_or_else(|| {
+                    Status::resource_exhausted(format!(
+                        "subnet {} has no free static address",
+                        subnet.name
+                    ))
+                })
         });
         self.track("SuggestAddress", r)
     }
@@ -263,7 +325,9 @@ impl MachineDb for Api {
                     };
                     match next {
                         Ok(ev) => {
-                            let is_discovery = ev.changed.is_empty() && ev.removed.is_empty() && !ev.discovered.is_empty();
+                            let is_discovery = ev.changed.is_empty()
+                                && ev.removed.is_empty()
+                                && !ev.discovered.is_empty();
                             if is_discovery && !opts.discovery {
                                 continue;
                             }

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "mdb", version, about = "The machine database: one source of truth for every machine on the lab network")]
+#[command(
+    name = "mdb",
+    version,
+    about = "The machine database: one source of truth for every machine on the lab network"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

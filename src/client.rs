@@ -18,20 +18,30 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot connect to mdb at {addr}: {source}")]
-    Connect { addr: String, source: tonic::transport::Error },
+    Connect {
+        addr: String,
+        source: tonic::transport::Error,
+    },
     #[error("{}", .0.message())]
     Rpc(#[from] tonic::Status),
 }
 
 pub async fn connect(addr: &str) -> Result<MachineDbClient<Channel>, Error> {
-    let addr = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+    let addr = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
     MachineDbClient::connect(addr.clone())
         .await
         .map_err(|source| Error::Connect { addr, source })
 }
 
 /// Every page of a listing.
-pub async fn list_all(client: &mut MachineDbClient<Channel>, mut req: ListMachinesRequest) -> Result<Vec<Machine>, Error> {
+pub async fn list_all(
+    client: &mut MachineDbClient<Channel>,
+    mut req: ListMachinesRequest,
+) -> Result<Vec<Machine>, Error> {
     let mut out = Vec::new();
     loop {
         let page = client.list_machines(req.clone()).await?.into_inner();
@@ -52,7 +62,11 @@ pub fn role_name(role: i32) -> &'static str {
 }
 
 pub fn provisioner_name(m: &Machine) -> &'static str {
-    match m.features.as_ref().map(|f| Provisioner::try_from(f.provisioner).unwrap_or(Provisioner::None)) {
+    match m
+        .features
+        .as_ref()
+        .map(|f| Provisioner::try_from(f.provisioner).unwrap_or(Provisioner::None))
+    {
         Some(Provisioner::Primary) => "primary",
         Some(Provisioner::Secondary) => "secondary",
         _ => "",
@@ -63,10 +77,12 @@ pub fn provisioner_name(m: &Machine) -> &'static str {
 pub fn use_detail(m: &Machine) -> String {
     match &m.r#use {
         Some(Use::Cluster(c)) => format!("cluster {} ({})", c.cluster, role_name(c.role)),
-        Some(Use::Development(d)) => match DevelopmentKind::try_from(d.kind).unwrap_or(DevelopmentKind::Unspecified) {
-            DevelopmentKind::Visual => "development (visual)".into(),
-            _ => "development (server)".into(),
-        },
+        Some(Use::Development(d)) => {
+            match DevelopmentKind::try_from(d.kind).unwrap_or(DevelopmentKind::Unspecified) {
+                DevelopmentKind::Visual => "development (visual)".into(),
+                _ => "development (server)".into(),
+            }
+        }
         Some(Use::Device(d)) if !d.description.is_empty() => format!("device: {}", d.description),
         other => db::use_name(other.as_ref()).to_string(),
     }
@@ -81,7 +97,9 @@ pub fn machine_json(m: &Machine) -> Value {
             use_["role"] = json!(role_name(c.role));
         }
         Some(Use::Development(_)) => {
-            use_["development"] = json!(use_detail(m).trim_start_matches("development (").trim_end_matches(')'));
+            use_["development"] = json!(use_detail(m)
+                .trim_start_matches("development (")
+                .trim_end_matches(')'));
         }
         Some(Use::Device(d)) => use_["description"] = json!(d.description),
         _ => {}
@@ -143,7 +161,12 @@ pub fn machines_table(ms: &[Machine]) -> String {
 }
 
 pub async fn get(client: &mut MachineDbClient<Channel>, key: &str) -> Result<Machine, Error> {
-    Ok(client.get_machine(GetMachineRequest { key: key.to_string() }).await?.into_inner())
+    Ok(client
+        .get_machine(GetMachineRequest {
+            key: key.to_string(),
+        })
+        .await?
+        .into_inner())
 }
 
 pub async fn stats(client: &mut MachineDbClient<Channel>) -> Result<crate::proto::Stats, Error> {

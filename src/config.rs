@@ -131,7 +131,9 @@ pub struct Config {
 /// Parses "90s", "5m", "1h", "250ms" or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num.parse().ok()?;
     let secs = match unit.trim() {
@@ -158,7 +160,11 @@ pub fn read_file(path: &Path) -> Result<RawConfig, Error> {
 }
 
 /// Resolves file < env < flags into a validated [`Config`].
-pub fn resolve(raw: RawConfig, env: &HashMap<String, String>, flags: &Flags) -> Result<Config, Error> {
+pub fn resolve(
+    raw: RawConfig,
+    env: &HashMap<String, String>,
+    flags: &Flags,
+) -> Result<Config, Error> {
     let pick = |flag: &Option<String>, var: &str, file: &Option<String>| -> Option<String> {
         flag.clone()
             .or_else(|| env.get(var).cloned())
@@ -166,9 +172,12 @@ pub fn resolve(raw: RawConfig, env: &HashMap<String, String>, flags: &Flags) -> 
             .filter(|s| !s.trim().is_empty())
     };
     let url = pick(&flags.db_url, ENV_DB_URL, &raw.db.url).ok_or_else(|| {
-        Error(format!("no DB repository: set [db] url, {ENV_DB_URL} or --db-url"))
+        Error(format!(
+            "no DB repository: set [db] url, {ENV_DB_URL} or --db-url"
+        ))
     })?;
-    let branch = pick(&flags.branch, ENV_DB_BRANCH, &raw.db.branch).unwrap_or_else(|| DEFAULT_BRANCH.into());
+    let branch =
+        pick(&flags.branch, ENV_DB_BRANCH, &raw.db.branch).unwrap_or_else(|| DEFAULT_BRANCH.into());
     let token_file = flags
         .token_file
         .clone()
@@ -176,7 +185,10 @@ pub fn resolve(raw: RawConfig, env: &HashMap<String, String>, flags: &Flags) -> 
         .or(raw.db.token_file.clone());
     let token = match token_file {
         Some(p) => Some(Secret::from_file(&p)?),
-        None => env.get(ENV_DB_TOKEN).filter(|t| !t.trim().is_empty()).map(|t| Secret::new(t.trim())),
+        None => env
+            .get(ENV_DB_TOKEN)
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| Secret::new(t.trim())),
     };
     let checkout = flags
         .checkout
@@ -187,23 +199,59 @@ pub fn resolve(raw: RawConfig, env: &HashMap<String, String>, flags: &Flags) -> 
     let duration = |name: &str, v: Option<String>, default: Duration| -> Result<Duration, Error> {
         match v {
             None => Ok(default),
-            Some(s) => parse_duration(&s)
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| Error(format!("{name}: {s:?} is not a duration like 90s, 5m or 1h"))),
+            Some(s) => parse_duration(&s).filter(|d| !d.is_zero()).ok_or_else(|| {
+                Error(format!(
+                    "{name}: {s:?} is not a duration like 90s, 5m or 1h"
+                ))
+            }),
         }
     };
-    let poll = duration("poll_interval", pick(&flags.poll_interval, ENV_POLL, &raw.db.poll_interval), sync::DEFAULT_POLL)?;
-    let resync = duration("resync_interval", pick(&flags.resync_interval, ENV_RESYNC, &raw.db.resync_interval), sync::DEFAULT_RESYNC)?;
-    let fetch_timeout = duration("fetch_timeout", raw.db.fetch_timeout.clone(), sync::DEFAULT_FETCH_TIMEOUT)?;
-    let shutdown_grace = duration("shutdown_grace", raw.server.shutdown_grace.clone(), DEFAULT_SHUTDOWN_GRACE)?;
+    let poll = duration(
+        "poll_interval",
+        pick(&flags.poll_interval, ENV_POLL, &raw.db.poll_interval),
+        sync::DEFAULT_POLL,
+    )?;
+    let resync = duration(
+        "resync_interval",
+        pick(&flags.resync_interval, ENV_RESYNC, &raw.db.resync_interval),
+        sync::DEFAULT_RESYNC,
+    )?;
+    let fetch_timeout = duration(
+        "fetch_timeout",
+        raw.db.fetch_timeout.clone(),
+        sync::DEFAULT_FETCH_TIMEOUT,
+    )?;
+    let shutdown_grace = duration(
+        "shutdown_grace",
+        raw.server.shutdown_grace.clone(),
+        DEFAULT_SHUTDOWN_GRACE,
+    )?;
     let addr = |name: &str, v: Option<String>, default: &str| -> Result<SocketAddr, Error> {
         let s = v.unwrap_or_else(|| default.to_string());
-        s.parse().map_err(|_| Error(format!("{name}: {s:?} is not an address like 0.0.0.0:50051")))
+        s.parse().map_err(|_| {
+            Error(format!(
+                "{name}: {s:?} is not an address like 0.0.0.0:50051"
+            ))
+        })
     };
-    let grpc_listen = addr("grpc_listen", pick(&flags.grpc_listen, ENV_GRPC_LISTEN, &raw.server.grpc_listen), DEFAULT_GRPC_LISTEN)?;
-    let metrics_listen = addr("metrics_listen", pick(&flags.metrics_listen, ENV_METRICS_LISTEN, &raw.server.metrics_listen), DEFAULT_METRICS_LISTEN)?;
-    if grpc_listen == metrics_listen {
-        return Err(Error(format!("grpc_listen and metrics_listen are both {grpc_listen}")));
+    let grpc_listen = addr(
+        "grpc_listen",
+        pick(&flags.grpc_listen, ENV_GRPC_LISTEN, &raw.server.grpc_listen),
+        DEFAULT_GRPC_LISTEN,
+    )?;
+    let metrics_listen = addr(
+        "metrics_listen",
+        pick(
+            &flags.metrics_listen,
+            ENV_METRICS_LISTEN,
+            &raw.server.metrics_listen,
+        ),
+        DEFAULT_METRICS_LISTEN,
+    )?;
+    if grpc_listen == metrics_listen && grpc_listen.port() != 0 {
+        return Err(Error(format!(
+            "grpc_listen and metrics_listen are both {grpc_listen}"
+        )));
     }
     Ok(Config {
         source: sync::Source {
@@ -225,7 +273,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -235,7 +286,10 @@ mod tests {
         assert_eq!(c.source.url, "file:///a");
         assert_eq!(c.source.branch, "y");
         let raw: RawConfig = toml::from_str("[db]\nurl = \"file:///a\"\n").unwrap();
-        let flags = Flags { db_url: Some("file:///b".into()), ..Default::default() };
+        let flags = Flags {
+            db_url: Some("file:///b".into()),
+            ..Default::default()
+        };
         let c = resolve(raw, &env(&[(ENV_DB_URL, "file:///c")]), &flags).unwrap();
         assert_eq!(c.source.url, "file:///b");
         assert_eq!(c.timing.resync, Duration::from_secs(3600));
@@ -243,7 +297,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let raw: RawConfig = toml::from_str("[db]\nurl = \"file:///a\"\npoll_interval = \"soon\"\n").unwrap();
+        let raw: RawConfig =
+            toml::from_str("[db]\nurl = \"file:///a\"\npoll_interval = \"soon\"\n").unwrap();
         let e = resolve(raw, &HashMap::new(), &Flags::default()).unwrap_err();
         assert!(e.0.starts_with("poll_interval:"), "{e}");
         let e = resolve(RawConfig::default(), &HashMap::new(), &Flags::default()).unwrap_err();
@@ -253,9 +308,18 @@ mod tests {
 
     #[test]
     fn token_comes_from_env_and_is_never_shown() {
-        let raw: RawConfig = toml::from_str("[db]\nurl = \"https://example.invalid/a.git\"\n").unwrap();
-        let c = resolve(raw, &env(&[(ENV_DB_TOKEN, "ghp_topsecret")]), &Flags::default()).unwrap();
-        assert_eq!(c.source.token.as_ref().map(|t| t.expose()), Some("ghp_topsecret"));
+        let raw: RawConfig =
+            toml::from_str("[db]\nurl = \"https://example.invalid/a.git\"\n").unwrap();
+        let c = resolve(
+            raw,
+            &env(&[(ENV_DB_TOKEN, "ghp_topsecret")]),
+            &Flags::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.source.token.as_ref().map(|t| t.expose()),
+            Some("ghp_topsecret")
+        );
         assert!(!format!("{c:?}").contains("topsecret"));
     }
 

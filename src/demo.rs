@@ -8,15 +8,24 @@ use git2::{Oid, Repository, Signature};
 
 pub const FILES: &[(&str, &str)] = &[
     ("mdb.yaml", include_str!("../examples/demo-db/mdb.yaml")),
-    ("machines/clusters.yaml", include_str!("../examples/demo-db/machines/clusters.yaml")),
-    ("machines/desk.yaml", include_str!("../examples/demo-db/machines/desk.yaml")),
+    (
+        "machines/clusters.yaml",
+        include_str!("../examples/demo-db/machines/clusters.yaml"),
+    ),
+    (
+        "machines/desk.yaml",
+        include_str!("../examples/demo-db/machines/desk.yaml"),
+    ),
 ];
 
 /// The demo files as `SourceFile`s, for code that needs no git.
 pub fn source_files() -> Vec<crate::db::SourceFile> {
     FILES
         .iter()
-        .map(|(p, t)| crate::db::SourceFile { path: p.to_string(), text: t.to_string() })
+        .map(|(p, t)| crate::db::SourceFile {
+            path: p.to_string(),
+            text: t.to_string(),
+        })
         .collect()
 }
 
@@ -43,11 +52,17 @@ pub fn commit_files(
 }
 
 /// Builds nested trees from `dir/file` paths.
-fn write_tree(repo: &Repository, files: &BTreeMap<String, String>, prefix: &str) -> Result<Oid, git2::Error> {
+fn write_tree(
+    repo: &Repository,
+    files: &BTreeMap<String, String>,
+    prefix: &str,
+) -> Result<Oid, git2::Error> {
     let mut builder = repo.treebuilder(None)?;
     let mut subdirs: BTreeMap<&str, ()> = BTreeMap::new();
     for (path, text) in files.range(prefix.to_string()..) {
-        let Some(rest) = path.strip_prefix(prefix) else { break };
+        let Some(rest) = path.strip_prefix(prefix) else {
+            break;
+        };
         match rest.split_once('/') {
             None => {
                 let blob = repo.blob(text.as_bytes())?;
@@ -68,7 +83,10 @@ fn write_tree(repo: &Repository, files: &BTreeMap<String, String>, prefix: &str)
 /// Creates a bare repository at `dir` holding the demo database on `main`.
 pub fn create_repo(dir: &Path) -> Result<Oid, git2::Error> {
     let repo = Repository::init_bare(dir)?;
-    let files = FILES.iter().map(|(p, t)| (p.to_string(), t.to_string())).collect();
+    let files = FILES
+        .iter()
+        .map(|(p, t)| (p.to_string(), t.to_string()))
+        .collect();
     commit_files(&repo, "main", &files, None, "demo database")
 }
 

@@ -42,7 +42,9 @@ fn dynamic_size(subnet: &Subnet) -> usize {
         .iter()
         .map(|r| match (r.first, r.last) {
             (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(b) - u32::from(a)) as usize + 1,
-            (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(b) - u128::from(a)).min(1 << 20) as usize + 1,
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                (u128::from(b) - u128::from(a)).min(1 << 20) as usize + 1
+            }
             _ => 0,
         })
         .sum()
@@ -62,8 +64,15 @@ fn host_bounds(subnet: &Subnet) -> Option<(IpAddr, IpAddr)> {
         }
         ipnetwork::IpNetwork::V6(n) => {
             let net = u128::from(n.network());
-            let size = if n.prefix() == 0 { u128::MAX } else { (1u128 << (128 - n.prefix())) - 1 };
-            Some((IpAddr::V6((net + 1).min(net + size).into()), IpAddr::V6((net + size).into())))
+            let size = if n.prefix() == 0 {
+                u128::MAX
+            } else {
+                (1u128 << (128 - n.prefix())) - 1
+            };
+            Some((
+                IpAddr::V6((net + 1).min(net + size).into()),
+                IpAddr::V6((net + size).into()),
+            ))
         }
     }
 }

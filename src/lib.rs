@@ -16,6 +16,7 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod gen;
 pub mod ipam;
 pub mod metrics;
 pub mod net;

@@ -8,7 +8,10 @@ use anyhow::Context;
 use clap::Parser;
 use cli::{Cli, Command};
 use mdb::{
-    client, config, db, demo, metrics::Metrics, proto::{ListMachinesRequest, Provisioner, UseKind}, server, shutdown,
+    client, config, db, demo,
+    metrics::Metrics,
+    proto::{ListMachinesRequest, Provisioner, UseKind},
+    server, shutdown,
 };
 
 /// sysexits' EX_CONFIG-adjacent EX_USAGE: bad configuration.
@@ -111,7 +114,9 @@ async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     let bound = server::bind(&cfg).await?;
     let store = db::Store::new();
     let metrics = Metrics::new();
-    bound.run(cfg, store, metrics, Vec::new(), shutdown::on_signal()).await?;
+    bound
+        .run(cfg, store, metrics, Vec::new(), shutdown::on_signal())
+        .await?;
     Ok(())
 }
 
@@ -130,8 +135,14 @@ async fn run_demo(args: cli::DemoArgs) -> anyhow::Result<()> {
     };
     let cfg = config::resolve(config::RawConfig::default(), &env, &flags)?;
     eprintln!("mdb demo: database repository at {}", origin.display());
-    eprintln!("  try: mdb list --server {}   |   curl http://{}/metrics", args.grpc_listen, args.metrics_listen);
-    eprintln!("       grpcurl -plaintext {} mdb.v1.MachineDb/GetStats", args.grpc_listen);
+    eprintln!(
+        "  try: mdb list --server {}   |   curl http://{}/metrics",
+        args.grpc_listen, args.metrics_listen
+    );
+    eprintln!(
+        "       grpcurl -plaintext {} mdb.v1.MachineDb/GetStats",
+        args.grpc_listen
+    );
     let result = serve(cfg).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -170,7 +181,10 @@ async fn get(server: &str, key: &str, json: bool) -> anyhow::Result<()> {
     let mut c = client::connect(server).await?;
     let m = client::get(&mut c, key).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&client::machine_json(&m))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&client::machine_json(&m))?
+        );
     } else {
         print!("{}", client::machines_table(std::slice::from_ref(&m)));
         if !m.notes.is_empty() {

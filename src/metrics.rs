@@ -15,7 +15,14 @@ use crate::db::{Snapshot, Store, USE_NAMES};
 
 pub const SYNC_RESULTS: &[&str] = &["ok", "unchanged", "error"];
 pub const SYNC_ERRORS: &[&str] = &["checkout", "fetch", "auth", "no_branch", "read", "invalid"];
-pub const HOST_STATES: &[&str] = &["known", "moved", "conflict", "new", "missing", "unprovisionable"];
+pub const HOST_STATES: &[&str] = &[
+    "known",
+    "moved",
+    "conflict",
+    "new",
+    "missing",
+    "unprovisionable",
+];
 pub const PROBE_KINDS: &[&str] = &["icmp", "arp", "tcp"];
 
 pub struct Metrics {
@@ -44,24 +51,117 @@ fn opts(name: &str, help: &str) -> Opts {
 
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
-        let registry = Registry::new_custom(Some("mdb".into()), None).expect("static prefix is valid");
+        let registry =
+            Registry::new_custom(Some("mdb".into()), None).expect("static prefix is valid");
         let m = Metrics {
-            machines: IntGauge::with_opts(opts("machines", "Machines in the served database revision.")).expect("valid"),
-            machines_by_use: IntGaugeVec::new(opts("machines_by_use", "Machines in the served revision, by use."), &["use"]).expect("valid"),
-            cluster_nodes: IntGaugeVec::new(opts("cluster_nodes", "Nodes per cluster and role in the served revision."), &["cluster", "role"]).expect("valid"),
-            db_revision: IntGaugeVec::new(opts("db_revision_info", "The commit id being served (value is always 1)."), &["revision"]).expect("valid"),
-            db_loaded: Gauge::with_opts(opts("db_loaded_timestamp_seconds", "When the served revision was swapped in.")).expect("valid"),
-            sync_last_success: Gauge::with_opts(opts("sync_last_success_timestamp_seconds", "When a sync last fetched and validated the DB repository.")).expect("valid"),
-            sync_runs: IntCounterVec::new(opts("sync_runs_total", "Sync attempts by result."), &["result"]).expect("valid"),
-            sync_errors: IntCounterVec::new(opts("sync_errors_total", "Failed syncs by kind; the last good revision keeps serving."), &["kind"]).expect("valid"),
-            sync_duration: Histogram::with_opts(HistogramOpts::new("sync_duration_seconds", "Time for one fetch-and-validate step.").buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])).expect("valid"),
-            grpc_requests: IntCounterVec::new(opts("grpc_requests_total", "gRPC requests by method and status code."), &["method", "code"]).expect("valid"),
-            discovered: IntGaugeVec::new(opts("discovered_hosts", "Hosts by classification after the last sweep."), &["state"]).expect("valid"),
-            sweeps: IntCounterVec::new(opts("sweeps_total", "Sweeps by result."), &["result"]).expect("valid"),
-            sweep_duration: Histogram::with_opts(HistogramOpts::new("sweep_duration_seconds", "Time for one sweep of all configured subnets.").buckets(vec![0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0])).expect("valid"),
-            sweep_last_success: Gauge::with_opts(opts("sweep_last_success_timestamp_seconds", "When a sweep last completed.")).expect("valid"),
-            probes_sent: IntCounterVec::new(opts("probes_sent_total", "Probes sent by kind."), &["kind"]).expect("valid"),
-            probes_failed: IntCounterVec::new(opts("probes_failed_total", "Probes that could not be sent, by kind."), &["kind"]).expect("valid"),
+            machines: IntGauge::with_opts(opts(
+                "machines",
+                "Machines in the served database revision.",
+            ))
+            .expect("valid"),
+            machines_by_use: IntGaugeVec::new(
+                opts(
+                    "machines_by_use",
+                    "Machines in the served revision, by use.",
+                ),
+                &["use"],
+            )
+            .expect("valid"),
+            cluster_nodes: IntGaugeVec::new(
+                opts(
+                    "cluster_nodes",
+                    "Nodes per cluster and role in the served revision.",
+                ),
+                &["cluster", "role"],
+            )
+            .expect("valid"),
+            db_revision: IntGaugeVec::new(
+                opts(
+                    "db_revision_info",
+                    "The commit id being served (value is always 1).",
+                ),
+                &["revision"],
+            )
+            .expect("valid"),
+            db_loaded: Gauge::with_opts(opts(
+                "db_loaded_timestamp_seconds",
+                "When the served revision was swapped in.",
+            ))
+            .expect("valid"),
+            sync_last_success: Gauge::with_opts(opts(
+                "sync_last_success_timestamp_seconds",
+                "When a sync last fetched and validated the DB repository.",
+            ))
+            .expect("valid"),
+            sync_runs: IntCounterVec::new(
+                opts("sync_runs_total", "Sync attempts by result."),
+                &["result"],
+            )
+            .expect("valid"),
+            sync_errors: IntCounterVec::new(
+                opts(
+                    "sync_errors_total",
+                    "Failed syncs by kind; the last good revision keeps serving.",
+                ),
+                &["kind"],
+            )
+            .expect("valid"),
+            sync_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "sync_duration_seconds",
+                    "Time for one fetch-and-validate step.",
+                )
+                .buckets(vec![
+                    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                ]),
+            )
+            .expect("valid"),
+            grpc_requests: IntCounterVec::new(
+                opts(
+                    "grpc_requests_total",
+                    "gRPC requests by method and status code.",
+                ),
+                &["method", "code"],
+            )
+            .expect("valid"),
+            discovered: IntGaugeVec::new(
+                opts(
+                    "discovered_hosts",
+                    "Hosts by classification after the last sweep.",
+                ),
+                &["state"],
+            )
+            .expect("valid"),
+            sweeps: IntCounterVec::new(opts("sweeps_total", "Sweeps by result."), &["result"])
+                .expect("valid"),
+            sweep_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "sweep_duration_seconds",
+                    "Time for one sweep of all configured subnets.",
+                )
+                .buckets(vec![
+                    0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                ]),
+            )
+            .expect("valid"),
+            sweep_last_success: Gauge::with_opts(opts(
+                "sweep_last_success_timestamp_seconds",
+                "When a sweep last completed.",
+            ))
+            .expect("valid"),
+            probes_sent: IntCounterVec::new(
+                opts("probes_sent_total", "Probes sent by kind."),
+                &["kind"],
+            )
+            .expect("valid"),
+            probes_failed: IntCounterVec::new(
+                opts(
+                    "probes_failed_total",
+                    "Probes that could not be sent, by kind.",
+                ),
+                &["kind"],
+            )
+            .expect("valid"),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -83,7 +183,9 @@ impl Metrics {
             Box::new(m.probes_failed.clone()),
         ];
         for c in collectors {
-            m.registry.register(c).expect("each metric is registered once");
+            m.registry
+                .register(c)
+                .expect("each metric is registered once");
         }
         // Failure series exist from the start, so rate() and alerts see 0, not absence.
         for r in SYNC_RESULTS {
@@ -117,8 +219,12 @@ impl Metrics {
         self.cluster_nodes.reset();
         for name in s.cluster_names() {
             if let Some((cp, w)) = s.cluster(name) {
-                self.cluster_nodes.with_label_values(&[name, "control-plane"]).set(cp.len() as i64);
-                self.cluster_nodes.with_label_values(&[name, "worker"]).set(w.len() as i64);
+                self.cluster_nodes
+                    .with_label_values(&[name, "control-plane"])
+                    .set(cp.len() as i64);
+                self.cluster_nodes
+                    .with_label_values(&[name, "worker"])
+                    .set(w.len() as i64);
             }
         }
         self.db_revision.reset();
@@ -160,7 +266,13 @@ async fn render(State(s): State<HttpState>) -> impl IntoResponse {
 
 async fn ready(State(s): State<HttpState>) -> impl IntoResponse {
     match s.store.snapshot() {
-        Some(snap) => (StatusCode::OK, format!("ready: revision {}\n", snap.revision)),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "no database revision loaded yet\n".to_string()),
+        Some(snap) => (
+            StatusCode::OK,
+            format!("ready: revision {}\n", snap.revision),
+        ),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no database revision loaded yet\n".to_string(),
+        ),
     }
 }

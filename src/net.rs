@@ -140,7 +140,13 @@ mod tests {
 
     #[test]
     fn mac_rejects_malformed() {
-        for s in ["", "dc:a6:32:01:02", "dc:a6:32:01:02:0g", "dca:632:010:203", "d:ca6:32:01:02:03"] {
+        for s in [
+            "",
+            "dc:a6:32:01:02",
+            "dc:a6:32:01:02:0g",
+            "dca:632:010:203",
+            "d:ca6:32:01:02:03",
+        ] {
             assert!(s.parse::<Mac>().is_err(), "{s} parsed");
         }
     }

@@ -5,8 +5,8 @@
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
@@ -22,7 +22,10 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("reflection service: {0}")]
     Reflection(String),
     #[error("gRPC server: {0}")]
@@ -41,7 +44,9 @@ pub struct Bound {
 
 pub async fn bind(cfg: &Config) -> Result<Bound, Error> {
     let listen = |addr: SocketAddr| async move {
-        TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })
     };
     Ok(Bound {
         grpc: listen(cfg.grpc_listen).await?,
@@ -51,11 +56,15 @@ pub async fn bind(cfg: &Config) -> Result<Bound, Error> {
 
 impl Bound {
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+        self.grpc
+            .local_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
     }
 
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.http.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+        self.http
+            .local_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
     }
 
     /// Serves until `shutdown` is cancelled, then drains for at most the
@@ -70,7 +79,9 @@ impl Bound {
     ) -> Result<(), Error> {
         sync::set_git_timeouts(Duration::from_secs(10), cfg.source.fetch_timeout);
         let (reporter, health) = tonic_health::server::health_reporter();
-        reporter.set_service_status("", ServingStatus::NotServing).await;
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
         reporter.set_not_serving::<MachineDbServer<Api>>().await;
 
         let reflection = |b: tonic_reflection::server::Builder<'static>| {
@@ -108,7 +119,9 @@ impl Bound {
                         _ = rx.recv() => {}
                     }
                 }
-                reporter.set_service_status("", ServingStatus::Serving).await;
+                reporter
+                    .set_service_status("", ServingStatus::Serving)
+                    .await;
                 reporter.set_serving::<MachineDbServer<Api>>().await;
             });
         }
@@ -135,7 +148,9 @@ impl Bound {
             let shutdown = shutdown.clone();
             async move {
                 shutdown.cancelled().await;
-                reporter.set_service_status("", ServingStatus::NotServing).await;
+                reporter
+                    .set_service_status("", ServingStatus::NotServing)
+                    .await;
                 reporter.set_not_serving::<MachineDbServer<Api>>().await;
             }
         };
@@ -144,7 +159,11 @@ impl Bound {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(MachineDbServer::new(api))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), drain);
+            .serve_with_incoming_shutdown(
+                // Small responses must not wait for delayed ACKs (Nagle).
+                TcpIncoming::from(self.grpc).with_nodelay(Some(true)),
+                drain,
+            );
         tokio::pin!(grpc);
         let result = tokio::select! {
             r = &mut grpc => r,
@@ -161,7 +180,10 @@ impl Bound {
         };
         shutdown.cancel();
         tasks.close();
-        if tokio::time::timeout(cfg.shutdown_grace, tasks.wait()).await.is_err() {
+        if tokio::time::timeout(cfg.shutdown_grace, tasks.wait())
+            .await
+            .is_err()
+        {
             warn!(grace = ?cfg.shutdown_grace, "tasks did not finish within the grace period");
         }
         drop(http);

@@ -106,7 +106,7 @@ pub fn set_git_timeouts(connect: Duration, io: Duration) {
 pub enum Outcome {
     /// The remote head is the revision already served.
     Unchanged(Oid),
-    Loaded(Snapshot),
+    Loaded(Box<Snapshot>),
 }
 
 /// The local checkout. Blocking: call from `spawn_blocking`.
@@ -158,7 +158,9 @@ impl Checkout {
             };
             self.repo = Some(repo);
         }
-        self.repo.as_ref().ok_or_else(|| self.checkout_error("not open"))
+        self.repo
+            .as_ref()
+            .ok_or_else(|| self.checkout_error("not open"))
     }
 
     /// Throws the checkout away; the next step re-creates it.
@@ -186,7 +188,9 @@ impl Checkout {
             // libgit2 asks again for as long as the server refuses.
             asked += 1;
             match (&token, asked) {
-                (Some(t), 1) => git2::Cred::userpass_plaintext(user.unwrap_or("x-access-token"), t.expose()),
+                (Some(t), 1) => {
+                    git2::Cred::userpass_plaintext(user.unwrap_or("x-access-token"), t.expose())
+                }
                 _ => Err(git2::Error::from_str("authentication failed")),
             }
         });
@@ -197,28 +201,41 @@ impl Checkout {
 
         let tracking = format!("refs/remotes/origin/{branch}");
         let refspec = format!("+refs/heads/{branch}:{tracking}");
-        let mut remote = repo
-            .remote_anonymous(&url)
-            .map_err(|e| Error::Fetch { url: shown.clone(), message: e.message().to_string() })?;
+        let mut remote = repo.remote_anonymous(&url).map_err(|e| Error::Fetch {
+            url: shown.clone(),
+            message: e.message().to_string(),
+        })?;
         if let Err(e) = remote.fetch(&[&refspec], Some(&mut fo), None) {
             return Err(match e.class() {
                 git2::ErrorClass::Http | git2::ErrorClass::Net
-                    if e.code() == git2::ErrorCode::Auth || e.message().contains("authentication") =>
+                    if e.code() == git2::ErrorCode::Auth
+                        || e.message().contains("authentication") =>
                 {
                     Error::Auth { url: shown }
                 }
-                _ if e.code() == git2::ErrorCode::Auth || e.message().contains("authentication") => Error::Auth { url: shown },
+                _ if e.code() == git2::ErrorCode::Auth
+                    || e.message().contains("authentication") =>
+                {
+                    Error::Auth { url: shown }
+                }
                 _ if e.code() == git2::ErrorCode::User => Error::Fetch {
                     url: shown,
                     message: format!("gave up after {timeout:?}"),
                 },
-                _ => Error::Fetch { url: shown, message: e.message().to_string() },
+                _ => Error::Fetch {
+                    url: shown,
+                    message: e.message().to_string(),
+                },
             });
         }
         // A branch deleted on the remote must not keep serving a stale ref.
         let advertised = remote
             .list()
-            .map(|heads| heads.iter().any(|h| h.name() == format!("refs/heads/{branch}")))
+            .map(|heads| {
+                heads
+                    .iter()
+                    .any(|h| h.name() == format!("refs/heads/{branch}"))
+            })
             .unwrap_or(true);
         if !advertised {
             return Err(Error::NoBranch { url: shown, branch });
@@ -234,10 +251,42 @@ impl Checkout {
         let result = (|| {
             let commit = repo.find_commit(oid)?;
             let mut co = CheckoutBuilder::new();
-            co.force().remove_untracked(true).remove_ignored(true);
-            repo.reset(commit.as_object(), ResetType::Hard, Some(&mut co))
+            co.force();
+            repo.reset(commit.as_object(), ResetType::Hard, Some(&mut co))?;
+            // A hard reset leaves untracked and ignored files; remove them.
+            let mut opts = git2::StatusOptions::new();
+            opts.include_untracked(true)
+                .recurse_untracked_dirs(false)
+                .include_ignored(true);
+            let workdir = repo.workdir().map(PathBuf::from);
+            let stray: Vec<PathBuf> = repo
+                .statuses(Some(&mut opts))?
+                .iter()
+                .filter(|e| {
+                    e.status()
+                        .intersects(git2::Status::WT_NEW | git2::Status::IGNORED)
+                })
+                .filter_map(|e| e.path().map(PathBuf::from))
+                .collect();
+            if let Some(root) = workdir {
+                for rel in stray {
+                    let path = root.join(rel);
+                    let removed = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                    if let Err(e) = removed {
+                        return Err(git2::Error::from_str(&format!(
+                            "removing {}: {e}",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+            Ok(())
         })();
-        result.map_err(|e| self.checkout_error(e))
+        result.map_err(|e: git2::Error| self.checkout_error(e))
     }
 
     /// Every database file in the commit's tree, straight from the object
@@ -276,7 +325,9 @@ impl Checkout {
     pub fn step(&mut self, served: Option<&str>, hard: bool) -> Result<Outcome, Error> {
         let head = match self.fetch() {
             Ok(h) => h,
-            Err(Error::Checkout { .. }) | Err(Error::Fetch { .. }) if self.repo.is_some() && hard => {
+            Err(Error::Checkout { .. }) | Err(Error::Fetch { .. })
+                if self.repo.is_some() && hard =>
+            {
                 // A stale lock or a corrupt object store: re-clone once.
                 warn!(url = %self.url(), "fetch failed during hard resync; re-cloning");
                 self.discard()?;
@@ -299,18 +350,24 @@ impl Checkout {
         }
         if let Some((bad, report)) = &self.failed {
             if *bad == head {
-                return Err(Error::Invalid { revision: rev, report: report.clone() });
+                return Err(Error::Invalid {
+                    revision: rev,
+                    report: report.clone(),
+                });
             }
         }
         let files = self.files_at(head)?;
         match db::validate(&files, &rev) {
             Ok(snap) => {
                 self.failed = None;
-                Ok(Outcome::Loaded(snap))
+                Ok(Outcome::Loaded(Box::new(snap)))
             }
             Err(report) => {
                 self.failed = Some((head, report.clone()));
-                Err(Error::Invalid { revision: rev, report })
+                Err(Error::Invalid {
+                    revision: rev,
+                    report,
+                })
             }
         }
     }
@@ -344,7 +401,9 @@ pub async fn run(
                 message: format!("sync step panicked: {e}"),
             })
         });
-        metrics.sync_duration.observe(started.elapsed().as_secs_f64());
+        metrics
+            .sync_duration
+            .observe(started.elapsed().as_secs_f64());
         let wait = match result {
             Ok(outcome) => {
                 if hard {
@@ -359,20 +418,28 @@ pub async fn run(
                     }
                     Outcome::Loaded(snap) => {
                         info!(revision = %snap.revision, machines = snap.machines.len(), "serving new database revision");
-                        let snap = store.publish(snap);
+                        let snap = store.publish(*snap);
                         metrics.observe_snapshot(&snap);
                         metrics.sync_runs.with_label_values(&["ok"]).inc();
                     }
                 }
-                metrics.sync_last_success.set(crate::db::store::now_unix() as f64);
+                metrics
+                    .sync_last_success
+                    .set(crate::db::store::now_unix() as f64);
                 timing.poll
             }
             Err(e) => {
-                let serving = store.snapshot().map(|s| s.revision.clone()).unwrap_or_else(|| "nothing".into());
+                let serving = store
+                    .snapshot()
+                    .map(|s| s.revision.clone())
+                    .unwrap_or_else(|| "nothing".into());
                 warn!(error = %e, kind = e.metric_label(), serving = %serving, "database sync failed");
                 store.sync_failed(e.to_string());
                 metrics.sync_runs.with_label_values(&["error"]).inc();
-                metrics.sync_errors.with_label_values(&[e.metric_label()]).inc();
+                metrics
+                    .sync_errors
+                    .with_label_values(&[e.metric_label()])
+                    .inc();
                 if matches!(e, Error::Invalid { .. }) {
                     // Retrying sooner cannot fix a bad commit; a new push will.
                     timing.poll
@@ -396,8 +463,14 @@ mod tests {
 
     #[test]
     fn urls_lose_their_credentials() {
-        assert_eq!(redact_url("https://x:ghp_secret@github.com/a/b.git"), "https://***@github.com/a/b.git");
-        assert_eq!(redact_url("https://github.com/a/b.git"), "https://github.com/a/b.git");
+        assert_eq!(
+            redact_url("https://x:ghp_secret@github.com/a/b.git"),
+            "https://***@github.com/a/b.git"
+        );
+        assert_eq!(
+            redact_url("https://github.com/a/b.git"),
+            "https://github.com/a/b.git"
+        );
         assert_eq!(redact_url("file:///tmp/a@b/repo"), "file:///tmp/a@b/repo");
     }
 }

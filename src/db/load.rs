@@ -53,7 +53,12 @@ pub fn machines_file(file: &str, text: &str, problems: &mut Vec<Problem>) -> Vec
         Ok(Some(root)) => root,
         Ok(None) => return Vec::new(),
         Err(e) => {
-            problems.push(Problem::new(file, e.pos, "", format!("YAML syntax: {}", e.message)));
+            problems.push(Problem::new(
+                file,
+                e.pos,
+                "",
+                format!("YAML syntax: {}", e.message),
+            ));
             return Vec::new();
         }
     };
@@ -64,7 +69,11 @@ pub fn machines_file(file: &str, text: &str, problems: &mut Vec<Problem>) -> Vec
         return Vec::new();
     };
     let Value::Seq(items) = &list.value else {
-        problems.push(top.problem(list, "machines", format!("expected a list, found {}", list.kind())));
+        problems.push(top.problem(
+            list,
+            "machines",
+            format!("expected a list, found {}", list.kind()),
+        ));
         return Vec::new();
     };
     items
@@ -85,7 +94,11 @@ fn machine(file: &str, node: &Node, problems: &mut Vec<Problem>) -> Option<Entry
 
     let mut ip_pos = Vec::new();
     if f.get("ip").is_some() && f.get("ips").is_some() {
-        problems.push(f.problem(f.key("ips").unwrap_or(node), "ips", "give either ip or ips, not both"));
+        problems.push(f.problem(
+            f.key("ips").unwrap_or(node),
+            "ips",
+            "give either ip or ips, not both",
+        ));
     }
     for key in ["ip", "ips"] {
         for n in f.strs(key, problems) {
@@ -110,8 +123,17 @@ fn machine(file: &str, node: &Node, problems: &mut Vec<Problem>) -> Option<Entry
             }
         }
     });
-    if ip_pos.is_empty() && mac.is_none() && f.get("ip").is_none() && f.get("ips").is_none() && f.get("mac").is_none() {
-        problems.push(f.problem(node, "ip", "a machine needs an ip or a mac so it can be found"));
+    if ip_pos.is_empty()
+        && mac.is_none()
+        && f.get("ip").is_none()
+        && f.get("ips").is_none()
+        && f.get("mac").is_none()
+    {
+        problems.push(f.problem(
+            node,
+            "ip",
+            "a machine needs an ip or a mac so it can be found",
+        ));
     }
 
     let use_ = match f.get("use") {
@@ -153,7 +175,11 @@ fn machine(file: &str, node: &Node, problems: &mut Vec<Problem>) -> Option<Entry
             for (k, v) in entries {
                 let key = k.as_str().unwrap_or_default();
                 if !valid_label_key(key) {
-                    problems.push(f.problem(k, "labels", format!("{key:?} is not a label key (letters, digits, '.', '_', '-', '/')")));
+                    problems.push(f.problem(
+                        k,
+                        "labels",
+                        format!("{key:?} is not a label key (letters, digits, '.', '_', '-', '/')"),
+                    ));
                 }
                 match &v.value {
                     Value::Scalar(s, _) => {
@@ -162,11 +188,19 @@ fn machine(file: &str, node: &Node, problems: &mut Vec<Problem>) -> Option<Entry
                     Value::Null => {
                         labels.insert(key.to_string(), String::new());
                     }
-                    _ => problems.push(f.problem(v, "labels", format!("label {key:?} must be a string, found {}", v.kind()))),
+                    _ => problems.push(f.problem(
+                        v,
+                        "labels",
+                        format!("label {key:?} must be a string, found {}", v.kind()),
+                    )),
                 }
             }
         } else {
-            problems.push(f.problem(n, "labels", format!("expected a mapping, found {}", n.kind())));
+            problems.push(f.problem(
+                n,
+                "labels",
+                format!("expected a mapping, found {}", n.kind()),
+            ));
         }
     }
 
@@ -202,14 +236,20 @@ fn parse_use(f: &Fields, node: &Node, problems: &mut Vec<Problem>) -> Option<Use
             Some(0) => Some(Use::Games(GamesUse {})),
             Some(_) => Some(Use::Discover(DiscoverUse {})),
             None => {
-                let hint = if USES.contains(&word) { " needs details, e.g. `use: {cluster: {name: alpha, role: worker}}`" } else { " is not one of: cluster, discover, development, games, device" };
+                let hint = if USES.contains(&word) {
+                    " needs details, e.g. `use: {cluster: {name: alpha, role: worker}}`"
+                } else {
+                    " is not one of: cluster, discover, development, games, device"
+                };
                 problems.push(f.problem(node, "use", format!("{word:?}{hint}")));
                 None
             }
         };
     }
     let uf = Fields::of(f.file, node, "use", USES, problems)?;
-    let Value::Map(entries) = &node.value else { return None };
+    let Value::Map(entries) = &node.value else {
+        return None;
+    };
     if entries.len() != 1 {
         problems.push(f.problem(node, "use", "give exactly one use"));
         return None;
@@ -223,23 +263,38 @@ fn parse_use(f: &Fields, node: &Node, problems: &mut Vec<Problem>) -> Option<Use
                 problems.push(cf.problem(cf.get("name")?, "name", format!("{name:?} {why}")));
             }
             if cf.get("role").is_none() {
-                problems.push(cf.problem(cf.key("role").unwrap_or(body), "role", "required field is missing (control-plane or worker)"));
+                problems.push(cf.problem(
+                    cf.key("role").unwrap_or(body),
+                    "role",
+                    "required field is missing (control-plane or worker)",
+                ));
                 return None;
             }
             let role = cf.choice("role", ROLES, problems)?;
-            Some(Use::Cluster(ClusterUse { cluster: name.to_string(), role: role as i32 }))
+            Some(Use::Cluster(ClusterUse {
+                cluster: name.to_string(),
+                role: role as i32,
+            }))
         }
         "development" => {
             let kind = if body.as_str().is_some() {
                 let word = body.as_str().unwrap_or_default();
                 choose(word, DEVELOPMENT_KINDS).or_else(|| {
-                    problems.push(uf.problem(body, "development", format!("{word:?} is not one of: server, visual")));
+                    problems.push(uf.problem(
+                        body,
+                        "development",
+                        format!("{word:?} is not one of: server, visual"),
+                    ));
                     None
                 })?
             } else {
                 let df = Fields::of(f.file, body, "use.development", &["kind"], problems)?;
                 if df.get("kind").is_none() {
-                    problems.push(df.problem(body, "kind", "required field is missing (server or visual)"));
+                    problems.push(df.problem(
+                        body,
+                        "kind",
+                        "required field is missing (server or visual)",
+                    ));
                     return None;
                 }
                 df.choice("kind", DEVELOPMENT_KINDS, problems)?
@@ -252,17 +307,27 @@ fn parse_use(f: &Fields, node: &Node, problems: &mut Vec<Problem>) -> Option<Use
                 None if body.is_null() => String::new(),
                 None => {
                     let df = Fields::of(f.file, body, "use.device", &["description"], problems)?;
-                    df.str("description", problems).unwrap_or_default().to_string()
+                    df.str("description", problems)
+                        .unwrap_or_default()
+                        .to_string()
                 }
             };
             Some(Use::Device(DeviceUse { description }))
         }
         "games" | "discover" => {
             if !body.is_null() && !matches!(&body.value, Value::Map(m) if m.is_empty()) {
-                problems.push(uf.problem(body, key.as_str().unwrap_or_default(), "takes no details"));
+                problems.push(uf.problem(
+                    body,
+                    key.as_str().unwrap_or_default(),
+                    "takes no details",
+                ));
                 return None;
             }
-            Some(if key.as_str() == Some("games") { Use::Games(GamesUse {}) } else { Use::Discover(DiscoverUse {}) })
+            Some(if key.as_str() == Some("games") {
+                Use::Games(GamesUse {})
+            } else {
+                Use::Discover(DiscoverUse {})
+            })
         }
         _ => None, // reported by Fields::of
     }
@@ -273,7 +338,10 @@ pub fn check_dns_label(name: &str) -> Result<(), &'static str> {
     if name.is_empty() || name.len() > 63 {
         return Err("must be 1 to 63 characters long");
     }
-    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         return Err("may only contain a-z, 0-9 and '-'");
     }
     if name.starts_with('-') || name.ends_with('-') {
@@ -285,5 +353,7 @@ pub fn check_dns_label(name: &str) -> Result<(), &'static str> {
 fn valid_label_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 63
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
 }

@@ -49,7 +49,9 @@ pub fn read_dir(root: &Path) -> std::io::Result<Vec<SourceFile>> {
                 pending.push(path);
                 continue;
             }
-            let Ok(rel) = path.strip_prefix(root) else { continue };
+            let Ok(rel) = path.strip_prefix(root) else {
+                continue;
+            };
             let rel = rel.to_string_lossy().replace('\\', "/");
             if is_db_file(&rel) {
                 out.push(SourceFile {

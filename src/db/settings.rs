@@ -83,11 +83,26 @@ pub fn default_rules() -> Vec<Rule> {
         banner: None,
     };
     vec![
-        Rule { any_port: vec![6443, 10250], ..rule(UseKind::Cluster) },
-        Rule { only_ports: vec![80, 443, 631, 9100], ..rule(UseKind::Device) },
-        Rule { vendor: Some("raspberry pi".into()), ..rule(UseKind::Cluster) },
-        Rule { banner: Some("ubuntu".into()), ..rule(UseKind::Development) },
-        Rule { banner: Some("debian".into()), ..rule(UseKind::Development) },
+        Rule {
+            any_port: vec![6443, 10250],
+            ..rule(UseKind::Cluster)
+        },
+        Rule {
+            only_ports: vec![80, 443, 631, 9100],
+            ..rule(UseKind::Device)
+        },
+        Rule {
+            vendor: Some("raspberry pi".into()),
+            ..rule(UseKind::Cluster)
+        },
+        Rule {
+            banner: Some("ubuntu".into()),
+            ..rule(UseKind::Development)
+        },
+        Rule {
+            banner: Some("debian".into()),
+            ..rule(UseKind::Development)
+        },
     ]
 }
 
@@ -114,7 +129,12 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
         Ok(Some(root)) => root,
         Ok(None) => return out,
         Err(e) => {
-            problems.push(Problem::new(FILE, e.pos, "", format!("YAML syntax: {}", e.message)));
+            problems.push(Problem::new(
+                FILE,
+                e.pos,
+                "",
+                format!("YAML syntax: {}", e.message),
+            ));
             return out;
         }
     };
@@ -134,7 +154,13 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
         }
     }
     if let Some(node) = top.get("scan") {
-        if let Some(sf) = Fields::of(FILE, node, "scan", &["ports", "missing_after", "rules"], problems) {
+        if let Some(sf) = Fields::of(
+            FILE,
+            node,
+            "scan",
+            &["ports", "missing_after", "rules"],
+            problems,
+        ) {
             if sf.get("ports").is_some() {
                 out.scan.ports = ports(&sf, "ports", problems);
             }
@@ -159,7 +185,13 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
 }
 
 fn subnet(node: &yaml::Node, path: &str, problems: &mut Vec<Problem>) -> Option<Subnet> {
-    let f = Fields::of(FILE, node, path, &["name", "cidr", "static", "dynamic", "exclude", "scan"], problems)?;
+    let f = Fields::of(
+        FILE,
+        node,
+        path,
+        &["name", "cidr", "static", "dynamic", "exclude", "scan"],
+        problems,
+    )?;
     let before = problems.len();
     let cidr: IpNetwork = match f.get("cidr") {
         Some(_) => f.parse("cidr", "a CIDR like 198.18.0.0/24", problems)?,
@@ -168,7 +200,10 @@ fn subnet(node: &yaml::Node, path: &str, problems: &mut Vec<Problem>) -> Option<
             return None;
         }
     };
-    let name = f.str("name", problems).map(str::to_string).unwrap_or_else(|| cidr.to_string());
+    let name = f
+        .str("name", problems)
+        .map(str::to_string)
+        .unwrap_or_else(|| cidr.to_string());
     let range = |key: &str, problems: &mut Vec<Problem>| -> Vec<IpRange> {
         f.strs(key, problems)
             .into_iter()
@@ -198,9 +233,16 @@ fn subnet(node: &yaml::Node, path: &str, problems: &mut Vec<Problem>) -> Option<
         .into_iter()
         .filter_map(|n| {
             let text = n.as_str().unwrap_or_default();
-            text.trim().parse::<IpAddr>().map_err(|_| {
-                problems.push(f.problem(n, "exclude", format!("{text:?} is not an IPv4/IPv6 address")));
-            }).ok()
+            text.trim()
+                .parse::<IpAddr>()
+                .map_err(|_| {
+                    problems.push(f.problem(
+                        n,
+                        "exclude",
+                        format!("{text:?} is not an IPv4/IPv6 address"),
+                    ));
+                })
+                .ok()
         })
         .collect();
     let scan = f.bool("scan", problems).unwrap_or(true);
@@ -222,7 +264,11 @@ fn ports(f: &Fields, key: &str, problems: &mut Vec<Problem>) -> Vec<u16> {
             match text.trim().parse::<u16>() {
                 Ok(p) if p > 0 => Some(p),
                 _ => {
-                    problems.push(f.problem(n, key, format!("{text:?} is not a port number (1-65535)")));
+                    problems.push(f.problem(
+                        n,
+                        key,
+                        format!("{text:?} is not a port number (1-65535)"),
+                    ));
                     None
                 }
             }
@@ -231,7 +277,13 @@ fn ports(f: &Fields, key: &str, problems: &mut Vec<Problem>) -> Vec<u16> {
 }
 
 fn rule(node: &yaml::Node, path: &str, problems: &mut Vec<Problem>) -> Option<Rule> {
-    let f = Fields::of(FILE, node, path, &["guess", "any_port", "only_ports", "vendor", "banner"], problems)?;
+    let f = Fields::of(
+        FILE,
+        node,
+        path,
+        &["guess", "any_port", "only_ports", "vendor", "banner"],
+        problems,
+    )?;
     if f.get("guess").is_none() {
         problems.push(f.problem(node, "guess", "required field is missing"));
         return None;
@@ -244,8 +296,13 @@ fn rule(node: &yaml::Node, path: &str, problems: &mut Vec<Problem>) -> Option<Ru
         vendor: f.str("vendor", problems).map(str::to_lowercase),
         banner: f.str("banner", problems).map(str::to_lowercase),
     };
-    if r.any_port.is_empty() && r.only_ports.is_empty() && r.vendor.is_none() && r.banner.is_none() {
-        problems.push(f.problem(node, "", "a rule needs at least one of any_port, only_ports, vendor, banner"));
+    if r.any_port.is_empty() && r.only_ports.is_empty() && r.vendor.is_none() && r.banner.is_none()
+    {
+        problems.push(f.problem(
+            node,
+            "",
+            "a rule needs at least one of any_port, only_ports, vendor, banner",
+        ));
         return None;
     }
     Some(r)

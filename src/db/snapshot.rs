@@ -22,6 +22,8 @@ pub struct Snapshot {
     by_mac: HashMap<Mac, usize>,
     /// Cluster name → (control-plane, worker) machine indexes.
     clusters: BTreeMap<String, (Vec<usize>, Vec<usize>)>,
+    /// UseKind number → machine indexes, ascending (so in name order).
+    by_use: HashMap<i32, Vec<usize>>,
 }
 
 impl Snapshot {
@@ -35,6 +37,7 @@ impl Snapshot {
             by_ip: HashMap::with_capacity(machines.len()),
             by_mac: HashMap::with_capacity(machines.len()),
             clusters: BTreeMap::new(),
+            by_use: HashMap::new(),
             machines: Vec::new(),
         };
         for (i, m) in machines.iter().enumerate() {
@@ -47,6 +50,10 @@ impl Snapshot {
             if let Ok(mac) = m.mac.parse() {
                 s.by_mac.insert(mac, i);
             }
+            s.by_use
+                .entry(super::use_kind(m.r#use.as_ref()) as i32)
+                .or_default()
+                .push(i);
             if let Some(Use::Cluster(c)) = &m.r#use {
                 let nodes = s.clusters.entry(c.cluster.clone()).or_default();
                 if c.role == Role::ControlPlane as i32 {
@@ -102,15 +109,32 @@ impl Snapshot {
 
     /// Machines per use word, every use present (zero when none).
     pub fn count_by_use(&self) -> BTreeMap<&'static str, u64> {
-        let mut out: BTreeMap<&'static str, u64> = super::USE_NAMES.iter().map(|u| (*u, 0)).collect();
+        let mut out: BTreeMap<&'static str, u64> =
+            super::USE_NAMES.iter().map(|u| (*u, 0)).collect();
         for m in &self.machines {
             *out.entry(super::use_name(m.r#use.as_ref())).or_default() += 1;
         }
         out
     }
 
-    /// Index of the first machine whose name is greater than `name`.
-    pub fn position_after(&self, name: &str) -> usize {
-        self.machines.partition_point(|m| m.name.as_str() <= name)
+    /// Indexes (ascending, so in name order) of the machines a filter on
+    /// cluster and/or use can match: an index lookup instead of a scan.
+    pub fn candidates(&self, cluster: &str, use_kind: i32) -> std::borrow::Cow<'_, [usize]> {
+        use std::borrow::Cow;
+        if !cluster.is_empty() {
+            let Some((cp, w)) = self.clusters.get(cluster) else {
+                return Cow::Owned(Vec::new());
+            };
+            let mut all: Vec<usize> = cp.iter().chain(w).copied().collect();
+            all.sort_unstable();
+            return Cow::Owned(all);
+        }
+        if use_kind != 0 {
+            return match self.by_use.get(&use_kind) {
+                Some(v) => Cow::Borrowed(v.as_slice()),
+                None => Cow::Owned(Vec::new()),
+            };
+        }
+        Cow::Owned((0..self.machines.len()).collect())
     }
 }

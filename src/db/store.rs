@@ -111,7 +111,10 @@ impl Store {
     pub fn publish_discovery(&self, next: Discovery, changed: Vec<DiscoveredHost>) {
         self.discovery.store(Arc::new(next));
         if !changed.is_empty() {
-            let revision = self.snapshot().map(|s| s.revision.clone()).unwrap_or_default();
+            let revision = self
+                .snapshot()
+                .map(|s| s.revision.clone())
+                .unwrap_or_default();
             let _ = self.events.send(Arc::new(WatchEvent {
                 revision,
                 discovered: changed,

@@ -65,11 +65,22 @@ fn duplicates(entries: &[Entry], problems: &mut Vec<Problem>) {
                 &first.file,
                 pos,
                 what,
-                format!("duplicate {what} {k} used by {} machines: {}", list.len(), all.join(", ")),
+                format!(
+                    "duplicate {what} {k} used by {} machines: {}",
+                    list.len(),
+                    all.join(", ")
+                ),
             ));
         }
     }
-    report("name", entries.iter().map(|e| (e.machine.name.clone(), e, e.pos)).collect(), problems);
+    report(
+        "name",
+        entries
+            .iter()
+            .map(|e| (e.machine.name.clone(), e, e.pos))
+            .collect(),
+        problems,
+    );
     report(
         "ip",
         entries
@@ -78,7 +89,14 @@ fn duplicates(entries: &[Entry], problems: &mut Vec<Problem>) {
             .collect(),
         problems,
     );
-    report("mac", entries.iter().filter_map(|e| e.mac.map(|(m, p)| (m, e, p))).collect(), problems);
+    report(
+        "mac",
+        entries
+            .iter()
+            .filter_map(|e| e.mac.map(|(m, p)| (m, e, p)))
+            .collect(),
+        problems,
+    );
 }
 
 fn clusters(entries: &[Entry], problems: &mut Vec<Problem>) {
@@ -86,7 +104,9 @@ fn clusters(entries: &[Entry], problems: &mut Vec<Problem>) {
     for e in entries {
         if let Some(Use::Cluster(c)) = &e.machine.r#use {
             let cp = c.role == Role::ControlPlane as i32;
-            by.entry(&c.cluster).and_modify(|v| v.0 |= cp).or_insert((cp, e));
+            by.entry(&c.cluster)
+                .and_modify(|v| v.0 |= cp)
+                .or_insert((cp, e));
         }
     }
     for (name, (has_cp, first)) in by {
@@ -95,7 +115,10 @@ fn clusters(entries: &[Entry], problems: &mut Vec<Problem>) {
                 &first.file,
                 first.pos,
                 "use.cluster",
-                format!("cluster {name:?} has no control-plane node (first node: {})", first.machine.name),
+                format!(
+                    "cluster {name:?} has no control-plane node (first node: {})",
+                    first.machine.name
+                ),
             ));
         }
     }
@@ -104,7 +127,12 @@ fn clusters(entries: &[Entry], problems: &mut Vec<Problem>) {
 fn provisioners(entries: &[Entry], problems: &mut Vec<Problem>) {
     let primaries: Vec<&Entry> = entries
         .iter()
-        .filter(|e| e.machine.features.as_ref().is_some_and(|f| f.provisioner == Provisioner::Primary as i32))
+        .filter(|e| {
+            e.machine
+                .features
+                .as_ref()
+                .is_some_and(|f| f.provisioner == Provisioner::Primary as i32)
+        })
         .collect();
     if primaries.len() > 1 {
         let all: Vec<String> = primaries
@@ -142,7 +170,10 @@ fn addresses(entries: &[Entry], settings: &Settings, problems: &mut Vec<Problem>
                             &e.file,
                             *pos,
                             "ip",
-                            format!("{ip} is inside the dynamic (DHCP) pool {pool} of subnet {}", s.name),
+                            format!(
+                                "{ip} is inside the dynamic (DHCP) pool {pool} of subnet {}",
+                                s.name
+                            ),
                         ));
                     }
                 }

@@ -107,8 +107,14 @@ impl Builder {
         match self.stack.last_mut() {
             None => self.root = Some(node),
             Some(Frame::Seq(_, _, items)) => items.push(node),
-            Some(Frame::Map(_, _, entries, key)) => match key.take() {
-                None => *key = Some(node),
+            Some(Frame::Map(pos, _, entries, key)) => match key.take() {
+                None => {
+                    // A block mapping is best pointed at by its first key.
+                    if entries.is_empty() {
+                        *pos = node.pos;
+                    }
+                    *key = Some(node)
+                }
                 Some(k) => entries.push((k, node)),
             },
         }
@@ -121,12 +127,12 @@ impl MarkedEventReceiver for Builder {
         match ev {
             Event::Scalar(text, style, anchor, _tag) => {
                 let quoted = style != TScalarStyle::Plain;
-                let value = if !quoted && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL")
-                {
-                    Value::Null
-                } else {
-                    Value::Scalar(text, quoted)
-                };
+                let value =
+                    if !quoted && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") {
+                        Value::Null
+                    } else {
+                        Value::Scalar(text, quoted)
+                    };
                 self.push(Node { pos: at, value }, anchor);
             }
             Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(at, anchor, Vec::new())),

@@ -1,0 +1,185 @@
+//! Foundation benchmark: a generated 100,000-machine DB repository.
+//! Reports load+validate time, RSS after load, and GetMachine /
+//! ListMachines(filter) latency percentiles over loopback gRPC under
+//! concurrent load. Every loop is bounded in count.
+//!
+//! Run: cargo bench --bench db   (MDB_BENCH_MACHINES to change the size)
+
+use std::time::{Duration, Instant};
+
+use mdb::proto::{
+    machine_db_client::MachineDbClient, GetMachineRequest, GetStatsRequest, ListMachinesRequest,
+    UseKind,
+};
+
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn percentiles(mut v: Vec<Duration>) -> String {
+    v.sort();
+    let p = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)].as_secs_f64() * 1e3;
+    format!(
+        "p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  (n={})",
+        p(0.5),
+        p(0.9),
+        p(0.99),
+        v.len()
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::var("MDB_BENCH_MACHINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let files = mdb::gen::database(n, 1000);
+    let sources = mdb::gen::source_files(&files);
+    let bytes: usize = sources.iter().map(|f| f.text.len()).sum();
+
+    let me = std::process::id();
+    let rss0 = rss_mb(me);
+    let t = Instant::now();
+    let snap = mdb::db::validate(&sources, "bench").expect("generated DB is valid");
+    let load = t.elapsed();
+    println!(
+        "machines            {n} in {} files ({:.1} MB of YAML)",
+        files.len(),
+        bytes as f64 / 1e6
+    );
+    println!("load+validate       {:.3} s", load.as_secs_f64());
+    println!(
+        "RSS after load      {:.0} MB (bench process; {:.0} MB before)",
+        rss_mb(me),
+        rss0
+    );
+    drop(snap);
+    drop(sources);
+
+    // The real path: a bare git repo over file://, synced by the server.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = git2::Repository::init_bare(dir.path().join("db.git")).expect("init");
+    let head = mdb::demo::commit_files(&repo, "main", &files, None, "bench").expect("commit");
+    drop(files);
+    // The server is its own process, so its RSS is its own.
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+    };
+    let (addr, maddr) = (free_port(), free_port());
+    let t = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mdb"))
+        .args(["serve", "--poll-interval", "1h"])
+        .arg("--db-url")
+        .arg(format!("file://{}", dir.path().join("db.git").display()))
+        .arg("--checkout")
+        .arg(dir.path().join("checkout"))
+        .args([
+            "--grpc-listen",
+            &addr.to_string(),
+            "--metrics-listen",
+            &maddr.to_string(),
+        ])
+        .env("MDB_LOG", "warn")
+        .spawn()
+        .expect("start mdb serve");
+    let mut client = loop {
+        assert!(
+            t.elapsed() < Duration::from_secs(300),
+            "server did not start"
+        );
+        if let Ok(c) = MachineDbClient::connect(format!("http://{addr}")).await {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    loop {
+        assert!(
+            t.elapsed() < Duration::from_secs(300),
+            "server did not load the DB"
+        );
+        if let Ok(s) = client.get_stats(GetStatsRequest {}).await {
+            if s.get_ref().revision == head.to_string() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "clone+checkout+load {:.3} s (server start to first revision served)",
+        t.elapsed().as_secs_f64()
+    );
+    println!("server RSS serving  {:.0} MB", rss_mb(child.id()));
+
+    const CLIENTS: usize = 16;
+    const PER_CLIENT: usize = 2000;
+    let run = |list: bool| async move {
+        let mut tasks = Vec::new();
+        for c in 0..CLIENTS {
+            tasks.push(tokio::spawn(async move {
+                let mut client = MachineDbClient::connect(format!("http://{addr}"))
+                    .await
+                    .expect("connect");
+                let per = if list { PER_CLIENT / 10 } else { PER_CLIENT };
+                let mut lat = Vec::with_capacity(per);
+                for i in 0..per {
+                    let k = (c * 7919 + i * 104_729) % n;
+                    let t = Instant::now();
+                    if list {
+                        let req = ListMachinesRequest {
+                            r#use: UseKind::Cluster as i32,
+                            cluster: format!("c{}", k / 20),
+                            page_size: 100,
+                            ..Default::default()
+                        };
+                        let r = client.list_machines(req).await.expect("list").into_inner();
+                        assert!(!r.machines.is_empty());
+                    } else {
+                        client
+                            .get_machine(GetMachineRequest {
+                                key: format!("m{k:06}"),
+                            })
+                            .await
+                            .expect("get");
+                    }
+                    lat.push(t.elapsed());
+                }
+                lat
+            }));
+        }
+        let t = Instant::now();
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.expect("client"));
+        }
+        (all, t.elapsed())
+    };
+    let (lat, wall) = run(false).await;
+    println!(
+        "GetMachine          {}  {:.0} req/s with {CLIENTS} clients",
+        percentiles(lat.clone()),
+        lat.len() as f64 / wall.as_secs_f64()
+    );
+    let (lat, wall) = run(true).await;
+    println!(
+        "ListMachines(cluster filter, page 100, of {n}) {}  {:.0} req/s",
+        percentiles(lat.clone()),
+        lat.len() as f64 / wall.as_secs_f64()
+    );
+
+    println!("server RSS after    {:.0} MB", rss_mb(child.id()));
+    let _ = child.kill();
+    let _ = child.wait();
+}

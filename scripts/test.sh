@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test of mdb on a fresh Debian machine: installs what the tests
+# use (promtool, sshd, nftables, peers for the benchmark, Python tools), then
+# runs the Rust test suite. Needs root for apt and network namespaces.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(prometheus iproute2 openssh-server nftables dnsmasq-base python3-venv)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+VENV=.venv
+if [ ! -x "$VENV/bin/ansible-inventory" ] || ! "$VENV/bin/python" -c 'import grpc_reflection, kubernetes_validate' 2>/dev/null; then
+  echo "== installing Python test tools into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/py/requirements.txt
+fi
+export MDB_PYTHON="$PWD/$VENV/bin/python"
+export PATH="$PWD/$VENV/bin:$PATH"
+
+echo "== cargo test"
+cargo test --locked -- --test-threads="${MDB_TEST_THREADS:-4}"

@@ -1,0 +1,393 @@
+//! The read-only gRPC API over a real socket, its metrics checked by
+//! promtool, and a Python client that knows the API only by reflection.
+
+mod util;
+
+use std::process::Command;
+
+use mdb::proto::{
+    GetClusterRequest, GetMachineRequest, ListClustersRequest, ListMachinesRequest, Provisioner,
+    UseKind,
+};
+use tonic::Code;
+use util::{start_server, TestRepo, TestServer};
+
+async fn demo_server() -> (TestRepo, TestServer) {
+    let repo = TestRepo::with_demo();
+    let server = start_server(&repo.url(), "1s", "1h").await;
+    server.wait_for_revision(repo.head.expect("head")).await;
+    (repo, server)
+}
+
+#[tokio::test]
+async fn get_machine_by_name_ip_or_mac() {
+    let (_repo, server) = demo_server().await;
+    let mut c = server.client().await;
+    for key in [
+        "alpha-w-1",
+        "198.18.10.12",
+        "dc:a6:32:10:00:12",
+        "DC-A6-32-10-00-12",
+    ] {
+        let m = c
+            .get_machine(GetMachineRequest { key: key.into() })
+            .await
+            .expect(key)
+            .into_inner();
+        assert_eq!(m.name, "alpha-w-1", "key {key}");
+        assert_eq!(m.source, "machines/clusters.yaml:11");
+    }
+    let err = c
+        .get_machine(GetMachineRequest { key: "nope".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = c
+        .get_machine(GetMachineRequest {
+            key: "198.18.10.254".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn list_machines_filters_and_pages_in_name_order() {
+    let (_repo, server) = demo_server().await;
+    let mut c = server.client().await;
+    let names = |r: mdb::proto::ListMachinesResponse| {
+        r.machines.into_iter().map(|m| m.name).collect::<Vec<_>>()
+    };
+
+    let all = c
+        .list_machines(ListMachinesRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(all.total_matching, 11);
+    let all = names(all);
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(all, sorted);
+
+    // Paging by 3 returns the same list.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    for _ in 0..10 {
+        let page = c
+            .list_machines(ListMachinesRequest {
+                page_size: 3,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("page")
+            .into_inner();
+        assert!(page.machines.len() <= 3);
+        token = page.next_page_token.clone();
+        paged.extend(names(page));
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(paged, all);
+
+    let req = |f: ListMachinesRequest| f;
+    let r = c
+        .list_machines(req(ListMachinesRequest {
+            r#use: UseKind::Cluster as i32,
+            cluster: "beta".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(names(r), ["beta-cp-1", "beta-w-1"]);
+    let r = c
+        .list_machines(req(ListMachinesRequest {
+            provisioner: Some(Provisioner::Primary as i32),
+            ..Default::default()
+        }))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(names(r), ["devbox"]);
+    let r = c
+        .list_machines(req(ListMachinesRequest {
+            labels: vec!["rack=shelf-2".into()],
+            ..Default::default()
+        }))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(names(r), ["beta-cp-1", "beta-w-1"]);
+    let r = c
+        .list_machines(req(ListMachinesRequest {
+            labels: vec!["room".into()],
+            r#use: UseKind::Device as i32,
+            ..Default::default()
+        }))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(names(r), ["receipt-printer"]);
+    let err = c
+        .list_machines(ListMachinesRequest {
+            page_size: 1_000_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn clusters_list_their_nodes_by_role() {
+    let (_repo, server) = demo_server().await;
+    let mut c = server.client().await;
+    let list = c
+        .list_clusters(ListClustersRequest {})
+        .await
+        .expect("clusters")
+        .into_inner();
+    assert_eq!(
+        list.clusters
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["alpha", "beta"]
+    );
+    let alpha = c
+        .get_cluster(GetClusterRequest {
+            name: "alpha".into(),
+        })
+        .await
+        .expect("alpha")
+        .into_inner();
+    let names = |ms: &[mdb::proto::Machine]| ms.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&alpha.control_plane), ["alpha-cp-1"]);
+    assert_eq!(names(&alpha.workers), ["alpha-w-1", "alpha-w-2"]);
+    let err = c
+        .get_cluster(GetClusterRequest {
+            name: "gamma".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    server.stop().await;
+}
+
+/// promtool (Debian package `prometheus`) is the judge of the exposition format.
+#[tokio::test]
+async fn metrics_pass_promtool_and_count_machines_per_use() {
+    let (_repo, server) = demo_server().await;
+    let mut c = server.client().await;
+    let _ = c
+        .get_machine(GetMachineRequest { key: "nope".into() })
+        .await;
+    let text = server.metrics_text().await;
+    assert_eq!(util::metric(&text, "mdb_machines"), Some(11.0));
+    assert_eq!(
+        util::metric(&text, "mdb_machines_by_use{use=\"cluster\"}"),
+        Some(5.0)
+    );
+    assert_eq!(
+        util::metric(&text, "mdb_machines_by_use{use=\"games\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        util::metric(
+            &text,
+            "mdb_cluster_nodes{cluster=\"alpha\",role=\"worker\"}"
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        util::metric(
+            &text,
+            "mdb_grpc_requests_total{code=\"NotFound\",method=\"GetMachine\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        util::metric(&text, "mdb_sync_errors_total{kind=\"fetch\"}"),
+        Some(0.0)
+    );
+    assert!(util::metric(&text, "mdb_sync_last_success_timestamp_seconds").unwrap_or(0.0) > 1.7e9);
+
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool must be installed (apt-get install prometheus); .ci/run does it");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.stop().await;
+}
+
+/// Python with grpcio: `MDB_PYTHON` names the interpreter (.ci/run sets it
+/// to its virtualenv), else `python3`.
+#[tokio::test]
+async fn python_client_discovers_the_api_by_reflection() {
+    let (repo, server) = demo_server().await;
+    let python = std::env::var("MDB_PYTHON").unwrap_or_else(|_| "python3".into());
+    let addr = server.grpc.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/py/reflection_client.py"
+            ))
+            .arg(addr)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("python3 must be installed");
+    assert!(
+        out.status.success(),
+        "python client failed (needs grpcio and grpcio-reflection; .ci/run installs them):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let services: Vec<&str> = v["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
+    assert!(services.contains(&"mdb.v1.MachineDb"), "{services:?}");
+    assert!(services.contains(&"grpc.health.v1.Health"), "{services:?}");
+    assert_eq!(v["stats"]["machines"], "11");
+    assert_eq!(v["stats"]["revision"], repo.head.expect("head").to_string());
+    let games = v["games"]["machines"].as_array().expect("games");
+    assert_eq!(games.len(), 1);
+    assert_eq!(games[0]["name"], "gaming-pc");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn list_and_get_commands_print_tables_and_json() {
+    let (_repo, server) = demo_server().await;
+    let addr = server.grpc.to_string();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(util::bin()).args(args).output().expect("run")
+        })
+    };
+    let out = run(vec![
+        "list".into(),
+        "--server".into(),
+        addr.clone(),
+        "--use".into(),
+        "cluster".into(),
+    ])
+    .await
+    .expect("join");
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert_eq!(table.lines().count(), 6, "{table}");
+    let out = run(vec![
+        "get".into(),
+        "dc:a6:32:10:00:13".into(),
+        "--server".into(),
+        addr.clone(),
+        "--json".into(),
+    ])
+    .await
+    .expect("join");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["name"], "alpha-w-2");
+    assert_eq!(v["use"]["role"], "worker");
+    let out = run(vec![
+        "get".into(),
+        "missing".into(),
+        "--server".into(),
+        addr,
+    ])
+    .await
+    .expect("join");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no machine"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_config_exits_64_with_one_line() {
+    let out = tokio::task::spawn_blocking(|| {
+        Command::new(util::bin())
+            .args([
+                "serve",
+                "--db-url",
+                "file:///nowhere",
+                "--poll-interval",
+                "soon",
+            ])
+            .env_remove("MDB_DB_URL")
+            .output()
+            .expect("run")
+    })
+    .await
+    .expect("join");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("poll_interval"), "{err}");
+}
+
+/// The token reaches git only through the credentials callback; it must
+/// not appear in any log line, even when the sync fails.
+#[tokio::test]
+async fn token_never_appears_in_logs() {
+    let secret = "ghp_mdbTestSecret0123456789";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child = Command::new(util::bin())
+        .args([
+            "serve",
+            "--db-url",
+            "https://127.0.0.1:9/lab/db.git",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--poll-interval",
+            "200ms",
+        ])
+        .arg("--checkout")
+        .arg(dir.path().join("c"))
+        .env("MDB_DB_TOKEN", secret)
+        .env("MDB_LOG", "debug")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("database sync failed"),
+        "the sync must have failed and logged:\n{log}"
+    );
+    assert!(!log.contains(secret), "token leaked:\n{log}");
+}

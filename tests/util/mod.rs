@@ -1,0 +1,213 @@
+//! Shared helpers for the integration tests: a real bare git repository to
+//! push to, a real server on a loopback port, and bounded waiting.
+#![allow(dead_code)]
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use git2::{Oid, Repository};
+use mdb::{
+    config::{self, Flags, RawConfig},
+    db::Store,
+    metrics::Metrics,
+    proto::machine_db_client::MachineDbClient,
+};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// A bare repository in a temp dir that tests commit to, as a push would.
+pub struct TestRepo {
+    pub dir: tempfile::TempDir,
+    pub repo: Repository,
+    pub files: BTreeMap<String, String>,
+    pub head: Option<Oid>,
+}
+
+impl TestRepo {
+    pub fn new() -> TestRepo {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = Repository::init_bare(dir.path().join("db.git")).expect("init bare");
+        TestRepo {
+            dir,
+            repo,
+            files: BTreeMap::new(),
+            head: None,
+        }
+    }
+
+    /// The demo database as the first commit.
+    pub fn with_demo() -> TestRepo {
+        let mut r = TestRepo::new();
+        for (p, t) in mdb::demo::FILES {
+            r.files.insert(p.to_string(), t.to_string());
+        }
+        r.commit("demo database");
+        r
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("db.git")
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.path().display())
+    }
+
+    pub fn write(&mut self, path: &str, text: &str) -> &mut Self {
+        self.files.insert(path.to_string(), text.to_string());
+        self
+    }
+
+    pub fn remove(&mut self, path: &str) -> &mut Self {
+        self.files.remove(path);
+        self
+    }
+
+    pub fn commit(&mut self, message: &str) -> Oid {
+        let oid = mdb::demo::commit_files(&self.repo, "main", &self.files, self.head, message)
+            .expect("commit");
+        self.head = Some(oid);
+        oid
+    }
+
+    /// Rewrites history: the branch moves to a commit whose parent is
+    /// `base` (or none), as `git push --force` would.
+    pub fn force_commit(&mut self, base: Option<Oid>, message: &str) -> Oid {
+        let oid = mdb::demo::commit_files(&self.repo, "main", &self.files, base, message)
+            .expect("commit");
+        self.head = Some(oid);
+        oid
+    }
+}
+
+pub struct TestServer {
+    pub grpc: SocketAddr,
+    pub metrics: SocketAddr,
+    pub store: Arc<Store>,
+    pub checkout: PathBuf,
+    pub shutdown: CancellationToken,
+    pub handle: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a real server on 127.0.0.1 ports syncing from `url`.
+pub async fn start_server(url: &str, poll: &str, resync: &str) -> TestServer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let checkout = dir.path().join("checkout");
+    let flags = Flags {
+        db_url: Some(url.to_string()),
+        checkout: Some(checkout.clone()),
+        grpc_listen: Some("127.0.0.1:0".into()),
+        metrics_listen: Some("127.0.0.2:0".into()),
+        poll_interval: Some(poll.into()),
+        resync_interval: Some(resync.into()),
+        ..Default::default()
+    };
+    let cfg = config::resolve(RawConfig::default(), &Default::default(), &flags).expect("config");
+    let bound = mdb::server::bind(&cfg).await.expect("bind");
+    let (grpc, metrics_addr) = (bound.grpc_addr(), bound.metrics_addr());
+    let store = Store::new();
+    let shutdown = CancellationToken::new();
+    let handle = {
+        let store = store.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            bound
+                .run(cfg, store, Metrics::new(), Vec::new(), shutdown)
+                .await
+                .expect("server run");
+        })
+    };
+    TestServer {
+        grpc,
+        metrics: metrics_addr,
+        store,
+        checkout,
+        shutdown,
+        handle,
+        _dir: dir,
+    }
+}
+
+impl TestServer {
+    pub async fn client(&self) -> MachineDbClient<Channel> {
+        MachineDbClient::connect(format!("http://{}", self.grpc))
+            .await
+            .expect("connect")
+    }
+
+    pub async fn metrics_text(&self) -> String {
+        http_get(self.metrics, "/metrics").await.1
+    }
+
+    /// Waits (bounded) until the server serves `revision`.
+    pub async fn wait_for_revision(&self, revision: Oid) {
+        let want = revision.to_string();
+        wait_until(&format!("revision {want}"), || {
+            self.store.snapshot().is_some_and(|s| s.revision == want)
+        })
+        .await;
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.handle).await;
+    }
+}
+
+/// Polls `cond` every 20 ms for at most 30 s; panics with `what` after that.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A minimal HTTP/1.0 GET, so the tests need no HTTP client crate.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect metrics");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.expect("read");
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of a metric line, e.g. `mdb_sync_errors_total{kind="invalid"}`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_mdb")
+}
+
+pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
+    for (p, t) in files {
+        let path = root.join(p);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, t).expect("write");
+    }
+}

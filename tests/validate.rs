@@ -1,0 +1,215 @@
+//! Every validation problem names its file, line and field, and all
+//! problems of a revision are reported together.
+
+mod util;
+
+use mdb::db::{validate, SourceFile};
+
+fn files(list: &[(&str, &str)]) -> Vec<SourceFile> {
+    list.iter()
+        .map(|(p, t)| SourceFile {
+            path: p.to_string(),
+            text: t.to_string(),
+        })
+        .collect()
+}
+
+/// The problems of a database that must not validate, as display lines.
+fn problems(list: &[(&str, &str)]) -> Vec<String> {
+    match validate(&files(list), "test") {
+        Ok(_) => panic!("expected problems"),
+        Err(r) => r.0.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+fn one(list: &[(&str, &str)]) -> String {
+    let p = problems(list);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    p[0].clone()
+}
+
+const A: &str = "machines/a.yaml";
+const B: &str = "machines/b.yaml";
+
+#[test]
+fn yaml_syntax_error_names_file_and_line() {
+    let p = one(&[(
+        A,
+        "machines:\n  - name: a\n    ip: [198.18.0.1\n  - name: b\n",
+    )]);
+    assert!(p.starts_with("machines/a.yaml:"), "{p}");
+    assert!(p.contains("YAML syntax"), "{p}");
+}
+
+#[test]
+fn unknown_field_is_reported_at_its_key() {
+    let p = one(&[(
+        A,
+        "machines:\n  - name: a\n    ip: 198.18.0.1\n    use: games\n    colour: red\n",
+    )]);
+    assert!(
+        p.starts_with("machines/a.yaml:5:5: colour: unknown field"),
+        "{p}"
+    );
+}
+
+#[test]
+fn bad_ip_and_bad_mac_point_at_the_value() {
+    let p = problems(&[(A, "machines:\n  - name: a\n    ip: 198.18.0.300\n    mac: zz:00:00:00:00:01\n    use: games\n")]);
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert!(
+        p[0].starts_with("machines/a.yaml:3:9: ip: \"198.18.0.300\" is not an IPv4/IPv6 address"),
+        "{p:?}"
+    );
+    assert!(p[1].starts_with("machines/a.yaml:4:10: mac: "), "{p:?}");
+}
+
+#[test]
+fn duplicate_names_ips_and_macs_are_reported_together_across_files() {
+    let a = "machines:\n  - name: twin\n    ip: 198.18.0.1\n    mac: 02:00:00:00:00:01\n    use: games\n";
+    let b = "machines:\n  - name: other\n    ip: 198.18.0.9\n    use: games\n  - name: twin\n    ip: 198.18.0.1\n    mac: 02:00:00:00:00:01\n    use: games\n";
+    let p = problems(&[(A, a), (B, b)]);
+    assert_eq!(p.len(), 3, "{p:#?}");
+    let name = p
+        .iter()
+        .find(|l| l.contains("duplicate name twin"))
+        .expect("name problem");
+    assert!(
+        name.contains("(machines/a.yaml:2)") && name.contains("(machines/b.yaml:5)"),
+        "{name}"
+    );
+    let ip = p
+        .iter()
+        .find(|l| l.contains("duplicate ip 198.18.0.1"))
+        .expect("ip problem");
+    assert!(
+        ip.starts_with("machines/a.yaml:3:9: ip:") && ip.contains("machines/b.yaml:6"),
+        "{ip}"
+    );
+    let mac = p
+        .iter()
+        .find(|l| l.contains("duplicate mac 02:00:00:00:00:01"))
+        .expect("mac problem");
+    assert!(
+        mac.contains("machines/a.yaml:4") && mac.contains("machines/b.yaml:7"),
+        "{mac}"
+    );
+}
+
+#[test]
+fn cluster_without_control_plane_is_reported() {
+    let a = "machines:\n  - name: w1\n    ip: 198.18.0.1\n    use:\n      cluster: { name: lonely, role: worker }\n";
+    let p = one(&[(A, a)]);
+    assert!(
+        p.starts_with(
+            "machines/a.yaml:2:5: use.cluster: cluster \"lonely\" has no control-plane node"
+        ),
+        "{p}"
+    );
+}
+
+#[test]
+fn second_primary_provisioner_is_reported_with_both() {
+    let a = "machines:\n  - name: p1\n    ip: 198.18.0.1\n    use: games\n    features: { provisioner: primary }\n  - name: p2\n    ip: 198.18.0.2\n    use: games\n    features: { provisioner: primary }\n";
+    let p = one(&[(A, a)]);
+    assert!(
+        p.starts_with(
+            "machines/a.yaml:6:5: features.provisioner: more than one primary provisioner"
+        ),
+        "{p}"
+    );
+    assert!(
+        p.contains("p1 (machines/a.yaml:2)") && p.contains("p2 (machines/a.yaml:6)"),
+        "{p}"
+    );
+}
+
+#[test]
+fn missing_use_and_bad_role_are_reported() {
+    let a = "machines:\n  - name: a\n    ip: 198.18.0.1\n  - name: b\n    ip: 198.18.0.2\n    use:\n      cluster: { name: c, role: boss }\n";
+    let p = problems(&[(A, a)]);
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert!(
+        p[0].starts_with("machines/a.yaml:2:5: use: required field is missing"),
+        "{p:?}"
+    );
+    assert!(
+        p[1].starts_with("machines/a.yaml:7:33: use.cluster.role: \"boss\" is not one of"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn address_outside_subnets_or_in_dhcp_pool_is_reported() {
+    let settings = "subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\n    dynamic: 198.18.0.200-198.18.0.250\n";
+    let a = "machines:\n  - name: a\n    ip: 198.18.1.5\n    use: games\n  - name: b\n    ip: 198.18.0.210\n    use: games\n";
+    let p = problems(&[("mdb.yaml", settings), (A, a)]);
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert!(
+        p[0].starts_with("machines/a.yaml:3:9: ip: 198.18.1.5 is outside every subnet"),
+        "{p:?}"
+    );
+    assert!(
+        p[1].starts_with("machines/a.yaml:6:9: ip: 198.18.0.210 is inside the dynamic (DHCP) pool"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn bad_settings_file_names_its_line() {
+    let p = one(&[("mdb.yaml", "subnets:\n  - cidr: 198.18.0.0/33\n")]);
+    assert!(p.starts_with("mdb.yaml:2:11: subnets[0].cidr:"), "{p}");
+}
+
+#[test]
+fn every_problem_of_a_revision_is_reported_at_once() {
+    let a = "machines:\n  - name: Bad_Name\n    ip: nope\n    use: games\n  - name: ok\n    mac: nope\n    use: sideways\n";
+    let p = problems(&[(A, a), (B, "machines: {}\n")]);
+    assert_eq!(p.len(), 5, "{p:#?}");
+}
+
+#[test]
+fn validate_command_exits_1_with_problems_and_0_when_clean() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    util::write_tree(
+        dir.path(),
+        &[(
+            A,
+            "machines:\n  - name: a\n    ip: 198.18.0.300\n    use: games\n",
+        )],
+    );
+    let out = std::process::Command::new(util::bin())
+        .arg("validate")
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("machines/a.yaml:3:9: ip:"), "{stdout}");
+
+    util::write_tree(
+        dir.path(),
+        &[(
+            A,
+            "machines:\n  - name: a\n    ip: 198.18.0.3\n    use: games\n",
+        )],
+    );
+    let out = std::process::Command::new(util::bin())
+        .arg("validate")
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let out = std::process::Command::new(util::bin())
+        .arg("validate")
+        .arg(dir.path().join("absent"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
