@@ -36,6 +36,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Sweep subnets once (like arp-scan) and print what answered.
+    Scan(ScanArgs),
+    /// Hosts a running server's sweeps found, with their state.
+    Discovered {
+        #[command(flatten)]
+        conn: Conn,
+        /// Only hosts in this state.
+        #[arg(long, value_enum)]
+        state: Option<StateArg>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Totals, revision and sync status of a running server.
     Stats {
         #[command(flatten)]
@@ -78,6 +90,68 @@ pub struct ServeArgs {
     /// How often to hard-reset the checkout to the remote, e.g. 1h.
     #[arg(long)]
     pub resync_interval: Option<String>,
+    /// Sweep this subnet (repeatable); nothing is swept unless configured.
+    #[arg(long = "scan")]
+    pub scan: Vec<String>,
+    /// How often to sweep, e.g. 5m.
+    #[arg(long)]
+    pub scan_interval: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ScanArgs {
+    /// Subnets or addresses, e.g. 198.18.0.0/24 127.0.0.1.
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+    /// A DB checkout to classify the hosts against (known, new, moved...).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// TCP ports to probe on live hosts, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "22,80,443,631,6443,9100,10250"
+    )]
+    pub ports: Vec<u16>,
+    /// Probe no ports (liveness, MAC and vendor only).
+    #[arg(long)]
+    pub no_ports: bool,
+    /// Skip reverse-DNS lookups.
+    #[arg(long)]
+    pub no_rdns: bool,
+    /// Do not use raw ARP even where it is possible.
+    #[arg(long)]
+    pub no_arp: bool,
+    /// Probes per second at most.
+    #[arg(long, default_value_t = mdb::scan::DEFAULT_RATE)]
+    pub rate: u32,
+    /// Wait for an answer, e.g. 500ms.
+    #[arg(long, default_value = "500ms")]
+    pub timeout: String,
+    /// Tries per address.
+    #[arg(long, default_value_t = mdb::scan::DEFAULT_TRIES)]
+    pub tries: u32,
+    /// Send ARP only on this interface.
+    #[arg(long)]
+    pub interface: Option<String>,
+    /// Allow ranges larger than a /16.
+    #[arg(long)]
+    pub allow_large: bool,
+    /// Print the GitHub issues a server would file or close, without filing.
+    #[arg(long)]
+    pub report: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum StateArg {
+    Known,
+    Moved,
+    Conflict,
+    New,
+    Missing,
+    Unprovisionable,
 }
 
 #[derive(Args, Debug)]

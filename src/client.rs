@@ -172,3 +172,79 @@ pub async fn get(client: &mut MachineDbClient<Channel>, key: &str) -> Result<Mac
 pub async fn stats(client: &mut MachineDbClient<Channel>) -> Result<crate::proto::Stats, Error> {
     Ok(client.get_stats(GetStatsRequest {}).await?.into_inner())
 }
+
+pub fn discovered_json(h: &crate::proto::DiscoveredHost) -> Value {
+    json!({
+        "ip": h.ip,
+        "mac": h.mac,
+        "vendor": h.vendor,
+        "dns_name": h.dns_name,
+        "rtt_micros": h.rtt_micros,
+        "open_ports": h.open_ports,
+        "ssh_banner": h.ssh_banner,
+        "state": crate::api::state_name(h.state),
+        "machine": h.machine,
+        "guessed_use": guessed_use_name(h.guessed_use),
+        "first_seen_unix": h.first_seen_unix,
+        "last_seen_unix": h.last_seen_unix,
+        "state_since_unix": h.state_since_unix,
+        "detail": h.detail,
+        "mac_is_local": h.mac_is_local,
+        "seen_by": h.seen_by,
+    })
+}
+
+pub fn guessed_use_name(u: i32) -> &'static str {
+    use crate::proto::UseKind;
+    match UseKind::try_from(u).unwrap_or(UseKind::Unspecified) {
+        UseKind::Cluster => "cluster",
+        UseKind::Discover => "discover",
+        UseKind::Development => "development",
+        UseKind::Games => "games",
+        UseKind::Device => "device",
+        UseKind::Unspecified => "",
+    }
+}
+
+pub fn discovered_table(hosts: &[crate::proto::DiscoveredHost], with_state: bool) -> String {
+    let rows: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|h| {
+            let ports: Vec<String> = h.open_ports.iter().map(|p| p.to_string()).collect();
+            let mut r = vec![
+                h.ip.clone(),
+                h.mac.clone(),
+                h.vendor.clone(),
+                h.dns_name.clone(),
+                ports.join(","),
+            ];
+            if with_state {
+                r.push(crate::api::state_name(h.state).to_string());
+                r.push(if h.machine.is_empty() {
+                    guessed_use_name(h.guessed_use).to_string()
+                } else {
+                    h.machine.clone()
+                });
+                r.push(h.detail.clone());
+            }
+            r
+        })
+        .collect();
+    if with_state {
+        table(
+            &[
+                "IP",
+                "MAC",
+                "VENDOR",
+                "NAME",
+                "PORTS",
+                "STATE",
+                "MACHINE/GUESS",
+                "DETAIL",
+            ],
+            &rows,
+        )
+    } else {
+        table(&["IP", "MAC", "VENDOR", "NAME", "PORTS"], &rows)
+    }
+}

@@ -24,6 +24,7 @@ pub const ENV_GRPC_LISTEN: &str = "MDB_GRPC_LISTEN";
 pub const ENV_METRICS_LISTEN: &str = "MDB_METRICS_LISTEN";
 pub const ENV_POLL: &str = "MDB_POLL_INTERVAL";
 pub const ENV_RESYNC: &str = "MDB_RESYNC_INTERVAL";
+pub const ENV_SCAN_SUBNETS: &str = "MDB_SCAN_SUBNETS";
 
 pub const DEFAULT_BRANCH: &str = "main";
 pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:50051";
@@ -83,6 +84,28 @@ pub struct RawConfig {
     pub db: RawDb,
     #[serde(default)]
     pub server: RawServer,
+    #[serde(default)]
+    pub scan: RawScan,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScan {
+    /// CIDRs to sweep; nothing is swept unless named here or `db_subnets`.
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    /// Also sweep the subnets of the DB's mdb.yaml marked `scan: true`.
+    #[serde(default)]
+    pub db_subnets: bool,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub tries: Option<u32>,
+    pub rate: Option<u32>,
+    pub interface: Option<String>,
+    #[serde(default)]
+    pub allow_large: bool,
+    pub reverse_dns: Option<bool>,
+    pub arp: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +139,9 @@ pub struct Flags {
     pub metrics_listen: Option<String>,
     pub poll_interval: Option<String>,
     pub resync_interval: Option<String>,
+    /// Subnets to sweep (repeatable); adds to the file's.
+    pub scan: Vec<String>,
+    pub scan_interval: Option<String>,
 }
 
 /// Validated settings of `mdb serve`.
@@ -126,6 +152,8 @@ pub struct Config {
     pub grpc_listen: SocketAddr,
     pub metrics_listen: SocketAddr,
     pub shutdown_grace: Duration,
+    /// The sweep loop; `None` when nothing is to be swept.
+    pub scan: Option<crate::discovery::Config>,
 }
 
 /// Parses "90s", "5m", "1h", "250ms" or a plain number of seconds.
@@ -253,7 +281,9 @@ pub fn resolve(
             "grpc_listen and metrics_listen are both {grpc_listen}"
         )));
     }
+    let scan = resolve_scan(&raw.scan, env, flags, duration)?;
     Ok(Config {
+        scan,
         source: sync::Source {
             url,
             branch,
@@ -266,6 +296,63 @@ pub fn resolve(
         metrics_listen,
         shutdown_grace,
     })
+}
+
+fn resolve_scan(
+    raw: &RawScan,
+    env: &HashMap<String, String>,
+    flags: &Flags,
+    duration: impl Fn(&str, Option<String>, Duration) -> Result<Duration, Error>,
+) -> Result<Option<crate::discovery::Config>, Error> {
+    use crate::scan;
+    let mut texts: Vec<String> = raw.subnets.clone();
+    if let Some(v) = env.get(ENV_SCAN_SUBNETS) {
+        texts.extend(
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty()),
+        );
+    }
+    texts.extend(flags.scan.iter().cloned());
+    let mut subnets = Vec::new();
+    for t in &texts {
+        let net: ipnetwork::IpNetwork = t.parse().map_err(|_| {
+            Error(format!(
+                "scan.subnets: {t:?} is not a CIDR like 198.18.0.0/24"
+            ))
+        })?;
+        subnets.push(net);
+    }
+    if subnets.is_empty() && !raw.db_subnets {
+        return Ok(None);
+    }
+    if !subnets.is_empty() {
+        scan::expand(&subnets, raw.allow_large).map_err(|e| Error(format!("scan.subnets: {e}")))?;
+    }
+    let interval = duration(
+        "scan.interval",
+        flags.scan_interval.clone().or(raw.interval.clone()),
+        crate::discovery::DEFAULT_INTERVAL,
+    )?;
+    let timeout = duration("scan.timeout", raw.timeout.clone(), scan::DEFAULT_TIMEOUT)?;
+    if raw.rate == Some(0) || raw.tries == Some(0) {
+        return Err(Error("scan.rate and scan.tries must be at least 1".into()));
+    }
+    Ok(Some(crate::discovery::Config {
+        subnets,
+        db_subnets: raw.db_subnets,
+        interval,
+        options: scan::Options {
+            timeout,
+            tries: raw.tries.unwrap_or(scan::DEFAULT_TRIES),
+            rate: raw.rate.unwrap_or(scan::DEFAULT_RATE),
+            interface: raw.interface.clone(),
+            allow_large: raw.allow_large,
+            reverse_dns: raw.reverse_dns.unwrap_or(true),
+            arp: raw.arp.unwrap_or(true),
+            ..scan::Options::default()
+        },
+    }))
 }
 
 #[cfg(test)]
@@ -321,6 +408,25 @@ mod tests {
             Some("ghp_topsecret")
         );
         assert!(!format!("{c:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn scanning_is_off_unless_subnets_are_named_and_huge_ones_are_refused() {
+        let raw: RawConfig = toml::from_str("[db]\nurl = \"file:///a\"\n").unwrap();
+        assert!(resolve(raw, &HashMap::new(), &Flags::default())
+            .unwrap()
+            .scan
+            .is_none());
+        let raw: RawConfig =
+            toml::from_str("[db]\nurl = \"file:///a\"\n[scan]\nsubnets = [\"198.18.0.0/24\"]\n")
+                .unwrap();
+        let c = resolve(raw, &HashMap::new(), &Flags::default()).unwrap();
+        assert_eq!(c.scan.unwrap().subnets.len(), 1);
+        let raw: RawConfig =
+            toml::from_str("[db]\nurl = \"file:///a\"\n[scan]\nsubnets = [\"198.18.0.0/15\"]\n")
+                .unwrap();
+        let e = resolve(raw, &HashMap::new(), &Flags::default()).unwrap_err();
+        assert!(e.0.contains("--allow-large"), "{e}");
     }
 
     #[test]

@@ -12,14 +12,18 @@
 //! - `net`: MAC addresses and address ranges.
 
 pub mod api;
+pub mod classify;
 pub mod client;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod discovery;
 pub mod gen;
+pub mod github;
 pub mod ipam;
 pub mod metrics;
 pub mod net;
+pub mod scan;
 pub mod server;
 pub mod shutdown;
 pub mod sync;

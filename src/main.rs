@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use cli::{Cli, Command};
 use mdb::{
-    client, config, db, demo,
+    client, config, db, demo, discovery,
     metrics::Metrics,
     proto::{ListMachinesRequest, Provisioner, UseKind},
     server, shutdown,
@@ -53,6 +53,8 @@ async fn run(cli: Cli) -> ExitCode {
         Command::List(args) => list(args).await,
         Command::Get { key, conn, json } => get(&conn.server, &key, json).await,
         Command::Stats { conn, json } => stats(&conn.server, json).await,
+        Command::Scan(args) => return scan_command(args).await,
+        Command::Discovered { conn, state, json } => discovered(&conn.server, state, json).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -106,6 +108,8 @@ fn serve_config(a: &cli::ServeArgs) -> Result<config::Config, config::Error> {
         metrics_listen: a.metrics_listen.clone(),
         poll_interval: a.poll_interval.clone(),
         resync_interval: a.resync_interval.clone(),
+        scan: a.scan.clone(),
+        scan_interval: a.scan_interval.clone(),
     };
     config::resolve(raw, &env, &flags)
 }
@@ -131,9 +135,13 @@ async fn run_demo(args: cli::DemoArgs) -> anyhow::Result<()> {
         grpc_listen: Some(args.grpc_listen.clone()),
         metrics_listen: Some(args.metrics_listen.clone()),
         poll_interval: Some("10s".into()),
+        scan_interval: Some("30s".into()),
         ..Default::default()
     };
-    let cfg = config::resolve(config::RawConfig::default(), &env, &flags)?;
+    // The demo sweeps only the loopback subnet of its own mdb.yaml.
+    let raw: config::RawConfig =
+        toml::from_str("[scan]\ndb_subnets = true\n").context("demo scan config")?;
+    let cfg = config::resolve(raw, &env, &flags)?;
     eprintln!("mdb demo: database repository at {}", origin.display());
     eprintln!(
         "  try: mdb list --server {}   |   curl http://{}/metrics",
@@ -223,6 +231,171 @@ async fn stats(server: &str, json: bool) -> anyhow::Result<()> {
     println!("clusters    {}", s.clusters);
     if !s.last_sync_error.is_empty() {
         println!("last sync error: {}", s.last_sync_error);
+    }
+    Ok(())
+}
+
+async fn scan_command(a: cli::ScanArgs) -> ExitCode {
+    match scan(a).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mdb scan: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
+    use std::{io::IsTerminal, sync::Arc};
+    let mut targets = Vec::new();
+    for t in &a.targets {
+        let net: ipnetwork::IpNetwork = t
+            .parse()
+            .with_context(|| format!("{t:?} is not an address or CIDR"))?;
+        targets.push(net);
+    }
+    let snap = match &a.db {
+        Some(path) => {
+            let files =
+                db::read_dir(path).with_context(|| format!("reading {}", path.display()))?;
+            match db::validate(&files, "working tree") {
+                Ok(s) => Some(s),
+                Err(report) => {
+                    anyhow::bail!("the database at {} is invalid: {report}", path.display())
+                }
+            }
+        }
+        None => None,
+    };
+    let timeout = config::parse_duration(&a.timeout)
+        .with_context(|| format!("--timeout {:?} is not a duration", a.timeout))?;
+    anyhow::ensure!(
+        a.rate > 0 && a.tries > 0,
+        "--rate and --tries must be at least 1"
+    );
+    let base = mdb::scan::Options {
+        targets,
+        ports: if a.no_ports {
+            Vec::new()
+        } else {
+            a.ports.clone()
+        },
+        timeout,
+        tries: a.tries,
+        rate: a.rate,
+        reverse_dns: !a.no_rdns,
+        allow_large: a.allow_large,
+        interface: a.interface.clone(),
+        arp: !a.no_arp,
+        ..Default::default()
+    };
+    let opts = match &snap {
+        Some(s) => {
+            let mut o = discovery::plan(
+                &discovery::Config {
+                    subnets: base.targets.clone(),
+                    db_subnets: false,
+                    interval: discovery::DEFAULT_INTERVAL,
+                    options: base.clone(),
+                },
+                s,
+            );
+            if a.no_ports {
+                o.ports.clear();
+            } else if !a.ports.is_empty() {
+                o.ports.extend(a.ports.iter().copied());
+                o.ports.sort_unstable();
+                o.ports.dedup();
+            }
+            o
+        }
+        None => base,
+    };
+    let addresses = mdb::scan::expand(&opts.targets, opts.allow_large)?.len() as u64;
+    let bar = if std::io::stderr().is_terminal() && !a.json {
+        let b = indicatif::ProgressBar::new(addresses);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} sweeping {pos}/{len} addresses {wide_bar} {elapsed}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let progress: mdb::scan::Progress = match bar.clone() {
+        Some(b) => Arc::new(move |n| b.inc(n)),
+        None => Arc::new(|_| {}),
+    };
+    let report = mdb::scan::sweep(&opts, progress).await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    for w in &report.warnings {
+        eprintln!("mdb scan: warning: {w}");
+    }
+    let hosts: Vec<mdb::proto::DiscoveredHost> = match &snap {
+        Some(s) => {
+            let (classified, _) =
+                mdb::classify::classify(&report.hosts, s, &opts.targets, &s.settings.scan.rules);
+            classified.into_iter().map(|c| c.host).collect()
+        }
+        None => mdb::classify::classify(&report.hosts, &db::Snapshot::default(), &[], &[])
+            .0
+            .into_iter()
+            .map(|mut c| {
+                c.host.state = 0;
+                c.host.detail.clear();
+                c.host
+            })
+            .collect(),
+    };
+    if a.report {
+        for h in hosts.iter().filter(|h| mdb::github::files_issue(h)) {
+            println!("would file: {}", mdb::github::title(h));
+        }
+    } else if a.json {
+        let v: Vec<_> = hosts.iter().map(client::discovered_json).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", client::discovered_table(&hosts, snap.is_some()));
+        eprintln!(
+            "{} of {} addresses answered in {:.2} s ({} ARP, {} ICMP, {} TCP probes)",
+            hosts.len(),
+            report.addresses,
+            report.duration.as_secs_f64(),
+            report.sent.arp,
+            report.sent.icmp,
+            report.sent.tcp
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn discovered(server: &str, state: Option<cli::StateArg>, json: bool) -> anyhow::Result<()> {
+    use mdb::proto::HostState;
+    let mut c = client::connect(server).await?;
+    let state = state.map_or(HostState::Unspecified, |s| match s {
+        cli::StateArg::Known => HostState::Known,
+        cli::StateArg::Moved => HostState::Moved,
+        cli::StateArg::Conflict => HostState::Conflict,
+        cli::StateArg::New => HostState::New,
+        cli::StateArg::Missing => HostState::Missing,
+        cli::StateArg::Unprovisionable => HostState::Unprovisionable,
+    });
+    let hosts = c
+        .list_discovered(mdb::proto::ListDiscoveredRequest {
+            state: state as i32,
+        })
+        .await?
+        .into_inner()
+        .hosts;
+    if json {
+        let v: Vec<_> = hosts.iter().map(client::discovered_json).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", client::discovered_table(&hosts, true));
     }
     Ok(())
 }

@@ -10,6 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod lan;
+
 use git2::{Oid, Repository};
 use mdb::{
     config::{self, Flags, RawConfig},

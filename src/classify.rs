@@ -1,0 +1,362 @@
+//! Observations × the database → host states. A pure function over values:
+//! no clock, no network, no history (`discovery` keeps that).
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+
+use crate::{
+    db::{self, settings::Rule, Snapshot},
+    net::Mac,
+    proto::{machine::Use, DiscoveredHost, HostState, Machine, Provisioner, UseKind},
+    scan::Observation,
+};
+
+/// One classified host; `key` is its identity across sweeps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Classified {
+    pub key: String,
+    pub host: DiscoveredHost,
+}
+
+/// The identity of a host across sweeps: its MAC when that is stable, else
+/// its IP (a randomised MAC changes, so it is no identity).
+pub fn identity(ip: Option<IpAddr>, mac: Option<Mac>) -> String {
+    match (mac, ip) {
+        (Some(m), _) if !m.is_local() => format!("mac:{m}"),
+        (_, Some(ip)) => format!("ip:{ip}"),
+        (Some(m), None) => format!("mac:{m}"),
+        (None, None) => String::new(),
+    }
+}
+
+/// Whether mdb expects to provision (ssh into) this machine.
+pub fn expects_provisioning(m: &Machine) -> bool {
+    matches!(m.r#use, Some(Use::Cluster(_)) | Some(Use::Development(_)))
+        || m.features
+            .as_ref()
+            .is_some_and(|f| f.provisioner != Provisioner::None as i32)
+}
+
+pub fn ssh_port(m: &Machine) -> u16 {
+    m.ssh
+        .as_ref()
+        .map(|s| s.port as u16)
+        .filter(|p| *p != 0)
+        .unwrap_or(22)
+}
+
+/// The first rule whose every given condition holds.
+pub fn guess_use(o: &Observation, rules: &[Rule]) -> UseKind {
+    let vendor = o.vendor.to_lowercase();
+    let banner = o.ssh_banner.to_lowercase();
+    rules
+        .iter()
+        .find(|r| {
+            (r.any_port.is_empty() || r.any_port.iter().any(|p| o.open_ports.contains(p)))
+                && (r.only_ports.is_empty()
+                    || (!o.open_ports.is_empty()
+                        && o.open_ports.iter().all(|p| r.only_ports.contains(p))))
+                && r.vendor
+                    .as_ref()
+                    .is_none_or(|v| vendor.contains(v.as_str()))
+                && r.banner
+                    .as_ref()
+                    .is_none_or(|b| banner.contains(b.as_str()))
+        })
+        .map_or(UseKind::Unspecified, |r| r.guess)
+}
+
+fn base(o: &Observation) -> DiscoveredHost {
+    DiscoveredHost {
+        ip: o.ip.map(|i| i.to_string()).unwrap_or_default(),
+        mac: o.mac.map(|m| m.to_string()).unwrap_or_default(),
+        vendor: o.vendor.clone(),
+        dns_name: o.dns_name.clone(),
+        rtt_micros: o
+            .rtt
+            .map_or(0, |d| d.as_micros().min(u32::MAX as u128) as u32),
+        open_ports: o.open_ports.iter().map(|p| u32::from(*p)).collect(),
+        ssh_banner: o.ssh_banner.clone(),
+        mac_is_local: o.mac.is_some_and(|m| m.is_local()),
+        seen_by: o.seen_by.join(","),
+        ..Default::default()
+    }
+}
+
+/// Classifies every observation; then every machine of the database that
+/// has an address inside `swept` but was not observed is returned as
+/// `unseen` (the caller decides when unseen becomes missing).
+pub fn classify<'a>(
+    obs: &[Observation],
+    snap: &'a Snapshot,
+    swept: &[IpNetwork],
+    rules: &[Rule],
+) -> (Vec<Classified>, Vec<&'a Machine>) {
+    let mut seen_machines = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(obs.len());
+    for o in obs {
+        let mut h = base(o);
+        let by_mac = o.mac.and_then(|m| snap.by_mac(m));
+        let by_ip = o.ip.and_then(|ip| snap.by_ip(ip));
+        let ip_text = h.ip.clone();
+        let (state, machine, detail) = match (by_mac, by_ip) {
+            (Some(m), _) if m.ips.is_empty() || m.ips.contains(&ip_text) => {
+                (HostState::Known, Some(m), String::new())
+            }
+            (Some(m), _) => (
+                HostState::Moved,
+                Some(m),
+                format!(
+                    "MAC {} belongs to {} at {}, seen at {}",
+                    h.mac,
+                    m.name,
+                    m.ips.join(","),
+                    ip_text
+                ),
+            ),
+            (None, Some(m)) if m.mac.is_empty() || o.mac.is_none() => {
+                (HostState::Known, Some(m), String::new())
+            }
+            (None, Some(m)) => (
+                HostState::Conflict,
+                Some(m),
+                format!(
+                    "{} is {}'s address (MAC {}), answered by MAC {}",
+                    ip_text, m.name, m.mac, h.mac
+                ),
+            ),
+            (None, None) => {
+                h.guessed_use = guess_use(o, rules) as i32;
+                let why = if h.mac_is_local {
+                    "not in the database (locally administered, likely randomised MAC)".to_string()
+                } else {
+                    "not in the database".to_string()
+                };
+                (HostState::New, None, why)
+            }
+        };
+        let (state, detail) = match (state, machine) {
+            (HostState::Known, Some(m)) if expects_provisioning(m) => {
+                let port = ssh_port(m);
+                if !o.open_ports.contains(&port) {
+                    (
+                        HostState::Unprovisionable,
+                        format!("SSH port {port} of {} is closed or filtered", m.name),
+                    )
+                } else if o.ssh_banner.is_empty() {
+                    (
+                        HostState::Unprovisionable,
+                        format!("port {port} of {} is open but does not speak SSH", m.name),
+                    )
+                } else {
+                    (HostState::Known, detail)
+                }
+            }
+            other => (other.0, detail),
+        };
+        if let Some(m) = machine {
+            seen_machines.insert(m.name.as_str());
+            h.machine = m.name.clone();
+        }
+        h.state = state as i32;
+        h.detail = detail;
+        out.push(Classified {
+            key: identity(o.ip, o.mac),
+            host: h,
+        });
+    }
+    let unseen = snap
+        .machines
+        .iter()
+        .filter(|m| !seen_machines.contains(m.name.as_str()))
+        .filter(|m| {
+            m.ips
+                .iter()
+                .filter_map(|i| i.parse::<IpAddr>().ok())
+                .any(|ip| swept.iter().any(|n| n.contains(ip)))
+        })
+        .collect();
+    (out, unseen)
+}
+
+/// A `missing` host record for a machine not seen for `missed` sweeps.
+pub fn missing(m: &Machine, swept: &[IpNetwork], missed: u32) -> Classified {
+    let ip = m
+        .ips
+        .iter()
+        .find(|i| {
+            i.parse::<IpAddr>()
+                .is_ok_and(|ip| swept.iter().any(|n| n.contains(ip)))
+        })
+        .cloned()
+        .unwrap_or_default();
+    Classified {
+        key: format!("machine:{}", m.name),
+        host: DiscoveredHost {
+            ip,
+            mac: m.mac.clone(),
+            state: HostState::Missing as i32,
+            machine: m.name.clone(),
+            detail: format!("not seen for {missed} sweeps"),
+            guessed_use: db::use_kind(m.r#use.as_ref()) as i32,
+            ..Default::default()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{settings::default_rules, validate, SourceFile};
+
+    fn snap() -> Snapshot {
+        let yaml = [
+            "machines:",
+            "  - name: cp",
+            "    ip: 198.18.0.11",
+            "    mac: dc:a6:32:00:00:11",
+            "    use: { cluster: { name: a, role: control-plane } }",
+            "  - name: printer",
+            "    ip: 198.18.0.50",
+            "    mac: 00:26:ab:00:00:50",
+            "    use: { device: receipt printer }",
+            "  - name: gone",
+            "    ip: 198.18.0.60",
+            "    use: games",
+            "  - name: elsewhere",
+            "    ip: 198.19.0.60",
+            "    use: games",
+        ]
+        .join("\n");
+        validate(
+            &[SourceFile {
+                path: "machines/a.yaml".into(),
+                text: yaml,
+            }],
+            "r",
+        )
+        .unwrap()
+    }
+
+    fn obs(ip: &str, mac: &str, ports: &[u16], banner: &str) -> Observation {
+        let mac: Option<Mac> = if mac.is_empty() {
+            None
+        } else {
+            Some(mac.parse().unwrap())
+        };
+        Observation {
+            ip: Some(ip.parse().unwrap()),
+            mac,
+            vendor: mac.map(crate::scan::vendor).unwrap_or_default(),
+            open_ports: ports.to_vec(),
+            ssh_banner: banner.into(),
+            ..Default::default()
+        }
+    }
+
+    fn state(c: &Classified) -> HostState {
+        HostState::try_from(c.host.state).unwrap()
+    }
+
+    #[test]
+    fn states_follow_mac_and_ip() {
+        let s = snap();
+        let net: Vec<IpNetwork> = vec!["198.18.0.0/24".parse().unwrap()];
+        let (c, unseen) = classify(
+            &[
+                obs(
+                    "198.18.0.11",
+                    "dc:a6:32:00:00:11",
+                    &[22],
+                    "SSH-2.0-OpenSSH_9.2",
+                ),
+                obs("198.18.0.77", "00:26:ab:00:00:50", &[9100], ""),
+                obs("198.18.0.60", "00:11:22:33:44:55", &[], ""),
+                obs("198.18.0.99", "02:11:22:33:44:55", &[6443], ""),
+            ],
+            &s,
+            &net,
+            &default_rules(),
+        );
+        assert_eq!(state(&c[0]), HostState::Known);
+        assert_eq!(state(&c[1]), HostState::Moved);
+        assert_eq!(c[1].host.machine, "printer");
+        // "gone" has no MAC in the DB, so any MAC at its IP is it.
+        assert_eq!(state(&c[2]), HostState::Known);
+        assert_eq!(state(&c[3]), HostState::New);
+        assert_eq!(c[3].host.guessed_use, UseKind::Cluster as i32);
+        assert_eq!(c[3].key, "ip:198.18.0.99", "a random MAC is no identity");
+        let names: Vec<&str> = unseen.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            Vec::<&str>::new(),
+            "elsewhere is outside the swept subnet"
+        );
+    }
+
+    #[test]
+    fn known_ip_with_other_mac_is_a_conflict() {
+        let s = snap();
+        let (c, _) = classify(
+            &[obs("198.18.0.50", "00:26:ab:99:99:99", &[], "")],
+            &s,
+            &[],
+            &default_rules(),
+        );
+        assert_eq!(state(&c[0]), HostState::Conflict);
+    }
+
+    #[test]
+    fn node_without_ssh_is_unprovisionable() {
+        let s = snap();
+        let (c, _) = classify(
+            &[obs("198.18.0.11", "dc:a6:32:00:00:11", &[], "")],
+            &s,
+            &[],
+            &default_rules(),
+        );
+        assert_eq!(state(&c[0]), HostState::Unprovisionable);
+        let (c, _) = classify(
+            &[obs("198.18.0.11", "dc:a6:32:00:00:11", &[22], "")],
+            &s,
+            &[],
+            &default_rules(),
+        );
+        assert_eq!(state(&c[0]), HostState::Unprovisionable);
+        assert!(c[0].host.detail.contains("does not speak SSH"));
+    }
+
+    #[test]
+    fn unseen_machines_in_swept_subnets_are_returned() {
+        let s = snap();
+        let net: Vec<IpNetwork> = vec!["198.18.0.0/24".parse().unwrap()];
+        let (_, unseen) = classify(&[], &s, &net, &default_rules());
+        let names: Vec<&str> = unseen.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["cp", "gone", "printer"]);
+    }
+
+    #[test]
+    fn rules_guess_printers_and_pis() {
+        let r = default_rules();
+        assert_eq!(
+            guess_use(&obs("198.18.0.5", "", &[631, 9100], ""), &r),
+            UseKind::Device
+        );
+        assert_eq!(
+            guess_use(&obs("198.18.0.5", "dc:a6:32:00:00:01", &[22], ""), &r),
+            UseKind::Cluster
+        );
+        assert_eq!(
+            guess_use(
+                &obs("198.18.0.5", "", &[22], "SSH-2.0-OpenSSH_9.6p1 Ubuntu-3"),
+                &r
+            ),
+            UseKind::Development
+        );
+        assert_eq!(
+            guess_use(&obs("198.18.0.5", "", &[], ""), &r),
+            UseKind::Unspecified
+        );
+    }
+}

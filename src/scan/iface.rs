@@ -1,0 +1,78 @@
+//! Which local interface a subnet is directly attached to, with the MAC and
+//! IPv4 address ARP requests are sent from.
+
+use std::net::Ipv4Addr;
+
+use ipnetwork::Ipv4Network;
+use nix::{ifaddrs::getifaddrs, net::if_::InterfaceFlags};
+
+use crate::net::Mac;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub index: u32,
+    pub mac: Mac,
+    /// Our address on the subnet, the ARP sender address.
+    pub ip: Ipv4Addr,
+    pub network: Ipv4Network,
+}
+
+/// Every up, non-loopback interface with an IPv4 address and a MAC.
+pub fn list() -> std::io::Result<Vec<Interface>> {
+    let addrs: Vec<_> = getifaddrs().map_err(std::io::Error::from)?.collect();
+    let mut out = Vec::new();
+    for a in &addrs {
+        if a.flags.contains(InterfaceFlags::IFF_LOOPBACK)
+            || !a.flags.contains(InterfaceFlags::IFF_UP)
+        {
+            continue;
+        }
+        let (Some(addr), Some(mask)) = (
+            a.address.as_ref().and_then(|s| s.as_sockaddr_in()),
+            a.netmask.as_ref().and_then(|s| s.as_sockaddr_in()),
+        ) else {
+            continue;
+        };
+        let ip = addr.ip();
+        let prefix = u32::from(mask.ip()).count_ones() as u8;
+        let Ok(network) = Ipv4Network::new(ip, prefix) else {
+            continue;
+        };
+        let mac = addrs
+            .iter()
+            .filter(|l| l.interface_name == a.interface_name)
+            .find_map(|l| {
+                l.address
+                    .as_ref()
+                    .and_then(|s| s.as_link_addr())
+                    .and_then(|l| l.addr())
+            });
+        let Some(mac) = mac.filter(|m| m.iter().any(|b| *b != 0)) else {
+            continue;
+        };
+        let Ok(index) = nix::net::if_::if_nametoindex(a.interface_name.as_str()) else {
+            continue;
+        };
+        out.push(Interface {
+            name: a.interface_name.clone(),
+            index,
+            mac: Mac(mac),
+            ip,
+            network,
+        });
+    }
+    Ok(out)
+}
+
+/// The interface whose subnet contains `ip`, preferring `name` when given.
+pub fn for_address<'a>(
+    ifaces: &'a [Interface],
+    ip: Ipv4Addr,
+    name: Option<&str>,
+) -> Option<&'a Interface> {
+    ifaces
+        .iter()
+        .filter(|i| name.is_none_or(|n| i.name == n))
+        .find(|i| i.network.contains(ip))
+}

@@ -1,0 +1,55 @@
+//! TCP connect probes of a few ports on a live host, and the SSH banner
+//! when an SSH port answers.
+
+use std::{net::IpAddr, time::Duration};
+
+use tokio::{io::AsyncReadExt, net::TcpStream, time::timeout};
+
+pub struct Outcome {
+    pub open: Vec<u16>,
+    pub ssh_banner: String,
+    pub sent: u64,
+}
+
+/// Connects to every port (in parallel); reads a banner from open ports
+/// in `ssh_ports`.
+pub async fn probe(ip: IpAddr, ports: &[u16], ssh_ports: &[u16], wait: Duration) -> Outcome {
+    let mut tasks = tokio::task::JoinSet::new();
+    for &port in ports {
+        let want_banner = ssh_ports.contains(&port);
+        tasks.spawn(async move {
+            let mut stream = match timeout(wait, TcpStream::connect((ip, port))).await {
+                Ok(Ok(s)) => s,
+                _ => return None,
+            };
+            let mut banner = String::new();
+            if want_banner {
+                let mut buf = [0u8; 256];
+                // sshd speaks first: "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n".
+                if let Ok(Ok(n)) = timeout(Duration::from_secs(2), stream.read(&mut buf)).await {
+                    let text = String::from_utf8_lossy(&buf[..n]);
+                    if let Some(line) = text.lines().next().filter(|l| l.starts_with("SSH-")) {
+                        banner = line.trim().to_string();
+                    }
+                }
+            }
+            Some((port, banner))
+        });
+    }
+    let mut open = Vec::new();
+    let mut ssh_banner = String::new();
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(Some((port, banner))) = r {
+            open.push(port);
+            if ssh_banner.is_empty() {
+                ssh_banner = banner;
+            }
+        }
+    }
+    open.sort_unstable();
+    Outcome {
+        open,
+        ssh_banner,
+        sent: ports.len() as u64,
+    }
+}

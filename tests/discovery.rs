@@ -1,0 +1,195 @@
+//! Discovery on a real LAN of network namespaces (198.18.0.0/24): real ARP,
+//! real ICMP, a real sshd, nftables dropping ICMP, real TCP listeners.
+
+mod util;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use util::lan::{HostSpec, Lan};
+
+const CP_MAC: &str = "00:16:3e:00:00:13";
+
+fn hosts() -> Vec<HostSpec> {
+    vec![
+        // 0: a dev box with a real sshd
+        HostSpec {
+            ip: "198.18.0.11",
+            mac: "00:16:3e:00:00:11",
+            sshd: true,
+            ..Default::default()
+        },
+        // 1: a printer-like box that drops ICMP but answers ARP
+        HostSpec {
+            ip: "198.18.0.12",
+            mac: "00:16:3e:00:00:12",
+            drop_icmp: true,
+            ..Default::default()
+        },
+        // 2: a Kubernetes control plane
+        HostSpec {
+            ip: "198.18.0.13",
+            mac: CP_MAC,
+            ports: vec![6443, 10250],
+            ..Default::default()
+        },
+        // 3: a Raspberry Pi worker without sshd
+        HostSpec {
+            ip: "198.18.0.14",
+            mac: "dc:a6:32:00:00:14",
+            ..Default::default()
+        },
+        // 4: unknown, randomised MAC, printer ports
+        HostSpec {
+            ip: "198.18.0.15",
+            mac: "06:00:00:00:00:15",
+            ports: vec![631, 9100],
+            ..Default::default()
+        },
+    ]
+}
+
+const DB: &str = "machines:
+  - name: devbox
+    ip: 198.18.0.11
+    mac: 00:16:3e:00:00:11
+    use: { development: server }
+    ssh: { user: admin }
+  - name: printer
+    ip: 198.18.0.12
+    mac: 00:16:3e:00:00:12
+    use: { device: receipt printer }
+  - name: cp
+    ip: 198.18.0.13
+    mac: 00:16:3e:00:00:13
+    use: { cluster: { name: lab, role: control-plane } }
+  - name: pi
+    ip: 198.18.0.14
+    mac: dc:a6:32:00:00:14
+    use: { cluster: { name: lab, role: worker } }
+  - name: offline
+    ip: 198.18.0.40
+    use: games
+  - name: scanner
+    ip: 198.18.0.1
+    use: discover
+";
+
+fn scan(lan: &Lan, db: &std::path::Path, extra: &[&str]) -> BTreeMap<String, Value> {
+    let mut args = vec![
+        "scan",
+        "198.18.0.0/24",
+        "--json",
+        "--db",
+        db.to_str().expect("path"),
+    ];
+    args.extend_from_slice(extra);
+    let out = lan.mdb(&args);
+    assert!(
+        out.status.success(),
+        "mdb scan failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    v.into_iter()
+        .map(|h| (h["ip"].as_str().unwrap_or_default().to_string(), h))
+        .collect()
+}
+
+fn write_db(dir: &std::path::Path) -> std::path::PathBuf {
+    let db = dir.join("db");
+    util::write_tree(&db, &[("machines/lab.yaml", DB)]);
+    db
+}
+
+#[test]
+fn sweep_finds_every_live_host_with_mac_vendor_name_and_state() {
+    let lan = Lan::new(&hosts());
+    let db = write_db(lan.dir());
+    let found = scan(&lan, &db, &[]);
+
+    let ips: Vec<&str> = found.keys().map(String::as_str).collect();
+    assert_eq!(
+        ips,
+        [
+            "198.18.0.1",
+            "198.18.0.11",
+            "198.18.0.12",
+            "198.18.0.13",
+            "198.18.0.14",
+            "198.18.0.15"
+        ],
+        "live hosts only, no dead addresses"
+    );
+    for (i, h) in hosts().iter().enumerate() {
+        assert_eq!(found[h.ip]["mac"], h.mac, "MAC of {}", h.ip);
+        assert_eq!(
+            found[h.ip]["dns_name"],
+            format!("h{i}.lan.test"),
+            "reverse DNS of {}",
+            h.ip
+        );
+    }
+    let state = |ip: &str| found[ip]["state"].as_str().unwrap_or_default().to_string();
+    assert_eq!(state("198.18.0.11"), "known");
+    assert_eq!(found["198.18.0.11"]["open_ports"], serde_json::json!([22]));
+    assert!(found["198.18.0.11"]["ssh_banner"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("SSH-2.0-OpenSSH"));
+    // ICMP dropped, still found by ARP.
+    assert_eq!(state("198.18.0.12"), "known");
+    assert_eq!(found["198.18.0.12"]["seen_by"], "arp");
+    assert_eq!(found["198.18.0.11"]["seen_by"], "arp,icmp");
+    assert_eq!(
+        state("198.18.0.13"),
+        "unprovisionable",
+        "a cluster node without SSH cannot be provisioned"
+    );
+    assert_eq!(
+        found["198.18.0.13"]["open_ports"],
+        serde_json::json!([6443, 10250])
+    );
+    assert_eq!(state("198.18.0.14"), "unprovisionable");
+    assert!(found["198.18.0.14"]["vendor"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("Raspberry Pi"));
+    assert_eq!(state("198.18.0.15"), "new");
+    assert_eq!(found["198.18.0.15"]["guessed_use"], "device");
+    assert_eq!(found["198.18.0.15"]["mac_is_local"], true);
+    assert_eq!(found["198.18.0.15"]["vendor"], "(locally administered)");
+    assert_eq!(state("198.18.0.1"), "known", "the scanner itself");
+}
+
+#[test]
+fn moving_a_host_or_swapping_its_mac_is_noticed() {
+    let mut lan = Lan::new(&hosts());
+    let db = write_db(lan.dir());
+    lan.set_ip(0, "198.18.0.31");
+    lan.set_mac(1, "00:16:3e:00:00:99");
+    let found = scan(&lan, &db, &["--no-rdns", "--no-ports"]);
+    assert!(
+        !found.contains_key("198.18.0.11"),
+        "the old address is dead now"
+    );
+    assert_eq!(found["198.18.0.31"]["state"], "moved");
+    assert_eq!(found["198.18.0.31"]["machine"], "devbox");
+    assert_eq!(found["198.18.0.12"]["state"], "conflict");
+    assert_eq!(found["198.18.0.12"]["mac"], "00:16:3e:00:00:99");
+    assert_eq!(found["198.18.0.12"]["machine"], "printer");
+}
+
+#[test]
+fn scan_refuses_huge_ranges_and_unknown_interfaces() {
+    let out = std::process::Command::new(util::bin())
+        .args(["scan", "198.18.0.0/15"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-large"));
+    let lan = Lan::new(&[]);
+    let out = lan.mdb(&["scan", "198.18.0.0/24", "--interface", "nope0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interface nope0 not found"));
+}

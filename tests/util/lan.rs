@@ -1,0 +1,329 @@
+//! A real test LAN built from network namespaces: one scanner namespace
+//! holding a bridge, and one namespace per host joined to it by a veth
+//! pair. Addresses come from 198.18.0.0/15 only. Everything is torn down
+//! on drop, also when the test fails. Needs root; panics loudly without it.
+#![allow(dead_code)]
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+pub const SCANNER_IP: &str = "198.18.0.1";
+
+#[derive(Clone, Debug, Default)]
+pub struct HostSpec {
+    pub ip: &'static str,
+    pub mac: &'static str,
+    /// Drop ICMP echo requests with nftables (the host still answers ARP).
+    pub drop_icmp: bool,
+    /// Run a real OpenSSH server on port 22.
+    pub sshd: bool,
+    /// Accept TCP connections on these ports.
+    pub ports: Vec<u16>,
+}
+
+pub struct Host {
+    pub ns: String,
+    pub spec: HostSpec,
+    sshd: Option<Child>,
+    listener: Option<Child>,
+}
+
+pub struct Lan {
+    pub scanner: String,
+    pub hosts: Vec<Host>,
+    dir: tempfile::TempDir,
+    netns_etc: PathBuf,
+    extra: Vec<Child>,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn run(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}\n(the network tests need root, iproute2 and nftables; .ci/run installs them)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn ip(args: &[&str]) {
+    let mut all = vec!["ip"];
+    all.extend_from_slice(args);
+    run(&all);
+}
+
+impl Lan {
+    /// Builds the LAN: the scanner at 198.18.0.1/24 on bridge br0.
+    pub fn new(hosts: &[HostSpec]) -> Lan {
+        for h in hosts {
+            assert!(
+                h.ip.starts_with("198.18.") || h.ip.starts_with("198.19."),
+                "test hosts live in 198.18.0.0/15 only"
+            );
+        }
+        let tag = format!(
+            "mdbt{}x{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let scanner = format!("{tag}s");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let netns_etc = PathBuf::from("/etc/netns").join(&scanner);
+        let mut lan = Lan {
+            scanner: scanner.clone(),
+            hosts: Vec::new(),
+            dir,
+            netns_etc,
+            extra: Vec::new(),
+        };
+        ip(&["netns", "add", &scanner]);
+        ip(&["-n", &scanner, "link", "set", "lo", "up"]);
+        ip(&["-n", &scanner, "link", "add", "br0", "type", "bridge"]);
+        ip(&[
+            "-n",
+            &scanner,
+            "addr",
+            "add",
+            &format!("{SCANNER_IP}/24"),
+            "dev",
+            "br0",
+        ]);
+        ip(&["-n", &scanner, "link", "set", "br0", "up"]);
+        // Reverse DNS inside the scanner namespace: /etc/hosts names the
+        // hosts, and DNS goes to the namespace's own loopback only.
+        std::fs::create_dir_all(&lan.netns_etc).expect("netns etc");
+        let names: String = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| format!("{} h{i}.lan.test\n", h.ip))
+            .collect();
+        std::fs::write(
+            lan.netns_etc.join("hosts"),
+            format!("127.0.0.1 localhost\n{names}"),
+        )
+        .expect("hosts");
+        std::fs::write(
+            lan.netns_etc.join("resolv.conf"),
+            "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+        )
+        .expect("resolv");
+        for (i, spec) in hosts.iter().enumerate() {
+            let ns = format!("{tag}h{i}");
+            ip(&["netns", "add", &ns]);
+            lan.hosts.push(Host {
+                ns: ns.clone(),
+                spec: spec.clone(),
+                sshd: None,
+                listener: None,
+            });
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            let peer = format!("p{i}");
+            ip(&[
+                "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &peer,
+                "netns", &scanner,
+            ]);
+            ip(&["-n", &ns, "link", "set", "eth0", "address", spec.mac]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", spec.ip),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+            ip(&["-n", &scanner, "link", "set", &peer, "master", "br0", "up"]);
+            if spec.drop_icmp {
+                let rules = "table inet mdbt {\n chain input {\n  type filter hook input priority 0;\n  icmp type echo-request drop\n }\n}\n";
+                let path = lan.dir.path().join(format!("{ns}.nft"));
+                std::fs::write(&path, rules).expect("nft rules");
+                run(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &ns,
+                    "nft",
+                    "-f",
+                    path.to_str().expect("path"),
+                ]);
+            }
+            if spec.sshd {
+                lan.start_sshd(i);
+            }
+            if !spec.ports.is_empty() {
+                lan.listen(i);
+            }
+        }
+        lan
+    }
+
+    pub fn start_sshd(&mut self, i: usize) {
+        std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
+        let key = self.dir.path().join(format!("hostkey{i}"));
+        if !key.exists() {
+            run(&[
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-f",
+                key.to_str().expect("path"),
+            ]);
+        }
+        let h = &self.hosts[i];
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &h.ns,
+                "/usr/sbin/sshd",
+                "-D",
+                "-e",
+                "-f",
+                "/dev/null",
+            ])
+            .args([
+                "-o",
+                &format!("ListenAddress={}", h.spec.ip),
+                "-o",
+                &format!("HostKey={}", key.display()),
+            ])
+            .args(["-o", "PidFile=none", "-o", "UsePAM=no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sshd");
+        self.hosts[i].sshd = Some(child);
+        self.wait_for_port(i, 22);
+    }
+
+    pub fn stop_sshd(&mut self, i: usize) {
+        if let Some(mut c) = self.hosts[i].sshd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn listen(&mut self, i: usize) {
+        let h = &self.hosts[i];
+        let ports: Vec<String> = h.spec.ports.iter().map(|p| p.to_string()).collect();
+        let script = format!(
+            "import socket,select\nss=[]\nfor p in [{}]:\n s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1); s.bind(('0.0.0.0',p)); s.listen(64); ss.append(s)\nwhile True:\n r,_,_=select.select(ss,[],[])\n for s in r:\n  c,_=s.accept(); c.close()\n",
+            ports.join(",")
+        );
+        let child = Command::new("ip")
+            .args(["netns", "exec", &h.ns, "python3", "-c", &script])
+            .spawn()
+            .expect("listener");
+        let first = h.spec.ports[0];
+        self.hosts[i].listener = Some(child);
+        self.wait_for_port(i, first);
+    }
+
+    /// Waits until something listens on the host's port (bounded: 10 s).
+    fn wait_for_port(&self, i: usize, port: u16) {
+        let h = &self.hosts[i];
+        for _ in 0..200 {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &h.ns, "ss", "-ltnH"])
+                .output()
+                .expect("ss");
+            if String::from_utf8_lossy(&out.stdout).contains(&format!(":{port} ")) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("nothing listens on {}:{port}", h.spec.ip);
+    }
+
+    /// Gives host `i` another address (it "moves").
+    pub fn set_ip(&mut self, i: usize, new_ip: &'static str) {
+        assert!(new_ip.starts_with("198.18."));
+        let h = &self.hosts[i];
+        ip(&["-n", &h.ns, "addr", "flush", "dev", "eth0"]);
+        ip(&[
+            "-n",
+            &h.ns,
+            "addr",
+            "add",
+            &format!("{new_ip}/24"),
+            "dev",
+            "eth0",
+        ]);
+        self.hosts[i].spec.ip = new_ip;
+    }
+
+    /// Gives host `i` another MAC (new hardware behind the same address).
+    pub fn set_mac(&mut self, i: usize, mac: &'static str) {
+        let h = &self.hosts[i];
+        ip(&["-n", &h.ns, "link", "set", "eth0", "address", mac]);
+        self.hosts[i].spec.mac = mac;
+    }
+
+    /// Runs the mdb binary inside the scanner namespace.
+    pub fn mdb(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.scanner, super::bin()])
+            .args(args)
+            .output()
+            .expect("run mdb in the scanner namespace")
+    }
+
+    /// Starts the mdb binary in the scanner namespace in the background.
+    pub fn spawn_mdb(&mut self, args: &[&str], envs: &[(&str, &str)]) -> &mut Child {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.scanner, super::bin()])
+            .args(args);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mdb");
+        self.extra.push(child);
+        self.extra.last_mut().expect("just pushed")
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        let mut children: Vec<Child> = self.extra.drain(..).collect();
+        for h in &mut self.hosts {
+            children.extend(h.sshd.take());
+            children.extend(h.listener.take());
+        }
+        for mut c in children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let mut all: Vec<String> = self.hosts.iter().map(|h| h.ns.clone()).collect();
+        all.push(self.scanner.clone());
+        for ns in all {
+            // Anything still running inside goes too.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.netns_etc);
+    }
+}
