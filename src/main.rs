@@ -118,9 +118,19 @@ async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     let bound = server::bind(&cfg).await?;
     let store = db::Store::new();
     let metrics = Metrics::new();
-    bound
-        .run(cfg, store, metrics, Vec::new(), shutdown::on_signal())
-        .await?;
+    let shutdown = shutdown::on_signal();
+    let mut tasks: Vec<server::Task> = Vec::new();
+    if let Some(scan) = cfg.scan.clone() {
+        let (results, _) = tokio::sync::watch::channel(None);
+        tasks.push(Box::pin(discovery::run(
+            scan,
+            store.clone(),
+            metrics.clone(),
+            results,
+            shutdown.child_token(),
+        )));
+    }
+    bound.run(cfg, store, metrics, tasks, shutdown).await?;
     Ok(())
 }
 

@@ -193,3 +193,127 @@ fn scan_refuses_huge_ranges_and_unknown_interfaces() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("interface nope0 not found"));
 }
+
+/// `mdb serve` in the scanner namespace sweeps on its own, remembers hosts
+/// across sweeps and serves the result over gRPC and metrics.
+#[test]
+fn serve_sweeps_on_a_schedule_and_follows_state_changes() {
+    let mut lan = Lan::new(&hosts());
+    let mut repo = util::TestRepo::new();
+    repo.write("machines/lab.yaml", DB);
+    repo.write("mdb.yaml", "scan:\n  missing_after: 2\n");
+    repo.commit("lab");
+    let cfg = lan.dir().join("mdb.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"200ms\"\n\n[server]\ngrpc_listen = \"127.0.0.1:50051\"\nmetrics_listen = \"127.0.0.1:9090\"\n\n[scan]\nsubnets = [\"198.18.0.0/24\"]\ninterval = \"300ms\"\nreverse_dns = false\n",
+            repo.url(),
+            lan.dir().join("checkout").display()
+        ),
+    )
+    .expect("config");
+    lan.spawn_mdb(
+        &["serve", "--config", cfg.to_str().expect("path")],
+        &[("MDB_LOG", "info")],
+    );
+    let log = lan.dir().join("serve.log");
+    let _ = log;
+
+    let discovered = |lan: &Lan| -> BTreeMap<String, Value> {
+        let out = lan.mdb(&["discovered", "--json", "--server", "127.0.0.1:50051"]);
+        if !out.status.success() {
+            eprintln!("discovered: {}", String::from_utf8_lossy(&out.stderr));
+            return BTreeMap::new();
+        }
+        let v: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v.into_iter()
+            .map(|h| {
+                let key = if h["state"] == "missing" {
+                    format!("missing:{}", h["machine"].as_str().unwrap_or_default())
+                } else {
+                    h["ip"].as_str().unwrap_or_default().to_string()
+                };
+                (key, h)
+            })
+            .collect()
+    };
+    let wait = |lan: &Lan,
+                what: &str,
+                cond: &dyn Fn(&BTreeMap<String, Value>) -> bool|
+     -> BTreeMap<String, Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let d = discovered(lan);
+            if cond(&d) {
+                return d;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}; last: {d:#?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let state = |d: &BTreeMap<String, Value>, k: &str| {
+        d.get(k)
+            .and_then(|h| h["state"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    let d = wait(&lan, "the first sweeps", &|d| {
+        state(d, "198.18.0.11") == "known" && d.contains_key("missing:offline")
+    });
+    assert_eq!(state(&d, "198.18.0.15"), "new");
+    assert_eq!(d["missing:offline"]["ip"], "198.18.0.40");
+    assert_eq!(d["missing:offline"]["detail"], "not seen for 2 sweeps");
+    let first_seen = d["198.18.0.11"]["first_seen_unix"]
+        .as_i64()
+        .unwrap_or_default();
+    assert!(first_seen > 0);
+
+    lan.stop_sshd(0);
+    let d = wait(&lan, "devbox to become unprovisionable", &|d| {
+        state(d, "198.18.0.11") == "unprovisionable"
+    });
+    assert!(d["198.18.0.11"]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("SSH port 22"));
+    assert_eq!(
+        d["198.18.0.11"]["first_seen_unix"].as_i64(),
+        Some(first_seen),
+        "history keeps first-seen"
+    );
+
+    lan.start_sshd(0);
+    wait(&lan, "devbox to be provisionable again", &|d| {
+        state(d, "198.18.0.11") == "known"
+    });
+
+    let script = "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9090/metrics').read().decode())";
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &lan.scanner, "python3", "-c", script])
+        .output()
+        .expect("metrics");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        util::metric(&text, "mdb_discovered_hosts{state=\"missing\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        util::metric(&text, "mdb_discovered_hosts{state=\"new\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        util::metric(&text, "mdb_sweeps_total{result=\"ok\"}").unwrap_or(0.0) >= 3.0,
+        "{text}"
+    );
+    assert!(
+        util::metric(&text, "mdb_probes_sent_total{kind=\"arp\"}").unwrap_or(0.0) > 0.0,
+        "{text}"
+    );
+}

@@ -19,6 +19,9 @@ use crate::net::Mac;
 
 const ETH_P_ARP: u16 = 0x0806;
 const FRAME_LEN: usize = 42;
+/// The shortest wait after the last request of a round (nmap's minimum
+/// RTT timeout), so slow Wi-Fi clients still get a chance.
+pub const MIN_WAIT: Duration = Duration::from_millis(100);
 
 pub struct Reply {
     pub mac: Mac,
@@ -28,6 +31,8 @@ pub struct Reply {
 pub struct Outcome {
     pub replies: HashMap<Ipv4Addr, Reply>,
     pub sent: u64,
+    /// The slowest reply, for sizing follow-up probes.
+    pub slowest: Duration,
 }
 
 pub struct Params {
@@ -138,6 +143,7 @@ pub fn sweep(
     let mut buf = [0u8; 1514];
     let mut wait = p.wait;
     let mut pending: Vec<Ipv4Addr> = targets.to_vec();
+    let mut slowest = Duration::ZERO;
     for round in 0..p.tries.max(1) {
         let mut next_send = Instant::now();
         let mut queue = pending.iter();
@@ -159,8 +165,16 @@ pub fn sweep(
                 }
                 continue;
             }
+            // Once hosts have answered, the wait adapts to how fast they
+            // answer (like nmap's RTT-based timeout), never below
+            // MIN_WAIT nor above the configured wait.
+            let settle = if slowest.is_zero() {
+                wait
+            } else {
+                (slowest * 8).clamp(MIN_WAIT, wait)
+            };
             let deadline = if exhausted {
-                last_sent + wait
+                last_sent + settle
             } else {
                 next_send
             };
@@ -176,6 +190,7 @@ pub fn sweep(
                     if let Some((ip, mac)) = parse_reply(&buf[..n]) {
                         if wanted.contains(&ip) && !replies.contains_key(&ip) {
                             let rtt = sent_at.get(&ip).map(|t| t.elapsed()).unwrap_or_default();
+                            slowest = slowest.max(rtt);
                             replies.insert(ip, Reply { mac, rtt });
                             progress(1);
                         }
@@ -201,7 +216,11 @@ pub fn sweep(
         // arp-scan's backoff: each further try waits longer.
         wait = wait.mul_f64(1.5);
     }
-    Ok(Outcome { replies, sent })
+    Ok(Outcome {
+        replies,
+        sent,
+        slowest,
+    })
 }
 
 fn sock_recv(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {

@@ -55,7 +55,7 @@ pub struct Options {
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 pub const DEFAULT_TRIES: u32 = 2;
-pub const DEFAULT_RATE: u32 = 1000;
+pub const DEFAULT_RATE: u32 = 2000;
 pub const DEFAULT_CONCURRENCY: usize = 1024;
 
 impl Default for Options {
@@ -256,6 +256,7 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
 
     let mut macs: HashMap<IpAddr, Mac> = HashMap::new();
     let mut arp_rtt: HashMap<IpAddr, Duration> = HashMap::new();
+    let mut slowest_arp = Duration::ZERO;
     for (name, (iface, targets)) in on_link {
         let sock = match arp::open(&iface) {
             Ok(s) => s,
@@ -292,6 +293,7 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
             source,
         })?;
         report.sent.arp += outcome.sent;
+        slowest_arp = slowest_arp.max(outcome.slowest);
         for (ip, r) in outcome.replies {
             macs.insert(IpAddr::V4(ip), r.mac);
             arp_rtt.insert(IpAddr::V4(ip), r.rtt);
@@ -308,8 +310,11 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
         tries: opts.tries,
         concurrency: opts.concurrency,
     };
+    // Hosts that just answered ARP are close: wait for their echo replies
+    // as long as ARP's slowest reply suggests, not the full timeout.
     let found_params = icmp::Params {
         tries: 1,
+        timeout: (slowest_arp * 8).clamp(Duration::from_millis(50), opts.timeout),
         ..icmp_params
     };
     let (a, b) = tokio::join!(

@@ -325,5 +325,10 @@ impl Drop for Lan {
             let _ = Command::new("ip").args(["netns", "del", &ns]).status();
         }
         let _ = std::fs::remove_dir_all(&self.netns_etc);
+        if std::thread::panicking() {
+            if let Ok(log) = std::fs::read_to_string(self.dir.path().join("mdb.log")) {
+                eprintln!("--- mdb log ---\n{log}");
+            }
+        }
     }
 }
