@@ -180,6 +180,45 @@ async fn main() {
     );
 
     println!("server RSS after    {:.0} MB", rss_mb(child.id()));
+
+    // `mdb inventory --list` as Ansible runs it, on 10,000 machines: from a
+    // checkout (read + validate + render) and from the server above.
+    let inv_dir = tempfile::tempdir().expect("tempdir");
+    for (path, text) in mdb::gen::database(10_000, 1000) {
+        let p = inv_dir.path().join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+    let time_inventory = |args: Vec<String>| {
+        let mut best = Duration::MAX;
+        for _ in 0..5 {
+            let t = Instant::now();
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_mdb"))
+                .args(&args)
+                .output()
+                .expect("inventory");
+            assert!(out.status.success());
+            best = best.min(t.elapsed());
+        }
+        best
+    };
+    let local = time_inventory(vec![
+        "inventory".into(),
+        "--list".into(),
+        "--db".into(),
+        inv_dir.path().display().to_string(),
+    ]);
+    println!("inventory --list    {:.3} s for 10,000 machines from a checkout (best of 5, whole process)", local.as_secs_f64());
+    let remote = time_inventory(vec![
+        "inventory".into(),
+        "--list".into(),
+        "--server".into(),
+        addr.to_string(),
+    ]);
+    println!(
+        "inventory --list    {:.3} s for {n} machines from the server (best of 5, whole process)",
+        remote.as_secs_f64()
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

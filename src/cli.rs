@@ -48,6 +48,40 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ansible dynamic inventory (`--list`, `--host NAME`) or a static one.
+    Inventory {
+        #[command(flatten)]
+        source: Source,
+        /// All groups and hostvars (what Ansible calls).
+        #[arg(long, conflicts_with = "host")]
+        list: bool,
+        /// One host's variables.
+        #[arg(long)]
+        host: Option<String>,
+        /// `yaml` writes a static inventory instead of the JSON.
+        #[arg(long, value_enum, default_value = "json")]
+        format: InventoryFormat,
+    },
+    /// A cluster's nodes by role, or its inventory for k3s-ansible/kubespray.
+    Cluster {
+        name: String,
+        #[command(flatten)]
+        source: Source,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ClusterFormat,
+    },
+    /// IP reservations.
+    Ip {
+        #[command(subcommand)]
+        command: IpCommand,
+    },
+    /// Static DHCP leases for every machine with a MAC and an IPv4 address.
+    Dhcp {
+        #[command(flatten)]
+        source: Source,
+        #[arg(long, value_enum, default_value = "dnsmasq")]
+        format: DhcpFormat,
+    },
     /// Totals, revision and sync status of a running server.
     Stats {
         #[command(flatten)]
@@ -193,4 +227,45 @@ pub struct ListArgs {
     pub labels: Vec<String>,
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where client commands read the database: a checkout, or a server.
+#[derive(Args, Debug, Clone)]
+pub struct Source {
+    /// A DB repository checkout; without it, the server is asked.
+    #[arg(long, env = "MDB_DB_PATH")]
+    pub db: Option<PathBuf>,
+    #[arg(long, env = "MDB_SERVER", default_value = mdb::client::DEFAULT_SERVER)]
+    pub server: String,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum InventoryFormat {
+    Json,
+    Yaml,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ClusterFormat {
+    Table,
+    Json,
+    K3s,
+    Kubespray,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum DhcpFormat {
+    Dnsmasq,
+    Isc,
+    Kea,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IpCommand {
+    /// The lowest free static address of a subnet (name or CIDR in mdb.yaml).
+    Next {
+        subnet: String,
+        #[command(flatten)]
+        source: Source,
+    },
 }

@@ -76,3 +76,89 @@ fn host_bounds(subnet: &Subnet) -> Option<(IpAddr, IpAddr)> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::{net::IpRange, proto::Machine};
+
+    fn v4(n: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(198, 18, 0, n))
+    }
+
+    proptest! {
+        #[test]
+        fn suggestion_is_free_in_range_lowest_and_deterministic(
+            first in 1u8..200, len in 0u8..50,
+            used in proptest::collection::vec(1u8..255, 0..60),
+            excluded in proptest::collection::vec(1u8..255, 0..10),
+            seen in proptest::collection::vec(1u8..255, 0..20),
+            pool in proptest::option::of((1u8..250, 0u8..5)),
+        ) {
+            let last = first.saturating_add(len).min(254);
+            let dynamic: Vec<IpRange> = pool
+                .map(|(a, l)| IpRange { first: v4(a), last: v4(a.saturating_add(l).min(254)) })
+                .into_iter()
+                .collect();
+            let subnet = Subnet {
+                name: "lab".into(),
+                cidr: "198.18.0.0/24".parse().unwrap(),
+                static_range: Some(IpRange { first: v4(first), last: v4(last) }),
+                dynamic,
+                exclude: excluded.iter().map(|n| v4(*n)).collect(),
+                scan: true,
+            };
+            let mut names = std::collections::BTreeSet::new();
+            let machines: Vec<Machine> = used
+                .iter()
+                .filter(|n| names.insert(**n))
+                .map(|n| Machine { name: format!("m{n}"), ips: vec![v4(*n).to_string()], ..Default::default() })
+                .collect();
+            let snap = Snapshot::new("r".into(), machines, Default::default());
+            let seen: HashSet<IpAddr> = seen.iter().map(|n| v4(*n)).collect();
+            let taken = |ip: IpAddr| snap.by_ip(ip).is_some() || seen.contains(&ip) || subnet.exclude.contains(&ip) || subnet.dynamic.iter().any(|r| r.contains(ip));
+
+            let got = next_free(&subnet, &snap, &seen);
+            prop_assert_eq!(got, next_free(&subnet, &snap, &seen));
+            match got {
+                Some(ip) => {
+                    prop_assert!(subnet.static_range.unwrap().contains(ip));
+                    prop_assert!(!taken(ip));
+                    let IpAddr::V4(got4) = ip else { unreachable!() };
+                    for n in first..got4.octets()[3] {
+                        prop_assert!(taken(v4(n)), "{} is free but lower", v4(n));
+                    }
+                }
+                None => {
+                    for n in first..=last {
+                        prop_assert!(taken(v4(n)));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn without_a_static_range_the_host_range_is_used() {
+        let subnet = Subnet {
+            name: "x".into(),
+            cidr: "198.18.0.0/30".parse().unwrap(),
+            static_range: None,
+            dynamic: vec![],
+            exclude: vec![],
+            scan: true,
+        };
+        let snap = Snapshot::default();
+        assert_eq!(next_free(&subnet, &snap, &HashSet::new()), Some(v4(1)));
+        let seen: HashSet<IpAddr> = [v4(1), v4(2)].into();
+        assert_eq!(
+            next_free(&subnet, &snap, &seen),
+            None,
+            "network and broadcast are never suggested"
+        );
+    }
+}

@@ -54,6 +54,21 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Get { key, conn, json } => get(&conn.server, &key, json).await,
         Command::Stats { conn, json } => stats(&conn.server, json).await,
         Command::Scan(args) => return scan_command(args).await,
+        Command::Inventory {
+            source,
+            list: _,
+            host,
+            format,
+        } => inventory(&source, host.as_deref(), format).await,
+        Command::Cluster {
+            name,
+            source,
+            format,
+        } => cluster(&name, &source, format).await,
+        Command::Ip {
+            command: cli::IpCommand::Next { subnet, source },
+        } => ip_next(&subnet, &source).await,
+        Command::Dhcp { source, format } => dhcp(&source, format).await,
         Command::Discovered { conn, state, json } => discovered(&conn.server, state, json).await,
     };
     match result {
@@ -407,5 +422,135 @@ async fn discovered(server: &str, state: Option<cli::StateArg>, json: bool) -> a
     } else {
         print!("{}", client::discovered_table(&hosts, true));
     }
+    Ok(())
+}
+
+/// The database from a checkout (validated) or from a server.
+async fn snapshot(source: &cli::Source) -> anyhow::Result<db::Snapshot> {
+    if let Some(path) = &source.db {
+        let files = db::read_dir(path).with_context(|| format!("reading {}", path.display()))?;
+        return db::validate(&files, "working tree").map_err(|report| {
+            anyhow::anyhow!("the database at {} is invalid: {report}", path.display())
+        });
+    }
+    let mut c = client::connect(&source.server).await?;
+    let first = c
+        .list_machines(ListMachinesRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let machines = client::list_all(
+        &mut c,
+        ListMachinesRequest {
+            page_size: 10_000,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(db::Snapshot::new(
+        first.revision,
+        machines,
+        db::Settings::default(),
+    ))
+}
+
+async fn inventory(
+    source: &cli::Source,
+    host: Option<&str>,
+    format: cli::InventoryFormat,
+) -> anyhow::Result<()> {
+    let snap = snapshot(source).await?;
+    match (host, format) {
+        (Some(h), _) => println!(
+            "{}",
+            serde_json::to_string_pretty(&mdb::inventory::host(&snap, h))?
+        ),
+        (None, cli::InventoryFormat::Json) => {
+            println!("{}", serde_json::to_string(&mdb::inventory::list(&snap))?)
+        }
+        (None, cli::InventoryFormat::Yaml) => print!("{}", mdb::inventory::static_yaml(&snap)),
+    }
+    Ok(())
+}
+
+async fn cluster(
+    name: &str,
+    source: &cli::Source,
+    format: cli::ClusterFormat,
+) -> anyhow::Result<()> {
+    let snap = snapshot(source).await?;
+    let missing = || anyhow::anyhow!("no cluster {name:?}");
+    match format {
+        cli::ClusterFormat::K3s => {
+            print!("{}", mdb::inventory::k3s(&snap, name).ok_or_else(missing)?)
+        }
+        cli::ClusterFormat::Kubespray => print!(
+            "{}",
+            mdb::inventory::kubespray(&snap, name).ok_or_else(missing)?
+        ),
+        cli::ClusterFormat::Json => {
+            let c = mdb::api::cluster(&snap, name).ok_or_else(missing)?;
+            let v = serde_json::json!({
+                "name": c.name,
+                "control_plane": c.control_plane.iter().map(client::machine_json).collect::<Vec<_>>(),
+                "workers": c.workers.iter().map(client::machine_json).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        cli::ClusterFormat::Table => {
+            let c = mdb::api::cluster(&snap, name).ok_or_else(missing)?;
+            let rows: Vec<Vec<String>> = c
+                .control_plane
+                .iter()
+                .map(|m| ("control-plane", m))
+                .chain(c.workers.iter().map(|m| ("worker", m)))
+                .map(|(role, m)| {
+                    vec![
+                        role.to_string(),
+                        m.name.clone(),
+                        m.ips.join(","),
+                        m.mac.clone(),
+                    ]
+                })
+                .collect();
+            print!("{}", client::table(&["ROLE", "NAME", "IP", "MAC"], &rows));
+        }
+    }
+    Ok(())
+}
+
+async fn ip_next(subnet: &str, source: &cli::Source) -> anyhow::Result<()> {
+    if source.db.is_some() {
+        let snap = snapshot(source).await?;
+        let s = snap
+            .settings
+            .subnet(subnet)
+            .ok_or_else(|| anyhow::anyhow!("no subnet {subnet:?} in mdb.yaml"))?;
+        let ip = mdb::ipam::next_free(s, &snap, &Default::default())
+            .ok_or_else(|| anyhow::anyhow!("subnet {} has no free static address", s.name))?;
+        println!("{ip}");
+        return Ok(());
+    }
+    let mut c = client::connect(&source.server).await?;
+    let r = c
+        .suggest_address(mdb::proto::SuggestAddressRequest {
+            subnet: subnet.to_string(),
+        })
+        .await?
+        .into_inner();
+    println!("{}", r.ip);
+    Ok(())
+}
+
+async fn dhcp(source: &cli::Source, format: cli::DhcpFormat) -> anyhow::Result<()> {
+    let snap = snapshot(source).await?;
+    let f = match format {
+        cli::DhcpFormat::Dnsmasq => mdb::dhcp::Format::Dnsmasq,
+        cli::DhcpFormat::Isc => mdb::dhcp::Format::Isc,
+        cli::DhcpFormat::Kea => mdb::dhcp::Format::Kea,
+    };
+    print!("{}", mdb::dhcp::render(&snap, f));
     Ok(())
 }

@@ -1,0 +1,377 @@
+//! Ansible inventories from a snapshot: the dynamic-inventory JSON
+//! (`--list` with `_meta.hostvars`, so Ansible never calls `--host` per
+//! host), a static YAML inventory, and per-cluster exports in the shapes
+//! k3s-ansible and kubespray take.
+//!
+//! Ansible group and variable names must be identifiers; `group_name`
+//! lower-cases and turns every other character into `_`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use crate::{
+    client::{provisioner_name, role_name},
+    db::{self, Snapshot},
+    proto::{machine::Use, DevelopmentKind, Machine, Role},
+};
+
+/// A valid Ansible group name: `[a-z0-9_]`, not starting with a digit.
+pub fn group_name(parts: &[&str]) -> String {
+    let joined = parts.join("_");
+    let mut out: String = joined
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) || out.is_empty() {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// The variables Ansible sees for one host.
+pub fn hostvars(m: &Machine) -> Value {
+    let mut v = Map::new();
+    if let Some(ip) = m.ips.first() {
+        v.insert("ansible_host".into(), json!(ip));
+    }
+    if let Some(ssh) = &m.ssh {
+        if !ssh.user.is_empty() {
+            v.insert("ansible_user".into(), json!(ssh.user));
+        }
+        if ssh.port != 0 {
+            v.insert("ansible_port".into(), json!(ssh.port));
+        }
+    }
+    if !m.mac.is_empty() {
+        v.insert("mac".into(), json!(m.mac));
+    }
+    if !m.hostname.is_empty() {
+        v.insert("hostname".into(), json!(m.hostname));
+    }
+    v.insert("ips".into(), json!(m.ips));
+    v.insert("use".into(), json!(db::use_name(m.r#use.as_ref())));
+    match &m.r#use {
+        Some(Use::Cluster(c)) => {
+            v.insert("cluster".into(), json!(c.cluster));
+            v.insert("role".into(), json!(role_name(c.role)));
+        }
+        Some(Use::Development(d)) => {
+            let kind = if d.kind == DevelopmentKind::Visual as i32 {
+                "visual"
+            } else {
+                "server"
+            };
+            v.insert("development_kind".into(), json!(kind));
+        }
+        Some(Use::Device(d)) => {
+            v.insert("device".into(), json!(d.description));
+        }
+        _ => {}
+    }
+    let p = provisioner_name(m);
+    if !p.is_empty() {
+        v.insert("provisioner".into(), json!(p));
+    }
+    let labels: Map<String, Value> = m
+        .labels
+        .iter()
+        .map(|(k, val)| (k.clone(), json!(val)))
+        .collect();
+    v.insert("labels".into(), Value::Object(labels));
+    Value::Object(v)
+}
+
+#[derive(Default)]
+struct Group {
+    hosts: Vec<String>,
+    children: Vec<String>,
+}
+
+/// Group name → members, every group of the inventory.
+fn groups(snap: &Snapshot) -> BTreeMap<String, Group> {
+    let mut g: BTreeMap<String, Group> = BTreeMap::new();
+    for u in db::USE_NAMES {
+        g.entry(u.to_string()).or_default();
+    }
+    for m in &snap.machines {
+        let name = m.name.clone();
+        g.entry(db::use_name(m.r#use.as_ref()).to_string())
+            .or_default()
+            .hosts
+            .push(name.clone());
+        if let Some(Use::Cluster(c)) = &m.r#use {
+            let suffix = if c.role == Role::ControlPlane as i32 {
+                "control_plane"
+            } else {
+                "workers"
+            };
+            g.entry(group_name(&["cluster", &c.cluster, suffix]))
+                .or_default()
+                .hosts
+                .push(name.clone());
+        }
+        let p = provisioner_name(m);
+        if !p.is_empty() {
+            g.entry(group_name(&["provisioner", p]))
+                .or_default()
+                .hosts
+                .push(name.clone());
+        }
+        for (k, v) in &m.labels {
+            g.entry(group_name(&["label", k, v]))
+                .or_default()
+                .hosts
+                .push(name.clone());
+        }
+    }
+    for c in snap.cluster_names() {
+        let parent = g.entry(group_name(&["cluster", c])).or_default();
+        parent.children = vec![
+            group_name(&["cluster", c, "control_plane"]),
+            group_name(&["cluster", c, "workers"]),
+        ];
+        for child in parent.children.clone() {
+            g.entry(child).or_default();
+        }
+    }
+    g
+}
+
+/// `--list`: every group with hosts and children, and all hostvars.
+pub fn list(snap: &Snapshot) -> Value {
+    let mut out = Map::new();
+    let groups = groups(snap);
+    let mut all_children: Vec<String> = groups.keys().cloned().collect();
+    all_children.push("ungrouped".into());
+    for (name, g) in groups {
+        let mut v = Map::new();
+        v.insert("hosts".into(), json!(g.hosts));
+        if !g.children.is_empty() {
+            v.insert("children".into(), json!(g.children));
+        }
+        out.insert(name, Value::Object(v));
+    }
+    out.insert("all".into(), json!({ "children": all_children }));
+    let hostvars: Map<String, Value> = snap
+        .machines
+        .iter()
+        .map(|m| (m.name.clone(), hostvars(m)))
+        .collect();
+    out.insert("_meta".into(), json!({ "hostvars": hostvars }));
+    Value::Object(out)
+}
+
+/// `--host NAME`: that host's variables (`{}` for an unknown host, as the
+/// inventory-script protocol wants).
+pub fn host(snap: &Snapshot, name: &str) -> Value {
+    snap.by_name(name)
+        .map(hostvars)
+        .unwrap_or_else(|| json!({}))
+}
+
+/// A static inventory in Ansible's YAML inventory format.
+pub fn static_yaml(snap: &Snapshot) -> String {
+    let groups = groups(snap);
+    let mut children = Map::new();
+    // Groups that are children of another group are listed only there.
+    let nested: Vec<String> = groups.values().flat_map(|g| g.children.clone()).collect();
+    let render = |name: &str, groups: &BTreeMap<String, Group>| -> Value {
+        let g = &groups[name];
+        let mut v = Map::new();
+        if !g.hosts.is_empty() {
+            v.insert(
+                "hosts".into(),
+                Value::Object(g.hosts.iter().map(|h| (h.clone(), Value::Null)).collect()),
+            );
+        }
+        if !g.children.is_empty() {
+            v.insert(
+                "children".into(),
+                Value::Object(
+                    g.children
+                        .iter()
+                        .map(|c| (c.clone(), Value::Null))
+                        .collect(),
+                ),
+            );
+        }
+        Value::Object(v)
+    };
+    for name in groups.keys() {
+        if nested.contains(name) {
+            continue;
+        }
+        let mut v = render(name, &groups);
+        if let Some(kids) = v.get_mut("children").and_then(Value::as_object_mut) {
+            for (child, slot) in kids.iter_mut() {
+                *slot = render(child, &groups);
+            }
+        }
+        children.insert(name.clone(), v);
+    }
+    let hosts: Map<String, Value> = snap
+        .machines
+        .iter()
+        .map(|m| (m.name.clone(), hostvars(m)))
+        .collect();
+    let doc = json!({ "all": { "hosts": hosts, "children": children } });
+    format!(
+        "# Generated by mdb from revision {}; do not edit.\n{}",
+        snap.revision,
+        to_yaml(&doc)
+    )
+}
+
+/// A cluster for k3s-ansible: `k3s_cluster` with `server` and `agent`.
+pub fn k3s(snap: &Snapshot, cluster: &str) -> Option<String> {
+    let (cp, w) = snap.cluster(cluster)?;
+    let hosts = |ms: &[&Machine]| -> Value {
+        Value::Object(ms.iter().map(|m| (m.name.clone(), hostvars(m))).collect())
+    };
+    let doc = json!({ "k3s_cluster": { "children": {
+        "server": { "hosts": hosts(&cp) },
+        "agent": { "hosts": hosts(&w) },
+    }}});
+    Some(format!(
+        "# k3s-ansible inventory for cluster {cluster}, from mdb revision {}\n{}",
+        snap.revision,
+        to_yaml(&doc)
+    ))
+}
+
+/// A cluster for kubespray: control plane and etcd on the control-plane
+/// nodes, every node in `kube_node`.
+pub fn kubespray(snap: &Snapshot, cluster: &str) -> Option<String> {
+    let (cp, w) = snap.cluster(cluster)?;
+    let mut all_hosts = Map::new();
+    for m in cp.iter().chain(w.iter()) {
+        let mut v = hostvars(m);
+        if let (Some(obj), Some(ip)) = (v.as_object_mut(), m.ips.first()) {
+            obj.insert("ip".into(), json!(ip));
+            obj.insert("access_ip".into(), json!(ip));
+        }
+        all_hosts.insert(m.name.clone(), v);
+    }
+    let names = |ms: &[&Machine]| -> Value {
+        Value::Object(ms.iter().map(|m| (m.name.clone(), Value::Null)).collect())
+    };
+    let every: Vec<&Machine> = cp.iter().chain(w.iter()).copied().collect();
+    let doc = json!({ "all": {
+        "hosts": all_hosts,
+        "children": {
+            "kube_control_plane": { "hosts": names(&cp) },
+            "etcd": { "hosts": names(&cp) },
+            "kube_node": { "hosts": names(&every) },
+            "k8s_cluster": { "children": { "kube_control_plane": null, "kube_node": null } },
+        }
+    }});
+    Some(format!(
+        "# kubespray inventory for cluster {cluster}, from mdb revision {}\n{}",
+        snap.revision,
+        to_yaml(&doc)
+    ))
+}
+
+/// Block-style YAML for a JSON value. Strings are written as JSON strings,
+/// which YAML reads as double-quoted scalars, so no escaping rule is missed.
+pub fn to_yaml(v: &Value) -> String {
+    let mut out = String::new();
+    emit(v, 0, &mut out);
+    out
+}
+
+/// Plain when unambiguous (host and group names), quoted otherwise.
+fn yaml_key(k: &str) -> String {
+    let plain = k
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !matches!(
+            k.to_ascii_lowercase().as_str(),
+            "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "y" | "n"
+        );
+    if plain {
+        k.to_string()
+    } else {
+        serde_json::to_string(k).unwrap_or_default()
+    }
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => Some(String::new()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(serde_json::to_string(s).unwrap_or_default()),
+        Value::Array(a) if a.is_empty() => Some("[]".into()),
+        Value::Object(o) if o.is_empty() => Some("{}".into()),
+        _ => None,
+    }
+}
+
+fn emit(v: &Value, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    match v {
+        Value::Object(o) => {
+            for (k, val) in o {
+                let key = yaml_key(k);
+                match scalar(val) {
+                    Some(s) if s.is_empty() => out.push_str(&format!("{pad}{key}:\n")),
+                    Some(s) => out.push_str(&format!("{pad}{key}: {s}\n")),
+                    None => {
+                        out.push_str(&format!("{pad}{key}:\n"));
+                        emit(val, indent + 2, out);
+                    }
+                }
+            }
+        }
+        Value::Array(a) => {
+            for val in a {
+                match scalar(val) {
+                    Some(s) => out.push_str(&format!("{pad}- {s}\n")),
+                    None => {
+                        out.push_str(&format!("{pad}-\n"));
+                        emit(val, indent + 2, out);
+                    }
+                }
+            }
+        }
+        other => {
+            if let Some(s) = scalar(other) {
+                out.push_str(&format!("{pad}{s}\n"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_names_are_identifiers() {
+        assert_eq!(group_name(&["cluster", "my-lab.1"]), "cluster_my_lab_1");
+        assert_eq!(group_name(&["9lives"]), "_9lives");
+    }
+
+    #[test]
+    fn yaml_round_trips_through_the_db_parser() {
+        let v = json!({"a": {"b": ["x: y", "#z", 3], "c": null, "d": {}}, "e": "multi\nline"});
+        let text = to_yaml(&v);
+        let node = crate::db::yaml::parse(&text).unwrap().unwrap();
+        assert!(
+            matches!(node.value, crate::db::yaml::Value::Map(_)),
+            "{text}"
+        );
+        assert!(text.contains("\"x: y\""), "{text}");
+    }
+}

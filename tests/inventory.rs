@@ -1,0 +1,328 @@
+//! The inventory as the real Ansible sees it (`ansible-inventory` and
+//! `ansible-playbook` from PyPI's ansible-core), and the DHCP leases as
+//! dnsmasq sees them.
+
+mod util;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use serde_json::Value;
+
+/// An Ansible tool from the virtualenv of `MDB_PYTHON`, else from PATH.
+fn ansible(tool: &str) -> Command {
+    let path = std::env::var("MDB_PYTHON")
+        .ok()
+        .and_then(|p| Path::new(&p).parent().map(|d| d.join(tool)))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(tool));
+    let mut c = Command::new(path);
+    c.env("ANSIBLE_LOCALHOST_WARNING", "false")
+        .env("ANSIBLE_NOCOLOR", "1");
+    c
+}
+
+fn run(mut c: Command) -> String {
+    let out = c
+        .output()
+        .expect("ansible-core must be installed (.ci/run installs it into .venv)");
+    assert!(
+        out.status.success(),
+        "{:?} failed:\n{}\n{}",
+        c,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An executable inventory script that runs `mdb inventory` on a checkout.
+fn script(dir: &Path, db: &Path) -> PathBuf {
+    let path = dir.join("mdb-inventory");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nexec {} inventory --db {} \"$@\"\n",
+            util::bin(),
+            db.display()
+        ),
+    )
+    .expect("script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+fn demo_db(dir: &Path) -> PathBuf {
+    let db = dir.join("db");
+    let files: Vec<(&str, &str)> = mdb::demo::FILES.to_vec();
+    util::write_tree(&db, &files);
+    db
+}
+
+fn list(inventory: &Path) -> Value {
+    let mut c = ansible("ansible-inventory");
+    c.arg("-i").arg(inventory).arg("--list");
+    serde_json::from_str(&run(c)).expect("ansible-inventory json")
+}
+
+fn hosts(v: &Value, group: &str) -> Vec<String> {
+    let mut h: Vec<String> = v[group]["hosts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    h.sort();
+    h
+}
+
+#[test]
+fn ansible_reads_groups_children_and_hostvars_of_the_demo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = script(dir.path(), &demo_db(dir.path()));
+    let v = list(&inv);
+    assert_eq!(
+        v["cluster_alpha"]["children"],
+        serde_json::json!(["cluster_alpha_control_plane", "cluster_alpha_workers"])
+    );
+    assert_eq!(
+        hosts(&v, "cluster_alpha_workers"),
+        ["alpha-w-1", "alpha-w-2"]
+    );
+    assert_eq!(hosts(&v, "cluster_beta_control_plane"), ["beta-cp-1"]);
+    assert_eq!(hosts(&v, "provisioner_primary"), ["devbox"]);
+    assert_eq!(hosts(&v, "provisioner_secondary"), ["studio"]);
+    assert_eq!(hosts(&v, "games"), ["gaming-pc"]);
+    assert_eq!(hosts(&v, "label_rack_shelf_2"), ["beta-cp-1", "beta-w-1"]);
+    let hv = &v["_meta"]["hostvars"];
+    assert_eq!(hv["alpha-cp-1"]["ansible_host"], "198.18.10.11");
+    assert_eq!(hv["alpha-cp-1"]["ansible_user"], "pi");
+    assert_eq!(hv["alpha-cp-1"]["role"], "control-plane");
+    assert_eq!(hv["devbox"]["ansible_port"], 22);
+    assert_eq!(hv["receipt-printer"]["device"], "receipt printer");
+    assert_eq!(hv["alpha-w-1"]["labels"]["arch"], "arm64");
+
+    let mut c = ansible("ansible-inventory");
+    c.arg("-i").arg(&inv).arg("--graph");
+    let graph = run(c);
+    assert!(graph.contains("@cluster_alpha:"), "{graph}");
+    assert!(graph.contains("@cluster_alpha_workers:"), "{graph}");
+    assert!(graph.contains("|--alpha-w-2"), "{graph}");
+
+    // --host answers for a single host, as the protocol wants.
+    let out = Command::new(util::bin())
+        .args(["inventory", "--host", "studio", "--db"])
+        .arg(dir.path().join("db"))
+        .output()
+        .expect("run");
+    let h: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(h["development_kind"], "visual");
+}
+
+#[test]
+fn static_yaml_inventory_matches_the_dynamic_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = demo_db(dir.path());
+    let dynamic = list(&script(dir.path(), &db));
+    let out = Command::new(util::bin())
+        .args(["inventory", "--format", "yaml", "--db"])
+        .arg(&db)
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let file = dir.path().join("inventory.yaml");
+    std::fs::write(&file, &out.stdout).expect("write");
+    let stat = list(&file);
+    for g in [
+        "cluster",
+        "cluster_alpha_workers",
+        "cluster_beta_control_plane",
+        "provisioner_primary",
+        "label_room_office",
+        "device",
+    ] {
+        assert_eq!(hosts(&stat, g), hosts(&dynamic, g), "group {g}");
+    }
+    assert_eq!(
+        stat["_meta"]["hostvars"]["alpha-w-2"],
+        dynamic["_meta"]["hostvars"]["alpha-w-2"]
+    );
+}
+
+#[test]
+fn a_thousand_machines_load_in_ansible() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db");
+    let files = mdb::gen::database(1000, 250);
+    let list_: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    util::write_tree(&db, &list_);
+    let v = list(&script(dir.path(), &db));
+    assert_eq!(
+        v["_meta"]["hostvars"].as_object().map(|o| o.len()),
+        Some(1000)
+    );
+    assert_eq!(hosts(&v, "cluster_c7_control_plane"), ["m000140"]);
+    assert_eq!(hosts(&v, "cluster_c7_workers").len(), 9);
+    assert_eq!(hosts(&v, "cluster").len(), 500);
+}
+
+#[test]
+fn a_playbook_runs_against_a_cluster_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = script(dir.path(), &demo_db(dir.path()));
+    let play = dir.path().join("play.yml");
+    std::fs::write(
+        &play,
+        "- hosts: cluster_alpha\n  connection: local\n  gather_facts: false\n  tasks:\n    - debug:\n        msg: \"{{ inventory_hostname }} at {{ ansible_host }} is a {{ role }}\"\n",
+    )
+    .expect("play");
+    let mut c = ansible("ansible-playbook");
+    c.arg("-i")
+        .arg(&inv)
+        .arg(&play)
+        .env("ANSIBLE_HOME", dir.path());
+    let out = run(c);
+    for h in ["alpha-cp-1", "alpha-w-1", "alpha-w-2"] {
+        assert!(out.contains(&format!("ok: [{h}]")), "{out}");
+    }
+    assert!(
+        out.contains("alpha-cp-1 at 198.18.10.11 is a control-plane"),
+        "{out}"
+    );
+    assert!(!out.contains("beta-"), "{out}");
+    assert!(out.contains("ok=1") && !out.contains("failed=1"), "{out}");
+}
+
+#[test]
+fn cluster_exports_load_as_k3s_and_kubespray_inventories() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = demo_db(dir.path());
+    let export = |format: &str| {
+        let out = Command::new(util::bin())
+            .args(["cluster", "alpha", "--format", format, "--db"])
+            .arg(&db)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let file = dir.path().join(format!("{format}.yaml"));
+        std::fs::write(&file, &out.stdout).expect("write");
+        list(&file)
+    };
+    let k3s = export("k3s");
+    assert_eq!(hosts(&k3s, "server"), ["alpha-cp-1"]);
+    assert_eq!(hosts(&k3s, "agent"), ["alpha-w-1", "alpha-w-2"]);
+    let ks = export("kubespray");
+    assert_eq!(hosts(&ks, "kube_control_plane"), ["alpha-cp-1"]);
+    assert_eq!(hosts(&ks, "etcd"), ["alpha-cp-1"]);
+    assert_eq!(
+        hosts(&ks, "kube_node"),
+        ["alpha-cp-1", "alpha-w-1", "alpha-w-2"]
+    );
+    assert_eq!(
+        ks["k8s_cluster"]["children"],
+        serde_json::json!(["kube_control_plane", "kube_node"])
+    );
+    assert_eq!(ks["_meta"]["hostvars"]["alpha-w-1"]["ip"], "198.18.10.12");
+}
+
+#[test]
+fn dhcp_leases_pass_dnsmasq_and_parse_as_isc_and_kea() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = demo_db(dir.path());
+    let render = |format: &str| {
+        let out = Command::new(util::bin())
+            .args(["dhcp", "--format", format, "--db"])
+            .arg(&db)
+            .output()
+            .expect("run");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).expect("utf8")
+    };
+    let conf = dir.path().join("leases.conf");
+    let dnsmasq = render("dnsmasq");
+    assert_eq!(
+        dnsmasq
+            .lines()
+            .filter(|l| l.starts_with("dhcp-host="))
+            .count(),
+        9
+    );
+    assert!(dnsmasq.contains("dhcp-host=00:26:ab:10:00:50,198.18.10.50,receipt-printer"));
+    std::fs::write(&conf, &dnsmasq).expect("write");
+    let out = Command::new("dnsmasq")
+        .arg("--test")
+        .arg(format!("--conf-file={}", conf.display()))
+        .output()
+        .expect("dnsmasq must be installed (dnsmasq-base)");
+    assert!(
+        out.status.success(),
+        "dnsmasq --test: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And dnsmasq does reject a broken line, so the check can fail.
+    std::fs::write(&conf, "dhcp-host=zz:zz,not-an-ip,\ndhcp-range=nonsense\n").expect("write");
+    let out = Command::new("dnsmasq")
+        .arg("--test")
+        .arg(format!("--conf-file={}", conf.display()))
+        .output()
+        .expect("dnsmasq");
+    assert!(!out.status.success());
+
+    let kea: Value = serde_json::from_str(&render("kea")).expect("kea json");
+    let r = kea["Dhcp4"]["reservations"]
+        .as_array()
+        .expect("reservations");
+    assert_eq!(r.len(), 9);
+    assert!(r.iter().any(|x| x["hw-address"] == "dc:a6:32:10:00:11"
+        && x["ip-address"] == "198.18.10.11"
+        && x["hostname"] == "alpha-cp-1"));
+
+    let isc = render("isc");
+    let blocks: Vec<&str> = isc.split("host ").skip(1).collect();
+    assert_eq!(blocks.len(), 9);
+    for b in blocks {
+        assert!(
+            b.contains("hardware ethernet ")
+                && b.contains("fixed-address 198.18.10.")
+                && b.trim_end().ends_with('}'),
+            "{b}"
+        );
+    }
+}
+
+#[test]
+fn ip_next_skips_used_excluded_and_pooled_addresses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db");
+    util::write_tree(
+        &db,
+        &[
+            ("mdb.yaml", "subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\n    static: 198.18.0.10-198.18.0.20\n    exclude: [198.18.0.11]\n"),
+            ("machines/a.yaml", "machines:\n  - name: a\n    ip: 198.18.0.10\n    use: games\n  - name: b\n    ip: 198.18.0.12\n    use: games\n"),
+        ],
+    );
+    let out = Command::new(util::bin())
+        .args(["ip", "next", "lab", "--db"])
+        .arg(&db)
+        .output()
+        .expect("run");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "198.18.0.13");
+    let out = Command::new(util::bin())
+        .args(["ip", "next", "nope", "--db"])
+        .arg(&db)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+}
