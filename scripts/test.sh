@@ -26,5 +26,8 @@ fi
 export MDB_PYTHON="$PWD/$VENV/bin/python"
 export PATH="$PWD/$VENV/bin:$PATH"
 
+echo "== cargo build --release --locked (what the Dockerfile builds)"
+cargo build --release --locked
+
 echo "== cargo test"
 cargo test --locked -- --test-threads="${MDB_TEST_THREADS:-4}"

@@ -24,6 +24,17 @@ pub const HOST_STATES: &[&str] = &[
     "unprovisionable",
 ];
 pub const PROBE_KINDS: &[&str] = &["icmp", "arp", "tcp"];
+pub const GRPC_METHODS: &[&str] = &[
+    "ListMachines",
+    "GetMachine",
+    "ListClusters",
+    "GetCluster",
+    "GetStats",
+    "ListDiscovered",
+    "GetDiscovered",
+    "SuggestAddress",
+    "Watch",
+];
 
 pub struct Metrics {
     registry: Registry,
@@ -202,6 +213,9 @@ impl Metrics {
         }
         for r in ["ok", "error"] {
             m.sweeps.with_label_values(&[r]);
+        }
+        for method in GRPC_METHODS {
+            m.grpc_requests.with_label_values(&[*method, "Ok"]);
         }
         for k in PROBE_KINDS {
             m.probes_sent.with_label_values(&[*k]);

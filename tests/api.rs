@@ -212,6 +212,14 @@ async fn metrics_pass_promtool_and_count_machines_per_use() {
         Some(1.0)
     );
     assert_eq!(
+        util::metric(
+            &text,
+            "mdb_grpc_requests_total{code=\"Ok\",method=\"Watch\"}"
+        ),
+        Some(0.0),
+        "every method's series exists from the start"
+    );
+    assert_eq!(
         util::metric(&text, "mdb_sync_errors_total{kind=\"fetch\"}"),
         Some(0.0)
     );
