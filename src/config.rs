@@ -25,6 +25,8 @@ pub const ENV_METRICS_LISTEN: &str = "MDB_METRICS_LISTEN";
 pub const ENV_POLL: &str = "MDB_POLL_INTERVAL";
 pub const ENV_RESYNC: &str = "MDB_RESYNC_INTERVAL";
 pub const ENV_SCAN_SUBNETS: &str = "MDB_SCAN_SUBNETS";
+pub const ENV_GITHUB_TOKEN: &str = "MDB_GITHUB_TOKEN";
+pub const ENV_GITHUB_TOKEN_FILE: &str = "MDB_GITHUB_TOKEN_FILE";
 
 pub const DEFAULT_BRANCH: &str = "main";
 pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:50051";
@@ -86,6 +88,23 @@ pub struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub scan: RawScan,
+    pub github: Option<RawGithub>,
+}
+
+/// Where new and unprovisionable hosts are filed as issues.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGithub {
+    pub repo: String,
+    pub token_file: Option<PathBuf>,
+    pub api_url: Option<String>,
+    pub labels: Option<Vec<String>>,
+    pub assignee: Option<String>,
+    pub max_new_per_sweep: Option<usize>,
+    pub write_gap: Option<String>,
+    pub retry_base: Option<String>,
+    pub max_wait: Option<String>,
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,6 +173,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The sweep loop; `None` when nothing is to be swept.
     pub scan: Option<crate::discovery::Config>,
+    /// The GitHub filer; only with `scan`, since sweeps feed it.
+    pub github: Option<crate::github::Config>,
 }
 
 /// Parses "90s", "5m", "1h", "250ms" or a plain number of seconds.
@@ -172,6 +193,18 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         _ => return None,
     };
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// A duration setting: `default` when unset, an error naming it when bad.
+fn duration(name: &str, v: Option<String>, default: Duration) -> Result<Duration, Error> {
+    match v {
+        None => Ok(default),
+        Some(s) => parse_duration(&s).filter(|d| !d.is_zero()).ok_or_else(|| {
+            Error(format!(
+                "{name}: {s:?} is not a duration like 90s, 5m or 1h"
+            ))
+        }),
+    }
 }
 
 pub fn read_file(path: &Path) -> Result<RawConfig, Error> {
@@ -224,16 +257,6 @@ pub fn resolve(
         .or_else(|| env.get(ENV_CHECKOUT).map(PathBuf::from))
         .or(raw.db.checkout.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKOUT));
-    let duration = |name: &str, v: Option<String>, default: Duration| -> Result<Duration, Error> {
-        match v {
-            None => Ok(default),
-            Some(s) => parse_duration(&s).filter(|d| !d.is_zero()).ok_or_else(|| {
-                Error(format!(
-                    "{name}: {s:?} is not a duration like 90s, 5m or 1h"
-                ))
-            }),
-        }
-    };
     let poll = duration(
         "poll_interval",
         pick(&flags.poll_interval, ENV_POLL, &raw.db.poll_interval),
@@ -281,9 +304,19 @@ pub fn resolve(
             "grpc_listen and metrics_listen are both {grpc_listen}"
         )));
     }
-    let scan = resolve_scan(&raw.scan, env, flags, duration)?;
+    let scan = resolve_scan(&raw.scan, env, flags)?;
+    let github = match &raw.github {
+        None => None,
+        Some(_) if scan.is_none() => {
+            return Err(Error(
+                "[github] files issues found by sweeps; configure [scan] too".into(),
+            ))
+        }
+        Some(g) => Some(resolve_github(g, env)?),
+    };
     Ok(Config {
         scan,
+        github,
         source: sync::Source {
             url,
             branch,
@@ -302,7 +335,6 @@ fn resolve_scan(
     raw: &RawScan,
     env: &HashMap<String, String>,
     flags: &Flags,
-    duration: impl Fn(&str, Option<String>, Duration) -> Result<Duration, Error>,
 ) -> Result<Option<crate::discovery::Config>, Error> {
     use crate::scan;
     let mut texts: Vec<String> = raw.subnets.clone();
@@ -353,6 +385,63 @@ fn resolve_scan(
             ..scan::Options::default()
         },
     }))
+}
+
+fn resolve_github(
+    g: &RawGithub,
+    env: &HashMap<String, String>,
+) -> Result<crate::github::Config, Error> {
+    use crate::github as gh;
+    if g.repo.split('/').filter(|p| !p.is_empty()).count() != 2 {
+        return Err(Error(format!(
+            "github.repo: {:?} is not owner/name",
+            g.repo
+        )));
+    }
+    let token_file = env
+        .get(ENV_GITHUB_TOKEN_FILE)
+        .map(PathBuf::from)
+        .or(g.token_file.clone());
+    let token = match token_file {
+        Some(p) => Secret::from_file(&p)?,
+        None => env
+            .get(ENV_GITHUB_TOKEN)
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| Secret::new(t.trim()))
+            .ok_or_else(|| Error(format!("github: no token; set github.token_file, {ENV_GITHUB_TOKEN_FILE} or {ENV_GITHUB_TOKEN}")))?,
+    };
+    let api_url = g
+        .api_url
+        .clone()
+        .unwrap_or_else(|| gh::DEFAULT_API_URL.into());
+    if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
+        return Err(Error(format!(
+            "github.api_url: {api_url:?} is not an http(s) URL"
+        )));
+    }
+    Ok(gh::Config {
+        repo: g.repo.clone(),
+        token,
+        api_url,
+        labels: g
+            .labels
+            .clone()
+            .unwrap_or_else(|| gh::DEFAULT_LABELS.iter().map(|s| s.to_string()).collect()),
+        assignee: g.assignee.clone(),
+        max_new_per_sweep: g.max_new_per_sweep.unwrap_or(gh::DEFAULT_MAX_NEW_PER_SWEEP),
+        write_gap: duration(
+            "github.write_gap",
+            g.write_gap.clone(),
+            gh::DEFAULT_WRITE_GAP,
+        )?,
+        retry_base: duration(
+            "github.retry_base",
+            g.retry_base.clone(),
+            gh::DEFAULT_RETRY_BASE,
+        )?,
+        max_wait: duration("github.max_wait", g.max_wait.clone(), gh::DEFAULT_MAX_WAIT)?,
+        timeout: duration("github.timeout", g.timeout.clone(), Duration::from_secs(30))?,
+    })
 }
 
 #[cfg(test)]

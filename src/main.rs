@@ -136,7 +136,7 @@ async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
     let mut tasks: Vec<server::Task> = Vec::new();
     if let Some(scan) = cfg.scan.clone() {
-        let (results, _) = tokio::sync::watch::channel(None);
+        let (results, receiver) = tokio::sync::watch::channel(None);
         tasks.push(Box::pin(discovery::run(
             scan,
             store.clone(),
@@ -144,6 +144,15 @@ async fn serve(cfg: config::Config) -> anyhow::Result<()> {
             results,
             shutdown.child_token(),
         )));
+        if let Some(gh) = cfg.github.clone() {
+            tasks.push(Box::pin(mdb::github::run(
+                gh,
+                store.clone(),
+                metrics.clone(),
+                receiver,
+                shutdown.child_token(),
+            )));
+        }
     }
     bound.run(cfg, store, metrics, tasks, shutdown).await?;
     Ok(())

@@ -54,6 +54,10 @@ pub struct Metrics {
     pub sweep_last_success: Gauge,
     pub probes_sent: IntCounterVec,
     pub probes_failed: IntCounterVec,
+    pub github_requests: IntCounterVec,
+    pub github_issues: IntCounterVec,
+    pub github_errors: IntCounterVec,
+    pub github_deferred: IntGauge,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -173,6 +177,32 @@ impl Metrics {
                 &["kind"],
             )
             .expect("valid"),
+            github_requests: IntCounterVec::new(
+                opts("github_requests_total", "GitHub API requests by result."),
+                &["result"],
+            )
+            .expect("valid"),
+            github_issues: IntCounterVec::new(
+                opts(
+                    "github_issue_operations_total",
+                    "Issue operations done, by kind.",
+                ),
+                &["op"],
+            )
+            .expect("valid"),
+            github_errors: IntCounterVec::new(
+                opts(
+                    "github_errors_total",
+                    "Reconcile passes that failed, by kind.",
+                ),
+                &["kind"],
+            )
+            .expect("valid"),
+            github_deferred: IntGauge::with_opts(opts(
+                "github_deferred_problems",
+                "New problems waiting for a later sweep (per-sweep cap).",
+            ))
+            .expect("valid"),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -192,6 +222,10 @@ impl Metrics {
             Box::new(m.sweep_last_success.clone()),
             Box::new(m.probes_sent.clone()),
             Box::new(m.probes_failed.clone()),
+            Box::new(m.github_requests.clone()),
+            Box::new(m.github_issues.clone()),
+            Box::new(m.github_errors.clone()),
+            Box::new(m.github_deferred.clone()),
         ];
         for c in collectors {
             m.registry
@@ -213,6 +247,28 @@ impl Metrics {
         }
         for r in ["ok", "error"] {
             m.sweeps.with_label_values(&[r]);
+        }
+        for r in [
+            "ok",
+            "transport_error",
+            "rate_limited",
+            "server_error",
+            "client_error",
+        ] {
+            m.github_requests.with_label_values(&[r]);
+        }
+        for op in ["created", "updated", "reopened", "closed"] {
+            m.github_issues.with_label_values(&[op]);
+        }
+        for k in [
+            "client",
+            "transient",
+            "status",
+            "rate_limited",
+            "disabled",
+            "decode",
+        ] {
+            m.github_errors.with_label_values(&[k]);
         }
         for method in GRPC_METHODS {
             m.grpc_requests.with_label_values(&[*method, "Ok"]);

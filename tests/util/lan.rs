@@ -288,13 +288,45 @@ impl Lan {
         for (k, v) in envs {
             cmd.env(k, v);
         }
+        // Logs go to a file (a pipe nobody reads would fill and block mdb).
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("mdb.log"))
+            .expect("log file");
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .spawn()
             .expect("spawn mdb");
         self.extra.push(child);
         self.extra.last_mut().expect("just pushed")
+    }
+
+    /// A TCP listener on the scanner namespace's own loopback: a socket
+    /// belongs to the namespace it was made in, so a thread enters the
+    /// namespace just to bind it.
+    pub fn listen_in_scanner(&self) -> std::net::TcpListener {
+        let ns = PathBuf::from("/var/run/netns").join(&self.scanner);
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(&ns).expect("netns file");
+            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            std::net::TcpListener::bind("127.0.0.1:0").expect("bind in scanner namespace")
+        })
+        .join()
+        .expect("setns thread")
+    }
+
+    /// Stops every mdb started with `spawn_mdb`.
+    pub fn stop_mdb(&mut self) {
+        for mut c in self.extra.drain(..) {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn mdb_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mdb.log")).unwrap_or_default()
     }
 
     pub fn dir(&self) -> &std::path::Path {

@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod fake_github;
 pub mod lan;
 
 use git2::{Oid, Repository};

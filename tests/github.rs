@@ -1,0 +1,527 @@
+//! GitHub issues for new and unprovisionable hosts, against a fake GitHub
+//! REST server on a real socket: filed once, never duplicated across
+//! restarts or failures, updated, closed and reopened as hosts change.
+
+mod util;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use mdb::{
+    config::Secret,
+    db::{validate, Snapshot, SourceFile},
+    discovery::SweepResult,
+    github::{self, Filer},
+    metrics::Metrics,
+    proto::{DiscoveredHost, HostState, UseKind},
+};
+use util::fake_github::{FakeGithub, Fault, OWNER, REPO, TOKEN};
+
+fn config(fake: &FakeGithub) -> github::Config {
+    github::Config {
+        repo: format!("{OWNER}/{REPO}"),
+        token: Secret::new(TOKEN),
+        api_url: fake.url(),
+        labels: github::DEFAULT_LABELS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        assignee: Some("lab-admin".into()),
+        max_new_per_sweep: 10,
+        write_gap: Duration::from_millis(5),
+        retry_base: Duration::from_millis(20),
+        max_wait: Duration::from_secs(10),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+async fn fake() -> FakeGithub {
+    FakeGithub::start(std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+}
+
+fn demo(extra: &str) -> Snapshot {
+    let mut files = mdb::demo::source_files();
+    if !extra.is_empty() {
+        files.push(SourceFile {
+            path: "machines/extra.yaml".into(),
+            text: extra.into(),
+        });
+    }
+    validate(&files, "rev").unwrap_or_else(|r| panic!("{r}"))
+}
+
+fn host(ip: &str, mac: &str, state: HostState, machine: &str) -> DiscoveredHost {
+    DiscoveredHost {
+        ip: ip.into(),
+        mac: mac.into(),
+        vendor: if mac.starts_with("dc:a6:32") {
+            "Raspberry Pi Trading Ltd".into()
+        } else {
+            String::new()
+        },
+        state: state as i32,
+        machine: machine.into(),
+        guessed_use: UseKind::Cluster as i32,
+        detail: "not in the database".into(),
+        open_ports: vec![22],
+        first_seen_unix: 1_790_000_000,
+        last_seen_unix: 1_790_000_000,
+        ..Default::default()
+    }
+}
+
+fn sweep(hosts: Vec<DiscoveredHost>) -> SweepResult {
+    SweepResult {
+        hosts,
+        revision: "rev".into(),
+        swept: vec![],
+        at_unix: 1_790_000_000,
+    }
+}
+
+fn posts_to_issues(f: &FakeGithub) -> usize {
+    f.requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == format!("/repos/{OWNER}/{REPO}/issues"))
+        .count()
+}
+
+const NEW_MAC: &str = "dc:a6:32:77:00:01";
+
+#[tokio::test]
+async fn new_device_is_filed_once_with_fingerprint_labels_and_yaml() {
+    let gh = fake().await;
+    let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+    let result = sweep(vec![host("198.18.10.230", NEW_MAC, HostState::New, "")]);
+    let s = f.reconcile(&result, &demo("")).await.expect("reconcile");
+    assert_eq!(s.created, 1);
+    let issues = gh.issues();
+    assert_eq!(issues.len(), 1);
+    let i = &issues[0];
+    assert!(
+        i.title
+            .starts_with("New device 198.18.10.230 (Raspberry Pi"),
+        "{}",
+        i.title
+    );
+    assert_eq!(i.labels, ["mdb", "priority/high", "new-device"]);
+    assert_eq!(i.assignees, ["lab-admin"]);
+    assert_eq!(
+        github::fingerprint_in(&i.body),
+        Some("new-device:mac=dc:a6:32:77:00:01")
+    );
+    // The ready-to-paste entry uses the next free static address, since
+    // .230 sits in the DHCP pool.
+    let yaml = i
+        .body
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("yaml block");
+    assert!(yaml.contains("ip: 198.18.10.10\n"), "{yaml}");
+    let mut files = mdb::demo::source_files();
+    files.push(SourceFile {
+        path: "machines/new.yaml".into(),
+        text: yaml.replace("CHANGE-ME", "alpha"),
+    });
+    validate(&files, "t").unwrap_or_else(|r| panic!("the snippet must validate: {r}\n{yaml}"));
+
+    // The same sweep again changes nothing.
+    let s = f.reconcile(&result, &demo("")).await.expect("reconcile");
+    assert_eq!(s, github::Summary::default());
+    assert_eq!(posts_to_issues(&gh), 1);
+    assert!(gh.rejected().is_empty(), "{:?}", gh.rejected());
+}
+
+#[tokio::test]
+async fn ten_restarts_leave_exactly_one_issue() {
+    let gh = fake().await;
+    let result = sweep(vec![host("198.18.10.230", NEW_MAC, HostState::New, "")]);
+    for _ in 0..10 {
+        // A fresh filer knows nothing but what GitHub holds.
+        let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+        f.reconcile(&result, &demo("")).await.expect("reconcile");
+    }
+    assert_eq!(gh.issues().len(), 1);
+    assert_eq!(posts_to_issues(&gh), 1);
+}
+
+#[tokio::test]
+async fn adding_the_machine_to_the_db_closes_the_issue_with_a_comment() {
+    let gh = fake().await;
+    let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+    let h = host("198.18.10.230", NEW_MAC, HostState::New, "");
+    f.reconcile(&sweep(vec![h.clone()]), &demo(""))
+        .await
+        .expect("reconcile");
+    let db = format!(
+        "machines:\n  - name: new-pi\n    ip: 198.18.10.60\n    mac: {NEW_MAC}\n    use: games\n"
+    );
+    let mut known = h.clone();
+    known.state = HostState::Moved as i32;
+    known.machine = "new-pi".into();
+    let s = f
+        .reconcile(&sweep(vec![known]), &demo(&db))
+        .await
+        .expect("reconcile");
+    assert_eq!(s.closed, 1);
+    let i = &gh.issues()[0];
+    assert_eq!(i.state, "closed");
+    assert!(
+        i.comments
+            .last()
+            .is_some_and(|c| c.contains("now in the database as `new-pi`")),
+        "{:?}",
+        i.comments
+    );
+}
+
+#[tokio::test]
+async fn offline_new_device_keeps_its_issue_open() {
+    let gh = fake().await;
+    let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+    f.reconcile(
+        &sweep(vec![host("198.18.10.230", NEW_MAC, HostState::New, "")]),
+        &demo(""),
+    )
+    .await
+    .expect("reconcile");
+    let s = f
+        .reconcile(&sweep(vec![]), &demo(""))
+        .await
+        .expect("reconcile");
+    assert_eq!(s.closed, 0);
+    assert_eq!(gh.issues()[0].state, "open");
+}
+
+#[tokio::test]
+async fn unprovisionable_issue_closes_when_ssh_returns_and_reopens_when_it_breaks() {
+    let gh = fake().await;
+    let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+    let snap = demo("");
+    let mut broken = host(
+        "198.18.10.31",
+        "00:1b:21:10:00:31",
+        HostState::Unprovisionable,
+        "devbox",
+    );
+    broken.detail = "SSH port 22 of devbox is closed or filtered".into();
+    let mut fine = broken.clone();
+    fine.state = HostState::Known as i32;
+
+    f.reconcile(&sweep(vec![broken.clone()]), &snap)
+        .await
+        .expect("reconcile");
+    let i = &gh.issues()[0];
+    assert_eq!(i.title, "Cannot provision devbox (198.18.10.31)");
+    assert_eq!(i.labels, ["mdb", "priority/high", "unprovisionable"]);
+    assert!(
+        !i.body.contains("```yaml"),
+        "a known machine needs no DB entry"
+    );
+
+    let s = f
+        .reconcile(&sweep(vec![fine.clone()]), &snap)
+        .await
+        .expect("reconcile");
+    assert_eq!(s.closed, 1);
+    assert!(gh.issues()[0]
+        .comments
+        .last()
+        .is_some_and(|c| c.contains("SSH on `devbox`")));
+
+    // Broken again, after a restart: the same issue comes back.
+    let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+    let s = f
+        .reconcile(&sweep(vec![broken]), &snap)
+        .await
+        .expect("reconcile");
+    assert_eq!(s.reopened, 1);
+    let issues = gh.issues();
+    assert_eq!(issues.len(), 1);
+    assert_eq!(issues[0].state, "open");
+    assert!(issues[0]
+        .comments
+        .last()
+        .is_some_and(|c| c.starts_with("The problem is back")));
+}
+
+#[tokio::test]
+async fn a_moved_host_gets_a_comment_and_a_fresh_body() {
+    let gh = fake().await;
+    let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+    f.reconcile(
+        &sweep(vec![host("198.18.10.230", NEW_MAC, HostState::New, "")]),
+        &demo(""),
+    )
+    .await
+    .expect("reconcile");
+    let s = f
+        .reconcile(
+            &sweep(vec![host("198.18.10.231", NEW_MAC, HostState::New, "")]),
+            &demo(""),
+        )
+        .await
+        .expect("reconcile");
+    assert_eq!(s.updated, 1);
+    let i = &gh.issues()[0];
+    assert!(
+        i.comments[0].starts_with("Now seen at 198.18.10.231 (was 198.18.10.230)"),
+        "{:?}",
+        i.comments
+    );
+    assert_eq!(github::ip_in(&i.body), Some("198.18.10.231"));
+}
+
+#[tokio::test]
+async fn server_errors_then_rate_limits_then_recovery_yield_one_issue() {
+    let gh = fake().await;
+    let reset = (mdb::db::store::now_unix() + 1).to_string();
+    gh.fail_next(Fault {
+        method: Some("GET"),
+        status: 500,
+        headers: vec![],
+        apply: false,
+    });
+    gh.fail_next(Fault {
+        method: Some("GET"),
+        status: 502,
+        headers: vec![],
+        apply: false,
+    });
+    gh.fail_next(Fault {
+        method: Some("GET"),
+        status: 429,
+        headers: vec![("retry-after", "1".into())],
+        apply: false,
+    });
+    gh.fail_next(Fault {
+        method: Some("GET"),
+        status: 403,
+        headers: vec![
+            ("x-ratelimit-remaining", "0".into()),
+            ("x-ratelimit-reset", reset),
+        ],
+        apply: false,
+    });
+    gh.fail_next(Fault {
+        method: Some("POST"),
+        status: 403,
+        headers: vec![("retry-after", "1".into())],
+        apply: false,
+    });
+    let metrics = Metrics::new();
+    let mut f = Filer::new(config(&gh), metrics.clone()).expect("filer");
+    let s = f
+        .reconcile(
+            &sweep(vec![host("198.18.10.230", NEW_MAC, HostState::New, "")]),
+            &demo(""),
+        )
+        .await
+        .expect("recovers");
+    assert_eq!(s.created, 1);
+    assert_eq!(gh.issues().len(), 1);
+    let statuses: Vec<u16> = gh.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [500, 502, 429, 403, 200, 403, 201]);
+    let text = metrics.render();
+    assert_eq!(
+        util::metric(&text, "mdb_github_requests_total{result=\"rate_limited\"}"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        util::metric(&text, "mdb_github_requests_total{result=\"server_error\"}"),
+        Some(2.0)
+    );
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_is_not_sent_twice() {
+    let gh = fake().await;
+    // GitHub creates the issue, but the answer is a 502.
+    gh.fail_next(Fault {
+        method: Some("POST"),
+        status: 502,
+        headers: vec![],
+        apply: true,
+    });
+    let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+    let s = f
+        .reconcile(
+            &sweep(vec![host("198.18.10.230", NEW_MAC, HostState::New, "")]),
+            &demo(""),
+        )
+        .await
+        .expect("reconcile");
+    assert_eq!(s.created, 1);
+    assert_eq!(gh.issues().len(), 1, "no duplicate");
+    assert_eq!(posts_to_issues(&gh), 1, "looked instead of posting again");
+}
+
+#[tokio::test]
+async fn a_persistent_outage_is_an_error_not_a_duplicate_later() {
+    let gh = fake().await;
+    for _ in 0..5 {
+        gh.fail_next(Fault {
+            method: Some("GET"),
+            status: 503,
+            headers: vec![],
+            apply: false,
+        });
+    }
+    let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+    let result = sweep(vec![host("198.18.10.230", NEW_MAC, HostState::New, "")]);
+    let e = f.reconcile(&result, &demo("")).await.unwrap_err();
+    assert_eq!(e.metric_label(), "transient");
+    assert!(gh.issues().is_empty());
+    // GitHub is back: exactly one issue.
+    f.reconcile(&result, &demo("")).await.expect("recovers");
+    f.reconcile(&result, &demo("")).await.expect("stable");
+    assert_eq!(gh.issues().len(), 1);
+}
+
+#[tokio::test]
+async fn a_flood_is_capped_per_sweep() {
+    let gh = fake().await;
+    let metrics = Metrics::new();
+    let mut cfg = config(&gh);
+    cfg.max_new_per_sweep = 4;
+    let mut f = Filer::new(cfg, metrics.clone()).expect("filer");
+    let hosts: Vec<DiscoveredHost> = (0..7)
+        .map(|i| {
+            host(
+                &format!("198.18.10.{}", 230 + i),
+                &format!("00:16:3e:00:01:{i:02x}"),
+                HostState::New,
+                "",
+            )
+        })
+        .collect();
+    let s = f
+        .reconcile(&sweep(hosts.clone()), &demo(""))
+        .await
+        .expect("reconcile");
+    assert_eq!((s.created, s.deferred), (4, 3));
+    assert_eq!(
+        util::metric(&metrics.render(), "mdb_github_deferred_problems"),
+        Some(3.0)
+    );
+    let s = f
+        .reconcile(&sweep(hosts), &demo(""))
+        .await
+        .expect("reconcile");
+    assert_eq!((s.created, s.deferred), (3, 0));
+    assert_eq!(gh.issues().len(), 7);
+}
+
+/// The fake holds requests to GitHub's rules: it refuses a wrong token, an
+/// unknown field and an unknown route, as GitHub does.
+#[tokio::test]
+async fn the_fake_rejects_what_github_would_reject() {
+    let gh = fake().await;
+    let client = |token: &str| {
+        octocrab::Octocrab::builder()
+            .personal_token(token.to_string())
+            .base_uri(gh.url())
+            .expect("uri")
+            .build()
+            .expect("client")
+    };
+    let path = format!("/repos/{OWNER}/{REPO}/issues");
+    let r = client("wrong")._get(path.as_str()).await.expect("sent");
+    assert_eq!(r.status(), 401);
+    let r = client(TOKEN)
+        ._post(
+            path.as_str(),
+            Some(&serde_json::json!({"title": "x", "colour": "red"})),
+        )
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 422);
+    let r = client(TOKEN)
+        ._post(
+            path.as_str(),
+            Some(&serde_json::json!({"body": "no title"})),
+        )
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 422);
+    let r = client(TOKEN)
+        ._get(format!("/repos/{OWNER}/other/issues").as_str())
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 404);
+    let r = client(TOKEN)
+        ._get(format!("{path}?per_page=500").as_str())
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 422);
+    assert_eq!(gh.rejected().len(), 5);
+    // What octocrab really sends, and the fake expects.
+    let req = &gh.requests()[1];
+    let h = |k: &str| {
+        req.headers
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(h("authorization"), format!("Bearer {TOKEN}"));
+    assert_eq!(h("user-agent"), "octocrab");
+    assert_eq!(h("x-github-api-version"), "2022-11-28");
+    assert_eq!(h("content-type"), "application/json");
+}
+
+/// Logs of a failing reconcile name the problem, never the token.
+#[tokio::test]
+async fn token_never_appears_in_logs() {
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let gh = fake().await;
+    gh.fail_next(Fault {
+        method: Some("GET"),
+        status: 500,
+        headers: vec![],
+        apply: false,
+    });
+    gh.fail_next(Fault {
+        method: Some("POST"),
+        status: 429,
+        headers: vec![("retry-after", "1".into())],
+        apply: false,
+    });
+    let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+    f.reconcile(
+        &sweep(vec![host("198.18.10.230", NEW_MAC, HostState::New, "")]),
+        &demo(""),
+    )
+    .await
+    .expect("reconcile");
+    let log = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf8");
+    assert!(
+        log.contains("GitHub server error"),
+        "the failure is logged:\n{log}"
+    );
+    assert!(log.contains("GitHub rate limit"), "{log}");
+    assert!(!log.contains(TOKEN), "token leaked:\n{log}");
+    assert!(!format!("{:?}", config(&gh)).contains(TOKEN));
+}

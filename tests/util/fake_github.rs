@@ -1,0 +1,438 @@
+//! A small fake of GitHub's REST API for issues, on a real HTTP socket.
+//! It records every request and holds requests to GitHub's real shapes
+//! (auth header, user agent, API version, JSON bodies with only the fields
+//! GitHub knows, query parameters GitHub accepts), answering 401/404/422 as
+//! GitHub would, so it cannot drift into accepting what GitHub rejects.
+#![allow(dead_code)]
+
+use std::{
+    collections::VecDeque,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    body::Bytes,
+    http::{HeaderMap, Method, StatusCode, Uri},
+    response::{IntoResponse, Response},
+    Router,
+};
+use serde_json::{json, Value};
+
+pub const OWNER: &str = "lab";
+pub const REPO: &str = "machines";
+pub const TOKEN: &str = "ghp_fakeTestToken0123456789abcdef";
+
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug)]
+pub struct Issue {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub state: String,
+    pub labels: Vec<String>,
+    pub assignees: Vec<String>,
+    pub comments: Vec<String>,
+}
+
+/// A canned failure for the next matching request. With `apply`, the
+/// request is carried out before the failure is returned (a lost answer).
+#[derive(Clone, Debug)]
+pub struct Fault {
+    pub method: Option<&'static str>,
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub apply: bool,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub issues: Vec<Issue>,
+    pub requests: Vec<Request>,
+    pub faults: VecDeque<Fault>,
+    /// Requests that match no GitHub route or break its rules.
+    pub rejected: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct FakeGithub {
+    pub addr: SocketAddr,
+    pub state: Arc<Mutex<State>>,
+}
+
+impl FakeGithub {
+    /// Serves on `listener` from the current tokio runtime.
+    pub fn start(listener: std::net::TcpListener) -> FakeGithub {
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let state = Arc::new(Mutex::new(State::default()));
+        let s = state.clone();
+        let app = Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let s = s.clone();
+                async move { handle(&s, method, uri, headers, body) }
+            },
+        );
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeGithub { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn issues(&self) -> Vec<Issue> {
+        self.state.lock().expect("lock").issues.clone()
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.lock().expect("lock").requests.clone()
+    }
+
+    pub fn rejected(&self) -> Vec<String> {
+        self.state.lock().expect("lock").rejected.clone()
+    }
+
+    pub fn fail_next(&self, f: Fault) {
+        self.state.lock().expect("lock").faults.push_back(f);
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> (StatusCode, Value) {
+    (
+        status,
+        json!({ "message": message, "documentation_url": "https://docs.github.com/rest" }),
+    )
+}
+
+fn issue_json(i: &Issue, base: &str) -> Value {
+    json!({
+        "id": 1000 + i.number,
+        "node_id": format!("I_{}", i.number),
+        "number": i.number,
+        "title": i.title,
+        "body": i.body,
+        "state": i.state,
+        "labels": i.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
+        "assignees": i.assignees.iter().map(|a| json!({"login": a})).collect::<Vec<_>>(),
+        "comments": i.comments.len(),
+        "url": format!("{base}/repos/{OWNER}/{REPO}/issues/{}", i.number),
+        "html_url": format!("https://github.com/{OWNER}/{REPO}/issues/{}", i.number),
+        "user": {"login": "mdb-bot"},
+        "created_at": "2026-11-26T00:00:00Z",
+        "updated_at": "2026-11-26T00:00:00Z",
+    })
+}
+
+/// Checks that `body` is an object with only `allowed` keys.
+fn only(body: &Value, allowed: &[&str]) -> Result<(), String> {
+    let obj = body.as_object().ok_or("body is not a JSON object")?;
+    for k in obj.keys() {
+        if !allowed.contains(&k.as_str()) {
+            return Err(format!("\"{k}\" is not a permitted key."));
+        }
+    }
+    Ok(())
+}
+
+fn strings(v: &Value) -> Option<Vec<String>> {
+    v.as_array()?
+        .iter()
+        .map(|x| x.as_str().map(String::from))
+        .collect()
+}
+
+fn handle(
+    state: &Mutex<State>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let query = uri.query().unwrap_or("").to_string();
+    let body: Value = if raw.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&raw).unwrap_or(json!("<invalid json>"))
+    };
+    let mut s = state.lock().expect("lock");
+    let fault = match s.faults.front() {
+        Some(f) if f.method.is_none_or(|m| m == method.as_str()) => s.faults.pop_front(),
+        _ => None,
+    };
+    let (status, reply) = match &fault {
+        Some(f) if !f.apply => (
+            StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            json!({"message": "injected failure"}),
+        ),
+        _ => {
+            let r = route(&mut s, &method, &path, &query, &headers, &body, &raw);
+            match &fault {
+                Some(f) => (
+                    StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    json!({"message": "injected failure after applying"}),
+                ),
+                None => r,
+            }
+        }
+    };
+    if matches!(status.as_u16(), 400 | 401 | 404 | 415 | 422) && fault.is_none() {
+        s.rejected
+            .push(format!("{method} {path}?{query} -> {status}: {reply}"));
+    }
+    s.requests.push(Request {
+        method: method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect(),
+        body: body.clone(),
+        status: status.as_u16(),
+    });
+    let mut response = (
+        status,
+        [("content-type", "application/json; charset=utf-8")],
+        reply.to_string(),
+    )
+        .into_response();
+    if let Some(f) = fault {
+        for (k, v) in f.headers {
+            if let (Ok(name), Ok(value)) = (
+                axum::http::HeaderName::from_bytes(k.as_bytes()),
+                axum::http::HeaderValue::from_str(&v),
+            ) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+    }
+    response
+}
+
+fn route(
+    s: &mut State,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &Value,
+    raw: &Bytes,
+) -> (StatusCode, Value) {
+    let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
+    // GitHub rejects requests without a User-Agent.
+    if header("user-agent").is_empty() {
+        return error(StatusCode::FORBIDDEN, "Request forbidden by administrative rules. Please make sure your request has a User-Agent header");
+    }
+    let auth = header("authorization");
+    if auth != format!("Bearer {TOKEN}") && auth != format!("token {TOKEN}") {
+        return error(StatusCode::UNAUTHORIZED, "Bad credentials");
+    }
+    let version = header("x-github-api-version");
+    if !version.is_empty() && version != "2022-11-28" && version != "2026-03-10" {
+        return error(StatusCode::BAD_REQUEST, "Unsupported API version");
+    }
+    if matches!(*method, Method::POST | Method::PATCH) {
+        if !header("content-type").starts_with("application/json") {
+            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type");
+        }
+        if serde_json::from_slice::<Value>(raw).is_err() {
+            return error(StatusCode::BAD_REQUEST, "Problems parsing JSON");
+        }
+    }
+    let prefix = format!("/repos/{OWNER}/{REPO}/issues");
+    let Some(rest) = path.strip_prefix(&prefix) else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    let base = "http://fake";
+    match (method.clone(), parts.as_slice()) {
+        (Method::GET, []) => {
+            let mut state_filter = "open".to_string();
+            let mut per_page = 30usize;
+            let mut page = 1usize;
+            let mut direction = "desc".to_string();
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                match k {
+                    "state" if matches!(v, "open" | "closed" | "all") => state_filter = v.into(),
+                    "per_page" => match v.parse::<usize>() {
+                        Ok(n) if (1..=100).contains(&n) => per_page = n,
+                        _ => {
+                            return error(
+                                StatusCode::UNPROCESSABLE_ENTITY,
+                                "per_page must be 1..100",
+                            )
+                        }
+                    },
+                    "page" => page = v.parse().unwrap_or(1).max(1),
+                    "direction" if matches!(v, "asc" | "desc") => direction = v.into(),
+                    "sort" if matches!(v, "created" | "updated" | "comments") => {}
+                    "milestone" | "assignee" | "type" | "creator" | "mentioned" | "labels"
+                    | "since" => {}
+                    _ => {
+                        return error(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            &format!("Validation Failed: {k}={v}"),
+                        )
+                    }
+                }
+            }
+            let mut list: Vec<&Issue> = s
+                .issues
+                .iter()
+                .filter(|i| state_filter == "all" || i.state == state_filter)
+                .collect();
+            if direction == "desc" {
+                list.reverse();
+            }
+            let page: Vec<Value> = list
+                .into_iter()
+                .skip((page - 1) * per_page)
+                .take(per_page)
+                .map(|i| issue_json(i, base))
+                .collect();
+            (StatusCode::OK, Value::Array(page))
+        }
+        (Method::POST, []) => {
+            if let Err(e) = only(
+                body,
+                &[
+                    "title",
+                    "body",
+                    "assignee",
+                    "milestone",
+                    "labels",
+                    "assignees",
+                    "type",
+                ],
+            ) {
+                return error(StatusCode::UNPROCESSABLE_ENTITY, &e);
+            }
+            let Some(title) = body["title"].as_str().filter(|t| !t.is_empty()) else {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Validation Failed: title is missing",
+                );
+            };
+            let labels = if body["labels"].is_null() {
+                Some(vec![])
+            } else {
+                strings(&body["labels"])
+            };
+            let assignees = if body["assignees"].is_null() {
+                Some(vec![])
+            } else {
+                strings(&body["assignees"])
+            };
+            let (Some(labels), Some(assignees)) = (labels, assignees) else {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "labels and assignees must be lists of strings",
+                );
+            };
+            let issue = Issue {
+                number: s.issues.len() as u64 + 1,
+                title: title.to_string(),
+                body: body["body"].as_str().unwrap_or_default().to_string(),
+                state: "open".into(),
+                labels,
+                assignees,
+                comments: vec![],
+            };
+            let v = issue_json(&issue, base);
+            s.issues.push(issue);
+            (StatusCode::CREATED, v)
+        }
+        (Method::PATCH, [n]) => {
+            if let Err(e) = only(
+                body,
+                &[
+                    "title",
+                    "body",
+                    "assignee",
+                    "state",
+                    "state_reason",
+                    "milestone",
+                    "labels",
+                    "assignees",
+                    "type",
+                ],
+            ) {
+                return error(StatusCode::UNPROCESSABLE_ENTITY, &e);
+            }
+            let Some(issue) = n
+                .parse::<u64>()
+                .ok()
+                .and_then(|n| s.issues.iter_mut().find(|i| i.number == n))
+            else {
+                return error(StatusCode::NOT_FOUND, "Not Found");
+            };
+            if let Some(st) = body.get("state") {
+                match st.as_str() {
+                    Some(v @ ("open" | "closed")) => issue.state = v.into(),
+                    _ => {
+                        return error(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "state must be open or closed",
+                        )
+                    }
+                }
+            }
+            if let Some(r) = body.get("state_reason") {
+                if !(r.is_null()
+                    || matches!(
+                        r.as_str(),
+                        Some("completed" | "not_planned" | "reopened" | "duplicate")
+                    ))
+                {
+                    return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid state_reason");
+                }
+            }
+            if let Some(t) = body["title"].as_str() {
+                issue.title = t.into();
+            }
+            if let Some(b) = body["body"].as_str() {
+                issue.body = b.into();
+            }
+            (StatusCode::OK, issue_json(issue, base))
+        }
+        (Method::POST, [n, "comments"]) => {
+            if let Err(e) = only(body, &["body"]) {
+                return error(StatusCode::UNPROCESSABLE_ENTITY, &e);
+            }
+            let Some(text) = body["body"].as_str() else {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Validation Failed: body is missing",
+                );
+            };
+            let Some(issue) = n
+                .parse::<u64>()
+                .ok()
+                .and_then(|n| s.issues.iter_mut().find(|i| i.number == n))
+            else {
+                return error(StatusCode::NOT_FOUND, "Not Found");
+            };
+            issue.comments.push(text.to_string());
+            (
+                StatusCode::CREATED,
+                json!({"id": issue.comments.len(), "body": text}),
+            )
+        }
+        _ => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
