@@ -30,4 +30,13 @@ echo "== cargo build --release --locked (what the Dockerfile builds)"
 cargo build --release --locked
 
 echo "== cargo test"
-cargo test --locked -- --test-threads="${MDB_TEST_THREADS:-4}"
+log=$(mktemp)
+set +e
+cargo test --locked --lib --bins --tests -- --test-threads="${MDB_TEST_THREADS:-4}" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
+failed=$(grep -oE '[0-9]+ failed;' "$log" | awk '{s += $1} END {print s + 0}')
+rm -f "$log"
+echo "tests: $passed passed, $failed failed"
+exit "$status"

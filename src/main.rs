@@ -386,8 +386,26 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
             .collect(),
     };
     if a.report {
-        for h in hosts.iter().filter(|h| mdb::github::files_issue(h)) {
-            println!("would file: {}", mdb::github::title(h));
+        // A dry run: no token, no GitHub. Closing needs the repository's
+        // issues, which only the server reads.
+        let problems: Vec<_> = hosts
+            .iter()
+            .filter(|h| mdb::github::files_issue(h))
+            .collect();
+        if problems.is_empty() {
+            println!("nothing to file");
+        }
+        for h in problems {
+            println!(
+                "would file: {}  [{}]",
+                mdb::github::title(h),
+                mdb::github::fingerprint(h)
+            );
+            if h.state == mdb::proto::HostState::New as i32 {
+                for line in mdb::github::yaml_entry(h, None).lines() {
+                    println!("    {line}");
+                }
+            }
         }
     } else if a.json {
         let v: Vec<_> = hosts.iter().map(client::discovered_json).collect();

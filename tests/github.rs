@@ -525,3 +525,126 @@ async fn token_never_appears_in_logs() {
     assert!(!log.contains(TOKEN), "token leaked:\n{log}");
     assert!(!format!("{:?}", config(&gh)).contains(TOKEN));
 }
+
+/// End to end: `mdb serve` sweeps a real namespace LAN and files to the
+/// fake GitHub (which listens inside the scanner's namespace).
+#[test]
+fn serve_files_once_survives_restarts_and_closes_on_a_real_lan() {
+    use util::lan::{HostSpec, Lan};
+    let mut lan = Lan::new(&[
+        HostSpec {
+            ip: "198.18.0.11",
+            mac: "00:16:3e:00:00:11",
+            sshd: true,
+            ..Default::default()
+        },
+        HostSpec {
+            ip: "198.18.0.23",
+            mac: "dc:a6:32:00:00:23",
+            ..Default::default()
+        },
+    ]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let listener = lan.listen_in_scanner();
+    let gh = rt.block_on(async { FakeGithub::start(listener) });
+
+    let mut repo = util::TestRepo::new();
+    repo.write(
+        "mdb.yaml",
+        "subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\n    static: 198.18.0.100-198.18.0.199\nscan:\n  missing_after: 2\n",
+    );
+    repo.write(
+        "machines/lab.yaml",
+        "machines:\n  - name: scanner\n    ip: 198.18.0.1\n    use: discover\n  - name: devbox\n    ip: 198.18.0.11\n    mac: 00:16:3e:00:00:11\n    use: { development: server }\n",
+    );
+    repo.commit("lab");
+    let cfg = lan.dir().join("mdb.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"200ms\"\n\n[server]\ngrpc_listen = \"127.0.0.1:50051\"\nmetrics_listen = \"127.0.0.1:9090\"\n\n[scan]\nsubnets = [\"198.18.0.0/24\"]\ninterval = \"300ms\"\nreverse_dns = false\n\n[github]\nrepo = \"{OWNER}/{REPO}\"\napi_url = \"{}\"\nwrite_gap = \"10ms\"\nretry_base = \"50ms\"\n",
+            repo.url(),
+            lan.dir().join("checkout").display(),
+            gh.url()
+        ),
+    )
+    .expect("config");
+    let args = ["serve", "--config", cfg.to_str().expect("path")];
+    let env = [("MDB_GITHUB_TOKEN", TOKEN), ("MDB_LOG", "info")];
+    lan.spawn_mdb(&args, &env);
+
+    let wait = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !cond() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}; issues: {:#?}",
+                gh.issues()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait("the new device's issue", &|| !gh.issues().is_empty());
+    std::thread::sleep(Duration::from_secs(1));
+    let issues = gh.issues();
+    assert_eq!(issues.len(), 1, "{issues:#?}");
+    assert!(
+        issues[0]
+            .title
+            .starts_with("New device 198.18.0.23 (Raspberry Pi"),
+        "{}",
+        issues[0].title
+    );
+    assert_eq!(
+        github::fingerprint_in(&issues[0].body),
+        Some("new-device:mac=dc:a6:32:00:00:23")
+    );
+    assert!(
+        issues[0].body.contains("    ip: 198.18.0.100\n"),
+        "suggested address: {}",
+        issues[0].body
+    );
+
+    // Restarts: each one reads the issues back and files nothing new.
+    let loads = || gh.requests().iter().filter(|r| r.method == "GET").count();
+    for _ in 0..3 {
+        lan.stop_mdb();
+        let before = loads();
+        lan.spawn_mdb(&args, &env);
+        wait("the restarted filer to read the issues", &|| {
+            loads() > before
+        });
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert_eq!(gh.issues().len(), 1);
+    assert_eq!(posts_to_issues(&gh), 1);
+
+    // Recording the Pi in the DB closes its issue.
+    repo.write("machines/pi.yaml", "machines:\n  - name: spare-pi\n    ip: 198.18.0.23\n    mac: dc:a6:32:00:00:23\n    use: discover\n");
+    repo.commit("record the new Pi");
+    wait("the new device's issue to close", &|| {
+        gh.issues()[0].state == "closed"
+    });
+    assert!(gh.issues()[0]
+        .comments
+        .iter()
+        .any(|c| c.contains("now in the database as `spare-pi`")));
+
+    // devbox's sshd stops: unprovisionable; it comes back: closed.
+    lan.stop_sshd(0);
+    wait("an unprovisionable issue", &|| {
+        gh.issues()
+            .iter()
+            .any(|i| i.title.starts_with("Cannot provision devbox") && i.state == "open")
+    });
+    lan.start_sshd(0);
+    wait("the unprovisionable issue to close", &|| {
+        gh.issues().iter().all(|i| i.state == "closed")
+    });
+    assert_eq!(gh.issues().len(), 2);
+    assert!(gh.rejected().is_empty(), "{:?}", gh.rejected());
+    let log = lan.mdb_log();
+    assert!(log.contains("filed issue"), "{log}");
+    assert!(!log.contains(TOKEN), "token leaked into the log");
+    lan.stop_mdb();
+}
