@@ -757,6 +757,19 @@ impl Filer {
         Ok(())
     }
 
+    /// Records an issue mdb just opened (or reopened) and counts it.
+    fn opened(&mut self, fp: String, number: u64, ip: &str, op: &str) {
+        self.known.insert(
+            fp,
+            Known {
+                number,
+                open: true,
+                ip: ip.to_string(),
+            },
+        );
+        self.metrics.github_issues.with_label_values(&[op]).inc();
+    }
+
     /// Brings the issues in line with one sweep.
     pub async fn reconcile(
         &mut self,
@@ -786,18 +799,7 @@ impl Filer {
                     let suggested = suggest(&host, snap, &mut seen);
                     let number = self.create(&fp, &host, suggested.as_deref()).await?;
                     info!(issue = number, fingerprint = %fp, "filed issue");
-                    self.known.insert(
-                        fp,
-                        Known {
-                            number,
-                            open: true,
-                            ip: host.ip.clone(),
-                        },
-                    );
-                    self.metrics
-                        .github_issues
-                        .with_label_values(&["created"])
-                        .inc();
+                    self.opened(fp, number, &host.ip, "created");
                     summary.created += 1;
                 }
                 Op::Update {
@@ -840,18 +842,7 @@ impl Filer {
                         &format!("The problem is back: {} ({}).", host.detail, host.ip),
                     )
                     .await?;
-                    self.known.insert(
-                        fp,
-                        Known {
-                            number,
-                            open: true,
-                            ip: host.ip.clone(),
-                        },
-                    );
-                    self.metrics
-                        .github_issues
-                        .with_label_values(&["reopened"])
-                        .inc();
+                    self.opened(fp, number, &host.ip, "reopened");
                     summary.reopened += 1;
                 }
                 Op::Close {

@@ -5,10 +5,7 @@
 
 mod util;
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::Path, process::Command};
 
 use serde_json::Value;
 
@@ -16,31 +13,8 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A tool from the test virtualenv (`MDB_PYTHON`'s directory), else PATH.
-fn tool(name: &str) -> Command {
-    let path = std::env::var("MDB_PYTHON")
-        .ok()
-        .and_then(|p| Path::new(&p).parent().map(|d| d.join(name)))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from(name));
-    Command::new(path)
-}
-
 fn python() -> Command {
     Command::new(std::env::var("MDB_PYTHON").unwrap_or_else(|_| "python3".into()))
-}
-
-fn ok(mut c: Command) -> String {
-    let out = c
-        .output()
-        .unwrap_or_else(|e| panic!("{c:?}: {e} (.ci/run installs the tools)"));
-    assert!(
-        out.status.success(),
-        "{c:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Every document of a YAML text as JSON (PyYAML, which ansible-core brings).
@@ -63,15 +37,15 @@ fn yaml_docs(text: &str) -> Vec<Value> {
 }
 
 fn render(dir: &str) -> String {
-    let mut c = tool("kubectl");
+    let mut c = util::venv_tool("kubectl");
     c.arg("kustomize").arg(root().join(dir));
-    ok(c)
+    util::run_ok(c)
 }
 
 fn validate(text: &str) -> Result<(), String> {
     let file = tempfile::NamedTempFile::new().expect("tempfile");
     std::fs::write(file.path(), text).expect("write");
-    let mut c = tool("kubernetes-validate");
+    let mut c = util::venv_tool("kubernetes-validate");
     c.args(["--strict", "--quiet"]).arg(file.path());
     let out = c
         .output()
@@ -171,11 +145,11 @@ fn alert_rules_pass_promtool_and_the_stale_sync_alert_fires() {
     let mut c = Command::new("promtool");
     c.args(["check", "rules"])
         .arg(root().join("deploy/prometheus/mdb-rules.yaml"));
-    ok(c);
+    util::run_ok(c);
     let mut c = Command::new("promtool");
     c.args(["test", "rules", "mdb-rules.test.yaml"])
         .current_dir(root().join("deploy/prometheus"));
-    let out = ok(c);
+    let out = util::run_ok(c);
     assert!(out.contains("SUCCESS"), "{out}");
 }
 
@@ -225,9 +199,9 @@ async fn every_dashboard_metric_exists_in_a_real_scrape() {
 
 #[test]
 fn dockerfile_passes_hadolint_and_builds_as_ci_does() {
-    let mut c = tool("hadolint");
+    let mut c = util::venv_tool("hadolint");
     c.arg(root().join("Dockerfile")).current_dir(root());
-    ok(c);
+    util::run_ok(c);
     let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).expect("Dockerfile");
     assert!(dockerfile.contains("cargo build --release --locked"));
     let ci = std::fs::read_to_string(root().join("scripts/test.sh")).expect("test script");

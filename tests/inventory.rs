@@ -11,31 +11,11 @@ use std::{
 
 use serde_json::Value;
 
-/// An Ansible tool from the virtualenv of `MDB_PYTHON`, else from PATH.
 fn ansible(tool: &str) -> Command {
-    let path = std::env::var("MDB_PYTHON")
-        .ok()
-        .and_then(|p| Path::new(&p).parent().map(|d| d.join(tool)))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from(tool));
-    let mut c = Command::new(path);
+    let mut c = util::venv_tool(tool);
     c.env("ANSIBLE_LOCALHOST_WARNING", "false")
         .env("ANSIBLE_NOCOLOR", "1");
     c
-}
-
-fn run(mut c: Command) -> String {
-    let out = c
-        .output()
-        .expect("ansible-core must be installed (.ci/run installs it into .venv)");
-    assert!(
-        out.status.success(),
-        "{:?} failed:\n{}\n{}",
-        c,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// An executable inventory script that runs `mdb inventory` on a checkout.
@@ -65,7 +45,7 @@ fn demo_db(dir: &Path) -> PathBuf {
 fn list(inventory: &Path) -> Value {
     let mut c = ansible("ansible-inventory");
     c.arg("-i").arg(inventory).arg("--list");
-    serde_json::from_str(&run(c)).expect("ansible-inventory json")
+    serde_json::from_str(&util::run_ok(c)).expect("ansible-inventory json")
 }
 
 fn hosts(v: &Value, group: &str) -> Vec<String> {
@@ -109,7 +89,7 @@ fn ansible_reads_groups_children_and_hostvars_of_the_demo() {
 
     let mut c = ansible("ansible-inventory");
     c.arg("-i").arg(&inv).arg("--graph");
-    let graph = run(c);
+    let graph = util::run_ok(c);
     assert!(graph.contains("@cluster_alpha:"), "{graph}");
     assert!(graph.contains("@cluster_alpha_workers:"), "{graph}");
     assert!(graph.contains("|--alpha-w-2"), "{graph}");
@@ -189,7 +169,7 @@ fn a_playbook_runs_against_a_cluster_group() {
         .arg(&inv)
         .arg(&play)
         .env("ANSIBLE_HOME", dir.path());
-    let out = run(c);
+    let out = util::run_ok(c);
     for h in ["alpha-cp-1", "alpha-w-1", "alpha-w-2"] {
         assert!(out.contains(&format!("ok: [{h}]")), "{out}");
     }

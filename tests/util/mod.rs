@@ -203,6 +203,31 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// A tool from the test virtualenv (the directory of `MDB_PYTHON`, which
+/// .ci/run sets), else from PATH.
+pub fn venv_tool(name: &str) -> std::process::Command {
+    let path = std::env::var("MDB_PYTHON")
+        .ok()
+        .and_then(|p| Path::new(&p).parent().map(|d| d.join(name)))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(name));
+    std::process::Command::new(path)
+}
+
+/// Runs a command that must succeed; its stdout.
+pub fn run_ok(mut c: std::process::Command) -> String {
+    let out = c
+        .output()
+        .unwrap_or_else(|e| panic!("{c:?}: {e} (.ci/run installs the tools the tests use)"));
+    assert!(
+        out.status.success(),
+        "{c:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_mdb")
 }
