@@ -399,3 +399,130 @@ async fn token_never_appears_in_logs() {
     );
     assert!(!log.contains(secret), "token leaked:\n{log}");
 }
+
+/// SIGTERM with a Watch stream open: the stream ends and the process exits
+/// cleanly instead of waiting on the connection.
+#[tokio::test]
+async fn sigterm_ends_watch_streams_and_exits_cleanly() {
+    let repo = util::TestRepo::with_demo();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+    };
+    let (grpc, metrics) = (free(), free());
+    let mut child = tokio::process::Command::new(util::bin())
+        .args([
+            "serve",
+            "--db-url",
+            &repo.url(),
+            "--grpc-listen",
+            &grpc.to_string(),
+            "--metrics-listen",
+            &metrics.to_string(),
+        ])
+        .arg("--checkout")
+        .arg(dir.path().join("c"))
+        .env("MDB_LOG", "warn")
+        .spawn()
+        .expect("spawn");
+    let mut client = None;
+    for _ in 0..200 {
+        if let Ok(c) =
+            mdb::proto::machine_db_client::MachineDbClient::connect(format!("http://{grpc}")).await
+        {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut client = client.expect("server up");
+    let mut stream = loop {
+        match client.watch(mdb::proto::WatchRequest::default()).await {
+            Ok(s) => break s.into_inner(),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    };
+    assert!(stream.message().await.expect("first event").is_some());
+    let pid = child.id().expect("pid").to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits well within the 20 s grace")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        stream.message().await.map(|m| m.is_none()).unwrap_or(true),
+        "the stream ended"
+    );
+}
+
+#[tokio::test]
+async fn watch_carries_discovery_changes_only_when_asked() {
+    let (_repo, server) = demo_server().await;
+    let mut c = server.client().await;
+    let mut with = c
+        .watch(mdb::proto::WatchRequest {
+            initial_snapshot: true,
+            discovery: true,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut without = c
+        .watch(mdb::proto::WatchRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = with.message().await.expect("ok").expect("event");
+    assert_eq!(
+        first.changed.len(),
+        11,
+        "initial snapshot has every machine"
+    );
+    assert!(without
+        .message()
+        .await
+        .expect("ok")
+        .expect("event")
+        .changed
+        .is_empty());
+
+    let host = mdb::proto::DiscoveredHost {
+        ip: "198.18.10.99".into(),
+        state: mdb::proto::HostState::New as i32,
+        ..Default::default()
+    };
+    server.store.publish_discovery(
+        mdb::db::store::Discovery {
+            hosts: vec![host.clone()],
+            last_sweep_unix: 1,
+        },
+        vec![host],
+    );
+    let ev = tokio::time::timeout(std::time::Duration::from_secs(10), with.message())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("event");
+    assert_eq!(ev.discovered.len(), 1);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), without.message())
+            .await
+            .is_err(),
+        "no discovery events without asking"
+    );
+    let d = c
+        .get_discovered(mdb::proto::GetDiscoveredRequest {
+            key: "198.18.10.99".into(),
+        })
+        .await
+        .expect("get discovered")
+        .into_inner();
+    assert_eq!(d.state, mdb::proto::HostState::New as i32);
+    server.stop().await;
+}

@@ -317,3 +317,49 @@ fn serve_sweeps_on_a_schedule_and_follows_state_changes() {
         "{text}"
     );
 }
+
+/// Without CAP_NET_RAW: a warning that says which capability is missing,
+/// then ICMP-only (unprivileged ping sockets), which misses ICMP-silent hosts.
+#[test]
+fn without_cap_net_raw_the_scan_warns_and_pings_only() {
+    let lan = Lan::new(&hosts());
+    let ns = lan.scanner.clone();
+    util::run_ok({
+        let mut c = std::process::Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            &ns,
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv4.ping_group_range=0 2147483647",
+        ]);
+        c
+    });
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(util::bin())
+        .args(["scan", "198.18.0.0/24", "--json", "--no-rdns", "--no-ports"])
+        .output()
+        .expect("setpriv");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("needs CAP_NET_RAW"), "{err}");
+    let v: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let ips: Vec<&str> = v.iter().filter_map(|h| h["ip"].as_str()).collect();
+    assert!(ips.contains(&"198.18.0.11"));
+    assert!(
+        !ips.contains(&"198.18.0.12"),
+        "the ICMP-silent host needs ARP"
+    );
+}

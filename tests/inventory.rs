@@ -306,3 +306,44 @@ fn ip_next_skips_used_excluded_and_pooled_addresses() {
         .expect("run");
     assert!(!out.status.success());
 }
+
+/// The inventory and IP suggestions read from a running server match the
+/// checkout's.
+#[tokio::test]
+async fn inventory_and_ip_next_over_grpc_match_the_checkout() {
+    let repo = util::TestRepo::with_demo();
+    let server = util::start_server(&repo.url(), "1s", "1h").await;
+    server.wait_for_revision(repo.head.expect("head")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = demo_db(dir.path());
+    let addr = server.grpc.to_string();
+    let (from_server, from_db, ip) = tokio::task::spawn_blocking(move || {
+        let inv = |src: &[&str]| {
+            let out = Command::new(util::bin())
+                .args(["inventory", "--list"])
+                .args(src)
+                .output()
+                .expect("run");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<Value>(&out.stdout).expect("json")
+        };
+        let ip = Command::new(util::bin())
+            .args(["ip", "next", "lab", "--server", &addr])
+            .output()
+            .expect("run");
+        (
+            inv(&["--server", &addr]),
+            inv(&["--db", db.to_str().expect("path")]),
+            String::from_utf8_lossy(&ip.stdout).trim().to_string(),
+        )
+    })
+    .await
+    .expect("join");
+    assert_eq!(from_server, from_db);
+    assert_eq!(ip, "198.18.10.10");
+    server.stop().await;
+}
