@@ -2,7 +2,12 @@
 //! snapshot; nothing here writes. Health and reflection are wired in
 //! `server`.
 
-use std::{collections::HashSet, net::IpAddr, pin::Pin, sync::Arc};
+use std::{
+    collections::{HashSet, VecDeque},
+    net::IpAddr,
+    pin::Pin,
+    sync::Arc,
+};
 
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
@@ -312,13 +317,15 @@ impl MachineDb for Api {
         };
         let store = self.store.clone();
         let shutdown = self.shutdown.clone();
+        // Events waiting to be sent, already cut to size.
+        let pending: VecDeque<WatchEvent> = chunks(first).into();
         let stream = futures::stream::unfold(
-            (Some(first), rx, store, shutdown),
-            move |(pending, mut rx, store, shutdown)| async move {
-                if let Some(ev) = pending {
-                    return Some((Ok(ev), (None, rx, store, shutdown)));
-                }
+            (pending, rx, store, shutdown),
+            move |(mut pending, mut rx, store, shutdown)| async move {
                 loop {
+                    if let Some(ev) = pending.pop_front() {
+                        return Some((Ok(ev), (pending, rx, store, shutdown)));
+                    }
                     let next = tokio::select! {
                         _ = shutdown.cancelled() => return None,
                         r = rx.recv() => r,
@@ -335,12 +342,12 @@ impl MachineDb for Api {
                             if !opts.discovery {
                                 ev.discovered.clear();
                             }
-                            return Some((Ok(ev), (None, rx, store, shutdown)));
+                            pending.extend(chunks(ev));
                         }
                         // Fell behind: start over from the whole current revision.
                         Err(RecvError::Lagged(_)) => {
                             let ev = store.snapshot().map(|s| first_event(&s, true))?;
-                            return Some((Ok(ev), (None, rx, store, shutdown)));
+                            pending.extend(chunks(ev));
                         }
                         Err(RecvError::Closed) => return None,
                     }
@@ -351,10 +358,63 @@ impl MachineDb for Api {
     }
 }
 
+/// Machines per Watch message: a whole 100k-machine revision in one
+/// message would pass tonic's 4 MiB limit.
+pub const WATCH_CHUNK: usize = 1000;
+
+/// Cuts an event into messages of at most `WATCH_CHUNK` machines, all with
+/// the same revision; removals and discovery ride on the first.
+pub fn chunks(mut ev: WatchEvent) -> Vec<WatchEvent> {
+    if ev.changed.len() <= WATCH_CHUNK {
+        return vec![ev];
+    }
+    let changed = std::mem::take(&mut ev.changed);
+    let mut out: Vec<WatchEvent> = changed
+        .chunks(WATCH_CHUNK)
+        .map(|c| WatchEvent {
+            revision: ev.revision.clone(),
+            changed: c.to_vec(),
+            ..Default::default()
+        })
+        .collect();
+    if let Some(first) = out.first_mut() {
+        first.removed = std::mem::take(&mut ev.removed);
+        first.discovered = std::mem::take(&mut ev.discovered);
+    }
+    out
+}
+
 fn first_event(s: &Snapshot, all: bool) -> WatchEvent {
     WatchEvent {
         revision: s.revision.clone(),
         changed: if all { s.machines.clone() } else { Vec::new() },
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn big_events_are_cut_into_messages_of_one_revision() {
+        let m = |i: usize| Machine {
+            name: format!("m{i}"),
+            ..Default::default()
+        };
+        let ev = WatchEvent {
+            revision: "r".into(),
+            changed: (0..2500).map(m).collect(),
+            removed: vec!["gone".into()],
+            ..Default::default()
+        };
+        let parts = chunks(ev);
+        assert_eq!(
+            parts.iter().map(|p| p.changed.len()).collect::<Vec<_>>(),
+            [1000, 1000, 500]
+        );
+        assert!(parts.iter().all(|p| p.revision == "r"));
+        assert_eq!(parts[0].removed, ["gone"]);
+        assert_eq!(parts[2].changed[499].name, "m2499");
     }
 }

@@ -17,7 +17,6 @@ pub struct Snapshot {
     /// Sorted by name, so listings are stable and pageable by name.
     pub machines: Vec<Machine>,
     pub settings: Settings,
-    by_name: HashMap<String, usize>,
     by_ip: HashMap<IpAddr, usize>,
     by_mac: HashMap<Mac, usize>,
     /// Cluster name → (control-plane, worker) machine indexes.
@@ -33,7 +32,6 @@ impl Snapshot {
         let mut s = Snapshot {
             revision,
             settings,
-            by_name: HashMap::with_capacity(machines.len()),
             by_ip: HashMap::with_capacity(machines.len()),
             by_mac: HashMap::with_capacity(machines.len()),
             clusters: BTreeMap::new(),
@@ -41,7 +39,6 @@ impl Snapshot {
             machines: Vec::new(),
         };
         for (i, m) in machines.iter().enumerate() {
-            s.by_name.insert(m.name.clone(), i);
             for ip in &m.ips {
                 if let Ok(ip) = ip.parse() {
                     s.by_ip.insert(ip, i);
@@ -67,8 +64,12 @@ impl Snapshot {
         s
     }
 
+    /// Machines are sorted by name, so a binary search needs no index.
     pub fn by_name(&self, name: &str) -> Option<&Machine> {
-        self.by_name.get(name).map(|&i| &self.machines[i])
+        self.machines
+            .binary_search_by(|m| m.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.machines[i])
     }
 
     pub fn by_ip(&self, ip: IpAddr) -> Option<&Machine> {

@@ -18,12 +18,17 @@ pub fn validate(files: &[SourceFile], revision: &str) -> Result<Snapshot, Report
     let mut problems = Vec::new();
     let mut settings = Settings::default();
     let mut entries: Vec<Entry> = Vec::new();
+    let mut machine_files = Vec::new();
     for f in files {
         if f.path == settings::FILE {
             settings = settings::parse(&f.text, &mut problems);
         } else {
-            entries.extend(load::machines_file(&f.path, &f.text, &mut problems));
+            machine_files.push(f);
         }
+    }
+    for (e, p) in load_parallel(&machine_files) {
+        entries.extend(e);
+        problems.extend(p);
     }
     duplicates(&entries, &mut problems);
     clusters(&entries, &mut problems);
@@ -39,6 +44,43 @@ pub fn validate(files: &[SourceFile], revision: &str) -> Result<Snapshot, Report
         entries.into_iter().map(|e| e.machine).collect(),
         settings,
     ))
+}
+
+/// Parses machine files on every core (in file order), since parsing is
+/// most of a load; small databases stay on one thread.
+fn load_parallel(files: &[&SourceFile]) -> Vec<(Vec<Entry>, Vec<Problem>)> {
+    let parse = |batch: &[&SourceFile]| {
+        batch
+            .iter()
+            .map(|f| {
+                let mut problems = Vec::new();
+                let entries = load::machines_file(&f.path, &f.text, &mut problems);
+                (entries, problems)
+            })
+            .collect::<Vec<_>>()
+    };
+    let bytes: usize = files.iter().map(|f| f.text.len()).sum();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len())
+        .min(8);
+    if threads <= 1 || bytes < (1 << 20) {
+        return parse(files);
+    }
+    let per = files.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(per)
+            .map(|batch| scope.spawn(move || parse(batch)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// Each duplicated value is one problem naming every place it occurs.
