@@ -526,3 +526,38 @@ async fn watch_carries_discovery_changes_only_when_asked() {
     assert_eq!(d.state, mdb::proto::HostState::New as i32);
     server.stop().await;
 }
+
+/// A whole large revision over Watch arrives in several messages, none over
+/// tonic's 4 MiB limit.
+#[tokio::test]
+async fn watch_streams_a_large_revision_in_pieces() {
+    let mut repo = util::TestRepo::new();
+    for (p, t) in mdb::gen::database(30_000, 5000) {
+        repo.write(&p, &t);
+    }
+    let head = repo.commit("30k machines");
+    let server = start_server(&repo.url(), "1s", "1h").await;
+    server.wait_for_revision(head).await;
+    let mut c = server.client().await;
+    let mut stream = c
+        .watch(mdb::proto::WatchRequest {
+            initial_snapshot: true,
+            discovery: false,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut total = 0;
+    while total < 30_000 {
+        let ev = tokio::time::timeout(std::time::Duration::from_secs(30), stream.message())
+            .await
+            .expect("in time")
+            .expect("each message fits")
+            .expect("event");
+        assert_eq!(ev.revision, head.to_string());
+        assert!(ev.changed.len() <= mdb::api::WATCH_CHUNK);
+        total += ev.changed.len();
+    }
+    assert_eq!(total, 30_000);
+    server.stop().await;
+}
