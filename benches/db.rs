@@ -121,7 +121,27 @@ async fn main() {
         "clone+checkout+load {:.3} s (server start to first revision served)",
         t.elapsed().as_secs_f64()
     );
-    println!("server RSS serving  {:.0} MB", rss_mb(child.id()));
+    println!(
+        "server RSS at load  {:.0} MB (peak of the first load)",
+        rss_mb(child.id())
+    );
+    // After the load the server returns the parse's memory; let it settle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("server RSS serving  {:.0} MB (settled)", rss_mb(child.id()));
+
+    // One client, one request at a time: the server's own cost per call,
+    // without 16 clients and the server sharing two cores.
+    let mut lat = Vec::with_capacity(5000);
+    for i in 0..5000usize {
+        let key = format!("m{:06}", (i * 104_729) % n);
+        let t = Instant::now();
+        client
+            .get_machine(GetMachineRequest { key })
+            .await
+            .expect("get");
+        lat.push(t.elapsed());
+    }
+    println!("GetMachine, 1 client  {}", percentiles(lat));
 
     const CLIENTS: usize = 16;
     const PER_CLIENT: usize = 2000;
@@ -168,7 +188,7 @@ async fn main() {
     };
     let (lat, wall) = run(false).await;
     println!(
-        "GetMachine          {}  {:.0} req/s with {CLIENTS} clients",
+        "GetMachine, {CLIENTS} clients {}  {:.0} req/s",
         percentiles(lat.clone()),
         lat.len() as f64 / wall.as_secs_f64()
     );
