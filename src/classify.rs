@@ -95,15 +95,37 @@ pub fn classify<'a>(
 ) -> (Vec<Classified>, Vec<&'a Machine>) {
     let mut seen_machines = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(obs.len());
+    // One MAC answering for several addresses (a router, a hypervisor's
+    // bridge, macvlan containers) is one box with aliases, not a move.
+    let mut ips_of_mac: std::collections::HashMap<Mac, Vec<String>> =
+        std::collections::HashMap::new();
+    for o in obs {
+        if let (Some(m), Some(ip)) = (o.mac, o.ip) {
+            ips_of_mac.entry(m).or_default().push(ip.to_string());
+        }
+    }
     for o in obs {
         let mut h = base(o);
         let by_mac = o.mac.and_then(|m| snap.by_mac(m));
         let by_ip = o.ip.and_then(|ip| snap.by_ip(ip));
         let ip_text = h.ip.clone();
+        let siblings: &[String] = o
+            .mac
+            .and_then(|m| ips_of_mac.get(&m))
+            .map_or(&[], |v| v.as_slice());
         let (state, machine, detail) = match (by_mac, by_ip) {
             (Some(m), _) if m.ips.is_empty() || m.ips.contains(&ip_text) => {
                 (HostState::Known, Some(m), String::new())
             }
+            (Some(m), _) if siblings.iter().any(|ip| m.ips.contains(ip)) => (
+                HostState::Known,
+                Some(m),
+                format!(
+                    "another address of {} (its MAC also answers at {})",
+                    m.name,
+                    m.ips.join(",")
+                ),
+            ),
             (Some(m), _) => (
                 HostState::Moved,
                 Some(m),
@@ -137,7 +159,9 @@ pub fn classify<'a>(
             }
         };
         let (state, detail) = match (state, machine) {
-            (HostState::Known, Some(m)) if expects_provisioning(m) => {
+            (HostState::Known, Some(m))
+                if expects_provisioning(m) && (m.ips.is_empty() || m.ips.contains(&ip_text)) =>
+            {
                 let port = ssh_port(m);
                 if !o.open_ports.contains(&port) {
                     (
@@ -161,10 +185,13 @@ pub fn classify<'a>(
         }
         h.state = state as i32;
         h.detail = detail;
-        out.push(Classified {
-            key: identity(o.ip, o.mac),
-            host: h,
-        });
+        // A MAC with several addresses needs the address in its identity.
+        let key = if siblings.len() > 1 {
+            format!("{}@{}", identity(o.ip, o.mac), ip_text)
+        } else {
+            identity(o.ip, o.mac)
+        };
+        out.push(Classified { key, host: h });
     }
     let unseen = snap
         .machines
@@ -293,6 +320,24 @@ mod tests {
             Vec::<&str>::new(),
             "elsewhere is outside the swept subnet"
         );
+    }
+
+    #[test]
+    fn one_mac_at_several_addresses_is_aliases_not_a_move() {
+        let s = snap();
+        let (c, _) = classify(
+            &[
+                obs("198.18.0.50", "00:26:ab:00:00:50", &[], ""),
+                obs("198.18.0.51", "00:26:ab:00:00:50", &[], ""),
+            ],
+            &s,
+            &[],
+            &default_rules(),
+        );
+        assert_eq!(state(&c[0]), HostState::Known);
+        assert_eq!(state(&c[1]), HostState::Known, "{}", c[1].host.detail);
+        assert!(c[1].host.detail.starts_with("another address of printer"));
+        assert_ne!(c[0].key, c[1].key, "each address keeps its own history");
     }
 
     #[test]
