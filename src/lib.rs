@@ -1,15 +1,22 @@
 //! mdb, the machine database.
 //!
 //! # Layout
-//! - `db`: YAML model, validation, immutable snapshots and the store.
+//! - `db`: YAML model with positions, validation, immutable snapshots, the store.
 //! - `sync`: git2 clone, poll and hourly hard resync of the DB repository.
-//! - `api`: the read-only tonic service, health and reflection.
-//! - `metrics`: the Prometheus registry and the HTTP endpoints.
-//! - `config`: the service's own configuration (file, env, flags).
-//! - `server`: wires the tasks of `mdb serve` together.
-//! - `client`: the small gRPC client commands (`mdb list`, `mdb get`).
-//! - `demo`: the embedded demo database.
+//! - `api`: the read-only tonic service.
+//! - `server`: wires the tasks of `mdb serve` (sync, gRPC with health and
+//!   reflection, metrics HTTP, extra tasks) under one cancellation token.
+//! - `metrics`: the Prometheus registry and `/metrics`, `/healthz`, `/readyz`.
+//! - `config`: the service's configuration (file, env, flags), validated.
+//! - `scan`: one discovery sweep (ARP, ICMP, ports, names, vendors).
+//! - `classify`: sweep × snapshot → host states (pure).
+//! - `discovery`: the sweep loop and per-host history.
+//! - `github`: issue text, fingerprints, the issue plan and the filer.
+//! - `inventory`, `dhcp`, `ipam`: Ansible, cluster exports, DHCP leases, free addresses.
+//! - `client`: gRPC client helpers and tables for the CLI.
+//! - `demo`, `gen`: the embedded demo database; generated databases.
 //! - `net`: MAC addresses and address ranges.
+//! - `shutdown`: SIGTERM/SIGINT → a cancelled token.
 
 pub mod api;
 pub mod classify;

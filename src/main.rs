@@ -1,18 +1,12 @@
 //! `mdb`: wires the command line to the library. No logic lives here.
 
 mod cli;
+mod commands;
 
-use std::{collections::HashMap, process::ExitCode};
+use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use cli::{Cli, Command};
-use mdb::{
-    client, config, db, demo, discovery,
-    metrics::Metrics,
-    proto::{ListMachinesRequest, Provisioner, UseKind},
-    server, shutdown,
-};
 
 /// sysexits' EX_CONFIG-adjacent EX_USAGE: bad configuration.
 const EXIT_CONFIG: u8 = 64;
@@ -38,38 +32,40 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Validate { path } => return validate(&path),
+        Command::Validate { path } => return commands::validate(&path),
         Command::Serve(args) => {
-            let cfg = match serve_config(&args) {
+            let cfg = match commands::serve_config(&args) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("mdb: bad configuration: {e}");
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            serve(cfg).await
+            commands::serve(cfg).await
         }
-        Command::Demo(args) => run_demo(args).await,
-        Command::List(args) => list(args).await,
-        Command::Get { key, conn, json } => get(&conn.server, &key, json).await,
-        Command::Stats { conn, json } => stats(&conn.server, json).await,
-        Command::Scan(args) => return scan_command(args).await,
+        Command::Demo(args) => commands::run_demo(args).await,
+        Command::List(args) => commands::list(args).await,
+        Command::Get { key, conn, json } => commands::get(&conn.server, &key, json).await,
+        Command::Stats { conn, json } => commands::stats(&conn.server, json).await,
+        Command::Scan(args) => return commands::scan_command(args).await,
         Command::Inventory {
             source,
             list: _,
             host,
             format,
-        } => inventory(&source, host.as_deref(), format).await,
+        } => commands::inventory(&source, host.as_deref(), format).await,
         Command::Cluster {
             name,
             source,
             format,
-        } => cluster(&name, &source, format).await,
+        } => commands::cluster(&name, &source, format).await,
         Command::Ip {
             command: cli::IpCommand::Next { subnet, source },
-        } => ip_next(&subnet, &source).await,
-        Command::Dhcp { source, format } => dhcp(&source, format).await,
-        Command::Discovered { conn, state, json } => discovered(&conn.server, state, json).await,
+        } => commands::ip_next(&subnet, &source).await,
+        Command::Dhcp { source, format } => commands::dhcp(&source, format).await,
+        Command::Discovered { conn, state, json } => {
+            commands::discovered(&conn.server, state, json).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,506 +74,4 @@ async fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn validate(path: &std::path::Path) -> ExitCode {
-    let files = match db::read_dir(path) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("mdb: cannot read {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
-    };
-    match db::validate(&files, "working tree") {
-        Ok(snap) => {
-            println!(
-                "ok: {} machines, {} clusters in {} files",
-                snap.machines.len(),
-                snap.cluster_names().count(),
-                files.len()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(report) => {
-            for p in &report.0 {
-                println!("{p}");
-            }
-            eprintln!("mdb: {} problem(s) found", report.0.len());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn serve_config(a: &cli::ServeArgs) -> Result<config::Config, config::Error> {
-    let raw = match &a.config {
-        Some(p) => config::read_file(p)?,
-        None => config::RawConfig::default(),
-    };
-    let env: HashMap<String, String> = std::env::vars().collect();
-    let flags = config::Flags {
-        db_url: a.db_url.clone(),
-        branch: a.branch.clone(),
-        token_file: a.token_file.clone(),
-        checkout: a.checkout.clone(),
-        grpc_listen: a.grpc_listen.clone(),
-        metrics_listen: a.metrics_listen.clone(),
-        poll_interval: a.poll_interval.clone(),
-        resync_interval: a.resync_interval.clone(),
-        scan: a.scan.clone(),
-        scan_interval: a.scan_interval.clone(),
-    };
-    config::resolve(raw, &env, &flags)
-}
-
-async fn serve(cfg: config::Config) -> anyhow::Result<()> {
-    let bound = server::bind(&cfg).await?;
-    let store = db::Store::new();
-    let metrics = Metrics::new();
-    let shutdown = shutdown::on_signal();
-    let mut tasks: Vec<server::Task> = Vec::new();
-    if let Some(scan) = cfg.scan.clone() {
-        let (results, receiver) = tokio::sync::watch::channel(None);
-        tasks.push(Box::pin(discovery::run(
-            scan,
-            store.clone(),
-            metrics.clone(),
-            results,
-            shutdown.child_token(),
-        )));
-        if let Some(gh) = cfg.github.clone() {
-            tasks.push(Box::pin(mdb::github::run(
-                gh,
-                store.clone(),
-                metrics.clone(),
-                receiver,
-                shutdown.child_token(),
-            )));
-        }
-    }
-    bound.run(cfg, store, metrics, tasks, shutdown).await?;
-    Ok(())
-}
-
-async fn run_demo(args: cli::DemoArgs) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("mdb-demo-{}", std::process::id()));
-    let origin = dir.join("origin.git");
-    demo::create_repo(&origin).context("creating the demo repository")?;
-    let env = HashMap::new();
-    let flags = config::Flags {
-        db_url: Some(origin.display().to_string()),
-        checkout: Some(dir.join("checkout")),
-        grpc_listen: Some(args.grpc_listen.clone()),
-        metrics_listen: Some(args.metrics_listen.clone()),
-        poll_interval: Some("10s".into()),
-        scan_interval: Some("30s".into()),
-        ..Default::default()
-    };
-    // The demo sweeps only the loopback subnet of its own mdb.yaml.
-    let raw: config::RawConfig =
-        toml::from_str("[scan]\ndb_subnets = true\n").context("demo scan config")?;
-    let cfg = config::resolve(raw, &env, &flags)?;
-    eprintln!("mdb demo: database repository at {}", origin.display());
-    eprintln!(
-        "  try: mdb list --server {}   |   curl http://{}/metrics",
-        args.grpc_listen, args.metrics_listen
-    );
-    eprintln!(
-        "       grpcurl -plaintext {} mdb.v1.MachineDb/GetStats",
-        args.grpc_listen
-    );
-    let result = serve(cfg).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    result
-}
-
-async fn list(a: cli::ListArgs) -> anyhow::Result<()> {
-    let mut c = client::connect(&a.conn.server).await?;
-    let req = ListMachinesRequest {
-        r#use: a.use_.map_or(UseKind::Unspecified, |u| match u {
-            cli::UseArg::Cluster => UseKind::Cluster,
-            cli::UseArg::Discover => UseKind::Discover,
-            cli::UseArg::Development => UseKind::Development,
-            cli::UseArg::Games => UseKind::Games,
-            cli::UseArg::Device => UseKind::Device,
-        }) as i32,
-        cluster: a.cluster.unwrap_or_default(),
-        provisioner: a.provisioner.map(|p| match p {
-            cli::ProvisionerArg::None => Provisioner::None as i32,
-            cli::ProvisionerArg::Primary => Provisioner::Primary as i32,
-            cli::ProvisionerArg::Secondary => Provisioner::Secondary as i32,
-        }),
-        labels: a.labels,
-        ..Default::default()
-    };
-    let ms = client::list_all(&mut c, req).await?;
-    if a.json {
-        let v: Vec<_> = ms.iter().map(client::machine_json).collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        print!("{}", client::machines_table(&ms));
-    }
-    Ok(())
-}
-
-async fn get(server: &str, key: &str, json: bool) -> anyhow::Result<()> {
-    let mut c = client::connect(server).await?;
-    let m = client::get(&mut c, key).await?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&client::machine_json(&m))?
-        );
-    } else {
-        print!("{}", client::machines_table(std::slice::from_ref(&m)));
-        if !m.notes.is_empty() {
-            println!("notes: {}", m.notes);
-        }
-    }
-    Ok(())
-}
-
-async fn stats(server: &str, json: bool) -> anyhow::Result<()> {
-    let mut c = client::connect(server).await?;
-    let s = client::stats(&mut c).await?;
-    let mut by_use: Vec<_> = s.machines_by_use.iter().collect();
-    by_use.sort();
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "machines": s.machines,
-                "machines_by_use": s.machines_by_use.iter().collect::<std::collections::BTreeMap<_, _>>(),
-                "clusters": s.clusters,
-                "revision": s.revision,
-                "loaded_unix": s.loaded_unix,
-                "last_sync_unix": s.last_sync_unix,
-                "last_sync_error": s.last_sync_error,
-                "discovered_by_state": s.discovered_by_state.iter().collect::<std::collections::BTreeMap<_, _>>(),
-            }))?
-        );
-        return Ok(());
-    }
-    println!("revision    {}", s.revision);
-    println!("machines    {}", s.machines);
-    for (u, n) in by_use {
-        println!("  {u:<11} {n}");
-    }
-    println!("clusters    {}", s.clusters);
-    if !s.last_sync_error.is_empty() {
-        println!("last sync error: {}", s.last_sync_error);
-    }
-    Ok(())
-}
-
-async fn scan_command(a: cli::ScanArgs) -> ExitCode {
-    match scan(a).await {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("mdb scan: {e:#}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
-    use std::{io::IsTerminal, sync::Arc};
-    let mut targets = Vec::new();
-    for t in &a.targets {
-        let net: ipnetwork::IpNetwork = t
-            .parse()
-            .with_context(|| format!("{t:?} is not an address or CIDR"))?;
-        targets.push(net);
-    }
-    let snap = match &a.db {
-        Some(path) => {
-            let files =
-                db::read_dir(path).with_context(|| format!("reading {}", path.display()))?;
-            match db::validate(&files, "working tree") {
-                Ok(s) => Some(s),
-                Err(report) => {
-                    anyhow::bail!("the database at {} is invalid: {report}", path.display())
-                }
-            }
-        }
-        None => None,
-    };
-    let timeout = config::parse_duration(&a.timeout)
-        .with_context(|| format!("--timeout {:?} is not a duration", a.timeout))?;
-    anyhow::ensure!(
-        a.rate > 0 && a.tries > 0,
-        "--rate and --tries must be at least 1"
-    );
-    let base = mdb::scan::Options {
-        targets,
-        ports: if a.no_ports {
-            Vec::new()
-        } else {
-            a.ports.clone()
-        },
-        timeout,
-        tries: a.tries,
-        rate: a.rate,
-        reverse_dns: !a.no_rdns,
-        allow_large: a.allow_large,
-        interface: a.interface.clone(),
-        arp: !a.no_arp,
-        ..Default::default()
-    };
-    let opts = match &snap {
-        Some(s) => {
-            let mut o = discovery::plan(
-                &discovery::Config {
-                    subnets: base.targets.clone(),
-                    db_subnets: false,
-                    interval: discovery::DEFAULT_INTERVAL,
-                    options: base.clone(),
-                },
-                s,
-            );
-            if a.no_ports {
-                o.ports.clear();
-            } else if !a.ports.is_empty() {
-                o.ports.extend(a.ports.iter().copied());
-                o.ports.sort_unstable();
-                o.ports.dedup();
-            }
-            o
-        }
-        None => base,
-    };
-    let addresses = mdb::scan::expand(&opts.targets, opts.allow_large)?.len() as u64;
-    let bar = if std::io::stderr().is_terminal() && !a.json {
-        let b = indicatif::ProgressBar::new(addresses);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} sweeping {pos}/{len} addresses {wide_bar} {elapsed}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Some(b)
-    } else {
-        None
-    };
-    let progress: mdb::scan::Progress = match bar.clone() {
-        Some(b) => Arc::new(move |n| b.inc(n)),
-        None => Arc::new(|_| {}),
-    };
-    let report = mdb::scan::sweep(&opts, progress).await?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    for w in &report.warnings {
-        eprintln!("mdb scan: warning: {w}");
-    }
-    let hosts: Vec<mdb::proto::DiscoveredHost> = match &snap {
-        Some(s) => {
-            let (classified, _) =
-                mdb::classify::classify(&report.hosts, s, &opts.targets, &s.settings.scan.rules);
-            classified.into_iter().map(|c| c.host).collect()
-        }
-        None => mdb::classify::classify(&report.hosts, &db::Snapshot::default(), &[], &[])
-            .0
-            .into_iter()
-            .map(|mut c| {
-                c.host.state = 0;
-                c.host.detail.clear();
-                c.host
-            })
-            .collect(),
-    };
-    if a.report {
-        // A dry run: no token, no GitHub. Closing needs the repository's
-        // issues, which only the server reads.
-        let problems: Vec<_> = hosts
-            .iter()
-            .filter(|h| mdb::github::files_issue(h))
-            .collect();
-        if problems.is_empty() {
-            println!("nothing to file");
-        }
-        for h in problems {
-            println!(
-                "would file: {}  [{}]",
-                mdb::github::title(h),
-                mdb::github::fingerprint(h)
-            );
-            if h.state == mdb::proto::HostState::New as i32 {
-                for line in mdb::github::yaml_entry(h, None).lines() {
-                    println!("    {line}");
-                }
-            }
-        }
-    } else if a.json {
-        let v: Vec<_> = hosts.iter().map(client::discovered_json).collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        print!("{}", client::discovered_table(&hosts, snap.is_some()));
-        eprintln!(
-            "{} of {} addresses answered in {:.2} s ({} ARP, {} ICMP, {} TCP probes)",
-            hosts.len(),
-            report.addresses,
-            report.duration.as_secs_f64(),
-            report.sent.arp,
-            report.sent.icmp,
-            report.sent.tcp
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn discovered(server: &str, state: Option<cli::StateArg>, json: bool) -> anyhow::Result<()> {
-    use mdb::proto::HostState;
-    let mut c = client::connect(server).await?;
-    let state = state.map_or(HostState::Unspecified, |s| match s {
-        cli::StateArg::Known => HostState::Known,
-        cli::StateArg::Moved => HostState::Moved,
-        cli::StateArg::Conflict => HostState::Conflict,
-        cli::StateArg::New => HostState::New,
-        cli::StateArg::Missing => HostState::Missing,
-        cli::StateArg::Unprovisionable => HostState::Unprovisionable,
-    });
-    let hosts = c
-        .list_discovered(mdb::proto::ListDiscoveredRequest {
-            state: state as i32,
-        })
-        .await?
-        .into_inner()
-        .hosts;
-    if json {
-        let v: Vec<_> = hosts.iter().map(client::discovered_json).collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        print!("{}", client::discovered_table(&hosts, true));
-    }
-    Ok(())
-}
-
-/// The database from a checkout (validated) or from a server.
-async fn snapshot(source: &cli::Source) -> anyhow::Result<db::Snapshot> {
-    if let Some(path) = &source.db {
-        let files = db::read_dir(path).with_context(|| format!("reading {}", path.display()))?;
-        return db::validate(&files, "working tree").map_err(|report| {
-            anyhow::anyhow!("the database at {} is invalid: {report}", path.display())
-        });
-    }
-    let mut c = client::connect(&source.server).await?;
-    let first = c
-        .list_machines(ListMachinesRequest {
-            page_size: 1,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    let machines = client::list_all(
-        &mut c,
-        ListMachinesRequest {
-            page_size: 10_000,
-            ..Default::default()
-        },
-    )
-    .await?;
-    Ok(db::Snapshot::new(
-        first.revision,
-        machines,
-        db::Settings::default(),
-    ))
-}
-
-async fn inventory(
-    source: &cli::Source,
-    host: Option<&str>,
-    format: cli::InventoryFormat,
-) -> anyhow::Result<()> {
-    let snap = snapshot(source).await?;
-    match (host, format) {
-        (Some(h), _) => println!(
-            "{}",
-            serde_json::to_string_pretty(&mdb::inventory::host(&snap, h))?
-        ),
-        (None, cli::InventoryFormat::Json) => {
-            println!("{}", serde_json::to_string(&mdb::inventory::list(&snap))?)
-        }
-        (None, cli::InventoryFormat::Yaml) => print!("{}", mdb::inventory::static_yaml(&snap)),
-    }
-    Ok(())
-}
-
-async fn cluster(
-    name: &str,
-    source: &cli::Source,
-    format: cli::ClusterFormat,
-) -> anyhow::Result<()> {
-    let snap = snapshot(source).await?;
-    let missing = || anyhow::anyhow!("no cluster {name:?}");
-    match format {
-        cli::ClusterFormat::K3s => {
-            print!("{}", mdb::inventory::k3s(&snap, name).ok_or_else(missing)?)
-        }
-        cli::ClusterFormat::Kubespray => print!(
-            "{}",
-            mdb::inventory::kubespray(&snap, name).ok_or_else(missing)?
-        ),
-        cli::ClusterFormat::Json => {
-            let c = mdb::api::cluster(&snap, name).ok_or_else(missing)?;
-            let v = serde_json::json!({
-                "name": c.name,
-                "control_plane": c.control_plane.iter().map(client::machine_json).collect::<Vec<_>>(),
-                "workers": c.workers.iter().map(client::machine_json).collect::<Vec<_>>(),
-            });
-            println!("{}", serde_json::to_string_pretty(&v)?);
-        }
-        cli::ClusterFormat::Table => {
-            let c = mdb::api::cluster(&snap, name).ok_or_else(missing)?;
-            let rows: Vec<Vec<String>> = c
-                .control_plane
-                .iter()
-                .map(|m| ("control-plane", m))
-                .chain(c.workers.iter().map(|m| ("worker", m)))
-                .map(|(role, m)| {
-                    vec![
-                        role.to_string(),
-                        m.name.clone(),
-                        m.ips.join(","),
-                        m.mac.clone(),
-                    ]
-                })
-                .collect();
-            print!("{}", client::table(&["ROLE", "NAME", "IP", "MAC"], &rows));
-        }
-    }
-    Ok(())
-}
-
-async fn ip_next(subnet: &str, source: &cli::Source) -> anyhow::Result<()> {
-    if source.db.is_some() {
-        let snap = snapshot(source).await?;
-        let s = snap
-            .settings
-            .subnet(subnet)
-            .ok_or_else(|| anyhow::anyhow!("no subnet {subnet:?} in mdb.yaml"))?;
-        let ip = mdb::ipam::next_free(s, &snap, &Default::default())
-            .ok_or_else(|| anyhow::anyhow!("subnet {} has no free static address", s.name))?;
-        println!("{ip}");
-        return Ok(());
-    }
-    let mut c = client::connect(&source.server).await?;
-    let r = c
-        .suggest_address(mdb::proto::SuggestAddressRequest {
-            subnet: subnet.to_string(),
-        })
-        .await?
-        .into_inner();
-    println!("{}", r.ip);
-    Ok(())
-}
-
-async fn dhcp(source: &cli::Source, format: cli::DhcpFormat) -> anyhow::Result<()> {
-    let snap = snapshot(source).await?;
-    let f = match format {
-        cli::DhcpFormat::Dnsmasq => mdb::dhcp::Format::Dnsmasq,
-        cli::DhcpFormat::Isc => mdb::dhcp::Format::Isc,
-        cli::DhcpFormat::Kea => mdb::dhcp::Format::Kea,
-    };
-    print!("{}", mdb::dhcp::render(&snap, f));
-    Ok(())
 }
