@@ -519,6 +519,43 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_complete_and_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mdb.toml");
+        let raw = read_file(&path).unwrap();
+        let dir = std::env::temp_dir().join(format!("mdb-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, "ghp_example\n").unwrap();
+        let env = env(&[
+            (ENV_DB_TOKEN_FILE, token.to_str().unwrap()),
+            (ENV_GITHUB_TOKEN_FILE, token.to_str().unwrap()),
+        ]);
+        let c = resolve(raw, &env, &Flags::default()).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            c.source.token.as_ref().map(|t| t.expose()),
+            Some("ghp_example")
+        );
+        let scan = c.scan.unwrap();
+        assert!(scan.db_subnets);
+        assert_eq!(scan.options.rate, 2000);
+        let gh = c.github.unwrap();
+        assert_eq!(gh.repo, "you/lab-db");
+        assert_eq!(gh.max_new_per_sweep, 10);
+    }
+
+    #[test]
+    fn github_needs_scan_and_a_token() {
+        let raw: RawConfig =
+            toml::from_str("[db]\nurl = \"file:///a\"\n[github]\nrepo = \"a/b\"\n").unwrap();
+        let e = resolve(raw, &HashMap::new(), &Flags::default()).unwrap_err();
+        assert!(e.0.contains("[scan]"), "{e}");
+        let raw: RawConfig = toml::from_str("[db]\nurl = \"file:///a\"\n[scan]\nsubnets = [\"198.18.0.0/30\"]\n[github]\nrepo = \"a/b\"\n").unwrap();
+        let e = resolve(raw, &HashMap::new(), &Flags::default()).unwrap_err();
+        assert!(e.0.contains(ENV_GITHUB_TOKEN), "{e}");
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
