@@ -37,17 +37,19 @@ pub async fn connect(addr: &str) -> Result<MachineDbClient<Channel>, Error> {
         .map_err(|source| Error::Connect { addr, source })
 }
 
-/// Every page of a listing.
+/// Every page of a listing, with the revision of its first page.
 pub async fn list_all(
     client: &mut MachineDbClient<Channel>,
     mut req: ListMachinesRequest,
-) -> Result<Vec<Machine>, Error> {
+) -> Result<(String, Vec<Machine>), Error> {
     let mut out = Vec::new();
+    let mut revision = None;
     loop {
         let page = client.list_machines(req.clone()).await?.into_inner();
+        revision.get_or_insert(page.revision);
         out.extend(page.machines);
         if page.next_page_token.is_empty() {
-            return Ok(out);
+            return Ok((revision.unwrap_or_default(), out));
         }
         req.page_token = page.next_page_token;
     }

@@ -142,7 +142,7 @@ pub(crate) async fn list(a: cli::ListArgs) -> anyhow::Result<()> {
         labels: a.labels,
         ..Default::default()
     };
-    let ms = client::list_all(&mut c, req).await?;
+    let (_, ms) = client::list_all(&mut c, req).await?;
     if a.json {
         let v: Vec<_> = ms.iter().map(client::machine_json).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -398,14 +398,7 @@ async fn snapshot(source: &cli::Source) -> anyhow::Result<db::Snapshot> {
         });
     }
     let mut c = client::connect(&source.server).await?;
-    let first = c
-        .list_machines(ListMachinesRequest {
-            page_size: 1,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    let machines = client::list_all(
+    let (revision, machines) = client::list_all(
         &mut c,
         ListMachinesRequest {
             page_size: 10_000,
@@ -414,7 +407,7 @@ async fn snapshot(source: &cli::Source) -> anyhow::Result<db::Snapshot> {
     )
     .await?;
     Ok(db::Snapshot::new(
-        first.revision,
+        revision,
         machines,
         db::Settings::default(),
     ))

@@ -127,7 +127,7 @@ impl Bound {
         }
 
         let (grpc_addr, metrics_addr) = (self.grpc_addr(), self.metrics_addr());
-        let http = {
+        {
             let router = metrics::router(metrics.clone(), store.clone());
             let shutdown = shutdown.clone();
             let listener = self.http;
@@ -138,8 +138,8 @@ impl Bound {
                 {
                     warn!(error = %e, "metrics server stopped");
                 }
-            })
-        };
+            });
+        }
 
         info!(grpc = %grpc_addr, metrics = %metrics_addr, db = %sync::redact_url(&cfg.source.url), "mdb serving");
         let api = Api::new(store, metrics, shutdown.clone());
@@ -186,7 +186,6 @@ impl Bound {
         {
             warn!(grace = ?cfg.shutdown_grace, "tasks did not finish within the grace period");
         }
-        drop(http);
         result.map_err(Error::from)
     }
 }

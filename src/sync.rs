@@ -207,12 +207,6 @@ impl Checkout {
         })?;
         if let Err(e) = remote.fetch(&[&refspec], Some(&mut fo), None) {
             return Err(match e.class() {
-                git2::ErrorClass::Http | git2::ErrorClass::Net
-                    if e.code() == git2::ErrorCode::Auth
-                        || e.message().contains("authentication") =>
-                {
-                    Error::Auth { url: shown }
-                }
                 _ if e.code() == git2::ErrorCode::Auth
                     || e.message().contains("authentication") =>
                 {
