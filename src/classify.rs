@@ -67,7 +67,8 @@ pub fn guess_use(o: &Observation, rules: &[Rule]) -> UseKind {
         .map_or(UseKind::Unspecified, |r| r.guess)
 }
 
-fn base(o: &Observation) -> DiscoveredHost {
+/// What a sweep saw of a host, before any comparison with the database.
+pub fn observed(o: &Observation) -> DiscoveredHost {
     DiscoveredHost {
         ip: o.ip.map(|i| i.to_string()).unwrap_or_default(),
         mac: o.mac.map(|m| m.to_string()).unwrap_or_default(),
@@ -105,7 +106,7 @@ pub fn classify<'a>(
         }
     }
     for o in obs {
-        let mut h = base(o);
+        let mut h = observed(o);
         let by_mac = o.mac.and_then(|m| snap.by_mac(m));
         let by_ip = o.ip.and_then(|ip| snap.by_ip(ip));
         let ip_text = h.ip.clone();

@@ -186,7 +186,7 @@ pub fn discovered_json(h: &crate::proto::DiscoveredHost) -> Value {
         "ssh_banner": h.ssh_banner,
         "state": crate::api::state_name(h.state),
         "machine": h.machine,
-        "guessed_use": guessed_use_name(h.guessed_use),
+        "guessed_use": db::kind_name(h.guessed_use),
         "first_seen_unix": h.first_seen_unix,
         "last_seen_unix": h.last_seen_unix,
         "state_since_unix": h.state_since_unix,
@@ -194,18 +194,6 @@ pub fn discovered_json(h: &crate::proto::DiscoveredHost) -> Value {
         "mac_is_local": h.mac_is_local,
         "seen_by": h.seen_by,
     })
-}
-
-pub fn guessed_use_name(u: i32) -> &'static str {
-    use crate::proto::UseKind;
-    match UseKind::try_from(u).unwrap_or(UseKind::Unspecified) {
-        UseKind::Cluster => "cluster",
-        UseKind::Discover => "discover",
-        UseKind::Development => "development",
-        UseKind::Games => "games",
-        UseKind::Device => "device",
-        UseKind::Unspecified => "",
-    }
 }
 
 pub fn discovered_table(hosts: &[crate::proto::DiscoveredHost], with_state: bool) -> String {
@@ -223,7 +211,7 @@ pub fn discovered_table(hosts: &[crate::proto::DiscoveredHost], with_state: bool
             if with_state {
                 r.push(crate::api::state_name(h.state).to_string());
                 r.push(if h.machine.is_empty() {
-                    guessed_use_name(h.guessed_use).to_string()
+                    db::kind_name(h.guessed_use).to_string()
                 } else {
                     h.machine.clone()
                 });

@@ -308,15 +308,7 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
                 mdb::classify::classify(&report.hosts, s, &opts.targets, &s.settings.scan.rules);
             classified.into_iter().map(|c| c.host).collect()
         }
-        None => mdb::classify::classify(&report.hosts, &db::Snapshot::default(), &[], &[])
-            .0
-            .into_iter()
-            .map(|mut c| {
-                c.host.state = 0;
-                c.host.detail.clear();
-                c.host
-            })
-            .collect(),
+        None => report.hosts.iter().map(mdb::classify::observed).collect(),
     };
     if a.report {
         // A dry run: no token, no GitHub. Closing needs the repository's

@@ -3,7 +3,6 @@
 //! filing idempotent across restarts; local memory is only a cache.
 
 use crate::{
-    client::guessed_use_name,
     net::Mac,
     proto::{DiscoveredHost, HostState},
 };
@@ -91,7 +90,10 @@ pub fn body(h: &DiscoveredHost, suggested_ip: Option<&str>) -> String {
         ("SSH banner", h.ssh_banner.clone()),
         ("answered", h.seen_by.clone()),
         ("database machine", h.machine.clone()),
-        ("guessed use", guessed_use_name(h.guessed_use).to_string()),
+        (
+            "guessed use",
+            crate::db::kind_name(h.guessed_use).to_string(),
+        ),
         ("first seen", time(h.first_seen_unix)),
         ("last seen", time(h.last_seen_unix)),
     ] {
@@ -132,7 +134,7 @@ pub fn yaml_entry(h: &DiscoveredHost, suggested_ip: Option<&str>) -> String {
         .map(|n| n.to_ascii_lowercase())
         .filter(|n| crate::db::load::check_dns_label(n).is_ok())
         .unwrap_or_else(|| format!("host-{}", h.ip.replace(['.', ':'], "-")));
-    let use_ = match guessed_use_name(h.guessed_use) {
+    let use_ = match crate::db::kind_name(h.guessed_use) {
         "cluster" => "\n      cluster: { name: CHANGE-ME, role: worker }".to_string(),
         "development" => " { development: server }".to_string(),
         "games" => " games".to_string(),

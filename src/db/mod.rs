@@ -67,15 +67,18 @@ pub fn read_dir(root: &Path) -> std::io::Result<Vec<SourceFile>> {
 
 /// The lower-case word for a use, as labels, metrics and groups spell it.
 pub fn use_name(u: Option<&crate::proto::machine::Use>) -> &'static str {
-    use crate::proto::machine::Use;
-    match u {
-        Some(Use::Cluster(_)) => "cluster",
-        Some(Use::Discover(_)) => "discover",
-        Some(Use::Development(_)) => "development",
-        Some(Use::Games(_)) => "games",
-        Some(Use::Device(_)) => "device",
-        None => "unspecified",
+    match use_kind(u) {
+        crate::proto::UseKind::Unspecified => "unspecified",
+        k => kind_name(k as i32),
     }
+}
+
+/// The word for a `UseKind` number; empty for unspecified or unknown.
+pub fn kind_name(kind: i32) -> &'static str {
+    settings::USE_KINDS
+        .iter()
+        .find(|(_, k)| *k as i32 == kind)
+        .map_or("", |(name, _)| name)
 }
 
 pub fn use_kind(u: Option<&crate::proto::machine::Use>) -> crate::proto::UseKind {
