@@ -75,16 +75,20 @@ pub fn provisioner_name(m: &Machine) -> &'static str {
     }
 }
 
+/// "server" or "visual"; an unspecified kind reads as server, the default.
+pub fn development_kind_name(kind: i32) -> &'static str {
+    if kind == DevelopmentKind::Visual as i32 {
+        "visual"
+    } else {
+        "server"
+    }
+}
+
 /// The use in a few words: "cluster alpha (worker)", "device: receipt printer".
 pub fn use_detail(m: &Machine) -> String {
     match &m.r#use {
         Some(Use::Cluster(c)) => format!("cluster {} ({})", c.cluster, role_name(c.role)),
-        Some(Use::Development(d)) => {
-            match DevelopmentKind::try_from(d.kind).unwrap_or(DevelopmentKind::Unspecified) {
-                DevelopmentKind::Visual => "development (visual)".into(),
-                _ => "development (server)".into(),
-            }
-        }
+        Some(Use::Development(d)) => format!("development ({})", development_kind_name(d.kind)),
         Some(Use::Device(d)) if !d.description.is_empty() => format!("device: {}", d.description),
         other => db::use_name(other.as_ref()).to_string(),
     }
@@ -98,11 +102,7 @@ pub fn machine_json(m: &Machine) -> Value {
             use_["cluster"] = json!(c.cluster);
             use_["role"] = json!(role_name(c.role));
         }
-        Some(Use::Development(_)) => {
-            use_["development"] = json!(use_detail(m)
-                .trim_start_matches("development (")
-                .trim_end_matches(')'));
-        }
+        Some(Use::Development(d)) => use_["development"] = json!(development_kind_name(d.kind)),
         Some(Use::Device(d)) => use_["description"] = json!(d.description),
         _ => {}
     }

@@ -157,18 +157,13 @@ pub async fn sweep_once(
     for w in &report.warnings {
         warn!("{w}");
     }
-    metrics
-        .probes_sent
-        .with_label_values(&["arp"])
-        .inc_by(report.sent.arp);
-    metrics
-        .probes_sent
-        .with_label_values(&["icmp"])
-        .inc_by(report.sent.icmp);
-    metrics
-        .probes_sent
-        .with_label_values(&["tcp"])
-        .inc_by(report.sent.tcp);
+    for (kind, n) in [
+        ("arp", report.sent.arp),
+        ("icmp", report.sent.icmp),
+        ("tcp", report.sent.tcp),
+    ] {
+        metrics.probes_sent.with_label_values(&[kind]).inc_by(n);
+    }
     metrics
         .probes_failed
         .with_label_values(&["icmp"])

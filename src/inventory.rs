@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    client::{provisioner_name, role_name},
+    client::{development_kind_name, provisioner_name, role_name},
     db::{self, Snapshot},
-    proto::{machine::Use, DevelopmentKind, Machine, Role},
+    proto::{machine::Use, Machine, Role},
 };
 
 /// A valid Ansible group name: `[a-z0-9_]`, not starting with a digit.
@@ -63,12 +63,10 @@ pub fn hostvars(m: &Machine) -> Value {
             v.insert("role".into(), json!(role_name(c.role)));
         }
         Some(Use::Development(d)) => {
-            let kind = if d.kind == DevelopmentKind::Visual as i32 {
-                "visual"
-            } else {
-                "server"
-            };
-            v.insert("development_kind".into(), json!(kind));
+            v.insert(
+                "development_kind".into(),
+                json!(development_kind_name(d.kind)),
+            );
         }
         Some(Use::Device(d)) => {
             v.insert("device".into(), json!(d.description));

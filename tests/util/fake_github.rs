@@ -223,6 +223,12 @@ fn handle(
     response
 }
 
+/// The issue a path segment names, if it exists.
+fn issue_mut<'a>(s: &'a mut State, number: &str) -> Option<&'a mut Issue> {
+    let n: u64 = number.parse().ok()?;
+    s.issues.iter_mut().find(|i| i.number == n)
+}
+
 fn route(
     s: &mut State,
     method: &Method,
@@ -374,11 +380,7 @@ fn route(
             ) {
                 return error(StatusCode::UNPROCESSABLE_ENTITY, &e);
             }
-            let Some(issue) = n
-                .parse::<u64>()
-                .ok()
-                .and_then(|n| s.issues.iter_mut().find(|i| i.number == n))
-            else {
+            let Some(issue) = issue_mut(s, n) else {
                 return error(StatusCode::NOT_FOUND, "Not Found");
             };
             if let Some(st) = body.get("state") {
@@ -420,11 +422,7 @@ fn route(
                     "Validation Failed: body is missing",
                 );
             };
-            let Some(issue) = n
-                .parse::<u64>()
-                .ok()
-                .and_then(|n| s.issues.iter_mut().find(|i| i.number == n))
-            else {
+            let Some(issue) = issue_mut(s, n) else {
                 return error(StatusCode::NOT_FOUND, "Not Found");
             };
             issue.comments.push(text.to_string());
