@@ -186,18 +186,12 @@ fn cluster_exports_load_as_k3s_and_kubespray_inventories() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = demo_db(dir.path());
     let export = |format: &str| {
-        let out = Command::new(util::bin())
-            .args(["cluster", "alpha", "--format", format, "--db"])
-            .arg(&db)
-            .output()
-            .expect("run");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut c = Command::new(util::bin());
+        c.args(["cluster", "alpha", "--format", format, "--db"])
+            .arg(&db);
+        let out = util::run_ok(c);
         let file = dir.path().join(format!("{format}.yaml"));
-        std::fs::write(&file, &out.stdout).expect("write");
+        std::fs::write(&file, &out).expect("write");
         list(&file)
     };
     let k3s = export("k3s");
@@ -222,13 +216,9 @@ fn dhcp_leases_pass_dnsmasq_and_parse_as_isc_and_kea() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = demo_db(dir.path());
     let render = |format: &str| {
-        let out = Command::new(util::bin())
-            .args(["dhcp", "--format", format, "--db"])
-            .arg(&db)
-            .output()
-            .expect("run");
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).expect("utf8")
+        let mut c = Command::new(util::bin());
+        c.args(["dhcp", "--format", format, "--db"]).arg(&db);
+        util::run_ok(c)
     };
     let conf = dir.path().join("leases.conf");
     let dnsmasq = render("dnsmasq");
