@@ -48,6 +48,38 @@ impl Api {
         }
     }
 
+    /// The stats of what is served; before the first load they still carry
+    /// the sync error, so a wrong URL or token shows through the API.
+    fn stats(&self) -> Stats {
+        let status = self.store.status();
+        let disc = self.store.discovery();
+        let mut by_state = std::collections::HashMap::new();
+        for h in &disc.hosts {
+            *by_state
+                .entry(state_name(h.state).to_string())
+                .or_insert(0u64) += 1;
+        }
+        let mut stats = Stats {
+            loaded_unix: status.loaded_unix,
+            last_sync_unix: status.last_success_unix,
+            last_sync_error: status.last_error,
+            discovered_by_state: by_state,
+            last_sweep_unix: disc.last_sweep_unix,
+            ..Stats::default()
+        };
+        if let Some(s) = self.store.snapshot() {
+            stats.machines = s.machines.len() as u64;
+            stats.machines_by_use = s
+                .count_by_use()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            stats.clusters = s.cluster_names().count() as u64;
+            stats.revision = s.revision.clone();
+        }
+        stats
+    }
+
     fn snapshot(&self) -> Result<Arc<Snapshot>, Status> {
         self.store
             .snapshot()
@@ -86,7 +118,41 @@ pub fn matches(m: &Machine, f: &ListMachinesRequest, labels: &[(&str, Option<&st
     use_ok && cluster_ok && prov_ok && labels_ok
 }
 
+/// Longest key, name or subnet a request may name; longer ones are refused
+/// without being echoed back.
+pub const MAX_KEY_LEN: usize = 256;
+
+fn checked_key<'a>(field: &str, key: &'a str) -> Result<&'a str, Status> {
+    if key.trim().is_empty() {
+        return Err(Status::invalid_argument(format!("{field} is empty")));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(Status::invalid_argument(format!(
+            "{field} is {} bytes, over the limit of {MAX_KEY_LEN}",
+            key.len()
+        )));
+    }
+    Ok(key)
+}
+
+/// An enum filter must be one of the enum's values: an unknown number (a
+/// newer client, a typo) is an error, not an empty answer.
+fn known_enum<E: TryFrom<i32>>(field: &str, value: i32) -> Result<(), Status> {
+    E::try_from(value)
+        .map(|_| ())
+        .map_err(|_| Status::invalid_argument(format!("{field} {value} is not a known value")))
+}
+
 pub fn list(snap: &Snapshot, req: &ListMachinesRequest) -> Result<ListMachinesResponse, Status> {
+    known_enum::<UseKind>("use", req.r#use)?;
+    if let Some(p) = req.provisioner {
+        known_enum::<Provisioner>("provisioner", p)?;
+    }
+    if req.cluster.len() > MAX_KEY_LEN || req.page_token.len() > MAX_KEY_LEN {
+        return Err(Status::invalid_argument(format!(
+            "cluster and page_token are at most {MAX_KEY_LEN} bytes"
+        )));
+    }
     let size = match req.page_size as usize {
         0 => DEFAULT_PAGE_SIZE,
         n if n > MAX_PAGE_SIZE => {
@@ -176,11 +242,13 @@ impl MachineDb for Api {
         req: Request<GetMachineRequest>,
     ) -> Result<Response<Machine>, Status> {
         let key = &req.get_ref().key;
-        let r = self.snapshot().and_then(|s| {
-            s.lookup(key).cloned().ok_or_else(|| {
-                Status::not_found(format!("no machine with name, IP or MAC {key:?}"))
-            })
-        });
+        let r = checked_key("key", key)
+            .and_then(|_| self.snapshot())
+            .and_then(|s| {
+                s.lookup(key).cloned().ok_or_else(|| {
+                    Status::not_found(format!("no machine with name, IP or MAC {key:?}"))
+                })
+            });
         self.track("GetMachine", r)
     }
 
@@ -199,38 +267,16 @@ impl MachineDb for Api {
         req: Request<GetClusterRequest>,
     ) -> Result<Response<Cluster>, Status> {
         let name = &req.get_ref().name;
-        let r = self.snapshot().and_then(|s| {
-            cluster(&s, name).ok_or_else(|| Status::not_found(format!("no cluster {name:?}")))
-        });
+        let r = checked_key("name", name)
+            .and_then(|_| self.snapshot())
+            .and_then(|s| {
+                cluster(&s, name).ok_or_else(|| Status::not_found(format!("no cluster {name:?}")))
+            });
         self.track("GetCluster", r)
     }
 
     async fn get_stats(&self, _req: Request<GetStatsRequest>) -> Result<Response<Stats>, Status> {
-        let r = self.snapshot().map(|s| {
-            let status = self.store.status();
-            let disc = self.store.discovery();
-            let mut by_state = std::collections::HashMap::new();
-            for h in &disc.hosts {
-                *by_state
-                    .entry(state_name(h.state).to_string())
-                    .or_insert(0u64) += 1;
-            }
-            Stats {
-                machines: s.machines.len() as u64,
-                machines_by_use: s
-                    .count_by_use()
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect(),
-                clusters: s.cluster_names().count() as u64,
-                revision: s.revision.clone(),
-                loaded_unix: status.loaded_unix,
-                last_sync_unix: status.last_success_unix,
-                last_sync_error: status.last_error,
-                discovered_by_state: by_state,
-                last_sweep_unix: disc.last_sweep_unix,
-            }
-        });
+        let r = Ok(self.stats());
         self.track("GetStats", r)
     }
 
@@ -239,15 +285,17 @@ impl MachineDb for Api {
         req: Request<ListDiscoveredRequest>,
     ) -> Result<Response<ListDiscoveredResponse>, Status> {
         let want = req.get_ref().state;
-        let hosts = self
-            .store
-            .discovery()
-            .hosts
-            .iter()
-            .filter(|h| want == HostState::Unspecified as i32 || h.state == want)
-            .cloned()
-            .collect();
-        self.track("ListDiscovered", Ok(ListDiscoveredResponse { hosts }))
+        let r = known_enum::<HostState>("state", want).map(|_| ListDiscoveredResponse {
+            hosts: self
+                .store
+                .discovery()
+                .hosts
+                .iter()
+                .filter(|h| want == HostState::Unspecified as i32 || h.state == want)
+                .cloned()
+                .collect(),
+        });
+        self.track("ListDiscovered", r)
     }
 
     async fn get_discovered(
@@ -255,6 +303,7 @@ impl MachineDb for Api {
         req: Request<GetDiscoveredRequest>,
     ) -> Result<Response<DiscoveredHost>, Status> {
         let key = req.get_ref().key.trim().to_string();
+        checked_key("key", &key)?;
         let disc = self.store.discovery();
         let found = if let Ok(ip) = key.parse::<IpAddr>() {
             let ip = ip.to_string();
@@ -281,6 +330,7 @@ impl MachineDb for Api {
         req: Request<SuggestAddressRequest>,
     ) -> Result<Response<SuggestAddressResponse>, Status> {
         let key = &req.get_ref().subnet;
+        checked_key("subnet", key)?;
         let r = self.snapshot().and_then(|s| {
             let subnet = s
                 .settings

@@ -13,6 +13,53 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as plain text or as one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "MDB_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Starts logging to stderr: colours only on a terminal, JSON on request.
+pub fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MDB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+/// `mdb list | head` closes stdout early; that ends the program quietly, as
+/// it does for other Unix tools, instead of a panic from `println!`.
+pub fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.contains("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 #[derive(Subcommand, Debug)]
@@ -25,6 +72,12 @@ pub enum Command {
     Validate {
         /// The root of a DB repository checkout.
         path: PathBuf,
+        /// Largest database file, as the server's `[db] max_file_size`.
+        #[arg(long, default_value = "16MiB")]
+        max_file_size: String,
+        /// Largest total of the database files, as `[db] max_repo_size`.
+        #[arg(long, default_value = "128MiB")]
+        max_repo_size: String,
     },
     /// List machines from a running server.
     List(ListArgs),

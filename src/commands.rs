@@ -13,21 +13,32 @@ use mdb::{
 
 use crate::cli;
 
-pub(crate) fn validate(path: &std::path::Path) -> ExitCode {
-    let files = match db::read_dir(path) {
+pub(crate) fn validate(path: &std::path::Path, max_file: &str, max_repo: &str) -> ExitCode {
+    let limits = match (config::parse_size(max_file), config::parse_size(max_repo)) {
+        (Some(file_bytes), Some(repo_bytes)) => db::Limits {
+            file_bytes,
+            repo_bytes,
+        },
+        _ => {
+            eprintln!("mdb: --max-file-size and --max-repo-size take sizes like 16MiB");
+            return ExitCode::from(2);
+        }
+    };
+    let intake = match db::read_dir(path, limits) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("mdb: cannot read {}: {e}", path.display());
             return ExitCode::from(2);
         }
     };
-    match db::validate(&files, "working tree") {
+    let read = intake.files.len();
+    match intake.validate("working tree") {
         Ok(snap) => {
             println!(
                 "ok: {} machines, {} clusters in {} files",
                 snap.machines.len(),
                 snap.cluster_names().count(),
-                files.len()
+                read
             );
             ExitCode::SUCCESS
         }
@@ -222,16 +233,7 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
         targets.push(net);
     }
     let snap = match &a.db {
-        Some(path) => {
-            let files =
-                db::read_dir(path).with_context(|| format!("reading {}", path.display()))?;
-            match db::validate(&files, "working tree") {
-                Ok(s) => Some(s),
-                Err(report) => {
-                    anyhow::bail!("the database at {} is invalid: {report}", path.display())
-                }
-            }
-        }
+        Some(path) => Some(load_checkout(path)?),
         None => None,
     };
     let timeout = config::parse_duration(&a.timeout)
@@ -381,13 +383,20 @@ pub(crate) async fn discovered(
     Ok(())
 }
 
+/// A checkout on disk, validated as the server would validate it.
+fn load_checkout(path: &std::path::Path) -> anyhow::Result<db::Snapshot> {
+    db::read_dir(path, db::Limits::default())
+        .with_context(|| format!("reading {}", path.display()))?
+        .validate("working tree")
+        .map_err(|report| {
+            anyhow::anyhow!("the database at {} is invalid: {report}", path.display())
+        })
+}
+
 /// The database from a checkout (validated) or from a server.
 async fn snapshot(source: &cli::Source) -> anyhow::Result<db::Snapshot> {
     if let Some(path) = &source.db {
-        let files = db::read_dir(path).with_context(|| format!("reading {}", path.display()))?;
-        return db::validate(&files, "working tree").map_err(|report| {
-            anyhow::anyhow!("the database at {} is invalid: {report}", path.display())
-        });
+        return load_checkout(path);
     }
     let mut c = client::connect(&source.server).await?;
     let (revision, machines) = client::list_all(

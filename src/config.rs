@@ -4,16 +4,14 @@
 
 use std::{
     collections::HashMap,
-    fmt,
     net::SocketAddr,
     path::{Path, PathBuf},
-    sync::Arc,
     time::Duration,
 };
 
 use serde::Deserialize;
 
-use crate::sync;
+use crate::{secret::Secret, sync};
 
 pub const ENV_DB_URL: &str = "MDB_DB_URL";
 pub const ENV_DB_BRANCH: &str = "MDB_DB_BRANCH";
@@ -34,44 +32,6 @@ pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9090";
 pub const DEFAULT_CHECKOUT: &str = "/var/lib/mdb/db";
 /// Below Kubernetes' default 30 s termination grace period.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-
-/// A credential. Shown as `***` by Debug and Display, so it cannot leak
-/// into logs or errors by accident.
-#[derive(Clone)]
-pub struct Secret(Arc<str>);
-
-impl Secret {
-    pub fn new(s: impl Into<Arc<str>>) -> Secret {
-        Secret(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Reads a token file; surrounding white space is not part of the token.
-    pub fn from_file(path: &Path) -> Result<Secret, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error(format!("token file {}: {e}", path.display())))?;
-        let t = text.trim();
-        if t.is_empty() {
-            return Err(Error(format!("token file {} is empty", path.display())));
-        }
-        Ok(Secret::new(t))
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
 
 /// A configuration problem, as one line.
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +97,10 @@ pub struct RawDb {
     pub poll_interval: Option<String>,
     pub resync_interval: Option<String>,
     pub fetch_timeout: Option<String>,
+    /// Largest database file, e.g. "16MiB".
+    pub max_file_size: Option<String>,
+    /// Largest total of a revision's database files, e.g. "128MiB".
+    pub max_repo_size: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,7 +141,11 @@ pub struct Config {
     pub github: Option<crate::github::Config>,
 }
 
-/// Parses "90s", "5m", "1h", "250ms" or a plain number of seconds.
+/// The longest any duration setting may be: beyond it a typo, not a plan.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Parses "90s", "5m", "1h", "250ms" or a plain number of seconds, up to
+/// [`MAX_DURATION`]; anything longer or malformed is `None`, never a panic.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let t = text.trim();
     let split = t
@@ -192,7 +160,52 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "h" => n * 3600.0,
         _ => return None,
     };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    let d = Duration::try_from_secs_f64(secs).ok()?;
+    (d <= MAX_DURATION).then_some(d)
+}
+
+/// Parses "16MiB", "512KiB", "1GiB", "2MB" or a plain number of bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+fn size(name: &str, v: Option<String>, default: u64) -> Result<u64, Error> {
+    match v {
+        None => Ok(default),
+        Some(s) => parse_size(&s)
+            .filter(|n| *n > 0)
+            .ok_or_else(|| Error(format!("{name}: {s:?} is not a size like 16MiB or 512KiB"))),
+    }
+}
+
+/// Refuses a URL that carries a user or password: git would store it in
+/// the checkout's logs and config in clear text.
+fn refuse_credentials(url: &str) -> Result<(), Error> {
+    let authority = url
+        .split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(""))
+        .unwrap_or("");
+    if authority.contains('@') {
+        return Err(Error(format!(
+            "db.url: {} carries credentials; put the token in a file and name it with [db] token_file or {ENV_DB_TOKEN_FILE} (or set {ENV_DB_TOKEN})",
+            sync::redact_url(url)
+        )));
+    }
+    Ok(())
 }
 
 /// A duration setting: `default` when unset, an error naming it when bad.
@@ -237,6 +250,19 @@ pub fn resolve(
             "no DB repository: set [db] url, {ENV_DB_URL} or --db-url"
         ))
     })?;
+    refuse_credentials(&url)?;
+    let limits = crate::db::Limits {
+        file_bytes: size(
+            "db.max_file_size",
+            raw.db.max_file_size.clone(),
+            crate::db::DEFAULT_MAX_FILE_BYTES,
+        )?,
+        repo_bytes: size(
+            "db.max_repo_size",
+            raw.db.max_repo_size.clone(),
+            crate::db::DEFAULT_MAX_REPO_BYTES,
+        )?,
+    };
     let branch =
         pick(&flags.branch, ENV_DB_BRANCH, &raw.db.branch).unwrap_or_else(|| DEFAULT_BRANCH.into());
     let token_file = flags
@@ -245,7 +271,7 @@ pub fn resolve(
         .or_else(|| env.get(ENV_DB_TOKEN_FILE).map(PathBuf::from))
         .or(raw.db.token_file.clone());
     let token = match token_file {
-        Some(p) => Some(Secret::from_file(&p)?),
+        Some(p) => Some(Secret::from_file(&p).map_err(|e| Error(e.to_string()))?),
         None => env
             .get(ENV_DB_TOKEN)
             .filter(|t| !t.trim().is_empty())
@@ -323,6 +349,7 @@ pub fn resolve(
             token,
             checkout,
             fetch_timeout,
+            limits,
         },
         timing: sync::Timing { poll, resync },
         grpc_listen,
@@ -403,7 +430,7 @@ fn resolve_github(
         .map(PathBuf::from)
         .or(g.token_file.clone());
     let token = match token_file {
-        Some(p) => Secret::from_file(&p)?,
+        Some(p) => Secret::from_file(&p).map_err(|e| Error(e.to_string()))?,
         None => env
             .get(ENV_GITHUB_TOKEN)
             .filter(|t| !t.trim().is_empty())
@@ -414,12 +441,17 @@ fn resolve_github(
         .api_url
         .clone()
         .unwrap_or_else(|| gh::DEFAULT_API_URL.into());
-    if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
+    // The same parse octocrab's base_uri makes, so the client cannot fail
+    // on it later, after the ports are bound.
+    let parsed = api_url.parse::<http::Uri>().ok();
+    if !(api_url.starts_with("https://") || api_url.starts_with("http://"))
+        || parsed.and_then(|u| u.host().map(str::to_owned)).is_none()
+    {
         return Err(Error(format!(
             "github.api_url: {api_url:?} is not an http(s) URL"
         )));
     }
-    Ok(gh::Config {
+    let cfg = gh::Config {
         repo: g.repo.clone(),
         token,
         api_url,
@@ -441,7 +473,8 @@ fn resolve_github(
         )?,
         max_wait: duration("github.max_wait", g.max_wait.clone(), gh::DEFAULT_MAX_WAIT)?,
         timeout: duration("github.timeout", g.timeout.clone(), Duration::from_secs(30))?,
-    })
+    };
+    Ok(cfg)
 }
 
 #[cfg(test)]
@@ -556,11 +589,39 @@ mod tests {
     }
 
     #[test]
+    fn a_github_api_url_octocrab_cannot_use_is_a_config_error() {
+        let raw: RawConfig = toml::from_str("[db]\nurl = \"file:///a\"\n[scan]\nsubnets = [\"198.18.0.0/30\"]\n[github]\nrepo = \"a/b\"\napi_url = \"http://bad host/\"\n").unwrap();
+        let e = resolve(raw, &env(&[(ENV_GITHUB_TOKEN, "t")]), &Flags::default()).unwrap_err();
+        assert!(e.0.starts_with("github.api_url: "), "{e}");
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("99999999999999999999h"), None);
+        assert_eq!(parse_duration("367d"), None);
+        assert_eq!(parse_duration("1e400"), None);
+    }
+
+    #[test]
+    fn sizes_parse_and_overflow_is_refused() {
+        assert_eq!(parse_size("16MiB"), Some(16 << 20));
+        assert_eq!(parse_size("512KiB"), Some(512 << 10));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("99999999999GiB"), None);
+        assert_eq!(parse_size("big"), None);
+    }
+
+    #[test]
+    fn a_token_in_the_url_is_refused_without_being_shown() {
+        let raw: RawConfig =
+            toml::from_str("[db]\nurl = \"https://x:ghp_secret@github.com/a/b.git\"\n").unwrap();
+        let e = resolve(raw, &HashMap::new(), &Flags::default()).unwrap_err();
+        assert!(e.0.contains("token_file"), "{e}");
+        assert!(!e.0.contains("ghp_secret"), "{e}");
     }
 }

@@ -234,10 +234,10 @@ use tracing::{info, warn};
 
 use crate::{
     classify::expects_provisioning,
-    config::Secret,
     db::{Snapshot, Store},
     discovery::SweepResult,
     metrics::Metrics,
+    secret::Secret,
 };
 
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
@@ -484,18 +484,24 @@ enum Method {
     Patch,
 }
 
+/// The HTTP client for GitHub's REST API (needs a tokio runtime).
+pub fn client(cfg: &Config) -> Result<octocrab::Octocrab, Error> {
+    octocrab::Octocrab::builder()
+        .personal_token(cfg.token.expose().to_string())
+        .base_uri(cfg.api_url.as_str())
+        .map_err(|e| Error::Client(format!("api_url {:?}: {e}", cfg.api_url)))?
+        // mdb owns the retries: octocrab's would re-send a POST whose answer was lost.
+        .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None)
+        .set_connect_timeout(Some(cfg.timeout))
+        .set_read_timeout(Some(cfg.timeout))
+        .set_write_timeout(Some(cfg.timeout))
+        .build()
+        .map_err(|e| Error::Client(e.to_string()))
+}
+
 impl Filer {
     pub fn new(cfg: Config, metrics: Arc<Metrics>) -> Result<Filer, Error> {
-        let gh = octocrab::Octocrab::builder()
-            .personal_token(cfg.token.expose().to_string())
-            .base_uri(cfg.api_url.as_str())
-            .map_err(|e| Error::Client(format!("api_url {:?}: {e}", cfg.api_url)))?
-            .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None)
-            .set_connect_timeout(Some(cfg.timeout))
-            .set_read_timeout(Some(cfg.timeout))
-            .set_write_timeout(Some(cfg.timeout))
-            .build()
-            .map_err(|e| Error::Client(e.to_string()))?;
+        let gh = client(&cfg)?;
         if cfg.repo.split('/').filter(|p| !p.is_empty()).count() != 2 {
             return Err(Error::Client(format!(
                 "repo {:?} is not owner/name",

@@ -16,6 +16,7 @@
 //! - `client`: gRPC client helpers and tables for the CLI.
 //! - `demo`, `gen`: the embedded demo database; generated databases.
 //! - `net`: MAC addresses and address ranges.
+//! - `secret`: a credential that never prints.
 //! - `shutdown`: SIGTERM/SIGINT → a cancelled token.
 
 pub mod api;
@@ -33,6 +34,7 @@ pub mod ipam;
 pub mod metrics;
 pub mod net;
 pub mod scan;
+pub mod secret;
 pub mod server;
 pub mod shutdown;
 pub mod sync;

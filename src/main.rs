@@ -3,7 +3,7 @@
 mod cli;
 mod commands;
 
-use std::process::ExitCode;
+use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -11,15 +11,14 @@ use cli::{Cli, Command};
 /// sysexits' EX_CONFIG-adjacent EX_USAGE: bad configuration.
 const EXIT_CONFIG: u8 = 64;
 
+/// How long exit waits for blocking work still running (a validation, a
+/// fetch being given up); the shutdown deadline has already passed by then.
+const RUNTIME_EXIT_WAIT: Duration = Duration::from_millis(300);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MDB_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    cli::init_logging(cli.log_format);
+    cli::quiet_on_broken_pipe();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -27,12 +26,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    rt.block_on(run(cli))
+    let code = rt.block_on(run(cli));
+    rt.shutdown_timeout(RUNTIME_EXIT_WAIT);
+    code
 }
 
 async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Validate { path } => return commands::validate(&path),
+        Command::Validate {
+            path,
+            max_file_size,
+            max_repo_size,
+        } => return commands::validate(&path, &max_file_size, &max_repo_size),
         Command::Serve(args) => {
             let cfg = match commands::serve_config(&args) {
                 Ok(c) => c,

@@ -14,7 +14,6 @@ use prometheus::{
 use crate::db::{Snapshot, Store, USE_NAMES};
 
 pub const SYNC_RESULTS: &[&str] = &["ok", "unchanged", "error"];
-pub const SYNC_ERRORS: &[&str] = &["checkout", "fetch", "auth", "no_branch", "read", "invalid"];
 pub const HOST_STATES: &[&str] = &[
     "known",
     "moved",
@@ -47,6 +46,7 @@ pub struct Metrics {
     pub sync_runs: IntCounterVec,
     pub sync_errors: IntCounterVec,
     pub sync_duration: Histogram,
+    pub sync_reclones: IntGauge,
     pub grpc_requests: IntCounterVec,
     pub discovered: IntGaugeVec,
     pub sweeps: IntCounterVec,
@@ -130,6 +130,11 @@ impl Metrics {
                     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                 ]),
             )
+            .expect("valid"),
+            sync_reclones: IntGauge::with_opts(opts(
+                "sync_reclones",
+                "Times the checkout was found damaged and cloned again since start.",
+            ))
             .expect("valid"),
             grpc_requests: IntCounterVec::new(
                 opts(
@@ -215,6 +220,7 @@ impl Metrics {
             Box::new(m.sync_runs.clone()),
             Box::new(m.sync_errors.clone()),
             Box::new(m.sync_duration.clone()),
+            Box::new(m.sync_reclones.clone()),
             Box::new(m.grpc_requests.clone()),
             Box::new(m.discovered.clone()),
             Box::new(m.sweeps.clone()),
@@ -236,7 +242,7 @@ impl Metrics {
         for r in SYNC_RESULTS {
             m.sync_runs.with_label_values(&[*r]);
         }
-        for k in SYNC_ERRORS {
+        for k in crate::sync::Error::LABELS {
             m.sync_errors.with_label_values(&[*k]);
         }
         for u in USE_NAMES {

@@ -32,6 +32,64 @@ pub enum Error {
     Serve(#[from] tonic::transport::Error),
 }
 
+/// Open connections the HTTP port (metrics, health) holds at most; more are
+/// closed at once, so idle or slow clients cannot take every file descriptor.
+pub const HTTP_MAX_CONNECTIONS: usize = 128;
+/// A client must send its request headers within this time.
+pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest life of one HTTP connection, idle keep-alive included; a scrape
+/// needs milliseconds.
+pub const HTTP_CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+
+/// Serves the HTTP router with the limits above until `shutdown`.
+async fn serve_http(listener: TcpListener, router: axum::Router, shutdown: CancellationToken) {
+    use hyper_util::{rt::TokioIo, rt::TokioTimer, service::TowerToHyperService};
+    let slots = Arc::new(tokio::sync::Semaphore::new(HTTP_MAX_CONNECTIONS));
+    let connections = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, say: wait instead of spinning.
+                warn!(error = %e, "HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HTTP_HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = tokio::time::timeout(HTTP_CONNECTION_LIFETIME, conn) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+/// The part of the shutdown grace that draining may use; the rest is left
+/// for ending the runtime and the process, so exit stays within the grace.
+pub fn drain_budget(grace: Duration) -> Duration {
+    grace
+        .saturating_sub(Duration::from_millis(700))
+        .max(grace / 2)
+}
+
 /// A task that runs beside the server until the token is cancelled.
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -127,19 +185,11 @@ impl Bound {
         }
 
         let (grpc_addr, metrics_addr) = (self.grpc_addr(), self.metrics_addr());
-        {
-            let router = metrics::router(metrics.clone(), store.clone());
-            let shutdown = shutdown.clone();
-            let listener = self.http;
-            tasks.spawn(async move {
-                if let Err(e) = axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown.cancelled_owned())
-                    .await
-                {
-                    warn!(error = %e, "metrics server stopped");
-                }
-            });
-        }
+        tasks.spawn(serve_http(
+            self.http,
+            metrics::router(metrics.clone(), store.clone()),
+            shutdown.clone(),
+        ));
 
         info!(grpc = %grpc_addr, metrics = %metrics_addr, db = %sync::redact_url(&cfg.source.url), "mdb serving");
         let api = Api::new(store, metrics, shutdown.clone());
@@ -165,27 +215,29 @@ impl Bound {
                 drain,
             );
         tokio::pin!(grpc);
-        let result = tokio::select! {
-            r = &mut grpc => r,
-            _ = shutdown.cancelled() => {
-                // tonic waits for every connection; bound that wait.
-                match tokio::time::timeout(cfg.shutdown_grace, &mut grpc).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        warn!(grace = ?cfg.shutdown_grace, "gRPC drain exceeded the grace period");
-                        Ok(())
-                    }
-                }
-            }
+        let finished = tokio::select! {
+            r = &mut grpc => Some(r),
+            _ = shutdown.cancelled() => None,
         };
+        // One deadline for everything that is still draining: gRPC (tonic
+        // waits for every connection), the HTTP port and every task.
+        let deadline = tokio::time::Instant::now() + drain_budget(cfg.shutdown_grace);
         shutdown.cancel();
         tasks.close();
-        if tokio::time::timeout(cfg.shutdown_grace, tasks.wait())
+        let drained = async {
+            let r = match finished {
+                Some(r) => r,
+                None => grpc.await,
+            };
+            tasks.wait().await;
+            r
+        };
+        let result = tokio::time::timeout_at(deadline, drained)
             .await
-            .is_err()
-        {
-            warn!(grace = ?cfg.shutdown_grace, "tasks did not finish within the grace period");
-        }
+            .unwrap_or_else(|_| {
+                warn!(grace = ?cfg.shutdown_grace, "shutdown grace exceeded; exiting with work still open");
+                Ok(())
+            });
         result.map_err(Error::from)
     }
 }

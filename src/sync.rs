@@ -9,7 +9,10 @@
 
 use std::{
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        mpsc, Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -18,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::{
-    config::Secret,
-    db::{self, Report, Snapshot, SourceFile, Store},
+    db::{self, Report, Snapshot, Store},
     metrics::Metrics,
+    secret::Secret,
 };
 
 /// Where the database comes from.
@@ -33,8 +36,11 @@ pub struct Source {
     pub token: Option<Secret>,
     /// The local checkout; created, repaired or replaced as needed.
     pub checkout: PathBuf,
-    /// Bound on one fetch, since libgit2 has no overall network timeout.
+    /// Bound on one whole fetch (connect, ref advertisement and transfer),
+    /// since libgit2 has no overall network timeout.
     pub fetch_timeout: Duration,
+    /// What one revision may make mdb read.
+    pub limits: db::Limits,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -66,9 +72,22 @@ pub enum Error {
     Read { revision: String, message: String },
     #[error("revision {revision} is invalid, still serving the last good one: {report}")]
     Invalid { revision: String, report: Report },
+    #[error("fetching {url}: no complete answer within {after:?} (the remote hangs or drips)")]
+    Stalled { url: String, after: Duration },
 }
 
 impl Error {
+    /// Every value of [`Error::metric_label`], for series created at 0.
+    pub const LABELS: &'static [&'static str] = &[
+        "checkout",
+        "fetch",
+        "auth",
+        "no_branch",
+        "read",
+        "invalid",
+        "timeout",
+    ];
+
     /// A fixed, small label set for `mdb_sync_errors_total{kind}`.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -78,6 +97,7 @@ impl Error {
             Error::NoBranch { .. } => "no_branch",
             Error::Read { .. } => "read",
             Error::Invalid { .. } => "invalid",
+            Error::Stalled { .. } => "timeout",
         }
     }
 }
@@ -109,6 +129,18 @@ pub enum Outcome {
     Loaded(Box<Snapshot>),
 }
 
+/// The ref in the checkout that marks the last revision that validated,
+/// so a restart can serve it before (or without) reaching the remote.
+const LAST_GOOD_REF: &str = "refs/mdb/last-good";
+
+/// Fetches that passed their deadline and were abandoned but may still be
+/// running; past this many, no new fetch starts until one ends.
+const MAX_STUCK_FETCHES: usize = 4;
+static FETCHES_RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// How often a waiting step looks at its deadline and at shutdown.
+const WAIT_SLICE: Duration = Duration::from_millis(50);
+
 /// The local checkout. Blocking: call from `spawn_blocking`.
 pub struct Checkout {
     src: Source,
@@ -116,6 +148,10 @@ pub struct Checkout {
     /// A revision that failed validation, with its report, so an unchanged
     /// bad head is reported again without validating it again.
     failed: Option<(Oid, Report)>,
+    /// Set on shutdown: a waiting fetch returns at once.
+    stop: Arc<AtomicBool>,
+    /// Times the checkout was thrown away and cloned again.
+    pub reclones: u64,
 }
 
 impl Checkout {
@@ -124,11 +160,18 @@ impl Checkout {
             src,
             repo: None,
             failed: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            reclones: 0,
         }
     }
 
     pub fn source(&self) -> &Source {
         &self.src
+    }
+
+    /// A flag that, once set, ends a fetch being waited for.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
     }
 
     fn url(&self) -> String {
@@ -152,6 +195,7 @@ impl Checkout {
                     if path.exists() {
                         warn!(path = %path.display(), error = %e, "checkout is not a usable repository; starting over");
                         std::fs::remove_dir_all(path).map_err(|e| self.checkout_error(e))?;
+                        self.reclones += 1;
                     }
                     Repository::init(path).map_err(|e| self.checkout_error(e))?
                 }
@@ -163,79 +207,103 @@ impl Checkout {
             .ok_or_else(|| self.checkout_error("not open"))
     }
 
-    /// Throws the checkout away; the next step re-creates it.
+    /// Throws the checkout away; the next step re-creates it. Only for a
+    /// checkout that is broken, never because the remote could not be reached.
     fn discard(&mut self) -> Result<(), Error> {
         self.repo = None;
         if self.src.checkout.exists() {
             std::fs::remove_dir_all(&self.src.checkout).map_err(|e| self.checkout_error(e))?;
         }
+        self.reclones += 1;
         Ok(())
     }
 
-    /// Fetches the branch and returns the remote head.
+    /// Fetches the branch and returns the remote head, within the fetch
+    /// timeout whatever the remote does: the fetch runs on a thread of its
+    /// own that is abandoned at the deadline or at shutdown.
     pub fn fetch(&mut self) -> Result<Oid, Error> {
-        let url = self.src.url.clone();
-        let branch = self.src.branch.clone();
-        let token = self.src.token.clone();
-        let deadline = Instant::now() + self.src.fetch_timeout;
+        self.repo()?;
         let shown = self.url();
-        let timeout = self.src.fetch_timeout;
-        let repo = self.repo()?;
-
-        let mut asked = 0u32;
-        let mut cb = RemoteCallbacks::new();
-        cb.credentials(move |_url, user, _allowed| {
-            // libgit2 asks again for as long as the server refuses.
-            asked += 1;
-            match (&token, asked) {
-                (Some(t), 1) => {
-                    git2::Cred::userpass_plaintext(user.unwrap_or("x-access-token"), t.expose())
-                }
-                _ => Err(git2::Error::from_str("authentication failed")),
-            }
-        });
-        cb.transfer_progress(move |_| Instant::now() < deadline);
-        let mut fo = FetchOptions::new();
-        fo.remote_callbacks(cb);
-        fo.download_tags(git2::AutotagOption::None);
-
-        let tracking = format!("refs/remotes/origin/{branch}");
-        let refspec = format!("+refs/heads/{branch}:{tracking}");
-        let mut remote = repo.remote_anonymous(&url).map_err(|e| Error::Fetch {
-            url: shown.clone(),
-            message: e.message().to_string(),
-        })?;
-        if let Err(e) = remote.fetch(&[&refspec], Some(&mut fo), None) {
-            return Err(match e.class() {
-                _ if e.code() == git2::ErrorCode::Auth
-                    || e.message().contains("authentication") =>
-                {
-                    Error::Auth { url: shown }
-                }
-                _ if e.code() == git2::ErrorCode::User => Error::Fetch {
-                    url: shown,
-                    message: format!("gave up after {timeout:?}"),
-                },
-                _ => Error::Fetch {
-                    url: shown,
-                    message: e.message().to_string(),
-                },
+        let after = self.src.fetch_timeout;
+        if FETCHES_RUNNING.load(Ordering::SeqCst) >= MAX_STUCK_FETCHES {
+            return Err(Error::Stalled { url: shown, after });
+        }
+        let abandon = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let job = FetchJob {
+            path: self.src.checkout.clone(),
+            url: self.src.url.clone(),
+            shown: shown.clone(),
+            branch: self.src.branch.clone(),
+            token: self.src.token.clone(),
+            after,
+            abandon: abandon.clone(),
+        };
+        FETCHES_RUNNING.fetch_add(1, Ordering::SeqCst);
+        let spawned = std::thread::Builder::new()
+            .name("mdb-fetch".into())
+            .spawn(move || {
+                let _ = tx.send(job.run());
+                FETCHES_RUNNING.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            FETCHES_RUNNING.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::Fetch {
+                url: shown,
+                message: format!("cannot start a fetch thread: {e}"),
             });
         }
-        // A branch deleted on the remote must not keep serving a stale ref.
-        let advertised = remote
-            .list()
-            .map(|heads| {
-                heads
-                    .iter()
-                    .any(|h| h.name() == format!("refs/heads/{branch}"))
-            })
-            .unwrap_or(true);
-        if !advertised {
-            return Err(Error::NoBranch { url: shown, branch });
+        let deadline = Instant::now() + after;
+        loop {
+            match rx.recv_timeout(WAIT_SLICE) {
+                Ok(result) => return result,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Fetch {
+                        url: shown,
+                        message: "the fetch thread ended without an answer".into(),
+                    })
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            let stopping = self.stop.load(Ordering::SeqCst);
+            if stopping || Instant::now() >= deadline {
+                // Its callbacks give up the next time libgit2 calls them.
+                abandon.store(true, Ordering::SeqCst);
+                return Err(Error::Stalled { url: shown, after });
+            }
         }
-        repo.refname_to_id(&tracking)
-            .map_err(|_| Error::NoBranch { url: shown, branch })
+    }
+
+    /// The last revision that validated in this checkout, validated again:
+    /// what a restart serves while the remote cannot be reached.
+    pub fn last_good(&mut self) -> Option<Snapshot> {
+        if !self.src.checkout.join(".git").exists() {
+            return None;
+        }
+        let oid = self.repo().ok()?.refname_to_id(LAST_GOOD_REF).ok()?;
+        let intake = self.files_at(oid).ok()?;
+        intake.validate(&oid.to_string()).ok()
+    }
+
+    fn mark_good(&mut self, oid: Oid) {
+        if let Ok(repo) = self.repo() {
+            if let Err(e) = repo.reference(LAST_GOOD_REF, oid, true, "validated") {
+                warn!(error = %e, "cannot record the last good revision in the checkout");
+            }
+        }
+    }
+
+    /// Whether the checkout itself is damaged (as opposed to the remote
+    /// being away): the tracking branch's commit and tree cannot be read.
+    fn is_damaged(&mut self) -> bool {
+        let tracking = format!("refs/remotes/origin/{}", self.src.branch);
+        let Ok(repo) = self.repo() else {
+            return true;
+        };
+        match repo.refname_to_id(&tracking) {
+            Err(_) => false,
+            Ok(oid) => repo.find_commit(oid).and_then(|c| c.tree()).is_err(),
+        }
     }
 
     /// Makes the working tree exactly the given commit: reset, then remove
@@ -284,8 +352,10 @@ impl Checkout {
     }
 
     /// Every database file in the commit's tree, straight from the object
-    /// database.
-    pub fn files_at(&mut self, oid: Oid) -> Result<Vec<SourceFile>, Error> {
+    /// database, within the size limits (sizes are read from object headers,
+    /// so an oversized blob is never loaded).
+    pub fn files_at(&mut self, oid: Oid) -> Result<db::Intake, Error> {
+        let limits = self.src.limits;
         let repo = self.repo()?;
         let read = |e: git2::Error| Error::Read {
             revision: oid.to_string(),
@@ -296,34 +366,38 @@ impl Checkout {
         tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
             let path = format!("{dir}{}", entry.name().unwrap_or(""));
             if entry.kind() == Some(git2::ObjectType::Blob) && db::is_db_file(&path) {
-                paths.push((path, entry.id()));
+                let link = entry.filemode() == i32::from(git2::FileMode::Link);
+                paths.push((path, entry.id(), link));
             }
             git2::TreeWalkResult::Ok
         })
         .map_err(read)?;
-        let mut files = Vec::with_capacity(paths.len());
-        for (path, id) in paths {
-            let blob = repo.find_blob(id).map_err(read)?;
-            let text = String::from_utf8(blob.content().to_vec()).map_err(|_| Error::Read {
-                revision: oid.to_string(),
-                message: format!("{path} is not UTF-8 text"),
-            })?;
-            files.push(SourceFile { path, text });
+        paths.sort();
+        let odb = repo.odb().map_err(read)?;
+        let mut intake = db::Intake::new(limits);
+        for (path, id, link) in paths {
+            if link {
+                intake.refuse_link(&path);
+                continue;
+            }
+            let (size, _) = odb.read_header(id).map_err(read)?;
+            if intake.admit(&path, size as u64) {
+                let blob = repo.find_blob(id).map_err(read)?;
+                intake.add(path, blob.content().to_vec());
+            }
         }
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(files)
+        Ok(intake)
     }
 
     /// One sync step: fetch, mirror the remote, and load the head if it is
-    /// new. `hard` also resets and cleans an unchanged checkout.
+    /// new. `hard` also resets and cleans an unchanged checkout. A remote
+    /// that cannot be reached leaves the checkout alone; only a damaged
+    /// checkout is cloned again.
     pub fn step(&mut self, served: Option<&str>, hard: bool) -> Result<Outcome, Error> {
         let head = match self.fetch() {
             Ok(h) => h,
-            Err(Error::Checkout { .. }) | Err(Error::Fetch { .. })
-                if self.repo.is_some() && hard =>
-            {
-                // A stale lock or a corrupt object store: re-clone once.
-                warn!(url = %self.url(), "fetch failed during hard resync; re-cloning");
+            Err(e @ Error::Fetch { .. }) if self.is_damaged() => {
+                warn!(url = %self.url(), error = %e, "the checkout is damaged; cloning again");
                 self.discard()?;
                 self.fetch()?
             }
@@ -332,7 +406,7 @@ impl Checkout {
         let current = self.repo()?.head().ok().and_then(|h| h.target());
         if hard || current != Some(head) {
             if let Err(e) = self.reset(head) {
-                warn!(error = %e, "reset failed; re-cloning");
+                warn!(error = %e, "reset failed; cloning again");
                 self.discard()?;
                 let head = self.fetch()?;
                 self.reset(head)?;
@@ -350,10 +424,10 @@ impl Checkout {
                 });
             }
         }
-        let files = self.files_at(head)?;
-        match db::validate(&files, &rev) {
+        match self.files_at(head)?.validate(&rev) {
             Ok(snap) => {
                 self.failed = None;
+                self.mark_good(head);
                 Ok(Outcome::Loaded(Box::new(snap)))
             }
             Err(report) => {
@@ -367,6 +441,90 @@ impl Checkout {
     }
 }
 
+/// One fetch, run on its own thread by [`Checkout::fetch`].
+struct FetchJob {
+    path: PathBuf,
+    url: String,
+    /// The URL as it may be shown (credentials removed).
+    shown: String,
+    branch: String,
+    token: Option<Secret>,
+    /// The fetch timeout, for the error that reports it.
+    after: Duration,
+    /// Set when the waiter gave up; callbacks then end the transfer.
+    abandon: Arc<AtomicBool>,
+}
+
+impl FetchJob {
+    fn run(self) -> Result<Oid, Error> {
+        let shown = self.shown.clone();
+        let fetch_error = |message: String| Error::Fetch {
+            url: shown.clone(),
+            message,
+        };
+        let repo = Repository::open(&self.path).map_err(|e| Error::Checkout {
+            path: self.path.display().to_string(),
+            message: e.message().to_string(),
+        })?;
+        let mut fo = FetchOptions::new();
+        fo.remote_callbacks(self.callbacks());
+        fo.download_tags(git2::AutotagOption::None);
+        let tracking = format!("refs/remotes/origin/{}", self.branch);
+        let refspec = format!("+refs/heads/{}:{tracking}", self.branch);
+        let mut remote = repo
+            .remote_anonymous(&self.url)
+            .map_err(|e| fetch_error(e.message().to_string()))?;
+        if let Err(e) = remote.fetch(&[&refspec], Some(&mut fo), None) {
+            if e.code() == git2::ErrorCode::Auth || e.message().contains("authentication") {
+                return Err(Error::Auth { url: self.shown });
+            }
+            if e.message().contains("timed out") {
+                // libgit2's own per-read timeout: a hung remote, like the deadline.
+                return Err(Error::Stalled {
+                    url: self.shown,
+                    after: self.after,
+                });
+            }
+            return Err(fetch_error(e.message().to_string()));
+        }
+        // A branch deleted on the remote must not keep serving a stale ref.
+        let head = format!("refs/heads/{}", self.branch);
+        let advertised = remote
+            .list()
+            .map(|heads| heads.iter().any(|h| h.name() == head))
+            .unwrap_or(true);
+        let no_branch = || Error::NoBranch {
+            url: self.shown.clone(),
+            branch: self.branch.clone(),
+        };
+        if !advertised {
+            return Err(no_branch());
+        }
+        repo.refname_to_id(&tracking).map_err(|_| no_branch())
+    }
+
+    fn callbacks(&self) -> RemoteCallbacks<'static> {
+        let mut cb = RemoteCallbacks::new();
+        let token = self.token.clone();
+        let mut asked = 0u32;
+        cb.credentials(move |_url, user, _allowed| {
+            // libgit2 asks again for as long as the server refuses.
+            asked += 1;
+            match (&token, asked) {
+                (Some(t), 1) => {
+                    git2::Cred::userpass_plaintext(user.unwrap_or("x-access-token"), t.expose())
+                }
+                _ => Err(git2::Error::from_str("authentication failed")),
+            }
+        });
+        let abandon = self.abandon.clone();
+        cb.transfer_progress(move |_| !abandon.load(Ordering::SeqCst));
+        let abandon = self.abandon.clone();
+        cb.sideband_progress(move |_| !abandon.load(Ordering::SeqCst));
+        cb
+    }
+}
+
 /// Returns freed heap pages to the OS (glibc keeps them otherwise, and a
 /// 100k-machine load frees a lot).
 fn release_memory() {
@@ -377,8 +535,10 @@ fn release_memory() {
     }
 }
 
-/// The sync loop: one step now, then every `poll`; failures retry sooner
-/// with backoff. Ends when `shutdown` is cancelled, after the current step.
+/// The sync loop: the last good local revision first (so a restart during
+/// an outage still serves), then one step now and every `poll`; failures
+/// retry sooner with backoff. Ends as soon as `shutdown` is cancelled, even
+/// in the middle of a fetch.
 pub async fn run(
     checkout: Checkout,
     timing: Timing,
@@ -386,25 +546,39 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
+    let stop = checkout.stop_flag();
+    let _stop_on_cancel = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            stop.store(true, Ordering::SeqCst);
+        })
+    };
     let checkout = Arc::new(Mutex::new(checkout));
+    serve_last_good(&checkout, &store, &metrics).await;
     let mut last_hard: Option<Instant> = None;
     let mut retry = FIRST_RETRY;
+    let mut last_logged = String::new();
     loop {
         let hard = last_hard.is_none_or(|t| t.elapsed() >= timing.resync);
         let served = store.snapshot().map(|s| s.revision.clone());
         let started = Instant::now();
         let c = checkout.clone();
-        let result = tokio::task::spawn_blocking(move || {
+        let step = tokio::task::spawn_blocking(move || {
             let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
-            c.step(served.as_deref(), hard)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(Error::Checkout {
-                path: String::new(),
-                message: format!("sync step panicked: {e}"),
-            })
+            let result = c.step(served.as_deref(), hard);
+            (result, c.reclones)
         });
+        let (result, reclones) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            joined = step => joined.unwrap_or_else(|e| {
+                (Err(Error::Checkout {
+                    path: String::new(),
+                    message: format!("sync step panicked: {e}"),
+                }), 0)
+            }),
+        };
+        metrics.sync_reclones.set(reclones as i64);
         metrics
             .sync_duration
             .observe(started.elapsed().as_secs_f64());
@@ -414,39 +588,14 @@ pub async fn run(
                     last_hard = Some(Instant::now());
                 }
                 retry = FIRST_RETRY;
-                match outcome {
-                    Outcome::Unchanged(head) => {
-                        debug!(revision = %head, hard, "database unchanged");
-                        store.sync_ok();
-                        metrics.sync_runs.with_label_values(&["unchanged"]).inc();
-                    }
-                    Outcome::Loaded(snap) => {
-                        info!(revision = %snap.revision, machines = snap.machines.len(), "serving new database revision");
-                        let snap = store.publish(*snap);
-                        metrics.observe_snapshot(&snap);
-                        // The parse trees and the previous revision are
-                        // freed by now; give the pages back.
-                        let _ = tokio::task::spawn_blocking(release_memory).await;
-                        metrics.sync_runs.with_label_values(&["ok"]).inc();
-                    }
-                }
-                metrics
-                    .sync_last_success
-                    .set(crate::db::store::now_unix() as f64);
+                last_logged.clear();
+                publish(outcome, &store, &metrics).await;
                 timing.poll
             }
             Err(e) => {
-                let serving = store
-                    .snapshot()
-                    .map(|s| s.revision.clone())
-                    .unwrap_or_else(|| "nothing".into());
-                warn!(error = %e, kind = e.metric_label(), serving = %serving, "database sync failed");
-                store.sync_failed(e.to_string());
-                metrics.sync_runs.with_label_values(&["error"]).inc();
-                metrics
-                    .sync_errors
-                    .with_label_values(&[e.metric_label()])
-                    .inc();
+                report_failure(&e, &store, &metrics, &mut last_logged);
+                // A rejected revision's parse trees are freed by now.
+                let _ = tokio::task::spawn_blocking(release_memory).await;
                 if matches!(e, Error::Invalid { .. }) {
                     // Retrying sooner cannot fix a bad commit; a new push will.
                     timing.poll
@@ -462,6 +611,70 @@ pub async fn run(
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// Serves the checkout's last good revision, if there is one, before the
+/// remote is asked: a restart while the remote is away keeps serving.
+async fn serve_last_good(checkout: &Arc<Mutex<Checkout>>, store: &Store, metrics: &Metrics) {
+    let c = checkout.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        c.lock().unwrap_or_else(|p| p.into_inner()).last_good()
+    })
+    .await
+    .ok()
+    .flatten();
+    if let Some(snap) = found {
+        info!(revision = %snap.revision, machines = snap.machines.len(), "serving the last good revision of the checkout until the remote answers");
+        let snap = store.publish(snap);
+        metrics.observe_snapshot(&snap);
+    }
+}
+
+async fn publish(outcome: Outcome, store: &Store, metrics: &Metrics) {
+    match outcome {
+        Outcome::Unchanged(head) => {
+            debug!(revision = %head, "database unchanged");
+            store.sync_ok();
+            metrics.sync_runs.with_label_values(&["unchanged"]).inc();
+        }
+        Outcome::Loaded(snap) => {
+            info!(revision = %snap.revision, machines = snap.machines.len(), "serving new database revision");
+            let snap = store.publish(*snap);
+            metrics.observe_snapshot(&snap);
+            // The parse trees and the previous revision are freed by now;
+            // give the pages back.
+            let _ = tokio::task::spawn_blocking(release_memory).await;
+            metrics.sync_runs.with_label_values(&["ok"]).inc();
+        }
+    }
+    metrics
+        .sync_last_success
+        .set(crate::db::store::now_unix() as f64);
+}
+
+/// Counts every failure, and logs it once while it stays the same (a bad
+/// head is reported again on every poll, which must not flood the logs).
+fn report_failure(e: &Error, store: &Store, metrics: &Metrics, last_logged: &mut String) {
+    let text = e.to_string();
+    let serving = store
+        .snapshot()
+        .map(|s| s.revision.clone())
+        .unwrap_or_else(|| "nothing".into());
+    if *last_logged != text {
+        warn!(error = %text, kind = e.metric_label(), serving = %serving, "database sync failed");
+        *last_logged = text.clone();
+    } else {
+        debug!(
+            kind = e.metric_label(),
+            "database sync still failing the same way"
+        );
+    }
+    store.sync_failed(text);
+    metrics.sync_runs.with_label_values(&["error"]).inc();
+    metrics
+        .sync_errors
+        .with_label_values(&[e.metric_label()])
+        .inc();
 }
 
 #[cfg(test)]

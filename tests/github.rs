@@ -10,12 +10,12 @@ use std::{
 };
 
 use mdb::{
-    config::Secret,
     db::{validate, Snapshot, SourceFile},
     discovery::SweepResult,
     github::{self, Filer},
     metrics::Metrics,
     proto::{DiscoveredHost, HostState, UseKind},
+    secret::Secret,
 };
 use util::fake_github::{FakeGithub, Fault, OWNER, REPO, TOKEN};
 

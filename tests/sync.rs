@@ -237,6 +237,12 @@ async fn corrupt_checkout_is_recloned() {
             == Some(next)
     })
     .await;
+    let text = server.metrics_text().await;
+    assert_eq!(
+        metric(&text, "mdb_sync_reclones"),
+        Some(1.0),
+        "the checkout was cloned again exactly once:\n{text}"
+    );
     server.stop().await;
 }
 

@@ -15,7 +15,17 @@ use super::{
 use crate::proto::{machine::Use, Provisioner, Role};
 
 pub fn validate(files: &[SourceFile], revision: &str) -> Result<Snapshot, Report> {
-    let mut problems = Vec::new();
+    validate_with(files, Vec::new(), revision)
+}
+
+/// [`validate`] with problems found before parsing (files refused by
+/// [`super::Intake`]), so that they are reported together with the rest.
+pub fn validate_with(
+    files: &[SourceFile],
+    refused: Vec<Problem>,
+    revision: &str,
+) -> Result<Snapshot, Report> {
+    let mut problems = refused;
     let mut settings = Settings::default();
     let mut entries: Vec<Entry> = Vec::new();
     let mut machine_files = Vec::new();

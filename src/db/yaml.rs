@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use yaml_rust2::{
-    parser::{Event, MarkedEventReceiver, Parser},
+    parser::{Event, Parser},
     scanner::{Marker, TScalarStyle},
 };
 
@@ -37,19 +37,39 @@ pub struct SyntaxError {
     pub message: String,
 }
 
-/// Parses one YAML document; an empty document is `None`.
+/// Deepest nesting of lists and mappings a database file may use. A machine
+/// entry needs about five; yaml-rust2's own loader recurses per level and
+/// overflows the stack near 8,000, so the events are read here instead.
+pub const MAX_DEPTH: usize = 64;
+
+/// Nodes one document may expand to, counting every node an alias copies.
+/// Plain YAML spends at least a byte per node, so `text.len()` bounds an
+/// honest file; aliases are what can multiply it (the "billion laughs").
+fn node_budget(text: &str) -> usize {
+    text.len().max(10_000)
+}
+
+/// Parses one YAML document; an empty document is `None`. Nesting deeper
+/// than [`MAX_DEPTH`] and alias expansion past the node budget are errors
+/// at the place they occur, so a hostile file costs bounded stack and memory.
 pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
-    let mut builder = Builder::default();
+    let mut builder = Builder {
+        budget: node_budget(text),
+        ..Builder::default()
+    };
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, false).map_err(|e| SyntaxError {
-        pos: pos(e.marker()),
-        message: e.info().to_string(),
-    })?;
-    if let Some(message) = builder.error {
-        return Err(SyntaxError {
-            pos: builder.error_pos,
-            message,
-        });
+    loop {
+        let (ev, mark) = parser.next_token().map_err(|e| SyntaxError {
+            pos: pos(e.marker()),
+            message: e.info().to_string(),
+        })?;
+        if matches!(ev, Event::StreamEnd) {
+            break;
+        }
+        builder.on_event(ev, mark);
+        if let Some(err) = builder.error.take() {
+            return Err(err);
+        }
     }
     Ok(builder.root)
 }
@@ -66,6 +86,15 @@ impl Node {
         match &self.value {
             Value::Scalar(s, _) => Some(s),
             _ => None,
+        }
+    }
+
+    /// How many nodes this one holds, itself included.
+    pub fn size(&self) -> usize {
+        1 + match &self.value {
+            Value::Null | Value::Scalar(..) => 0,
+            Value::Seq(items) => items.iter().map(Node::size).sum(),
+            Value::Map(entries) => entries.iter().map(|(k, v)| k.size() + v.size()).sum(),
         }
     }
 
@@ -94,15 +123,50 @@ enum Frame {
 struct Builder {
     stack: Vec<Frame>,
     root: Option<Node>,
-    anchors: HashMap<usize, Node>,
-    error: Option<String>,
-    error_pos: Pos,
+    /// Each anchored node with the number of nodes it holds, so an alias
+    /// is charged for everything it copies.
+    anchors: HashMap<usize, (Node, usize)>,
+    error: Option<SyntaxError>,
+    /// Nodes still allowed, aliases' copies included.
+    budget: usize,
+    /// Only the first document of a file is the database; later ones are ignored.
+    done: bool,
 }
 
 impl Builder {
+    fn fail(&mut self, at: Pos, message: impl Into<String>) {
+        if self.error.is_none() {
+            self.error = Some(SyntaxError {
+                pos: at,
+                message: message.into(),
+            });
+        }
+    }
+
+    /// Takes `n` nodes from the budget; false (with the error set) when spent.
+    fn charge(&mut self, at: Pos, n: usize) -> bool {
+        match self.budget.checked_sub(n) {
+            Some(left) => {
+                self.budget = left;
+                true
+            }
+            None => {
+                self.fail(
+                    at,
+                    "aliases expand to more nodes than the file could hold (an alias bomb?)",
+                );
+                false
+            }
+        }
+    }
+
     fn push(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            let size = node.size();
+            self.anchors.insert(anchor, (node.clone(), size));
+        }
+        if self.stack.is_empty() {
+            self.done = true;
         }
         match self.stack.last_mut() {
             None => self.root = Some(node),
@@ -121,11 +185,17 @@ impl Builder {
     }
 }
 
-impl MarkedEventReceiver for Builder {
+impl Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.done {
+            return;
+        }
         let at = pos(&mark);
         match ev {
             Event::Scalar(text, style, anchor, _tag) => {
+                if !self.charge(at, 1) {
+                    return;
+                }
                 let quoted = style != TScalarStyle::Plain;
                 let value =
                     if !quoted && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") {
@@ -135,47 +205,73 @@ impl MarkedEventReceiver for Builder {
                     };
                 self.push(Node { pos: at, value }, anchor);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(at, anchor, Vec::new())),
+            Event::SequenceStart(anchor, _) => {
+                if self.open(at) {
+                    self.stack.push(Frame::Seq(at, anchor, Vec::new()))
+                }
+            }
             Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map(at, anchor, Vec::new(), None))
-            }
-            Event::SequenceEnd | Event::MappingEnd => {
-                let (node, anchor) = match self.stack.pop() {
-                    Some(Frame::Seq(p, a, items)) => (
-                        Node {
-                            pos: p,
-                            value: Value::Seq(items),
-                        },
-                        a,
-                    ),
-                    Some(Frame::Map(p, a, entries, _)) => (
-                        Node {
-                            pos: p,
-                            value: Value::Map(entries),
-                        },
-                        a,
-                    ),
-                    None => return,
-                };
-                self.push(node, anchor);
-            }
-            Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(mut node) => {
-                    node.pos = at;
-                    self.push(node, 0);
+                if self.open(at) {
+                    self.stack.push(Frame::Map(at, anchor, Vec::new(), None))
                 }
-                None if self.error.is_none() => {
-                    self.error = Some("alias to an unknown anchor".into());
-                    self.error_pos = at;
-                }
-                None => {}
-            },
+            }
+            Event::SequenceEnd | Event::MappingEnd => self.close(),
+            Event::Alias(id) => self.alias(id, at),
             Event::Nothing
             | Event::StreamStart
             | Event::StreamEnd
             | Event::DocumentStart
             | Event::DocumentEnd => {}
         }
+    }
+
+    /// Whether one more level of nesting is allowed here.
+    fn open(&mut self, at: Pos) -> bool {
+        if self.stack.len() >= MAX_DEPTH {
+            self.fail(
+                at,
+                format!("nested deeper than {MAX_DEPTH} levels of lists and mappings"),
+            );
+            return false;
+        }
+        self.charge(at, 1)
+    }
+
+    fn close(&mut self) {
+        let (node, anchor) = match self.stack.pop() {
+            Some(Frame::Seq(p, a, items)) => (
+                Node {
+                    pos: p,
+                    value: Value::Seq(items),
+                },
+                a,
+            ),
+            Some(Frame::Map(p, a, entries, _)) => (
+                Node {
+                    pos: p,
+                    value: Value::Map(entries),
+                },
+                a,
+            ),
+            None => return,
+        };
+        self.push(node, anchor);
+    }
+
+    fn alias(&mut self, id: usize, at: Pos) {
+        let Some(size) = self.anchors.get(&id).map(|(_, size)| *size) else {
+            self.fail(at, "alias to an unknown anchor");
+            return;
+        };
+        // The copy is charged before it is made, so a bomb never allocates.
+        if !self.charge(at, size) {
+            return;
+        }
+        let Some(mut node) = self.anchors.get(&id).map(|(node, _)| node.clone()) else {
+            return;
+        };
+        node.pos = at;
+        self.push(node, 0);
     }
 }
 
@@ -205,6 +301,34 @@ mod tests {
     fn syntax_errors_have_a_position() {
         let err = parse("a: [1, 2\nb: c\n").unwrap_err();
         assert!(err.pos.line >= 1, "{err:?}");
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_before_it_grows() {
+        let mut text = String::from("a0: &a0 [\"x\"]\n");
+        for i in 1..10 {
+            let prev = format!("*a{}", i - 1);
+            let items = [prev.as_str(); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{items}]\n"));
+        }
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("alias bomb"), "{err}");
+        assert!(err.pos.line > 1, "{err:?}");
+    }
+
+    #[test]
+    fn deep_block_nesting_is_an_error_not_a_stack_overflow() {
+        let text = "- ".repeat(8000) + "x\n";
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("deeper than 64"), "{err}");
+        let ok = "- ".repeat(MAX_DEPTH - 1) + "x\n";
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn honest_aliases_still_work() {
+        let root = parse("base: &b {user: pi}\nm: *b\n").unwrap().unwrap();
+        assert_eq!(root.size(), 9);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::{
 
 pub mod fake_github;
 pub mod lan;
+pub mod process;
 
 use git2::{Oid, Repository};
 use mdb::{

@@ -1,0 +1,56 @@
+//! A credential that cannot be printed by accident. It owns only the type;
+//! where a token comes from (file or environment) is the config's business.
+
+use std::{fmt, path::Path, sync::Arc};
+
+/// A credential. Shown as `***` by Debug and Display, so it cannot leak
+/// into logs or errors by accident.
+#[derive(Clone)]
+pub struct Secret(Arc<str>);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("token file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("token file {path} is empty")]
+    Empty { path: String },
+}
+
+impl Secret {
+    pub fn new(s: impl Into<Arc<str>>) -> Secret {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Reads a token file; surrounding white space is not part of the token.
+    pub fn from_file(path: &Path) -> Result<Secret, Error> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let t = text.trim();
+        if t.is_empty() {
+            return Err(Error::Empty { path: shown });
+        }
+        Ok(Secret::new(t))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}

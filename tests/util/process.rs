@@ -1,0 +1,181 @@
+//! A real `mdb serve` process on loopback ports, for what only a process
+//! shows: peak memory, time to exit, exit codes, the log it writes.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use mdb::proto::machine_db_client::MachineDbClient;
+use tonic::transport::Channel;
+
+use super::{bin, http_get};
+
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+pub struct ServeProcess {
+    pub child: Child,
+    pub grpc: SocketAddr,
+    pub metrics: SocketAddr,
+    log: PathBuf,
+}
+
+impl ServeProcess {
+    /// `mdb serve` with `args`, logging into `dir/serve.log`.
+    pub fn start(dir: &Path, args: &[&str]) -> ServeProcess {
+        let grpc: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let metrics: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let log = dir.join(format!("serve-{}.log", grpc.port()));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(bin())
+            .arg("serve")
+            .args(args)
+            .args(["--grpc-listen", &grpc.to_string()])
+            .args(["--metrics-listen", &metrics.to_string()])
+            .env("MDB_LOG", "info,mdb=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn mdb serve");
+        ServeProcess {
+            child,
+            grpc,
+            metrics,
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits (at most 30 s) until `/readyz` says a revision is served.
+    pub async fn wait_ready(&mut self) -> Duration {
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("mdb serve exited with {status}:\n{}", self.logs());
+            }
+            if let Ok(Ok((200, _))) =
+                tokio::time::timeout(Duration::from_secs(2), try_get(self.metrics, "/readyz")).await
+            {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "not ready after 30 s:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits (at most 30 s) until the process listens on its metrics port.
+    pub async fn wait_listening(&mut self) {
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(self.metrics).await.is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("mdb serve exited with {status}:\n{}", self.logs());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn client(&self) -> MachineDbClient<Channel> {
+        MachineDbClient::connect(format!("http://{}", self.grpc))
+            .await
+            .expect("connect to mdb serve")
+    }
+
+    pub async fn metrics_text(&self) -> String {
+        http_get(self.metrics, "/metrics").await.1
+    }
+
+    /// The most memory the process has held (VmHWM), in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        proc_status_kib(self.pid(), "VmHWM:") as f64 / 1024.0
+    }
+
+    /// Open file descriptors of the process now.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// SIGTERM, then waits (at most 60 s): how long exit took, and how.
+    pub fn terminate(&mut self) -> (Duration, ExitStatus) {
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        unsafe {
+            libc::kill(self.pid(), libc::SIGTERM);
+        }
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return (started.elapsed(), status);
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = self.child.kill();
+                panic!("mdb serve ignored SIGTERM for 60 s:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn proc_status_kib(pid: i32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A GET that reports a refused or dropped connection instead of panicking.
+pub async fn try_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await?;
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
