@@ -78,17 +78,10 @@ mod tests {
 
     #[test]
     fn a_huge_report_prints_a_bounded_summary() {
-        let long = "x".repeat(1_000_000);
-        let problems = (0..100_000)
-            .map(|i| {
-                Problem::new(
-                    "machines/a.yaml",
-                    Pos { line: i, col: 1 },
-                    "name",
-                    long.clone(),
-                )
-            })
+        let mut problems: Vec<Problem> = (0..100_000)
+            .map(|i| Problem::new("machines/a.yaml", Pos { line: i, col: 1 }, "name", "bad"))
             .collect();
+        problems[0].message = "x".repeat(1_000_000);
         let text = Report(problems).to_string();
         assert!(text.len() < 20 * 400, "{} bytes", text.len());
         assert!(
