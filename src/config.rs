@@ -136,7 +136,7 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     pub shutdown_grace: Duration,
     /// The sweep loop; `None` when nothing is to be swept.
-    pub scan: Option<crate::discovery::Config>,
+    pub scan: Option<crate::discover::sweep::Config>,
     /// The GitHub filer; only with `scan`, since sweeps feed it.
     pub github: Option<crate::github::Config>,
 }
@@ -362,8 +362,8 @@ fn resolve_scan(
     raw: &RawScan,
     env: &HashMap<String, String>,
     flags: &Flags,
-) -> Result<Option<crate::discovery::Config>, Error> {
-    use crate::scan;
+) -> Result<Option<crate::discover::sweep::Config>, Error> {
+    use crate::discover::scan;
     let mut texts: Vec<String> = raw.subnets.clone();
     if let Some(v) = env.get(ENV_SCAN_SUBNETS) {
         texts.extend(
@@ -391,13 +391,13 @@ fn resolve_scan(
     let interval = duration(
         "scan.interval",
         flags.scan_interval.clone().or(raw.interval.clone()),
-        crate::discovery::DEFAULT_INTERVAL,
+        crate::discover::sweep::DEFAULT_INTERVAL,
     )?;
     let timeout = duration("scan.timeout", raw.timeout.clone(), scan::DEFAULT_TIMEOUT)?;
     if raw.rate == Some(0) || raw.tries == Some(0) {
         return Err(Error("scan.rate and scan.tries must be at least 1".into()));
     }
-    Ok(Some(crate::discovery::Config {
+    Ok(Some(crate::discover::sweep::Config {
         subnets,
         db_subnets: raw.db_subnets,
         interval,

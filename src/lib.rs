@@ -1,42 +1,31 @@
 //! mdb, the machine database.
 //!
 //! # Layout
-//! - `db`: YAML model with positions, validation, immutable snapshots, the store.
-//! - `sync`: git2 clone, poll and hourly hard resync of the DB repository.
-//! - `api`: the read-only tonic service.
-//! - `server`: wires the tasks of `mdb serve` (sync, gRPC with health and
-//!   reflection, metrics HTTP, extra tasks) under one cancellation token.
-//! - `metrics`: the Prometheus registry and `/metrics`, `/healthz`, `/readyz`.
-//! - `config`: the service's configuration (file, env, flags), validated.
-//! - `scan`: one discovery sweep (ARP, ICMP, ports, names, vendors).
-//! - `classify`: sweep × snapshot → host states (pure).
-//! - `discovery`: the sweep loop and per-host history.
-//! - `github`: issue text, fingerprints, the issue plan and the filer.
-//! - `inventory`, `dhcp`, `ipam`: Ansible, cluster exports, DHCP leases, free addresses.
-//! - `client`: gRPC client helpers and tables for the CLI.
+//! One folder per subsystem; imports point down this list, never up.
+//! - `cli`: clap definitions, one function per subcommand, client helpers and tables.
+//! - `config`: the service's configuration (file < env < flags), validated before any port is bound.
+//! - `export`: Ansible inventory and cluster exports, DHCP leases, free addresses.
+//! - `github`: issue text, fingerprints, the pure plan, the HTTP layer and the filer.
+//! - `discover`: one sweep (`scan`: ARP, ICMP, ports, names), `classify` (pure) and the `sweep` loop.
+//! - `serve`: wiring of `mdb serve` (ports, one drain deadline), the gRPC `api`, `shutdown`.
+//! - `sync`: git2 fetch with a hard deadline, hard resync, re-clone only on damage.
+//! - `metrics`: the process's Prometheus registry and what each subsystem records.
+//! - `db`: YAML with positions, bounded load, validation, `Snapshot`, `Store`.
 //! - `demo`, `gen`: the embedded demo database; generated databases.
-//! - `net`: MAC addresses and address ranges.
-//! - `secret`: a credential that never prints.
-//! - `shutdown`: SIGTERM/SIGINT → a cancelled token.
+//! - `net`, `secret`: small shared types (MACs and ranges; tokens that never print).
 
-pub mod api;
-pub mod classify;
-pub mod client;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod demo;
-pub mod dhcp;
-pub mod discovery;
+pub mod discover;
+pub mod export;
 pub mod gen;
 pub mod github;
-pub mod inventory;
-pub mod ipam;
 pub mod metrics;
 pub mod net;
-pub mod scan;
 pub mod secret;
-pub mod server;
-pub mod shutdown;
+pub mod serve;
 pub mod sync;
 
 pub mod proto {

@@ -11,17 +11,12 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::db::{Snapshot, Store, USE_NAMES};
+use crate::db::{
+    words::{HOST_STATES, USE_NAMES},
+    Snapshot, Store,
+};
 
 pub const SYNC_RESULTS: &[&str] = &["ok", "unchanged", "error"];
-pub const HOST_STATES: &[&str] = &[
-    "known",
-    "moved",
-    "conflict",
-    "new",
-    "missing",
-    "unprovisionable",
-];
 pub const PROBE_KINDS: &[&str] = &["icmp", "arp", "tcp"];
 pub const GRPC_METHODS: &[&str] = &[
     "ListMachines",
@@ -248,7 +243,7 @@ impl Metrics {
         for u in USE_NAMES {
             m.machines_by_use.with_label_values(&[*u]);
         }
-        for s in HOST_STATES {
+        for (s, _) in HOST_STATES {
             m.discovered.with_label_values(&[*s]);
         }
         for r in ["ok", "error"] {

@@ -555,7 +555,7 @@ async fn watch_streams_a_large_revision_in_pieces() {
             .expect("each message fits")
             .expect("event");
         assert_eq!(ev.revision, head.to_string());
-        assert!(ev.changed.len() <= mdb::api::WATCH_CHUNK);
+        assert!(ev.changed.len() <= mdb::serve::api::WATCH_CHUNK);
         total += ev.changed.len();
     }
     assert_eq!(total, 30_000);

@@ -11,7 +11,7 @@ use std::{
 
 use mdb::{
     db::{validate, Snapshot, SourceFile},
-    discovery::SweepResult,
+    discover::sweep::SweepResult,
     github::{self, Filer},
     metrics::Metrics,
     proto::{DiscoveredHost, HostState, UseKind},
@@ -109,7 +109,9 @@ async fn new_device_is_filed_once_with_fingerprint_labels_and_yaml() {
     assert_eq!(i.labels, ["mdb", "priority/high", "new-device"]);
     assert_eq!(i.assignees, ["lab-admin"]);
     assert_eq!(
-        github::fingerprint_in(&i.body),
+        github::Fingerprint::in_body(&i.body)
+            .map(|f| f.to_string())
+            .as_deref(),
         Some("new-device:mac=dc:a6:32:77:00:01")
     );
     // The ready-to-paste entry uses the next free static address, since
@@ -596,7 +598,9 @@ fn serve_files_once_survives_restarts_and_closes_on_a_real_lan() {
         issues[0].title
     );
     assert_eq!(
-        github::fingerprint_in(&issues[0].body),
+        github::Fingerprint::in_body(&issues[0].body)
+            .map(|f| f.to_string())
+            .as_deref(),
         Some("new-device:mac=dc:a6:32:00:00:23")
     );
     assert!(

@@ -147,7 +147,7 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct Conn {
     /// The mdb gRPC address.
-    #[arg(long, env = "MDB_SERVER", default_value = mdb::client::DEFAULT_SERVER)]
+    #[arg(long, env = "MDB_SERVER", default_value = crate::cli::client::DEFAULT_SERVER)]
     pub server: String,
 }
 
@@ -210,13 +210,13 @@ pub struct ScanArgs {
     #[arg(long)]
     pub no_arp: bool,
     /// Probes per second at most.
-    #[arg(long, default_value_t = mdb::scan::DEFAULT_RATE)]
+    #[arg(long, default_value_t = crate::discover::scan::DEFAULT_RATE)]
     pub rate: u32,
     /// Wait for an answer, e.g. 500ms.
     #[arg(long, default_value = "500ms")]
     pub timeout: String,
     /// Tries per address.
-    #[arg(long, default_value_t = mdb::scan::DEFAULT_TRIES)]
+    #[arg(long, default_value_t = crate::discover::scan::DEFAULT_TRIES)]
     pub tries: u32,
     /// Send ARP only on this interface.
     #[arg(long)]
@@ -288,7 +288,7 @@ pub struct Source {
     /// A DB repository checkout; without it, the server is asked.
     #[arg(long, env = "MDB_DB_PATH")]
     pub db: Option<PathBuf>,
-    #[arg(long, env = "MDB_SERVER", default_value = mdb::client::DEFAULT_SERVER)]
+    #[arg(long, env = "MDB_SERVER", default_value = crate::cli::client::DEFAULT_SERVER)]
     pub server: String,
 }
 

@@ -5,10 +5,13 @@ use serde_json::{json, Value};
 use tonic::transport::Channel;
 
 use crate::{
-    db,
+    db::{
+        self,
+        words::{development_kind_name, provisioner_name, role_name, state_name},
+    },
     proto::{
-        machine::Use, machine_db_client::MachineDbClient, DevelopmentKind, GetMachineRequest,
-        GetStatsRequest, ListMachinesRequest, Machine, Provisioner, Role,
+        machine::Use, machine_db_client::MachineDbClient, GetMachineRequest, GetStatsRequest,
+        ListMachinesRequest, Machine,
     },
 };
 
@@ -52,35 +55,6 @@ pub async fn list_all(
             return Ok((revision.unwrap_or_default(), out));
         }
         req.page_token = page.next_page_token;
-    }
-}
-
-pub fn role_name(role: i32) -> &'static str {
-    match Role::try_from(role).unwrap_or(Role::Unspecified) {
-        Role::ControlPlane => "control-plane",
-        Role::Worker => "worker",
-        Role::Unspecified => "",
-    }
-}
-
-pub fn provisioner_name(m: &Machine) -> &'static str {
-    match m
-        .features
-        .as_ref()
-        .map(|f| Provisioner::try_from(f.provisioner).unwrap_or(Provisioner::None))
-    {
-        Some(Provisioner::Primary) => "primary",
-        Some(Provisioner::Secondary) => "secondary",
-        _ => "",
-    }
-}
-
-/// "server" or "visual"; an unspecified kind reads as server, the default.
-pub fn development_kind_name(kind: i32) -> &'static str {
-    if kind == DevelopmentKind::Visual as i32 {
-        "visual"
-    } else {
-        "server"
     }
 }
 
@@ -184,7 +158,7 @@ pub fn discovered_json(h: &crate::proto::DiscoveredHost) -> Value {
         "rtt_micros": h.rtt_micros,
         "open_ports": h.open_ports,
         "ssh_banner": h.ssh_banner,
-        "state": crate::api::state_name(h.state),
+        "state": state_name(h.state),
         "machine": h.machine,
         "guessed_use": db::kind_name(h.guessed_use),
         "first_seen_unix": h.first_seen_unix,
@@ -209,7 +183,7 @@ pub fn discovered_table(hosts: &[crate::proto::DiscoveredHost], with_state: bool
                 ports.join(","),
             ];
             if with_state {
-                r.push(crate::api::state_name(h.state).to_string());
+                r.push(state_name(h.state).to_string());
                 r.push(if h.machine.is_empty() {
                     db::kind_name(h.guessed_use).to_string()
                 } else {

@@ -3,17 +3,18 @@
 
 use std::{collections::HashMap, process::ExitCode};
 
-use anyhow::Context;
-use mdb::{
-    client, config, db, demo, discovery,
+use crate::{
+    cli::{args as cli, client},
+    config, db, demo,
+    discover::sweep as discovery,
     metrics::Metrics,
     proto::{ListMachinesRequest, Provisioner, UseKind},
-    server, shutdown,
+    serve as server,
+    serve::shutdown,
 };
+use anyhow::Context;
 
-use crate::cli;
-
-pub(crate) fn validate(path: &std::path::Path, max_file: &str, max_repo: &str) -> ExitCode {
+pub fn validate(path: &std::path::Path, max_file: &str, max_repo: &str) -> ExitCode {
     let limits = match (config::parse_size(max_file), config::parse_size(max_repo)) {
         (Some(file_bytes), Some(repo_bytes)) => db::Limits {
             file_bytes,
@@ -52,7 +53,7 @@ pub(crate) fn validate(path: &std::path::Path, max_file: &str, max_repo: &str) -
     }
 }
 
-pub(crate) fn serve_config(a: &cli::ServeArgs) -> Result<config::Config, config::Error> {
+pub fn serve_config(a: &cli::ServeArgs) -> Result<config::Config, config::Error> {
     let raw = match &a.config {
         Some(p) => config::read_file(p)?,
         None => config::RawConfig::default(),
@@ -73,7 +74,7 @@ pub(crate) fn serve_config(a: &cli::ServeArgs) -> Result<config::Config, config:
     config::resolve(raw, &env, &flags)
 }
 
-pub(crate) async fn serve(cfg: config::Config) -> anyhow::Result<()> {
+pub async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     let bound = server::bind(&cfg).await?;
     let store = db::Store::new();
     let metrics = Metrics::new();
@@ -89,7 +90,7 @@ pub(crate) async fn serve(cfg: config::Config) -> anyhow::Result<()> {
             shutdown.child_token(),
         )));
         if let Some(gh) = cfg.github.clone() {
-            tasks.push(Box::pin(mdb::github::run(
+            tasks.push(Box::pin(crate::github::run(
                 gh,
                 store.clone(),
                 metrics.clone(),
@@ -102,7 +103,7 @@ pub(crate) async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn run_demo(args: cli::DemoArgs) -> anyhow::Result<()> {
+pub async fn run_demo(args: cli::DemoArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("mdb-demo-{}", std::process::id()));
     let origin = dir.join("origin.git");
     demo::create_repo(&origin).context("creating the demo repository")?;
@@ -134,7 +135,7 @@ pub(crate) async fn run_demo(args: cli::DemoArgs) -> anyhow::Result<()> {
     result
 }
 
-pub(crate) async fn list(a: cli::ListArgs) -> anyhow::Result<()> {
+pub async fn list(a: cli::ListArgs) -> anyhow::Result<()> {
     let mut c = client::connect(&a.conn.server).await?;
     let req = ListMachinesRequest {
         r#use: a.use_.map_or(UseKind::Unspecified, |u| match u {
@@ -163,7 +164,7 @@ pub(crate) async fn list(a: cli::ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn get(server: &str, key: &str, json: bool) -> anyhow::Result<()> {
+pub async fn get(server: &str, key: &str, json: bool) -> anyhow::Result<()> {
     let mut c = client::connect(server).await?;
     let m = client::get(&mut c, key).await?;
     if json {
@@ -180,7 +181,7 @@ pub(crate) async fn get(server: &str, key: &str, json: bool) -> anyhow::Result<(
     Ok(())
 }
 
-pub(crate) async fn stats(server: &str, json: bool) -> anyhow::Result<()> {
+pub async fn stats(server: &str, json: bool) -> anyhow::Result<()> {
     let mut c = client::connect(server).await?;
     let s = client::stats(&mut c).await?;
     let mut by_use: Vec<_> = s.machines_by_use.iter().collect();
@@ -213,7 +214,7 @@ pub(crate) async fn stats(server: &str, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn scan_command(a: cli::ScanArgs) -> ExitCode {
+pub async fn scan_command(a: cli::ScanArgs) -> ExitCode {
     match scan(a).await {
         Ok(code) => code,
         Err(e) => {
@@ -242,7 +243,7 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
         a.rate > 0 && a.tries > 0,
         "--rate and --tries must be at least 1"
     );
-    let base = mdb::scan::Options {
+    let base = crate::discover::scan::Options {
         targets,
         ports: if a.no_ports {
             Vec::new()
@@ -280,7 +281,7 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
         }
         None => base,
     };
-    let addresses = mdb::scan::expand(&opts.targets, opts.allow_large)?.len() as u64;
+    let addresses = crate::discover::scan::expand(&opts.targets, opts.allow_large)?.len() as u64;
     let bar = if std::io::stderr().is_terminal() && !a.json {
         let b = indicatif::ProgressBar::new(addresses);
         b.set_style(
@@ -293,31 +294,39 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let progress: mdb::scan::Progress = match bar.clone() {
+    let progress: crate::discover::scan::Progress = match bar.clone() {
         Some(b) => Arc::new(move |n| b.inc(n)),
         None => Arc::new(|_| {}),
     };
-    let report = mdb::scan::sweep(&opts, progress).await?;
+    let report = crate::discover::scan::sweep(&opts, progress).await?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     for w in &report.warnings {
         eprintln!("mdb scan: warning: {w}");
     }
-    let hosts: Vec<mdb::proto::DiscoveredHost> = match &snap {
+    let hosts: Vec<crate::proto::DiscoveredHost> = match &snap {
         Some(s) => {
-            let (classified, _) =
-                mdb::classify::classify(&report.hosts, s, &opts.targets, &s.settings.scan.rules);
+            let (classified, _) = crate::discover::classify::classify(
+                &report.hosts,
+                s,
+                &opts.targets,
+                &s.settings.scan.rules,
+            );
             classified.into_iter().map(|c| c.host).collect()
         }
-        None => report.hosts.iter().map(mdb::classify::observed).collect(),
+        None => report
+            .hosts
+            .iter()
+            .map(crate::discover::classify::observed)
+            .collect(),
     };
     if a.report {
         // A dry run: no token, no GitHub. Closing needs the repository's
         // issues, which only the server reads.
         let problems: Vec<_> = hosts
             .iter()
-            .filter(|h| mdb::github::files_issue(h))
+            .filter(|h| crate::github::files_issue(h))
             .collect();
         if problems.is_empty() {
             println!("nothing to file");
@@ -325,11 +334,13 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
         for h in problems {
             println!(
                 "would file: {}  [{}]",
-                mdb::github::title(h),
-                mdb::github::fingerprint(h)
+                crate::github::title(h),
+                crate::github::Fingerprint::of(h)
+                    .map(|f| f.to_string())
+                    .unwrap_or_default()
             );
-            if h.state == mdb::proto::HostState::New as i32 {
-                for line in mdb::github::yaml_entry(h, None).lines() {
+            if h.state == crate::proto::HostState::New as i32 {
+                for line in crate::github::yaml_entry(h, None).lines() {
                     println!("    {line}");
                 }
             }
@@ -352,12 +363,12 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) async fn discovered(
+pub async fn discovered(
     server: &str,
     state: Option<cli::StateArg>,
     json: bool,
 ) -> anyhow::Result<()> {
-    use mdb::proto::HostState;
+    use crate::proto::HostState;
     let mut c = client::connect(server).await?;
     let state = state.map_or(HostState::Unspecified, |s| match s {
         cli::StateArg::Known => HostState::Known,
@@ -368,7 +379,7 @@ pub(crate) async fn discovered(
         cli::StateArg::Unprovisionable => HostState::Unprovisionable,
     });
     let hosts = c
-        .list_discovered(mdb::proto::ListDiscoveredRequest {
+        .list_discovered(crate::proto::ListDiscoveredRequest {
             state: state as i32,
         })
         .await?
@@ -414,7 +425,7 @@ async fn snapshot(source: &cli::Source) -> anyhow::Result<db::Snapshot> {
     ))
 }
 
-pub(crate) async fn inventory(
+pub async fn inventory(
     source: &cli::Source,
     host: Option<&str>,
     format: cli::InventoryFormat,
@@ -423,17 +434,22 @@ pub(crate) async fn inventory(
     match (host, format) {
         (Some(h), _) => println!(
             "{}",
-            serde_json::to_string_pretty(&mdb::inventory::host(&snap, h))?
+            serde_json::to_string_pretty(&crate::export::inventory::host(&snap, h))?
         ),
         (None, cli::InventoryFormat::Json) => {
-            println!("{}", serde_json::to_string(&mdb::inventory::list(&snap))?)
+            println!(
+                "{}",
+                serde_json::to_string(&crate::export::inventory::list(&snap))?
+            )
         }
-        (None, cli::InventoryFormat::Yaml) => print!("{}", mdb::inventory::static_yaml(&snap)),
+        (None, cli::InventoryFormat::Yaml) => {
+            print!("{}", crate::export::inventory::static_yaml(&snap))
+        }
     }
     Ok(())
 }
 
-pub(crate) async fn cluster(
+pub async fn cluster(
     name: &str,
     source: &cli::Source,
     format: cli::ClusterFormat,
@@ -442,14 +458,17 @@ pub(crate) async fn cluster(
     let missing = || anyhow::anyhow!("no cluster {name:?}");
     match format {
         cli::ClusterFormat::K3s => {
-            print!("{}", mdb::inventory::k3s(&snap, name).ok_or_else(missing)?)
+            print!(
+                "{}",
+                crate::export::inventory::k3s(&snap, name).ok_or_else(missing)?
+            )
         }
         cli::ClusterFormat::Kubespray => print!(
             "{}",
-            mdb::inventory::kubespray(&snap, name).ok_or_else(missing)?
+            crate::export::inventory::kubespray(&snap, name).ok_or_else(missing)?
         ),
         cli::ClusterFormat::Json => {
-            let c = mdb::api::cluster(&snap, name).ok_or_else(missing)?;
+            let c = crate::serve::api::cluster(&snap, name).ok_or_else(missing)?;
             let v = serde_json::json!({
                 "name": c.name,
                 "control_plane": c.control_plane.iter().map(client::machine_json).collect::<Vec<_>>(),
@@ -458,7 +477,7 @@ pub(crate) async fn cluster(
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         cli::ClusterFormat::Table => {
-            let c = mdb::api::cluster(&snap, name).ok_or_else(missing)?;
+            let c = crate::serve::api::cluster(&snap, name).ok_or_else(missing)?;
             let rows: Vec<Vec<String>> = c
                 .control_plane
                 .iter()
@@ -479,21 +498,21 @@ pub(crate) async fn cluster(
     Ok(())
 }
 
-pub(crate) async fn ip_next(subnet: &str, source: &cli::Source) -> anyhow::Result<()> {
+pub async fn ip_next(subnet: &str, source: &cli::Source) -> anyhow::Result<()> {
     if source.db.is_some() {
         let snap = snapshot(source).await?;
         let s = snap
             .settings
             .subnet(subnet)
             .ok_or_else(|| anyhow::anyhow!("no subnet {subnet:?} in mdb.yaml"))?;
-        let ip = mdb::ipam::next_free(s, &snap, &Default::default())
+        let ip = crate::export::ipam::next_free(s, &snap, &Default::default())
             .ok_or_else(|| anyhow::anyhow!("subnet {} has no free static address", s.name))?;
         println!("{ip}");
         return Ok(());
     }
     let mut c = client::connect(&source.server).await?;
     let r = c
-        .suggest_address(mdb::proto::SuggestAddressRequest {
+        .suggest_address(crate::proto::SuggestAddressRequest {
             subnet: subnet.to_string(),
         })
         .await?
@@ -502,13 +521,13 @@ pub(crate) async fn ip_next(subnet: &str, source: &cli::Source) -> anyhow::Resul
     Ok(())
 }
 
-pub(crate) async fn dhcp(source: &cli::Source, format: cli::DhcpFormat) -> anyhow::Result<()> {
+pub async fn dhcp(source: &cli::Source, format: cli::DhcpFormat) -> anyhow::Result<()> {
     let snap = snapshot(source).await?;
     let f = match format {
-        cli::DhcpFormat::Dnsmasq => mdb::dhcp::Format::Dnsmasq,
-        cli::DhcpFormat::Isc => mdb::dhcp::Format::Isc,
-        cli::DhcpFormat::Kea => mdb::dhcp::Format::Kea,
+        cli::DhcpFormat::Dnsmasq => crate::export::dhcp::Format::Dnsmasq,
+        cli::DhcpFormat::Isc => crate::export::dhcp::Format::Isc,
+        cli::DhcpFormat::Kea => crate::export::dhcp::Format::Kea,
     };
-    print!("{}", mdb::dhcp::render(&snap, f));
+    print!("{}", crate::export::dhcp::render(&snap, f));
     Ok(())
 }

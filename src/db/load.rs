@@ -7,13 +7,14 @@ use std::net::IpAddr;
 use super::{
     fields::{choose, Fields},
     problem::Problem,
+    words::{DEVELOPMENT_KINDS, PROVISIONERS, ROLES, USE_NAMES},
     yaml::{self, Node, Pos, Value},
 };
 use crate::{
     net::Mac,
     proto::{
-        machine::Use, ClusterUse, DevelopmentKind, DevelopmentUse, DeviceUse, DiscoverUse,
-        Features, GamesUse, Machine, Provisioner, Role, Ssh,
+        machine::Use, ClusterUse, DevelopmentUse, DeviceUse, DiscoverUse, Features, GamesUse,
+        Machine, Provisioner, Ssh,
     },
 };
 
@@ -28,23 +29,6 @@ pub struct Entry {
 
 const MACHINE_FIELDS: &[&str] = &[
     "name", "ip", "ips", "mac", "hostname", "use", "features", "labels", "notes", "ssh",
-];
-
-pub const ROLES: &[(&str, Role)] = &[
-    ("control-plane", Role::ControlPlane),
-    ("controlplane", Role::ControlPlane),
-    ("worker", Role::Worker),
-];
-
-pub const PROVISIONERS: &[(&str, Provisioner)] = &[
-    ("none", Provisioner::None),
-    ("primary", Provisioner::Primary),
-    ("secondary", Provisioner::Secondary),
-];
-
-pub const DEVELOPMENT_KINDS: &[(&str, DevelopmentKind)] = &[
-    ("server", DevelopmentKind::Server),
-    ("visual", DevelopmentKind::Visual),
 ];
 
 /// Parses a `machines/*.yaml` file: `machines:` followed by a list.
@@ -227,8 +211,6 @@ fn machine(file: &str, node: &Node, problems: &mut Vec<Problem>) -> Option<Entry
     })
 }
 
-const USES: &[&str] = &["cluster", "discover", "development", "games", "device"];
-
 fn parse_use(f: &Fields, node: &Node, problems: &mut Vec<Problem>) -> Option<Use> {
     // `use: games` and `use: discover` need no details.
     if let Some(word) = node.as_str() {
@@ -236,7 +218,7 @@ fn parse_use(f: &Fields, node: &Node, problems: &mut Vec<Problem>) -> Option<Use
             Some(0) => Some(Use::Games(GamesUse {})),
             Some(_) => Some(Use::Discover(DiscoverUse {})),
             None => {
-                let hint = if USES.contains(&word) {
+                let hint = if USE_NAMES.contains(&word) {
                     " needs details, e.g. `use: {cluster: {name: alpha, role: worker}}`"
                 } else {
                     " is not one of: cluster, discover, development, games, device"
@@ -246,7 +228,7 @@ fn parse_use(f: &Fields, node: &Node, problems: &mut Vec<Problem>) -> Option<Use
             }
         };
     }
-    let uf = Fields::of(f.file, node, "use", USES, problems)?;
+    let uf = Fields::of(f.file, node, "use", USE_NAMES, problems)?;
     let Value::Map(entries) = &node.value else {
         return None;
     };

@@ -10,6 +10,7 @@ pub mod settings;
 pub mod snapshot;
 pub mod store;
 pub mod validate;
+pub mod words;
 pub mod yaml;
 
 use std::path::Path;
@@ -19,6 +20,7 @@ pub use settings::Settings;
 pub use snapshot::Snapshot;
 pub use store::Store;
 pub use validate::{validate, validate_with};
+pub use words::{kind_name, use_kind, use_name, USE_NAMES};
 
 /// One file of the DB repository, by its path inside the repository.
 #[derive(Clone, Debug)]
@@ -180,33 +182,3 @@ pub fn read_dir(root: &Path, limits: Limits) -> std::io::Result<Intake> {
     }
     Ok(intake)
 }
-
-/// The lower-case word for a use, as labels, metrics and groups spell it.
-pub fn use_name(u: Option<&crate::proto::machine::Use>) -> &'static str {
-    match use_kind(u) {
-        crate::proto::UseKind::Unspecified => "unspecified",
-        k => kind_name(k as i32),
-    }
-}
-
-/// The word for a `UseKind` number; empty for unspecified or unknown.
-pub fn kind_name(kind: i32) -> &'static str {
-    settings::USE_KINDS
-        .iter()
-        .find(|(_, k)| *k as i32 == kind)
-        .map_or("", |(name, _)| name)
-}
-
-pub fn use_kind(u: Option<&crate::proto::machine::Use>) -> crate::proto::UseKind {
-    use crate::proto::{machine::Use, UseKind};
-    match u {
-        Some(Use::Cluster(_)) => UseKind::Cluster,
-        Some(Use::Discover(_)) => UseKind::Discover,
-        Some(Use::Development(_)) => UseKind::Development,
-        Some(Use::Games(_)) => UseKind::Games,
-        Some(Use::Device(_)) => UseKind::Device,
-        None => UseKind::Unspecified,
-    }
-}
-
-pub const USE_NAMES: &[&str] = &["cluster", "discover", "development", "games", "device"];

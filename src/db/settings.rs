@@ -9,6 +9,7 @@ use ipnetwork::IpNetwork;
 use super::{
     fields::Fields,
     problem::Problem,
+    words::USE_KINDS,
     yaml::{self, Value},
 };
 use crate::{net::IpRange, proto::UseKind};
@@ -105,14 +106,6 @@ pub fn default_rules() -> Vec<Rule> {
         },
     ]
 }
-
-pub const USE_KINDS: &[(&str, UseKind)] = &[
-    ("cluster", UseKind::Cluster),
-    ("discover", UseKind::Discover),
-    ("development", UseKind::Development),
-    ("games", UseKind::Games),
-    ("device", UseKind::Device),
-];
 
 impl Settings {
     pub fn subnet(&self, key: &str) -> Option<&Subnet> {

@@ -7,9 +7,9 @@ use ipnetwork::IpNetwork;
 
 use crate::{
     db::{self, settings::Rule, Snapshot},
+    discover::scan::Observation,
     net::Mac,
     proto::{machine::Use, DiscoveredHost, HostState, Machine, Provisioner, UseKind},
-    scan::Observation,
 };
 
 /// One classified host; `key` is its identity across sweeps.
@@ -276,7 +276,7 @@ mod tests {
         Observation {
             ip: Some(ip.parse().unwrap()),
             mac,
-            vendor: mac.map(crate::scan::vendor).unwrap_or_default(),
+            vendor: mac.map(crate::discover::scan::vendor).unwrap_or_default(),
             open_ports: ports.to_vec(),
             ssh_banner: banner.into(),
             ..Default::default()

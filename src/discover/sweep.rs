@@ -11,12 +11,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    api::state_name,
-    classify::{self, Classified},
-    db::{store::now_unix, Snapshot, Store},
-    metrics::{Metrics, HOST_STATES},
+    db::{
+        store::now_unix,
+        words::{state_name, HOST_STATES},
+        Snapshot, Store,
+    },
+    discover::classify::{self, Classified},
+    discover::scan,
+    metrics::Metrics,
     proto::{DiscoveredHost, Machine},
-    scan,
 };
 
 #[derive(Clone, Debug)]
@@ -223,7 +226,8 @@ pub async fn run(
         };
         match outcome {
             Ok((result, changed)) => {
-                let mut counts: HashMap<&str, i64> = HOST_STATES.iter().map(|s| (*s, 0)).collect();
+                let mut counts: HashMap<&str, i64> =
+                    HOST_STATES.iter().map(|(s, _)| (*s, 0)).collect();
                 for h in &result.hosts {
                     *counts.entry(state_name(h.state)).or_default() += 1;
                 }

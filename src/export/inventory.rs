@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    client::{development_kind_name, provisioner_name, role_name},
+    db::words::{development_kind_name, provisioner_name, role_name},
     db::{self, Snapshot},
     proto::{machine::Use, Machine, Role},
 };

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    db::{self, Snapshot, Store},
+    db::{self, words::state_name, Snapshot, Store},
     metrics::Metrics,
     net::Mac,
     proto::{
@@ -213,18 +213,6 @@ pub fn cluster(snap: &Snapshot, name: &str) -> Option<Cluster> {
     })
 }
 
-pub fn state_name(state: i32) -> &'static str {
-    match HostState::try_from(state).unwrap_or(HostState::Unspecified) {
-        HostState::Known => "known",
-        HostState::Moved => "moved",
-        HostState::Conflict => "conflict",
-        HostState::New => "new",
-        HostState::Missing => "missing",
-        HostState::Unprovisionable => "unprovisionable",
-        HostState::Unspecified => "unspecified",
-    }
-}
-
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -343,7 +331,7 @@ impl MachineDb for Api {
                 .iter()
                 .filter_map(|h| h.ip.parse().ok())
                 .collect();
-            crate::ipam::next_free(subnet, &s, &seen)
+            crate::export::ipam::next_free(subnet, &s, &seen)
                 .map(|ip| SuggestAddressResponse { ip: ip.to_string() })
                 .ok_or_else(|| {
                     Status::resource_exhausted(format!(

@@ -10,12 +10,15 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
+pub mod api;
+pub mod shutdown;
+
 use crate::{
-    api::Api,
     config::Config,
     db::Store,
     metrics::{self, Metrics},
     proto::machine_db_server::MachineDbServer,
+    serve::api::Api,
     sync,
 };
 

@@ -113,7 +113,7 @@ pub async fn start_server(url: &str, poll: &str, resync: &str) -> TestServer {
         ..Default::default()
     };
     let cfg = config::resolve(RawConfig::default(), &Default::default(), &flags).expect("config");
-    let bound = mdb::server::bind(&cfg).await.expect("bind");
+    let bound = mdb::serve::bind(&cfg).await.expect("bind");
     let (grpc, metrics_addr) = (bound.grpc_addr(), bound.metrics_addr());
     let store = Store::new();
     let shutdown = CancellationToken::new();

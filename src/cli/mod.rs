@@ -1,0 +1,64 @@
+//! The command line: `args` (clap), `commands` (one function per
+//! subcommand) and `client` (gRPC helpers and tables). `main` only wires.
+
+pub mod args;
+pub mod client;
+pub mod commands;
+
+use std::process::ExitCode;
+
+use args::{Cli, Command};
+
+/// sysexits' EX_CONFIG-adjacent EX_USAGE: bad configuration.
+const EXIT_CONFIG: u8 = 64;
+
+/// Runs one parsed command line; the exit code says how it went.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Validate {
+            path,
+            max_file_size,
+            max_repo_size,
+        } => return commands::validate(&path, &max_file_size, &max_repo_size),
+        Command::Serve(args) => {
+            let cfg = match commands::serve_config(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("mdb: bad configuration: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            commands::serve(cfg).await
+        }
+        Command::Demo(args) => commands::run_demo(args).await,
+        Command::List(args) => commands::list(args).await,
+        Command::Get { key, conn, json } => commands::get(&conn.server, &key, json).await,
+        Command::Stats { conn, json } => commands::stats(&conn.server, json).await,
+        Command::Scan(args) => return commands::scan_command(args).await,
+        Command::Inventory {
+            source,
+            list: _,
+            host,
+            format,
+        } => commands::inventory(&source, host.as_deref(), format).await,
+        Command::Cluster {
+            name,
+            source,
+            format,
+        } => commands::cluster(&name, &source, format).await,
+        Command::Ip {
+            command: args::IpCommand::Next { subnet, source },
+        } => commands::ip_next(&subnet, &source).await,
+        Command::Dhcp { source, format } => commands::dhcp(&source, format).await,
+        Command::Discovered { conn, state, json } => {
+            commands::discovered(&conn.server, state, json).await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mdb: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The words of every enum, in one place: how YAML spells them, how tables,
+//! JSON, inventories and metric labels print them. Parsing and printing
+//! read the same lists, so they cannot drift apart.
+
+use crate::proto::{machine::Use, DevelopmentKind, HostState, Machine, Provisioner, Role, UseKind};
+
+/// Uses as `use:` and `scan.rules[].guess` spell them.
+pub const USE_KINDS: &[(&str, UseKind)] = &[
+    ("cluster", UseKind::Cluster),
+    ("discover", UseKind::Discover),
+    ("development", UseKind::Development),
+    ("games", UseKind::Games),
+    ("device", UseKind::Device),
+];
+
+/// The words of [`USE_KINDS`] alone, for metric labels.
+pub const USE_NAMES: &[&str] = &["cluster", "discover", "development", "games", "device"];
+
+/// Cluster roles; the first word of each role is how it prints.
+pub const ROLES: &[(&str, Role)] = &[
+    ("control-plane", Role::ControlPlane),
+    ("controlplane", Role::ControlPlane),
+    ("worker", Role::Worker),
+];
+
+pub const PROVISIONERS: &[(&str, Provisioner)] = &[
+    ("none", Provisioner::None),
+    ("primary", Provisioner::Primary),
+    ("secondary", Provisioner::Secondary),
+];
+
+pub const DEVELOPMENT_KINDS: &[(&str, DevelopmentKind)] = &[
+    ("server", DevelopmentKind::Server),
+    ("visual", DevelopmentKind::Visual),
+];
+
+/// Discovery states, as labels and tables print them.
+pub const HOST_STATES: &[(&str, HostState)] = &[
+    ("known", HostState::Known),
+    ("moved", HostState::Moved),
+    ("conflict", HostState::Conflict),
+    ("new", HostState::New),
+    ("missing", HostState::Missing),
+    ("unprovisionable", HostState::Unprovisionable),
+];
+
+/// The first word a list gives a value; `fallback` for unknown numbers.
+fn word_of<E: Copy + Into<i32>>(
+    list: &[(&'static str, E)],
+    value: i32,
+    fallback: &'static str,
+) -> &'static str {
+    list.iter()
+        .find(|(_, e)| (*e).into() == value)
+        .map_or(fallback, |(w, _)| w)
+}
+
+pub fn use_kind(u: Option<&Use>) -> UseKind {
+    match u {
+        Some(Use::Cluster(_)) => UseKind::Cluster,
+        Some(Use::Discover(_)) => UseKind::Discover,
+        Some(Use::Development(_)) => UseKind::Development,
+        Some(Use::Games(_)) => UseKind::Games,
+        Some(Use::Device(_)) => UseKind::Device,
+        None => UseKind::Unspecified,
+    }
+}
+
+/// The word for a `UseKind` number; empty for unspecified or unknown.
+pub fn kind_name(kind: i32) -> &'static str {
+    word_of(USE_KINDS, kind, "")
+}
+
+/// The lower-case word for a use, as labels, metrics and groups spell it.
+pub fn use_name(u: Option<&Use>) -> &'static str {
+    match use_kind(u) {
+        UseKind::Unspecified => "unspecified",
+        k => kind_name(k as i32),
+    }
+}
+
+/// "control-plane" or "worker"; empty when unspecified.
+pub fn role_name(role: i32) -> &'static str {
+    word_of(ROLES, role, "")
+}
+
+/// "primary" or "secondary"; empty for none.
+pub fn provisioner_name(m: &Machine) -> &'static str {
+    match m.features.as_ref().map_or(0, |f| f.provisioner) {
+        0 => "",
+        p => word_of(PROVISIONERS, p, ""),
+    }
+}
+
+/// "server" or "visual"; an unspecified kind reads as server, the default.
+pub fn development_kind_name(kind: i32) -> &'static str {
+    word_of(DEVELOPMENT_KINDS, kind, "server")
+}
+
+/// "known", "new", ...; "unspecified" otherwise.
+pub fn state_name(state: i32) -> &'static str {
+    word_of(HOST_STATES, state, "unspecified")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_word_prints_as_it_parses() {
+        assert_eq!(role_name(Role::ControlPlane as i32), "control-plane");
+        assert_eq!(role_name(Role::Worker as i32), "worker");
+        assert_eq!(role_name(0), "");
+        assert_eq!(
+            state_name(HostState::Unprovisionable as i32),
+            "unprovisionable"
+        );
+        assert_eq!(state_name(99), "unspecified");
+        assert_eq!(development_kind_name(0), "server");
+        assert_eq!(
+            development_kind_name(DevelopmentKind::Visual as i32),
+            "visual"
+        );
+        assert_eq!(kind_name(UseKind::Games as i32), "games");
+        let names: Vec<&str> = USE_KINDS.iter().map(|(w, _)| *w).collect();
+        assert_eq!(names, USE_NAMES);
+    }
+}

@@ -1,0 +1,8 @@
+//! Discovery: what is on the network, compared with the database. `scan`
+//! observes (one sweep), `classify` compares (a pure function), `sweep` is
+//! the loop of `mdb serve` that keeps history and publishes. Nothing here
+//! writes the database or talks to GitHub.
+
+pub mod classify;
+pub mod scan;
+pub mod sweep;

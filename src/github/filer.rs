@@ -1,0 +1,381 @@
+//! The issue filer: carries out the plan of one sweep on GitHub, and finds
+//! its own issues again (by their fingerprint) after restarts and lost
+//! answers.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    sync::Arc,
+};
+
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{
+    db::{Snapshot, Store},
+    discover::sweep::SweepResult,
+    github::{
+        fingerprint::Fingerprint,
+        http::{Error, Http, Method, MAX_ATTEMPTS},
+        plan::{plan, Known, Op},
+        text::{body, ip_in, kind, title},
+        Config, MAX_PAGES,
+    },
+    metrics::Metrics,
+    proto::DiscoveredHost,
+};
+
+/// Files, updates and closes issues. Holds an octocrab client whose own
+/// retries are off: mdb owns them, because a create whose answer was lost
+/// must be looked for, not sent again.
+pub struct Filer {
+    http: Http,
+    cfg: Config,
+    /// Fingerprint → issue, loaded from GitHub at the first pass.
+    known: HashMap<Fingerprint, Known>,
+    loaded: bool,
+    metrics: Arc<Metrics>,
+}
+
+/// The outcome of one reconcile pass, for logs and tests.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    pub created: usize,
+    pub updated: usize,
+    pub reopened: usize,
+    pub closed: usize,
+    pub deferred: usize,
+}
+
+impl Filer {
+    pub fn new(cfg: Config, metrics: Arc<Metrics>) -> Result<Filer, Error> {
+        let http = Http::new(&cfg, metrics.clone())?;
+        if cfg.repo.split('/').filter(|p| !p.is_empty()).count() != 2 {
+            return Err(Error::Client(format!(
+                "repo {:?} is not owner/name",
+                cfg.repo
+            )));
+        }
+        Ok(Filer {
+            http,
+            cfg,
+            known: HashMap::new(),
+            loaded: false,
+            metrics,
+        })
+    }
+
+    pub fn known(&self) -> &HashMap<Fingerprint, Known> {
+        &self.known
+    }
+
+    fn issues_path(&self) -> String {
+        format!("/repos/{}/issues", self.cfg.repo)
+    }
+
+    /// Reads every issue of the repository and keeps those mdb filed.
+    pub async fn load(&mut self) -> Result<(), Error> {
+        let mut known = HashMap::new();
+        for page in 1..=MAX_PAGES {
+            let path = format!(
+                "{}?state=all&per_page=100&page={page}&sort=created&direction=asc",
+                self.issues_path()
+            );
+            let v = self.http.request(Method::Get, &path, None, true).await?;
+            let items = v.as_array().ok_or_else(|| Error::Decode {
+                what: "issue list".into(),
+                message: "not a list".into(),
+            })?;
+            for i in items {
+                if i.get("pull_request").is_some() {
+                    continue;
+                }
+                let body = i["body"].as_str().unwrap_or_default();
+                let (Some(fp), Some(number)) = (Fingerprint::in_body(body), i["number"].as_u64())
+                else {
+                    continue;
+                };
+                let k = Known {
+                    number,
+                    open: i["state"] == "open",
+                    ip: ip_in(body).unwrap_or_default().to_string(),
+                };
+                // Should duplicates exist (filed by hand, or before mdb
+                // looked), an open one wins, then the newest.
+                let keep = match known.get(&fp) {
+                    Some(old) => {
+                        let old: &Known = old;
+                        (k.open && !old.open) || (k.open == old.open && k.number > old.number)
+                    }
+                    None => true,
+                };
+                if keep {
+                    known.insert(fp, k);
+                }
+            }
+            if items.len() < 100 {
+                break;
+            }
+        }
+        self.known = known;
+        self.loaded = true;
+        Ok(())
+    }
+
+    fn labels(&self, h: &DiscoveredHost) -> Vec<String> {
+        let mut l = self.cfg.labels.clone();
+        l.push(kind(h).word().to_string());
+        l
+    }
+
+    async fn comment(&mut self, number: u64, text: &str) -> Result<(), Error> {
+        let path = format!("{}/{number}/comments", self.issues_path());
+        self.http
+            .request(Method::Post, &path, Some(json!({ "body": text })), true)
+            .await?;
+        Ok(())
+    }
+
+    async fn create(
+        &mut self,
+        fp: &Fingerprint,
+        h: &DiscoveredHost,
+        suggested: Option<&str>,
+    ) -> Result<u64, Error> {
+        let mut body =
+            json!({ "title": title(h), "body": body(h, suggested), "labels": self.labels(h) });
+        if let Some(a) = &self.cfg.assignee {
+            body["assignees"] = json!([a]);
+        }
+        let path = self.issues_path();
+        for attempt in 1..=MAX_ATTEMPTS {
+            match self
+                .http
+                .request(Method::Post, &path, Some(body.clone()), false)
+                .await
+            {
+                Ok(v) => {
+                    let number = v["number"].as_u64().ok_or_else(|| Error::Decode {
+                        what: "created issue".into(),
+                        message: "no number".into(),
+                    })?;
+                    return Ok(number);
+                }
+                Err(Error::Transient { .. }) if attempt < MAX_ATTEMPTS => {
+                    // The issue may exist although the answer was lost: look
+                    // before sending it again.
+                    tokio::time::sleep(self.http.retry_base * 2u32.pow(attempt - 1)).await;
+                    self.load().await?;
+                    if let Some(k) = self.known.get(fp) {
+                        info!(
+                            issue = k.number,
+                            fingerprint = %fp,
+                            "issue was created although GitHub's answer was lost"
+                        );
+                        return Ok(k.number);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Transient {
+            what: format!("POST {path}"),
+            message: "gave up".into(),
+        })
+    }
+
+    async fn set(&mut self, number: u64, fields: Value) -> Result<(), Error> {
+        let path = format!("{}/{number}", self.issues_path());
+        self.http
+            .request(Method::Patch, &path, Some(fields), true)
+            .await?;
+        Ok(())
+    }
+
+    /// Records an issue mdb just opened (or reopened) and counts it.
+    fn opened(&mut self, fp: Fingerprint, number: u64, ip: &str, op: &str) {
+        self.known.insert(
+            fp,
+            Known {
+                number,
+                open: true,
+                ip: ip.to_string(),
+            },
+        );
+        self.metrics.github_issues.with_label_values(&[op]).inc();
+    }
+
+    /// Brings the issues in line with one sweep.
+    pub async fn reconcile(
+        &mut self,
+        result: &SweepResult,
+        snap: &Snapshot,
+    ) -> Result<Summary, Error> {
+        if !self.loaded {
+            self.load().await?;
+        }
+        let (ops, deferred) = plan(&result.hosts, snap, &self.known, self.cfg.max_new_per_sweep);
+        self.metrics.github_deferred.set(deferred as i64);
+        let mut summary = Summary {
+            deferred,
+            ..Default::default()
+        };
+        let mut seen: HashSet<IpAddr> = result
+            .hosts
+            .iter()
+            .filter_map(|h| h.ip.parse().ok())
+            .collect();
+        for op in ops {
+            match op {
+                Op::Create {
+                    fingerprint: fp,
+                    host,
+                } => {
+                    let suggested = suggest(&host, snap, &mut seen);
+                    let number = self.create(&fp, &host, suggested.as_deref()).await?;
+                    info!(issue = number, fingerprint = %fp, "filed issue");
+                    self.opened(fp, number, &host.ip, "created");
+                    summary.created += 1;
+                }
+                Op::Update {
+                    number,
+                    fingerprint: fp,
+                    host,
+                } => {
+                    let old = self
+                        .known
+                        .get(&fp)
+                        .map(|k| k.ip.clone())
+                        .unwrap_or_default();
+                    self.comment(
+                        number,
+                        &format!("Now seen at {} (was {old}). {}", host.ip, host.detail),
+                    )
+                    .await?;
+                    self.set(
+                        number,
+                        json!({ "title": title(&host), "body": body(&host, None) }),
+                    )
+                    .await?;
+                    if let Some(k) = self.known.get_mut(&fp) {
+                        k.ip = host.ip.clone();
+                    }
+                    self.metrics
+                        .github_issues
+                        .with_label_values(&["updated"])
+                        .inc();
+                    summary.updated += 1;
+                }
+                Op::Reopen {
+                    number,
+                    fingerprint: fp,
+                    host,
+                } => {
+                    self.set(number, json!({ "state": "open", "title": title(&host), "body": body(&host, None) })).await?;
+                    self.comment(
+                        number,
+                        &format!("The problem is back: {} ({}).", host.detail, host.ip),
+                    )
+                    .await?;
+                    self.opened(fp, number, &host.ip, "reopened");
+                    summary.reopened += 1;
+                }
+                Op::Close {
+                    number,
+                    fingerprint: fp,
+                    why,
+                } => {
+                    self.comment(number, &format!("Resolved: {why} Closing."))
+                        .await?;
+                    self.set(
+                        number,
+                        json!({ "state": "closed", "state_reason": "completed" }),
+                    )
+                    .await?;
+                    if let Some(k) = self.known.get_mut(&fp) {
+                        k.open = false;
+                    }
+                    self.metrics
+                        .github_issues
+                        .with_label_values(&["closed"])
+                        .inc();
+                    summary.closed += 1;
+                }
+            }
+        }
+        Ok(summary)
+    }
+}
+
+/// The next free static address of the host's subnet, for the YAML entry.
+fn suggest(h: &DiscoveredHost, snap: &Snapshot, seen: &mut HashSet<IpAddr>) -> Option<String> {
+    let ip: IpAddr = h.ip.parse().ok()?;
+    let subnet = snap
+        .settings
+        .subnets
+        .iter()
+        .find(|s| s.cidr.contains(ip) && s.static_range.is_some())?;
+    let next = crate::export::ipam::next_free(subnet, snap, seen)?;
+    seen.insert(next);
+    Some(next.to_string())
+}
+
+/// The filer task: reconciles after every sweep, never blocking the sweep
+/// loop (a slow GitHub only makes it skip to the latest sweep).
+pub async fn run(
+    cfg: Config,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    mut results: watch::Receiver<Option<Arc<SweepResult>>>,
+    shutdown: CancellationToken,
+) {
+    let mut filer = match Filer::new(cfg, metrics.clone()) {
+        Ok(f) => f,
+        Err(e) => {
+            warn!(error = %e, "GitHub filer disabled");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = results.changed() => if changed.is_err() { return },
+        }
+        let Some(result) = results.borrow_and_update().clone() else {
+            continue;
+        };
+        let Some(snap) = store.snapshot() else {
+            continue;
+        };
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = filer.reconcile(&result, &snap) => r,
+        };
+        match outcome {
+            Ok(s) => {
+                if s != Summary::default() {
+                    info!(
+                        created = s.created,
+                        updated = s.updated,
+                        reopened = s.reopened,
+                        closed = s.closed,
+                        deferred = s.deferred,
+                        "GitHub issues reconciled"
+                    );
+                }
+                if s.deferred > 0 {
+                    warn!(deferred = s.deferred, "more new problems than max_new_per_sweep; the rest wait for the next sweep");
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "GitHub reconcile failed; will retry after the next sweep");
+                metrics
+                    .github_errors
+                    .with_label_values(&[e.metric_label()])
+                    .inc();
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The identity of a problem on GitHub: which kind of problem and whose.
+//! Its text form (`new-device:mac=dc:a6:32:00:00:23`) rides in a hidden
+//! marker in every issue and pull request body mdb writes, which is what
+//! makes filing idempotent across restarts and lost answers.
+
+use std::{fmt, net::IpAddr, str::FromStr};
+
+use crate::{
+    net::Mac,
+    proto::{DiscoveredHost, HostState},
+};
+
+/// What kind of problem an issue is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    NewDevice,
+    Unprovisionable,
+    Conflict,
+}
+
+impl Kind {
+    pub const WORDS: &'static [(&'static str, Kind)] = &[
+        ("new-device", Kind::NewDevice),
+        ("unprovisionable", Kind::Unprovisionable),
+        ("conflict", Kind::Conflict),
+    ];
+
+    /// The word labels and fingerprints use.
+    pub fn word(self) -> &'static str {
+        Kind::WORDS
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map_or("", |(w, _)| w)
+    }
+}
+
+/// Whose problem it is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Subject {
+    Mac(Mac),
+    Ip(IpAddr),
+    Machine(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint {
+    pub kind: Kind,
+    pub subject: Subject,
+}
+
+const MARKER_OPEN: &str = "<!-- mdb-fingerprint: ";
+const MARKER_CLOSE: &str = " -->";
+
+impl Fingerprint {
+    /// A machine's name for a machine that cannot be provisioned, the
+    /// address for a conflict, and for a new device its MAC when that is
+    /// not randomised, else its IP.
+    pub fn of(h: &DiscoveredHost) -> Option<Fingerprint> {
+        let ip = h.ip.parse::<IpAddr>().ok();
+        let (kind, subject) = match HostState::try_from(h.state) {
+            Ok(HostState::Unprovisionable) if !h.machine.is_empty() => {
+                (Kind::Unprovisionable, Subject::Machine(h.machine.clone()))
+            }
+            Ok(HostState::Conflict) => (Kind::Conflict, Subject::Ip(ip?)),
+            _ => match h.mac.parse::<Mac>().ok().filter(|m| !m.is_local()) {
+                Some(m) => (Kind::NewDevice, Subject::Mac(m)),
+                None => (Kind::NewDevice, Subject::Ip(ip?)),
+            },
+        };
+        Some(Fingerprint { kind, subject })
+    }
+
+    /// The hidden marker that carries the fingerprint in a body.
+    pub fn marker(&self) -> String {
+        format!("{MARKER_OPEN}{self}{MARKER_CLOSE}")
+    }
+
+    /// Reads the fingerprint back out of a body.
+    pub fn in_body(body: &str) -> Option<Fingerprint> {
+        let start = body.find(MARKER_OPEN)? + MARKER_OPEN.len();
+        let rest = &body[start..];
+        rest[..rest.find(MARKER_CLOSE)?].trim().parse().ok()
+    }
+
+    /// A short stable token for branch names: kind and subject, no colons.
+    pub fn slug(&self) -> String {
+        let who = match &self.subject {
+            Subject::Mac(m) => m.to_string().replace(':', ""),
+            Subject::Ip(ip) => ip.to_string().replace([':', '.'], "-"),
+            Subject::Machine(n) => n.clone(),
+        };
+        format!("{}-{who}", self.kind.word())
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:", self.kind.word())?;
+        match &self.subject {
+            Subject::Mac(m) => write!(f, "mac={m}"),
+            Subject::Ip(ip) => write!(f, "ip={ip}"),
+            Subject::Machine(n) => write!(f, "machine={n}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a fingerprint like new-device:mac=dc:a6:32:00:00:23")]
+pub struct ParseError(String);
+
+impl FromStr for Fingerprint {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ParseError(s.chars().take(100).collect());
+        let (kind, who) = s.split_once(':').ok_or_else(bad)?;
+        let kind = Kind::WORDS
+            .iter()
+            .find(|(w, _)| *w == kind)
+            .map(|(_, k)| *k)
+            .ok_or_else(bad)?;
+        let (key, value) = who.split_once('=').ok_or_else(bad)?;
+        let subject = match key {
+            "mac" => Subject::Mac(value.parse().map_err(|_| bad())?),
+            "ip" => Subject::Ip(value.parse().map_err(|_| bad())?),
+            "machine" if !value.is_empty() => Subject::Machine(value.to_string()),
+            _ => return Err(bad()),
+        };
+        Ok(Fingerprint { kind, subject })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_form_reads_back() {
+        for text in [
+            "new-device:mac=dc:a6:32:00:00:23",
+            "new-device:ip=198.18.0.23",
+            "unprovisionable:machine=alpha-w-1",
+            "conflict:ip=2001:db8::1",
+        ] {
+            let fp: Fingerprint = text.parse().unwrap();
+            assert_eq!(fp.to_string(), text);
+            assert_eq!(
+                Fingerprint::in_body(&format!("x\n{}\ny", fp.marker())),
+                Some(fp)
+            );
+        }
+        assert!("new-device".parse::<Fingerprint>().is_err());
+        assert!("nonsense:ip=1.2.3.4".parse::<Fingerprint>().is_err());
+        assert!("conflict:ip=not-an-ip".parse::<Fingerprint>().is_err());
+    }
+
+    #[test]
+    fn random_macs_are_fingerprinted_by_ip() {
+        let h = DiscoveredHost {
+            ip: "198.18.0.23".into(),
+            mac: "da:a6:32:00:00:23".into(),
+            state: HostState::New as i32,
+            ..Default::default()
+        };
+        assert_eq!(
+            Fingerprint::of(&h).unwrap().to_string(),
+            "new-device:ip=198.18.0.23"
+        );
+        assert_eq!(
+            Fingerprint::of(&h).unwrap().slug(),
+            "new-device-198-18-0-23"
+        );
+    }
+}

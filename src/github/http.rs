@@ -1,0 +1,257 @@
+//! GitHub's REST API as mdb uses it: one request function with the one
+//! retry policy (5xx and transport errors back off; 403/429 honour
+//! `retry-after` and `x-ratelimit-reset`; writes are spaced apart). Issues
+//! and pull requests both go through it.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use tracing::warn;
+
+use crate::{github::Config, metrics::Metrics};
+
+/// Secondary rate limits often come without headers; GitHub says wait a minute.
+const RATE_LIMIT_FALLBACK: Duration = Duration::from_secs(60);
+pub const MAX_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("GitHub client: {0}")]
+    Client(String),
+    #[error("GitHub request {what} failed: {message}")]
+    Transient { what: String, message: String },
+    #[error("GitHub answered {status} to {what}: {message}")]
+    Status {
+        what: String,
+        status: u16,
+        message: String,
+    },
+    #[error(
+        "GitHub rate limit on {what}: would have to wait {wait:?}, more than the {max:?} allowed"
+    )]
+    RateLimited {
+        what: String,
+        wait: Duration,
+        max: Duration,
+    },
+    #[error("issues are disabled in the repository")]
+    Disabled,
+    #[error("unexpected answer to {what}: {message}")]
+    Decode { what: String, message: String },
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Client(_) => "client",
+            Error::Transient { .. } => "transient",
+            Error::Status { .. } => "status",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::Disabled => "disabled",
+            Error::Decode { .. } => "decode",
+        }
+    }
+}
+
+pub enum Method {
+    Get,
+    Post,
+    Patch,
+    Delete,
+}
+
+/// The HTTP client for GitHub's REST API (needs a tokio runtime).
+pub fn client(cfg: &Config) -> Result<octocrab::Octocrab, Error> {
+    octocrab::Octocrab::builder()
+        .personal_token(cfg.token.expose().to_string())
+        .base_uri(cfg.api_url.as_str())
+        .map_err(|e| Error::Client(format!("api_url {:?}: {e}", cfg.api_url)))?
+        // mdb owns the retries: octocrab's would re-send a POST whose answer was lost.
+        .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None)
+        .set_connect_timeout(Some(cfg.timeout))
+        .set_read_timeout(Some(cfg.timeout))
+        .set_write_timeout(Some(cfg.timeout))
+        .build()
+        .map_err(|e| Error::Client(e.to_string()))
+}
+
+/// The client with mdb's retry policy and write spacing.
+pub struct Http {
+    gh: octocrab::Octocrab,
+    write_gap: Duration,
+    /// First backoff after a 5xx or a timeout; doubles per attempt.
+    pub retry_base: Duration,
+    max_wait: Duration,
+    last_write: Option<Instant>,
+    metrics: Arc<Metrics>,
+}
+
+impl Http {
+    pub fn new(cfg: &Config, metrics: Arc<Metrics>) -> Result<Http, Error> {
+        Ok(Http {
+            gh: client(cfg)?,
+            write_gap: cfg.write_gap,
+            retry_base: cfg.retry_base,
+            max_wait: cfg.max_wait,
+            last_write: None,
+            metrics,
+        })
+    }
+
+    /// One request with mdb's retry policy. `retry_5xx` is false for a
+    /// create: the caller looks for the issue before sending it again.
+    pub async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        retry_5xx: bool,
+    ) -> Result<Value, Error> {
+        let what = format!(
+            "{} {}",
+            match method {
+                Method::Get => "GET",
+                Method::Post => "POST",
+                Method::Patch => "PATCH",
+                Method::Delete => "DELETE",
+            },
+            path.split('?').next().unwrap_or(path)
+        );
+        let write = !matches!(method, Method::Get);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if write {
+                if let Some(t) = self.last_write {
+                    let next = t + self.write_gap;
+                    if next > Instant::now() {
+                        tokio::time::sleep_until(next.into()).await;
+                    }
+                }
+                self.last_write = Some(Instant::now());
+            }
+            let sent = match &method {
+                Method::Get => self.gh._get(path).await,
+                Method::Post => self.gh._post(path, body.as_ref()).await,
+                Method::Patch => self.gh._patch(path, body.as_ref()).await,
+                Method::Delete => self.gh._delete(path, body.as_ref()).await,
+            };
+            let backoff =
+                (self.retry_base * 2u32.saturating_pow(attempt - 1)).min(RATE_LIMIT_FALLBACK);
+            let response = match sent {
+                Ok(r) => r,
+                Err(e) => {
+                    self.metrics
+                        .github_requests
+                        .with_label_values(&["transport_error"])
+                        .inc();
+                    let err = Error::Transient {
+                        what: what.clone(),
+                        message: e.to_string(),
+                    };
+                    if !retry_5xx || attempt >= MAX_ATTEMPTS {
+                        return Err(err);
+                    }
+                    warn!(error = %err, attempt, "GitHub request failed; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            };
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let text = self.gh.body_to_string(response).await.unwrap_or_default();
+            if (200..300).contains(&status) {
+                self.metrics
+                    .github_requests
+                    .with_label_values(&["ok"])
+                    .inc();
+                if text.trim().is_empty() {
+                    return Ok(Value::Null);
+                }
+                return serde_json::from_str(&text).map_err(|e| Error::Decode {
+                    what,
+                    message: e.to_string(),
+                });
+            }
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(String::from))
+                .unwrap_or_else(|| text.chars().take(200).collect());
+            if let Some(wait) = rate_limit_wait(status, &headers, &message) {
+                self.metrics
+                    .github_requests
+                    .with_label_values(&["rate_limited"])
+                    .inc();
+                if wait > self.max_wait || attempt >= MAX_ATTEMPTS {
+                    return Err(Error::RateLimited {
+                        what,
+                        wait,
+                        max: self.max_wait,
+                    });
+                }
+                warn!(status, wait = ?wait, "GitHub rate limit; waiting");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            if status >= 500 {
+                self.metrics
+                    .github_requests
+                    .with_label_values(&["server_error"])
+                    .inc();
+                let err = Error::Transient {
+                    what: what.clone(),
+                    message: format!("{status} {message}"),
+                };
+                if !retry_5xx || attempt >= MAX_ATTEMPTS {
+                    return Err(err);
+                }
+                warn!(error = %err, attempt, "GitHub server error; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+            self.metrics
+                .github_requests
+                .with_label_values(&["client_error"])
+                .inc();
+            if status == 410 {
+                return Err(Error::Disabled);
+            }
+            return Err(Error::Status {
+                what,
+                status,
+                message,
+            });
+        }
+    }
+}
+
+/// How long a 403/429 asks to wait: `retry-after`, else the reset time when
+/// no requests remain, else a minute for a secondary limit.
+fn rate_limit_wait(status: u16, headers: &http::HeaderMap, message: &str) -> Option<Duration> {
+    let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).map(str::trim);
+    let retry_after = header("retry-after")
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let exhausted = header("x-ratelimit-remaining") == Some("0");
+    let limited = status == 429
+        || (status == 403
+            && (retry_after.is_some()
+                || exhausted
+                || message.to_lowercase().contains("rate limit")));
+    if !limited {
+        return None;
+    }
+    if let Some(d) = retry_after {
+        return Some(d);
+    }
+    if exhausted {
+        if let Some(reset) = header("x-ratelimit-reset").and_then(|v| v.parse::<i64>().ok()) {
+            let now = crate::db::store::now_unix();
+            return Some(Duration::from_secs((reset - now).max(1) as u64));
+        }
+    }
+    Some(RATE_LIMIT_FALLBACK)
+}
