@@ -398,6 +398,7 @@ fn resolve_scan(
         return Err(Error("scan.rate and scan.tries must be at least 1".into()));
     }
     Ok(Some(crate::discover::sweep::Config {
+        ports: crate::discover::sweep::Ports::Database,
         subnets,
         db_subnets: raw.db_subnets,
         interval,

@@ -13,9 +13,9 @@ use mdb::{
     db::{validate, Snapshot, SourceFile},
     discover::sweep::SweepResult,
     github::{self, Filer},
-    metrics::Metrics,
     proto::{DiscoveredHost, HostState, UseKind},
     secret::Secret,
+    serve::metrics::Metrics,
 };
 use util::fake_github::{FakeGithub, Fault, OWNER, REPO, TOKEN};
 
@@ -93,7 +93,7 @@ const NEW_MAC: &str = "dc:a6:32:77:00:01";
 #[tokio::test]
 async fn new_device_is_filed_once_with_fingerprint_labels_and_yaml() {
     let gh = fake().await;
-    let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+    let mut f = Filer::new(config(&gh), Metrics::new().github.clone()).expect("filer");
     let result = sweep(vec![host("198.18.10.230", NEW_MAC, HostState::New, "")]);
     let s = f.reconcile(&result, &demo("")).await.expect("reconcile");
     assert_eq!(s.created, 1);
@@ -143,7 +143,7 @@ async fn ten_restarts_leave_exactly_one_issue() {
     let result = sweep(vec![host("198.18.10.230", NEW_MAC, HostState::New, "")]);
     for _ in 0..10 {
         // A fresh filer knows nothing but what GitHub holds.
-        let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+        let mut f = Filer::new(config(&gh), Metrics::new().github.clone()).expect("filer");
         f.reconcile(&result, &demo("")).await.expect("reconcile");
     }
     assert_eq!(gh.issues().len(), 1);
@@ -153,7 +153,7 @@ async fn ten_restarts_leave_exactly_one_issue() {
 #[tokio::test]
 async fn adding_the_machine_to_the_db_closes_the_issue_with_a_comment() {
     let gh = fake().await;
-    let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+    let mut f = Filer::new(config(&gh), Metrics::new().github.clone()).expect("filer");
     let h = host("198.18.10.230", NEW_MAC, HostState::New, "");
     f.reconcile(&sweep(vec![h.clone()]), &demo(""))
         .await
@@ -183,7 +183,7 @@ async fn adding_the_machine_to_the_db_closes_the_issue_with_a_comment() {
 #[tokio::test]
 async fn offline_new_device_keeps_its_issue_open() {
     let gh = fake().await;
-    let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+    let mut f = Filer::new(config(&gh), Metrics::new().github.clone()).expect("filer");
     f.reconcile(
         &sweep(vec![host("198.18.10.230", NEW_MAC, HostState::New, "")]),
         &demo(""),
@@ -201,7 +201,7 @@ async fn offline_new_device_keeps_its_issue_open() {
 #[tokio::test]
 async fn unprovisionable_issue_closes_when_ssh_returns_and_reopens_when_it_breaks() {
     let gh = fake().await;
-    let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+    let mut f = Filer::new(config(&gh), Metrics::new().github.clone()).expect("filer");
     let snap = demo("");
     let mut broken = host(
         "198.18.10.31",
@@ -235,7 +235,7 @@ async fn unprovisionable_issue_closes_when_ssh_returns_and_reopens_when_it_break
         .is_some_and(|c| c.contains("SSH on `devbox`")));
 
     // Broken again, after a restart: the same issue comes back.
-    let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+    let mut f = Filer::new(config(&gh), Metrics::new().github.clone()).expect("filer");
     let s = f
         .reconcile(&sweep(vec![broken]), &snap)
         .await
@@ -253,7 +253,7 @@ async fn unprovisionable_issue_closes_when_ssh_returns_and_reopens_when_it_break
 #[tokio::test]
 async fn a_moved_host_gets_a_comment_and_a_fresh_body() {
     let gh = fake().await;
-    let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+    let mut f = Filer::new(config(&gh), Metrics::new().github.clone()).expect("filer");
     f.reconcile(
         &sweep(vec![host("198.18.10.230", NEW_MAC, HostState::New, "")]),
         &demo(""),
@@ -315,7 +315,7 @@ async fn server_errors_then_rate_limits_then_recovery_yield_one_issue() {
         apply: false,
     });
     let metrics = Metrics::new();
-    let mut f = Filer::new(config(&gh), metrics.clone()).expect("filer");
+    let mut f = Filer::new(config(&gh), metrics.github.clone()).expect("filer");
     let s = f
         .reconcile(
             &sweep(vec![host("198.18.10.230", NEW_MAC, HostState::New, "")]),
@@ -349,7 +349,7 @@ async fn a_create_whose_answer_is_lost_is_not_sent_twice() {
         headers: vec![],
         apply: true,
     });
-    let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+    let mut f = Filer::new(config(&gh), Metrics::new().github.clone()).expect("filer");
     let s = f
         .reconcile(
             &sweep(vec![host("198.18.10.230", NEW_MAC, HostState::New, "")]),
@@ -373,7 +373,7 @@ async fn a_persistent_outage_is_an_error_not_a_duplicate_later() {
             apply: false,
         });
     }
-    let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+    let mut f = Filer::new(config(&gh), Metrics::new().github.clone()).expect("filer");
     let result = sweep(vec![host("198.18.10.230", NEW_MAC, HostState::New, "")]);
     let e = f.reconcile(&result, &demo("")).await.unwrap_err();
     assert_eq!(e.metric_label(), "transient");
@@ -390,7 +390,7 @@ async fn a_flood_is_capped_per_sweep() {
     let metrics = Metrics::new();
     let mut cfg = config(&gh);
     cfg.max_new_per_sweep = 4;
-    let mut f = Filer::new(cfg, metrics.clone()).expect("filer");
+    let mut f = Filer::new(cfg, metrics.github.clone()).expect("filer");
     let hosts: Vec<DiscoveredHost> = (0..7)
         .map(|i| {
             host(
@@ -511,7 +511,7 @@ async fn token_never_appears_in_logs() {
         headers: vec![("retry-after", "1".into())],
         apply: false,
     });
-    let mut f = Filer::new(config(&gh), Metrics::new()).expect("filer");
+    let mut f = Filer::new(config(&gh), Metrics::new().github.clone()).expect("filer");
     f.reconcile(
         &sweep(vec![host("198.18.10.230", NEW_MAC, HostState::New, "")]),
         &demo(""),

@@ -7,9 +7,9 @@ use crate::{
     cli::{args as cli, client},
     config, db, demo,
     discover::sweep as discovery,
-    metrics::Metrics,
     proto::{ListMachinesRequest, Provisioner, UseKind},
     serve as server,
+    serve::metrics::Metrics,
     serve::shutdown,
 };
 use anyhow::Context;
@@ -85,7 +85,7 @@ pub async fn serve(cfg: config::Config) -> anyhow::Result<()> {
         tasks.push(Box::pin(discovery::run(
             scan,
             store.clone(),
-            metrics.clone(),
+            metrics.sweep.clone(),
             results,
             shutdown.child_token(),
         )));
@@ -93,7 +93,7 @@ pub async fn serve(cfg: config::Config) -> anyhow::Result<()> {
             tasks.push(Box::pin(crate::github::run(
                 gh,
                 store.clone(),
-                metrics.clone(),
+                metrics.github.clone(),
                 receiver,
                 shutdown.child_token(),
             )));
@@ -225,7 +225,7 @@ pub async fn scan_command(a: cli::ScanArgs) -> ExitCode {
 }
 
 async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
-    use std::{io::IsTerminal, sync::Arc};
+    use std::sync::Arc;
     let mut targets = Vec::new();
     for t in &a.targets {
         let net: ipnetwork::IpNetwork = t
@@ -243,108 +243,43 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
         a.rate > 0 && a.tries > 0,
         "--rate and --tries must be at least 1"
     );
-    let base = crate::discover::scan::Options {
-        targets,
-        ports: if a.no_ports {
-            Vec::new()
-        } else {
-            a.ports.clone()
+    let cfg = discovery::Config {
+        subnets: targets,
+        db_subnets: false,
+        interval: discovery::DEFAULT_INTERVAL,
+        options: crate::discover::scan::Options {
+            ports: a.ports.clone(),
+            timeout,
+            tries: a.tries,
+            rate: a.rate,
+            reverse_dns: !a.no_rdns,
+            allow_large: a.allow_large,
+            interface: a.interface.clone(),
+            arp: !a.no_arp,
+            ..Default::default()
         },
-        timeout,
-        tries: a.tries,
-        rate: a.rate,
-        reverse_dns: !a.no_rdns,
-        allow_large: a.allow_large,
-        interface: a.interface.clone(),
-        arp: !a.no_arp,
-        ..Default::default()
+        ports: if a.no_ports {
+            discovery::Ports::None
+        } else {
+            discovery::Ports::DatabaseAnd(a.ports.clone())
+        },
     };
-    let opts = match &snap {
-        Some(s) => {
-            let mut o = discovery::plan(
-                &discovery::Config {
-                    subnets: base.targets.clone(),
-                    db_subnets: false,
-                    interval: discovery::DEFAULT_INTERVAL,
-                    options: base.clone(),
-                },
-                s,
-            );
-            if a.no_ports {
-                o.ports.clear();
-            } else if !a.ports.is_empty() {
-                o.ports.extend(a.ports.iter().copied());
-                o.ports.sort_unstable();
-                o.ports.dedup();
-            }
-            o
-        }
-        None => base,
-    };
-    let addresses = crate::discover::scan::expand(&opts.targets, opts.allow_large)?.len() as u64;
-    let bar = if std::io::stderr().is_terminal() && !a.json {
-        let b = indicatif::ProgressBar::new(addresses);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} sweeping {pos}/{len} addresses {wide_bar} {elapsed}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Some(b)
-    } else {
-        None
-    };
+    let bar = progress_bar(&cfg, a.json)?;
     let progress: crate::discover::scan::Progress = match bar.clone() {
         Some(b) => Arc::new(move |n| b.inc(n)),
         None => Arc::new(|_| {}),
     };
-    let report = crate::discover::scan::sweep(&opts, progress).await?;
+    let look = discovery::look(&cfg, snap.as_ref(), progress).await?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    let report = &look.report;
     for w in &report.warnings {
         eprintln!("mdb scan: warning: {w}");
     }
-    let hosts: Vec<crate::proto::DiscoveredHost> = match &snap {
-        Some(s) => {
-            let (classified, _) = crate::discover::classify::classify(
-                &report.hosts,
-                s,
-                &opts.targets,
-                &s.settings.scan.rules,
-            );
-            classified.into_iter().map(|c| c.host).collect()
-        }
-        None => report
-            .hosts
-            .iter()
-            .map(crate::discover::classify::observed)
-            .collect(),
-    };
+    let hosts: Vec<crate::proto::DiscoveredHost> = look.hosts.into_iter().map(|c| c.host).collect();
     if a.report {
-        // A dry run: no token, no GitHub. Closing needs the repository's
-        // issues, which only the server reads.
-        let problems: Vec<_> = hosts
-            .iter()
-            .filter(|h| crate::github::files_issue(h))
-            .collect();
-        if problems.is_empty() {
-            println!("nothing to file");
-        }
-        for h in problems {
-            println!(
-                "would file: {}  [{}]",
-                crate::github::title(h),
-                crate::github::Fingerprint::of(h)
-                    .map(|f| f.to_string())
-                    .unwrap_or_default()
-            );
-            if h.state == crate::proto::HostState::New as i32 {
-                for line in crate::github::yaml_entry(h, None).lines() {
-                    println!("    {line}");
-                }
-            }
-        }
+        print!("{}", crate::github::text::preview(&hosts));
     } else if a.json {
         let v: Vec<_> = hosts.iter().map(client::discovered_json).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -361,6 +296,26 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar over every address, on a terminal only.
+fn progress_bar(
+    cfg: &discovery::Config,
+    json: bool,
+) -> anyhow::Result<Option<indicatif::ProgressBar>> {
+    use std::io::IsTerminal;
+    if json || !std::io::stderr().is_terminal() {
+        return Ok(None);
+    }
+    let addresses = crate::discover::scan::expand(&cfg.subnets, cfg.options.allow_large)?.len();
+    let b = indicatif::ProgressBar::new(addresses as u64);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} sweeping {pos}/{len} addresses {wide_bar} {elapsed}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Ok(Some(b))
 }
 
 pub async fn discovered(
@@ -468,7 +423,7 @@ pub async fn cluster(
             crate::export::inventory::kubespray(&snap, name).ok_or_else(missing)?
         ),
         cli::ClusterFormat::Json => {
-            let c = crate::serve::api::cluster(&snap, name).ok_or_else(missing)?;
+            let c = snap.cluster_view(name).ok_or_else(missing)?;
             let v = serde_json::json!({
                 "name": c.name,
                 "control_plane": c.control_plane.iter().map(client::machine_json).collect::<Vec<_>>(),
@@ -477,7 +432,7 @@ pub async fn cluster(
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         cli::ClusterFormat::Table => {
-            let c = crate::serve::api::cluster(&snap, name).ok_or_else(missing)?;
+            let c = snap.cluster_view(name).ok_or_else(missing)?;
             let rows: Vec<Vec<String>> = c
                 .control_plane
                 .iter()

@@ -108,6 +108,16 @@ impl Snapshot {
         })
     }
 
+    /// The cluster builder's view of a cluster: its nodes by role.
+    pub fn cluster_view(&self, name: &str) -> Option<crate::proto::Cluster> {
+        let (cp, w) = self.cluster(name)?;
+        Some(crate::proto::Cluster {
+            name: name.to_string(),
+            control_plane: cp.into_iter().cloned().collect(),
+            workers: w.into_iter().cloned().collect(),
+        })
+    }
+
     /// Machines per use word, every use present (zero when none).
     pub fn count_by_use(&self) -> BTreeMap<&'static str, u64> {
         let mut out: BTreeMap<&'static str, u64> =

@@ -85,6 +85,14 @@ pub fn observed(o: &Observation) -> DiscoveredHost {
     }
 }
 
+/// An observation as a host with no database to compare it with.
+pub fn described(o: &Observation) -> Classified {
+    Classified {
+        key: identity(o.ip, o.mac),
+        host: observed(o),
+    }
+}
+
 /// Classifies every observation; then every machine of the database that
 /// has an address inside `swept` but was not observed is returned as
 /// `unseen` (the caller decides when unseen becomes missing).

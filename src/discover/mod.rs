@@ -4,5 +4,8 @@
 //! writes the database or talks to GitHub.
 
 pub mod classify;
+pub mod metrics;
 pub mod scan;
 pub mod sweep;
+
+pub use metrics::SweepMetrics;

@@ -11,14 +11,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    db::{
-        store::now_unix,
-        words::{state_name, HOST_STATES},
-        Snapshot, Store,
-    },
+    db::{store::now_unix, Snapshot, Store},
     discover::classify::{self, Classified},
     discover::scan,
-    metrics::Metrics,
+    discover::SweepMetrics,
     proto::{DiscoveredHost, Machine},
 };
 
@@ -32,6 +28,20 @@ pub struct Config {
     /// Rate, timeout, tries, interface...; targets and ports are filled in
     /// per sweep from the configuration and the database.
     pub options: scan::Options,
+    /// Which TCP ports a sweep probes on live hosts.
+    pub ports: Ports,
+}
+
+/// Which TCP ports a sweep probes on live hosts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Ports {
+    /// `scan.ports` of `mdb.yaml` and every machine's SSH port.
+    #[default]
+    Database,
+    /// Those and more (`mdb scan --ports`).
+    DatabaseAnd(Vec<u16>),
+    /// None: liveness, MAC and vendor only.
+    None,
 }
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
@@ -142,10 +152,62 @@ pub fn plan(cfg: &Config, snap: &Snapshot) -> scan::Options {
             ports.push(*p);
         }
     }
+    match &cfg.ports {
+        Ports::Database => {}
+        Ports::DatabaseAnd(more) => ports.extend(more),
+        Ports::None => ports.clear(),
+    }
     ports.sort_unstable();
+    ports.dedup();
     opts.ports = ports;
     opts.ssh_ports = ssh_ports;
     opts
+}
+
+/// One look at the network: the sweep's plan, what answered, and each
+/// host classified against the database (or merely described, without one).
+pub struct Look<'a> {
+    pub opts: scan::Options,
+    pub report: scan::Report,
+    pub hosts: Vec<classify::Classified>,
+    /// Machines of swept subnets that did not answer.
+    pub unseen: Vec<&'a Machine>,
+}
+
+/// Plans, sweeps and classifies: the one step that `mdb serve`'s loop and
+/// `mdb scan` share.
+pub async fn look<'a>(
+    cfg: &Config,
+    snap: Option<&'a Snapshot>,
+    progress: scan::Progress,
+) -> Result<Look<'a>, scan::Error> {
+    let opts = match snap {
+        Some(s) => plan(cfg, s),
+        None => {
+            let mut o = cfg.options.clone();
+            o.targets = cfg.subnets.clone();
+            match &cfg.ports {
+                Ports::None => o.ports.clear(),
+                Ports::DatabaseAnd(more) if !more.is_empty() => o.ports = more.clone(),
+                _ => {}
+            }
+            o
+        }
+    };
+    let report = scan::sweep(&opts, progress).await?;
+    let (hosts, unseen) = match snap {
+        Some(s) => classify::classify(&report.hosts, s, &opts.targets, &s.settings.scan.rules),
+        None => (
+            report.hosts.iter().map(classify::described).collect(),
+            Vec::new(),
+        ),
+    };
+    Ok(Look {
+        opts,
+        report,
+        hosts,
+        unseen,
+    })
 }
 
 /// One sweep, classified and folded into `history`.
@@ -153,37 +215,18 @@ pub async fn sweep_once(
     cfg: &Config,
     snap: &Snapshot,
     history: &mut History,
-    metrics: &Metrics,
+    metrics: &SweepMetrics,
 ) -> Result<(SweepResult, Vec<DiscoveredHost>), scan::Error> {
-    let opts = plan(cfg, snap);
-    let report = scan::sweep(&opts, Arc::new(|_| {})).await?;
-    for w in &report.warnings {
+    let look = look(cfg, Some(snap), Arc::new(|_| {})).await?;
+    for w in &look.report.warnings {
         warn!("{w}");
     }
-    for (kind, n) in [
-        ("arp", report.sent.arp),
-        ("icmp", report.sent.icmp),
-        ("tcp", report.sent.tcp),
-    ] {
-        metrics.probes_sent.with_label_values(&[kind]).inc_by(n);
-    }
-    metrics
-        .probes_failed
-        .with_label_values(&["icmp"])
-        .inc_by(report.sent.icmp_failed);
-    metrics
-        .sweep_duration
-        .observe(report.duration.as_secs_f64());
-    let (classified, unseen) = classify::classify(
-        &report.hosts,
-        snap,
-        &opts.targets,
-        &snap.settings.scan.rules,
-    );
+    metrics.probed(&look.report.sent, look.report.duration.as_secs_f64());
     let now = now_unix();
+    let opts = look.opts;
     let (hosts, changed) = history.update(
-        classified,
-        &unseen,
+        look.hosts,
+        &look.unseen,
         &opts.targets,
         snap.settings.scan.missing_after,
         now,
@@ -204,7 +247,7 @@ pub async fn sweep_once(
 pub async fn run(
     cfg: Config,
     store: Arc<Store>,
-    metrics: Arc<Metrics>,
+    metrics: SweepMetrics,
     results: watch::Sender<Option<Arc<SweepResult>>>,
     shutdown: CancellationToken,
 ) {
@@ -226,16 +269,7 @@ pub async fn run(
         };
         match outcome {
             Ok((result, changed)) => {
-                let mut counts: HashMap<&str, i64> =
-                    HOST_STATES.iter().map(|(s, _)| (*s, 0)).collect();
-                for h in &result.hosts {
-                    *counts.entry(state_name(h.state)).or_default() += 1;
-                }
-                for (state, n) in counts {
-                    metrics.discovered.with_label_values(&[state]).set(n);
-                }
-                metrics.sweeps.with_label_values(&["ok"]).inc();
-                metrics.sweep_last_success.set(result.at_unix as f64);
+                metrics.swept(&result.hosts, result.at_unix);
                 info!(
                     hosts = result.hosts.len(),
                     changed = changed.len(),
@@ -252,7 +286,7 @@ pub async fn run(
             }
             Err(e) => {
                 warn!(error = %e, "sweep failed");
-                metrics.sweeps.with_label_values(&["error"]).inc();
+                metrics.failed(&e);
             }
         }
         tokio::select! {

@@ -19,11 +19,11 @@ use crate::{
     github::{
         fingerprint::Fingerprint,
         http::{Error, Http, Method, MAX_ATTEMPTS},
+        metrics::{GithubMetrics, Operation},
         plan::{plan, Known, Op},
         text::{body, ip_in, kind, title},
         Config, MAX_PAGES,
     },
-    metrics::Metrics,
     proto::DiscoveredHost,
 };
 
@@ -36,7 +36,7 @@ pub struct Filer {
     /// Fingerprint → issue, loaded from GitHub at the first pass.
     known: HashMap<Fingerprint, Known>,
     loaded: bool,
-    metrics: Arc<Metrics>,
+    metrics: GithubMetrics,
 }
 
 /// The outcome of one reconcile pass, for logs and tests.
@@ -50,7 +50,7 @@ pub struct Summary {
 }
 
 impl Filer {
-    pub fn new(cfg: Config, metrics: Arc<Metrics>) -> Result<Filer, Error> {
+    pub fn new(cfg: Config, metrics: GithubMetrics) -> Result<Filer, Error> {
         let http = Http::new(&cfg, metrics.clone())?;
         if cfg.repo.split('/').filter(|p| !p.is_empty()).count() != 2 {
             return Err(Error::Client(format!(
@@ -195,7 +195,7 @@ impl Filer {
     }
 
     /// Records an issue mdb just opened (or reopened) and counts it.
-    fn opened(&mut self, fp: Fingerprint, number: u64, ip: &str, op: &str) {
+    fn opened(&mut self, fp: Fingerprint, number: u64, ip: &str, op: Operation) {
         self.known.insert(
             fp,
             Known {
@@ -204,7 +204,7 @@ impl Filer {
                 ip: ip.to_string(),
             },
         );
-        self.metrics.github_issues.with_label_values(&[op]).inc();
+        self.metrics.issue(op);
     }
 
     /// Brings the issues in line with one sweep.
@@ -217,7 +217,7 @@ impl Filer {
             self.load().await?;
         }
         let (ops, deferred) = plan(&result.hosts, snap, &self.known, self.cfg.max_new_per_sweep);
-        self.metrics.github_deferred.set(deferred as i64);
+        self.metrics.deferred(deferred);
         let mut summary = Summary {
             deferred,
             ..Default::default()
@@ -236,7 +236,7 @@ impl Filer {
                     let suggested = suggest(&host, snap, &mut seen);
                     let number = self.create(&fp, &host, suggested.as_deref()).await?;
                     info!(issue = number, fingerprint = %fp, "filed issue");
-                    self.opened(fp, number, &host.ip, "created");
+                    self.opened(fp, number, &host.ip, Operation::Created);
                     summary.created += 1;
                 }
                 Op::Update {
@@ -262,10 +262,7 @@ impl Filer {
                     if let Some(k) = self.known.get_mut(&fp) {
                         k.ip = host.ip.clone();
                     }
-                    self.metrics
-                        .github_issues
-                        .with_label_values(&["updated"])
-                        .inc();
+                    self.metrics.issue(Operation::Updated);
                     summary.updated += 1;
                 }
                 Op::Reopen {
@@ -279,7 +276,7 @@ impl Filer {
                         &format!("The problem is back: {} ({}).", host.detail, host.ip),
                     )
                     .await?;
-                    self.opened(fp, number, &host.ip, "reopened");
+                    self.opened(fp, number, &host.ip, Operation::Reopened);
                     summary.reopened += 1;
                 }
                 Op::Close {
@@ -297,10 +294,7 @@ impl Filer {
                     if let Some(k) = self.known.get_mut(&fp) {
                         k.open = false;
                     }
-                    self.metrics
-                        .github_issues
-                        .with_label_values(&["closed"])
-                        .inc();
+                    self.metrics.issue(Operation::Closed);
                     summary.closed += 1;
                 }
             }
@@ -327,7 +321,7 @@ fn suggest(h: &DiscoveredHost, snap: &Snapshot, seen: &mut HashSet<IpAddr>) -> O
 pub async fn run(
     cfg: Config,
     store: Arc<Store>,
-    metrics: Arc<Metrics>,
+    metrics: GithubMetrics,
     mut results: watch::Receiver<Option<Arc<SweepResult>>>,
     shutdown: CancellationToken,
 ) {
@@ -371,10 +365,7 @@ pub async fn run(
             }
             Err(e) => {
                 warn!(error = %e, "GitHub reconcile failed; will retry after the next sweep");
-                metrics
-                    .github_errors
-                    .with_label_values(&[e.metric_label()])
-                    .inc();
+                metrics.failed(&e);
             }
         }
     }

@@ -3,15 +3,15 @@
 //! `retry-after` and `x-ratelimit-reset`; writes are spaced apart). Issues
 //! and pull requests both go through it.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tracing::warn;
 
-use crate::{github::Config, metrics::Metrics};
+use crate::github::{
+    metrics::{GithubMetrics, RequestOutcome},
+    Config,
+};
 
 /// Secondary rate limits often come without headers; GitHub says wait a minute.
 const RATE_LIMIT_FALLBACK: Duration = Duration::from_secs(60);
@@ -44,6 +44,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every value of [`Error::metric_label`].
+    pub const LABELS: &'static [&'static str] = &[
+        "client",
+        "transient",
+        "status",
+        "rate_limited",
+        "disabled",
+        "decode",
+    ];
+
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Client(_) => "client",
@@ -86,11 +96,11 @@ pub struct Http {
     pub retry_base: Duration,
     max_wait: Duration,
     last_write: Option<Instant>,
-    metrics: Arc<Metrics>,
+    metrics: GithubMetrics,
 }
 
 impl Http {
-    pub fn new(cfg: &Config, metrics: Arc<Metrics>) -> Result<Http, Error> {
+    pub fn new(cfg: &Config, metrics: GithubMetrics) -> Result<Http, Error> {
         Ok(Http {
             gh: client(cfg)?,
             write_gap: cfg.write_gap,
@@ -144,10 +154,7 @@ impl Http {
             let response = match sent {
                 Ok(r) => r,
                 Err(e) => {
-                    self.metrics
-                        .github_requests
-                        .with_label_values(&["transport_error"])
-                        .inc();
+                    self.metrics.request(RequestOutcome::TransportError);
                     let err = Error::Transient {
                         what: what.clone(),
                         message: e.to_string(),
@@ -164,10 +171,7 @@ impl Http {
             let headers = response.headers().clone();
             let text = self.gh.body_to_string(response).await.unwrap_or_default();
             if (200..300).contains(&status) {
-                self.metrics
-                    .github_requests
-                    .with_label_values(&["ok"])
-                    .inc();
+                self.metrics.request(RequestOutcome::Ok);
                 if text.trim().is_empty() {
                     return Ok(Value::Null);
                 }
@@ -181,10 +185,7 @@ impl Http {
                 .and_then(|v| v["message"].as_str().map(String::from))
                 .unwrap_or_else(|| text.chars().take(200).collect());
             if let Some(wait) = rate_limit_wait(status, &headers, &message) {
-                self.metrics
-                    .github_requests
-                    .with_label_values(&["rate_limited"])
-                    .inc();
+                self.metrics.request(RequestOutcome::RateLimited);
                 if wait > self.max_wait || attempt >= MAX_ATTEMPTS {
                     return Err(Error::RateLimited {
                         what,
@@ -197,10 +198,7 @@ impl Http {
                 continue;
             }
             if status >= 500 {
-                self.metrics
-                    .github_requests
-                    .with_label_values(&["server_error"])
-                    .inc();
+                self.metrics.request(RequestOutcome::ServerError);
                 let err = Error::Transient {
                     what: what.clone(),
                     message: format!("{status} {message}"),
@@ -212,10 +210,7 @@ impl Http {
                 tokio::time::sleep(backoff).await;
                 continue;
             }
-            self.metrics
-                .github_requests
-                .with_label_values(&["client_error"])
-                .inc();
+            self.metrics.request(RequestOutcome::ClientError);
             if status == 410 {
                 return Err(Error::Disabled);
             }

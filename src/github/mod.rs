@@ -7,6 +7,7 @@
 pub mod filer;
 pub mod fingerprint;
 pub mod http;
+pub mod metrics;
 pub mod plan;
 pub mod text;
 
@@ -17,6 +18,7 @@ use crate::secret::Secret;
 pub use filer::{run, Filer, Summary};
 pub use fingerprint::Fingerprint;
 pub use http::{client, Error};
+pub use metrics::GithubMetrics;
 pub use plan::{plan, resolution, Known, Op};
 pub use text::{body, files_issue, ip_in, kind, title, yaml_entry};
 

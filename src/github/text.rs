@@ -92,6 +92,29 @@ pub fn body(h: &DiscoveredHost, suggested_ip: Option<&str>) -> String {
     b
 }
 
+/// What the filer would file for these hosts, as `mdb scan --report`
+/// shows it: a dry run with no token and no GitHub. (Closing needs the
+/// repository's issues, which only the server reads.)
+pub fn preview(hosts: &[DiscoveredHost]) -> String {
+    let problems: Vec<_> = hosts.iter().filter(|h| files_issue(h)).collect();
+    if problems.is_empty() {
+        return "nothing to file\n".into();
+    }
+    let mut out = String::new();
+    for h in problems {
+        let fp = Fingerprint::of(h)
+            .map(|f| f.to_string())
+            .unwrap_or_default();
+        out.push_str(&format!("would file: {}  [{fp}]\n", title(h)));
+        if h.state == HostState::New as i32 {
+            for line in yaml_entry(h, None).lines() {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
+    }
+    out
+}
+
 /// The address an issue body last reported.
 pub fn ip_in(body: &str) -> Option<&str> {
     let start = body.find("<!-- mdb-ip: ")? + "<!-- mdb-ip: ".len();

@@ -16,7 +16,6 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     db::{self, words::state_name, Snapshot, Store},
-    metrics::Metrics,
     net::Mac,
     proto::{
         machine::Use, machine_db_server::MachineDb, Cluster, DiscoveredHost, GetClusterRequest,
@@ -25,6 +24,7 @@ use crate::{
         ListMachinesResponse, Machine, Provisioner, Stats, SuggestAddressRequest,
         SuggestAddressResponse, UseKind, WatchEvent, WatchRequest,
     },
+    serve::metrics::GrpcMetrics,
 };
 
 pub const DEFAULT_PAGE_SIZE: usize = 1000;
@@ -34,13 +34,13 @@ pub const MAX_PAGE_SIZE: usize = 10_000;
 #[derive(Clone)]
 pub struct Api {
     store: Arc<Store>,
-    metrics: Arc<Metrics>,
+    metrics: GrpcMetrics,
     /// Ends open Watch streams on shutdown, so the server can drain.
     shutdown: CancellationToken,
 }
 
 impl Api {
-    pub fn new(store: Arc<Store>, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Api {
+    pub fn new(store: Arc<Store>, metrics: GrpcMetrics, shutdown: CancellationToken) -> Api {
         Api {
             store,
             metrics,
@@ -86,15 +86,9 @@ impl Api {
             .ok_or_else(|| Status::unavailable("no database revision loaded yet"))
     }
 
-    fn track<T>(&self, method: &str, r: Result<T, Status>) -> Result<Response<T>, Status> {
-        let code = match &r {
-            Ok(_) => "Ok".to_string(),
-            Err(s) => format!("{:?}", s.code()),
-        };
+    fn track<T>(&self, method: &'static str, r: Result<T, Status>) -> Result<Response<T>, Status> {
         self.metrics
-            .grpc_requests
-            .with_label_values(&[method, &code])
-            .inc();
+            .request(method, r.as_ref().err().map(|s| s.code()));
         r.map(Response::new)
     }
 }
@@ -204,15 +198,6 @@ pub fn list(snap: &Snapshot, req: &ListMachinesRequest) -> Result<ListMachinesRe
     })
 }
 
-pub fn cluster(snap: &Snapshot, name: &str) -> Option<Cluster> {
-    let (cp, w) = snap.cluster(name)?;
-    Some(Cluster {
-        name: name.to_string(),
-        control_plane: cp.into_iter().cloned().collect(),
-        workers: w.into_iter().cloned().collect(),
-    })
-}
-
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -245,7 +230,10 @@ impl MachineDb for Api {
         _req: Request<ListClustersRequest>,
     ) -> Result<Response<ListClustersResponse>, Status> {
         let r = self.snapshot().map(|s| ListClustersResponse {
-            clusters: s.cluster_names().filter_map(|n| cluster(&s, n)).collect(),
+            clusters: s
+                .cluster_names()
+                .filter_map(|n| s.cluster_view(n))
+                .collect(),
         });
         self.track("ListClusters", r)
     }
@@ -258,7 +246,8 @@ impl MachineDb for Api {
         let r = checked_key("name", name)
             .and_then(|_| self.snapshot())
             .and_then(|s| {
-                cluster(&s, name).ok_or_else(|| Status::not_found(format!("no cluster {name:?}")))
+                s.cluster_view(name)
+                    .ok_or_else(|| Status::not_found(format!("no cluster {name:?}")))
             });
         self.track("GetCluster", r)
     }

@@ -11,15 +11,12 @@ use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 pub mod api;
+pub mod metrics;
 pub mod shutdown;
 
 use crate::{
-    config::Config,
-    db::Store,
-    metrics::{self, Metrics},
-    proto::machine_db_server::MachineDbServer,
-    serve::api::Api,
-    sync,
+    config::Config, db::Store, proto::machine_db_server::MachineDbServer, serve::api::Api,
+    serve::metrics::Metrics, sync,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -161,7 +158,7 @@ impl Bound {
             sync::Checkout::new(cfg.source.clone()),
             cfg.timing,
             store.clone(),
-            metrics.clone(),
+            metrics.sync.clone(),
             shutdown.child_token(),
         ));
         for t in extra {
@@ -195,7 +192,7 @@ impl Bound {
         ));
 
         info!(grpc = %grpc_addr, metrics = %metrics_addr, db = %sync::redact_url(&cfg.source.url), "mdb serving");
-        let api = Api::new(store, metrics, shutdown.clone());
+        let api = Api::new(store, metrics.grpc.clone(), shutdown.clone());
         let drain = {
             let reporter = reporter.clone();
             let shutdown = shutdown.clone();

@@ -20,9 +20,12 @@ use git2::{build::CheckoutBuilder, FetchOptions, Oid, RemoteCallbacks, Repositor
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+pub mod metrics;
+
+use metrics::{RunResult, SyncMetrics};
+
 use crate::{
     db::{self, Report, Snapshot, Store},
-    metrics::Metrics,
     secret::Secret,
 };
 
@@ -543,7 +546,7 @@ pub async fn run(
     checkout: Checkout,
     timing: Timing,
     store: Arc<Store>,
-    metrics: Arc<Metrics>,
+    metrics: SyncMetrics,
     shutdown: CancellationToken,
 ) {
     let stop = checkout.stop_flag();
@@ -578,10 +581,7 @@ pub async fn run(
                 }), 0)
             }),
         };
-        metrics.sync_reclones.set(reclones as i64);
-        metrics
-            .sync_duration
-            .observe(started.elapsed().as_secs_f64());
+        metrics.step_took(started.elapsed().as_secs_f64(), reclones);
         let wait = match result {
             Ok(outcome) => {
                 if hard {
@@ -615,7 +615,7 @@ pub async fn run(
 
 /// Serves the checkout's last good revision, if there is one, before the
 /// remote is asked: a restart while the remote is away keeps serving.
-async fn serve_last_good(checkout: &Arc<Mutex<Checkout>>, store: &Store, metrics: &Metrics) {
+async fn serve_last_good(checkout: &Arc<Mutex<Checkout>>, store: &Store, metrics: &SyncMetrics) {
     let c = checkout.clone();
     let found = tokio::task::spawn_blocking(move || {
         c.lock().unwrap_or_else(|p| p.into_inner()).last_good()
@@ -626,35 +626,32 @@ async fn serve_last_good(checkout: &Arc<Mutex<Checkout>>, store: &Store, metrics
     if let Some(snap) = found {
         info!(revision = %snap.revision, machines = snap.machines.len(), "serving the last good revision of the checkout until the remote answers");
         let snap = store.publish(snap);
-        metrics.observe_snapshot(&snap);
+        metrics.published(&snap);
     }
 }
 
-async fn publish(outcome: Outcome, store: &Store, metrics: &Metrics) {
+async fn publish(outcome: Outcome, store: &Store, metrics: &SyncMetrics) {
     match outcome {
         Outcome::Unchanged(head) => {
             debug!(revision = %head, "database unchanged");
             store.sync_ok();
-            metrics.sync_runs.with_label_values(&["unchanged"]).inc();
+            metrics.succeeded(RunResult::Unchanged);
         }
         Outcome::Loaded(snap) => {
             info!(revision = %snap.revision, machines = snap.machines.len(), "serving new database revision");
             let snap = store.publish(*snap);
-            metrics.observe_snapshot(&snap);
+            metrics.published(&snap);
             // The parse trees and the previous revision are freed by now;
             // give the pages back.
             let _ = tokio::task::spawn_blocking(release_memory).await;
-            metrics.sync_runs.with_label_values(&["ok"]).inc();
+            metrics.succeeded(RunResult::Ok);
         }
     }
-    metrics
-        .sync_last_success
-        .set(crate::db::store::now_unix() as f64);
 }
 
 /// Counts every failure, and logs it once while it stays the same (a bad
 /// head is reported again on every poll, which must not flood the logs).
-fn report_failure(e: &Error, store: &Store, metrics: &Metrics, last_logged: &mut String) {
+fn report_failure(e: &Error, store: &Store, metrics: &SyncMetrics, last_logged: &mut String) {
     let text = e.to_string();
     let serving = store
         .snapshot()
@@ -670,11 +667,7 @@ fn report_failure(e: &Error, store: &Store, metrics: &Metrics, last_logged: &mut
         );
     }
     store.sync_failed(text);
-    metrics.sync_runs.with_label_values(&["error"]).inc();
-    metrics
-        .sync_errors
-        .with_label_values(&[e.metric_label()])
-        .inc();
+    metrics.failed(e);
 }
 
 #[cfg(test)]

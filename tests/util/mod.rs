@@ -18,8 +18,8 @@ use git2::{Oid, Repository};
 use mdb::{
     config::{self, Flags, RawConfig},
     db::Store,
-    metrics::Metrics,
     proto::machine_db_client::MachineDbClient,
+    serve::metrics::Metrics,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;

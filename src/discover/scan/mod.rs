@@ -129,6 +129,9 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every value of [`Error::metric_label`].
+    pub const LABELS: &'static [&'static str] = &["config", "icmp", "arp"];
+
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::NoTargets

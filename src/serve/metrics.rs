@@ -1,0 +1,117 @@
+//! The metrics of `mdb serve`: gRPC requests recorded here, every other
+//! subsystem's own struct gathered into one registry, and the HTTP
+//! endpoints `/metrics`, `/healthz` (the process is up) and `/readyz` (a
+//! database revision is loaded and can be served).
+
+use std::sync::Arc;
+
+use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
+use prometheus::{Encoder, IntCounterVec, Registry, TextEncoder};
+
+use crate::{
+    db::Store, discover::SweepMetrics, github::GithubMetrics, metrics as m,
+    sync::metrics::SyncMetrics,
+};
+
+/// The methods of `mdb.v1.MachineDb`, for the series created at 0.
+pub const GRPC_METHODS: &[&str] = &[
+    "ListMachines",
+    "GetMachine",
+    "ListClusters",
+    "GetCluster",
+    "GetStats",
+    "ListDiscovered",
+    "GetDiscovered",
+    "SuggestAddress",
+    "Watch",
+];
+
+#[derive(Clone)]
+pub struct GrpcMetrics {
+    requests: IntCounterVec,
+}
+
+impl GrpcMetrics {
+    pub fn register(r: &Registry) -> GrpcMetrics {
+        let start: Vec<[&str; 2]> = GRPC_METHODS.iter().map(|m| [*m, "Ok"]).collect();
+        GrpcMetrics {
+            requests: m::counter_by2(
+                r,
+                "grpc_requests_total",
+                "gRPC requests by method and status code.",
+                ["method", "code"],
+                &start,
+            ),
+        }
+    }
+
+    /// One answered request; the code is tonic's own closed set.
+    pub fn request(&self, method: &'static str, code: Option<tonic::Code>) {
+        let code = code.map_or_else(|| "Ok".to_string(), |c| format!("{c:?}"));
+        self.requests.with_label_values(&[method, &code]).inc();
+    }
+}
+
+/// Every subsystem's metrics in one registry.
+pub struct Metrics {
+    registry: Registry,
+    pub sync: SyncMetrics,
+    pub sweep: SweepMetrics,
+    pub github: GithubMetrics,
+    pub grpc: GrpcMetrics,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let registry = m::registry();
+        Arc::new(Metrics {
+            sync: SyncMetrics::register(&registry),
+            sweep: SweepMetrics::register(&registry),
+            github: GithubMetrics::register(&registry),
+            grpc: GrpcMetrics::register(&registry),
+            registry,
+        })
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[derive(Clone)]
+struct HttpState {
+    metrics: Arc<Metrics>,
+    store: Arc<Store>,
+}
+
+pub fn router(metrics: Arc<Metrics>, store: Arc<Store>) -> Router {
+    Router::new()
+        .route("/metrics", get(render))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(HttpState { metrics, store })
+}
+
+async fn render(State(s): State<HttpState>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        s.metrics.render(),
+    )
+}
+
+async fn ready(State(s): State<HttpState>) -> impl IntoResponse {
+    match s.store.snapshot() {
+        Some(snap) => (
+            StatusCode::OK,
+            format!("ready: revision {}\n", snap.revision),
+        ),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no database revision loaded yet\n".to_string(),
+        ),
+    }
+}
