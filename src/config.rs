@@ -239,97 +239,21 @@ pub fn resolve(
     env: &HashMap<String, String>,
     flags: &Flags,
 ) -> Result<Config, Error> {
-    let pick = |flag: &Option<String>, var: &str, file: &Option<String>| -> Option<String> {
-        flag.clone()
-            .or_else(|| env.get(var).cloned())
-            .or_else(|| file.clone())
-            .filter(|s| !s.trim().is_empty())
-    };
-    let url = pick(&flags.db_url, ENV_DB_URL, &raw.db.url).ok_or_else(|| {
-        Error(format!(
-            "no DB repository: set [db] url, {ENV_DB_URL} or --db-url"
-        ))
-    })?;
-    refuse_credentials(&url)?;
-    let limits = crate::db::Limits {
-        file_bytes: size(
-            "db.max_file_size",
-            raw.db.max_file_size.clone(),
-            crate::db::DEFAULT_MAX_FILE_BYTES,
+    let layers = Layers { env, flags };
+    let source = layers.source(&raw.db)?;
+    let timing = sync::Timing {
+        poll: duration(
+            "poll_interval",
+            layers.pick(&flags.poll_interval, ENV_POLL, &raw.db.poll_interval),
+            sync::DEFAULT_POLL,
         )?,
-        repo_bytes: size(
-            "db.max_repo_size",
-            raw.db.max_repo_size.clone(),
-            crate::db::DEFAULT_MAX_REPO_BYTES,
+        resync: duration(
+            "resync_interval",
+            layers.pick(&flags.resync_interval, ENV_RESYNC, &raw.db.resync_interval),
+            sync::DEFAULT_RESYNC,
         )?,
     };
-    let branch =
-        pick(&flags.branch, ENV_DB_BRANCH, &raw.db.branch).unwrap_or_else(|| DEFAULT_BRANCH.into());
-    let token_file = flags
-        .token_file
-        .clone()
-        .or_else(|| env.get(ENV_DB_TOKEN_FILE).map(PathBuf::from))
-        .or(raw.db.token_file.clone());
-    let token = match token_file {
-        Some(p) => Some(Secret::from_file(&p).map_err(|e| Error(e.to_string()))?),
-        None => env
-            .get(ENV_DB_TOKEN)
-            .filter(|t| !t.trim().is_empty())
-            .map(|t| Secret::new(t.trim())),
-    };
-    let checkout = flags
-        .checkout
-        .clone()
-        .or_else(|| env.get(ENV_CHECKOUT).map(PathBuf::from))
-        .or(raw.db.checkout.clone())
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKOUT));
-    let poll = duration(
-        "poll_interval",
-        pick(&flags.poll_interval, ENV_POLL, &raw.db.poll_interval),
-        sync::DEFAULT_POLL,
-    )?;
-    let resync = duration(
-        "resync_interval",
-        pick(&flags.resync_interval, ENV_RESYNC, &raw.db.resync_interval),
-        sync::DEFAULT_RESYNC,
-    )?;
-    let fetch_timeout = duration(
-        "fetch_timeout",
-        raw.db.fetch_timeout.clone(),
-        sync::DEFAULT_FETCH_TIMEOUT,
-    )?;
-    let shutdown_grace = duration(
-        "shutdown_grace",
-        raw.server.shutdown_grace.clone(),
-        DEFAULT_SHUTDOWN_GRACE,
-    )?;
-    let addr = |name: &str, v: Option<String>, default: &str| -> Result<SocketAddr, Error> {
-        let s = v.unwrap_or_else(|| default.to_string());
-        s.parse().map_err(|_| {
-            Error(format!(
-                "{name}: {s:?} is not an address like 0.0.0.0:50051"
-            ))
-        })
-    };
-    let grpc_listen = addr(
-        "grpc_listen",
-        pick(&flags.grpc_listen, ENV_GRPC_LISTEN, &raw.server.grpc_listen),
-        DEFAULT_GRPC_LISTEN,
-    )?;
-    let metrics_listen = addr(
-        "metrics_listen",
-        pick(
-            &flags.metrics_listen,
-            ENV_METRICS_LISTEN,
-            &raw.server.metrics_listen,
-        ),
-        DEFAULT_METRICS_LISTEN,
-    )?;
-    if grpc_listen == metrics_listen && grpc_listen.port() != 0 {
-        return Err(Error(format!(
-            "grpc_listen and metrics_listen are both {grpc_listen}"
-        )));
-    }
+    let (grpc_listen, metrics_listen) = layers.listen(&raw.server)?;
     let scan = resolve_scan(&raw.scan, env, flags)?;
     let github = match &raw.github {
         None => None,
@@ -343,19 +267,119 @@ pub fn resolve(
     Ok(Config {
         scan,
         github,
-        source: sync::Source {
-            url,
-            branch,
-            token,
-            checkout,
-            fetch_timeout,
-            limits,
-        },
-        timing: sync::Timing { poll, resync },
+        source,
+        timing,
         grpc_listen,
         metrics_listen,
-        shutdown_grace,
+        shutdown_grace: duration(
+            "shutdown_grace",
+            raw.server.shutdown_grace.clone(),
+            DEFAULT_SHUTDOWN_GRACE,
+        )?,
     })
+}
+
+/// The three layers a setting comes from: flag > environment > file.
+struct Layers<'a> {
+    env: &'a HashMap<String, String>,
+    flags: &'a Flags,
+}
+
+impl Layers<'_> {
+    fn pick(&self, flag: &Option<String>, var: &str, file: &Option<String>) -> Option<String> {
+        flag.clone()
+            .or_else(|| self.env.get(var).cloned())
+            .or_else(|| file.clone())
+            .filter(|s| !s.trim().is_empty())
+    }
+
+    /// Where the database comes from, with its token and limits.
+    fn source(&self, db: &RawDb) -> Result<sync::Source, Error> {
+        let (env, flags) = (self.env, self.flags);
+        let url = self
+            .pick(&flags.db_url, ENV_DB_URL, &db.url)
+            .ok_or_else(|| {
+                Error(format!(
+                    "no DB repository: set [db] url, {ENV_DB_URL} or --db-url"
+                ))
+            })?;
+        refuse_credentials(&url)?;
+        let token_file = flags
+            .token_file
+            .clone()
+            .or_else(|| env.get(ENV_DB_TOKEN_FILE).map(PathBuf::from))
+            .or(db.token_file.clone());
+        let token = match token_file {
+            Some(p) => Some(Secret::from_file(&p).map_err(|e| Error(e.to_string()))?),
+            None => env
+                .get(ENV_DB_TOKEN)
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| Secret::new(t.trim())),
+        };
+        Ok(sync::Source {
+            url,
+            branch: self
+                .pick(&flags.branch, ENV_DB_BRANCH, &db.branch)
+                .unwrap_or_else(|| DEFAULT_BRANCH.into()),
+            token,
+            checkout: flags
+                .checkout
+                .clone()
+                .or_else(|| env.get(ENV_CHECKOUT).map(PathBuf::from))
+                .or(db.checkout.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKOUT)),
+            fetch_timeout: duration(
+                "fetch_timeout",
+                db.fetch_timeout.clone(),
+                sync::DEFAULT_FETCH_TIMEOUT,
+            )?,
+            limits: crate::db::Limits {
+                file_bytes: size(
+                    "db.max_file_size",
+                    db.max_file_size.clone(),
+                    crate::db::DEFAULT_MAX_FILE_BYTES,
+                )?,
+                repo_bytes: size(
+                    "db.max_repo_size",
+                    db.max_repo_size.clone(),
+                    crate::db::DEFAULT_MAX_REPO_BYTES,
+                )?,
+            },
+        })
+    }
+
+    /// The gRPC and HTTP addresses, which must differ.
+    fn listen(&self, server: &RawServer) -> Result<(SocketAddr, SocketAddr), Error> {
+        let flags = self.flags;
+        let addr = |name: &str, v: Option<String>, default: &str| -> Result<SocketAddr, Error> {
+            let s = v.unwrap_or_else(|| default.to_string());
+            s.parse().map_err(|_| {
+                Error(format!(
+                    "{name}: {s:?} is not an address like 0.0.0.0:50051"
+                ))
+            })
+        };
+        let grpc = addr(
+            "grpc_listen",
+            self.pick(&flags.grpc_listen, ENV_GRPC_LISTEN, &server.grpc_listen),
+            DEFAULT_GRPC_LISTEN,
+        )?;
+        let http = addr(
+            "metrics_listen",
+            self.pick(
+                &flags.metrics_listen,
+                ENV_METRICS_LISTEN,
+                &server.metrics_listen,
+            ),
+            DEFAULT_METRICS_LISTEN,
+        )?;
+        if grpc == http && grpc.port() != 0 {
+            return Err(Error(format!(
+                "grpc_listen and metrics_listen are both {grpc}"
+            )));
+        }
+        Ok((grpc, http))
+    }
 }
 
 fn resolve_scan(

@@ -406,58 +406,46 @@ async fn token_never_appears_in_logs() {
 async fn sigterm_ends_watch_streams_and_exits_cleanly() {
     let repo = util::TestRepo::with_demo();
     let dir = tempfile::tempdir().expect("tempdir");
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-    };
-    let (grpc, metrics) = (free(), free());
-    let mut child = tokio::process::Command::new(util::bin())
-        .args([
-            "serve",
+    let checkout = dir.path().join("c");
+    let url = repo.url();
+    let mut server = util::process::ServeProcess::start(
+        dir.path(),
+        &[
             "--db-url",
-            &repo.url(),
-            "--grpc-listen",
-            &grpc.to_string(),
-            "--metrics-listen",
-            &metrics.to_string(),
-        ])
-        .arg("--checkout")
-        .arg(dir.path().join("c"))
-        .env("MDB_LOG", "warn")
-        .spawn()
-        .expect("spawn");
-    let mut client = None;
-    for _ in 0..200 {
-        if let Ok(c) =
-            mdb::proto::machine_db_client::MachineDbClient::connect(format!("http://{grpc}")).await
-        {
-            client = Some(c);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let mut client = client.expect("server up");
-    let mut stream = loop {
-        match client.watch(mdb::proto::WatchRequest::default()).await {
-            Ok(s) => break s.into_inner(),
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-        }
-    };
-    assert!(stream.message().await.expect("first event").is_some());
-    let pid = child.id().expect("pid").to_string();
-    Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    let status = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
+            &url,
+            "--checkout",
+            checkout.to_str().expect("path"),
+        ],
+    );
+    server.wait_ready().await;
+    let mut stream = server
+        .client()
         .await
-        .expect("exits well within the 20 s grace")
-        .expect("wait");
+        .watch(mdb::proto::WatchRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    assert!(stream.message().await.expect("first event").is_some());
+    let reader = tokio::spawn(async move { stream.message().await });
+    let (took, status) = tokio::task::spawn_blocking(move || {
+        let r = server.terminate();
+        drop(server);
+        r
+    })
+    .await
+    .expect("terminate");
     assert!(status.success(), "{status:?}");
     assert!(
-        stream.message().await.map(|m| m.is_none()).unwrap_or(true),
-        "the stream ended"
+        took < std::time::Duration::from_secs(15),
+        "exit took {took:?}"
+    );
+    let end = tokio::time::timeout(std::time::Duration::from_secs(5), reader)
+        .await
+        .expect("the stream ends")
+        .expect("reader");
+    assert!(
+        matches!(end, Ok(None)),
+        "the server ends the stream cleanly before it exits, not by dropping it: {end:?}"
     );
 }
 

@@ -95,12 +95,16 @@ fn ansible_reads_groups_children_and_hostvars_of_the_demo() {
     assert!(graph.contains("|--alpha-w-2"), "{graph}");
 
     // --host answers for a single host, as the protocol wants.
-    let out = Command::new(util::bin())
-        .args(["inventory", "--host", "studio", "--db"])
-        .arg(dir.path().join("db"))
-        .output()
-        .expect("run");
-    let h: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let db = dir.path().join("db");
+    let h = util::mdb([
+        "inventory",
+        "--host",
+        "studio",
+        "--db",
+        db.to_str().expect("path"),
+    ])
+    .ok()
+    .json();
     assert_eq!(h["development_kind"], "visual");
 }
 
@@ -109,14 +113,16 @@ fn static_yaml_inventory_matches_the_dynamic_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = demo_db(dir.path());
     let dynamic = list(&script(dir.path(), &db));
-    let out = Command::new(util::bin())
-        .args(["inventory", "--format", "yaml", "--db"])
-        .arg(&db)
-        .output()
-        .expect("run");
-    assert!(out.status.success());
+    let run = util::mdb([
+        "inventory",
+        "--format",
+        "yaml",
+        "--db",
+        db.to_str().expect("path"),
+    ])
+    .ok();
     let file = dir.path().join("inventory.yaml");
-    std::fs::write(&file, &out.stdout).expect("write");
+    std::fs::write(&file, &run.stdout).expect("write");
     let stat = list(&file);
     for g in [
         "cluster",
@@ -283,18 +289,10 @@ fn ip_next_skips_used_excluded_and_pooled_addresses() {
             ("machines/a.yaml", "machines:\n  - name: a\n    ip: 198.18.0.10\n    use: games\n  - name: b\n    ip: 198.18.0.12\n    use: games\n"),
         ],
     );
-    let out = Command::new(util::bin())
-        .args(["ip", "next", "lab", "--db"])
-        .arg(&db)
-        .output()
-        .expect("run");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "198.18.0.13");
-    let out = Command::new(util::bin())
-        .args(["ip", "next", "nope", "--db"])
-        .arg(&db)
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
+    let db = db.to_str().expect("path");
+    let run = util::mdb(["ip", "next", "lab", "--db", db]).ok();
+    assert_eq!(run.stdout.trim(), "198.18.0.13", "{run}");
+    util::mdb(["ip", "next", "nope", "--db", db]).code(1);
 }
 
 /// The inventory and IP suggestions read from a running server match the
@@ -309,17 +307,9 @@ async fn inventory_and_ip_next_over_grpc_match_the_checkout() {
     let addr = server.grpc.to_string();
     let (from_server, from_db, ip) = tokio::task::spawn_blocking(move || {
         let inv = |src: &[&str]| {
-            let out = Command::new(util::bin())
-                .args(["inventory", "--list"])
-                .args(src)
-                .output()
-                .expect("run");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            serde_json::from_slice::<Value>(&out.stdout).expect("json")
+            util::mdb(["inventory", "--list"].iter().chain(src))
+                .ok()
+                .json()
         };
         let ip = Command::new(util::bin())
             .args(["ip", "next", "lab", "--server", &addr])

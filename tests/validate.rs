@@ -3,6 +3,8 @@
 
 mod util;
 
+use std::path::Path;
+
 use mdb::db::{validate, SourceFile};
 
 fn files(list: &[(&str, &str)]) -> Vec<SourceFile> {
@@ -178,14 +180,8 @@ fn validate_command_exits_1_with_problems_and_0_when_clean() {
             "machines:\n  - name: a\n    ip: 198.18.0.300\n    use: games\n",
         )],
     );
-    let out = std::process::Command::new(util::bin())
-        .arg("validate")
-        .arg(dir.path())
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(1));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.starts_with("machines/a.yaml:3:9: ip:"), "{stdout}");
+    let run = util::mdb([Path::new("validate"), dir.path()]).code(1);
+    assert!(run.stdout.starts_with("machines/a.yaml:3:9: ip:"), "{run}");
 
     util::write_tree(
         dir.path(),
@@ -194,22 +190,6 @@ fn validate_command_exits_1_with_problems_and_0_when_clean() {
             "machines:\n  - name: a\n    ip: 198.18.0.3\n    use: games\n",
         )],
     );
-    let out = std::process::Command::new(util::bin())
-        .arg("validate")
-        .arg(dir.path())
-        .output()
-        .expect("run");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-
-    let out = std::process::Command::new(util::bin())
-        .arg("validate")
-        .arg(dir.path().join("absent"))
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
+    util::mdb([Path::new("validate"), dir.path()]).ok();
+    util::mdb([Path::new("validate"), &dir.path().join("absent")]).code(2);
 }

@@ -229,77 +229,112 @@ impl Filer {
             .collect();
         for op in ops {
             match op {
-                Op::Create {
-                    fingerprint: fp,
-                    host,
-                } => {
+                Op::Create { fingerprint, host } => {
                     let suggested = suggest(&host, snap, &mut seen);
-                    let number = self.create(&fp, &host, suggested.as_deref()).await?;
-                    info!(issue = number, fingerprint = %fp, "filed issue");
-                    self.opened(fp, number, &host.ip, Operation::Created);
+                    self.file(fingerprint, &host, suggested.as_deref()).await?;
                     summary.created += 1;
                 }
                 Op::Update {
                     number,
-                    fingerprint: fp,
+                    fingerprint,
                     host,
                 } => {
-                    let old = self
-                        .known
-                        .get(&fp)
-                        .map(|k| k.ip.clone())
-                        .unwrap_or_default();
-                    self.comment(
-                        number,
-                        &format!("Now seen at {} (was {old}). {}", host.ip, host.detail),
-                    )
-                    .await?;
-                    self.set(
-                        number,
-                        json!({ "title": title(&host), "body": body(&host, None) }),
-                    )
-                    .await?;
-                    if let Some(k) = self.known.get_mut(&fp) {
-                        k.ip = host.ip.clone();
-                    }
-                    self.metrics.issue(Operation::Updated);
+                    self.moved(number, &fingerprint, &host).await?;
                     summary.updated += 1;
                 }
                 Op::Reopen {
                     number,
-                    fingerprint: fp,
+                    fingerprint,
                     host,
                 } => {
-                    self.set(number, json!({ "state": "open", "title": title(&host), "body": body(&host, None) })).await?;
-                    self.comment(
-                        number,
-                        &format!("The problem is back: {} ({}).", host.detail, host.ip),
-                    )
-                    .await?;
-                    self.opened(fp, number, &host.ip, Operation::Reopened);
+                    self.reopen(number, fingerprint, &host).await?;
                     summary.reopened += 1;
                 }
                 Op::Close {
                     number,
-                    fingerprint: fp,
+                    fingerprint,
                     why,
                 } => {
-                    self.comment(number, &format!("Resolved: {why} Closing."))
-                        .await?;
-                    self.set(
-                        number,
-                        json!({ "state": "closed", "state_reason": "completed" }),
-                    )
-                    .await?;
-                    if let Some(k) = self.known.get_mut(&fp) {
-                        k.open = false;
-                    }
-                    self.metrics.issue(Operation::Closed);
+                    self.close(number, &fingerprint, &why).await?;
                     summary.closed += 1;
                 }
             }
         }
         Ok(summary)
+    }
+}
+
+impl Filer {
+    async fn file(
+        &mut self,
+        fp: Fingerprint,
+        host: &DiscoveredHost,
+        suggested: Option<&str>,
+    ) -> Result<(), Error> {
+        let number = self.create(&fp, host, suggested).await?;
+        info!(issue = number, fingerprint = %fp, "filed issue");
+        self.opened(fp, number, &host.ip, Operation::Created);
+        Ok(())
+    }
+
+    /// The host is at another address now: say so and refresh the body.
+    async fn moved(
+        &mut self,
+        number: u64,
+        fp: &Fingerprint,
+        host: &DiscoveredHost,
+    ) -> Result<(), Error> {
+        let old = self.known.get(fp).map(|k| k.ip.clone()).unwrap_or_default();
+        self.comment(
+            number,
+            &format!("Now seen at {} (was {old}). {}", host.ip, host.detail),
+        )
+        .await?;
+        self.set(
+            number,
+            json!({ "title": title(host), "body": body(host, None) }),
+        )
+        .await?;
+        if let Some(k) = self.known.get_mut(fp) {
+            k.ip = host.ip.clone();
+        }
+        self.metrics.issue(Operation::Updated);
+        Ok(())
+    }
+
+    async fn reopen(
+        &mut self,
+        number: u64,
+        fp: Fingerprint,
+        host: &DiscoveredHost,
+    ) -> Result<(), Error> {
+        self.set(
+            number,
+            json!({ "state": "open", "title": title(host), "body": body(host, None) }),
+        )
+        .await?;
+        self.comment(
+            number,
+            &format!("The problem is back: {} ({}).", host.detail, host.ip),
+        )
+        .await?;
+        self.opened(fp, number, &host.ip, Operation::Reopened);
+        Ok(())
+    }
+
+    async fn close(&mut self, number: u64, fp: &Fingerprint, why: &str) -> Result<(), Error> {
+        self.comment(number, &format!("Resolved: {why} Closing."))
+            .await?;
+        self.set(
+            number,
+            json!({ "state": "closed", "state_reason": "completed" }),
+        )
+        .await?;
+        if let Some(k) = self.known.get_mut(fp) {
+            k.open = false;
+        }
+        self.metrics.issue(Operation::Closed);
+        Ok(())
     }
 }
 

@@ -73,6 +73,17 @@ pub enum Method {
     Delete,
 }
 
+impl Method {
+    fn word(&self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
 /// The HTTP client for GitHub's REST API (needs a tokio runtime).
 pub fn client(cfg: &Config) -> Result<octocrab::Octocrab, Error> {
     octocrab::Octocrab::builder()
@@ -122,104 +133,148 @@ impl Http {
     ) -> Result<Value, Error> {
         let what = format!(
             "{} {}",
-            match method {
-                Method::Get => "GET",
-                Method::Post => "POST",
-                Method::Patch => "PATCH",
-                Method::Delete => "DELETE",
-            },
+            method.word(),
             path.split('?').next().unwrap_or(path)
         );
-        let write = !matches!(method, Method::Get);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            if write {
-                if let Some(t) = self.last_write {
-                    let next = t + self.write_gap;
-                    if next > Instant::now() {
-                        tokio::time::sleep_until(next.into()).await;
-                    }
-                }
-                self.last_write = Some(Instant::now());
+        for attempt in 1..=MAX_ATTEMPTS {
+            if !matches!(method, Method::Get) {
+                self.space_writes().await;
             }
-            let sent = match &method {
-                Method::Get => self.gh._get(path).await,
-                Method::Post => self.gh._post(path, body.as_ref()).await,
-                Method::Patch => self.gh._patch(path, body.as_ref()).await,
-                Method::Delete => self.gh._delete(path, body.as_ref()).await,
-            };
             let backoff =
                 (self.retry_base * 2u32.saturating_pow(attempt - 1)).min(RATE_LIMIT_FALLBACK);
-            let response = match sent {
-                Ok(r) => r,
+            let next = match self.send(&method, path, body.as_ref()).await {
                 Err(e) => {
                     self.metrics.request(RequestOutcome::TransportError);
                     let err = Error::Transient {
                         what: what.clone(),
                         message: e.to_string(),
                     };
-                    if !retry_5xx || attempt >= MAX_ATTEMPTS {
-                        return Err(err);
-                    }
-                    warn!(error = %err, attempt, "GitHub request failed; retrying in {backoff:?}");
-                    tokio::time::sleep(backoff).await;
-                    continue;
+                    retry_if(retry_5xx, backoff, "GitHub request failed", err)
                 }
+                Ok(answer) => self.judge(answer, &what, retry_5xx, backoff),
             };
-            let status = response.status().as_u16();
-            let headers = response.headers().clone();
-            let text = self.gh.body_to_string(response).await.unwrap_or_default();
-            if (200..300).contains(&status) {
-                self.metrics.request(RequestOutcome::Ok);
-                if text.trim().is_empty() {
-                    return Ok(Value::Null);
+            match next {
+                Next::Done(result) => return result,
+                Next::RetryAfter(wait, why, err) if attempt < MAX_ATTEMPTS => {
+                    warn!(error = %err, attempt, "{why}; retrying in {wait:?}");
+                    tokio::time::sleep(wait).await;
                 }
-                return serde_json::from_str(&text).map_err(|e| Error::Decode {
-                    what,
-                    message: e.to_string(),
-                });
+                Next::RetryAfter(_, _, err) => return Err(err),
             }
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(String::from))
-                .unwrap_or_else(|| text.chars().take(200).collect());
-            if let Some(wait) = rate_limit_wait(status, &headers, &message) {
-                self.metrics.request(RequestOutcome::RateLimited);
-                if wait > self.max_wait || attempt >= MAX_ATTEMPTS {
-                    return Err(Error::RateLimited {
-                        what,
-                        wait,
-                        max: self.max_wait,
-                    });
-                }
-                warn!(status, wait = ?wait, "GitHub rate limit; waiting");
-                tokio::time::sleep(wait).await;
-                continue;
+        }
+        Err(Error::Transient {
+            what,
+            message: "gave up".into(),
+        })
+    }
+
+    /// GitHub asks for content-creating requests to be spaced apart.
+    async fn space_writes(&mut self) {
+        if let Some(t) = self.last_write {
+            let next = t + self.write_gap;
+            if next > Instant::now() {
+                tokio::time::sleep_until(next.into()).await;
             }
-            if status >= 500 {
-                self.metrics.request(RequestOutcome::ServerError);
-                let err = Error::Transient {
-                    what: what.clone(),
-                    message: format!("{status} {message}"),
-                };
-                if !retry_5xx || attempt >= MAX_ATTEMPTS {
-                    return Err(err);
-                }
-                warn!(error = %err, attempt, "GitHub server error; retrying in {backoff:?}");
-                tokio::time::sleep(backoff).await;
-                continue;
+        }
+        self.last_write = Some(Instant::now());
+    }
+
+    /// One attempt: the status, headers and body text of the answer.
+    async fn send(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> octocrab::Result<Answer> {
+        let response = match method {
+            Method::Get => self.gh._get(path).await,
+            Method::Post => self.gh._post(path, body).await,
+            Method::Patch => self.gh._patch(path, body).await,
+            Method::Delete => self.gh._delete(path, body).await,
+        }?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = self.gh.body_to_string(response).await.unwrap_or_default();
+        Ok(Answer {
+            status,
+            headers,
+            text,
+        })
+    }
+
+    /// What an answer means: a result, or a wait before trying again.
+    fn judge(&self, answer: Answer, what: &str, retry_5xx: bool, backoff: Duration) -> Next {
+        let Answer {
+            status,
+            headers,
+            text,
+        } = answer;
+        if (200..300).contains(&status) {
+            self.metrics.request(RequestOutcome::Ok);
+            if text.trim().is_empty() {
+                return Next::Done(Ok(Value::Null));
             }
-            self.metrics.request(RequestOutcome::ClientError);
-            if status == 410 {
-                return Err(Error::Disabled);
-            }
-            return Err(Error::Status {
-                what,
+            return Next::Done(serde_json::from_str(&text).map_err(|e| Error::Decode {
+                what: what.to_string(),
+                message: e.to_string(),
+            }));
+        }
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(String::from))
+            .unwrap_or_else(|| text.chars().take(200).collect());
+        if let Some(wait) = rate_limit_wait(status, &headers, &message) {
+            self.metrics.request(RequestOutcome::RateLimited);
+            let err = Error::RateLimited {
+                what: what.to_string(),
+                wait,
+                max: self.max_wait,
+            };
+            return if wait > self.max_wait {
+                Next::Done(Err(err))
+            } else {
+                Next::RetryAfter(wait, "GitHub rate limit", err)
+            };
+        }
+        if status >= 500 {
+            self.metrics.request(RequestOutcome::ServerError);
+            let err = Error::Transient {
+                what: what.to_string(),
+                message: format!("{status} {message}"),
+            };
+            return retry_if(retry_5xx, backoff, "GitHub server error", err);
+        }
+        self.metrics.request(RequestOutcome::ClientError);
+        Next::Done(Err(match status {
+            410 => Error::Disabled,
+            _ => Error::Status {
+                what: what.to_string(),
                 status,
                 message,
-            });
-        }
+            },
+        }))
+    }
+}
+
+struct Answer {
+    status: u16,
+    headers: http::HeaderMap,
+    text: String,
+}
+
+/// What to do after one attempt.
+enum Next {
+    Done(Result<Value, Error>),
+    /// Wait this long, then try again; the reason and error are logged.
+    RetryAfter(Duration, &'static str, Error),
+}
+
+/// A transient failure is retried only where sending again is safe.
+fn retry_if(retry: bool, wait: Duration, why: &'static str, err: Error) -> Next {
+    if retry {
+        Next::RetryAfter(wait, why, err)
+    } else {
+        Next::Done(Err(err))
     }
 }
 

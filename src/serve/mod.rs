@@ -142,16 +142,7 @@ impl Bound {
             .await;
         reporter.set_not_serving::<MachineDbServer<Api>>().await;
 
-        let reflection = |b: tonic_reflection::server::Builder<'static>| {
-            b.register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        };
-        let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
-            .build_v1()
-            .map_err(|e| Error::Reflection(e.to_string()))?;
-        let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
-            .build_v1alpha()
-            .map_err(|e| Error::Reflection(e.to_string()))?;
+        let (reflection_v1, reflection_v1alpha) = reflection()?;
 
         let tasks = TaskTracker::new();
         tasks.spawn(sync::run(
@@ -164,25 +155,11 @@ impl Bound {
         for t in extra {
             tasks.spawn(t);
         }
-        // Healthy once the first good revision is served.
-        {
-            let store = store.clone();
-            let reporter = reporter.clone();
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move {
-                let mut rx = store.subscribe();
-                while store.snapshot().is_none() {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = rx.recv() => {}
-                    }
-                }
-                reporter
-                    .set_service_status("", ServingStatus::Serving)
-                    .await;
-                reporter.set_serving::<MachineDbServer<Api>>().await;
-            });
-        }
+        tasks.spawn(serving_once_loaded(
+            store.clone(),
+            reporter.clone(),
+            shutdown.clone(),
+        ));
 
         let (grpc_addr, metrics_addr) = (self.grpc_addr(), self.metrics_addr());
         tasks.spawn(serve_http(
@@ -193,17 +170,7 @@ impl Bound {
 
         info!(grpc = %grpc_addr, metrics = %metrics_addr, db = %sync::redact_url(&cfg.source.url), "mdb serving");
         let api = Api::new(store, metrics.grpc.clone(), shutdown.clone());
-        let drain = {
-            let reporter = reporter.clone();
-            let shutdown = shutdown.clone();
-            async move {
-                shutdown.cancelled().await;
-                reporter
-                    .set_service_status("", ServingStatus::NotServing)
-                    .await;
-                reporter.set_not_serving::<MachineDbServer<Api>>().await;
-            }
-        };
+        let drain = not_serving_on(shutdown.clone(), reporter.clone());
         let grpc = tonic::transport::Server::builder()
             .add_service(health)
             .add_service(reflection_v1)
@@ -219,25 +186,95 @@ impl Bound {
             r = &mut grpc => Some(r),
             _ = shutdown.cancelled() => None,
         };
-        // One deadline for everything that is still draining: gRPC (tonic
-        // waits for every connection), the HTTP port and every task.
-        let deadline = tokio::time::Instant::now() + drain_budget(cfg.shutdown_grace);
         shutdown.cancel();
-        tasks.close();
-        let drained = async {
-            let r = match finished {
+        let grpc = async move {
+            match finished {
                 Some(r) => r,
                 None => grpc.await,
-            };
-            tasks.wait().await;
-            r
+            }
         };
-        let result = tokio::time::timeout_at(deadline, drained)
+        drain_within(cfg.shutdown_grace, grpc, tasks)
             .await
-            .unwrap_or_else(|_| {
-                warn!(grace = ?cfg.shutdown_grace, "shutdown grace exceeded; exiting with work still open");
-                Ok(())
-            });
-        result.map_err(Error::from)
+            .map_err(Error::from)
     }
+}
+
+/// gRPC reflection, v1 and v1alpha, for the MachineDb and health services.
+fn reflection() -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    Error,
+> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let v1 = builder()
+        .build_v1()
+        .map_err(|e| Error::Reflection(e.to_string()))?;
+    let v1alpha = builder()
+        .build_v1alpha()
+        .map_err(|e| Error::Reflection(e.to_string()))?;
+    Ok((v1, v1alpha))
+}
+
+/// Health turns SERVING once the first good revision is served.
+async fn serving_once_loaded(
+    store: Arc<Store>,
+    reporter: tonic_health::server::HealthReporter,
+    shutdown: CancellationToken,
+) {
+    let mut rx = store.subscribe();
+    while store.snapshot().is_none() {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = rx.recv() => {}
+        }
+    }
+    reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
+    reporter.set_serving::<MachineDbServer<Api>>().await;
+}
+
+/// Resolves at shutdown, after health says NOT_SERVING: the signal for
+/// tonic to stop taking requests.
+async fn not_serving_on(
+    shutdown: CancellationToken,
+    reporter: tonic_health::server::HealthReporter,
+) {
+    shutdown.cancelled().await;
+    reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    reporter.set_not_serving::<MachineDbServer<Api>>().await;
+}
+
+/// One deadline for everything still draining: gRPC (tonic waits for every
+/// connection), the HTTP port and every task.
+async fn drain_within<T>(
+    grace: Duration,
+    grpc: impl Future<Output = Result<(), T>>,
+    tasks: TaskTracker,
+) -> Result<(), T> {
+    let deadline = tokio::time::Instant::now() + drain_budget(grace);
+    tasks.close();
+    let drained = async {
+        let r = grpc.await;
+        tasks.wait().await;
+        r
+    };
+    tokio::time::timeout_at(deadline, drained)
+        .await
+        .unwrap_or_else(|_| {
+            warn!(grace = ?grace, "shutdown grace exceeded; exiting with work still open");
+            Ok(())
+        })
 }

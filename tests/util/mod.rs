@@ -240,3 +240,62 @@ pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
         std::fs::write(path, t).expect("write");
     }
 }
+
+/// One finished run of the `mdb` binary, with everything needed to say
+/// what went wrong when an expectation fails (ripgrep's TestCommand).
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    command: String,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "\n$ {}\nexit: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.command, self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Run {
+    /// Asserts success; the run's full context otherwise.
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, Some(0), "expected success:{self}");
+        self
+    }
+
+    /// Asserts the exit code.
+    #[track_caller]
+    pub fn code(self, code: i32) -> Run {
+        assert_eq!(self.code, Some(code), "expected exit {code}:{self}");
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):{self}"))
+    }
+}
+
+/// Runs `mdb` with `args` to completion.
+pub fn mdb<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut c = std::process::Command::new(bin());
+    c.args(args).stdin(std::process::Stdio::null());
+    let command = format!("{c:?}");
+    let out = c
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command}: {e}"));
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        command,
+    }
+}
