@@ -65,6 +65,14 @@ pub struct RawGithub {
     pub retry_base: Option<String>,
     pub max_wait: Option<String>,
     pub timeout: Option<String>,
+    /// "pull-request" (the default) or "issue-only".
+    pub enrol: Option<String>,
+    /// Labels of enrolment pull requests.
+    pub pull_request_labels: Option<Vec<String>>,
+    /// People asked to review enrolment pull requests.
+    pub reviewers: Option<Vec<String>>,
+    /// Enrol devices whose MAC is locally administered (random) too.
+    pub enrol_random_macs: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -262,7 +270,7 @@ pub fn resolve(
                 "[github] files issues found by sweeps; configure [scan] too".into(),
             ))
         }
-        Some(g) => Some(resolve_github(g, env)?),
+        Some(g) => Some(resolve_github(g, env, &source)?),
     };
     Ok(Config {
         scan,
@@ -442,6 +450,7 @@ fn resolve_scan(
 fn resolve_github(
     g: &RawGithub,
     env: &HashMap<String, String>,
+    source: &sync::Source,
 ) -> Result<crate::github::Config, Error> {
     use crate::github as gh;
     if g.repo.split('/').filter(|p| !p.is_empty()).count() != 2 {
@@ -498,9 +507,42 @@ fn resolve_github(
         )?,
         max_wait: duration("github.max_wait", g.max_wait.clone(), gh::DEFAULT_MAX_WAIT)?,
         timeout: duration("github.timeout", g.timeout.clone(), Duration::from_secs(30))?,
+        enrol: resolve_enrol(g, source)?,
     };
     Ok(cfg)
 }
+
+/// Enrolment pull requests go to the DB repository itself, through the
+/// remote sync uses, from a bare repository beside the checkout.
+fn resolve_enrol(
+    g: &RawGithub,
+    source: &sync::Source,
+) -> Result<Option<crate::github::enrol::EnrolConfig>, Error> {
+    match g.enrol.as_deref().unwrap_or(ENROL_PULL_REQUEST) {
+        ENROL_ISSUE_ONLY => return Ok(None),
+        ENROL_PULL_REQUEST => {}
+        other => {
+            return Err(Error(format!(
+                "github.enrol: {other:?} is not {ENROL_PULL_REQUEST:?} or {ENROL_ISSUE_ONLY:?}"
+            )))
+        }
+    }
+    let mut work_dir = source.checkout.clone().into_os_string();
+    work_dir.push(".enrol");
+    Ok(Some(crate::github::enrol::EnrolConfig {
+        source: source.clone(),
+        work_dir: PathBuf::from(work_dir),
+        labels: g
+            .pull_request_labels
+            .clone()
+            .unwrap_or_else(|| vec!["mdb".into(), "enrolment".into()]),
+        reviewers: g.reviewers.clone().unwrap_or_default(),
+        random_macs: g.enrol_random_macs.unwrap_or(false),
+    }))
+}
+
+pub const ENROL_PULL_REQUEST: &str = "pull-request";
+pub const ENROL_ISSUE_ONLY: &str = "issue-only";
 
 #[cfg(test)]
 mod tests {

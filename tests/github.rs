@@ -34,6 +34,7 @@ fn config(fake: &FakeGithub) -> github::Config {
         retry_base: Duration::from_millis(20),
         max_wait: Duration::from_secs(10),
         timeout: Duration::from_secs(5),
+        enrol: None,
     }
 }
 

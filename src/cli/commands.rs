@@ -279,7 +279,7 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     }
     let hosts: Vec<crate::proto::DiscoveredHost> = look.hosts.into_iter().map(|c| c.host).collect();
     if a.report {
-        print!("{}", crate::github::text::preview(&hosts));
+        print!("{}", crate::github::text::preview(&hosts, snap.as_ref()));
     } else if a.json {
         let v: Vec<_> = hosts.iter().map(client::discovered_json).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);

@@ -2,11 +2,7 @@
 //! its own issues again (by their fingerprint) after restarts and lost
 //! answers.
 
-use std::{
-    collections::{HashMap, HashSet},
-    net::IpAddr,
-    sync::Arc,
-};
+use std::{collections::HashMap, sync::Arc};
 
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -17,6 +13,8 @@ use crate::{
     db::{Snapshot, Store},
     discover::sweep::SweepResult,
     github::{
+        enrol::{EnrolSummary, Enroller},
+        entry::{Entry, Held},
         fingerprint::Fingerprint,
         http::{Error, Http, Method, MAX_ATTEMPTS},
         metrics::{GithubMetrics, Operation},
@@ -33,6 +31,8 @@ use crate::{
 pub struct Filer {
     http: Http,
     cfg: Config,
+    /// Enrolment pull requests, unless the config says issues only.
+    enroller: Option<Enroller>,
     /// Fingerprint → issue, loaded from GitHub at the first pass.
     known: HashMap<Fingerprint, Known>,
     loaded: bool,
@@ -47,6 +47,7 @@ pub struct Summary {
     pub reopened: usize,
     pub closed: usize,
     pub deferred: usize,
+    pub enrol: EnrolSummary,
 }
 
 impl Filer {
@@ -58,8 +59,13 @@ impl Filer {
                 cfg.repo
             )));
         }
+        let enroller = cfg
+            .enrol
+            .clone()
+            .map(|e| Enroller::new(e, cfg.repo.clone(), metrics.clone()));
         Ok(Filer {
             http,
+            enroller,
             cfg,
             known: HashMap::new(),
             loaded: false,
@@ -69,6 +75,10 @@ impl Filer {
 
     pub fn known(&self) -> &HashMap<Fingerprint, Known> {
         &self.known
+    }
+
+    pub fn enroller(&self) -> Option<&Enroller> {
+        self.enroller.as_ref()
     }
 
     fn issues_path(&self) -> String {
@@ -142,10 +152,10 @@ impl Filer {
         &mut self,
         fp: &Fingerprint,
         h: &DiscoveredHost,
-        suggested: Option<&str>,
+        entry: Option<&Entry>,
     ) -> Result<u64, Error> {
         let mut body =
-            json!({ "title": title(h), "body": body(h, suggested), "labels": self.labels(h) });
+            json!({ "title": title(h), "body": body(h, entry), "labels": self.labels(h) });
         if let Some(a) = &self.cfg.assignee {
             body["assignees"] = json!([a]);
         }
@@ -216,22 +226,33 @@ impl Filer {
         if !self.loaded {
             self.load().await?;
         }
-        let (ops, deferred) = plan(&result.hosts, snap, &self.known, self.cfg.max_new_per_sweep);
+        let mut dismissed = HashMap::new();
+        if let Some(e) = self.enroller.as_mut() {
+            e.refresh(&mut self.http).await?;
+            dismissed = e.dismissed();
+        }
+        let (ops, deferred) = plan(
+            &result.hosts,
+            snap,
+            &self.known,
+            self.cfg.max_new_per_sweep,
+            &dismissed,
+        );
         self.metrics.deferred(deferred);
         let mut summary = Summary {
             deferred,
             ..Default::default()
         };
-        let mut seen: HashSet<IpAddr> = result
-            .hosts
-            .iter()
-            .filter_map(|h| h.ip.parse().ok())
-            .collect();
+        let mut held = self.held(&result.hosts);
         for op in ops {
             match op {
                 Op::Create { fingerprint, host } => {
-                    let suggested = suggest(&host, snap, &mut seen);
-                    self.file(fingerprint, &host, suggested.as_deref()).await?;
+                    let entry = Entry::for_host(&host, snap, &held).ok();
+                    if let Some(e) = &entry {
+                        held.ips.insert(e.ip);
+                        held.names.insert(e.name.clone());
+                    }
+                    self.file(fingerprint, &host, entry.as_ref()).await?;
                     summary.created += 1;
                 }
                 Op::Update {
@@ -260,6 +281,12 @@ impl Filer {
                 }
             }
         }
+        if let Some(e) = self.enroller.as_mut() {
+            let cap = self.cfg.max_new_per_sweep;
+            summary.enrol = e
+                .reconcile(&mut self.http, &result.hosts, snap, &self.known, cap)
+                .await?;
+        }
         Ok(summary)
     }
 }
@@ -269,9 +296,9 @@ impl Filer {
         &mut self,
         fp: Fingerprint,
         host: &DiscoveredHost,
-        suggested: Option<&str>,
+        entry: Option<&Entry>,
     ) -> Result<(), Error> {
-        let number = self.create(&fp, host, suggested).await?;
+        let number = self.create(&fp, host, entry).await?;
         info!(issue = number, fingerprint = %fp, "filed issue");
         self.opened(fp, number, &host.ip, Operation::Created);
         Ok(())
@@ -338,17 +365,17 @@ impl Filer {
     }
 }
 
-/// The next free static address of the host's subnet, for the YAML entry.
-fn suggest(h: &DiscoveredHost, snap: &Snapshot, seen: &mut HashSet<IpAddr>) -> Option<String> {
-    let ip: IpAddr = h.ip.parse().ok()?;
-    let subnet = snap
-        .settings
-        .subnets
-        .iter()
-        .find(|s| s.cidr.contains(ip) && s.static_range.is_some())?;
-    let next = crate::export::ipam::next_free(subnet, snap, seen)?;
-    seen.insert(next);
-    Some(next.to_string())
+impl Filer {
+    /// What live hosts and open enrolments hold, for new entries.
+    fn held(&self, hosts: &[DiscoveredHost]) -> Held {
+        match &self.enroller {
+            Some(e) => e.held(None, hosts),
+            None => Held {
+                ips: hosts.iter().filter_map(|h| h.ip.parse().ok()).collect(),
+                ..Held::default()
+            },
+        }
+    }
 }
 
 /// The filer task: reconciles after every sweep, never blocking the sweep

@@ -41,6 +41,8 @@ pub enum Error {
     Disabled,
     #[error("unexpected answer to {what}: {message}")]
     Decode { what: String, message: String },
+    #[error("enrolment branch: {0}")]
+    Git(String),
 }
 
 impl Error {
@@ -52,6 +54,7 @@ impl Error {
         "rate_limited",
         "disabled",
         "decode",
+        "git",
     ];
 
     pub fn metric_label(&self) -> &'static str {
@@ -62,6 +65,7 @@ impl Error {
             Error::RateLimited { .. } => "rate_limited",
             Error::Disabled => "disabled",
             Error::Decode { .. } => "decode",
+            Error::Git(_) => "git",
         }
     }
 }

@@ -4,11 +4,14 @@
 //! policy, `filer` the task that carries a plan out. GitHub is the shared
 //! state: local memory is only a cache.
 
+pub mod enrol;
+pub mod entry;
 pub mod filer;
 pub mod fingerprint;
 pub mod http;
 pub mod metrics;
 pub mod plan;
+pub mod pulls;
 pub mod text;
 
 use std::time::Duration;
@@ -20,7 +23,7 @@ pub use fingerprint::Fingerprint;
 pub use http::{client, Error};
 pub use metrics::GithubMetrics;
 pub use plan::{plan, resolution, Known, Op};
-pub use text::{body, files_issue, ip_in, kind, title, yaml_entry};
+pub use text::{body, files_issue, ip_in, kind, title};
 
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 pub const DEFAULT_LABELS: &[&str] = &["mdb", "priority/high"];
@@ -50,4 +53,6 @@ pub struct Config {
     pub max_wait: Duration,
     /// Connect and read timeout of one request.
     pub timeout: Duration,
+    /// Enrolment pull requests; `None` files issues only.
+    pub enrol: Option<enrol::EnrolConfig>,
 }

@@ -54,6 +54,7 @@ pub fn plan(
     snap: &Snapshot,
     known: &HashMap<Fingerprint, Known>,
     cap: usize,
+    dismissed: &HashMap<Fingerprint, u64>,
 ) -> (Vec<Op>, usize) {
     let mut ops = Vec::new();
     let mut desired: Vec<(Fingerprint, &DiscoveredHost)> = Vec::new();
@@ -69,6 +70,16 @@ pub fn plan(
     let mut created = 0;
     let mut deferred = 0;
     for (fp, h) in &desired {
+        if let Some(pull) = dismissed.get(fp) {
+            if let Some(k) = known.get(fp).filter(|k| k.open) {
+                ops.push(Op::Close {
+                    number: k.number,
+                    fingerprint: fp.clone(),
+                    why: format!("the device was dismissed: pull request #{pull} was closed without merging (reopen it to undo)."),
+                });
+            }
+            continue;
+        }
         match known.get(fp) {
             None if created < cap => {
                 created += 1;

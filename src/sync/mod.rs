@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 pub mod metrics;
+pub mod propose;
 
 use metrics::{RunResult, SyncMetrics};
 
@@ -228,11 +229,6 @@ impl Checkout {
         self.repo()?;
         let shown = self.url();
         let after = self.src.fetch_timeout;
-        if FETCHES_RUNNING.load(Ordering::SeqCst) >= MAX_STUCK_FETCHES {
-            return Err(Error::Stalled { url: shown, after });
-        }
-        let abandon = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
         let job = FetchJob {
             path: self.src.checkout.clone(),
             url: self.src.url.clone(),
@@ -240,41 +236,10 @@ impl Checkout {
             branch: self.src.branch.clone(),
             token: self.src.token.clone(),
             after,
-            abandon: abandon.clone(),
+            abandon: Arc::new(AtomicBool::new(false)),
         };
-        FETCHES_RUNNING.fetch_add(1, Ordering::SeqCst);
-        let spawned = std::thread::Builder::new()
-            .name("mdb-fetch".into())
-            .spawn(move || {
-                let _ = tx.send(job.run());
-                FETCHES_RUNNING.fetch_sub(1, Ordering::SeqCst);
-            });
-        if let Err(e) = spawned {
-            FETCHES_RUNNING.fetch_sub(1, Ordering::SeqCst);
-            return Err(Error::Fetch {
-                url: shown,
-                message: format!("cannot start a fetch thread: {e}"),
-            });
-        }
-        let deadline = Instant::now() + after;
-        loop {
-            match rx.recv_timeout(WAIT_SLICE) {
-                Ok(result) => return result,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(Error::Fetch {
-                        url: shown,
-                        message: "the fetch thread ended without an answer".into(),
-                    })
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-            }
-            let stopping = self.stop.load(Ordering::SeqCst);
-            if stopping || Instant::now() >= deadline {
-                // Its callbacks give up the next time libgit2 calls them.
-                abandon.store(true, Ordering::SeqCst);
-                return Err(Error::Stalled { url: shown, after });
-            }
-        }
+        let abandon = job.abandon.clone();
+        on_thread(&self.stop, abandon, &shown, after, move || job.run())
     }
 
     /// The last revision that validated in this checkout, validated again:
@@ -359,37 +324,7 @@ impl Checkout {
     /// so an oversized blob is never loaded).
     pub fn files_at(&mut self, oid: Oid) -> Result<db::Intake, Error> {
         let limits = self.src.limits;
-        let repo = self.repo()?;
-        let read = |e: git2::Error| Error::Read {
-            revision: oid.to_string(),
-            message: e.message().to_string(),
-        };
-        let tree = repo.find_commit(oid).and_then(|c| c.tree()).map_err(read)?;
-        let mut paths = Vec::new();
-        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-            let path = format!("{dir}{}", entry.name().unwrap_or(""));
-            if entry.kind() == Some(git2::ObjectType::Blob) && db::is_db_file(&path) {
-                let link = entry.filemode() == i32::from(git2::FileMode::Link);
-                paths.push((path, entry.id(), link));
-            }
-            git2::TreeWalkResult::Ok
-        })
-        .map_err(read)?;
-        paths.sort();
-        let odb = repo.odb().map_err(read)?;
-        let mut intake = db::Intake::new(limits);
-        for (path, id, link) in paths {
-            if link {
-                intake.refuse_link(&path);
-                continue;
-            }
-            let (size, _) = odb.read_header(id).map_err(read)?;
-            if intake.admit(&path, size as u64) {
-                let blob = repo.find_blob(id).map_err(read)?;
-                intake.add(path, blob.content().to_vec());
-            }
-        }
-        Ok(intake)
+        files_in_commit(self.repo()?, oid, limits)
     }
 
     /// One sync step: fetch, mirror the remote, and load the head if it is
@@ -444,6 +379,141 @@ impl Checkout {
     }
 }
 
+/// Every database file in a commit's tree, straight from the object
+/// database, within the size limits (sizes are read from object headers,
+/// so an oversized blob is never loaded).
+pub(crate) fn files_in_commit(
+    repo: &Repository,
+    oid: Oid,
+    limits: db::Limits,
+) -> Result<db::Intake, Error> {
+    let read = |e: git2::Error| Error::Read {
+        revision: oid.to_string(),
+        message: e.message().to_string(),
+    };
+    let tree = repo.find_commit(oid).and_then(|c| c.tree()).map_err(read)?;
+    let mut paths = Vec::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        let path = format!("{dir}{}", entry.name().unwrap_or(""));
+        if entry.kind() == Some(git2::ObjectType::Blob) && db::is_db_file(&path) {
+            let link = entry.filemode() == i32::from(git2::FileMode::Link);
+            paths.push((path, entry.id(), link));
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .map_err(read)?;
+    paths.sort();
+    let odb = repo.odb().map_err(read)?;
+    let mut intake = db::Intake::new(limits);
+    for (path, id, link) in paths {
+        if link {
+            intake.refuse_link(&path);
+            continue;
+        }
+        let (size, _) = odb.read_header(id).map_err(read)?;
+        if intake.admit(&path, size as u64) {
+            let blob = repo.find_blob(id).map_err(read)?;
+            intake.add(path, blob.content().to_vec());
+        }
+    }
+    Ok(intake)
+}
+
+/// Runs one network operation of git on a thread of its own and waits for
+/// it until `after` has passed or `stop` is set: libgit2 has no overall
+/// deadline, so an operation past it is abandoned (its callbacks see
+/// `abandon` and give up the next time libgit2 calls them).
+pub(crate) fn on_thread<T: Send + 'static>(
+    stop: &AtomicBool,
+    abandon: Arc<AtomicBool>,
+    shown_url: &str,
+    after: Duration,
+    job: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let stalled = || Error::Stalled {
+        url: shown_url.to_string(),
+        after,
+    };
+    if FETCHES_RUNNING.load(Ordering::SeqCst) >= MAX_STUCK_FETCHES {
+        return Err(stalled());
+    }
+    let (tx, rx) = mpsc::channel();
+    FETCHES_RUNNING.fetch_add(1, Ordering::SeqCst);
+    let spawned = std::thread::Builder::new()
+        .name("mdb-git".into())
+        .spawn(move || {
+            let _ = tx.send(job());
+            FETCHES_RUNNING.fetch_sub(1, Ordering::SeqCst);
+        });
+    if let Err(e) = spawned {
+        FETCHES_RUNNING.fetch_sub(1, Ordering::SeqCst);
+        return Err(Error::Fetch {
+            url: shown_url.to_string(),
+            message: format!("cannot start a git thread: {e}"),
+        });
+    }
+    let deadline = Instant::now() + after;
+    loop {
+        match rx.recv_timeout(WAIT_SLICE) {
+            Ok(result) => return result,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Error::Fetch {
+                    url: shown_url.to_string(),
+                    message: "the git thread ended without an answer".into(),
+                })
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if stop.load(Ordering::SeqCst) || Instant::now() >= deadline {
+            abandon.store(true, Ordering::SeqCst);
+            return Err(stalled());
+        }
+    }
+}
+
+/// Callbacks for a network operation: the token once (libgit2 asks again
+/// for as long as the server refuses), and an end when `abandon` is set.
+pub(crate) fn callbacks(
+    token: Option<Secret>,
+    abandon: Arc<AtomicBool>,
+) -> RemoteCallbacks<'static> {
+    let mut cb = RemoteCallbacks::new();
+    let mut asked = 0u32;
+    cb.credentials(move |_url, user, _allowed| {
+        asked += 1;
+        match (&token, asked) {
+            (Some(t), 1) => {
+                git2::Cred::userpass_plaintext(user.unwrap_or("x-access-token"), t.expose())
+            }
+            _ => Err(git2::Error::from_str("authentication failed")),
+        }
+    });
+    let a = abandon.clone();
+    cb.transfer_progress(move |_| !a.load(Ordering::SeqCst));
+    cb.sideband_progress(move |_| !abandon.load(Ordering::SeqCst));
+    cb
+}
+
+/// A libgit2 error of a network operation, in mdb's terms.
+pub(crate) fn network_error(e: &git2::Error, shown: &str, after: Duration) -> Error {
+    if e.code() == git2::ErrorCode::Auth || e.message().contains("authentication") {
+        return Error::Auth {
+            url: shown.to_string(),
+        };
+    }
+    if e.message().contains("timed out") {
+        // libgit2's own per-read timeout: a hung remote, like the deadline.
+        return Error::Stalled {
+            url: shown.to_string(),
+            after,
+        };
+    }
+    Error::Fetch {
+        url: shown.to_string(),
+        message: e.message().to_string(),
+    }
+}
+
 /// One fetch, run on its own thread by [`Checkout::fetch`].
 struct FetchJob {
     path: PathBuf,
@@ -470,7 +540,7 @@ impl FetchJob {
             message: e.message().to_string(),
         })?;
         let mut fo = FetchOptions::new();
-        fo.remote_callbacks(self.callbacks());
+        fo.remote_callbacks(callbacks(self.token.clone(), self.abandon.clone()));
         fo.download_tags(git2::AutotagOption::None);
         let tracking = format!("refs/remotes/origin/{}", self.branch);
         let refspec = format!("+refs/heads/{}:{tracking}", self.branch);
@@ -478,17 +548,7 @@ impl FetchJob {
             .remote_anonymous(&self.url)
             .map_err(|e| fetch_error(e.message().to_string()))?;
         if let Err(e) = remote.fetch(&[&refspec], Some(&mut fo), None) {
-            if e.code() == git2::ErrorCode::Auth || e.message().contains("authentication") {
-                return Err(Error::Auth { url: self.shown });
-            }
-            if e.message().contains("timed out") {
-                // libgit2's own per-read timeout: a hung remote, like the deadline.
-                return Err(Error::Stalled {
-                    url: self.shown,
-                    after: self.after,
-                });
-            }
-            return Err(fetch_error(e.message().to_string()));
+            return Err(network_error(&e, &self.shown, self.after));
         }
         // A branch deleted on the remote must not keep serving a stale ref.
         let head = format!("refs/heads/{}", self.branch);
@@ -504,27 +564,6 @@ impl FetchJob {
             return Err(no_branch());
         }
         repo.refname_to_id(&tracking).map_err(|_| no_branch())
-    }
-
-    fn callbacks(&self) -> RemoteCallbacks<'static> {
-        let mut cb = RemoteCallbacks::new();
-        let token = self.token.clone();
-        let mut asked = 0u32;
-        cb.credentials(move |_url, user, _allowed| {
-            // libgit2 asks again for as long as the server refuses.
-            asked += 1;
-            match (&token, asked) {
-                (Some(t), 1) => {
-                    git2::Cred::userpass_plaintext(user.unwrap_or("x-access-token"), t.expose())
-                }
-                _ => Err(git2::Error::from_str("authentication failed")),
-            }
-        });
-        let abandon = self.abandon.clone();
-        cb.transfer_progress(move |_| !abandon.load(Ordering::SeqCst));
-        let abandon = self.abandon.clone();
-        cb.sideband_progress(move |_| !abandon.load(Ordering::SeqCst));
-        cb
     }
 }
 

@@ -1,4 +1,7 @@
-//! A small fake of GitHub's REST API for issues, on a real HTTP socket.
+//! A small fake of GitHub's REST API for issues and pull requests, on a
+//! real HTTP socket. Pull requests share the issues' numbers, as on GitHub;
+//! with a bare repository attached, a pull request's head must be a real
+//! branch there, and deleting a branch deletes it there.
 //! It records every request and holds requests to GitHub's real shapes
 //! (auth header, user agent, API version, JSON bodies with only the fields
 //! GitHub knows, query parameters GitHub accepts), answering 401/404/422 as
@@ -42,6 +45,16 @@ pub struct Issue {
     pub labels: Vec<String>,
     pub assignees: Vec<String>,
     pub comments: Vec<String>,
+    /// Set for a pull request.
+    pub pull: Option<PullInfo>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PullInfo {
+    pub head: String,
+    pub base: String,
+    pub merged: bool,
+    pub reviewers: Vec<String>,
 }
 
 /// A canned failure for the next matching request. With `apply`, the
@@ -61,6 +74,8 @@ pub struct State {
     pub faults: VecDeque<Fault>,
     /// Requests that match no GitHub route or break its rules.
     pub rejected: Vec<String>,
+    /// The bare repository branches live in, when attached.
+    pub git: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone)]
@@ -108,6 +123,80 @@ impl FakeGithub {
     pub fn fail_next(&self, f: Fault) {
         self.state.lock().expect("lock").faults.push_back(f);
     }
+
+    /// Branches of pull requests must exist in this bare repository.
+    pub fn attach_git(&self, bare: &std::path::Path) {
+        self.state.lock().expect("lock").git = Some(bare.to_path_buf());
+    }
+
+    /// Only the pull requests.
+    pub fn pulls(&self) -> Vec<Issue> {
+        self.issues()
+            .into_iter()
+            .filter(|i| i.pull.is_some())
+            .collect()
+    }
+
+    /// Only the issues that are not pull requests.
+    pub fn plain_issues(&self) -> Vec<Issue> {
+        self.issues()
+            .into_iter()
+            .filter(|i| i.pull.is_none())
+            .collect()
+    }
+
+    /// Marks a pull request merged (the test merges the branch itself).
+    pub fn mark_merged(&self, number: u64) {
+        let mut s = self.state.lock().expect("lock");
+        if let Some(i) = s.issues.iter_mut().find(|i| i.number == number) {
+            i.state = "closed".into();
+            if let Some(p) = i.pull.as_mut() {
+                p.merged = true;
+            }
+        }
+    }
+
+    /// Closes a pull request or issue without merging, as a person would.
+    pub fn close(&self, number: u64) {
+        let mut s = self.state.lock().expect("lock");
+        if let Some(i) = s.issues.iter_mut().find(|i| i.number == number) {
+            i.state = "closed".into();
+        }
+    }
+}
+
+fn pull_json(i: &Issue, base: &str) -> Value {
+    let p = i.pull.clone().unwrap_or_default();
+    json!({
+        "id": 5000 + i.number,
+        "node_id": format!("PR_{}", i.number),
+        "number": i.number,
+        "title": i.title,
+        "body": i.body,
+        "state": i.state,
+        "draft": false,
+        "merged": p.merged,
+        "merged_at": if p.merged { json!("2026-11-26T00:00:00Z") } else { Value::Null },
+        "head": {"ref": p.head, "label": format!("{OWNER}:{}", p.head)},
+        "base": {"ref": p.base, "label": format!("{OWNER}:{}", p.base)},
+        "labels": i.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
+        "requested_reviewers": p.reviewers.iter().map(|r| json!({"login": r})).collect::<Vec<_>>(),
+        "url": format!("{base}/repos/{OWNER}/{REPO}/pulls/{}", i.number),
+        "html_url": format!("https://github.com/{OWNER}/{REPO}/pull/{}", i.number),
+        "user": {"login": "mdb-bot"},
+        "created_at": "2026-11-26T00:00:00Z",
+        "updated_at": "2026-11-26T00:00:00Z",
+    })
+}
+
+/// Whether `branch` exists in the attached bare repository (or none is attached).
+fn branch_exists(s: &State, branch: &str) -> bool {
+    match &s.git {
+        None => true,
+        Some(path) => git2::Repository::open_bare(path)
+            .ok()
+            .is_some_and(|r| r.find_reference(&format!("refs/heads/{branch}")).is_ok()),
+    }
 }
 
 fn error(status: StatusCode, message: &str) -> (StatusCode, Value) {
@@ -118,7 +207,7 @@ fn error(status: StatusCode, message: &str) -> (StatusCode, Value) {
 }
 
 fn issue_json(i: &Issue, base: &str) -> Value {
-    json!({
+    let mut v = json!({
         "id": 1000 + i.number,
         "node_id": format!("I_{}", i.number),
         "number": i.number,
@@ -133,7 +222,12 @@ fn issue_json(i: &Issue, base: &str) -> Value {
         "user": {"login": "mdb-bot"},
         "created_at": "2026-11-26T00:00:00Z",
         "updated_at": "2026-11-26T00:00:00Z",
-    })
+    });
+    if i.pull.is_some() {
+        v["pull_request"] =
+            json!({ "url": format!("{base}/repos/{OWNER}/{REPO}/pulls/{}", i.number) });
+    }
+    v
 }
 
 /// Checks that `body` is an object with only `allowed` keys.
@@ -259,8 +353,14 @@ fn route(
             return error(StatusCode::BAD_REQUEST, "Problems parsing JSON");
         }
     }
-    let prefix = format!("/repos/{OWNER}/{REPO}/issues");
-    let Some(rest) = path.strip_prefix(&prefix) else {
+    let prefix = format!("/repos/{OWNER}/{REPO}/");
+    if let Some(rest) = path.strip_prefix(&format!("{prefix}pulls")) {
+        return pulls_route(s, method, rest, query, body);
+    }
+    if let Some(branch) = path.strip_prefix(&format!("{prefix}git/refs/heads/")) {
+        return delete_ref(s, method, branch);
+    }
+    let Some(rest) = path.strip_prefix(&format!("{prefix}issues")) else {
         return error(StatusCode::NOT_FOUND, "Not Found");
     };
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
@@ -358,6 +458,7 @@ fn route(
                 labels,
                 assignees,
                 comments: vec![],
+                pull: None,
             };
             let v = issue_json(&issue, base);
             s.issues.push(issue);
@@ -412,6 +513,27 @@ fn route(
             }
             (StatusCode::OK, issue_json(issue, base))
         }
+        (Method::POST, [n, "labels"]) => {
+            if let Err(e) = only(body, &["labels"]) {
+                return error(StatusCode::UNPROCESSABLE_ENTITY, &e);
+            }
+            let Some(labels) = strings(&body["labels"]) else {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "labels must be a list of strings",
+                );
+            };
+            let Some(issue) = issue_mut(s, n) else {
+                return error(StatusCode::NOT_FOUND, "Not Found");
+            };
+            for l in labels {
+                if !issue.labels.contains(&l) {
+                    issue.labels.push(l);
+                }
+            }
+            let v: Vec<Value> = issue.labels.iter().map(|l| json!({"name": l})).collect();
+            (StatusCode::OK, Value::Array(v))
+        }
         (Method::POST, [n, "comments"]) => {
             if let Err(e) = only(body, &["body"]) {
                 return error(StatusCode::UNPROCESSABLE_ENTITY, &e);
@@ -433,4 +555,203 @@ fn route(
         }
         _ => error(StatusCode::NOT_FOUND, "Not Found"),
     }
+}
+
+/// Query parameters of a list: state, page and page size.
+fn list_query(
+    query: &str,
+    allowed: &[&str],
+) -> Result<(String, usize, usize, bool), (StatusCode, Value)> {
+    let (mut state, mut per_page, mut page, mut asc) = ("open".to_string(), 30usize, 1usize, false);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "state" if matches!(v, "open" | "closed" | "all") => state = v.into(),
+            "per_page" => match v.parse::<usize>() {
+                Ok(n) if (1..=100).contains(&n) => per_page = n,
+                _ => {
+                    return Err(error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "per_page must be 1..100",
+                    ))
+                }
+            },
+            "page" => page = v.parse().unwrap_or(1).max(1),
+            "direction" if matches!(v, "asc" | "desc") => asc = v == "asc",
+            "sort" if matches!(v, "created" | "updated" | "popularity" | "long-running") => {}
+            k if allowed.contains(&k) => {}
+            _ => {
+                return Err(error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &format!("Validation Failed: {k}={v}"),
+                ))
+            }
+        }
+    }
+    Ok((state, per_page, page, asc))
+}
+
+fn pulls_route(
+    s: &mut State,
+    method: &Method,
+    rest: &str,
+    query: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    let base = "http://fake";
+    match (method.clone(), parts.as_slice()) {
+        (Method::GET, []) => {
+            let (state, per_page, page, asc) = match list_query(query, &["head", "base"]) {
+                Ok(q) => q,
+                Err(e) => return e,
+            };
+            let mut list: Vec<&Issue> = s
+                .issues
+                .iter()
+                .filter(|i| i.pull.is_some() && (state == "all" || i.state == state))
+                .collect();
+            if !asc {
+                list.reverse();
+            }
+            let page: Vec<Value> = list
+                .into_iter()
+                .skip((page - 1) * per_page)
+                .take(per_page)
+                .map(|i| pull_json(i, base))
+                .collect();
+            (StatusCode::OK, Value::Array(page))
+        }
+        (Method::POST, []) => {
+            if let Err(e) = only(
+                body,
+                &[
+                    "title",
+                    "head",
+                    "base",
+                    "body",
+                    "draft",
+                    "maintainer_can_modify",
+                    "issue",
+                    "head_repo",
+                ],
+            ) {
+                return error(StatusCode::UNPROCESSABLE_ENTITY, &e);
+            }
+            let (Some(title), Some(head), Some(base_ref)) = (
+                body["title"].as_str().filter(|t| !t.is_empty()),
+                body["head"].as_str(),
+                body["base"].as_str(),
+            ) else {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Validation Failed: title, head and base are required",
+                );
+            };
+            if !branch_exists(s, head) || !branch_exists(s, base_ref) {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Validation Failed: head or base is not a branch",
+                );
+            }
+            if s.issues
+                .iter()
+                .any(|i| i.state == "open" && i.pull.as_ref().is_some_and(|p| p.head == head))
+            {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &format!("A pull request already exists for {OWNER}:{head}."),
+                );
+            }
+            let issue = Issue {
+                number: s.issues.len() as u64 + 1,
+                title: title.to_string(),
+                body: body["body"].as_str().unwrap_or_default().to_string(),
+                state: "open".into(),
+                labels: vec![],
+                assignees: vec![],
+                comments: vec![],
+                pull: Some(PullInfo {
+                    head: head.to_string(),
+                    base: base_ref.to_string(),
+                    ..Default::default()
+                }),
+            };
+            let v = pull_json(&issue, base);
+            s.issues.push(issue);
+            (StatusCode::CREATED, v)
+        }
+        (Method::GET, [n]) => match issue_mut(s, n).filter(|i| i.pull.is_some()) {
+            Some(i) => (StatusCode::OK, pull_json(i, base)),
+            None => error(StatusCode::NOT_FOUND, "Not Found"),
+        },
+        (Method::PATCH, [n]) => {
+            if let Err(e) = only(
+                body,
+                &["title", "body", "state", "base", "maintainer_can_modify"],
+            ) {
+                return error(StatusCode::UNPROCESSABLE_ENTITY, &e);
+            }
+            let Some(pr) = issue_mut(s, n).filter(|i| i.pull.is_some()) else {
+                return error(StatusCode::NOT_FOUND, "Not Found");
+            };
+            if let Some(st) = body.get("state") {
+                match st.as_str() {
+                    Some(v @ ("open" | "closed")) => pr.state = v.into(),
+                    _ => {
+                        return error(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "state must be open or closed",
+                        )
+                    }
+                }
+            }
+            if let Some(t) = body["title"].as_str() {
+                pr.title = t.into();
+            }
+            if let Some(b) = body["body"].as_str() {
+                pr.body = b.into();
+            }
+            (StatusCode::OK, pull_json(pr, base))
+        }
+        (Method::POST, [n, "requested_reviewers"]) => {
+            if let Err(e) = only(body, &["reviewers", "team_reviewers"]) {
+                return error(StatusCode::UNPROCESSABLE_ENTITY, &e);
+            }
+            let Some(reviewers) = strings(&body["reviewers"]) else {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "reviewers must be a list of strings",
+                );
+            };
+            let Some(pr) = issue_mut(s, n).filter(|i| i.pull.is_some()) else {
+                return error(StatusCode::NOT_FOUND, "Not Found");
+            };
+            if let Some(p) = pr.pull.as_mut() {
+                p.reviewers.extend(reviewers);
+            }
+            (StatusCode::CREATED, pull_json(pr, base))
+        }
+        _ => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+fn delete_ref(s: &mut State, method: &Method, branch: &str) -> (StatusCode, Value) {
+    if *method != Method::DELETE {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    if let Some(path) = &s.git {
+        let Ok(repo) = git2::Repository::open_bare(path) else {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "no repository");
+        };
+        let found = repo.find_reference(&format!("refs/heads/{branch}"));
+        let deleted = match found {
+            Ok(mut r) => r.delete().is_ok(),
+            Err(_) => return error(StatusCode::UNPROCESSABLE_ENTITY, "Reference does not exist"),
+        };
+        if !deleted {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot delete");
+        }
+    }
+    (StatusCode::NO_CONTENT, Value::Null)
 }

@@ -1,0 +1,439 @@
+//! The database entry mdb proposes for a new device, and the check that the
+//! revision it makes is valid. Pure: the same entry goes into an enrolment
+//! pull request, into an issue's ready-to-paste snippet and into `mdb enrol`.
+
+use std::{collections::HashSet, net::IpAddr};
+
+use crate::{
+    db::{self, load::check_dns_label, settings::Subnet, Report, Snapshot, SourceFile},
+    export::ipam,
+    net::Mac,
+    proto::DiscoveredHost,
+};
+
+/// The folder enrolled machines are written to, one file each, so that two
+/// enrolments never touch the same file (and never conflict with each other).
+pub const ENROL_DIR: &str = "machines/enrol";
+
+/// A machine entry for a host the database does not know yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub ip: IpAddr,
+    /// Left out for a locally administered (often random) MAC.
+    pub mac: Option<Mac>,
+    /// The `use:` value as YAML.
+    pub use_yaml: String,
+    /// The subnet of `mdb.yaml` the address lies in.
+    pub subnet: Option<String>,
+    pub notes: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    #[error("{0} is not an IP address")]
+    BadAddress(String),
+    #[error("{0} is outside every subnet declared in mdb.yaml")]
+    NoSubnet(IpAddr),
+    #[error("subnet {0} has no free static address left")]
+    NoFreeAddress(String),
+    #[error("{mac} is already in the database as {machine}")]
+    MacTaken { mac: Mac, machine: String },
+    #[error("{ip} is already in the database as {machine}")]
+    IpTaken { ip: IpAddr, machine: String },
+    #[error("no unique name could be made from {0:?}")]
+    NoName(String),
+}
+
+/// What other enrolments (open pull requests) and live hosts already hold.
+#[derive(Clone, Debug, Default)]
+pub struct Held {
+    pub ips: HashSet<IpAddr>,
+    pub names: HashSet<String>,
+}
+
+impl Entry {
+    /// The entry for `h`: a unique name, a reserved address, its MAC, the
+    /// guessed use in a form that validates, and what was seen as notes.
+    pub fn for_host(h: &DiscoveredHost, snap: &Snapshot, held: &Held) -> Result<Entry, Error> {
+        let seen_at: IpAddr = h.ip.parse().map_err(|_| Error::BadAddress(h.ip.clone()))?;
+        let mac = h.mac.parse::<Mac>().ok().filter(|m| !m.is_local());
+        if let Some(m) = mac.and_then(|m| snap.by_mac(m)) {
+            return Err(Error::MacTaken {
+                mac: mac.unwrap_or(Mac([0; 6])),
+                machine: m.name.clone(),
+            });
+        }
+        let subnet = subnet_of(snap, seen_at)?;
+        let ip = match subnet {
+            Some(s) => reserve(s, seen_at, snap, held)?,
+            None => match snap.by_ip(seen_at) {
+                Some(m) => {
+                    return Err(Error::IpTaken {
+                        ip: seen_at,
+                        machine: m.name.clone(),
+                    })
+                }
+                None => seen_at,
+            },
+        };
+        let (use_yaml, guess_note) = use_of(h);
+        Ok(Entry {
+            name: unique_name(&base_name(h, mac, seen_at), snap, held)?,
+            ip,
+            mac,
+            use_yaml,
+            subnet: subnet.map(|s| s.name.clone()),
+            notes: notes(h, seen_at, ip, guess_note),
+        })
+    }
+
+    /// Where the entry is written in the DB repository.
+    pub fn path(&self) -> String {
+        format!("{ENROL_DIR}/{}.yaml", self.name)
+    }
+
+    /// The entry as a `machines/` file.
+    pub fn yaml(&self) -> String {
+        let mut y = String::from("machines:\n");
+        y.push_str(&format!("  - name: {}\n", self.name));
+        y.push_str(&format!("    ip: {}\n", self.ip));
+        if let Some(m) = self.mac {
+            y.push_str(&format!("    mac: {m}\n"));
+        }
+        y.push_str(&format!("    use: {}\n", self.use_yaml));
+        match &self.subnet {
+            Some(s) => y.push_str(&format!(
+                "    labels: {{ subnet: {s}, enrolled-by: mdb }}\n"
+            )),
+            None => y.push_str("    labels: { enrolled-by: mdb }\n"),
+        }
+        y.push_str(&format!("    notes: {}\n", quoted(&self.notes)));
+        y
+    }
+
+    /// Validates the revision this entry makes on top of `base` (the DB's
+    /// files now) with the same code as `mdb validate`.
+    pub fn check(&self, base: &[SourceFile]) -> Result<(), Report> {
+        let mut files: Vec<SourceFile> = base
+            .iter()
+            .filter(|f| f.path != self.path())
+            .cloned()
+            .collect();
+        files.push(SourceFile {
+            path: self.path(),
+            text: self.yaml(),
+        });
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        db::validate(&files, "proposed").map(|_| ())
+    }
+}
+
+/// A YAML double-quoted scalar (JSON's escapes are YAML's).
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+fn subnet_of(snap: &Snapshot, ip: IpAddr) -> Result<Option<&Subnet>, Error> {
+    if snap.settings.subnets.is_empty() {
+        return Ok(None);
+    }
+    snap.settings
+        .subnets
+        .iter()
+        .find(|s| s.cidr.contains(ip))
+        .map(Some)
+        .ok_or(Error::NoSubnet(ip))
+}
+
+/// The host's own address when it is a free static one; else the lowest
+/// static address that no machine, live host or other enrolment holds.
+fn reserve(
+    subnet: &Subnet,
+    seen_at: IpAddr,
+    snap: &Snapshot,
+    held: &Held,
+) -> Result<IpAddr, Error> {
+    let static_ok = subnet.static_range.is_some_and(|r| r.contains(seen_at))
+        && !subnet.dynamic.iter().any(|r| r.contains(seen_at))
+        && !subnet.exclude.contains(&seen_at);
+    if static_ok && snap.by_ip(seen_at).is_none() && !held.ips.contains(&seen_at) {
+        return Ok(seen_at);
+    }
+    let mut taken = held.ips.clone();
+    taken.insert(seen_at);
+    ipam::next_free(subnet, snap, &taken).ok_or_else(|| Error::NoFreeAddress(subnet.name.clone()))
+}
+
+/// Reverse DNS where it gives a DNS label; else vendor and MAC tail
+/// (`pi-dca632-0060`); else the address (`host-198-18-10-5`).
+fn base_name(h: &DiscoveredHost, mac: Option<Mac>, ip: IpAddr) -> String {
+    let from_dns = h
+        .dns_name
+        .split('.')
+        .next()
+        .map(str::to_ascii_lowercase)
+        .filter(|n| check_dns_label(n).is_ok() && !n.starts_with("host-"));
+    if let Some(n) = from_dns {
+        return n;
+    }
+    match mac {
+        Some(m) => {
+            let b = m.0;
+            format!(
+                "{}-{:02x}{:02x}{:02x}-{:02x}{:02x}",
+                vendor_word(&h.vendor),
+                b[0],
+                b[1],
+                b[2],
+                b[4],
+                b[5]
+            )
+        }
+        None => format!("host-{}", ip.to_string().replace(['.', ':'], "-")),
+    }
+}
+
+/// A short lower-case word for a vendor: "Raspberry Pi Trading" → "pi".
+fn vendor_word(vendor: &str) -> String {
+    let lower = vendor.to_ascii_lowercase();
+    if lower.contains("raspberry") {
+        return "pi".into();
+    }
+    let word: String = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .find(|w| !w.is_empty())
+        .unwrap_or("host")
+        .chars()
+        .take(20)
+        .collect();
+    word
+}
+
+/// `base`, or `base-2`, `base-3`... whichever no machine or enrolment has.
+fn unique_name(base: &str, snap: &Snapshot, held: &Held) -> Result<String, Error> {
+    let free = |n: &str| snap.by_name(n).is_none() && !held.names.contains(n);
+    let base: String = base.chars().take(56).collect();
+    let base = base.trim_end_matches('-').to_string();
+    (1..100)
+        .map(|i| {
+            if i == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{i}")
+            }
+        })
+        .find(|n| check_dns_label(n).is_ok() && free(n))
+        .ok_or(Error::NoName(base))
+}
+
+/// The `use:` value, and a note when the guess could not be used as is: a
+/// cluster guess names no cluster, so it is proposed as `discover`.
+fn use_of(h: &DiscoveredHost) -> (String, Option<String>) {
+    match db::kind_name(h.guessed_use) {
+        "cluster" => (
+            "discover".into(),
+            Some("looks like a cluster node; to add it to one, set use: {cluster: {name: NAME, role: worker}}".into()),
+        ),
+        "development" => ("{ development: server }".into(), None),
+        "games" => ("games".into(), None),
+        "device" => {
+            let what = if h.vendor.is_empty() {
+                "unknown device"
+            } else {
+                h.vendor.as_str()
+            };
+            (format!("{{ device: {} }}", quoted(what)), None)
+        }
+        _ => ("discover".into(), None),
+    }
+}
+
+fn notes(h: &DiscoveredHost, seen_at: IpAddr, ip: IpAddr, guess: Option<String>) -> String {
+    let mut parts = vec![format!(
+        "enrolled by mdb: first seen {}",
+        time(h.first_seen_unix)
+    )];
+    if ip != seen_at {
+        parts.push(format!("seen at {seen_at}, {ip} reserved"));
+    }
+    if !h.vendor.is_empty() {
+        parts.push(format!("vendor {}", h.vendor));
+    }
+    if !h.open_ports.is_empty() {
+        let ports: Vec<String> = h.open_ports.iter().map(u32::to_string).collect();
+        parts.push(format!("open ports {}", ports.join(", ")));
+    }
+    parts.extend(guess);
+    parts.join("; ")
+}
+
+/// A unix time as `2026-11-26T17:33:20Z`.
+pub fn time(unix: i64) -> String {
+    if unix <= 0 {
+        return "unknown".into();
+    }
+    let (days, rem) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    // Days to civil date (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{HostState, UseKind};
+
+    const MDB_YAML: &str = "subnets:\n  - name: lab\n    cidr: 198.18.10.0/24\n    static: 198.18.10.10-198.18.10.199\n    dynamic: 198.18.10.200-198.18.10.250\n";
+    const CP: &str = "machines:\n  - name: cp\n    ip: 198.18.10.10\n    mac: dc:a6:32:00:00:01\n    use: { cluster: { name: alpha, role: control-plane } }\n";
+
+    fn files() -> Vec<SourceFile> {
+        vec![
+            SourceFile {
+                path: "mdb.yaml".into(),
+                text: MDB_YAML.into(),
+            },
+            SourceFile {
+                path: "machines/cp.yaml".into(),
+                text: CP.into(),
+            },
+        ]
+    }
+
+    fn snap() -> Snapshot {
+        db::validate(&files(), "base").unwrap()
+    }
+
+    fn pi(ip: &str, mac: &str) -> DiscoveredHost {
+        DiscoveredHost {
+            ip: ip.into(),
+            mac: mac.into(),
+            vendor: "Raspberry Pi Trading Ltd".into(),
+            state: HostState::New as i32,
+            guessed_use: UseKind::Cluster as i32,
+            open_ports: vec![22, 10250],
+            first_seen_unix: 1_795_000_000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_pi_in_the_dhcp_pool_gets_a_named_valid_entry_with_a_static_address() {
+        let e = Entry::for_host(
+            &pi("198.18.10.230", "dc:a6:32:00:00:60"),
+            &snap(),
+            &Held::default(),
+        )
+        .unwrap();
+        assert_eq!(e.name, "pi-dca632-0060");
+        assert_eq!(
+            e.ip.to_string(),
+            "198.18.10.11",
+            "lowest free static address"
+        );
+        assert_eq!(e.use_yaml, "discover");
+        assert!(e.notes.contains("cluster"), "{}", e.notes);
+        assert!(e.notes.contains("seen at 198.18.10.230"), "{}", e.notes);
+        e.check(&files())
+            .unwrap_or_else(|r| panic!("{r}\n{}", e.yaml()));
+    }
+
+    #[test]
+    fn a_free_static_address_is_kept_and_held_ones_are_skipped() {
+        let s = snap();
+        let e = Entry::for_host(
+            &pi("198.18.10.50", "dc:a6:32:00:00:61"),
+            &s,
+            &Held::default(),
+        )
+        .unwrap();
+        assert_eq!(e.ip.to_string(), "198.18.10.50");
+        let held = Held {
+            ips: [
+                "198.18.10.11".parse().unwrap(),
+                "198.18.10.12".parse().unwrap(),
+            ]
+            .into(),
+            names: ["pi-dca632-0062".to_string()].into(),
+        };
+        let e = Entry::for_host(&pi("198.18.10.231", "dc:a6:32:00:00:62"), &s, &held).unwrap();
+        assert_eq!(e.ip.to_string(), "198.18.10.13");
+        assert_eq!(e.name, "pi-dca632-0062-2");
+    }
+
+    #[test]
+    fn reverse_dns_names_the_machine_and_devices_keep_their_vendor() {
+        let mut h = pi("198.18.10.232", "00:11:22:33:44:55");
+        h.dns_name = "Printer.lab.example".into();
+        h.vendor = "Epson: \"TM\" series".into();
+        h.guessed_use = UseKind::Device as i32;
+        let e = Entry::for_host(&h, &snap(), &Held::default()).unwrap();
+        assert_eq!(e.name, "printer");
+        e.check(&files())
+            .unwrap_or_else(|r| panic!("{r}\n{}", e.yaml()));
+        let s = db::validate(
+            &[
+                files(),
+                vec![SourceFile {
+                    path: e.path(),
+                    text: e.yaml(),
+                }],
+            ]
+            .concat(),
+            "t",
+        )
+        .unwrap();
+        let m = s.by_name("printer").unwrap();
+        assert!(format!("{:?}", m.r#use).contains("Epson: \\\"TM\\\" series"));
+    }
+
+    #[test]
+    fn known_macs_and_foreign_addresses_are_refused() {
+        let s = snap();
+        let e = Entry::for_host(
+            &pi("198.18.10.230", "dc:a6:32:00:00:01"),
+            &s,
+            &Held::default(),
+        );
+        assert!(matches!(e, Err(Error::MacTaken { .. })), "{e:?}");
+        let e = Entry::for_host(
+            &pi("198.18.99.5", "dc:a6:32:00:00:70"),
+            &s,
+            &Held::default(),
+        );
+        assert_eq!(e, Err(Error::NoSubnet("198.18.99.5".parse().unwrap())));
+    }
+
+    #[test]
+    fn random_macs_are_left_out_and_the_name_follows_the_address() {
+        let e = Entry::for_host(
+            &pi("198.18.10.233", "da:a6:32:00:00:60"),
+            &snap(),
+            &Held::default(),
+        )
+        .unwrap();
+        assert_eq!(e.mac, None);
+        assert_eq!(e.name, "host-198-18-10-233");
+        e.check(&files()).unwrap();
+    }
+
+    #[test]
+    fn times_print_as_utc() {
+        assert_eq!(time(0), "unknown");
+        assert_eq!(time(1_795_000_000), "2026-11-18T11:06:40Z");
+        assert_eq!(time(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

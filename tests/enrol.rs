@@ -1,0 +1,449 @@
+//! Enrolment by pull request against real parts: a bare git repository as
+//! the DB remote (real pushes over file://) and the fake GitHub on a real
+//! socket, with mdb's own filer doing a reconcile pass per "sweep".
+
+mod util;
+
+use std::{path::Path, time::Duration};
+
+use git2::{Oid, Repository};
+use mdb::{
+    db::{validate, Snapshot, SourceFile},
+    discover::sweep::SweepResult,
+    github::{self, enrol::EnrolConfig, Filer},
+    proto::{DiscoveredHost, HostState, UseKind},
+    secret::Secret,
+    serve::metrics::Metrics,
+    sync,
+};
+use util::{
+    fake_github::{FakeGithub, Fault, Issue, OWNER, REPO, TOKEN},
+    TestRepo,
+};
+
+const PI_MAC: &str = "dc:a6:32:77:00:01";
+const PI2_MAC: &str = "dc:a6:32:77:00:02";
+
+struct Lab {
+    repo: TestRepo,
+    gh: FakeGithub,
+    work: tempfile::TempDir,
+}
+
+impl Lab {
+    async fn new() -> Lab {
+        let repo = TestRepo::with_demo();
+        let gh = FakeGithub::start(std::net::TcpListener::bind("127.0.0.1:0").expect("bind"));
+        gh.attach_git(&repo.path());
+        Lab {
+            repo,
+            gh,
+            work: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn config(&self, random_macs: bool) -> github::Config {
+        github::Config {
+            repo: format!("{OWNER}/{REPO}"),
+            token: Secret::new(TOKEN),
+            api_url: self.gh.url(),
+            labels: vec!["mdb".into()],
+            assignee: None,
+            max_new_per_sweep: 10,
+            write_gap: Duration::from_millis(2),
+            retry_base: Duration::from_millis(10),
+            max_wait: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+            enrol: Some(EnrolConfig {
+                source: sync::Source {
+                    url: self.repo.url(),
+                    branch: "main".into(),
+                    token: None,
+                    checkout: self.work.path().join("checkout"),
+                    fetch_timeout: Duration::from_secs(20),
+                    limits: Default::default(),
+                },
+                work_dir: self.work.path().join("enrol.git"),
+                labels: vec!["enrolment".into()],
+                reviewers: vec!["lab-admin".into()],
+                random_macs,
+            }),
+        }
+    }
+
+    fn filer(&self) -> Filer {
+        Filer::new(self.config(false), Metrics::new().github.clone()).expect("filer")
+    }
+
+    /// The database as the server would serve it now.
+    fn snapshot(&self) -> Snapshot {
+        let head = self
+            .repo
+            .repo
+            .refname_to_id("refs/heads/main")
+            .expect("main");
+        let files = files_at(&self.repo.repo, head);
+        validate(&files, &head.to_string()).unwrap_or_else(|r| panic!("{r}"))
+    }
+
+    /// One sweep's worth of reconciling.
+    async fn pass(&self, f: &mut Filer, hosts: Vec<DiscoveredHost>) -> github::Summary {
+        let result = SweepResult {
+            hosts,
+            revision: "rev".into(),
+            swept: vec![],
+            at_unix: 1_790_000_000,
+        };
+        f.reconcile(&result, &self.snapshot())
+            .await
+            .unwrap_or_else(|e| panic!("reconcile: {e}; rejected: {:?}", self.gh.rejected()))
+    }
+
+    /// Merges a pull request's branch into main (a fast-forward, as the
+    /// branch sits on main) and marks it merged, as the merge button would.
+    fn merge(&mut self, pr: &Issue) -> Oid {
+        let head = &pr.pull.as_ref().expect("a pull request").head;
+        let tip = self
+            .repo
+            .repo
+            .refname_to_id(&format!("refs/heads/{head}"))
+            .expect("branch");
+        self.repo
+            .repo
+            .reference("refs/heads/main", tip, true, "merge")
+            .expect("fast-forward");
+        self.repo.head = Some(tip);
+        self.gh.mark_merged(pr.number);
+        tip
+    }
+
+    fn branch_tip(&self, name: &str) -> Option<Oid> {
+        self.repo
+            .repo
+            .refname_to_id(&format!("refs/heads/{name}"))
+            .ok()
+    }
+}
+
+fn files_at(repo: &Repository, commit: Oid) -> Vec<SourceFile> {
+    let tree = repo
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .expect("tree");
+    let mut files = Vec::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
+        let path = format!("{dir}{}", e.name().unwrap_or(""));
+        if let Ok(blob) = repo.find_blob(e.id()) {
+            if mdb::db::is_db_file(&path) {
+                files.push(SourceFile {
+                    path,
+                    text: String::from_utf8_lossy(blob.content()).into_owned(),
+                });
+            }
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .expect("walk");
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files
+}
+
+fn pi(ip: &str, mac: &str) -> DiscoveredHost {
+    DiscoveredHost {
+        ip: ip.into(),
+        mac: mac.into(),
+        vendor: "Raspberry Pi Trading Ltd".into(),
+        state: HostState::New as i32,
+        guessed_use: UseKind::Cluster as i32,
+        detail: "not in the database".into(),
+        open_ports: vec![22, 10250],
+        first_seen_unix: 1_790_000_000,
+        last_seen_unix: 1_790_000_000,
+        ..Default::default()
+    }
+}
+
+/// The file a pull request's branch adds, and `mdb validate` on a checkout
+/// of the branch.
+fn check_branch(lab: &Lab, pr: &Issue) -> String {
+    let head = &pr.pull.as_ref().expect("pull").head;
+    let dir = tempfile::tempdir_in(lab.work.path())
+        .expect("tempdir")
+        .keep();
+    git2::build::RepoBuilder::new()
+        .branch(head)
+        .clone(&lab.repo.url(), &dir)
+        .expect("clone the branch");
+    util::mdb([Path::new("validate"), &dir]).ok();
+    let name = pr
+        .body
+        .split("<!-- mdb-name: ")
+        .nth(1)
+        .and_then(|r| r.split(" -->").next())
+        .expect("name marker");
+    std::fs::read_to_string(dir.join(format!("machines/enrol/{name}.yaml")))
+        .expect("the entry file")
+}
+
+fn ip_of(entry: &str) -> std::net::Ipv4Addr {
+    entry
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ip: "))
+        .and_then(|ip| ip.parse().ok())
+        .unwrap_or_else(|| panic!("no ip in {entry}"))
+}
+
+#[tokio::test]
+async fn a_new_device_gets_one_issue_and_one_ready_pull_request() {
+    let lab = Lab::new().await;
+    let mut f = lab.filer();
+    let s = lab.pass(&mut f, vec![pi("198.18.10.230", PI_MAC)]).await;
+    assert_eq!((s.created, s.enrol.proposed), (1, 1), "{s:?}");
+    let (issues, pulls) = (lab.gh.plain_issues(), lab.gh.pulls());
+    assert_eq!((issues.len(), pulls.len()), (1, 1));
+    let pr = &pulls[0];
+    assert_eq!(pr.pull.as_ref().map(|p| p.base.as_str()), Some("main"));
+    assert_eq!(pr.labels, ["enrolment"]);
+    assert_eq!(
+        pr.pull.as_ref().map(|p| p.reviewers.clone()),
+        Some(vec!["lab-admin".to_string()])
+    );
+    assert!(
+        pr.title
+            .starts_with("Enrol pi-dca632-0001 at 198.18.10.10 (Raspberry Pi"),
+        "{}",
+        pr.title
+    );
+    assert!(
+        pr.body.contains(&format!("(issue #{})", issues[0].number)),
+        "{}",
+        pr.body
+    );
+    assert!(issues[0]
+        .comments
+        .iter()
+        .any(|c| c.contains(&format!("Proposed in #{}", pr.number))));
+    let entry = check_branch(&lab, pr);
+    let ip = ip_of(&entry);
+    assert!(
+        (10..=199).contains(&ip.octets()[3]),
+        "inside the static range, outside the pool: {ip}"
+    );
+    assert!(lab.snapshot().by_ip(ip.into()).is_none(), "free: {ip}");
+    assert!(entry.contains("mac: dc:a6:32:77:00:01"), "{entry}");
+    assert!(!entry.contains("CHANGE-ME"), "{entry}");
+    // The issue's snippet proposes the same, valid entry.
+    assert!(
+        issues[0].body.contains("ip: 198.18.10.10"),
+        "{}",
+        issues[0].body
+    );
+    assert!(lab.gh.rejected().is_empty(), "{:?}", lab.gh.rejected());
+}
+
+#[tokio::test]
+async fn restarts_and_a_lost_create_answer_leave_one_pull_request_each() {
+    let lab = Lab::new().await;
+    let hosts = vec![pi("198.18.10.230", PI_MAC)];
+    for _ in 0..3 {
+        let mut f = lab.filer();
+        lab.pass(&mut f, hosts.clone()).await;
+    }
+    assert_eq!((lab.gh.plain_issues().len(), lab.gh.pulls().len()), (1, 1));
+    // The next create is carried out but its answer is lost.
+    lab.gh.fail_next(Fault {
+        method: Some("POST"),
+        status: 502,
+        headers: vec![],
+        apply: true,
+    });
+    let mut f = lab.filer();
+    let hosts = vec![pi("198.18.10.230", PI_MAC), pi("198.18.10.231", PI2_MAC)];
+    // The lost answer may hit the issue or the pull request create.
+    lab.pass(&mut f, hosts.clone()).await;
+    for _ in 0..2 {
+        let mut f = lab.filer();
+        lab.pass(&mut f, hosts.clone()).await;
+    }
+    let (issues, pulls) = (lab.gh.plain_issues(), lab.gh.pulls());
+    assert_eq!(
+        (issues.len(), pulls.len()),
+        (2, 2),
+        "{issues:#?}\n{pulls:#?}"
+    );
+    let ips: Vec<_> = pulls
+        .iter()
+        .map(|p| ip_of(&check_branch(&lab, p)))
+        .collect();
+    assert_ne!(ips[0], ips[1], "two devices, two addresses");
+
+    // A third device whose issue exists already: the first POST of the
+    // next pass is its pull request, and that answer is lost.
+    let third = pi("198.18.10.233", "dc:a6:32:77:00:03");
+    let mut issue_only = lab.config(false);
+    issue_only.enrol = None;
+    let mut f = Filer::new(issue_only, Metrics::new().github.clone()).expect("filer");
+    let mut hosts = hosts;
+    hosts.push(third);
+    lab.pass(&mut f, hosts.clone()).await;
+    assert_eq!(lab.gh.pulls().len(), 2);
+    lab.gh.fail_next(Fault {
+        method: Some("POST"),
+        status: 502,
+        headers: vec![],
+        apply: true,
+    });
+    for _ in 0..3 {
+        let mut f = lab.filer();
+        lab.pass(&mut f, hosts.clone()).await;
+    }
+    let lost = lab
+        .gh
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pulls") && r.status == 502)
+        .count();
+    assert_eq!(lost, 1, "the pull request create's answer was lost");
+    assert_eq!((lab.gh.plain_issues().len(), lab.gh.pulls().len()), (3, 3));
+}
+
+#[tokio::test]
+async fn merging_serves_the_machine_closes_the_issue_and_deletes_the_branch() {
+    let mut lab = Lab::new().await;
+    let mut f = lab.filer();
+    lab.pass(&mut f, vec![pi("198.18.10.230", PI_MAC)]).await;
+    let pr = lab.gh.pulls().remove(0);
+    let head = pr.pull.clone().expect("pull").head;
+    let merged = lab.merge(&pr);
+    // The next sweep sees the device as the machine it now is.
+    let name = lab
+        .snapshot()
+        .by_mac(PI_MAC.parse().expect("mac"))
+        .expect("served")
+        .name
+        .clone();
+    let mut known = pi("198.18.10.230", PI_MAC);
+    known.state = HostState::Moved as i32;
+    known.machine = name.clone();
+    let s = lab.pass(&mut f, vec![known.clone()]).await;
+    assert_eq!(s.closed, 1, "{s:?}");
+    assert_eq!(s.enrol.branches_deleted, 1, "{s:?}");
+    let issue = lab.gh.plain_issues().remove(0);
+    assert_eq!(issue.state, "closed");
+    assert!(
+        issue
+            .comments
+            .iter()
+            .any(|c| c.contains(&name) && c.contains(&merged.to_string())),
+        "{:?}",
+        issue.comments
+    );
+    assert_eq!(lab.branch_tip(&head), None, "branch deleted");
+    for _ in 0..3 {
+        let mut f = lab.filer();
+        let s = lab.pass(&mut f, vec![known.clone()]).await;
+        assert_eq!((s.created, s.enrol.proposed), (0, 0));
+    }
+    assert_eq!((lab.gh.plain_issues().len(), lab.gh.pulls().len()), (1, 1));
+    assert!(lab.gh.rejected().is_empty(), "{:?}", lab.gh.rejected());
+}
+
+#[tokio::test]
+async fn a_pull_request_closed_unmerged_dismisses_the_device() {
+    let lab = Lab::new().await;
+    let mut f = lab.filer();
+    let hosts = vec![pi("198.18.10.230", PI_MAC)];
+    lab.pass(&mut f, hosts.clone()).await;
+    let pr = lab.gh.pulls().remove(0);
+    lab.gh.close(pr.number);
+    for _ in 0..3 {
+        let mut f = lab.filer();
+        lab.pass(&mut f, hosts.clone()).await;
+    }
+    let (issues, pulls) = (lab.gh.plain_issues(), lab.gh.pulls());
+    assert_eq!((issues.len(), pulls.len()), (1, 1), "nothing new is filed");
+    assert_eq!(issues[0].state, "closed");
+    assert!(
+        issues[0].comments.iter().any(|c| c.contains("dismissed")),
+        "{:?}",
+        issues[0].comments
+    );
+}
+
+#[tokio::test]
+async fn a_commit_taking_the_reserved_address_moves_the_branch_to_another() {
+    let mut lab = Lab::new().await;
+    let mut f = lab.filer();
+    let hosts = vec![pi("198.18.10.230", PI_MAC)];
+    lab.pass(&mut f, hosts.clone()).await;
+    let pr = lab.gh.pulls().remove(0);
+    let head = pr.pull.clone().expect("pull").head;
+    let reserved = ip_of(&check_branch(&lab, &pr));
+    // Someone records another machine at the reserved address.
+    lab.repo.write(
+        "machines/other.yaml",
+        &format!("machines:\n  - name: other\n    ip: {reserved}\n    use: games\n"),
+    );
+    let main = lab.repo.commit("take the reserved address");
+    let s = lab.pass(&mut f, hosts.clone()).await;
+    assert_eq!(s.enrol.rebuilt, 1, "{s:?}");
+    let tip = lab.branch_tip(&head).expect("branch");
+    assert_eq!(
+        lab.repo
+            .repo
+            .find_commit(tip)
+            .expect("commit")
+            .parent_id(0)
+            .ok(),
+        Some(main)
+    );
+    let pr = lab.gh.pulls().remove(0);
+    let moved = ip_of(&check_branch(&lab, &pr));
+    assert_ne!(moved, reserved);
+    assert!(
+        pr.comments.iter().any(|c| c.contains("now proposes")),
+        "{:?}",
+        pr.comments
+    );
+    // Nothing moved: nothing is pushed again.
+    let s = lab.pass(&mut f, hosts.clone()).await;
+    assert_eq!(s.enrol.rebuilt, 0);
+    assert_eq!(lab.branch_tip(&head), Some(tip));
+    // The DB branch moves on without touching it: the same file, rebased.
+    lab.repo.write(
+        "machines/third.yaml",
+        "machines:\n  - name: third\n    ip: 198.18.10.150\n    use: games\n",
+    );
+    let main = lab.repo.commit("unrelated");
+    let s = lab.pass(&mut f, hosts).await;
+    assert_eq!(s.enrol.rebuilt, 1);
+    let tip = lab.branch_tip(&head).expect("branch");
+    assert_eq!(
+        lab.repo
+            .repo
+            .find_commit(tip)
+            .expect("commit")
+            .parent_id(0)
+            .ok(),
+        Some(main)
+    );
+    assert_eq!(ip_of(&check_branch(&lab, &lab.gh.pulls()[0])), moved);
+}
+
+#[tokio::test]
+async fn random_macs_are_enrolled_only_when_configured() {
+    let lab = Lab::new().await;
+    let random = pi("198.18.10.232", "da:a6:32:77:00:09");
+    let mut f = lab.filer();
+    lab.pass(&mut f, vec![random.clone()]).await;
+    assert_eq!((lab.gh.plain_issues().len(), lab.gh.pulls().len()), (1, 0));
+    let mut f = Filer::new(lab.config(true), Metrics::new().github.clone()).expect("filer");
+    lab.pass(&mut f, vec![random]).await;
+    let pulls = lab.gh.pulls();
+    assert_eq!(pulls.len(), 1);
+    let entry = check_branch(&lab, &pulls[0]);
+    assert!(
+        !entry.contains("mac:"),
+        "a random MAC is no identity: {entry}"
+    );
+}
