@@ -237,3 +237,39 @@ fn flux_applies_a_path_that_renders_and_checks_deployments_it_has() {
         );
     }
 }
+
+#[test]
+fn the_shipped_scanner_configs_file_issues_and_enrolment_pull_requests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "ghp_example\n").expect("token");
+    let env: std::collections::HashMap<String, String> = [
+        (
+            mdb::config::ENV_DB_TOKEN_FILE,
+            token.to_str().expect("path"),
+        ),
+        (
+            mdb::config::ENV_GITHUB_TOKEN_FILE,
+            token.to_str().expect("path"),
+        ),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for path in [
+        "deploy/base/scanner.toml",
+        "deploy/overlays/example/scanner.toml",
+    ] {
+        let raw = mdb::config::read_file(std::path::Path::new(path)).expect("parses");
+        let cfg = mdb::config::resolve(raw, &env, &Default::default())
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let gh = cfg.github.unwrap_or_else(|| panic!("{path}: no [github]"));
+        let enrol = gh
+            .enrol
+            .unwrap_or_else(|| panic!("{path}: enrolment is off"));
+        assert_eq!(
+            enrol.work_dir,
+            std::path::Path::new("/var/lib/mdb/db.enrol")
+        );
+    }
+}

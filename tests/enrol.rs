@@ -199,6 +199,13 @@ async fn a_new_device_gets_one_issue_and_one_ready_pull_request() {
     let mut f = lab.filer();
     let s = lab.pass(&mut f, vec![pi("198.18.10.230", PI_MAC)]).await;
     assert_eq!((s.created, s.enrol.proposed), (1, 1), "{s:?}");
+    let requests = lab.gh.requests();
+    let writes = requests.iter().filter(|r| r.method != "GET").count();
+    println!(
+        "FIGURE GitHub requests for one new device (issue + pull request): {} ({writes} writes, {} reads)",
+        requests.len(),
+        requests.len() - writes
+    );
     let (issues, pulls) = (lab.gh.plain_issues(), lab.gh.pulls());
     assert_eq!((issues.len(), pulls.len()), (1, 1));
     let pr = &pulls[0];
@@ -446,4 +453,151 @@ async fn random_macs_are_enrolled_only_when_configured() {
         !entry.contains("mac:"),
         "a random MAC is no identity: {entry}"
     );
+}
+
+/// A git checkout of the demo database, as a person has on their laptop.
+fn demo_checkout(dir: &Path) -> Repository {
+    util::write_tree(dir, mdb::demo::FILES);
+    let repo = Repository::init(dir).expect("init");
+    let mut index = repo.index().expect("index");
+    index
+        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+        .expect("add");
+    index.write().expect("write");
+    let tree = repo
+        .find_tree(index.write_tree().expect("tree"))
+        .expect("tree");
+    let sig = git2::Signature::now("t", "t@localhost").expect("sig");
+    repo.commit(Some("HEAD"), &sig, &sig, "demo", &tree, &[])
+        .expect("commit");
+    drop(tree);
+    repo
+}
+
+fn tree_listing(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            if e.file_name() == ".git" {
+                continue;
+            }
+            if e.path().is_dir() {
+                pending.push(e.path());
+            } else {
+                out.push(format!(
+                    "{}:{}",
+                    e.path().display(),
+                    std::fs::read_to_string(e.path()).unwrap_or_default().len()
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn mdb_enrol_writes_and_commits_an_entry_that_validates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = demo_checkout(dir.path());
+    let db = dir.path().to_str().expect("path");
+    let run = util::mdb([
+        "enrol",
+        "198.18.10.230",
+        "--db",
+        db,
+        "--mac",
+        "00:11:22:33:44:55",
+        "--use",
+        "device",
+        "--commit",
+    ])
+    .ok();
+    assert!(run.stdout.starts_with("wrote machines/enrol/"), "{run}");
+    assert!(
+        run.stdout.contains("ip: 198.18.10.10"),
+        "a static address for a host in the pool:{run}"
+    );
+    util::mdb(["validate", db]).ok();
+    let head = repo.head().expect("head").peel_to_commit().expect("commit");
+    assert!(
+        head.message().unwrap_or("").starts_with("Enrol "),
+        "{:?}",
+        head.message()
+    );
+    assert!(
+        repo.statuses(None).expect("status").is_empty(),
+        "everything committed"
+    );
+}
+
+#[test]
+fn mdb_enrol_refuses_bad_input_in_one_line_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    demo_checkout(dir.path());
+    let db = dir.path().to_str().expect("path");
+    let before = tree_listing(dir.path());
+    for (args, expect) in [
+        (
+            vec!["198.18.99.5"],
+            "198.18.99.5 is outside every subnet declared in mdb.yaml",
+        ),
+        (
+            vec!["198.18.10.231", "--mac", "dc:a6:32:10:00:11"],
+            "dc:a6:32:10:00:11 is already in the database as alpha-cp-1",
+        ),
+        (
+            vec!["dc:a6:32:99:00:01"],
+            "is a MAC; without --from-server give the IP address",
+        ),
+        (
+            vec!["not-an-address"],
+            "\"not-an-address\" is not an IP address",
+        ),
+        (
+            vec!["198.18.10.232", "--name", "devbox"],
+            "--name \"devbox\" is taken",
+        ),
+        (
+            vec!["198.18.10.233", "--use", "toaster"],
+            "--use \"toaster\" is not one of",
+        ),
+    ] {
+        let mut all = vec!["enrol"];
+        all.extend(args);
+        all.extend(["--db", db]);
+        let run = util::mdb(&all).code(1);
+        assert_eq!(run.stderr.lines().count(), 1, "one line:{run}");
+        assert!(run.stderr.contains(expect), "{expect:?}:{run}");
+    }
+    assert_eq!(tree_listing(dir.path()), before, "nothing changed");
+}
+
+#[tokio::test]
+async fn mdb_enrol_from_a_server_needs_a_device_the_sweeps_found() {
+    let repo = TestRepo::with_demo();
+    let server = util::start_server(&repo.url(), "1h", "1h").await;
+    server.wait_for_revision(repo.head.expect("head")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    demo_checkout(dir.path());
+    let (db, addr) = (
+        dir.path().to_str().expect("path").to_string(),
+        server.grpc.to_string(),
+    );
+    let run = tokio::task::spawn_blocking(move || {
+        util::mdb([
+            "enrol",
+            "198.18.10.240",
+            "--db",
+            &db,
+            "--from-server",
+            &addr,
+        ])
+    })
+    .await
+    .expect("run");
+    let run = run.code(1);
+    assert!(run.stderr.contains("no discovered host"), "{run}");
+    server.stop().await;
 }

@@ -550,8 +550,16 @@ fn serve_files_once_survives_restarts_and_closes_on_a_real_lan() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let listener = lan.listen_in_scanner();
     let gh = rt.block_on(async { FakeGithub::start(listener) });
+    // The first create is carried out but its answer is lost.
+    gh.fail_next(Fault {
+        method: Some("POST"),
+        status: 502,
+        headers: vec![],
+        apply: true,
+    });
 
     let mut repo = util::TestRepo::new();
+    gh.attach_git(&repo.path());
     repo.write(
         "mdb.yaml",
         "subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\n    static: 198.18.0.100-198.18.0.199\nscan:\n  missing_after: 2\n",
@@ -587,9 +595,13 @@ fn serve_files_once_survives_restarts_and_closes_on_a_real_lan() {
             std::thread::sleep(Duration::from_millis(100));
         }
     };
-    wait("the new device's issue", &|| !gh.issues().is_empty());
+    let started = std::time::Instant::now();
+    wait("the new device's issue and pull request", &|| {
+        !gh.plain_issues().is_empty() && !gh.pulls().is_empty()
+    });
+    let to_pull_request = started.elapsed();
     std::thread::sleep(Duration::from_secs(1));
-    let issues = gh.issues();
+    let issues = gh.plain_issues();
     assert_eq!(issues.len(), 1, "{issues:#?}");
     assert!(
         issues[0]
@@ -621,19 +633,56 @@ fn serve_files_once_survives_restarts_and_closes_on_a_real_lan() {
         });
         std::thread::sleep(Duration::from_secs(1));
     }
-    assert_eq!(gh.issues().len(), 1);
+    assert_eq!(gh.plain_issues().len(), 1);
+    assert_eq!(gh.pulls().len(), 1);
     assert_eq!(posts_to_issues(&gh), 1);
 
-    // Recording the Pi in the DB closes its issue.
-    repo.write("machines/pi.yaml", "machines:\n  - name: spare-pi\n    ip: 198.18.0.23\n    mac: dc:a6:32:00:00:23\n    use: discover\n");
-    repo.commit("record the new Pi");
+    // The pull request's branch is a valid revision with a free static address.
+    let pr = gh.pulls().remove(0);
+    let branch = pr.pull.clone().expect("pull").head;
+    let check = lan.dir().join("check");
+    git2::build::RepoBuilder::new()
+        .branch(&branch)
+        .clone(&repo.url(), &check)
+        .expect("clone the branch");
+    util::mdb([std::path::Path::new("validate"), &check]).ok();
+    let entry = std::fs::read_dir(check.join("machines/enrol"))
+        .expect("enrol dir")
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).expect("entry"))
+        .next()
+        .expect("one entry");
+    assert!(entry.contains("ip: 198.18.0.100\n"), "{entry}");
+
+    // Merging it: the served DB gets the Pi, the issue closes, the branch goes.
+    let tip = repo
+        .repo
+        .refname_to_id(&format!("refs/heads/{branch}"))
+        .expect("branch");
+    repo.repo
+        .reference("refs/heads/main", tip, true, "merge")
+        .expect("merge");
+    gh.mark_merged(pr.number);
     wait("the new device's issue to close", &|| {
-        gh.issues()[0].state == "closed"
+        gh.plain_issues()[0].state == "closed"
     });
-    assert!(gh.issues()[0]
+    assert!(gh.plain_issues()[0]
         .comments
         .iter()
-        .any(|c| c.contains("now in the database as `spare-pi`")));
+        .any(|c| c.contains("now in the database as `pi-dca632-0023`")
+            && c.contains(&tip.to_string())));
+    wait("the merged branch to be deleted", &|| {
+        repo.repo
+            .find_reference(&format!("refs/heads/{branch}"))
+            .is_err()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        (gh.plain_issues().len(), gh.pulls().len()),
+        (1, 1),
+        "nothing new over the next sweeps"
+    );
+    println!("FIGURE mdb serve start to open pull request on the LAN: {to_pull_request:?} (sweep interval 300 ms); GitHub requests so far: {}", gh.requests().len());
 
     // devbox's sshd stops: unprovisionable; it comes back: closed.
     lan.stop_sshd(0);
@@ -644,9 +693,9 @@ fn serve_files_once_survives_restarts_and_closes_on_a_real_lan() {
     });
     lan.start_sshd(0);
     wait("the unprovisionable issue to close", &|| {
-        gh.issues().iter().all(|i| i.state == "closed")
+        gh.plain_issues().iter().all(|i| i.state == "closed")
     });
-    assert_eq!(gh.issues().len(), 2);
+    assert_eq!(gh.plain_issues().len(), 2);
     assert!(gh.rejected().is_empty(), "{:?}", gh.rejected());
     let log = lan.mdb_log();
     assert!(log.contains("filed issue"), "{log}");

@@ -128,6 +128,9 @@ pub enum Command {
         #[command(subcommand)]
         command: IpCommand,
     },
+    /// Write a validated entry for a new device into a DB checkout: the
+    /// same entry an enrolment pull request proposes, without GitHub.
+    Enrol(EnrolArgs),
     /// Static DHCP leases for every machine with a MAC and an IPv4 address.
     Dhcp {
         #[command(flatten)]
@@ -284,6 +287,31 @@ pub struct ListArgs {
 
 /// Where client commands read the database: a checkout, or a server.
 #[derive(Args, Debug, Clone)]
+pub struct EnrolArgs {
+    /// The device's IP address (or, with --from-server, its IP or MAC).
+    pub key: String,
+    /// The DB repository checkout to write the entry into.
+    #[arg(long, env = "MDB_DB_PATH")]
+    pub db: PathBuf,
+    /// Take the device from a running server's discovery (vendor, MAC,
+    /// ports, names) instead of the arguments.
+    #[arg(long, value_name = "SERVER")]
+    pub from_server: Option<String>,
+    /// The device's MAC, when not taken from a server.
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// Its use: cluster, discover, development, games or device.
+    #[arg(long = "use", value_name = "USE")]
+    pub use_word: Option<String>,
+    /// The machine name (default: from reverse DNS or vendor and MAC).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Commit the new file in the checkout.
+    #[arg(long)]
+    pub commit: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct Source {
     /// A DB repository checkout; without it, the server is asked.
     #[arg(long, env = "MDB_DB_PATH")]

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod client;
 pub mod commands;
+pub mod enrol;
 
 use std::process::ExitCode;
 
@@ -50,6 +51,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             command: args::IpCommand::Next { subnet, source },
         } => commands::ip_next(&subnet, &source).await,
         Command::Dhcp { source, format } => commands::dhcp(&source, format).await,
+        Command::Enrol(args) => enrol::run(args).await,
         Command::Discovered { conn, state, json } => {
             commands::discovered(&conn.server, state, json).await
         }

@@ -3,7 +3,8 @@
 //! `Arc` without locks. Every swap is also broadcast to `Watch` streams.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
+    net::IpAddr,
     sync::{Arc, Mutex},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -32,6 +33,9 @@ pub struct Discovery {
 
 pub struct Store {
     current: ArcSwapOption<Snapshot>,
+    /// Addresses open enrolment pull requests hold (known where this
+    /// process runs the enroller): not to be suggested to anyone else.
+    reserved: ArcSwap<HashSet<IpAddr>>,
     discovery: ArcSwap<Discovery>,
     status: Mutex<SyncStatus>,
     events: broadcast::Sender<Arc<WatchEvent>>,
@@ -44,6 +48,7 @@ impl Default for Store {
     fn default() -> Self {
         Store {
             current: ArcSwapOption::empty(),
+            reserved: ArcSwap::from_pointee(HashSet::new()),
             discovery: ArcSwap::from_pointee(Discovery::default()),
             status: Mutex::new(SyncStatus::default()),
             events: broadcast::channel(WATCH_BUFFER).0,
@@ -91,6 +96,14 @@ impl Store {
         }
         let _ = self.events.send(Arc::new(event));
         next
+    }
+
+    pub fn reserved(&self) -> Arc<HashSet<IpAddr>> {
+        self.reserved.load_full()
+    }
+
+    pub fn set_reserved(&self, ips: HashSet<IpAddr>) {
+        self.reserved.store(Arc::new(ips));
     }
 
     /// A sync that found nothing new still counts as a success.

@@ -409,6 +409,9 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             r = filer.reconcile(&result, &snap) => r,
         };
+        if let Some(e) = filer.enroller() {
+            store.set_reserved(e.reserved());
+        }
         match outcome {
             Ok(s) => {
                 if s != Summary::default() {
@@ -418,7 +421,10 @@ pub async fn run(
                         reopened = s.reopened,
                         closed = s.closed,
                         deferred = s.deferred,
-                        "GitHub issues reconciled"
+                        proposed = s.enrol.proposed,
+                        rebuilt = s.enrol.rebuilt,
+                        branches_deleted = s.enrol.branches_deleted,
+                        "GitHub issues and enrolments reconciled"
                     );
                 }
                 if s.deferred > 0 {

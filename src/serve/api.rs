@@ -313,13 +313,14 @@ impl MachineDb for Api {
                 .settings
                 .subnet(key)
                 .ok_or_else(|| Status::not_found(format!("no subnet {key:?} in mdb.yaml")))?;
-            let seen: HashSet<IpAddr> = self
+            let mut seen: HashSet<IpAddr> = self
                 .store
                 .discovery()
                 .hosts
                 .iter()
                 .filter_map(|h| h.ip.parse().ok())
                 .collect();
+            seen.extend(self.store.reserved().iter());
             crate::export::ipam::next_free(subnet, &s, &seen)
                 .map(|ip| SuggestAddressResponse { ip: ip.to_string() })
                 .ok_or_else(|| {
