@@ -49,6 +49,163 @@ pub struct RawConfig {
     #[serde(default)]
     pub scan: RawScan,
     pub github: Option<RawGithub>,
+    pub provision: Option<RawProvision>,
+}
+
+/// `[provision]`: the provisioning runner (`mdb provision`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvision {
+    pub server: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub machine_command: Vec<String>,
+    #[serde(default)]
+    pub cluster_command: Vec<String>,
+    pub cluster_format: Option<String>,
+    #[serde(default)]
+    pub removal_command: Vec<String>,
+    pub timeout: Option<String>,
+    pub retry_base: Option<String>,
+    pub retry_max: Option<String>,
+    pub debounce: Option<String>,
+    pub ssh_key: Option<PathBuf>,
+    pub ssh_user: Option<String>,
+    pub ssh_timeout: Option<String>,
+    pub grpc_listen: Option<String>,
+    pub metrics_listen: Option<String>,
+    pub shutdown_grace: Option<String>,
+}
+
+/// Flags of `mdb provision`.
+#[derive(Debug, Default, Clone)]
+pub struct ProvisionFlags {
+    pub server: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub grpc_listen: Option<String>,
+    pub metrics_listen: Option<String>,
+    pub dry_run: bool,
+}
+
+pub const ENV_PROVISION_SERVER: &str = "MDB_PROVISION_SERVER";
+pub const ENV_PROVISION_STATE_DIR: &str = "MDB_PROVISION_STATE_DIR";
+pub const ENV_PROVISION_SSH_KEY: &str = "MDB_PROVISION_SSH_KEY";
+
+/// Resolves `[provision]` < env < flags into the runner's settings.
+pub fn resolve_provision(
+    raw: RawConfig,
+    env: &HashMap<String, String>,
+    flags: &ProvisionFlags,
+) -> Result<crate::provision::Config, Error> {
+    use crate::provision as p;
+    let r = raw.provision.as_ref().cloned().unwrap_or_default();
+    let server = flags
+        .server
+        .clone()
+        .or_else(|| env.get(ENV_PROVISION_SERVER).cloned())
+        .or(r.server.clone())
+        .unwrap_or_else(|| "http://127.0.0.1:50051".into());
+    if !(server.starts_with("http://") || server.starts_with("https://") || !server.contains("://"))
+    {
+        return Err(Error(format!(
+            "provision.server: {server:?} is not an http(s) address"
+        )));
+    }
+    let state_dir = flags
+        .state_dir
+        .clone()
+        .or_else(|| env.get(ENV_PROVISION_STATE_DIR).map(PathBuf::from))
+        .or(r.state_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(p::DEFAULT_STATE_DIR));
+    if r.machine_command.is_empty() && r.cluster_command.is_empty() && !flags.dry_run {
+        return Err(Error(
+            "provision: set machine_command or cluster_command (or run with --dry-run)".into(),
+        ));
+    }
+    let w = r.cluster_format.as_deref().unwrap_or("k3s");
+    let cluster_format = p::ClusterFormat::WORDS
+        .iter()
+        .find(|(word, _)| *word == w)
+        .map(|(_, f)| *f)
+        .ok_or_else(|| {
+            Error(format!(
+                "provision.cluster_format: {w:?} is not k3s or kubespray"
+            ))
+        })?;
+    let listen = |name: &str, flag: &Option<String>, file: &Option<String>, default: &str| {
+        let s = flag
+            .clone()
+            .or(file.clone())
+            .unwrap_or_else(|| default.into());
+        s.parse::<SocketAddr>().map_err(|_| {
+            Error(format!(
+                "{name}: {s:?} is not an address like 0.0.0.0:50053"
+            ))
+        })
+    };
+    Ok(p::Config {
+        server,
+        machine_command: r.machine_command.clone(),
+        cluster_command: r.cluster_command.clone(),
+        cluster_format,
+        removal_command: r.removal_command.clone(),
+        timeout: duration("provision.timeout", r.timeout.clone(), p::DEFAULT_TIMEOUT)?,
+        retry_base: duration(
+            "provision.retry_base",
+            r.retry_base.clone(),
+            p::DEFAULT_RETRY_BASE,
+        )?,
+        retry_max: duration(
+            "provision.retry_max",
+            r.retry_max.clone(),
+            p::DEFAULT_RETRY_MAX,
+        )?,
+        debounce: duration(
+            "provision.debounce",
+            r.debounce.clone(),
+            p::DEFAULT_DEBOUNCE,
+        )?,
+        ssh: p::ready::SshLogin {
+            key: env
+                .get(ENV_PROVISION_SSH_KEY)
+                .map(PathBuf::from)
+                .or(r.ssh_key.clone()),
+            known_hosts: state_dir.join("known_hosts"),
+            default_user: r.ssh_user.clone().unwrap_or_else(|| "root".into()),
+            timeout: duration(
+                "provision.ssh_timeout",
+                r.ssh_timeout.clone(),
+                Duration::from_secs(10),
+            )?,
+        },
+        grpc_listen: listen(
+            "provision.grpc_listen",
+            &flags.grpc_listen,
+            &r.grpc_listen,
+            p::DEFAULT_GRPC_LISTEN,
+        )?,
+        metrics_listen: listen(
+            "provision.metrics_listen",
+            &flags.metrics_listen,
+            &r.metrics_listen,
+            p::DEFAULT_METRICS_LISTEN,
+        )?,
+        dry_run: flags.dry_run,
+        github: match &raw.github {
+            Some(g) => {
+                let mut g = resolve_github(g, env, None)?;
+                g.enrol = None;
+                Some(g)
+            }
+            None => None,
+        },
+        shutdown_grace: duration(
+            "provision.shutdown_grace",
+            r.shutdown_grace.clone(),
+            DEFAULT_SHUTDOWN_GRACE,
+        )?,
+        state_dir,
+    })
 }
 
 /// Where new and unprovisionable hosts are filed as issues.
@@ -270,7 +427,7 @@ pub fn resolve(
                 "[github] files issues found by sweeps; configure [scan] too".into(),
             ))
         }
-        Some(g) => Some(resolve_github(g, env, &source)?),
+        Some(g) => Some(resolve_github(g, env, Some(&source))?),
     };
     Ok(Config {
         scan,
@@ -450,7 +607,7 @@ fn resolve_scan(
 fn resolve_github(
     g: &RawGithub,
     env: &HashMap<String, String>,
-    source: &sync::Source,
+    source: Option<&sync::Source>,
 ) -> Result<crate::github::Config, Error> {
     use crate::github as gh;
     if g.repo.split('/').filter(|p| !p.is_empty()).count() != 2 {
@@ -507,7 +664,10 @@ fn resolve_github(
         )?,
         max_wait: duration("github.max_wait", g.max_wait.clone(), gh::DEFAULT_MAX_WAIT)?,
         timeout: duration("github.timeout", g.timeout.clone(), Duration::from_secs(30))?,
-        enrol: resolve_enrol(g, source)?,
+        enrol: match source {
+            Some(s) => resolve_enrol(g, s)?,
+            None => None,
+        },
     };
     Ok(cfg)
 }

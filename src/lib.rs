@@ -24,6 +24,7 @@ pub mod gen;
 pub mod github;
 pub mod metrics;
 pub mod net;
+pub mod provision;
 pub mod secret;
 pub mod serve;
 pub mod sync;

@@ -128,6 +128,17 @@ pub enum Command {
         #[command(subcommand)]
         command: IpCommand,
     },
+    /// Provision merged machines and rebuild changed clusters, driven by a
+    /// server's Watch (runs until stopped).
+    Provision(ProvisionArgs),
+    /// Provisioning status of every machine and cluster, from a runner.
+    Provisioned {
+        /// The runner's gRPC address.
+        #[arg(long, env = "MDB_RUNNER", default_value = "http://127.0.0.1:50053")]
+        runner: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a validated entry for a new device into a DB checkout: the
     /// same entry an enrolment pull request proposes, without GitHub.
     Enrol(EnrolArgs),
@@ -286,6 +297,26 @@ pub struct ListArgs {
 }
 
 /// Where client commands read the database: a checkout, or a server.
+#[derive(Args, Debug, Clone)]
+pub struct ProvisionArgs {
+    /// TOML configuration file with a `[provision]` section.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// The mdb server to follow.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// State file, inventories and known hosts.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub grpc_listen: Option<String>,
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
+    /// Print what would run for the current revision and exit.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct EnrolArgs {
     /// The device's IP address (or, with --from-server, its IP or MAC).

@@ -74,6 +74,83 @@ pub fn serve_config(a: &cli::ServeArgs) -> Result<config::Config, config::Error>
     config::resolve(raw, &env, &flags)
 }
 
+pub fn provision_config(a: &cli::ProvisionArgs) -> Result<crate::provision::Config, config::Error> {
+    let raw = match &a.config {
+        Some(p) => config::read_file(p)?,
+        None => config::RawConfig::default(),
+    };
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let flags = config::ProvisionFlags {
+        server: a.server.clone(),
+        state_dir: a.state_dir.clone(),
+        grpc_listen: a.grpc_listen.clone(),
+        metrics_listen: a.metrics_listen.clone(),
+        dry_run: a.dry_run,
+    };
+    config::resolve_provision(raw, &env, &flags)
+}
+
+/// `mdb provisioned`: the runner's statuses as a table or JSON.
+pub async fn provisioned(runner: &str, json: bool) -> anyhow::Result<()> {
+    use crate::proto::{provisioning_client::ProvisioningClient, ProvisionResult};
+    let addr = if runner.contains("://") {
+        runner.to_string()
+    } else {
+        format!("http://{runner}")
+    };
+    let mut c = ProvisioningClient::connect(addr.clone())
+        .await
+        .with_context(|| format!("cannot reach the provisioning runner at {addr}"))?;
+    let list = c
+        .list_status(crate::proto::ListProvisionStatusRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("{addr}: {}", s.message()))?
+        .into_inner();
+    let word = |r: i32| match ProvisionResult::try_from(r) {
+        Ok(ProvisionResult::Ok) => "ok",
+        Ok(ProvisionResult::Failed) => "failed",
+        Ok(ProvisionResult::NotReady) => "not ready",
+        Ok(ProvisionResult::Pending) => "pending",
+        _ => "unknown",
+    };
+    if json {
+        let v: Vec<_> = list
+            .statuses
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "target": s.target, "cluster": s.cluster, "result": word(s.result),
+                    "applied_revision": s.applied_revision, "at_unix": s.at_unix,
+                    "reason": s.reason, "attempts": s.attempts, "output_tail": s.output_tail,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = list
+        .statuses
+        .iter()
+        .map(|s| {
+            vec![
+                if s.cluster {
+                    format!("cluster {}", s.target)
+                } else {
+                    s.target.clone()
+                },
+                word(s.result).to_string(),
+                s.applied_revision.chars().take(12).collect(),
+                s.reason.clone(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        client::table(&["TARGET", "RESULT", "APPLIED", "REASON"], &rows)
+    );
+    Ok(())
+}
+
 pub async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     let bound = server::bind(&cfg).await?;
     let store = db::Store::new();

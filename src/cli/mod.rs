@@ -52,6 +52,17 @@ pub async fn run(cli: Cli) -> ExitCode {
         } => commands::ip_next(&subnet, &source).await,
         Command::Dhcp { source, format } => commands::dhcp(&source, format).await,
         Command::Enrol(args) => enrol::run(args).await,
+        Command::Provision(args) => {
+            let cfg = match commands::provision_config(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("mdb: bad configuration: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            crate::provision::serve(cfg, crate::serve::shutdown::on_signal()).await
+        }
+        Command::Provisioned { runner, json } => commands::provisioned(&runner, json).await,
         Command::Discovered { conn, state, json } => {
             commands::discovered(&conn.server, state, json).await
         }

@@ -20,6 +20,28 @@ pub const FILE: &str = "mdb.yaml";
 pub struct Settings {
     pub subnets: Vec<Subnet>,
     pub scan: ScanSettings,
+    /// Checks that say a machine of a use is ready to be provisioned,
+    /// beyond SSH key authentication.
+    pub readiness: Vec<ReadinessProbe>,
+}
+
+/// One readiness check for the machines of one use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadinessProbe {
+    pub for_use: UseKind,
+    pub check: Check,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// A TCP connection to this port succeeds.
+    Tcp(u16),
+    /// `GET http://IP:port/path` answers with this status.
+    Http {
+        port: u16,
+        path: String,
+        status: u16,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -131,7 +153,7 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
             return out;
         }
     };
-    let Some(top) = Fields::of(FILE, &root, "", &["subnets", "scan"], problems) else {
+    let Some(top) = Fields::of(FILE, &root, "", &["subnets", "scan", "readiness"], problems) else {
         return out;
     };
     if let Some(list) = top.get("subnets") {
@@ -145,6 +167,9 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
             }
             _ => problems.push(top.problem(list, "subnets", "expected a list")),
         }
+    }
+    if let Some(node) = top.get("readiness") {
+        out.readiness = readiness(node, problems);
     }
     if let Some(node) = top.get("scan") {
         if let Some(sf) = Fields::of(
@@ -267,6 +292,70 @@ fn ports(f: &Fields, key: &str, problems: &mut Vec<Problem>) -> Vec<u16> {
             }
         })
         .collect()
+}
+
+/// `readiness: { device: [{tcp: 9100}, {http: /, port: 80, status: 200}] }`
+fn readiness(node: &yaml::Node, problems: &mut Vec<Problem>) -> Vec<ReadinessProbe> {
+    let uses: Vec<&str> = USE_KINDS.iter().map(|(w, _)| *w).collect();
+    let Some(f) = Fields::of(FILE, node, "readiness", &uses, problems) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (word, kind) in USE_KINDS {
+        let Some(list) = f.get(word) else {
+            continue;
+        };
+        let Value::Seq(items) = &list.value else {
+            problems.push(f.problem(list, word, "expected a list of checks"));
+            continue;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("readiness.{word}[{i}]");
+            if let Some(check) = check(item, &path, problems) {
+                out.push(ReadinessProbe {
+                    for_use: *kind,
+                    check,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn check(node: &yaml::Node, path: &str, problems: &mut Vec<Problem>) -> Option<Check> {
+    let f = Fields::of(
+        FILE,
+        node,
+        path,
+        &["tcp", "http", "port", "status"],
+        problems,
+    )?;
+    let port = |key: &str, problems: &mut Vec<Problem>| ports(&f, key, problems).first().copied();
+    match (f.get("tcp"), f.str("http", problems)) {
+        (Some(_), None) => {
+            let list = ports(&f, "tcp", problems);
+            list.first().copied().map(Check::Tcp)
+        }
+        (None, Some(path_text)) => {
+            if !path_text.starts_with('/') {
+                problems.push(f.problem(node, "http", "a path like / or /healthz"));
+                return None;
+            }
+            let status = match f.get("status") {
+                Some(_) => f.parse::<u16>("status", "an HTTP status like 200", problems)?,
+                None => 200,
+            };
+            Some(Check::Http {
+                port: port("port", problems).unwrap_or(80),
+                path: path_text.to_string(),
+                status,
+            })
+        }
+        _ => {
+            problems.push(f.problem(node, "", "a check is either `tcp: PORT` or `http: PATH`"));
+            None
+        }
+    }
 }
 
 fn rule(node: &yaml::Node, path: &str, problems: &mut Vec<Problem>) -> Option<Rule> {

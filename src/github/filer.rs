@@ -16,11 +16,12 @@ use crate::{
         enrol::{EnrolSummary, Enroller},
         entry::{Entry, Held},
         fingerprint::Fingerprint,
-        http::{Error, Http, Method, MAX_ATTEMPTS},
+        http::{Error, Http},
+        issues::IssueBook,
         metrics::{GithubMetrics, Operation},
         plan::{plan, Known, Op},
-        text::{body, ip_in, kind, title},
-        Config, MAX_PAGES,
+        text::{body, kind, title},
+        Config,
     },
     proto::DiscoveredHost,
 };
@@ -33,9 +34,7 @@ pub struct Filer {
     cfg: Config,
     /// Enrolment pull requests, unless the config says issues only.
     enroller: Option<Enroller>,
-    /// Fingerprint → issue, loaded from GitHub at the first pass.
-    known: HashMap<Fingerprint, Known>,
-    loaded: bool,
+    book: IssueBook,
     metrics: GithubMetrics,
 }
 
@@ -66,72 +65,23 @@ impl Filer {
         Ok(Filer {
             http,
             enroller,
+            book: IssueBook::new(&cfg.repo),
             cfg,
-            known: HashMap::new(),
-            loaded: false,
             metrics,
         })
     }
 
     pub fn known(&self) -> &HashMap<Fingerprint, Known> {
-        &self.known
+        &self.book.known
     }
 
     pub fn enroller(&self) -> Option<&Enroller> {
         self.enroller.as_ref()
     }
 
-    fn issues_path(&self) -> String {
-        format!("/repos/{}/issues", self.cfg.repo)
-    }
-
     /// Reads every issue of the repository and keeps those mdb filed.
     pub async fn load(&mut self) -> Result<(), Error> {
-        let mut known = HashMap::new();
-        for page in 1..=MAX_PAGES {
-            let path = format!(
-                "{}?state=all&per_page=100&page={page}&sort=created&direction=asc",
-                self.issues_path()
-            );
-            let v = self.http.request(Method::Get, &path, None, true).await?;
-            let items = v.as_array().ok_or_else(|| Error::Decode {
-                what: "issue list".into(),
-                message: "not a list".into(),
-            })?;
-            for i in items {
-                if i.get("pull_request").is_some() {
-                    continue;
-                }
-                let body = i["body"].as_str().unwrap_or_default();
-                let (Some(fp), Some(number)) = (Fingerprint::in_body(body), i["number"].as_u64())
-                else {
-                    continue;
-                };
-                let k = Known {
-                    number,
-                    open: i["state"] == "open",
-                    ip: ip_in(body).unwrap_or_default().to_string(),
-                };
-                // Should duplicates exist (filed by hand, or before mdb
-                // looked), an open one wins, then the newest.
-                let keep = match known.get(&fp) {
-                    Some(old) => {
-                        let old: &Known = old;
-                        (k.open && !old.open) || (k.open == old.open && k.number > old.number)
-                    }
-                    None => true,
-                };
-                if keep {
-                    known.insert(fp, k);
-                }
-            }
-            if items.len() < 100 {
-                break;
-            }
-        }
-        self.known = known;
-        self.loaded = true;
-        Ok(())
+        self.book.load(&mut self.http).await
     }
 
     fn labels(&self, h: &DiscoveredHost) -> Vec<String> {
@@ -141,11 +91,7 @@ impl Filer {
     }
 
     async fn comment(&mut self, number: u64, text: &str) -> Result<(), Error> {
-        let path = format!("{}/{number}/comments", self.issues_path());
-        self.http
-            .request(Method::Post, &path, Some(json!({ "body": text })), true)
-            .await?;
-        Ok(())
+        self.book.comment(&mut self.http, number, text).await
     }
 
     async fn create(
@@ -154,66 +100,21 @@ impl Filer {
         h: &DiscoveredHost,
         entry: Option<&Entry>,
     ) -> Result<u64, Error> {
-        let mut body =
+        let mut fields =
             json!({ "title": title(h), "body": body(h, entry), "labels": self.labels(h) });
         if let Some(a) = &self.cfg.assignee {
-            body["assignees"] = json!([a]);
+            fields["assignees"] = json!([a]);
         }
-        let path = self.issues_path();
-        for attempt in 1..=MAX_ATTEMPTS {
-            match self
-                .http
-                .request(Method::Post, &path, Some(body.clone()), false)
-                .await
-            {
-                Ok(v) => {
-                    let number = v["number"].as_u64().ok_or_else(|| Error::Decode {
-                        what: "created issue".into(),
-                        message: "no number".into(),
-                    })?;
-                    return Ok(number);
-                }
-                Err(Error::Transient { .. }) if attempt < MAX_ATTEMPTS => {
-                    // The issue may exist although the answer was lost: look
-                    // before sending it again.
-                    tokio::time::sleep(self.http.retry_base * 2u32.pow(attempt - 1)).await;
-                    self.load().await?;
-                    if let Some(k) = self.known.get(fp) {
-                        info!(
-                            issue = k.number,
-                            fingerprint = %fp,
-                            "issue was created although GitHub's answer was lost"
-                        );
-                        return Ok(k.number);
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::Transient {
-            what: format!("POST {path}"),
-            message: "gave up".into(),
-        })
+        self.book.create(&mut self.http, fp, fields).await
     }
 
     async fn set(&mut self, number: u64, fields: Value) -> Result<(), Error> {
-        let path = format!("{}/{number}", self.issues_path());
-        self.http
-            .request(Method::Patch, &path, Some(fields), true)
-            .await?;
-        Ok(())
+        self.book.set(&mut self.http, number, fields).await
     }
 
     /// Records an issue mdb just opened (or reopened) and counts it.
     fn opened(&mut self, fp: Fingerprint, number: u64, ip: &str, op: Operation) {
-        self.known.insert(
-            fp,
-            Known {
-                number,
-                open: true,
-                ip: ip.to_string(),
-            },
-        );
+        self.book.opened(fp, number, ip);
         self.metrics.issue(op);
     }
 
@@ -223,9 +124,7 @@ impl Filer {
         result: &SweepResult,
         snap: &Snapshot,
     ) -> Result<Summary, Error> {
-        if !self.loaded {
-            self.load().await?;
-        }
+        self.book.load_once(&mut self.http).await?;
         let mut dismissed = HashMap::new();
         if let Some(e) = self.enroller.as_mut() {
             e.refresh(&mut self.http).await?;
@@ -234,7 +133,7 @@ impl Filer {
         let (ops, deferred) = plan(
             &result.hosts,
             snap,
-            &self.known,
+            &self.book.known,
             self.cfg.max_new_per_sweep,
             &dismissed,
         );
@@ -284,7 +183,7 @@ impl Filer {
         if let Some(e) = self.enroller.as_mut() {
             let cap = self.cfg.max_new_per_sweep;
             summary.enrol = e
-                .reconcile(&mut self.http, &result.hosts, snap, &self.known, cap)
+                .reconcile(&mut self.http, &result.hosts, snap, &self.book.known, cap)
                 .await?;
         }
         Ok(summary)
@@ -311,7 +210,12 @@ impl Filer {
         fp: &Fingerprint,
         host: &DiscoveredHost,
     ) -> Result<(), Error> {
-        let old = self.known.get(fp).map(|k| k.ip.clone()).unwrap_or_default();
+        let old = self
+            .book
+            .known
+            .get(fp)
+            .map(|k| k.ip.clone())
+            .unwrap_or_default();
         self.comment(
             number,
             &format!("Now seen at {} (was {old}). {}", host.ip, host.detail),
@@ -322,7 +226,7 @@ impl Filer {
             json!({ "title": title(host), "body": body(host, None) }),
         )
         .await?;
-        if let Some(k) = self.known.get_mut(fp) {
+        if let Some(k) = self.book.known.get_mut(fp) {
             k.ip = host.ip.clone();
         }
         self.metrics.issue(Operation::Updated);
@@ -357,7 +261,7 @@ impl Filer {
             json!({ "state": "closed", "state_reason": "completed" }),
         )
         .await?;
-        if let Some(k) = self.known.get_mut(fp) {
+        if let Some(k) = self.book.known.get_mut(fp) {
             k.open = false;
         }
         self.metrics.issue(Operation::Closed);

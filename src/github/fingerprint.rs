@@ -16,6 +16,8 @@ pub enum Kind {
     NewDevice,
     Unprovisionable,
     Conflict,
+    /// A readiness check or a provisioning run failed (the runner's).
+    Provisioning,
 }
 
 impl Kind {
@@ -23,6 +25,7 @@ impl Kind {
         ("new-device", Kind::NewDevice),
         ("unprovisionable", Kind::Unprovisionable),
         ("conflict", Kind::Conflict),
+        ("provisioning", Kind::Provisioning),
     ];
 
     /// The word labels and fingerprints use.
@@ -40,6 +43,7 @@ pub enum Subject {
     Mac(Mac),
     Ip(IpAddr),
     Machine(String),
+    Cluster(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -87,7 +91,7 @@ impl Fingerprint {
         let who = match &self.subject {
             Subject::Mac(m) => m.to_string().replace(':', ""),
             Subject::Ip(ip) => ip.to_string().replace([':', '.'], "-"),
-            Subject::Machine(n) => n.clone(),
+            Subject::Machine(n) | Subject::Cluster(n) => n.clone(),
         };
         format!("{}-{who}", self.kind.word())
     }
@@ -100,6 +104,7 @@ impl fmt::Display for Fingerprint {
             Subject::Mac(m) => write!(f, "mac={m}"),
             Subject::Ip(ip) => write!(f, "ip={ip}"),
             Subject::Machine(n) => write!(f, "machine={n}"),
+            Subject::Cluster(n) => write!(f, "cluster={n}"),
         }
     }
 }
@@ -124,6 +129,7 @@ impl FromStr for Fingerprint {
             "mac" => Subject::Mac(value.parse().map_err(|_| bad())?),
             "ip" => Subject::Ip(value.parse().map_err(|_| bad())?),
             "machine" if !value.is_empty() => Subject::Machine(value.to_string()),
+            "cluster" if !value.is_empty() => Subject::Cluster(value.to_string()),
             _ => return Err(bad()),
         };
         Ok(Fingerprint { kind, subject })
@@ -141,6 +147,7 @@ mod tests {
             "new-device:ip=198.18.0.23",
             "unprovisionable:machine=alpha-w-1",
             "conflict:ip=2001:db8::1",
+            "provisioning:cluster=alpha",
         ] {
             let fp: Fingerprint = text.parse().unwrap();
             assert_eq!(fp.to_string(), text);

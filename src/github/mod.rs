@@ -9,6 +9,7 @@ pub mod entry;
 pub mod filer;
 pub mod fingerprint;
 pub mod http;
+pub mod issues;
 pub mod metrics;
 pub mod plan;
 pub mod pulls;

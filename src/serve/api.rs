@@ -112,6 +112,21 @@ pub fn matches(m: &Machine, f: &ListMachinesRequest, labels: &[(&str, Option<&st
     use_ok && cluster_ok && prov_ok && labels_ok
 }
 
+fn readiness_check(p: &crate::db::settings::ReadinessProbe) -> crate::proto::ReadinessCheck {
+    use crate::{db::settings::Check, proto::readiness_check::Check as Wire};
+    crate::proto::ReadinessCheck {
+        r#use: p.for_use as i32,
+        check: Some(match &p.check {
+            Check::Tcp(port) => Wire::TcpPort(u32::from(*port)),
+            Check::Http { port, path, status } => Wire::Http(crate::proto::HttpCheck {
+                port: u32::from(*port),
+                path: path.clone(),
+                status: u32::from(*status),
+            }),
+        }),
+    }
+}
+
 /// Longest key, name or subnet a request may name; longer ones are refused
 /// without being echoed back.
 pub const MAX_KEY_LEN: usize = 256;
@@ -331,6 +346,17 @@ impl MachineDb for Api {
                 })
         });
         self.track("SuggestAddress", r)
+    }
+
+    async fn get_readiness(
+        &self,
+        _req: Request<crate::proto::GetReadinessRequest>,
+    ) -> Result<Response<crate::proto::GetReadinessResponse>, Status> {
+        let r = self.snapshot().map(|s| crate::proto::GetReadinessResponse {
+            revision: s.revision.clone(),
+            checks: s.settings.readiness.iter().map(readiness_check).collect(),
+        });
+        self.track("GetReadiness", r)
     }
 
     type WatchStream = WatchStream;

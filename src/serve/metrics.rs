@@ -24,6 +24,7 @@ pub const GRPC_METHODS: &[&str] = &[
     "GetDiscovered",
     "SuggestAddress",
     "Watch",
+    "GetReadiness",
 ];
 
 #[derive(Clone)]

@@ -42,7 +42,11 @@ pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const HTTP_CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 
 /// Serves the HTTP router with the limits above until `shutdown`.
-async fn serve_http(listener: TcpListener, router: axum::Router, shutdown: CancellationToken) {
+pub(crate) async fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) {
     use hyper_util::{rt::TokioIo, rt::TokioTimer, service::TowerToHyperService};
     let slots = Arc::new(tokio::sync::Semaphore::new(HTTP_MAX_CONNECTIONS));
     let connections = TaskTracker::new();

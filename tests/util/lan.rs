@@ -199,13 +199,30 @@ impl Lan {
                 "-o",
                 &format!("HostKey={}", key.display()),
             ])
-            .args(["-o", "PidFile=none", "-o", "UsePAM=no"])
+            .args([
+                "-o",
+                "PidFile=none",
+                "-o",
+                "UsePAM=no",
+                "-o",
+                "StrictModes=no",
+            ])
+            .args([
+                "-o",
+                &format!("AuthorizedKeysFile={}", self.authorized_keys(i).display()),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("sshd");
         self.hosts[i].sshd = Some(child);
         self.wait_for_port(i, 22);
+    }
+
+    /// The file host `i`'s sshd reads authorized keys from (each host has
+    /// its own, although the namespaces share one filesystem).
+    pub fn authorized_keys(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("authorized_keys{i}"))
     }
 
     pub fn stop_sshd(&mut self, i: usize) {

@@ -1,0 +1,147 @@
+//! The provisioning runner (`mdb provision`): follows a server's `Watch`,
+//! works out what changed since the last finished run (`plan`, pure),
+//! checks that each machine can be provisioned (`ready`), runs the
+//! configured commands (`run`) one target at a time, and remembers what it
+//! applied (`state`), so a restart neither skips nor repeats work. It never
+//! acts on a host that is not in the database, and a removed machine
+//! triggers nothing unless a removal command is configured.
+
+pub mod metrics;
+pub mod plan;
+pub mod ready;
+pub mod report;
+pub mod run;
+pub mod runner;
+pub mod state;
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+/// Settings of `mdb provision` (`[provision]` in the TOML file).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The mdb server whose `Watch` drives the runner.
+    pub server: String,
+    /// Where the state file, inventories and known hosts live.
+    pub state_dir: PathBuf,
+    /// Run for changed machines, e.g. `ansible-playbook -i {inventory} --limit {hosts} site.yml`.
+    pub machine_command: Vec<String>,
+    /// Run per changed cluster, e.g. k3s-ansible's playbook with `{inventory}`.
+    pub cluster_command: Vec<String>,
+    /// The cluster inventory written for `cluster_command`.
+    pub cluster_format: ClusterFormat,
+    /// Run for removed machines; nothing happens to them without it.
+    pub removal_command: Vec<String>,
+    /// Longest one run may take before it is killed.
+    pub timeout: Duration,
+    /// First wait before a failed target is tried again; doubles per failure.
+    pub retry_base: Duration,
+    /// Longest wait between tries of a failing target.
+    pub retry_max: Duration,
+    /// Quiet time after the last change before work starts (a burst of
+    /// commits gives one run on the newest revision).
+    pub debounce: Duration,
+    pub ssh: ready::SshLogin,
+    pub grpc_listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    /// Print what would run; run nothing and change no state.
+    pub dry_run: bool,
+    /// Where failures are filed as issues, if anywhere.
+    pub github: Option<crate::github::Config>,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterFormat {
+    K3s,
+    Kubespray,
+}
+
+impl ClusterFormat {
+    pub const WORDS: &'static [(&'static str, ClusterFormat)] = &[
+        ("k3s", ClusterFormat::K3s),
+        ("kubespray", ClusterFormat::Kubespray),
+    ];
+}
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(30);
+pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(5);
+pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:50053";
+pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9093";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/mdb/provision";
+
+/// Runs `mdb provision`: binds its ports first (a port in use fails fast),
+/// then serves statuses and metrics beside the runner until `shutdown`.
+pub async fn serve(
+    cfg: Config,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(&cfg.state_dir)
+        .with_context(|| format!("creating {}", cfg.state_dir.display()))?;
+    let registry = crate::metrics::registry();
+    let metrics = metrics::ProvisionMetrics::register(&registry);
+    let mut runner = runner::Runner::new(cfg.clone(), metrics)?;
+    if let Some(gh) = &cfg.github {
+        let gh_metrics = crate::github::GithubMetrics::register(&registry);
+        runner.report_to(report::Reporter::new(gh, gh_metrics)?);
+    }
+    if cfg.dry_run {
+        runner.run(shutdown).await;
+        return Ok(());
+    }
+    let grpc = tokio::net::TcpListener::bind(cfg.grpc_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.grpc_listen))?;
+    let http = tokio::net::TcpListener::bind(cfg.metrics_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.metrics_listen))?;
+    let registry = std::sync::Arc::new(registry);
+    let router = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let registry = registry.clone();
+                async move {
+                    let mut buf = Vec::new();
+                    let _ = prometheus::Encoder::encode(
+                        &prometheus::TextEncoder::new(),
+                        &registry.gather(),
+                        &mut buf,
+                    );
+                    (
+                        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+                        buf,
+                    )
+                }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }));
+    let tasks = tokio_util::task::TaskTracker::new();
+    tasks.spawn(crate::serve::serve_http(http, router, shutdown.clone()));
+    let service =
+        crate::proto::provisioning_server::ProvisioningServer::new(runner::StatusService {
+            statuses: runner.statuses(),
+        });
+    let grpc_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        let incoming = tonic::transport::server::TcpIncoming::from(grpc);
+        if let Err(e) = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, grpc_shutdown.cancelled_owned())
+            .await
+        {
+            tracing::warn!(error = %e, "provisioning status server stopped");
+        }
+    });
+    tracing::info!(server = %cfg.server, grpc = %cfg.grpc_listen, metrics = %cfg.metrics_listen, "mdb provision running");
+    tasks.spawn(runner.run(shutdown.clone()));
+    shutdown.cancelled().await;
+    tasks.close();
+    let budget = crate::serve::drain_budget(cfg.shutdown_grace);
+    if tokio::time::timeout(budget, tasks.wait()).await.is_err() {
+        tracing::warn!(grace = ?cfg.shutdown_grace, "shutdown grace exceeded; exiting with a run still going");
+    }
+    Ok(())
+}
