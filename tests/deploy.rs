@@ -95,6 +95,12 @@ fn kustomize_renders_objects_that_pass_the_kubernetes_schemas() {
         assert_eq!(scanner["spec"]["template"]["spec"]["hostNetwork"], true);
         let sc = &scanner["spec"]["template"]["spec"]["containers"][0]["securityContext"];
         assert_eq!(sc["capabilities"]["add"], serde_json::json!(["NET_RAW"]));
+        if dir.ends_with("example") {
+            let p = find(&docs, "Deployment", "mdb-provisioner");
+            assert_eq!(p["spec"]["replicas"], 1);
+            assert_eq!(p["spec"]["strategy"]["type"], "Recreate");
+            find(&docs, "PersistentVolumeClaim", "mdb-provision-state");
+        }
         let dash = find(&docs, "ConfigMap", "mdb-grafana-dashboard");
         assert_eq!(dash["metadata"]["labels"]["grafana_dashboard"], "1");
         assert!(dash["data"]["mdb.json"]
@@ -158,7 +164,19 @@ async fn every_dashboard_metric_exists_in_a_real_scrape() {
     let repo = util::TestRepo::with_demo();
     let server = util::start_server(&repo.url(), "1s", "1h").await;
     server.wait_for_revision(repo.head.expect("head")).await;
-    let scrape = server.metrics_text().await;
+    let mut scrape = server.metrics_text().await;
+    // The runner's metrics, as `mdb provision` serves them.
+    let registry = mdb::metrics::registry();
+    let provision = mdb::provision::metrics::ProvisionMetrics::register(&registry);
+    provision.cluster("alpha", true, 1);
+    let mut buf = Vec::new();
+    prometheus::Encoder::encode(
+        &prometheus::TextEncoder::new(),
+        &registry.gather(),
+        &mut buf,
+    )
+    .expect("encode");
+    scrape.push_str(&String::from_utf8_lossy(&buf));
     let dash: Value = serde_json::from_str(
         &std::fs::read_to_string(root().join("deploy/grafana/mdb.json")).expect("dashboard"),
     )

@@ -88,6 +88,9 @@ pub enum Command {
         conn: Conn,
         #[arg(long)]
         json: bool,
+        /// Also show its provisioning status from this runner.
+        #[arg(long, env = "MDB_RUNNER")]
+        runner: Option<String>,
     },
     /// Sweep subnets once (like arp-scan) and print what answered.
     Scan(ScanArgs),
@@ -114,6 +117,9 @@ pub enum Command {
         /// `yaml` writes a static inventory instead of the JSON.
         #[arg(long, value_enum, default_value = "json")]
         format: InventoryFormat,
+        /// Add each host's provisioning status (mdb_provision_*) from this runner.
+        #[arg(long, env = "MDB_RUNNER")]
+        runner: Option<String>,
     },
     /// A cluster's nodes by role, or its inventory for k3s-ansible/kubespray.
     Cluster {
@@ -294,9 +300,11 @@ pub struct ListArgs {
     pub labels: Vec<String>,
     #[arg(long)]
     pub json: bool,
+    /// Add a provisioning column from this runner.
+    #[arg(long, env = "MDB_RUNNER")]
+    pub runner: Option<String>,
 }
 
-/// Where client commands read the database: a checkout, or a server.
 #[derive(Args, Debug, Clone)]
 pub struct ProvisionArgs {
     /// TOML configuration file with a `[provision]` section.
@@ -342,6 +350,7 @@ pub struct EnrolArgs {
     pub commit: bool,
 }
 
+/// Where client commands read the database: a checkout, or a server.
 #[derive(Args, Debug)]
 pub struct Source {
     /// A DB repository checkout; without it, the server is asked.

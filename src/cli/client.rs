@@ -212,3 +212,127 @@ pub fn discovered_table(hosts: &[crate::proto::DiscoveredHost], with_state: bool
         table(&["IP", "MAC", "VENDOR", "NAME", "PORTS"], &rows)
     }
 }
+
+/// Every machine's provisioning status from a runner, by machine name.
+pub async fn provision_statuses(
+    runner: &str,
+) -> anyhow::Result<std::collections::HashMap<String, crate::proto::ProvisionStatus>> {
+    Ok(list_statuses(runner)
+        .await?
+        .into_iter()
+        .filter(|s| !s.cluster)
+        .map(|s| (s.target.clone(), s))
+        .collect())
+}
+
+/// Every status a runner serves, machines and clusters.
+pub async fn list_statuses(runner: &str) -> anyhow::Result<Vec<crate::proto::ProvisionStatus>> {
+    use crate::proto::provisioning_client::ProvisioningClient;
+    let addr = if runner.contains("://") {
+        runner.to_string()
+    } else {
+        format!("http://{runner}")
+    };
+    let mut c = ProvisioningClient::connect(addr.clone())
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "cannot reach the provisioning runner at {addr} (is mdb provision running?)"
+            )
+        })?;
+    let list = c
+        .list_status(crate::proto::ListProvisionStatusRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("{addr}: {}", s.message()))?
+        .into_inner();
+    Ok(list.statuses)
+}
+
+/// The word for a provisioning result.
+pub fn result_word(r: i32) -> &'static str {
+    use crate::proto::ProvisionResult;
+    match ProvisionResult::try_from(r) {
+        Ok(ProvisionResult::Ok) => "ok",
+        Ok(ProvisionResult::Failed) => "failed",
+        Ok(ProvisionResult::NotReady) => "not ready",
+        Ok(ProvisionResult::Pending) => "pending",
+        _ => "unknown",
+    }
+}
+
+/// "provisioning: ok at revision abc (2026-11-26T17:00:00Z)" and the reason.
+pub fn status_line(s: &crate::proto::ProvisionStatus) -> String {
+    let mut line = format!(
+        "provisioning: {} (applied revision {}, {})",
+        result_word(s.result),
+        if s.applied_revision.is_empty() {
+            "none"
+        } else {
+            &s.applied_revision
+        },
+        crate::github::entry::time(s.at_unix)
+    );
+    if !s.reason.is_empty() {
+        line.push_str(&format!("\nprovisioning problem: {}", s.reason));
+    }
+    line
+}
+
+/// A machine's JSON with its provisioning status, when one is known.
+pub fn with_status(
+    mut v: Value,
+    statuses: Option<&std::collections::HashMap<String, crate::proto::ProvisionStatus>>,
+    name: &str,
+) -> Value {
+    if let Some(s) = statuses.and_then(|s| s.get(name)) {
+        v["provisioning"] = json!({
+            "result": result_word(s.result),
+            "applied_revision": s.applied_revision,
+            "at_unix": s.at_unix,
+            "reason": s.reason,
+        });
+    }
+    v
+}
+
+/// The machines table with a PROVISIONING column when statuses are given.
+pub fn machines_table_with(
+    ms: &[Machine],
+    statuses: Option<&std::collections::HashMap<String, crate::proto::ProvisionStatus>>,
+) -> String {
+    let Some(statuses) = statuses else {
+        return machines_table(ms);
+    };
+    let mut out = String::new();
+    for (i, line) in machines_table(ms).lines().enumerate() {
+        let extra = match i {
+            0 => "PROVISIONING",
+            n => ms
+                .get(n - 1)
+                .and_then(|m| statuses.get(&m.name))
+                .map_or("-", |s| result_word(s.result)),
+        };
+        out.push_str(&format!("{line}  {extra}\n"));
+    }
+    out
+}
+
+/// The snapshot with each machine's provisioning status as labels, so the
+/// inventory carries them as hostvars (`mdb_provision_*`).
+pub fn label_statuses(
+    snap: crate::db::Snapshot,
+    statuses: &std::collections::HashMap<String, crate::proto::ProvisionStatus>,
+) -> crate::db::Snapshot {
+    let mut machines = snap.machines.clone();
+    for m in &mut machines {
+        if let Some(s) = statuses.get(&m.name) {
+            m.labels.insert(
+                "mdb_provision_result".into(),
+                result_word(s.result).replace(' ', "_"),
+            );
+            m.labels
+                .insert("mdb_provision_revision".into(), s.applied_revision.clone());
+        }
+    }
+    crate::db::Snapshot::new(snap.revision.clone(), machines, snap.settings.clone())
+}

@@ -92,30 +92,10 @@ pub fn provision_config(a: &cli::ProvisionArgs) -> Result<crate::provision::Conf
 
 /// `mdb provisioned`: the runner's statuses as a table or JSON.
 pub async fn provisioned(runner: &str, json: bool) -> anyhow::Result<()> {
-    use crate::proto::{provisioning_client::ProvisioningClient, ProvisionResult};
-    let addr = if runner.contains("://") {
-        runner.to_string()
-    } else {
-        format!("http://{runner}")
-    };
-    let mut c = ProvisioningClient::connect(addr.clone())
-        .await
-        .with_context(|| format!("cannot reach the provisioning runner at {addr}"))?;
-    let list = c
-        .list_status(crate::proto::ListProvisionStatusRequest {})
-        .await
-        .map_err(|s| anyhow::anyhow!("{addr}: {}", s.message()))?
-        .into_inner();
-    let word = |r: i32| match ProvisionResult::try_from(r) {
-        Ok(ProvisionResult::Ok) => "ok",
-        Ok(ProvisionResult::Failed) => "failed",
-        Ok(ProvisionResult::NotReady) => "not ready",
-        Ok(ProvisionResult::Pending) => "pending",
-        _ => "unknown",
-    };
+    let statuses = client::list_statuses(runner).await?;
+    let word = client::result_word;
     if json {
-        let v: Vec<_> = list
-            .statuses
+        let v: Vec<_> = statuses
             .iter()
             .map(|s| {
                 serde_json::json!({
@@ -128,8 +108,7 @@ pub async fn provisioned(runner: &str, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = list
-        .statuses
+    let rows: Vec<Vec<String>> = statuses
         .iter()
         .map(|s| {
             vec![
@@ -232,27 +211,39 @@ pub async fn list(a: cli::ListArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let (_, ms) = client::list_all(&mut c, req).await?;
+    let statuses = match &a.runner {
+        Some(r) => Some(client::provision_statuses(r).await?),
+        None => None,
+    };
     if a.json {
-        let v: Vec<_> = ms.iter().map(client::machine_json).collect();
+        let v: Vec<_> = ms
+            .iter()
+            .map(|m| client::with_status(client::machine_json(m), statuses.as_ref(), &m.name))
+            .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", client::machines_table(&ms));
+        print!("{}", client::machines_table_with(&ms, statuses.as_ref()));
     }
     Ok(())
 }
 
-pub async fn get(server: &str, key: &str, json: bool) -> anyhow::Result<()> {
+pub async fn get(server: &str, key: &str, json: bool, runner: Option<&str>) -> anyhow::Result<()> {
     let mut c = client::connect(server).await?;
     let m = client::get(&mut c, key).await?;
+    let statuses = match runner {
+        Some(r) => Some(client::provision_statuses(r).await?),
+        None => None,
+    };
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&client::machine_json(&m))?
-        );
+        let v = client::with_status(client::machine_json(&m), statuses.as_ref(), &m.name);
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", client::machines_table(std::slice::from_ref(&m)));
         if !m.notes.is_empty() {
             println!("notes: {}", m.notes);
+        }
+        if let Some(s) = statuses.as_ref().and_then(|s| s.get(&m.name)) {
+            println!("{}", client::status_line(s));
         }
     }
     Ok(())
@@ -461,8 +452,13 @@ pub async fn inventory(
     source: &cli::Source,
     host: Option<&str>,
     format: cli::InventoryFormat,
+    runner: Option<&str>,
 ) -> anyhow::Result<()> {
-    let snap = snapshot(source).await?;
+    let mut snap = snapshot(source).await?;
+    if let Some(r) = runner {
+        let statuses = client::provision_statuses(r).await?;
+        snap = client::label_statuses(snap, &statuses);
+    }
     match (host, format) {
         (Some(h), _) => println!(
             "{}",

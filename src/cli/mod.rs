@@ -33,7 +33,12 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Demo(args) => commands::run_demo(args).await,
         Command::List(args) => commands::list(args).await,
-        Command::Get { key, conn, json } => commands::get(&conn.server, &key, json).await,
+        Command::Get {
+            key,
+            conn,
+            json,
+            runner,
+        } => commands::get(&conn.server, &key, json, runner.as_deref()).await,
         Command::Stats { conn, json } => commands::stats(&conn.server, json).await,
         Command::Scan(args) => return commands::scan_command(args).await,
         Command::Inventory {
@@ -41,7 +46,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             list: _,
             host,
             format,
-        } => commands::inventory(&source, host.as_deref(), format).await,
+            runner,
+        } => commands::inventory(&source, host.as_deref(), format, runner.as_deref()).await,
         Command::Cluster {
             name,
             source,
