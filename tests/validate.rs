@@ -193,3 +193,21 @@ fn validate_command_exits_1_with_problems_and_0_when_clean() {
     util::mdb([Path::new("validate"), dir.path()]).ok();
     util::mdb([Path::new("validate"), &dir.path().join("absent")]).code(2);
 }
+
+#[test]
+fn readiness_checks_parse_and_bad_ones_name_their_line() {
+    let good = "readiness:\n  cluster: [ { tcp: 10250 } ]\n  device:\n    - { http: /, port: 80, status: 200 }\n    - { http: /status }\n";
+    let snap = validate(&files(&[("mdb.yaml", good)]), "t").unwrap_or_else(|r| panic!("{r}"));
+    assert_eq!(snap.settings.readiness.len(), 3);
+    assert_eq!(
+        snap.settings.readiness[2].check,
+        mdb::db::settings::Check::Http { port: 80, path: "/status".into(), status: 200 }
+    );
+    let p = one(&[("mdb.yaml", "readiness:\n  device:\n    - { tcp: 80, http: / }\n")]);
+    assert!(p.starts_with("mdb.yaml:3:"), "{p}");
+    assert!(p.contains("either `tcp: PORT` or `http: PATH`"), "{p}");
+    let p = one(&[("mdb.yaml", "readiness:\n  toaster: [ { tcp: 80 } ]\n")]);
+    assert!(p.starts_with("mdb.yaml:2:3: readiness.toaster"), "{p}");
+    let p = one(&[("mdb.yaml", "readiness:\n  cluster: [ { http: healthz } ]\n")]);
+    assert!(p.contains("a path like / or /healthz"), "{p}");
+}
