@@ -7,10 +7,10 @@ use tonic::transport::Channel;
 use crate::{
     db::{
         self,
-        words::{development_kind_name, provisioner_name, role_name, state_name},
+        words::{provisioner_name, state_name},
     },
     proto::{
-        machine::Use, machine_db_client::MachineDbClient, GetMachineRequest, GetStatsRequest,
+        machine_db_client::MachineDbClient, GetMachineRequest, GetStatsRequest,
         ListMachinesRequest, Machine,
     },
 };
@@ -58,41 +58,7 @@ pub async fn list_all(
     }
 }
 
-/// The use in a few words: "cluster alpha (worker)", "device: receipt printer".
-pub fn use_detail(m: &Machine) -> String {
-    match &m.r#use {
-        Some(Use::Cluster(c)) => format!("cluster {} ({})", c.cluster, role_name(c.role)),
-        Some(Use::Development(d)) => format!("development ({})", development_kind_name(d.kind)),
-        Some(Use::Device(d)) if !d.description.is_empty() => format!("device: {}", d.description),
-        other => db::use_name(other.as_ref()).to_string(),
-    }
-}
-
-/// A machine as JSON, field names as in the YAML format.
-pub fn machine_json(m: &Machine) -> Value {
-    let mut use_ = json!({ "kind": db::use_name(m.r#use.as_ref()) });
-    match &m.r#use {
-        Some(Use::Cluster(c)) => {
-            use_["cluster"] = json!(c.cluster);
-            use_["role"] = json!(role_name(c.role));
-        }
-        Some(Use::Development(d)) => use_["development"] = json!(development_kind_name(d.kind)),
-        Some(Use::Device(d)) => use_["description"] = json!(d.description),
-        _ => {}
-    }
-    json!({
-        "name": m.name,
-        "ips": m.ips,
-        "mac": m.mac,
-        "hostname": m.hostname,
-        "use": use_,
-        "provisioner": provisioner_name(m),
-        "ssh": m.ssh.as_ref().map(|s| json!({"user": s.user, "port": if s.port == 0 { 22 } else { s.port }})),
-        "labels": m.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-        "notes": m.notes,
-        "source": m.source,
-    })
-}
+pub use crate::export::view::{machine_json, use_detail};
 
 /// Left-aligned columns, two spaces apart.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -121,19 +87,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 pub fn machines_table(ms: &[Machine]) -> String {
-    let rows: Vec<Vec<String>> = ms
-        .iter()
-        .map(|m| {
-            vec![
-                m.name.clone(),
-                m.ips.join(","),
-                m.mac.clone(),
-                use_detail(m),
-                provisioner_name(m).to_string(),
-            ]
-        })
-        .collect();
-    table(&["NAME", "IP", "MAC", "USE", "PROVISIONER"], &rows)
+    machines_table_with(ms, None)
 }
 
 pub async fn get(client: &mut MachineDbClient<Channel>, key: &str) -> Result<Machine, Error> {
@@ -295,26 +249,32 @@ pub fn with_status(
     v
 }
 
-/// The machines table with a PROVISIONING column when statuses are given.
+/// The machines table, with a PROVISIONING column when statuses are given.
 pub fn machines_table_with(
     ms: &[Machine],
     statuses: Option<&std::collections::HashMap<String, crate::proto::ProvisionStatus>>,
 ) -> String {
-    let Some(statuses) = statuses else {
-        return machines_table(ms);
-    };
-    let mut out = String::new();
-    for (i, line) in machines_table(ms).lines().enumerate() {
-        let extra = match i {
-            0 => "PROVISIONING",
-            n => ms
-                .get(n - 1)
-                .and_then(|m| statuses.get(&m.name))
-                .map_or("-", |s| result_word(s.result)),
-        };
-        out.push_str(&format!("{line}  {extra}\n"));
+    let rows: Vec<Vec<String>> = ms
+        .iter()
+        .map(|m| {
+            let mut row = vec![
+                m.name.clone(),
+                m.ips.join(","),
+                m.mac.clone(),
+                use_detail(m),
+                provisioner_name(m).to_string(),
+            ];
+            if let Some(st) = statuses {
+                row.push(st.get(&m.name).map_or("-", |s| result_word(s.result)).to_string());
+            }
+            row
+        })
+        .collect();
+    let mut header = vec!["NAME", "IP", "MAC", "USE", "PROVISIONER"];
+    if statuses.is_some() {
+        header.push("PROVISIONING");
     }
-    out
+    table(&header, &rows)
 }
 
 /// The snapshot with each machine's provisioning status as labels, so the

@@ -5,3 +5,4 @@
 pub mod dhcp;
 pub mod inventory;
 pub mod ipam;
+pub mod view;

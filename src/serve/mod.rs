@@ -13,6 +13,7 @@ use tracing::{info, warn};
 pub mod api;
 pub mod metrics;
 pub mod shutdown;
+pub mod web;
 
 use crate::{
     config::Config, db::Store, proto::machine_db_server::MachineDbServer, serve::api::Api,
@@ -166,11 +167,9 @@ impl Bound {
         ));
 
         let (grpc_addr, metrics_addr) = (self.grpc_addr(), self.metrics_addr());
-        tasks.spawn(serve_http(
-            self.http,
-            metrics::router(metrics.clone(), store.clone()),
-            shutdown.clone(),
-        ));
+        let http_routes = metrics::router(metrics.clone(), store.clone())
+            .merge(web::router(store.clone(), &cfg.source.url));
+        tasks.spawn(serve_http(self.http, http_routes, shutdown.clone()));
 
         info!(grpc = %grpc_addr, metrics = %metrics_addr, db = %sync::redact_url(&cfg.source.url), "mdb serving");
         let api = Api::new(store, metrics.grpc.clone(), shutdown.clone());

