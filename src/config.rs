@@ -91,6 +91,45 @@ pub const ENV_PROVISION_SERVER: &str = "MDB_PROVISION_SERVER";
 pub const ENV_PROVISION_STATE_DIR: &str = "MDB_PROVISION_STATE_DIR";
 pub const ENV_PROVISION_SSH_KEY: &str = "MDB_PROVISION_SSH_KEY";
 
+/// How the runner logs in to check that a machine can be provisioned.
+fn provision_ssh(
+    r: &RawProvision,
+    env: &HashMap<String, String>,
+    state_dir: &Path,
+) -> Result<crate::provision::ready::SshLogin, Error> {
+    Ok(crate::provision::ready::SshLogin {
+        key: env
+            .get(ENV_PROVISION_SSH_KEY)
+            .map(PathBuf::from)
+            .or(r.ssh_key.clone()),
+        known_hosts: state_dir.join("known_hosts"),
+        default_user: r.ssh_user.clone().unwrap_or_else(|| "root".into()),
+        timeout: duration(
+            "provision.ssh_timeout",
+            r.ssh_timeout.clone(),
+            Duration::from_secs(10),
+        )?,
+    })
+}
+
+/// A listen address of the runner: flag > file > default.
+fn provision_listen(
+    name: &str,
+    flag: &Option<String>,
+    file: &Option<String>,
+    default: &str,
+) -> Result<SocketAddr, Error> {
+    let s = flag
+        .clone()
+        .or(file.clone())
+        .unwrap_or_else(|| default.into());
+    s.parse::<SocketAddr>().map_err(|_| {
+        Error(format!(
+            "{name}: {s:?} is not an address like 0.0.0.0:50053"
+        ))
+    })
+}
+
 /// Resolves `[provision]` < env < flags into the runner's settings.
 pub fn resolve_provision(
     raw: RawConfig,
@@ -132,17 +171,6 @@ pub fn resolve_provision(
                 "provision.cluster_format: {w:?} is not k3s or kubespray"
             ))
         })?;
-    let listen = |name: &str, flag: &Option<String>, file: &Option<String>, default: &str| {
-        let s = flag
-            .clone()
-            .or(file.clone())
-            .unwrap_or_else(|| default.into());
-        s.parse::<SocketAddr>().map_err(|_| {
-            Error(format!(
-                "{name}: {s:?} is not an address like 0.0.0.0:50053"
-            ))
-        })
-    };
     Ok(p::Config {
         server,
         machine_command: r.machine_command.clone(),
@@ -165,26 +193,14 @@ pub fn resolve_provision(
             r.debounce.clone(),
             p::DEFAULT_DEBOUNCE,
         )?,
-        ssh: p::ready::SshLogin {
-            key: env
-                .get(ENV_PROVISION_SSH_KEY)
-                .map(PathBuf::from)
-                .or(r.ssh_key.clone()),
-            known_hosts: state_dir.join("known_hosts"),
-            default_user: r.ssh_user.clone().unwrap_or_else(|| "root".into()),
-            timeout: duration(
-                "provision.ssh_timeout",
-                r.ssh_timeout.clone(),
-                Duration::from_secs(10),
-            )?,
-        },
-        grpc_listen: listen(
+        ssh: provision_ssh(&r, env, &state_dir)?,
+        grpc_listen: provision_listen(
             "provision.grpc_listen",
             &flags.grpc_listen,
             &r.grpc_listen,
             p::DEFAULT_GRPC_LISTEN,
         )?,
-        metrics_listen: listen(
+        metrics_listen: provision_listen(
             "provision.metrics_listen",
             &flags.metrics_listen,
             &r.metrics_listen,

@@ -95,6 +95,11 @@ fn kustomize_renders_objects_that_pass_the_kubernetes_schemas() {
         assert_eq!(scanner["spec"]["template"]["spec"]["hostNetwork"], true);
         let sc = &scanner["spec"]["template"]["spec"]["containers"][0]["securityContext"];
         assert_eq!(sc["capabilities"]["add"], serde_json::json!(["NET_RAW"]));
+        let web = find(&docs, "Ingress", "mdb-web");
+        assert_eq!(
+            web["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["name"],
+            "metrics"
+        );
         if dir.ends_with("example") {
             let p = find(&docs, "Deployment", "mdb-provisioner");
             assert_eq!(p["spec"]["replicas"], 1);

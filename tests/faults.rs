@@ -276,19 +276,7 @@ async fn a_100k_problem_revision_gives_a_bounded_report_that_stats_can_carry() {
     }
     let mut repo = TestRepo::with_demo();
     let dir = tempfile::tempdir().expect("tempdir");
-    let checkout = dir.path().join("checkout");
-    let url = repo.url();
-    let mut server = ServeProcess::start(
-        dir.path(),
-        &[
-            "--db-url",
-            &url,
-            "--checkout",
-            checkout.to_str().expect("utf-8"),
-            "--poll-interval",
-            "200ms",
-        ],
-    );
+    let mut server = ServeProcess::for_repo(dir.path(), &repo.url(), &["--poll-interval", "200ms"]);
     server.wait_ready().await;
     commit_raw(&mut repo, "machines/bad.yaml", text.as_bytes(), BLOB);
     let started = Instant::now();
@@ -358,19 +346,7 @@ impl Outage {
 async fn remote_removed_and_restored_while_2000_lookups_run_all_answered() {
     let repo = TestRepo::with_demo();
     let dir = tempfile::tempdir().expect("tempdir");
-    let checkout = dir.path().join("checkout");
-    let url = repo.url();
-    let mut server = ServeProcess::start(
-        dir.path(),
-        &[
-            "--db-url",
-            &url,
-            "--checkout",
-            checkout.to_str().expect("utf-8"),
-            "--poll-interval",
-            "100ms",
-        ],
-    );
+    let mut server = ServeProcess::for_repo(dir.path(), &repo.url(), &["--poll-interval", "100ms"]);
     server.wait_ready().await;
     let client = server.client().await;
     let mut outage = Some(Outage::begin(&repo));
@@ -472,24 +448,14 @@ async fn restart_while_the_remote_is_missing_serves_the_last_good_revision() {
 async fn outage_across_the_hourly_resync_keeps_the_checkout() {
     let mut repo = TestRepo::with_demo();
     let dir = tempfile::tempdir().expect("tempdir");
-    let checkout = dir.path().join("checkout");
-    let url = repo.url();
-    let mut server = ServeProcess::start(
+    let mut server = ServeProcess::for_repo(
         dir.path(),
-        &[
-            "--db-url",
-            &url,
-            "--checkout",
-            checkout.to_str().expect("utf-8"),
-            "--poll-interval",
-            "100ms",
-            "--resync-interval",
-            "300ms",
-        ],
+        &repo.url(),
+        &["--poll-interval", "100ms", "--resync-interval", "300ms"],
     );
     server.wait_ready().await;
     // A file git knows nothing of inside .git: gone if the checkout is re-cloned.
-    let marker = checkout.join(".git").join("mdb-test-marker");
+    let marker = dir.path().join("checkout/.git/mdb-test-marker");
     std::fs::write(&marker, "x").expect("marker");
     let outage = Outage::begin(&repo);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -700,17 +666,7 @@ async fn a_thousand_idle_metrics_connections_do_not_starve_grpc() {
     raise_fd_limit(4096);
     let repo = TestRepo::with_demo();
     let dir = tempfile::tempdir().expect("tempdir");
-    let checkout = dir.path().join("checkout");
-    let url = repo.url();
-    let mut server = ServeProcess::start(
-        dir.path(),
-        &[
-            "--db-url",
-            &url,
-            "--checkout",
-            checkout.to_str().expect("utf-8"),
-        ],
-    );
+    let mut server = ServeProcess::for_repo(dir.path(), &repo.url(), &[]);
     server.wait_ready().await;
     let mut idle = Vec::new();
     for _ in 0..1000 {

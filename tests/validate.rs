@@ -201,9 +201,16 @@ fn readiness_checks_parse_and_bad_ones_name_their_line() {
     assert_eq!(snap.settings.readiness.len(), 3);
     assert_eq!(
         snap.settings.readiness[2].check,
-        mdb::db::settings::Check::Http { port: 80, path: "/status".into(), status: 200 }
+        mdb::db::settings::Check::Http {
+            port: 80,
+            path: "/status".into(),
+            status: 200
+        }
     );
-    let p = one(&[("mdb.yaml", "readiness:\n  device:\n    - { tcp: 80, http: / }\n")]);
+    let p = one(&[(
+        "mdb.yaml",
+        "readiness:\n  device:\n    - { tcp: 80, http: / }\n",
+    )]);
     assert!(p.starts_with("mdb.yaml:3:"), "{p}");
     assert!(p.contains("either `tcp: PORT` or `http: PATH`"), "{p}");
     let p = one(&[("mdb.yaml", "readiness:\n  toaster: [ { tcp: 80 } ]\n")]);

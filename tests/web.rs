@@ -23,7 +23,11 @@ async fn get_full(addr: std::net::SocketAddr, path: &str) -> (u16, String, Strin
     let mut buf = String::new();
     s.read_to_string(&mut buf).await.expect("read");
     let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     (status, head.to_lowercase(), body.to_string())
 }
 
@@ -35,21 +39,52 @@ async fn every_page_and_its_json_twin_answer_with_a_strict_policy() {
     let server = util::start_server(&repo.url(), "100ms", "1h").await;
     server.wait_for_revision(head).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    for (i, path) in ["/", "/machines", "/machines?use=games&sort=ip", "/machines/alpha-cp-1", "/machines/xss", "/clusters", "/discovered"].iter().enumerate() {
+    for (i, path) in [
+        "/",
+        "/machines",
+        "/machines?use=games&sort=ip",
+        "/machines/alpha-cp-1",
+        "/machines/xss",
+        "/clusters",
+        "/discovered",
+    ]
+    .iter()
+    .enumerate()
+    {
         let (status, head, body) = get_full(server.metrics, path).await;
         assert_eq!(status, 200, "{path}: {body}");
-        assert!(head.contains("content-security-policy: default-src 'none'; script-src 'self'"), "{path}: {head}");
+        assert!(
+            head.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+            "{path}: {head}"
+        );
         assert!(head.contains("content-type: text/html"), "{path}: {head}");
         assert!(!body.contains("<script>window"), "{path}: unescaped markup");
         std::fs::write(dir.path().join(format!("page{i}.html")), body).expect("write");
-        let (status, _, json) = get_full(server.metrics, &format!("{}{}format=json", path, if path.contains('?') { '&' } else { '?' })).await;
+        let (status, _, json) = get_full(
+            server.metrics,
+            &format!(
+                "{}{}format=json",
+                path,
+                if path.contains('?') { '&' } else { '?' }
+            ),
+        )
+        .await;
         assert_eq!(status, 200);
-        serde_json::from_str::<serde_json::Value>(&json).unwrap_or_else(|e| panic!("{path} json: {e}: {json}"));
+        serde_json::from_str::<serde_json::Value>(&json)
+            .unwrap_or_else(|e| panic!("{path} json: {e}: {json}"));
     }
     let (_, _, games) = get_full(server.metrics, "/machines?use=games&format=json").await;
     let games: serde_json::Value = serde_json::from_str(&games).expect("json");
-    let names: Vec<&str> = games["machines"].as_array().expect("list").iter().filter_map(|m| m["name"].as_str()).collect();
-    assert!(names.contains(&"xss") && names.iter().all(|n| *n != "alpha-cp-1"), "{names:?}");
+    let names: Vec<&str> = games["machines"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"xss") && names.iter().all(|n| *n != "alpha-cp-1"),
+        "{names:?}"
+    );
     assert_eq!(http_get(server.metrics, "/machines/nope").await.0, 404);
     assert_eq!(http_get(server.metrics, "/static/app.js").await.0, 200);
     // The HTML of every page passes the validator.
@@ -77,7 +112,10 @@ async fn the_page_works_in_a_real_browser_and_follows_commits_live() {
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-overview.png");
     let python = std::env::var("MDB_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut browser = Command::new(python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/web_browser.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/py/web_browser.py"
+        ))
         .arg(format!("http://{}", server.metrics))
         .arg(&shot)
         .arg("live-one")
@@ -107,7 +145,10 @@ async fn the_page_works_in_a_real_browser_and_follows_commits_live() {
         }
     };
     assert!(ready, "the browser checks stopped early: {seen:#?}");
-    repo.write("machines/live.yaml", "machines:\n  - name: live-one\n    ip: 198.18.10.78\n    use: games\n");
+    repo.write(
+        "machines/live.yaml",
+        "machines:\n  - name: live-one\n    ip: 198.18.10.78\n    use: games\n",
+    );
     let next = repo.commit("live");
     server.wait_for_revision(next).await;
     writeln!(stdin, "committed").expect("signal");
@@ -125,7 +166,16 @@ async fn the_page_works_in_a_real_browser_and_follows_commits_live() {
         .expect("join")
         .expect("wait");
     assert!(status.success(), "browser checks failed: {rest:#?}");
-    assert!(rest.iter().any(|l| l == "browser checks passed"), "{rest:#?}");
-    assert!(std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false), "a screenshot at {}", shot.display());
+    assert!(
+        rest.iter().any(|l| l == "browser checks passed"),
+        "{rest:#?}"
+    );
+    assert!(
+        std::fs::metadata(&shot)
+            .map(|m| m.len() > 10_000)
+            .unwrap_or(false),
+        "a screenshot at {}",
+        shot.display()
+    );
     server.stop().await;
 }

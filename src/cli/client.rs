@@ -265,7 +265,11 @@ pub fn machines_table_with(
                 provisioner_name(m).to_string(),
             ];
             if let Some(st) = statuses {
-                row.push(st.get(&m.name).map_or("-", |s| result_word(s.result)).to_string());
+                row.push(
+                    st.get(&m.name)
+                        .map_or("-", |s| result_word(s.result))
+                        .to_string(),
+                );
             }
             row
         })

@@ -46,4 +46,3 @@ pub fn machine_json(m: &Machine) -> Value {
         "source": m.source,
     })
 }
-

@@ -23,12 +23,12 @@ use maud::{html, Markup, DOCTYPE};
 use serde_json::{json, Value};
 
 use crate::{
-    export::view::{machine_json, use_detail},
     db::{
         store::now_unix,
         words::{provisioner_name, role_name, state_name, USE_NAMES},
         Snapshot, Store,
     },
+    export::view::{machine_json, use_detail},
     proto::{DiscoveredHost, HostState, Machine},
 };
 
@@ -64,10 +64,22 @@ pub fn router(store: Arc<Store>, repo_url: &str) -> Router {
         .route("/clusters", get(clusters))
         .route("/discovered", get(discovered))
         .route("/events", get(events))
-        .route("/static/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
-        .route("/static/style.css", get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }))
-        .route("/static/icon.svg", get(|| async { asset("image/svg+xml", ICON_SVG) }))
-        .route("/favicon.ico", get(|| async { asset("image/svg+xml", ICON_SVG) }))
+        .route(
+            "/static/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/static/style.css",
+            get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
+        )
+        .route(
+            "/static/icon.svg",
+            get(|| async { asset("image/svg+xml", ICON_SVG) }),
+        )
+        .route(
+            "/favicon.ico",
+            get(|| async { asset("image/svg+xml", ICON_SVG) }),
+        )
         .with_state(Web {
             store,
             repo_web: github_web(repo_url),
@@ -77,7 +89,14 @@ pub fn router(store: Arc<Store>, repo_url: &str) -> Router {
 type Params = Query<HashMap<String, String>>;
 
 fn asset(kind: &'static str, body: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "max-age=300")], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 fn wants_json(q: &HashMap<String, String>) -> bool {
@@ -90,7 +109,12 @@ fn json_response(v: Value) -> Response {
 
 /// A whole page: the navigation, `main`, and the security headers.
 fn page(title: &str, active: &str, main: Markup) -> Response {
-    let nav = [("/", "Overview"), ("/machines", "Machines"), ("/clusters", "Clusters"), ("/discovered", "Discovered")];
+    let nav = [
+        ("/", "Overview"),
+        ("/machines", "Machines"),
+        ("/clusters", "Clusters"),
+        ("/discovered", "Discovered"),
+    ];
     let doc = html! {
         (DOCTYPE)
         html lang="en" {
@@ -117,14 +141,24 @@ fn page(title: &str, active: &str, main: Markup) -> Response {
     };
     let mut r = doc.into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     r
 }
 
 fn not_loaded() -> Response {
-    let mut r = page("Not loaded", "", html! { p { "No database revision is loaded yet." } });
+    let mut r = page(
+        "Not loaded",
+        "",
+        html! { p { "No database revision is loaded yet." } },
+    );
     *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     r
 }
@@ -142,10 +176,17 @@ fn ago(unix: i64) -> String {
     }
 }
 
-const PROBLEMS: &[HostState] = &[HostState::New, HostState::Unprovisionable, HostState::Missing, HostState::Conflict];
+const PROBLEMS: &[HostState] = &[
+    HostState::New,
+    HostState::Unprovisionable,
+    HostState::Missing,
+    HostState::Conflict,
+];
 
 async fn overview(State(w): State<Web>, q: Params) -> Response {
-    let Some(snap) = w.store.snapshot() else { return not_loaded() };
+    let Some(snap) = w.store.snapshot() else {
+        return not_loaded();
+    };
     let status = w.store.status();
     let disc = w.store.discovery();
     let by_use = snap.count_by_use();
@@ -168,53 +209,57 @@ async fn overview(State(w): State<Web>, q: Params) -> Response {
         }));
     }
     let max = by_use.values().copied().max().unwrap_or(1).max(1);
-    page("Overview", "Overview", html! {
-        h1 { "The lab at a glance" }
-        @if !problems.is_empty() {
-            section class="problems" {
-                h2 { "Problems (" (problems.len()) ")" }
-                (hosts_table(&problems))
-            }
-        }
-        section class="cards" {
-            div class="card" { h2 { "Machines" } p class="big" { (snap.machines.len()) } }
-            div class="card" {
-                h2 { "Database" }
-                p { "revision " code { (short(&snap.revision)) } }
-                p { "synced " (ago(status.last_success_unix)) }
-                @if !status.last_error.is_empty() { p class="error" { "last error: " (status.last_error) } }
-            }
-            div class="card" {
-                h2 { "Last sweep" }
-                p { (ago(disc.last_sweep_unix)) }
-                @for (state, n) in sorted(&by_state) { p { (state) ": " (n) } }
-            }
-        }
-        section {
-            h2 { "Machines per use" }
-            svg class="bars" viewBox=(format!("0 0 400 {}", 24 * USE_NAMES.len())) role="img" aria-label="machines per use" {
-                @for (i, u) in USE_NAMES.iter().enumerate() {
-                    @let n = by_use.get(u).copied().unwrap_or(0);
-                    text x="0" y=(i * 24 + 16) { (u) }
-                    rect x="110" y=(i * 24 + 4) height="16" width=(n * 240 / max) {}
-                    text x=(115 + n * 240 / max) y=(i * 24 + 16) { (n) }
+    page(
+        "Overview",
+        "Overview",
+        html! {
+            h1 { "The lab at a glance" }
+            @if !problems.is_empty() {
+                section class="problems" {
+                    h2 { "Problems (" (problems.len()) ")" }
+                    (hosts_table(&problems))
                 }
             }
-        }
-        section {
-            h2 { "Clusters" }
-            table {
-                thead { tr { th { "cluster" } th { "control plane" } th { "workers" } } }
-                tbody {
-                    @for c in snap.cluster_names() {
-                        @if let Some((cp, wk)) = snap.cluster(c) {
-                            tr { td { a href="/clusters" { (c) } } td { (cp.len()) } td { (wk.len()) } }
+            section class="cards" {
+                div class="card" { h2 { "Machines" } p class="big" { (snap.machines.len()) } }
+                div class="card" {
+                    h2 { "Database" }
+                    p { "revision " code { (short(&snap.revision)) } }
+                    p { "synced " (ago(status.last_success_unix)) }
+                    @if !status.last_error.is_empty() { p class="error" { "last error: " (status.last_error) } }
+                }
+                div class="card" {
+                    h2 { "Last sweep" }
+                    p { (ago(disc.last_sweep_unix)) }
+                    @for (state, n) in sorted(&by_state) { p { (state) ": " (n) } }
+                }
+            }
+            section {
+                h2 { "Machines per use" }
+                svg class="bars" viewBox=(format!("0 0 400 {}", 24 * USE_NAMES.len())) role="img" aria-label="machines per use" {
+                    @for (i, u) in USE_NAMES.iter().enumerate() {
+                        @let n = by_use.get(u).copied().unwrap_or(0);
+                        text x="0" y=(i * 24 + 16) { (u) }
+                        rect x="110" y=(i * 24 + 4) height="16" width=(n * 240 / max) {}
+                        text x=(115 + n * 240 / max) y=(i * 24 + 16) { (n) }
+                    }
+                }
+            }
+            section {
+                h2 { "Clusters" }
+                table {
+                    thead { tr { th { "cluster" } th { "control plane" } th { "workers" } } }
+                    tbody {
+                        @for c in snap.cluster_names() {
+                            @if let Some((cp, wk)) = snap.cluster(c) {
+                                tr { td { a href="/clusters" { (c) } } td { (cp.len()) } td { (wk.len()) } }
+                            }
                         }
                     }
                 }
             }
-        }
-    })
+        },
+    )
 }
 
 fn sorted<'a>(m: &HashMap<&'a str, usize>) -> Vec<(&'a str, usize)> {
@@ -250,7 +295,11 @@ pub fn filter_machines<'a>(snap: &'a Snapshot, q: &HashMap<String, String>) -> V
         })
         .collect();
     match get("sort") {
-        Some("ip") => out.sort_by_key(|m| m.ips.first().and_then(|i| i.parse::<std::net::IpAddr>().ok())),
+        Some("ip") => out.sort_by_key(|m| {
+            m.ips
+                .first()
+                .and_then(|i| i.parse::<std::net::IpAddr>().ok())
+        }),
         Some("use") => out.sort_by_key(|m| (crate::db::use_name(m.r#use.as_ref()), m.name.clone())),
         _ => {}
     }
@@ -258,10 +307,14 @@ pub fn filter_machines<'a>(snap: &'a Snapshot, q: &HashMap<String, String>) -> V
 }
 
 async fn machines(State(w): State<Web>, q: Params) -> Response {
-    let Some(snap) = w.store.snapshot() else { return not_loaded() };
+    let Some(snap) = w.store.snapshot() else {
+        return not_loaded();
+    };
     let list = filter_machines(&snap, &q);
     if wants_json(&q) {
-        return json_response(json!({ "revision": snap.revision, "machines": list.iter().map(|m| machine_json(m)).collect::<Vec<_>>() }));
+        return json_response(
+            json!({ "revision": snap.revision, "machines": list.iter().map(|m| machine_json(m)).collect::<Vec<_>>() }),
+        );
     }
     page("Machines", "Machines", machines_body(&snap, &list, &q))
 }
@@ -270,10 +323,17 @@ async fn machines(State(w): State<Web>, q: Params) -> Response {
 pub fn machines_body(snap: &Snapshot, list: &[&Machine], q: &HashMap<String, String>) -> Markup {
     let val = |k: &str| q.get(k).cloned().unwrap_or_default();
     let link = |sort: &str| {
-        let mut p: Vec<(String, String)> = q.iter().filter(|(k, _)| *k != "sort").map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut p: Vec<(String, String)> = q
+            .iter()
+            .filter(|(k, _)| *k != "sort")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         p.push(("sort".into(), sort.into()));
         p.sort();
-        let qs: Vec<String> = p.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
+        let qs: Vec<String> = p
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect();
         format!("/machines?{}", qs.join("&"))
     };
     html! {
@@ -329,16 +389,24 @@ pub fn machines_body(snap: &Snapshot, list: &[&Machine], q: &HashMap<String, Str
 fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
 }
 
 async fn machine(State(w): State<Web>, Path(name): Path<String>, q: Params) -> Response {
-    let Some(snap) = w.store.snapshot() else { return not_loaded() };
+    let Some(snap) = w.store.snapshot() else {
+        return not_loaded();
+    };
     let Some(m) = snap.by_name(&name) else {
-        let mut r = page("Not found", "Machines", html! { h1 { "No machine " code { (name) } } });
+        let mut r = page(
+            "Not found",
+            "Machines",
+            html! { h1 { "No machine " code { (name) } } },
+        );
         *r.status_mut() = StatusCode::NOT_FOUND;
         return r;
     };
@@ -346,34 +414,48 @@ async fn machine(State(w): State<Web>, Path(name): Path<String>, q: Params) -> R
     let seen: Vec<&DiscoveredHost> = disc
         .hosts
         .iter()
-        .filter(|h| h.machine == m.name || (!m.mac.is_empty() && h.mac == m.mac) || m.ips.contains(&h.ip))
+        .filter(|h| {
+            h.machine == m.name || (!m.mac.is_empty() && h.mac == m.mac) || m.ips.contains(&h.ip)
+        })
         .collect();
     if wants_json(&q) {
-        return json_response(json!({ "machine": machine_json(m), "discovered": seen.iter().map(|h| host_json(h)).collect::<Vec<_>>() }));
+        return json_response(
+            json!({ "machine": machine_json(m), "discovered": seen.iter().map(|h| host_json(h)).collect::<Vec<_>>() }),
+        );
     }
     let source = source_link(w.repo_web.as_deref(), &snap.revision, &m.source);
-    let issues = w.repo_web.as_ref().map(|r| format!("{r}/issues?q=is%3Aissue+{}", enc(&m.name)));
-    let pulls = w.repo_web.as_ref().map(|r| format!("{r}/pulls?q=is%3Apr+{}", enc(&m.name)));
-    page(&m.name, "Machines", html! {
-        h1 { (m.name) }
-        dl {
-            dt { "addresses" } dd { (m.ips.join(", ")) }
-            dt { "MAC" } dd { code { (m.mac) } }
-            dt { "hostname" } dd { (m.hostname) }
-            dt { "use" } dd { (use_detail(m)) }
-            dt { "provisioner" } dd { (provisioner_name(m)) }
-            dt { "SSH" } dd { @if let Some(s) = &m.ssh { (s.user) "@ port " (if s.port == 0 { 22 } else { s.port }) } }
-            dt { "labels" } dd { @for (k, v) in sorted_labels(m) { span class="label" { (k) "=" (v) } " " } }
-            dt { "notes" } dd class="notes" { (m.notes) }
-            dt { "defined in" } dd {
-                @match &source { Some(url) => a href=(url) { (m.source) }, None => code { (m.source) } }
+    let issues = w
+        .repo_web
+        .as_ref()
+        .map(|r| format!("{r}/issues?q=is%3Aissue+{}", enc(&m.name)));
+    let pulls = w
+        .repo_web
+        .as_ref()
+        .map(|r| format!("{r}/pulls?q=is%3Apr+{}", enc(&m.name)));
+    page(
+        &m.name,
+        "Machines",
+        html! {
+            h1 { (m.name) }
+            dl {
+                dt { "addresses" } dd { (m.ips.join(", ")) }
+                dt { "MAC" } dd { code { (m.mac) } }
+                dt { "hostname" } dd { (m.hostname) }
+                dt { "use" } dd { (use_detail(m)) }
+                dt { "provisioner" } dd { (provisioner_name(m)) }
+                dt { "SSH" } dd { @if let Some(s) = &m.ssh { (s.user) "@ port " (if s.port == 0 { 22 } else { s.port }) } }
+                dt { "labels" } dd { @for (k, v) in sorted_labels(m) { span class="label" { (k) "=" (v) } " " } }
+                dt { "notes" } dd class="notes" { (m.notes) }
+                dt { "defined in" } dd {
+                    @match &source { Some(url) => a href=(url) { (m.source) }, None => code { (m.source) } }
+                }
+                dt { "provisioning" } dd { "see " code { "mdb provisioned" } " on the runner" }
+                @if let Some(url) = &issues { dt { "GitHub" } dd { a href=(url) { "issues" } " · " @if let Some(p) = &pulls { a href=(p) { "pull requests" } } } }
             }
-            dt { "provisioning" } dd { "see " code { "mdb provisioned" } " on the runner" }
-            @if let Some(url) = &issues { dt { "GitHub" } dd { a href=(url) { "issues" } " · " @if let Some(p) = &pulls { a href=(p) { "pull requests" } } } }
-        }
-        h2 { "Seen on the network" }
-        @if seen.is_empty() { p { "Not seen by the last sweeps." } } @else { (hosts_table(&seen)) }
-    })
+            h2 { "Seen on the network" }
+            @if seen.is_empty() { p { "Not seen by the last sweeps." } } @else { (hosts_table(&seen)) }
+        },
+    )
 }
 
 fn sorted_labels(m: &Machine) -> Vec<(&String, &String)> {
@@ -395,9 +477,13 @@ fn cluster_json(snap: &Snapshot, name: &str) -> Value {
 }
 
 async fn clusters(State(w): State<Web>, q: Params) -> Response {
-    let Some(snap) = w.store.snapshot() else { return not_loaded() };
+    let Some(snap) = w.store.snapshot() else {
+        return not_loaded();
+    };
     if wants_json(&q) {
-        return json_response(json!({ "clusters": snap.cluster_names().map(|c| cluster_json(&snap, c)).collect::<Vec<_>>() }));
+        return json_response(
+            json!({ "clusters": snap.cluster_names().map(|c| cluster_json(&snap, c)).collect::<Vec<_>>() }),
+        );
     }
     let disc = w.store.discovery();
     let state_of = |m: &Machine| {
@@ -406,30 +492,34 @@ async fn clusters(State(w): State<Web>, q: Params) -> Response {
             .find(|h| h.machine == m.name)
             .map_or("not seen", |h| state_name(h.state))
     };
-    page("Clusters", "Clusters", html! {
-        h1 { "Clusters" }
-        @for c in snap.cluster_names() {
-            @if let Some((cp, wk)) = snap.cluster(c) {
-                section class="cluster" {
-                    h2 { (c) }
-                    table {
-                        thead { tr { th { "node" } th { "role" } th { "address" } th { "seen as" } } }
-                        tbody {
-                            @for m in cp.iter().chain(wk.iter()) {
-                                @let role = match &m.r#use { Some(crate::proto::machine::Use::Cluster(u)) => role_name(u.role), _ => "" };
-                                tr {
-                                    td { a href=(format!("/machines/{}", m.name)) { (m.name) } }
-                                    td { (role) }
-                                    td { (m.ips.join(", ")) }
-                                    td class=(format!("state {}", state_of(m).replace(' ', "-"))) { (state_of(m)) }
+    page(
+        "Clusters",
+        "Clusters",
+        html! {
+            h1 { "Clusters" }
+            @for c in snap.cluster_names() {
+                @if let Some((cp, wk)) = snap.cluster(c) {
+                    section class="cluster" {
+                        h2 { (c) }
+                        table {
+                            thead { tr { th { "node" } th { "role" } th { "address" } th { "seen as" } } }
+                            tbody {
+                                @for m in cp.iter().chain(wk.iter()) {
+                                    @let role = match &m.r#use { Some(crate::proto::machine::Use::Cluster(u)) => role_name(u.role), _ => "" };
+                                    tr {
+                                        td { a href=(format!("/machines/{}", m.name)) { (m.name) } }
+                                        td { (role) }
+                                        td { (m.ips.join(", ")) }
+                                        td class=(format!("state {}", state_of(m).replace(' ', "-"))) { (state_of(m)) }
+                                    }
                                 }
                             }
                         }
                     }
                 }
             }
-        }
-    })
+        },
+    )
 }
 
 fn host_json(h: &DiscoveredHost) -> Value {
@@ -468,14 +558,23 @@ async fn discovered(State(w): State<Web>, q: Params) -> Response {
         .filter(|h| state.is_empty() || state_name(h.state) == state)
         .collect();
     if wants_json(&q) {
-        return json_response(json!({ "last_sweep_unix": disc.last_sweep_unix, "hosts": hosts.iter().map(|h| host_json(h)).collect::<Vec<_>>() }));
+        return json_response(
+            json!({ "last_sweep_unix": disc.last_sweep_unix, "hosts": hosts.iter().map(|h| host_json(h)).collect::<Vec<_>>() }),
+        );
     }
-    let issues = w.repo_web.as_ref().map(|r| format!("{r}/issues?q=is%3Aissue+label%3Amdb"));
-    page("Discovered", "Discovered", html! {
-        h1 { "Discovered hosts" }
-        p { "Last sweep " (ago(disc.last_sweep_unix)) "." @if let Some(url) = &issues { " " a href=(url) { "Issues mdb filed" } } }
-        (hosts_table(&hosts))
-    })
+    let issues = w
+        .repo_web
+        .as_ref()
+        .map(|r| format!("{r}/issues?q=is%3Aissue+label%3Amdb"));
+    page(
+        "Discovered",
+        "Discovered",
+        html! {
+            h1 { "Discovered hosts" }
+            p { "Last sweep " (ago(disc.last_sweep_unix)) "." @if let Some(url) = &issues { " " a href=(url) { "Issues mdb filed" } } }
+            (hosts_table(&hosts))
+        },
+    )
 }
 
 /// Server-sent events: one `change` per new revision or discovery change.
@@ -486,7 +585,9 @@ async fn events(State(w): State<Web>) -> impl IntoResponse {
             Ok(e) => e.revision.clone(),
             Err(_) => String::new(),
         };
-        Some(Ok::<_, std::convert::Infallible>(Event::default().event("change").data(revision)))
+        Some(Ok::<_, std::convert::Infallible>(
+            Event::default().event("change").data(revision),
+        ))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
@@ -497,10 +598,18 @@ mod tests {
 
     #[test]
     fn github_urls_become_web_links() {
-        assert_eq!(github_web("https://github.com/you/lab-db.git").as_deref(), Some("https://github.com/you/lab-db"));
+        assert_eq!(
+            github_web("https://github.com/you/lab-db.git").as_deref(),
+            Some("https://github.com/you/lab-db")
+        );
         assert_eq!(github_web("file:///tmp/db.git"), None);
         assert_eq!(
-            source_link(Some("https://github.com/you/lab-db"), "abc", "machines/a.yaml:12").as_deref(),
+            source_link(
+                Some("https://github.com/you/lab-db"),
+                "abc",
+                "machines/a.yaml:12"
+            )
+            .as_deref(),
             Some("https://github.com/you/lab-db/blob/abc/machines/a.yaml#L12")
         );
     }

@@ -175,25 +175,7 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// A minimal HTTP/1.0 GET, so the tests need no HTTP client crate.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect metrics");
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.expect("read");
-    let status = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    process::try_get(addr, path).await.expect("GET")
 }
 
 /// The value of a metric line, e.g. `mdb_sync_errors_total{kind="invalid"}`.

@@ -54,6 +54,16 @@ impl ServeProcess {
         }
     }
 
+    /// `mdb serve` syncing `url` into `dir/checkout`, with `extra` flags.
+    pub fn for_repo(dir: &Path, url: &str, extra: &[&str]) -> ServeProcess {
+        let checkout = dir.join("checkout");
+        let mut args = vec!["--db-url", url, "--checkout"];
+        let checkout = checkout.to_str().expect("utf-8 path").to_string();
+        args.push(&checkout);
+        args.extend_from_slice(extra);
+        ServeProcess::start(dir, &args)
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
