@@ -29,6 +29,14 @@ pub mod secret;
 pub mod serve;
 pub mod sync;
 
+/// The version and the commit mdb was built from: `0.1.0 (abc123def456)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("MDB_GIT_REVISION"),
+    ")"
+);
+
 pub mod proto {
     #![allow(clippy::all)]
     tonic::include_proto!("mdb.v1");

@@ -218,3 +218,69 @@ fn readiness_checks_parse_and_bad_ones_name_their_line() {
     let p = one(&[("mdb.yaml", "readiness:\n  cluster: [ { http: healthz } ]\n")]);
     assert!(p.contains("a path like / or /healthz"), "{p}");
 }
+
+#[test]
+fn typos_and_shapes_get_a_hint_that_fixes_them() {
+    let p = one(&[(
+        A,
+        "machines:\n  - name: a\n    ip: 198.18.0.1\n    use: games\n    lables: { x: y }\n",
+    )]);
+    assert!(
+        p.contains("lables: unknown field; did you mean `labels`?"),
+        "{p}"
+    );
+    let p = one(&[(
+        A,
+        "machines:\n  - name: a\n    ip: 198.18.0.1\n    use: device\n",
+    )]);
+    assert!(
+        p.ends_with("\"device\" needs details, e.g. `use: {device: receipt printer}`"),
+        "{p}"
+    );
+    let p = one(&[(
+        A,
+        "machines:\n  - name: a\n    ip: 198.18.0.1\n    use: development\n",
+    )]);
+    assert!(p.contains("`use: {development: server}`"), "{p}");
+    let p = one(&[(A, "- name: a\n  ip: 198.18.0.1\n  use: games\n")]);
+    assert_eq!(p, "machines/a.yaml:1:1: a bare list of machines; nest it under `machines:` (machines:\n  - name: ...)");
+}
+
+#[test]
+fn validate_refuses_a_path_that_is_not_a_checkout_root() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    util::write_tree(
+        dir.path(),
+        &[(
+            A,
+            "machines:\n  - name: a\n    ip: 198.18.0.3\n    use: games\n",
+        )],
+    );
+    let run = util::mdb([Path::new("validate"), &dir.path().join("machines")]).code(2);
+    assert_eq!(
+        run.stderr.trim(),
+        format!(
+            "mdb: {} has no machines/ folder: give the root of a DB repository checkout",
+            dir.path().join("machines").display()
+        )
+    );
+}
+
+#[test]
+fn version_completions_and_man_page() {
+    let run = util::mdb(["--version"]).ok();
+    let v = run.stdout.trim();
+    assert!(
+        v.starts_with(&format!("mdb {} (", env!("CARGO_PKG_VERSION"))) && v.ends_with(')'),
+        "{v}"
+    );
+    assert!(util::mdb(["completions", "bash"])
+        .ok()
+        .stdout
+        .contains("_mdb()"));
+    assert!(util::mdb(["completions", "zsh"])
+        .ok()
+        .stdout
+        .contains("#compdef mdb"));
+    assert!(util::mdb(["man"]).ok().stdout.contains(".TH mdb 1"));
+}

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Parser, Debug)]
 #[command(
     name = "mdb",
-    version,
+    version = crate::VERSION,
     about = "The machine database: one source of truth for every machine on the lab network"
 )]
 pub struct Cli {
@@ -55,7 +55,7 @@ pub fn quiet_on_broken_pipe() {
             .map(String::as_str)
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("");
-        if text.contains("failed printing to stdout") && text.contains("Broken pipe") {
+        if text.contains("Broken pipe") {
             std::process::exit(0);
         }
         default(info);
@@ -145,6 +145,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Shell completions for bash, zsh, fish, elvish or powershell.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The man page (roff), e.g. `mdb man > /usr/local/share/man/man1/mdb.1`.
+    Man,
     /// Write a validated entry for a new device into a DB checkout: the
     /// same entry an enrolment pull request proposes, without GitHub.
     Enrol(EnrolArgs),
@@ -265,7 +272,8 @@ pub enum StateArg {
 pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub grpc_listen: String,
-    #[arg(long, default_value = "127.0.0.1:9090")]
+    /// The page, /metrics and health; 9090 is left to Prometheus.
+    #[arg(long, default_value = "127.0.0.1:50080")]
     pub metrics_listen: String,
 }
 

@@ -25,6 +25,13 @@ pub fn validate(path: &std::path::Path, max_file: &str, max_repo: &str) -> ExitC
             return ExitCode::from(2);
         }
     };
+    if !path.join("machines").is_dir() {
+        eprintln!(
+            "mdb: {} has no machines/ folder: give the root of a DB repository checkout",
+            path.display()
+        );
+        return ExitCode::from(2);
+    }
     let intake = match db::read_dir(path, limits) {
         Ok(f) => f,
         Err(e) => {

@@ -58,6 +58,17 @@ pub async fn run(cli: Cli) -> ExitCode {
         } => commands::ip_next(&subnet, &source).await,
         Command::Dhcp { source, format } => commands::dhcp(&source, format).await,
         Command::Enrol(args) => enrol::run(args).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "mdb", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map_err(anyhow::Error::from)
+        }
         Command::Provision(args) => {
             let cfg = match commands::provision_config(&args) {
                 Ok(c) => c,
@@ -75,9 +86,18 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `mdb man | head`: the reader left; nothing went wrong here.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mdb: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -40,11 +40,18 @@ impl<'a> Fields<'a> {
         for (k, _) in entries {
             let key = k.as_str().unwrap_or("");
             if !allowed.contains(&key) {
+                let hint = match closest(key, allowed) {
+                    Some(near) => format!("did you mean `{near}`? "),
+                    None => String::new(),
+                };
                 problems.push(Problem::new(
                     file,
                     k.pos,
                     &join(path, key),
-                    format!("unknown field (expected one of: {})", allowed.join(", ")),
+                    format!(
+                        "unknown field; {hint}expected one of: {}",
+                        allowed.join(", ")
+                    ),
                 ));
             } else if !seen.insert(key) {
                 problems.push(Problem::new(
@@ -183,6 +190,17 @@ impl<'a> Fields<'a> {
             None
         })
     }
+}
+
+/// The allowed word a typo most likely meant, if one is close enough.
+pub fn closest<'w>(typo: &str, allowed: &[&'w str]) -> Option<&'w str> {
+    let typo = typo.to_ascii_lowercase();
+    allowed
+        .iter()
+        .map(|w| (strsim::damerau_levenshtein(&typo, w), *w))
+        .filter(|(d, w)| *d <= (w.len() / 3).max(1))
+        .min()
+        .map(|(_, w)| w)
 }
 
 pub fn choose<T: Copy>(text: &str, choices: &[(&str, T)]) -> Option<T> {

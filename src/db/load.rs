@@ -46,6 +46,15 @@ pub fn machines_file(file: &str, text: &str, problems: &mut Vec<Problem>) -> Vec
             return Vec::new();
         }
     };
+    if matches!(root.value, Value::Seq(_)) {
+        problems.push(Problem::new(
+            file,
+            root.pos,
+            "",
+            "a bare list of machines; nest it under `machines:` (machines:\n  - name: ...)",
+        ));
+        return Vec::new();
+    }
     let Some(top) = Fields::of(file, &root, "", &["machines"], problems) else {
         return Vec::new();
     };
@@ -218,10 +227,15 @@ fn parse_use(f: &Fields, node: &Node, problems: &mut Vec<Problem>) -> Option<Use
             Some(0) => Some(Use::Games(GamesUse {})),
             Some(_) => Some(Use::Discover(DiscoverUse {})),
             None => {
-                let hint = if USE_NAMES.contains(&word) {
-                    " needs details, e.g. `use: {cluster: {name: alpha, role: worker}}`"
-                } else {
-                    " is not one of: cluster, discover, development, games, device"
+                let hint = match word {
+                    "cluster" => {
+                        " needs details, e.g. `use: {cluster: {name: alpha, role: worker}}`"
+                    }
+                    "development" => {
+                        " needs details, e.g. `use: {development: server}` (or visual)"
+                    }
+                    "device" => " needs details, e.g. `use: {device: receipt printer}`",
+                    _ => " is not one of: cluster, discover, development, games, device",
                 };
                 problems.push(f.problem(node, "use", format!("{word:?}{hint}")));
                 None

@@ -65,6 +65,15 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
         let registry = m::registry();
+        let build = m::int_gauge_vec(
+            &registry,
+            "build_info",
+            "The version and commit of this mdb (value is always 1).",
+            &["version", "revision"],
+        );
+        build
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("MDB_GIT_REVISION")])
+            .set(1);
         Arc::new(Metrics {
             sync: SyncMetrics::register(&registry),
             sweep: SweepMetrics::register(&registry),

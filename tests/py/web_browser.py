@@ -11,6 +11,7 @@ import time
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 
 base, screenshot, new_machine = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -25,7 +26,19 @@ opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
 # The DOM is what the checks read; do not wait for every subresource.
 opts.page_load_strategy = "eager"
 driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-driver.set_page_load_timeout(90)
+driver.set_page_load_timeout(30)
+
+
+def load(url):
+    """driver.get, once more after a renderer time-out (a loaded CI box)."""
+    for attempt in range(3):
+        try:
+            driver.get(url)
+            return
+        except TimeoutException:
+            if attempt == 2:
+                raise
+            time.sleep(1)
 
 
 def check(cond, what):
@@ -46,15 +59,15 @@ def rows():
 
 try:
     for path in ("/", "/machines", "/machines/alpha-cp-1", "/clusters", "/discovered"):
-        driver.get(base + path)
+        load(base + path)
         check(driver.find_element(By.ID, "main") is not None, "page loads: " + path)
         logs = severe_logs()
         check(not logs, "no console errors on %s: %s" % (path, logs))
-    driver.get(base + "/")
+    load(base + "/")
     driver.save_screenshot(screenshot)
     check(True, "screenshot saved")
 
-    driver.get(base + "/machines")
+    load(base + "/machines")
     everything = rows()
     select = driver.find_element(By.NAME, "use")
     for option in select.find_elements(By.TAG_NAME, "option"):
@@ -63,7 +76,7 @@ try:
     driver.find_element(By.CSS_SELECTOR, "form.filters button").click()
     time.sleep(0.5)
     check(0 < rows() < everything, "the use filter narrows the table (%d of %d)" % (rows(), everything))
-    driver.get(base + "/machines")
+    load(base + "/machines")
     box = driver.find_element(By.NAME, "q")
     box.send_keys("alpha")
     box.submit()
@@ -71,12 +84,12 @@ try:
     names = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#machines tbody tr td:first-child")]
     check(names and all("alpha" in n for n in names), "search narrows the table: %s" % names)
 
-    driver.get(base + "/machines/xss")
+    load(base + "/machines/xss")
     time.sleep(0.5)
     check(driver.execute_script("return window.__xss === undefined"), "the note's script is inert")
     check("<script>" in driver.find_element(By.CSS_SELECTOR, "dd.notes").text, "the note shows as text")
 
-    driver.get(base + "/machines")
+    load(base + "/machines")
     driver.execute_script("window.__mark = 42")
     before = rows()
     print("READY", flush=True)
