@@ -882,3 +882,28 @@ async fn get_stats_answers_before_the_first_load_with_the_sync_error() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn cli_errors_are_one_line_without_transport_internals() {
+    let run = tokio::task::spawn_blocking(|| util::mdb(["get", "foo", "--server", "127.0.0.1:1"]))
+        .await
+        .expect("run")
+        .code(1);
+    assert_eq!(
+        run.stderr,
+        "mdb: cannot reach mdb at http://127.0.0.1:1: connection refused (is `mdb serve` running there? see --server or MDB_SERVER)\n"
+    );
+    let repo = TestRepo::with_demo();
+    let server = util::start_server(&repo.url(), "1h", "1h").await;
+    server.wait_for_revision(repo.head.expect("head")).await;
+    let addr = server.grpc.to_string();
+    let run = tokio::task::spawn_blocking(move || util::mdb(["get", "nope", "--server", &addr]))
+        .await
+        .expect("run")
+        .code(1);
+    assert_eq!(
+        run.stderr,
+        "mdb: no machine with name, IP or MAC \"nope\"\n"
+    );
+    server.stop().await;
+}

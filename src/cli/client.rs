@@ -20,13 +20,17 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot connect to mdb at {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: tonic::transport::Error,
-    },
+    #[error("cannot reach mdb at {addr}: {why} (is `mdb serve` running there? see --server or MDB_SERVER)")]
+    Connect { addr: String, why: String },
+    /// Only the server's own words: tonic's rendering repeats them.
     #[error("{}", .0.message())]
-    Rpc(#[from] tonic::Status),
+    Rpc(Box<tonic::Status>),
+}
+
+impl From<tonic::Status> for Error {
+    fn from(s: tonic::Status) -> Error {
+        Error::Rpc(Box::new(s))
+    }
 }
 
 pub async fn connect(addr: &str) -> Result<MachineDbClient<Channel>, Error> {
@@ -37,7 +41,24 @@ pub async fn connect(addr: &str) -> Result<MachineDbClient<Channel>, Error> {
     };
     MachineDbClient::connect(addr.clone())
         .await
-        .map_err(|source| Error::Connect { addr, source })
+        .map_err(|e| Error::Connect {
+            why: root_cause(&e),
+            addr,
+        })
+}
+
+/// The innermost cause of a transport error, without tonic's and hyper's
+/// repeated wrappers ("transport error: transport error: tcp connect...").
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    let text = last.to_string();
+    match text.split_once(" (os error") {
+        Some((head, _)) => head.to_lowercase(),
+        None => text,
+    }
 }
 
 /// Every page of a listing, with the revision of its first page.
