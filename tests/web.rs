@@ -102,7 +102,8 @@ async fn every_page_and_its_json_twin_answer_with_a_strict_policy() {
     server.stop().await;
 }
 
-#[tokio::test]
+// Multi-threaded: the test waits on the browser while the server serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_works_in_a_real_browser_and_follows_commits_live() {
     let mut repo = TestRepo::with_demo();
     repo.write("machines/xss.yaml", XSS);

@@ -23,8 +23,6 @@ for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-s
              "--no-first-run", "--window-size=1280,900"):
     opts.add_argument(flag)
 opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-# The DOM is what the checks read; do not wait for every subresource.
-opts.page_load_strategy = "eager"
 driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
 driver.set_page_load_timeout(30)
 
