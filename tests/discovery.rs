@@ -316,6 +316,30 @@ fn serve_sweeps_on_a_schedule_and_follows_state_changes() {
         util::metric(&text, "mdb_probes_sent_total{kind=\"arp\"}").unwrap_or(0.0) > 0.0,
         "{text}"
     );
+
+    // The web page shows what the sweeps of the real LAN found.
+    let fetch = |path: &str| {
+        let script = format!("import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9090{path}').read().decode())");
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &lan.scanner, "python3", "-c", &script])
+            .output()
+            .expect("page");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let page = fetch("/discovered");
+    assert!(
+        page.contains("198.18.0.11") && page.contains("class=\"state missing\""),
+        "{page}"
+    );
+    let overview: serde_json::Value =
+        serde_json::from_str(&fetch("/?format=json")).expect("overview json");
+    assert!(
+        overview["problems"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty()),
+        "{overview}"
+    );
+    assert_eq!(overview["hosts_by_state"]["missing"], 1, "{overview}");
 }
 
 /// Without CAP_NET_RAW: a warning that says which capability is missing,
