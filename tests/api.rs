@@ -324,6 +324,34 @@ async fn list_and_get_commands_print_tables_and_json() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["name"], "alpha-w-2");
     assert_eq!(v["use"]["role"], "worker");
+    let a = addr.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        util::mdb(["get", "alpha-w-2", "--server", &a]).ok().stdout
+    })
+    .await
+    .expect("join");
+    for line in [
+        "name         alpha-w-2",
+        "mac          dc:a6:32:10:00:13",
+        "use          cluster alpha (worker)",
+        "defined in   machines/clusters.yaml:",
+        "discovery    not seen by the sweeps",
+    ] {
+        assert!(text.contains(line), "{line:?} in:\n{text}");
+    }
+    let a = addr.clone();
+    let text =
+        tokio::task::spawn_blocking(move || util::mdb(["stats", "--server", &a]).ok().stdout)
+            .await
+            .expect("join");
+    for line in [
+        "revision    ",
+        "synced      20",
+        "machines    11",
+        "last sweep  never",
+    ] {
+        assert!(text.contains(line), "{line:?} in:\n{text}");
+    }
     let out = run(vec![
         "get".into(),
         "missing".into(),

@@ -81,6 +81,32 @@ pub async fn list_all(
 
 pub use crate::export::view::{machine_json, use_detail};
 
+/// Every field of one machine, one per line, with where it is defined.
+pub fn machine_detail(m: &Machine) -> String {
+    let mut labels: Vec<String> = m.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    labels.sort();
+    let ssh = m
+        .ssh
+        .as_ref()
+        .map(|s| format!("{}@port {}", s.user, if s.port == 0 { 22 } else { s.port }))
+        .unwrap_or_default();
+    let rows = [
+        ("name", m.name.clone()),
+        ("addresses", m.ips.join(", ")),
+        ("mac", m.mac.clone()),
+        ("hostname", m.hostname.clone()),
+        ("use", use_detail(m)),
+        ("provisioner", provisioner_name(m).to_string()),
+        ("ssh", ssh),
+        ("labels", labels.join(", ")),
+        ("notes", m.notes.clone()),
+        ("defined in", m.source.clone()),
+    ];
+    rows.iter()
+        .map(|(k, v)| format!("{k:<12} {}\n", if v.is_empty() { "-" } else { v }))
+        .collect()
+}
+
 /// Left-aligned columns, two spaces apart.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();

@@ -245,9 +245,27 @@ pub async fn get(server: &str, key: &str, json: bool, runner: Option<&str>) -> a
         let v = client::with_status(client::machine_json(&m), statuses.as_ref(), &m.name);
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", client::machines_table(std::slice::from_ref(&m)));
-        if !m.notes.is_empty() {
-            println!("notes: {}", m.notes);
+        print!("{}", client::machine_detail(&m));
+        let seen = c
+            .get_discovered(crate::proto::GetDiscoveredRequest {
+                key: m.ips.first().cloned().unwrap_or_default(),
+            })
+            .await
+            .ok()
+            .map(|r| r.into_inner());
+        match seen {
+            Some(h) => println!(
+                "discovery    {} (first seen {}, last seen {}){}",
+                db::words::state_name(h.state),
+                crate::github::entry::time(h.first_seen_unix),
+                crate::github::entry::time(h.last_seen_unix),
+                if h.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", h.detail)
+                }
+            ),
+            None => println!("discovery    not seen by the sweeps"),
         }
         if let Some(s) = statuses.as_ref().and_then(|s| s.get(&m.name)) {
             println!("{}", client::status_line(s));
@@ -273,18 +291,48 @@ pub async fn stats(server: &str, json: bool) -> anyhow::Result<()> {
                 "last_sync_unix": s.last_sync_unix,
                 "last_sync_error": s.last_sync_error,
                 "discovered_by_state": s.discovered_by_state.iter().collect::<std::collections::BTreeMap<_, _>>(),
+                "last_sweep_unix": s.last_sweep_unix,
             }))?
         );
         return Ok(());
     }
-    println!("revision    {}", s.revision);
+    let when = |t: i64| {
+        if t <= 0 {
+            "never".to_string()
+        } else {
+            format!(
+                "{} ({}s ago)",
+                crate::github::entry::time(t),
+                (db::store::now_unix() - t).max(0)
+            )
+        }
+    };
+    println!(
+        "revision    {}",
+        if s.revision.is_empty() {
+            "none loaded"
+        } else {
+            &s.revision
+        }
+    );
+    println!("synced      {}", when(s.last_sync_unix));
+    println!("loaded      {}", when(s.loaded_unix));
+    if !s.last_sync_error.is_empty() {
+        println!(
+            "sync error  {}",
+            s.last_sync_error.lines().next().unwrap_or("")
+        );
+    }
     println!("machines    {}", s.machines);
     for (u, n) in by_use {
         println!("  {u:<11} {n}");
     }
     println!("clusters    {}", s.clusters);
-    if !s.last_sync_error.is_empty() {
-        println!("last sync error: {}", s.last_sync_error);
+    println!("last sweep  {}", when(s.last_sweep_unix));
+    let mut states: Vec<_> = s.discovered_by_state.iter().collect();
+    states.sort();
+    for (state, n) in states {
+        println!("  {state:<15} {n}");
     }
     Ok(())
 }
