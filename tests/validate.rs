@@ -284,3 +284,26 @@ fn version_completions_and_man_page() {
         .contains("#compdef mdb"));
     assert!(util::mdb(["man"]).ok().stdout.contains(".TH mdb 1"));
 }
+
+#[test]
+fn validate_speaks_github_annotations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    util::write_tree(
+        dir.path(),
+        &[(
+            A,
+            "machines:\n  - name: a\n    ip: 198.18.0.300\n    use: games\n",
+        )],
+    );
+    let run = util::mdb([
+        Path::new("validate"),
+        dir.path(),
+        Path::new("--format"),
+        Path::new("github"),
+    ])
+    .code(1);
+    assert_eq!(
+        run.stdout,
+        "::error file=machines/a.yaml,line=3,col=9,title=mdb validate%3A ip::\"198.18.0.300\" is not an IPv4/IPv6 address\n"
+    );
+}

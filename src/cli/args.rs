@@ -25,6 +25,12 @@ pub struct Cli {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValidateFormat {
+    Text,
+    Github,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
@@ -78,6 +84,10 @@ pub enum Command {
         /// Largest total of the database files, as `[db] max_repo_size`.
         #[arg(long, default_value = "128MiB")]
         max_repo_size: String,
+        /// `github` prints workflow annotations (::error file=...) that
+        /// GitHub Actions shows on the pull request's lines.
+        #[arg(long, value_enum, default_value = "text")]
+        format: ValidateFormat,
     },
     /// List machines from a running server.
     List(ListArgs),

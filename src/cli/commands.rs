@@ -14,7 +14,12 @@ use crate::{
 };
 use anyhow::Context;
 
-pub fn validate(path: &std::path::Path, max_file: &str, max_repo: &str) -> ExitCode {
+pub fn validate(
+    path: &std::path::Path,
+    max_file: &str,
+    max_repo: &str,
+    format: cli::ValidateFormat,
+) -> ExitCode {
     let limits = match (config::parse_size(max_file), config::parse_size(max_repo)) {
         (Some(file_bytes), Some(repo_bytes)) => db::Limits {
             file_bytes,
@@ -52,12 +57,39 @@ pub fn validate(path: &std::path::Path, max_file: &str, max_repo: &str) -> ExitC
         }
         Err(report) => {
             for p in &report.0 {
-                println!("{p}");
+                match format {
+                    cli::ValidateFormat::Text => println!("{p}"),
+                    cli::ValidateFormat::Github => println!("{}", github_annotation(p)),
+                }
             }
             eprintln!("mdb: {} problem(s) found", report.0.len());
             ExitCode::FAILURE
         }
     }
+}
+
+/// A problem as a GitHub Actions workflow command: the PR shows it on the line.
+fn github_annotation(p: &db::Problem) -> String {
+    // Workflow commands escape %, CR and LF in data, and also , and : in properties.
+    let data = |s: &str| {
+        s.replace('%', "%25")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A")
+    };
+    let prop = |s: &str| data(s).replace(':', "%3A").replace(',', "%2C");
+    let title = if p.field.is_empty() {
+        "mdb validate".to_string()
+    } else {
+        format!("mdb validate: {}", p.field)
+    };
+    format!(
+        "::error file={},line={},col={},title={}::{}",
+        prop(&p.file),
+        p.line,
+        p.col,
+        prop(&title),
+        data(&p.message)
+    )
 }
 
 pub fn serve_config(a: &cli::ServeArgs) -> Result<config::Config, config::Error> {

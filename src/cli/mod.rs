@@ -20,7 +20,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             path,
             max_file_size,
             max_repo_size,
-        } => return commands::validate(&path, &max_file_size, &max_repo_size),
+            format,
+        } => return commands::validate(&path, &max_file_size, &max_repo_size, format),
         Command::Serve(args) => {
             let cfg = match commands::serve_config(&args) {
                 Ok(c) => c,
