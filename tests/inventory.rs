@@ -327,3 +327,51 @@ async fn inventory_and_ip_next_over_grpc_match_the_checkout() {
     assert_eq!(ip, "198.18.10.10");
     server.stop().await;
 }
+
+#[test]
+fn groups_nest_once_and_k3s_ansible_groups_are_on_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = demo_db(dir.path());
+    let yaml = std::fs::read_to_string(db.join("mdb.yaml")).expect("mdb.yaml");
+    std::fs::write(
+        db.join("mdb.yaml"),
+        format!("{yaml}inventory:\n  k3s_groups: alpha\n"),
+    )
+    .expect("write");
+    let inv = script(dir.path(), &db);
+    let v = list(&inv);
+    let all: Vec<String> = v["all"]["children"]
+        .as_array()
+        .expect("all")
+        .iter()
+        .filter_map(|c| c.as_str().map(String::from))
+        .collect();
+    assert!(
+        !all.contains(&"cluster_alpha".to_string()),
+        "nested groups are not repeated under all: {all:?}"
+    );
+    assert!(
+        !all.contains(&"cluster_alpha_workers".to_string()),
+        "{all:?}"
+    );
+    assert!(!all.contains(&"server".to_string()), "{all:?}");
+    assert_eq!(
+        v["cluster"]["children"],
+        serde_json::json!(["cluster_alpha", "cluster_beta"])
+    );
+    assert_eq!(
+        v["k3s_cluster"]["children"],
+        serde_json::json!(["server", "agent"])
+    );
+    assert_eq!(hosts(&v, "server"), ["alpha-cp-1"]);
+    assert_eq!(hosts(&v, "agent"), ["alpha-w-1", "alpha-w-2"]);
+    let mut c = ansible("ansible-inventory");
+    c.arg("-i").arg(&inv).arg("--graph");
+    let graph = util::run_ok(c);
+    assert_eq!(
+        graph.matches("@cluster_alpha_workers:").count(),
+        1,
+        "{graph}"
+    );
+    assert_eq!(graph.matches("@k3s_cluster:").count(), 1, "{graph}");
+}

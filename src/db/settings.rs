@@ -23,6 +23,15 @@ pub struct Settings {
     /// Checks that say a machine of a use is ready to be provisioned,
     /// beyond SSH key authentication.
     pub readiness: Vec<ReadinessProbe>,
+    /// Extra inventory groups: k3s-ansible's for this cluster.
+    pub inventory: InventorySettings,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InventorySettings {
+    /// The cluster whose nodes also form k3s-ansible's `k3s_cluster`,
+    /// `server` and `agent` groups.
+    pub k3s_groups: Option<String>,
 }
 
 /// One readiness check for the machines of one use.
@@ -153,7 +162,13 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
             return out;
         }
     };
-    let Some(top) = Fields::of(FILE, &root, "", &["subnets", "scan", "readiness"], problems) else {
+    let Some(top) = Fields::of(
+        FILE,
+        &root,
+        "",
+        &["subnets", "scan", "readiness", "inventory"],
+        problems,
+    ) else {
         return out;
     };
     if let Some(list) = top.get("subnets") {
@@ -170,6 +185,11 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
     }
     if let Some(node) = top.get("readiness") {
         out.readiness = readiness(node, problems);
+    }
+    if let Some(node) = top.get("inventory") {
+        if let Some(f) = Fields::of(FILE, node, "inventory", &["k3s_groups"], problems) {
+            out.inventory.k3s_groups = f.str("k3s_groups", problems).map(String::from);
+        }
     }
     if let Some(node) = top.get("scan") {
         if let Some(sf) = Fields::of(

@@ -129,7 +129,9 @@ fn groups(snap: &Snapshot) -> BTreeMap<String, Group> {
                 .push(name.clone());
         }
     }
+    let mut clusters = Vec::new();
     for c in snap.cluster_names() {
+        clusters.push(group_name(&["cluster", c]));
         let parent = g.entry(group_name(&["cluster", c])).or_default();
         parent.children = vec![
             group_name(&["cluster", c, "control_plane"]),
@@ -139,14 +141,64 @@ fn groups(snap: &Snapshot) -> BTreeMap<String, Group> {
             g.entry(child).or_default();
         }
     }
+    // `cluster` (every cluster node) is the parent of each `cluster_NAME`.
+    g.entry("cluster".into()).or_default().children = clusters;
+    if let Some(c) = &snap.settings.inventory.k3s_groups {
+        k3s_groups(snap, c, &mut g);
+    }
     g
+}
+
+/// k3s-ansible's groups for one cluster: `k3s_cluster` with `server` and `agent`.
+fn k3s_groups(snap: &Snapshot, cluster: &str, g: &mut BTreeMap<String, Group>) {
+    let Some((cp, w)) = snap.cluster(cluster) else {
+        return;
+    };
+    g.entry("server".into()).or_default().hosts = cp.iter().map(|m| m.name.clone()).collect();
+    g.entry("agent".into()).or_default().hosts = w.iter().map(|m| m.name.clone()).collect();
+    g.entry("k3s_cluster".into()).or_default().children = vec!["server".into(), "agent".into()];
+}
+
+/// One group of the static inventory with its children nested inside.
+fn render_group(name: &str, groups: &BTreeMap<String, Group>, depth: usize) -> Value {
+    let mut v = Map::new();
+    let Some(g) = groups.get(name) else {
+        return Value::Object(v);
+    };
+    if !g.hosts.is_empty() {
+        v.insert(
+            "hosts".into(),
+            Value::Object(g.hosts.iter().map(|h| (h.clone(), Value::Null)).collect()),
+        );
+    }
+    // Groups nest a few levels at most; the bound keeps a cycle harmless.
+    if !g.children.is_empty() && depth < 8 {
+        let kids = g
+            .children
+            .iter()
+            .map(|c| (c.clone(), render_group(c, groups, depth + 1)))
+            .collect();
+        v.insert("children".into(), Value::Object(kids));
+    }
+    Value::Object(v)
+}
+
+/// Groups that are no other group's child: the only ones `all` lists.
+fn top_level(groups: &BTreeMap<String, Group>) -> Vec<String> {
+    let nested: std::collections::BTreeSet<&String> =
+        groups.values().flat_map(|g| g.children.iter()).collect();
+    groups
+        .keys()
+        .filter(|k| !nested.contains(k))
+        .cloned()
+        .collect()
 }
 
 /// `--list`: every group with hosts and children, and all hostvars.
 pub fn list(snap: &Snapshot) -> Value {
     let mut out = Map::new();
     let groups = groups(snap);
-    let mut all_children: Vec<String> = groups.keys().cloned().collect();
+    let mut all_children = top_level(&groups);
     all_children.push("ungrouped".into());
     for (name, g) in groups {
         let mut v = Map::new();
@@ -177,43 +229,14 @@ pub fn host(snap: &Snapshot, name: &str) -> Value {
 /// A static inventory in Ansible's YAML inventory format.
 pub fn static_yaml(snap: &Snapshot) -> String {
     let groups = groups(snap);
-    let mut children = Map::new();
     // Groups that are children of another group are listed only there.
-    let nested: Vec<String> = groups.values().flat_map(|g| g.children.clone()).collect();
-    let render = |name: &str, groups: &BTreeMap<String, Group>| -> Value {
-        let g = &groups[name];
-        let mut v = Map::new();
-        if !g.hosts.is_empty() {
-            v.insert(
-                "hosts".into(),
-                Value::Object(g.hosts.iter().map(|h| (h.clone(), Value::Null)).collect()),
-            );
-        }
-        if !g.children.is_empty() {
-            v.insert(
-                "children".into(),
-                Value::Object(
-                    g.children
-                        .iter()
-                        .map(|c| (c.clone(), Value::Null))
-                        .collect(),
-                ),
-            );
-        }
-        Value::Object(v)
-    };
-    for name in groups.keys() {
-        if nested.contains(name) {
-            continue;
-        }
-        let mut v = render(name, &groups);
-        if let Some(kids) = v.get_mut("children").and_then(Value::as_object_mut) {
-            for (child, slot) in kids.iter_mut() {
-                *slot = render(child, &groups);
-            }
-        }
-        children.insert(name.clone(), v);
-    }
+    let children: Map<String, Value> = top_level(&groups)
+        .into_iter()
+        .map(|name| {
+            let v = render_group(&name, &groups, 0);
+            (name, v)
+        })
+        .collect();
     let hosts: Map<String, Value> = snap
         .machines
         .iter()
