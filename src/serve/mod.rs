@@ -91,7 +91,7 @@ pub(crate) async fn serve_http(
 /// for ending the runtime and the process, so exit stays within the grace.
 pub fn drain_budget(grace: Duration) -> Duration {
     grace
-        .saturating_sub(Duration::from_millis(700))
+        .saturating_sub(Duration::from_secs(1))
         .max(grace / 2)
 }
 
