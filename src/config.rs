@@ -308,19 +308,8 @@ pub struct Flags {
     pub scan_interval: Option<String>,
 }
 
-/// Validated settings of `mdb serve`.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub source: sync::Source,
-    pub timing: sync::Timing,
-    pub grpc_listen: SocketAddr,
-    pub metrics_listen: SocketAddr,
-    pub shutdown_grace: Duration,
-    /// The sweep loop; `None` when nothing is to be swept.
-    pub scan: Option<crate::discover::sweep::Config>,
-    /// The GitHub filer; only with `scan`, since sweeps feed it.
-    pub github: Option<crate::github::Config>,
-}
+/// Validated settings of `mdb serve` (defined where they are used).
+pub use crate::serve::Config;
 
 /// The longest any duration setting may be: beyond it a typo, not a plan.
 pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);

@@ -22,13 +22,12 @@ use super::{
     ClusterFormat, Config,
 };
 use crate::{
-    cli::client,
     db::{store::now_unix, Snapshot},
     export::inventory,
     proto::{
-        provisioning_server::Provisioning, GetReadinessRequest, ListProvisionStatusRequest,
-        ListProvisionStatusResponse, Machine, ProvisionResult, ProvisionStatus, ReadinessCheck,
-        WatchRequest,
+        machine_db_client::MachineDbClient, provisioning_server::Provisioning, GetReadinessRequest,
+        ListProvisionStatusRequest, ListProvisionStatusResponse, Machine, ProvisionResult,
+        ProvisionStatus, ReadinessCheck, WatchRequest,
     },
 };
 
@@ -130,7 +129,12 @@ impl Runner {
     /// One connection: the full database first, then every change; work
     /// starts once changes have been quiet for `debounce`.
     async fn follow(&mut self, shutdown: &CancellationToken) -> Result<(), String> {
-        let mut c = client::connect(&self.cfg.server)
+        let addr = if self.cfg.server.contains("://") {
+            self.cfg.server.clone()
+        } else {
+            format!("http://{}", self.cfg.server)
+        };
+        let mut c = MachineDbClient::connect(addr)
             .await
             .map_err(|e| e.to_string())?;
         let mut stream = c

@@ -16,9 +16,23 @@ pub mod shutdown;
 pub mod web;
 
 use crate::{
-    config::Config, db::Store, proto::machine_db_server::MachineDbServer, serve::api::Api,
-    serve::metrics::Metrics, sync,
+    db::Store, proto::machine_db_server::MachineDbServer, serve::api::Api, serve::metrics::Metrics,
+    sync,
 };
+
+/// Validated settings of `mdb serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: sync::Source,
+    pub timing: sync::Timing,
+    pub grpc_listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub shutdown_grace: Duration,
+    /// The sweep loop; `None` when nothing is to be swept.
+    pub scan: Option<crate::discover::sweep::Config>,
+    /// The GitHub filer; only with `scan`, since sweeps feed it.
+    pub github: Option<crate::github::Config>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -90,9 +104,7 @@ pub(crate) async fn serve_http(
 /// The part of the shutdown grace that draining may use; the rest is left
 /// for ending the runtime and the process, so exit stays within the grace.
 pub fn drain_budget(grace: Duration) -> Duration {
-    grace
-        .saturating_sub(Duration::from_secs(1))
-        .max(grace / 2)
+    grace.saturating_sub(Duration::from_secs(1)).max(grace / 2)
 }
 
 /// A task that runs beside the server until the token is cancelled.
