@@ -87,6 +87,7 @@ pub struct ProvisionFlags {
     pub dry_run: bool,
 }
 
+pub const ENV_RUNNER: &str = "MDB_RUNNER";
 pub const ENV_PROVISION_SERVER: &str = "MDB_PROVISION_SERVER";
 pub const ENV_PROVISION_STATE_DIR: &str = "MDB_PROVISION_STATE_DIR";
 pub const ENV_PROVISION_SSH_KEY: &str = "MDB_PROVISION_SSH_KEY";
@@ -290,6 +291,8 @@ pub struct RawServer {
     pub grpc_listen: Option<String>,
     pub metrics_listen: Option<String>,
     pub shutdown_grace: Option<String>,
+    /// A provisioning runner whose statuses the web page shows.
+    pub runner: Option<String>,
 }
 
 /// Flags of `mdb serve`; `None` leaves the setting to env or file.
@@ -306,6 +309,8 @@ pub struct Flags {
     /// Subnets to sweep (repeatable); adds to the file's.
     pub scan: Vec<String>,
     pub scan_interval: Option<String>,
+    /// A provisioning runner whose statuses the web page shows.
+    pub runner: Option<String>,
 }
 
 /// Validated settings of `mdb serve` (defined where they are used).
@@ -446,6 +451,12 @@ pub fn resolve(
             raw.server.shutdown_grace.clone(),
             DEFAULT_SHUTDOWN_GRACE,
         )?,
+        runner: flags
+            .runner
+            .clone()
+            .or_else(|| env.get(ENV_RUNNER).cloned())
+            .or(raw.server.runner.clone())
+            .filter(|r| !r.trim().is_empty()),
     })
 }
 

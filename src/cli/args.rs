@@ -220,6 +220,9 @@ pub struct ServeArgs {
     /// How often to sweep, e.g. 5m.
     #[arg(long)]
     pub scan_interval: Option<String>,
+    /// A provisioning runner whose statuses the web page shows.
+    #[arg(long)]
+    pub runner: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -250,16 +250,7 @@ pub async fn list_statuses(runner: &str) -> anyhow::Result<Vec<crate::proto::Pro
 }
 
 /// The word for a provisioning result.
-pub fn result_word(r: i32) -> &'static str {
-    use crate::proto::ProvisionResult;
-    match ProvisionResult::try_from(r) {
-        Ok(ProvisionResult::Ok) => "ok",
-        Ok(ProvisionResult::Failed) => "failed",
-        Ok(ProvisionResult::NotReady) => "not ready",
-        Ok(ProvisionResult::Pending) => "pending",
-        _ => "unknown",
-    }
-}
+pub use crate::db::words::provision_result_name as result_word;
 
 /// "provisioning: ok at revision abc (2026-11-26T17:00:00Z)" and the reason.
 pub fn status_line(s: &crate::proto::ProvisionStatus) -> String {

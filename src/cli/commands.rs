@@ -109,6 +109,7 @@ pub fn serve_config(a: &cli::ServeArgs) -> Result<config::Config, config::Error>
         resync_interval: a.resync_interval.clone(),
         scan: a.scan.clone(),
         scan_interval: a.scan_interval.clone(),
+        runner: a.runner.clone(),
     };
     config::resolve(raw, &env, &flags)
 }

@@ -97,6 +97,18 @@ pub fn development_kind_name(kind: i32) -> &'static str {
     word_of(DEVELOPMENT_KINDS, kind, "server")
 }
 
+/// A provisioning result in words: "ok", "failed", "not ready", "pending".
+pub fn provision_result_name(r: i32) -> &'static str {
+    use crate::proto::ProvisionResult;
+    match ProvisionResult::try_from(r) {
+        Ok(ProvisionResult::Ok) => "ok",
+        Ok(ProvisionResult::Failed) => "failed",
+        Ok(ProvisionResult::NotReady) => "not ready",
+        Ok(ProvisionResult::Pending) => "pending",
+        _ => "unknown",
+    }
+}
+
 /// "known", "new", ...; "unspecified" otherwise.
 pub fn state_name(state: i32) -> &'static str {
     word_of(HOST_STATES, state, "unspecified")

@@ -32,6 +32,8 @@ pub struct Config {
     pub scan: Option<crate::discover::sweep::Config>,
     /// The GitHub filer; only with `scan`, since sweeps feed it.
     pub github: Option<crate::github::Config>,
+    /// A provisioning runner (`mdb provision`) whose statuses the page shows.
+    pub runner: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,8 +181,11 @@ impl Bound {
         ));
 
         let (grpc_addr, metrics_addr) = (self.grpc_addr(), self.metrics_addr());
-        let http_routes = metrics::router(metrics.clone(), store.clone())
-            .merge(web::router(store.clone(), &cfg.source.url));
+        let http_routes = metrics::router(metrics.clone(), store.clone()).merge(web::router(
+            store.clone(),
+            &cfg.source.url,
+            cfg.runner.clone(),
+        ));
         tasks.spawn(serve_http(self.http, http_routes, shutdown.clone()));
 
         info!(grpc = %grpc_addr, metrics = %metrics_addr, db = %sync::redact_url(&cfg.source.url), "mdb serving");

@@ -42,6 +42,8 @@ pub struct Web {
     store: Arc<Store>,
     /// `https://github.com/OWNER/REPO` when the DB repository is on GitHub.
     repo_web: Option<String>,
+    /// The provisioning runner to ask for statuses, if one is configured.
+    runner: Option<String>,
 }
 
 /// The GitHub web address of a DB repository URL, if it is a GitHub one.
@@ -56,7 +58,7 @@ pub fn github_web(url: &str) -> Option<String> {
     Some(format!("https://github.com/{owner}/{repo}"))
 }
 
-pub fn router(store: Arc<Store>, repo_url: &str) -> Router {
+pub fn router(store: Arc<Store>, repo_url: &str, runner: Option<String>) -> Router {
     Router::new()
         .route("/", get(overview))
         .route("/machines", get(machines))
@@ -83,6 +85,7 @@ pub fn router(store: Arc<Store>, repo_url: &str) -> Router {
         .with_state(Web {
             store,
             repo_web: github_web(repo_url),
+            runner,
         })
 }
 
@@ -423,6 +426,7 @@ async fn machine(State(w): State<Web>, Path(name): Path<String>, q: Params) -> R
             json!({ "machine": machine_json(m), "discovered": seen.iter().map(|h| host_json(h)).collect::<Vec<_>>() }),
         );
     }
+    let provisioning = provision_status(w.runner.as_deref(), &m.name).await;
     let source = source_link(w.repo_web.as_deref(), &snap.revision, &m.source);
     let issues = w
         .repo_web
@@ -449,13 +453,50 @@ async fn machine(State(w): State<Web>, Path(name): Path<String>, q: Params) -> R
                 dt { "defined in" } dd {
                     @match &source { Some(url) => a href=(url) { (m.source) }, None => code { (m.source) } }
                 }
-                dt { "provisioning" } dd { "see " code { "mdb provisioned" } " on the runner" }
+                dt { "provisioning" } dd {
+                @match &provisioning {
+                    Some((result, revision, reason)) => {
+                        span class=(format!("state {}", result.replace(' ', "-"))) { (result) }
+                        @if !revision.is_empty() { " (applied revision " code { (short(revision)) } ")" }
+                        @if !reason.is_empty() { br; (reason) }
+                    },
+                    None => "unknown (no provisioning runner configured or reachable)",
+                }
+            }
                 @if let Some(url) = &issues { dt { "GitHub" } dd { a href=(url) { "issues" } " · " @if let Some(p) = &pulls { a href=(p) { "pull requests" } } } }
             }
             h2 { "Seen on the network" }
             @if seen.is_empty() { p { "Not seen by the last sweeps." } } @else { (hosts_table(&seen)) }
         },
     )
+}
+
+/// A machine's provisioning status from the runner: result, applied
+/// revision, reason. Bounded: the page never waits long for it.
+async fn provision_status(runner: Option<&str>, name: &str) -> Option<(String, String, String)> {
+    use crate::proto::{provisioning_client::ProvisioningClient, ListProvisionStatusRequest};
+    let addr = runner?;
+    let addr = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    let ask = async {
+        let mut c = ProvisioningClient::connect(addr).await.ok()?;
+        let list = c
+            .list_status(ListProvisionStatusRequest {})
+            .await
+            .ok()?
+            .into_inner();
+        list.statuses
+            .into_iter()
+            .find(|s| !s.cluster && s.target == name)
+    };
+    let s = tokio::time::timeout(std::time::Duration::from_secs(1), ask)
+        .await
+        .ok()??;
+    let result = crate::db::words::provision_result_name(s.result);
+    Some((result.to_string(), s.applied_revision, s.reason))
 }
 
 fn sorted_labels(m: &Machine) -> Vec<(&String, &String)> {
