@@ -1,17 +1,18 @@
 //! mdb, the machine database.
 //!
 //! # Layout
-//! One folder per subsystem; imports point down this list, never up.
+//! One folder per subsystem; a module imports only modules below it here.
 //! - `cli`: clap definitions, one function per subcommand, client helpers and tables.
 //! - `config`: the service's configuration (file < env < flags), validated before any port is bound.
-//! - `export`: Ansible inventory and cluster exports, DHCP leases, free addresses.
-//! - `github`: issue text, fingerprints, the pure plan, the HTTP layer and the filer.
+//! - `provision`: `mdb provision`, the runner that acts on merged machines and changed clusters.
+//! - `serve`: wiring of `mdb serve` (ports, one drain deadline), the gRPC `api`, `metrics`, the `web` page.
+//! - `github`: fingerprints, issue text, proposed entries, the pure plan, the HTTP layer, the filer, enrolment pull requests.
 //! - `discover`: one sweep (`scan`: ARP, ICMP, ports, names), `classify` (pure) and the `sweep` loop.
-//! - `serve`: wiring of `mdb serve` (ports, one drain deadline), the gRPC `api`, `shutdown`.
-//! - `sync`: git2 fetch with a hard deadline, hard resync, re-clone only on damage.
-//! - `metrics`: the process's Prometheus registry and what each subsystem records.
-//! - `db`: YAML with positions, bounded load, validation, `Snapshot`, `Store`.
+//! - `export`: Ansible inventory and cluster exports, DHCP leases, free addresses, a machine's views.
+//! - `sync`: git2 fetch with a hard deadline, hard resync, re-clone only on damage, enrolment branches.
 //! - `demo`, `gen`: the embedded demo database; generated databases.
+//! - `metrics`: the registry and its helpers; each subsystem owns what it records.
+//! - `db`: YAML with positions and bounds, validation, `Snapshot`, `Store`, the words of every enum.
 //! - `net`, `secret`: small shared types (MACs and ranges; tokens that never print).
 
 pub mod cli;
