@@ -65,6 +65,15 @@ try:
     driver.save_screenshot(screenshot)
     check(True, "screenshot saved")
 
+    # A phone's width: the page itself never scrolls sideways (wide tables
+    # scroll inside their own box).
+    driver.set_window_size(390, 844)
+    for path in ("/", "/machines", "/machines/alpha-cp-1", "/clusters"):
+        load(base + path)
+        wide = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        check(wide <= 1, "readable on a phone, no sideways scroll on %s (%dpx)" % (path, wide))
+    driver.set_window_size(1280, 900)
+
     load(base + "/machines")
     everything = rows()
     select = driver.find_element(By.NAME, "use")
