@@ -367,51 +367,24 @@ fn route(
     let base = "http://fake";
     match (method.clone(), parts.as_slice()) {
         (Method::GET, []) => {
-            let mut state_filter = "open".to_string();
-            let mut per_page = 30usize;
-            let mut page = 1usize;
-            let mut direction = "desc".to_string();
-            for pair in query.split('&').filter(|p| !p.is_empty()) {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                match k {
-                    "state" if matches!(v, "open" | "closed" | "all") => state_filter = v.into(),
-                    "per_page" => match v.parse::<usize>() {
-                        Ok(n) if (1..=100).contains(&n) => per_page = n,
-                        _ => {
-                            return error(
-                                StatusCode::UNPROCESSABLE_ENTITY,
-                                "per_page must be 1..100",
-                            )
-                        }
-                    },
-                    "page" => page = v.parse().unwrap_or(1).max(1),
-                    "direction" if matches!(v, "asc" | "desc") => direction = v.into(),
-                    "sort" if matches!(v, "created" | "updated" | "comments") => {}
-                    "milestone" | "assignee" | "type" | "creator" | "mentioned" | "labels"
-                    | "since" => {}
-                    _ => {
-                        return error(
-                            StatusCode::UNPROCESSABLE_ENTITY,
-                            &format!("Validation Failed: {k}={v}"),
-                        )
-                    }
-                }
-            }
-            let mut list: Vec<&Issue> = s
+            let issue_params = [
+                "milestone",
+                "assignee",
+                "type",
+                "creator",
+                "mentioned",
+                "labels",
+                "since",
+            ];
+            let q = match list_query(query, &["created", "updated", "comments"], &issue_params) {
+                Ok(q) => q,
+                Err(e) => return e,
+            };
+            let list = s
                 .issues
                 .iter()
-                .filter(|i| state_filter == "all" || i.state == state_filter)
-                .collect();
-            if direction == "desc" {
-                list.reverse();
-            }
-            let page: Vec<Value> = list
-                .into_iter()
-                .skip((page - 1) * per_page)
-                .take(per_page)
-                .map(|i| issue_json(i, base))
-                .collect();
-            (StatusCode::OK, Value::Array(page))
+                .filter(|i| q.state == "all" || i.state == q.state);
+            (StatusCode::OK, q.page(list, |i| issue_json(i, base)))
         }
         (Method::POST, []) => {
             if let Err(e) = only(
@@ -557,18 +530,52 @@ fn route(
     }
 }
 
-/// Query parameters of a list: state, page and page size.
+/// Query parameters of a list, checked as GitHub checks them.
+struct ListQuery {
+    state: String,
+    per_page: usize,
+    page: usize,
+    asc: bool,
+}
+
+impl ListQuery {
+    /// One page of `items`, newest first unless `direction=asc`.
+    fn page<'a>(
+        &self,
+        items: impl Iterator<Item = &'a Issue>,
+        json: impl Fn(&Issue) -> Value,
+    ) -> Value {
+        let mut list: Vec<&Issue> = items.collect();
+        if !self.asc {
+            list.reverse();
+        }
+        Value::Array(
+            list.into_iter()
+                .skip((self.page - 1) * self.per_page)
+                .take(self.per_page)
+                .map(json)
+                .collect(),
+        )
+    }
+}
+
 fn list_query(
     query: &str,
+    sorts: &[&str],
     allowed: &[&str],
-) -> Result<(String, usize, usize, bool), (StatusCode, Value)> {
-    let (mut state, mut per_page, mut page, mut asc) = ("open".to_string(), 30usize, 1usize, false);
+) -> Result<ListQuery, (StatusCode, Value)> {
+    let mut q = ListQuery {
+        state: "open".into(),
+        per_page: 30,
+        page: 1,
+        asc: false,
+    };
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
-            "state" if matches!(v, "open" | "closed" | "all") => state = v.into(),
+            "state" if matches!(v, "open" | "closed" | "all") => q.state = v.into(),
             "per_page" => match v.parse::<usize>() {
-                Ok(n) if (1..=100).contains(&n) => per_page = n,
+                Ok(n) if (1..=100).contains(&n) => q.per_page = n,
                 _ => {
                     return Err(error(
                         StatusCode::UNPROCESSABLE_ENTITY,
@@ -576,9 +583,9 @@ fn list_query(
                     ))
                 }
             },
-            "page" => page = v.parse().unwrap_or(1).max(1),
-            "direction" if matches!(v, "asc" | "desc") => asc = v == "asc",
-            "sort" if matches!(v, "created" | "updated" | "popularity" | "long-running") => {}
+            "page" => q.page = v.parse().unwrap_or(1).max(1),
+            "direction" if matches!(v, "asc" | "desc") => q.asc = v == "asc",
+            "sort" if sorts.contains(&v) => {}
             k if allowed.contains(&k) => {}
             _ => {
                 return Err(error(
@@ -588,7 +595,7 @@ fn list_query(
             }
         }
     }
-    Ok((state, per_page, page, asc))
+    Ok(q)
 }
 
 fn pulls_route(
@@ -602,25 +609,16 @@ fn pulls_route(
     let base = "http://fake";
     match (method.clone(), parts.as_slice()) {
         (Method::GET, []) => {
-            let (state, per_page, page, asc) = match list_query(query, &["head", "base"]) {
+            let sorts = ["created", "updated", "popularity", "long-running"];
+            let q = match list_query(query, &sorts, &["head", "base"]) {
                 Ok(q) => q,
                 Err(e) => return e,
             };
-            let mut list: Vec<&Issue> = s
+            let list = s
                 .issues
                 .iter()
-                .filter(|i| i.pull.is_some() && (state == "all" || i.state == state))
-                .collect();
-            if !asc {
-                list.reverse();
-            }
-            let page: Vec<Value> = list
-                .into_iter()
-                .skip((page - 1) * per_page)
-                .take(per_page)
-                .map(|i| pull_json(i, base))
-                .collect();
-            (StatusCode::OK, Value::Array(page))
+                .filter(|i| i.pull.is_some() && (q.state == "all" || i.state == q.state));
+            (StatusCode::OK, q.page(list, |i| pull_json(i, base)))
         }
         (Method::POST, []) => {
             if let Err(e) = only(
