@@ -601,3 +601,33 @@ async fn mdb_enrol_from_a_server_needs_a_device_the_sweeps_found() {
     assert!(run.stderr.contains("no discovered host"), "{run}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_reserved_address_is_never_one_a_live_host_answers_at() {
+    let lab = Lab::new().await;
+    let mut f = lab.filer();
+    // An unknown device already answers at the lowest free static address.
+    let squatter = pi("198.18.10.10", "da:a6:32:77:00:0a");
+    lab.pass(&mut f, vec![pi("198.18.10.230", PI_MAC), squatter])
+        .await;
+    let pulls = lab.gh.pulls();
+    assert_eq!(
+        pulls.len(),
+        1,
+        "only the Pi is enrolled (the other MAC is random)"
+    );
+    let ip = ip_of(&check_branch(&lab, &pulls[0]));
+    assert_ne!(
+        ip.to_string(),
+        "198.18.10.10",
+        "a live host's address is not reserved"
+    );
+    // The squatter's own issue proposes the address it answers at.
+    let issue = lab
+        .gh
+        .plain_issues()
+        .into_iter()
+        .find(|i| i.title.contains("198.18.10.10"))
+        .expect("the squatter's issue");
+    assert!(issue.body.contains("ip: 198.18.10.10\n"), "{}", issue.body);
+}

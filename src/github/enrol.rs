@@ -193,8 +193,9 @@ impl Enroller {
                 continue;
             }
             let issue = issues.get(&fp).filter(|k| k.open).map(|k| k.number);
+            let held = self.held(None, hosts).except(&h.ip);
             if self
-                .propose(http, &fp, h, snap, base, &base_files, issue)
+                .propose(http, &fp, h, snap, &held, base, &base_files, issue)
                 .await?
             {
                 summary.proposed += 1;
@@ -376,12 +377,12 @@ impl Enroller {
         fp: &Fingerprint,
         h: &DiscoveredHost,
         snap: &Snapshot,
+        held: &Held,
         base: Oid,
         base_files: &[SourceFile],
         issue: Option<u64>,
     ) -> Result<bool, Error> {
-        let held = self.held(None, &[]);
-        let entry = match Entry::for_host(h, snap, &held) {
+        let entry = match Entry::for_host(h, snap, held) {
             Ok(e) => e,
             Err(e) => {
                 warn!(fingerprint = %fp, error = %e, "no enrolment proposed");

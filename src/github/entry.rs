@@ -52,6 +52,18 @@ pub struct Held {
     pub names: HashSet<String>,
 }
 
+impl Held {
+    /// What is held by others than the host at `ip` (its own live address
+    /// does not keep it from its own static address).
+    pub fn except(&self, ip: &str) -> Held {
+        let mut others = self.clone();
+        if let Ok(ip) = ip.parse() {
+            others.ips.remove(&ip);
+        }
+        others
+    }
+}
+
 impl Entry {
     /// The entry for `h`: a unique name, a reserved address, its MAC, the
     /// guessed use in a form that validates, and what was seen as notes.

@@ -146,7 +146,7 @@ impl Filer {
         for op in ops {
             match op {
                 Op::Create { fingerprint, host } => {
-                    let entry = Entry::for_host(&host, snap, &held).ok();
+                    let entry = Entry::for_host(&host, snap, &held.except(&host.ip)).ok();
                     if let Some(e) = &entry {
                         held.ips.insert(e.ip);
                         held.names.insert(e.name.clone());

@@ -157,7 +157,7 @@ mod tests {
             );
         }
         assert!("new-device".parse::<Fingerprint>().is_err());
-        assert!("nonsense:ip=1.2.3.4".parse::<Fingerprint>().is_err());
+        assert!("nonsense:ip=198.18.0.4".parse::<Fingerprint>().is_err());
         assert!("conflict:ip=not-an-ip".parse::<Fingerprint>().is_err());
     }
 
