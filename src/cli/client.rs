@@ -34,11 +34,7 @@ impl From<tonic::Status> for Error {
 }
 
 pub async fn connect(addr: &str) -> Result<MachineDbClient<Channel>, Error> {
-    let addr = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
+    let addr = crate::net::endpoint_url(addr);
     MachineDbClient::connect(addr.clone())
         .await
         .map_err(|e| Error::Connect {
@@ -229,11 +225,7 @@ pub async fn provision_statuses(
 /// Every status a runner serves, machines and clusters.
 pub async fn list_statuses(runner: &str) -> anyhow::Result<Vec<crate::proto::ProvisionStatus>> {
     use crate::proto::provisioning_client::ProvisioningClient;
-    let addr = if runner.contains("://") {
-        runner.to_string()
-    } else {
-        format!("http://{runner}")
-    };
+    let addr = crate::net::endpoint_url(runner);
     let mut c = ProvisioningClient::connect(addr.clone())
         .await
         .map_err(|_| {

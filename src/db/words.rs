@@ -44,6 +44,13 @@ pub const HOST_STATES: &[(&str, HostState)] = &[
     ("unprovisionable", HostState::Unprovisionable),
 ];
 
+/// The word a `WORDS`-style list gives a value; empty when it has none.
+pub fn word_in<T: PartialEq + Copy>(list: &[(&'static str, T)], value: T) -> &'static str {
+    list.iter()
+        .find(|(_, x)| *x == value)
+        .map_or("", |(w, _)| w)
+}
+
 /// The first word a list gives a value; `fallback` for unknown numbers.
 fn word_of<E: Copy + Into<i32>>(
     list: &[(&'static str, E)],

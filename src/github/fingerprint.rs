@@ -30,10 +30,7 @@ impl Kind {
 
     /// The word labels and fingerprints use.
     pub fn word(self) -> &'static str {
-        Kind::WORDS
-            .iter()
-            .find(|(_, k)| *k == self)
-            .map_or("", |(w, _)| w)
+        crate::db::words::word_in(Kind::WORDS, self)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use prometheus::{IntCounterVec, IntGauge, Registry};
 
-use crate::{github::http::Error, metrics as m};
+use crate::{db::words::word_in as word, github::http::Error, metrics as m};
 
 /// How one request ended, as `mdb_github_requests_total{result}` spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,10 +41,6 @@ impl Operation {
         ("reopened", Operation::Reopened),
         ("closed", Operation::Closed),
     ];
-}
-
-fn word<T: PartialEq + Copy>(list: &[(&'static str, T)], v: T) -> &'static str {
-    list.iter().find(|(_, x)| *x == v).map_or("", |(w, _)| w)
 }
 
 #[derive(Clone)]

@@ -129,11 +129,7 @@ impl Runner {
     /// One connection: the full database first, then every change; work
     /// starts once changes have been quiet for `debounce`.
     async fn follow(&mut self, shutdown: &CancellationToken) -> Result<(), String> {
-        let addr = if self.cfg.server.contains("://") {
-            self.cfg.server.clone()
-        } else {
-            format!("http://{}", self.cfg.server)
-        };
+        let addr = crate::net::endpoint_url(&self.cfg.server);
         let mut c = MachineDbClient::connect(addr)
             .await
             .map_err(|e| e.to_string())?;

@@ -476,11 +476,7 @@ async fn machine(State(w): State<Web>, Path(name): Path<String>, q: Params) -> R
 async fn provision_status(runner: Option<&str>, name: &str) -> Option<(String, String, String)> {
     use crate::proto::{provisioning_client::ProvisioningClient, ListProvisionStatusRequest};
     let addr = runner?;
-    let addr = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
+    let addr = crate::net::endpoint_url(addr);
     let ask = async {
         let mut c = ProvisioningClient::connect(addr).await.ok()?;
         let list = c

@@ -25,10 +25,7 @@ impl RunResult {
     ];
 
     fn word(self) -> &'static str {
-        RunResult::WORDS
-            .iter()
-            .find(|(_, r)| *r == self)
-            .map_or("", |(w, _)| w)
+        crate::db::words::word_in(RunResult::WORDS, self)
     }
 }
 
