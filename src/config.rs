@@ -145,12 +145,7 @@ pub fn resolve_provision(
         .or_else(|| env.get(ENV_PROVISION_SERVER).cloned())
         .or(r.server.clone())
         .unwrap_or_else(|| "http://127.0.0.1:50051".into());
-    if !(server.starts_with("http://") || server.starts_with("https://") || !server.contains("://"))
-    {
-        return Err(Error(format!(
-            "provision.server: {server:?} is not an http(s) address"
-        )));
-    }
+    crate::dial::url(&server).map_err(|e| Error(format!("provision.server: {e}")))?;
     let state_dir = flags
         .state_dir
         .clone()

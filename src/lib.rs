@@ -13,12 +13,14 @@
 //! - `demo`, `gen`: the embedded demo database; generated databases.
 //! - `metrics`: the registry and its helpers; each subsystem owns what it records.
 //! - `db`: YAML with positions and bounds, validation, `Snapshot`, `Store`, the words of every enum.
+//! - `dial`: reaching a gRPC server, plaintext or TLS (system roots or a CA file).
 //! - `net`, `secret`: small shared types (MACs and ranges; tokens that never print).
 
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod dial;
 pub mod discover;
 pub mod export;
 pub mod gen;

@@ -16,6 +16,31 @@ pub fn registry() -> Registry {
     Registry::new_custom(Some("mdb".into()), None).expect("a static prefix is valid")
 }
 
+/// The standard `process_*` series (CPU, resident memory, open files,
+/// start time), unprefixed as every exporter names them.
+fn process_registry() -> &'static Registry {
+    static PROCESS: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+    PROCESS.get_or_init(|| {
+        let r = Registry::new();
+        let _ = r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+        r
+    })
+}
+
+/// The text exposition of `registry` and the process series.
+pub fn encode(registry: &Registry) -> Vec<u8> {
+    use prometheus::Encoder;
+    let mut families = registry.gather();
+    families.extend(process_registry().gather());
+    let mut buf = Vec::new();
+    if let Err(e) = prometheus::TextEncoder::new().encode(&families, &mut buf) {
+        tracing::error!(error = %e, "encoding metrics failed");
+    }
+    buf
+}
+
 fn register<C: Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
     registry
         .register(Box::new(c.clone()))

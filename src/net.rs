@@ -122,16 +122,6 @@ impl fmt::Display for IpRange {
     }
 }
 
-/// A gRPC endpoint as tonic wants it: `host:port` gets `http://`; a URL
-/// with a scheme is kept as it is.
-pub fn endpoint_url(addr: &str) -> String {
-    if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

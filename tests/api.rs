@@ -189,6 +189,10 @@ async fn metrics_pass_promtool_and_count_machines_per_use() {
         .await;
     let text = server.metrics_text().await;
     assert_eq!(util::metric(&text, "mdb_machines"), Some(11.0));
+    // Process series, unprefixed as every exporter names them.
+    let rss = util::metric(&text, "process_resident_memory_bytes").expect("process RSS");
+    assert!(rss > 1e6, "{rss}");
+    assert!(util::metric(&text, "process_open_fds").is_some_and(|n| n >= 3.0));
     assert_eq!(
         util::metric(&text, "mdb_machines_by_use{use=\"cluster\"}"),
         Some(5.0)

@@ -22,6 +22,9 @@ pub struct Cli {
         env = "MDB_LOG_FORMAT"
     )]
     pub log_format: LogFormat,
+    /// For https:// servers: trust this CA (PEM) instead of the system's roots.
+    #[arg(long, global = true, env = "MDB_CA_FILE", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,6 +22,8 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 pub enum Error {
     #[error("cannot reach mdb at {addr}: {why} (is `mdb serve` running there? see --server or MDB_SERVER)")]
     Connect { addr: String, why: String },
+    #[error(transparent)]
+    Dial(#[from] crate::dial::Error),
     /// Only the server's own words: tonic's rendering repeats them.
     #[error("{}", .0.message())]
     Rpc(Box<tonic::Status>),
@@ -33,14 +35,27 @@ impl From<tonic::Status> for Error {
     }
 }
 
-pub async fn connect(addr: &str) -> Result<MachineDbClient<Channel>, Error> {
-    let addr = crate::net::endpoint_url(addr);
-    MachineDbClient::connect(addr.clone())
-        .await
+/// The CA file `--ca-file` names, set once before any command runs.
+static CA_FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Trust only this CA for https:// servers (else the system's roots).
+pub fn trust_ca_file(path: std::path::PathBuf) {
+    let _ = CA_FILE.set(path);
+}
+
+/// A channel to `addr`, over TLS for https://.
+pub async fn channel(addr: &str) -> Result<Channel, Error> {
+    let ca = CA_FILE.get().map(|p| p.as_path());
+    crate::dial::channel(addr, ca)
+        .await?
         .map_err(|e| Error::Connect {
             why: root_cause(&e),
-            addr,
+            addr: addr.to_string(),
         })
+}
+
+pub async fn connect(addr: &str) -> Result<MachineDbClient<Channel>, Error> {
+    Ok(MachineDbClient::new(channel(addr).await?))
 }
 
 /// The innermost cause of a transport error, without tonic's and hyper's
@@ -225,14 +240,14 @@ pub async fn provision_statuses(
 /// Every status a runner serves, machines and clusters.
 pub async fn list_statuses(runner: &str) -> anyhow::Result<Vec<crate::proto::ProvisionStatus>> {
     use crate::proto::provisioning_client::ProvisioningClient;
-    let addr = crate::net::endpoint_url(runner);
-    let mut c = ProvisioningClient::connect(addr.clone())
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "cannot reach the provisioning runner at {addr} (is mdb provision running?)"
-            )
-        })?;
+    let mut c = match channel(runner).await {
+        Ok(ch) => ProvisioningClient::new(ch),
+        Err(Error::Connect { addr, why }) => anyhow::bail!(
+            "cannot reach the provisioning runner at {addr}: {why} (is mdb provision running?)"
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    let addr = runner;
     let list = c
         .list_status(crate::proto::ListProvisionStatusRequest {})
         .await

@@ -15,6 +15,9 @@ const EXIT_CONFIG: u8 = 64;
 
 /// Runs one parsed command line; the exit code says how it went.
 pub async fn run(cli: Cli) -> ExitCode {
+    if let Some(ca) = cli.ca_file {
+        client::trust_ca_file(ca);
+    }
     let result = match cli.command {
         Command::Validate {
             path,

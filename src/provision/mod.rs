@@ -104,15 +104,9 @@ pub async fn serve(
             axum::routing::get(move || {
                 let registry = registry.clone();
                 async move {
-                    let mut buf = Vec::new();
-                    let _ = prometheus::Encoder::encode(
-                        &prometheus::TextEncoder::new(),
-                        &registry.gather(),
-                        &mut buf,
-                    );
                     (
                         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-                        buf,
+                        crate::metrics::encode(&registry),
                     )
                 }
             }),

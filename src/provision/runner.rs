@@ -129,10 +129,11 @@ impl Runner {
     /// One connection: the full database first, then every change; work
     /// starts once changes have been quiet for `debounce`.
     async fn follow(&mut self, shutdown: &CancellationToken) -> Result<(), String> {
-        let addr = crate::net::endpoint_url(&self.cfg.server);
-        let mut c = MachineDbClient::connect(addr)
+        let channel = crate::dial::channel(&self.cfg.server, None)
             .await
+            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
+        let mut c = MachineDbClient::new(channel);
         let mut stream = c
             .watch(WatchRequest {
                 initial_snapshot: true,

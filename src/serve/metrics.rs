@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
-use prometheus::{Encoder, IntCounterVec, Registry, TextEncoder};
+use prometheus::{IntCounterVec, Registry};
 
 use crate::{
     db::Store, discover::SweepMetrics, github::GithubMetrics, metrics as m,
@@ -84,11 +84,7 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
-            tracing::error!(error = %e, "encoding metrics failed");
-        }
-        String::from_utf8(buf).unwrap_or_default()
+        String::from_utf8(m::encode(&self.registry)).unwrap_or_default()
     }
 }
 

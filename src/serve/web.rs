@@ -476,9 +476,9 @@ async fn machine(State(w): State<Web>, Path(name): Path<String>, q: Params) -> R
 async fn provision_status(runner: Option<&str>, name: &str) -> Option<(String, String, String)> {
     use crate::proto::{provisioning_client::ProvisioningClient, ListProvisionStatusRequest};
     let addr = runner?;
-    let addr = crate::net::endpoint_url(addr);
     let ask = async {
-        let mut c = ProvisioningClient::connect(addr).await.ok()?;
+        let channel = crate::dial::channel(addr, None).await.ok()?.ok()?;
+        let mut c = ProvisioningClient::new(channel);
         let list = c
             .list_status(ListProvisionStatusRequest {})
             .await

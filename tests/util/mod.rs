@@ -269,15 +269,23 @@ where
     S: AsRef<std::ffi::OsStr>,
 {
     let mut c = std::process::Command::new(bin());
-    c.args(args).stdin(std::process::Stdio::null());
-    let command = format!("{c:?}");
-    let out = c
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {command}: {e}"));
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        command,
+    c.args(args);
+    Run::of(c)
+}
+
+impl Run {
+    /// Runs a prepared command (of the `mdb` binary) to completion.
+    pub fn of(mut c: std::process::Command) -> Run {
+        c.stdin(std::process::Stdio::null());
+        let command = format!("{c:?}");
+        let out = c
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {command}: {e}"));
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            command,
+        }
     }
 }

@@ -1,0 +1,108 @@
+//! How mdb reaches a gRPC server: `host:port` and `http://` in plaintext,
+//! `https://` over TLS (rustls) with the system's roots or one CA file.
+//! Any other scheme is refused rather than silently spoken in plaintext.
+
+use std::path::{Path, PathBuf};
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+/// Largest CA bundle read: a system bundle is ~200 KiB.
+const MAX_CA_FILE: u64 = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0:?}: unsupported scheme (use host:port, http:// or https://)")]
+    Scheme(String),
+    #[error("{0:?} is not a server address ({1})")]
+    Address(String, String),
+    #[error("CA file {}: {why}", .path.display())]
+    CaFile { path: PathBuf, why: String },
+}
+
+/// The URL tonic is given: `host:port` gets `http://`.
+pub fn url(addr: &str) -> Result<String, Error> {
+    let addr = addr.trim();
+    match addr.split_once("://") {
+        None => Ok(format!("http://{addr}")),
+        Some(("http" | "https", _)) => Ok(addr.to_string()),
+        Some(_) => Err(Error::Scheme(addr.to_string())),
+    }
+}
+
+/// The endpoint for `addr`; TLS for https://, trusting `ca_file` alone when
+/// given, the system's roots otherwise.
+pub fn endpoint(addr: &str, ca_file: Option<&Path>) -> Result<Endpoint, Error> {
+    let url = url(addr)?;
+    let endpoint = Endpoint::from_shared(url.clone())
+        .map_err(|e| Error::Address(url.clone(), e.to_string()))?;
+    if !url.starts_with("https://") {
+        return Ok(endpoint);
+    }
+    let tls = match ca_file {
+        Some(path) => ClientTlsConfig::new().ca_certificate(read_ca(path)?),
+        None => ClientTlsConfig::new().with_native_roots(),
+    };
+    endpoint
+        .tls_config(tls)
+        .map_err(|e| Error::Address(url, e.to_string()))
+}
+
+/// Connects now; the error is tonic's, for the caller to word.
+pub async fn channel(
+    addr: &str,
+    ca_file: Option<&Path>,
+) -> Result<Result<Channel, tonic::transport::Error>, Error> {
+    Ok(endpoint(addr, ca_file)?.connect().await)
+}
+
+fn read_ca(path: &Path) -> Result<Certificate, Error> {
+    use std::io::Read;
+    let bad = |why: String| Error::CaFile {
+        path: path.to_path_buf(),
+        why,
+    };
+    let file = std::fs::File::open(path).map_err(|e| bad(e.kind().to_string()))?;
+    let mut pem = Vec::new();
+    file.take(MAX_CA_FILE + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| bad(e.kind().to_string()))?;
+    if pem.len() as u64 > MAX_CA_FILE {
+        return Err(bad(format!("larger than {MAX_CA_FILE} bytes")));
+    }
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    Ok(Certificate::from_pem(pem))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_are_plaintext_tls_or_refused() {
+        assert_eq!(url("10.0.0.1:50051").unwrap(), "http://10.0.0.1:50051");
+        assert_eq!(url("http://a:1").unwrap(), "http://a:1");
+        assert_eq!(url("https://a:443").unwrap(), "https://a:443");
+        assert_eq!(
+            url("grpcs://a:443").unwrap_err().to_string(),
+            "\"grpcs://a:443\": unsupported scheme (use host:port, http:// or https://)"
+        );
+        assert!(endpoint("https://mdb.example:443", None).is_ok());
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "not a certificate").unwrap();
+        let e = endpoint("https://a:1", Some(&path))
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("ca.pem: no PEM certificate in it"), "{e}");
+        let e = endpoint("https://a:1", Some(&dir.path().join("absent")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("absent: entity not found"), "{e}");
+    }
+}
