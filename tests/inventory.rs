@@ -375,3 +375,62 @@ fn groups_nest_once_and_k3s_ansible_groups_are_on_request() {
     );
     assert_eq!(graph.matches("@k3s_cluster:").count(), 1, "{graph}");
 }
+
+#[test]
+fn group_by_keyed_groups_and_compose_shape_the_inventory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = demo_db(dir.path());
+    let yaml = std::fs::read_to_string(db.join("mdb.yaml")).expect("mdb.yaml");
+    std::fs::write(
+        db.join("mdb.yaml"),
+        format!(
+            "{yaml}inventory:\n  group_by: [use, role]\n  keyed_groups:\n    \
+             - {{ key: labels.rack, prefix: rack }}\n    \
+             - {{ key: labels.arch, prefix: arch, separator: \"-\" }}\n  \
+             compose:\n    site_rack: labels.rack\n    ansible_host: hostname\n"
+        ),
+    )
+    .expect("write");
+    let inv = script(dir.path(), &db);
+    let v = list(&inv);
+    // Only the groupings asked for: no cluster_NAME, provisioner or label groups.
+    assert!(v.get("cluster_alpha").is_none(), "{v}");
+    assert!(v.get("label_rack_shelf_1").is_none(), "{v}");
+    assert_eq!(hosts(&v, "role_control_plane"), ["alpha-cp-1", "beta-cp-1"]);
+    assert_eq!(
+        hosts(&v, "rack_shelf_1"),
+        ["alpha-cp-1", "alpha-w-1", "alpha-w-2"]
+    );
+    assert_eq!(hosts(&v, "arch_arm64").len(), 5);
+    let cp = &v["_meta"]["hostvars"]["alpha-cp-1"];
+    assert_eq!(cp["site_rack"], "shelf-1");
+    // compose replaces a variable, as Ansible's `constructed` does.
+    assert_eq!(cp["ansible_host"], "alpha-cp-1.lab.example");
+    let w = &v["_meta"]["hostvars"]["alpha-w-1"];
+    assert_eq!(w["ansible_host"], "198.18.10.12", "no hostname: left alone");
+    let mut c = ansible("ansible-inventory");
+    c.arg("-i").arg(&inv).arg("--graph").arg("rack_shelf_2");
+    let graph = util::run_ok(c);
+    assert!(graph.contains("|--beta-w-1"), "{graph}");
+
+    // A typo is named with its file, line and a suggestion.
+    std::fs::write(
+        db.join("mdb.yaml"),
+        format!("{yaml}inventory:\n  group_by: [use, rol]\n  compose:\n    1bad: labels.rack\n"),
+    )
+    .expect("write");
+    let out = util::mdb(["validate", db.to_str().expect("path")]).code(1);
+    let line = yaml.lines().count() + 2;
+    assert!(
+        out.stdout.contains(&format!(
+            "mdb.yaml:{line}:19: inventory.group_by: \"rol\" is unknown; did you mean `role`? \
+             expected some of: use, cluster, provisioner, labels, role, development-kind"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("inventory.compose.1bad: not a valid Ansible variable name"),
+        "{out}"
+    );
+}

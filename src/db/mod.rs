@@ -4,6 +4,7 @@
 //! Nothing here touches git or the network; `sync` feeds files in.
 
 pub mod fields;
+pub mod inventory_settings;
 pub mod load;
 pub mod problem;
 pub mod settings;

@@ -23,16 +23,11 @@ pub struct Settings {
     /// Checks that say a machine of a use is ready to be provisioned,
     /// beyond SSH key authentication.
     pub readiness: Vec<ReadinessProbe>,
-    /// Extra inventory groups: k3s-ansible's for this cluster.
+    /// How the Ansible inventory groups hosts and composes variables.
     pub inventory: InventorySettings,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct InventorySettings {
-    /// The cluster whose nodes also form k3s-ansible's `k3s_cluster`,
-    /// `server` and `agent` groups.
-    pub k3s_groups: Option<String>,
-}
+pub use super::inventory_settings::{InventorySettings, KeyedGroup};
 
 /// One readiness check for the machines of one use.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,9 +182,7 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
         out.readiness = readiness(node, problems);
     }
     if let Some(node) = top.get("inventory") {
-        if let Some(f) = Fields::of(FILE, node, "inventory", &["k3s_groups"], problems) {
-            out.inventory.k3s_groups = f.str("k3s_groups", problems).map(String::from);
-        }
+        out.inventory = super::inventory_settings::parse(node, problems);
     }
     if let Some(node) = top.get("scan") {
         if let Some(sf) = Fields::of(

@@ -45,6 +45,40 @@ pub const HOST_STATES: &[(&str, HostState)] = &[
 ];
 
 /// The word a `WORDS`-style list gives a value; empty when it has none.
+/// The built-in groupings of the Ansible inventory (`inventory.group_by`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupBy {
+    /// `cluster`, `development`, `games`, `device`, `discover`.
+    Use,
+    /// `cluster_NAME` with `_control_plane` and `_workers`.
+    Cluster,
+    /// `provisioner_primary`, `provisioner_secondary`.
+    Provisioner,
+    /// `label_KEY_VALUE` per label.
+    Labels,
+    /// `role_control_plane`, `role_worker`.
+    Role,
+    /// `development_server`, `development_visual`.
+    DevelopmentKind,
+}
+
+pub const GROUP_BY: &[(&str, GroupBy)] = &[
+    ("use", GroupBy::Use),
+    ("cluster", GroupBy::Cluster),
+    ("provisioner", GroupBy::Provisioner),
+    ("labels", GroupBy::Labels),
+    ("role", GroupBy::Role),
+    ("development-kind", GroupBy::DevelopmentKind),
+];
+
+/// What the inventory groups by when `mdb.yaml` does not say.
+pub const DEFAULT_GROUP_BY: &[GroupBy] = &[
+    GroupBy::Use,
+    GroupBy::Cluster,
+    GroupBy::Provisioner,
+    GroupBy::Labels,
+];
+
 pub fn word_in<T: PartialEq + Copy>(list: &[(&'static str, T)], value: T) -> &'static str {
     list.iter()
         .find(|(_, x)| *x == value)

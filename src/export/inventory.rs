@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    db::words::{development_kind_name, provisioner_name, role_name},
+    db::settings::KeyedGroup,
+    db::words::{development_kind_name, provisioner_name, role_name, GroupBy},
     db::{self, Snapshot},
     proto::{machine::Use, Machine, Role},
 };
@@ -92,43 +93,89 @@ struct Group {
     children: Vec<String>,
 }
 
+/// A host's variables with `inventory.compose` applied: each composed
+/// variable copies the value at its path (absent paths set nothing).
+pub fn vars(snap: &Snapshot, m: &Machine) -> Value {
+    let mut v = hostvars(m);
+    for (name, path) in &snap.settings.inventory.compose {
+        if let Some(value) = lookup(&v, path).cloned() {
+            v[name.as_str()] = value;
+        }
+    }
+    v
+}
+
+/// The value at a dotted path (`labels.rack`) in a host's variables.
+fn lookup<'v>(vars: &'v Value, path: &str) -> Option<&'v Value> {
+    path.split('.').try_fold(vars, |v, part| v.get(part))
+}
+
 /// Group name → members, every group of the inventory.
 fn groups(snap: &Snapshot) -> BTreeMap<String, Group> {
+    let inv = &snap.settings.inventory;
     let mut g: BTreeMap<String, Group> = BTreeMap::new();
-    for u in db::USE_NAMES {
-        g.entry(u.to_string()).or_default();
+    for by in &inv.group_by {
+        group_by(snap, *by, &mut g);
+    }
+    for keyed in &inv.keyed_groups {
+        keyed_groups(snap, keyed, &mut g);
+    }
+    if let Some(c) = &inv.k3s_groups {
+        k3s_groups(snap, c, &mut g);
+    }
+    g
+}
+
+fn add(g: &mut BTreeMap<String, Group>, group: String, host: &str) {
+    g.entry(group).or_default().hosts.push(host.to_string());
+}
+
+/// One built-in grouping (`inventory.group_by`).
+fn group_by(snap: &Snapshot, by: GroupBy, g: &mut BTreeMap<String, Group>) {
+    if by == GroupBy::Use {
+        for u in db::USE_NAMES {
+            g.entry(u.to_string()).or_default();
+        }
     }
     for m in &snap.machines {
-        let name = m.name.clone();
-        g.entry(db::use_name(m.r#use.as_ref()).to_string())
-            .or_default()
-            .hosts
-            .push(name.clone());
-        if let Some(Use::Cluster(c)) = &m.r#use {
-            let suffix = if c.role == Role::ControlPlane as i32 {
-                "control_plane"
-            } else {
-                "workers"
-            };
-            g.entry(group_name(&["cluster", &c.cluster, suffix]))
-                .or_default()
-                .hosts
-                .push(name.clone());
-        }
-        let p = provisioner_name(m);
-        if !p.is_empty() {
-            g.entry(group_name(&["provisioner", p]))
-                .or_default()
-                .hosts
-                .push(name.clone());
-        }
-        for (k, v) in &m.labels {
-            g.entry(group_name(&["label", k, v]))
-                .or_default()
-                .hosts
-                .push(name.clone());
+        let name = m.name.as_str();
+        match (by, &m.r#use) {
+            (GroupBy::Use, u) => add(g, db::use_name(u.as_ref()).to_string(), name),
+            (GroupBy::Cluster, Some(Use::Cluster(c))) => {
+                let part = if c.role == Role::ControlPlane as i32 {
+                    "control_plane"
+                } else {
+                    "workers"
+                };
+                add(g, group_name(&["cluster", &c.cluster, part]), name);
+            }
+            (GroupBy::Role, Some(Use::Cluster(c))) => {
+                add(g, group_name(&["role", role_name(c.role)]), name)
+            }
+            (GroupBy::DevelopmentKind, Some(Use::Development(d))) => add(
+                g,
+                group_name(&["development", development_kind_name(d.kind)]),
+                name,
+            ),
+            (GroupBy::Provisioner, _) if !provisioner_name(m).is_empty() => {
+                add(g, group_name(&["provisioner", provisioner_name(m)]), name)
+            }
+            (GroupBy::Labels, _) => {
+                for (k, v) in &m.labels {
+                    add(g, group_name(&["label", k, v]), name);
+                }
+            }
+            _ => {}
         }
     }
+    if by == GroupBy::Cluster {
+        cluster_parents(snap, g);
+    }
+}
+
+/// `cluster_NAME` with its two role groups, and `cluster` (every cluster
+/// node) as the parent of each `cluster_NAME`.
+fn cluster_parents(snap: &Snapshot, g: &mut BTreeMap<String, Group>) {
     let mut clusters = Vec::new();
     for c in snap.cluster_names() {
         clusters.push(group_name(&["cluster", c]));
@@ -141,12 +188,38 @@ fn groups(snap: &Snapshot) -> BTreeMap<String, Group> {
             g.entry(child).or_default();
         }
     }
-    // `cluster` (every cluster node) is the parent of each `cluster_NAME`.
     g.entry("cluster".into()).or_default().children = clusters;
-    if let Some(c) = &snap.settings.inventory.k3s_groups {
-        k3s_groups(snap, c, &mut g);
+}
+
+/// A variable's value as part of a group name; nothing for empty values,
+/// maps and lists.
+fn group_value(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
     }
-    g
+}
+
+/// One group per value of a variable (each element of a list).
+fn keyed_groups(snap: &Snapshot, keyed: &KeyedGroup, g: &mut BTreeMap<String, Group>) {
+    for m in &snap.machines {
+        let vars = vars(snap, m);
+        let values: Vec<&Value> = match lookup(&vars, &keyed.key) {
+            Some(Value::Array(items)) => items.iter().collect(),
+            Some(v) => vec![v],
+            None => continue,
+        };
+        for value in values.into_iter().filter_map(group_value) {
+            let joined = if keyed.prefix.is_empty() {
+                value
+            } else {
+                format!("{}{}{value}", keyed.prefix, keyed.separator)
+            };
+            add(g, group_name(&[&joined]), &m.name);
+        }
+    }
 }
 
 /// k3s-ansible's groups for one cluster: `k3s_cluster` with `server` and `agent`.
@@ -212,7 +285,7 @@ pub fn list(snap: &Snapshot) -> Value {
     let hostvars: Map<String, Value> = snap
         .machines
         .iter()
-        .map(|m| (m.name.clone(), hostvars(m)))
+        .map(|m| (m.name.clone(), vars(snap, m)))
         .collect();
     out.insert("_meta".into(), json!({ "hostvars": hostvars }));
     Value::Object(out)
@@ -222,7 +295,7 @@ pub fn list(snap: &Snapshot) -> Value {
 /// inventory-script protocol wants).
 pub fn host(snap: &Snapshot, name: &str) -> Value {
     snap.by_name(name)
-        .map(hostvars)
+        .map(|m| vars(snap, m))
         .unwrap_or_else(|| json!({}))
 }
 
@@ -240,7 +313,7 @@ pub fn static_yaml(snap: &Snapshot) -> String {
     let hosts: Map<String, Value> = snap
         .machines
         .iter()
-        .map(|m| (m.name.clone(), hostvars(m)))
+        .map(|m| (m.name.clone(), vars(snap, m)))
         .collect();
     let doc = json!({ "all": { "hosts": hosts, "children": children } });
     format!(
@@ -254,7 +327,7 @@ pub fn static_yaml(snap: &Snapshot) -> String {
 pub fn k3s(snap: &Snapshot, cluster: &str) -> Option<String> {
     let (cp, w) = snap.cluster(cluster)?;
     let hosts = |ms: &[&Machine]| -> Value {
-        Value::Object(ms.iter().map(|m| (m.name.clone(), hostvars(m))).collect())
+        Value::Object(ms.iter().map(|m| (m.name.clone(), vars(snap, m))).collect())
     };
     let doc = json!({ "k3s_cluster": { "children": {
         "server": { "hosts": hosts(&cp) },
@@ -273,7 +346,7 @@ pub fn kubespray(snap: &Snapshot, cluster: &str) -> Option<String> {
     let (cp, w) = snap.cluster(cluster)?;
     let mut all_hosts = Map::new();
     for m in cp.iter().chain(w.iter()) {
-        let mut v = hostvars(m);
+        let mut v = vars(snap, m);
         if let (Some(obj), Some(ip)) = (v.as_object_mut(), m.ips.first()) {
             obj.insert("ip".into(), json!(ip));
             obj.insert("access_ip".into(), json!(ip));
