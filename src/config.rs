@@ -563,6 +563,20 @@ impl Layers<'_> {
     }
 }
 
+/// A sweep's per-address wait: `auto`, or a duration of at least 1 ms
+/// (a zero wait would end every sweep before any answer).
+pub fn scan_timeout(text: &str) -> Result<Option<std::time::Duration>, String> {
+    if text.trim() == "auto" {
+        return Ok(None);
+    }
+    let d = parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration like 500ms (or auto)"))?;
+    if d < std::time::Duration::from_millis(1) {
+        return Err(format!("{text:?}: must be at least 1ms (or auto)"));
+    }
+    Ok(Some(d))
+}
+
 fn resolve_scan(
     raw: &RawScan,
     env: &HashMap<String, String>,
@@ -591,14 +605,20 @@ fn resolve_scan(
         return Ok(None);
     }
     if !subnets.is_empty() {
-        scan::expand(&subnets, raw.allow_large).map_err(|e| Error(format!("scan.subnets: {e}")))?;
+        scan::Targets::of(&subnets, raw.allow_large)
+            .map_err(|e| Error(format!("scan.subnets: {e}")))?;
     }
     let interval = duration(
         "scan.interval",
         flags.scan_interval.clone().or(raw.interval.clone()),
         crate::discover::sweep::DEFAULT_INTERVAL,
     )?;
-    let timeout = duration("scan.timeout", raw.timeout.clone(), scan::DEFAULT_TIMEOUT)?;
+    // The scanner waits the full time for every address by default: nobody
+    // waits for its sweeps, and a late device must not flap.
+    let timeout = match &raw.timeout {
+        Some(t) => scan_timeout(t).map_err(|e| Error(format!("scan.timeout {e}")))?,
+        None => Some(scan::DEFAULT_TIMEOUT),
+    };
     if raw.rate == Some(0) || raw.tries == Some(0) {
         return Err(Error("scan.rate and scan.tries must be at least 1".into()));
     }
@@ -610,7 +630,7 @@ fn resolve_scan(
         options: scan::Options {
             timeout,
             tries: raw.tries.unwrap_or(scan::DEFAULT_TRIES),
-            rate: raw.rate.unwrap_or(scan::DEFAULT_RATE),
+            rate: raw.rate,
             interface: raw.interface.clone(),
             allow_large: raw.allow_large,
             reverse_dns: raw.reverse_dns.unwrap_or(true),
@@ -833,7 +853,8 @@ mod tests {
         );
         let scan = c.scan.unwrap();
         assert!(scan.db_subnets);
-        assert_eq!(scan.options.rate, 2000);
+        assert_eq!(scan.options.rate, Some(5000));
+        assert_eq!(scan.options.timeout, None, "auto, as the example says");
         let gh = c.github.unwrap();
         assert_eq!(gh.repo, "you/lab-db");
         assert_eq!(gh.max_new_per_sweep, 10);

@@ -229,7 +229,12 @@ fn dockerfile_passes_hadolint_and_builds_as_ci_does() {
     assert!(dockerfile.contains("cargo build --release --locked"));
     let ci = std::fs::read_to_string(root().join("scripts/test.sh")).expect("test script");
     assert!(
-        ci.contains("cargo build --release --locked"),
+        ci.contains("scripts/build-static.sh all"),
+        "CI builds the release binaries"
+    );
+    let build = std::fs::read_to_string(root().join("scripts/build-static.sh")).expect("build");
+    assert!(
+        build.contains("cargo build --release --locked --target x86_64-unknown-linux-gnu"),
         "CI builds what the image builds"
     );
     assert!(dockerfile.contains("USER 10001"));

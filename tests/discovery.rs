@@ -160,6 +160,8 @@ fn sweep_finds_every_live_host_with_mac_vendor_name_and_state() {
     assert_eq!(found["198.18.0.15"]["mac_is_local"], true);
     assert_eq!(found["198.18.0.15"]["vendor"], "(locally administered)");
     assert_eq!(state("198.18.0.1"), "known", "the scanner itself");
+    assert_eq!(found["198.18.0.1"]["detail"], "this scanner's own address");
+    assert_eq!(found["198.18.0.1"]["seen_by"], "self");
 }
 
 #[test]
@@ -386,4 +388,182 @@ fn without_cap_net_raw_the_scan_warns_and_pings_only() {
         !ips.contains(&"198.18.0.12"),
         "the ICMP-silent host needs ARP"
     );
+}
+
+fn scan_without_db(lan: &Lan, extra: &[&str]) -> BTreeMap<String, Value> {
+    let mut args = vec!["scan", "198.18.0.0/24", "--json", "--no-rdns"];
+    args.extend_from_slice(extra);
+    let out = lan.mdb(&args);
+    assert!(
+        out.status.success(),
+        "mdb scan failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    v.into_iter()
+        .map(|h| (h["ip"].as_str().unwrap_or_default().to_string(), h))
+        .collect()
+}
+
+/// Two hosts claiming one address: every reply is kept, and the address
+/// is a conflict whether the database's owner answers first or second.
+#[test]
+fn two_macs_for_one_address_are_a_conflict_whoever_answers_first() {
+    let a = "00:16:3e:00:00:21";
+    let b = "00:16:3e:00:00:22";
+    let lan = Lan::new(&[
+        HostSpec {
+            ip: "198.18.0.21",
+            mac: a,
+            ..Default::default()
+        },
+        HostSpec {
+            ip: "198.18.0.21",
+            mac: b,
+            ..Default::default()
+        },
+    ]);
+    for owner in [a, b] {
+        let db = lan.dir().join(format!("db-{owner}"));
+        util::write_tree(
+            &db,
+            &[(
+                "machines/lab.yaml",
+                &format!(
+                    "machines:\n  - name: owner\n    ip: 198.18.0.21\n    mac: {owner}\n    use: games\n"
+                ),
+            )],
+        );
+        let found = scan(&lan, &db, &["--no-rdns", "--no-ports"]);
+        let h = &found["198.18.0.21"];
+        assert_eq!(h["state"], "conflict", "owner {owner}: {h}");
+        let mut macs = vec![h["mac"].as_str().unwrap_or_default().to_string()];
+        macs.extend(
+            h["other_macs"]
+                .as_array()
+                .expect("other_macs")
+                .iter()
+                .filter_map(|m| m.as_str().map(String::from)),
+        );
+        macs.sort();
+        assert_eq!(macs, [a, b], "both MACs kept");
+        assert!(
+            h["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("198.18.0.21 answered ARP from 2 MACs")),
+            "{h}"
+        );
+    }
+    // Without a database the conflict is still plain.
+    let found = scan_without_db(&lan, &["--no-ports"]);
+    assert_eq!(found["198.18.0.21"]["state"], "conflict");
+}
+
+/// The scanner's own address is labelled as the scanner and is never a
+/// new device: `--report` files nothing for it.
+#[test]
+fn the_scanners_own_address_is_never_new_nor_filed() {
+    let lan = Lan::new(&[HostSpec {
+        ip: "198.18.0.31",
+        mac: "00:16:3e:00:00:31",
+        ..Default::default()
+    }]);
+    let found = scan_without_db(&lan, &["--no-ports"]);
+    assert_eq!(found["198.18.0.1"]["state"], "scanner");
+    assert_eq!(found["198.18.0.1"]["seen_by"], "self");
+    let db = lan.dir().join("db");
+    util::write_tree(&db, &[("machines/lab.yaml", "machines: []\n")]);
+    let out = lan.mdb(&[
+        "scan",
+        "198.18.0.0/24",
+        "--no-rdns",
+        "--no-ports",
+        "--report",
+        "--db",
+        db.to_str().expect("path"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("198.18.0.31"), "{report}");
+    assert!(!report.contains("198.18.0.1 "), "{report}");
+    assert!(!report.contains("198.18.0.1)"), "{report}");
+}
+
+/// `--timeout` is honoured down to a millisecond and refused below, with
+/// a clear error and never a panic.
+#[test]
+fn short_and_zero_timeouts_are_accepted_or_refused_clearly() {
+    let lan = Lan::new(&[HostSpec {
+        ip: "198.18.0.41",
+        mac: "00:16:3e:00:00:41",
+        ..Default::default()
+    }]);
+    let found = scan_without_db(&lan, &["--no-ports", "--timeout", "10ms"]);
+    assert_eq!(found["198.18.0.41"]["mac"], "00:16:3e:00:00:41");
+    for zero in ["0", "0ms", "500us"] {
+        let out = lan.mdb(&["scan", "198.18.0.0/24", "--timeout", zero]);
+        assert_eq!(out.status.code(), Some(2), "{zero}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.trim() == format!("mdb scan: --timeout {zero:?}: must be at least 1ms (or auto)")
+                || err.trim()
+                    == format!(
+                        "mdb scan: --timeout {zero:?} is not a duration like 500ms (or auto)"
+                    ),
+            "{zero}: {err}"
+        );
+    }
+}
+
+/// A target no route leads to is a warning naming it and a failed scan,
+/// not "0 of 254 answered"; nothing is sent there.
+#[test]
+fn an_unroutable_target_warns_and_fails() {
+    let lan = Lan::new(&[]);
+    let out = lan.mdb(&["scan", "198.19.200.0/24", "--no-rdns"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("mdb scan: warning: no route to 198.19.200.0/24: network unreachable; nothing was sent there"),
+        "{err}"
+    );
+}
+
+/// A host that answers ARP 300 ms late is found within `--timeout`, which
+/// is honoured for every address; `auto` trades it for speed.
+#[test]
+fn a_late_responder_is_found_within_the_timeout() {
+    let lan = Lan::new(&[
+        HostSpec {
+            ip: "198.18.0.51",
+            mac: "00:16:3e:00:00:51",
+            ..Default::default()
+        },
+        HostSpec {
+            ip: "198.18.0.52",
+            mac: "00:16:3e:00:00:52",
+            arp_delay_ms: Some(300),
+            ..Default::default()
+        },
+    ]);
+    let found = scan_without_db(&lan, &["--no-ports", "--timeout", "600ms"]);
+    assert_eq!(
+        found["198.18.0.52"]["mac"], "00:16:3e:00:00:52",
+        "{found:?}"
+    );
+    let rtt = found["198.18.0.52"]["rtt_micros"].as_u64().unwrap_or(0);
+    assert!(
+        (300_000..600_000).contains(&rtt),
+        "a true round trip: {rtt} µs"
+    );
+    // auto ends a few fast round trips after the last request: the prompt
+    // host is there, the late one is not (it is the scanner's job, whose
+    // default waits 500 ms for every address).
+    let found = scan_without_db(&lan, &["--no-ports"]);
+    assert!(found.contains_key("198.18.0.51"));
+    assert!(!found.contains_key("198.18.0.52"), "{found:?}");
 }

@@ -252,11 +252,12 @@ pub struct ScanArgs {
     /// Do not use raw ARP even where it is possible.
     #[arg(long)]
     pub no_arp: bool,
-    /// Probes per second at most.
-    #[arg(long, default_value_t = crate::discover::scan::DEFAULT_RATE)]
-    pub rate: u32,
-    /// Wait for an answer, e.g. 500ms.
-    #[arg(long, default_value = "500ms")]
+    /// Probes per second at most [default: the range sent in 10 s, 5000 to 20000].
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// The longest wait for one address's answer, e.g. 500ms; `auto` ends
+    /// the sweep as the measured round trips suggest (at most 500ms).
+    #[arg(long, default_value = "auto")]
     pub timeout: String,
     /// Tries per address.
     #[arg(long, default_value_t = crate::discover::scan::DEFAULT_TRIES)]
@@ -282,6 +283,7 @@ pub enum StateArg {
     New,
     Missing,
     Unprovisionable,
+    Scanner,
 }
 
 #[derive(Args, Debug)]

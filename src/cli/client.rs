@@ -179,6 +179,7 @@ pub fn discovered_json(h: &crate::proto::DiscoveredHost) -> Value {
         "detail": h.detail,
         "mac_is_local": h.mac_is_local,
         "seen_by": h.seen_by,
+        "other_macs": h.other_macs,
     })
 }
 

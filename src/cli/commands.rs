@@ -393,10 +393,9 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Some(load_checkout(path)?),
         None => None,
     };
-    let timeout = config::parse_duration(&a.timeout)
-        .with_context(|| format!("--timeout {:?} is not a duration", a.timeout))?;
+    let timeout = config::scan_timeout(&a.timeout).map_err(|e| anyhow::anyhow!("--timeout {e}"))?;
     anyhow::ensure!(
-        a.rate > 0 && a.tries > 0,
+        a.rate != Some(0) && a.tries > 0,
         "--rate and --tries must be at least 1"
     );
     let cfg = discovery::Config {
@@ -422,7 +421,16 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     };
     let bar = progress_bar(&cfg, a.json)?;
     let progress: crate::discover::scan::Progress = match bar.clone() {
-        Some(b) => Arc::new(move |n| b.inc(n)),
+        Some(b) => {
+            let found = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            Arc::new(move |tick| match tick {
+                crate::discover::scan::Tick::Sent(n) => b.inc(n),
+                crate::discover::scan::Tick::Found(n) => {
+                    let total = found.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+                    b.set_message(format!("{total} answered"));
+                }
+            })
+        }
         None => Arc::new(|_| {}),
     };
     let look = discovery::look(&cfg, snap.as_ref(), progress).await?;
@@ -451,7 +459,12 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
             report.sent.tcp
         );
     }
-    Ok(ExitCode::SUCCESS)
+    // A target nothing could be sent to is a failed sweep, not "0 answered".
+    Ok(if report.unroutable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// A progress bar over every address, on a terminal only.
@@ -463,11 +476,14 @@ fn progress_bar(
     if json || !std::io::stderr().is_terminal() {
         return Ok(None);
     }
-    let addresses = crate::discover::scan::expand(&cfg.subnets, cfg.options.allow_large)?.len();
+    let addresses =
+        crate::discover::scan::Targets::of(&cfg.subnets, cfg.options.allow_large)?.len();
+    // Counts first probes sent (retries are not planned work), with the
+    // answers so far and an estimate of the time left.
     let b = indicatif::ProgressBar::new(addresses as u64);
     b.set_style(
         indicatif::ProgressStyle::with_template(
-            "{spinner} sweeping {pos}/{len} addresses {wide_bar} {elapsed}",
+            "{spinner} probed {pos}/{len} addresses, {msg} {wide_bar} {elapsed} (eta {eta})",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
@@ -488,6 +504,7 @@ pub async fn discovered(
         cli::StateArg::New => HostState::New,
         cli::StateArg::Missing => HostState::Missing,
         cli::StateArg::Unprovisionable => HostState::Unprovisionable,
+        cli::StateArg::Scanner => HostState::Scanner,
     });
     let hosts = c
         .list_discovered(crate::proto::ListDiscoveredRequest {

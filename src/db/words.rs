@@ -42,9 +42,9 @@ pub const HOST_STATES: &[(&str, HostState)] = &[
     ("new", HostState::New),
     ("missing", HostState::Missing),
     ("unprovisionable", HostState::Unprovisionable),
+    ("scanner", HostState::Scanner),
 ];
 
-/// The word a `WORDS`-style list gives a value; empty when it has none.
 /// The built-in groupings of the Ansible inventory (`inventory.group_by`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GroupBy {
@@ -79,6 +79,7 @@ pub const DEFAULT_GROUP_BY: &[GroupBy] = &[
     GroupBy::Labels,
 ];
 
+/// The word a `WORDS`-style list gives a value; empty when it has none.
 pub fn word_in<T: PartialEq + Copy>(list: &[(&'static str, T)], value: T) -> &'static str {
     list.iter()
         .find(|(_, x)| *x == value)

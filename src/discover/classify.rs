@@ -81,15 +81,47 @@ pub fn observed(o: &Observation) -> DiscoveredHost {
         ssh_banner: o.ssh_banner.clone(),
         mac_is_local: o.mac.is_some_and(|m| m.is_local()),
         seen_by: o.seen_by.join(","),
+        other_macs: o.also_macs.iter().map(|m| m.to_string()).collect(),
         ..Default::default()
     }
 }
 
+/// States an observation shows by itself, whatever the database says:
+/// the scanner's own address, and one address answered by several MACs.
+fn evident(o: &Observation) -> Option<(HostState, String)> {
+    if o.scanner {
+        return Some((HostState::Scanner, "this scanner's own address".into()));
+    }
+    let (Some(ip), Some(first)) = (o.ip, o.mac) else {
+        return None;
+    };
+    if o.also_macs.is_empty() {
+        return None;
+    }
+    let macs: Vec<String> = std::iter::once(first)
+        .chain(o.also_macs.iter().copied())
+        .map(|m| m.to_string())
+        .collect();
+    Some((
+        HostState::Conflict,
+        format!(
+            "{ip} answered ARP from {} MACs: {}",
+            macs.len(),
+            macs.join(", ")
+        ),
+    ))
+}
+
 /// An observation as a host with no database to compare it with.
 pub fn described(o: &Observation) -> Classified {
+    let mut host = observed(o);
+    if let Some((state, detail)) = evident(o) {
+        host.state = state as i32;
+        host.detail = detail;
+    }
     Classified {
         key: identity(o.ip, o.mac),
-        host: observed(o),
+        host,
     }
 }
 
@@ -187,6 +219,13 @@ pub fn classify<'a>(
                 }
             }
             other => (other.0, detail),
+        };
+        // The scanner in the database is known, and labelled as itself.
+        let (state, detail) = match evident(o) {
+            Some((HostState::Scanner, why)) if machine.is_some() => (HostState::Known, why),
+            Some((evident, why)) if detail.is_empty() => (evident, why),
+            Some((evident, why)) => (evident, format!("{why}; {detail}")),
+            None => (state, detail),
         };
         if let Some(m) = machine {
             seen_machines.insert(m.name.as_str());

@@ -22,6 +22,9 @@ pub struct HostSpec {
     pub sshd: bool,
     /// Accept TCP connections on these ports.
     pub ports: Vec<u16>,
+    /// Answer ARP only this late (the kernel ignores ARP; a userspace
+    /// responder, tests/py/arp_late.py, answers after the delay).
+    pub arp_delay_ms: Option<u32>,
 }
 
 pub struct Host {
@@ -156,6 +159,9 @@ impl Lan {
                     path.to_str().expect("path"),
                 ]);
             }
+            if let Some(delay) = spec.arp_delay_ms {
+                lan.answer_arp_late(i, delay);
+            }
             if spec.sshd {
                 lan.start_sshd(i);
             }
@@ -164,6 +170,36 @@ impl Lan {
             }
         }
         lan
+    }
+
+    fn answer_arp_late(&mut self, i: usize, delay_ms: u32) {
+        let ns = self.hosts[i].ns.clone();
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.conf.eth0.arp_ignore=8",
+        ]);
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/arp_late.py");
+        let python = std::env::var("MDB_PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns, &python])
+            .arg(script)
+            .args(["eth0", self.hosts[i].spec.ip, &delay_ms.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the late ARP responder");
+        use std::io::BufRead;
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("responder ready");
+        assert_eq!(line.trim(), "ready", "late ARP responder");
+        self.extra.push(child);
     }
 
     pub fn start_sshd(&mut self, i: usize) {

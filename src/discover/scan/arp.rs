@@ -1,11 +1,18 @@
 //! ARP sweep of a directly attached IPv4 subnet over a raw packet socket
 //! (needs CAP_NET_RAW). The socket captures replies itself: the kernel
 //! ignores replies to requests it did not send, so they never reach the
-//! neighbour table. Like arp-scan: requests at a fixed rate, a wait after
-//! the last one, then further tries for whoever did not answer.
+//! neighbour table.
+//!
+//! One event loop sends and reads at once, so every round-trip time is
+//! true: due requests go out in small batches at the paced rate, replies
+//! are read in between, retries for silent addresses follow the first pass
+//! at once, and the sweep ends when every address has answered or when the
+//! finish wait (`finish_wait`) has passed since the last request and the
+//! last new reply. Every distinct (IP, MAC) pair is kept: two MACs for one
+//! address is a conflict, whoever answers first.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     io, mem,
     net::Ipv4Addr,
     os::fd::AsRawFd,
@@ -14,40 +21,88 @@ use std::{
 
 use socket2::{Domain, Socket, Type};
 
-use super::iface::Interface;
+use super::{iface::Interface, targets::V4Ranges};
 use crate::net::Mac;
 
 const ETH_P_ARP: u16 = 0x0806;
 const FRAME_LEN: usize = 42;
-/// The shortest wait after the last request of a round (nmap's minimum
-/// RTT timeout), so slow Wi-Fi clients still get a chance.
-pub const MIN_WAIT: Duration = Duration::from_millis(100);
+/// The shortest finish wait: replies on a LAN take well under a
+/// millisecond, but a busy host or a Wi-Fi client answers later.
+pub const GRACE: Duration = Duration::from_millis(20);
+/// The finish wait is this many times the 95th-percentile round trip.
+pub const RTT_FACTOR: u32 = 4;
+/// The longest finish wait when none is given (`--timeout`).
+pub const AUTO_CAP: Duration = Duration::from_millis(500);
+/// Requests sent back to back before the socket is read again.
+const BATCH: u32 = 32;
+/// Tries per address at most, however much loss the sweep sees.
+pub const MAX_TRIES: u32 = 4;
 
+/// One address's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
+    pub ip: Ipv4Addr,
     pub mac: Mac,
     pub rtt: Duration,
 }
 
+#[derive(Default)]
 pub struct Outcome {
-    pub replies: HashMap<Ipv4Addr, Reply>,
+    /// Every distinct (IP, MAC) pair, in the order they first answered.
+    pub replies: Vec<Reply>,
     pub sent: u64,
-    /// The slowest reply, for sizing follow-up probes.
-    pub slowest: Duration,
+}
+
+/// How long the sweep waits after its last request and last new reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// `max(GRACE, RTT_FACTOR × p95 RTT)`, at most `AUTO_CAP`.
+    Auto,
+    /// Exactly this: every address gets this long to answer.
+    Fixed(Duration),
 }
 
 pub struct Params {
     /// Gap between two requests.
     pub gap: Duration,
-    /// Wait after the last request of a round.
-    pub wait: Duration,
+    pub wait: Wait,
+    /// Passes over the silent addresses; one more (up to `MAX_TRIES`)
+    /// whenever the last pass still found hosts, which means loss.
     pub tries: u32,
 }
 
-/// Opens the packet socket; the error of a missing capability is kept as is
-/// (PermissionDenied) so the caller can explain it.
+/// What the loop tells its caller as it goes.
+pub trait Observer {
+    fn sent(&self, n: u64);
+    /// The first answer of an address (not repeated for its other MACs).
+    fn found(&self, reply: &Reply);
+}
+
+/// The finish wait for the round trips seen so far (sorted ascending).
+pub fn finish_wait(sorted_rtts: &[Duration], wait: Wait) -> Duration {
+    match wait {
+        Wait::Fixed(d) => d,
+        Wait::Auto => {
+            let p95 = percentile(sorted_rtts, 95);
+            (p95 * RTT_FACTOR).max(GRACE).min(AUTO_CAP)
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (sorted.len() * p).div_ceil(100).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Opens the packet socket with protocol 0, so it captures nothing until
+/// it is bound to ARP on one interface (no frames of other protocols queue
+/// up in between). A missing capability stays PermissionDenied for the
+/// caller to explain.
 pub fn open(iface: &Interface) -> io::Result<Socket> {
-    let proto = socket2::Protocol::from(i32::from(ETH_P_ARP.to_be()));
-    let sock = Socket::new(Domain::PACKET, Type::RAW, Some(proto))?;
+    let sock = Socket::new(Domain::PACKET, Type::RAW, None)?;
     // SAFETY: sockaddr_ll is plain data; zeroed is a valid initial value.
     let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
@@ -127,100 +182,179 @@ fn send(sock: &Socket, iface: &Interface, frame: &[u8]) -> io::Result<()> {
     }
 }
 
+/// Per-address state of one sweep, indexed by position in the targets:
+/// bounded by the range size, never by a copy of the address list.
+struct Book {
+    answered: Vec<u64>,
+    /// Microseconds after the start when the first request went out: a
+    /// reply names no request, and a late host answers the first one.
+    sent_at: Vec<u32>,
+    count: usize,
+}
+
+impl Book {
+    fn new(len: usize) -> Book {
+        Book {
+            answered: vec![0; len.div_ceil(64)],
+            sent_at: vec![0; len],
+            count: 0,
+        }
+    }
+    fn is_answered(&self, i: usize) -> bool {
+        self.answered[i / 64] & (1 << (i % 64)) != 0
+    }
+    fn answer(&mut self, i: usize) {
+        self.answered[i / 64] |= 1 << (i % 64);
+        self.count += 1;
+    }
+}
+
+/// The sending side: which address is next, pass by pass.
+struct Sender {
+    pass: u32,
+    passes: u32,
+    next: usize,
+    found_this_pass: usize,
+    next_send: Instant,
+    last_request: Instant,
+    done: bool,
+}
+
+impl Sender {
+    /// The next silent address, starting another pass when one ends and
+    /// loss makes it worth it.
+    fn next_index(&mut self, book: &Book, len: usize) -> Option<usize> {
+        loop {
+            while self.next < len {
+                let i = self.next;
+                self.next += 1;
+                if !book.is_answered(i) {
+                    return Some(i);
+                }
+            }
+            let lossy = self.pass > 0 && self.found_this_pass > 0;
+            if lossy && self.passes < MAX_TRIES {
+                self.passes += 1;
+            }
+            self.pass += 1;
+            self.found_this_pass = 0;
+            if self.pass >= self.passes || book.count == len {
+                self.done = true;
+                return None;
+            }
+            self.next = 0;
+        }
+    }
+}
+
 /// Sweeps `targets` on `iface`. Blocking; run it off the async runtime.
-/// `progress` is called once per address when it is settled.
 pub fn sweep(
     sock: &Socket,
     iface: &Interface,
-    targets: &[Ipv4Addr],
+    targets: &V4Ranges,
     p: &Params,
-    progress: &(dyn Fn(u64) + Send + Sync),
+    observer: &dyn Observer,
 ) -> io::Result<Outcome> {
-    let wanted: HashSet<Ipv4Addr> = targets.iter().copied().collect();
-    let mut replies: HashMap<Ipv4Addr, Reply> = HashMap::new();
-    let mut sent_at: HashMap<Ipv4Addr, Instant> = HashMap::new();
-    let mut sent = 0u64;
+    let len = targets.len();
+    let start = Instant::now();
+    let mut book = Book::new(len);
+    let mut out = Outcome::default();
+    let mut pairs: HashSet<(Ipv4Addr, Mac)> = HashSet::new();
+    let mut rtts: Vec<Duration> = Vec::new();
+    let mut last_new_reply = start;
+    let mut s = Sender {
+        pass: 0,
+        passes: p.tries.clamp(1, MAX_TRIES),
+        next: 0,
+        found_this_pass: 0,
+        next_send: start,
+        last_request: start,
+        done: len == 0,
+    };
+    // A retry waits at least this long after the address's last request.
+    let retry_gap = |rtts: &[Duration]| finish_wait(rtts, Wait::Auto);
     let mut buf = [0u8; 1514];
-    let mut wait = p.wait;
-    let mut pending: Vec<Ipv4Addr> = targets.to_vec();
-    let mut slowest = Duration::ZERO;
-    for round in 0..p.tries.max(1) {
-        let mut next_send = Instant::now();
-        let mut queue = pending.iter();
-        let mut last_sent = Instant::now();
-        let mut exhausted = false;
-        loop {
-            let now = Instant::now();
-            if !exhausted && now >= next_send {
-                match queue.next() {
-                    Some(ip) if !replies.contains_key(ip) => {
-                        send(sock, iface, &request_frame(iface, *ip))?;
-                        sent += 1;
-                        sent_at.insert(*ip, Instant::now());
-                        last_sent = Instant::now();
-                        next_send += p.gap;
-                    }
-                    Some(_) => {}
-                    None => exhausted = true,
-                }
-                continue;
-            }
-            // Once hosts have answered, the wait adapts to how fast they
-            // answer (like nmap's RTT-based timeout), never below
-            // MIN_WAIT nor above the configured wait.
-            let settle = if slowest.is_zero() {
-                wait
-            } else {
-                (slowest * 8).clamp(MIN_WAIT, wait)
-            };
-            let deadline = if exhausted {
-                last_sent + settle
-            } else {
-                next_send
-            };
-            if exhausted && (now >= deadline || replies.len() == wanted.len()) {
+    loop {
+        let now = Instant::now();
+        let mut batch = 0;
+        while !s.done && s.next_send <= now && batch < BATCH {
+            let Some(i) = s.next_index(&book, len) else {
                 break;
-            }
-            let budget = deadline
-                .saturating_duration_since(now)
-                .max(Duration::from_micros(200));
-            sock.set_read_timeout(Some(budget))?;
-            match sock_recv(sock, &mut buf) {
-                Ok(n) => {
-                    if let Some((ip, mac)) = parse_reply(&buf[..n]) {
-                        if wanted.contains(&ip) && !replies.contains_key(&ip) {
-                            let rtt = sent_at.get(&ip).map(|t| t.elapsed()).unwrap_or_default();
-                            slowest = slowest.max(rtt);
-                            replies.insert(ip, Reply { mac, rtt });
-                            progress(1);
-                        }
-                    }
+            };
+            if s.pass > 0 {
+                let first = start + Duration::from_micros(u64::from(book.sent_at[i]));
+                let due = first + retry_gap(&rtts) * s.pass;
+                if due > now {
+                    // Not yet: come back to this address when it is due.
+                    s.next -= 1;
+                    s.next_send = due;
+                    break;
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => return Err(e),
             }
+            let ip = targets.get(i).expect("index below len");
+            send(sock, iface, &request_frame(iface, ip))?;
+            if s.pass == 0 {
+                book.sent_at[i] =
+                    now.duration_since(start).as_micros().min(u32::MAX as u128) as u32;
+            }
+            out.sent += 1;
+            s.last_request = now;
+            s.next_send += p.gap;
+            batch += 1;
         }
-        pending.retain(|ip| !replies.contains_key(ip));
-        if pending.is_empty() {
+        if batch > 0 {
+            observer.sent(batch as u64);
+        }
+        if s.done && book.count == len {
             break;
         }
-        if round + 1 == p.tries.max(1) {
-            progress(pending.len() as u64);
+        let finish = s.last_request.max(last_new_reply) + finish_wait(&rtts, p.wait);
+        if s.done && now >= finish {
+            break;
         }
-        // arp-scan's backoff: each further try waits longer.
-        wait = wait.mul_f64(1.5);
+        let until = if s.done { finish } else { s.next_send };
+        let budget = until
+            .saturating_duration_since(now)
+            .max(Duration::from_micros(100));
+        sock.set_read_timeout(Some(budget))?;
+        let n = match sock_recv(sock, &mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e),
+        };
+        let Some((ip, mac)) = parse_reply(&buf[..n]) else {
+            continue;
+        };
+        let Some(i) = targets.index_of(ip) else {
+            continue;
+        };
+        if !pairs.insert((ip, mac)) {
+            continue;
+        }
+        let at = Instant::now();
+        let rtt =
+            at.saturating_duration_since(start + Duration::from_micros(book.sent_at[i] as u64));
+        let reply = Reply { ip, mac, rtt };
+        if !book.is_answered(i) {
+            book.answer(i);
+            s.found_this_pass += 1;
+            let pos = rtts.partition_point(|r| *r < rtt);
+            rtts.insert(pos, rtt);
+            observer.found(&reply);
+        }
+        last_new_reply = at;
+        out.replies.push(reply);
     }
-    Ok(Outcome {
-        replies,
-        sent,
-        slowest,
-    })
+    Ok(out)
 }
 
 fn sock_recv(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
@@ -243,6 +377,48 @@ fn sock_recv(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_finish_wait_follows_the_round_trips_within_its_bounds() {
+        let ms = Duration::from_millis;
+        assert_eq!(finish_wait(&[], Wait::Auto), GRACE, "nothing seen yet");
+        assert_eq!(finish_wait(&[ms(1); 50], Wait::Auto), GRACE);
+        // The 95th percentile, not the one slow outlier, sets the wait.
+        let mut rtts = vec![ms(10); 99];
+        rtts.push(ms(400));
+        assert_eq!(finish_wait(&rtts, Wait::Auto), ms(40));
+        assert_eq!(finish_wait(&[ms(200)], Wait::Auto), AUTO_CAP);
+        // A given timeout is honoured as it is, short or long.
+        assert_eq!(finish_wait(&rtts, Wait::Fixed(ms(1))), ms(1));
+        assert_eq!(finish_wait(&[], Wait::Fixed(ms(900))), ms(900));
+        assert_eq!(percentile(&[ms(1), ms(2), ms(3)], 95), ms(3));
+        assert_eq!(percentile(&[ms(1), ms(2), ms(3)], 1), ms(1));
+    }
+
+    #[test]
+    fn a_lossy_pass_earns_another_up_to_the_limit() {
+        let book = Book::new(3);
+        let mut s = Sender {
+            pass: 0,
+            passes: 2,
+            next: 0,
+            found_this_pass: 0,
+            next_send: Instant::now(),
+            last_request: Instant::now(),
+            done: false,
+        };
+        let order: Vec<usize> = std::iter::from_fn(|| {
+            let i = s.next_index(&book, 3);
+            // Pretend each retry pass finds something: loss.
+            if s.pass > 0 {
+                s.found_this_pass = 1;
+            }
+            i
+        })
+        .collect();
+        assert_eq!(order.len(), 3 * MAX_TRIES as usize, "{order:?}");
+        assert!(s.done);
+    }
 
     #[test]
     fn reply_is_parsed_from_a_request_turned_around() {

@@ -53,7 +53,7 @@ fn client(kind: ICMP) -> std::io::Result<Client> {
 pub async fn sweep(
     addrs: &[IpAddr],
     p: &Params,
-    progress: Arc<dyn Fn(u64) + Send + Sync>,
+    progress: super::Progress,
 ) -> std::io::Result<Outcome> {
     let mut clients: HashMap<bool, Client> = HashMap::new();
     if addrs.iter().any(|a| a.is_ipv4()) {
@@ -89,6 +89,7 @@ pub async fn sweep(
             let mut pinger = client.pinger(ip, ident).await;
             pinger.timeout(timeout);
             let mut result = None;
+            progress(super::Tick::Sent(1));
             for seq in 0..tries {
                 sent.fetch_add(1, Ordering::Relaxed);
                 match pinger.ping(PingSequence(seq as u16), &[0u8; 16]).await {
@@ -102,7 +103,9 @@ pub async fn sweep(
                     }
                 }
             }
-            progress(1);
+            if result.is_some() {
+                progress(super::Tick::Found(1));
+            }
             result.map(|rtt| (ip, rtt))
         });
     }

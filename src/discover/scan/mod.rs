@@ -13,9 +13,12 @@ pub mod icmp;
 pub mod iface;
 pub mod neighbors;
 pub mod ports;
+pub mod targets;
+
+pub use targets::{Targets, V4Ranges};
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     net::{IpAddr, Ipv4Addr},
     sync::Arc,
     time::{Duration, Instant},
@@ -37,12 +40,14 @@ pub struct Options {
     pub ports: Vec<u16>,
     /// Ports whose banner is read as an SSH banner.
     pub ssh_ports: Vec<u16>,
-    /// Wait for an answer (ARP round, ICMP echo, TCP connect).
-    pub timeout: Duration,
+    /// The longest wait for one address's answer; `None` adapts it to the
+    /// round trips seen (see `arp::finish_wait`).
+    pub timeout: Option<Duration>,
     /// Tries per address for ARP and ICMP.
     pub tries: u32,
-    /// Probes (ARP frames, ICMP echoes) sent per second at most.
-    pub rate: u32,
+    /// Probes (ARP frames, ICMP echoes) sent per second at most; `None`
+    /// derives it from the range size (`auto_rate`).
+    pub rate: Option<u32>,
     /// ICMP probes in flight at most.
     pub concurrency: usize,
     pub reverse_dns: bool,
@@ -53,9 +58,17 @@ pub struct Options {
     pub arp: bool,
 }
 
+/// ICMP and TCP wait this long for an answer when no timeout is given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Port probes of a found host wait this long at most (their own budget).
+pub const PORT_BUDGET: Duration = Duration::from_millis(300);
 pub const DEFAULT_TRIES: u32 = 2;
-pub const DEFAULT_RATE: u32 = 2000;
+/// The automatic rate never goes below this (a /24 takes ~50 ms)...
+pub const MIN_AUTO_RATE: u32 = 5_000;
+/// ...nor above this (a LAN's broadcast fan-out caps every tool near it).
+pub const MAX_AUTO_RATE: u32 = 20_000;
+/// A sweep's sending time the automatic rate aims at.
+pub const SWEEP_BUDGET: Duration = Duration::from_secs(10);
 pub const DEFAULT_CONCURRENCY: usize = 1024;
 
 impl Default for Options {
@@ -64,9 +77,9 @@ impl Default for Options {
             targets: Vec::new(),
             ports: crate::db::settings::DEFAULT_PORTS.to_vec(),
             ssh_ports: vec![22],
-            timeout: DEFAULT_TIMEOUT,
+            timeout: None,
             tries: DEFAULT_TRIES,
-            rate: DEFAULT_RATE,
+            rate: None,
             concurrency: DEFAULT_CONCURRENCY,
             reverse_dns: true,
             allow_large: false,
@@ -88,6 +101,10 @@ pub struct Observation {
     pub seen_by: Vec<&'static str>,
     pub open_ports: Vec<u16>,
     pub ssh_banner: String,
+    /// Further MACs that answered ARP for this address: a conflict.
+    pub also_macs: Vec<Mac>,
+    /// One of the scanner's own addresses (never probed, never filed).
+    pub scanner: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -106,6 +123,8 @@ pub struct Report {
     pub sent: Counts,
     /// Things the user should know (e.g. ARP unavailable), one line each.
     pub warnings: Vec<String>,
+    /// Targets no route leads to; nothing was sent to them.
+    pub unroutable: Vec<String>,
     pub duration: Duration,
 }
 
@@ -117,6 +136,8 @@ pub enum Error {
     TooLarge { net: String, count: u128 },
     #[error("{net} has {count} addresses, more than mdb ever sweeps ({HARD_MAX_ADDRESSES})")]
     WayTooLarge { net: String, count: u128 },
+    #[error("{net}: {count} addresses have no interface on their subnet; ICMP sweeps (routed subnets) take a /16 at most")]
+    PingTooLarge { net: String, count: usize },
     #[error("interface {0} not found or has no IPv4 address and MAC")]
     NoInterface(String),
     #[error("cannot open an ICMP socket ({0}); it needs CAP_NET_RAW or net.ipv4.ping_group_range covering this group")]
@@ -135,6 +156,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::NoTargets
+            | Error::PingTooLarge { .. }
             | Error::TooLarge { .. }
             | Error::WayTooLarge { .. }
             | Error::NoInterface(_) => "config",
@@ -144,51 +166,11 @@ impl Error {
     }
 }
 
-/// Every address of the targets, in order, without duplicates. IPv4
-/// networks lose their network and broadcast addresses (except /31, /32).
-pub fn expand(targets: &[IpNetwork], allow_large: bool) -> Result<Vec<IpAddr>, Error> {
-    if targets.is_empty() {
-        return Err(Error::NoTargets);
-    }
-    let mut out = std::collections::BTreeSet::new();
-    let mut total: u128 = 0;
-    for net in targets {
-        let count: u128 = match net {
-            IpNetwork::V4(n) => 1u128 << (32 - n.prefix()),
-            IpNetwork::V6(n) => 1u128
-                .checked_shl(128 - n.prefix() as u32)
-                .unwrap_or(u128::MAX),
-        };
-        total = total.saturating_add(count);
-        if total > HARD_MAX_ADDRESSES {
-            return Err(Error::WayTooLarge {
-                net: net.to_string(),
-                count,
-            });
-        }
-        if total > MAX_ADDRESSES && !allow_large {
-            return Err(Error::TooLarge {
-                net: net.to_string(),
-                count,
-            });
-        }
-        match net {
-            IpNetwork::V4(n) => {
-                let (first, last) = (u32::from(n.network()), u32::from(n.broadcast()));
-                let (first, last) = if n.prefix() >= 31 {
-                    (first, last)
-                } else {
-                    (first + 1, last - 1)
-                };
-                out.extend((first..=last).map(|a| IpAddr::V4(a.into())));
-            }
-            IpNetwork::V6(n) => {
-                let first = u128::from(n.network());
-                out.extend((0..count).map(|i| IpAddr::V6((first + i).into())));
-            }
-        }
-    }
-    Ok(out.into_iter().collect())
+/// The rate for `addresses` when none is given: the range sent within
+/// `SWEEP_BUDGET`, between `MIN_AUTO_RATE` and `MAX_AUTO_RATE`.
+pub fn auto_rate(addresses: usize) -> u32 {
+    let per_second = addresses as u64 / SWEEP_BUDGET.as_secs().max(1);
+    per_second.clamp(u64::from(MIN_AUTO_RATE), u64::from(MAX_AUTO_RATE)) as u32
 }
 
 /// The vendor of a MAC from the IEEE registry; randomised addresses say so.
@@ -210,159 +192,138 @@ async fn reverse_dns(ip: IpAddr) -> String {
     }
 }
 
-pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+/// What a sweep reports as it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tick {
+    /// Probes (ARP requests, first ICMP echoes) sent.
+    Sent(u64),
+    /// Addresses that answered.
+    Found(u64),
+}
 
-/// One sweep of every target.
-pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> {
-    let started = Instant::now();
-    let addrs = expand(&opts.targets, opts.allow_large)?;
-    let mut report = Report {
-        addresses: addrs.len(),
-        ..Default::default()
-    };
-    let gap = Duration::from_secs_f64(1.0 / f64::from(opts.rate.max(1)));
+pub type Progress = Arc<dyn Fn(Tick) + Send + Sync>;
 
-    // Directly attached IPv4 addresses go to ARP, grouped by interface.
-    let ifaces = if opts.arp {
-        iface::list().unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+/// The work of a sweep, split by how each address is reached.
+struct Plan {
+    /// Directly attached IPv4 ranges, per interface, for ARP.
+    on_link: Vec<(iface::Interface, V4Ranges)>,
+    /// Routed, IPv6 and loopback addresses, for ICMP.
+    ping: Vec<IpAddr>,
+    /// The scanner's own target addresses, with their MACs.
+    own: Vec<(IpAddr, Mac)>,
+    unroutable: Vec<String>,
+}
+
+fn plan(opts: &Options, targets: &Targets) -> Result<Plan, Error> {
+    let ifaces = iface::list().unwrap_or_default();
     if let Some(name) = &opts.interface {
         if !ifaces.iter().any(|i| &i.name == name) {
             return Err(Error::NoInterface(name.clone()));
         }
     }
-    let mut on_link: BTreeMap<String, (iface::Interface, Vec<Ipv4Addr>)> = BTreeMap::new();
-    let mut ping_only: Vec<IpAddr> = Vec::new();
-    // Our own addresses answer no ARP; we know their MAC anyway.
-    let own: HashMap<IpAddr, Mac> = ifaces.iter().map(|i| (IpAddr::V4(i.ip), i.mac)).collect();
-    for &ip in &addrs {
-        let attached = match ip {
-            IpAddr::V4(v4) if !v4.is_loopback() => {
-                iface::for_address(&ifaces, v4, opts.interface.as_deref())
-            }
-            _ => None,
-        };
-        match (attached, ip) {
-            // Our own address answers no ARP; ping it like any off-link host.
-            (Some(i), IpAddr::V4(v4)) if v4 != i.ip => {
-                on_link
-                    .entry(i.name.clone())
-                    .or_insert_with(|| (i.clone(), Vec::new()))
-                    .1
-                    .push(v4);
-            }
-            _ => ping_only.push(ip),
+    let mut on_link = Vec::new();
+    let mut covered = Vec::new();
+    let mut own = Vec::new();
+    for i in &ifaces {
+        if targets.v4.index_of(i.ip).is_some() {
+            own.push((IpAddr::V4(i.ip), i.mac));
+            covered.push((u32::from(i.ip), u32::from(i.ip)));
+        }
+        let skipped = opts.interface.as_ref().is_some_and(|n| n != &i.name);
+        if !opts.arp || skipped || i.ip.is_loopback() {
+            continue;
+        }
+        let part = targets.v4.within(i.network, i.ip);
+        if !part.is_empty() {
+            covered.push((
+                u32::from(i.network.network()),
+                u32::from(i.network.broadcast()),
+            ));
+            on_link.push((i.clone(), part));
         }
     }
+    let rest = targets.v4.without(&V4Ranges::new(covered));
+    let (reachable, unroutable) = routable(&opts.targets, &rest);
+    let count = reachable.len() + targets.v6.len();
+    if count as u128 > MAX_ADDRESSES {
+        let net = opts
+            .targets
+            .first()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        return Err(Error::PingTooLarge { net, count });
+    }
+    let mut ping: Vec<IpAddr> = reachable.iter().map(IpAddr::V4).collect();
+    ping.extend(targets.v6.iter().map(|a| IpAddr::V6(*a)));
+    Ok(Plan {
+        on_link,
+        ping,
+        own,
+        unroutable,
+    })
+}
 
-    let mut macs: HashMap<IpAddr, Mac> = HashMap::new();
-    let mut arp_rtt: HashMap<IpAddr, Duration> = HashMap::new();
-    let mut slowest_arp = Duration::ZERO;
-    for (name, (iface, targets)) in on_link {
-        let sock = match arp::open(&iface) {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                report.warnings.push(format!(
-                    "ARP on {name} needs CAP_NET_RAW (run as root or `setcap cap_net_raw+ep mdb`); using ICMP only, so hosts that drop ICMP are missed"
-                ));
-                ping_only.extend(targets.iter().map(|a| IpAddr::V4(*a)));
-                continue;
-            }
-            Err(source) => {
-                return Err(Error::Arp {
-                    iface: name,
-                    source,
-                })
-            }
-        };
-        let params = arp::Params {
-            gap,
-            wait: opts.timeout,
-            tries: opts.tries,
-        };
-        let progress = progress.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            arp::sweep(&sock, &iface, &targets, &params, &*progress)
-        })
-        .await
-        .map_err(|e| Error::Arp {
-            iface: name.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?
-        .map_err(|source| Error::Arp {
-            iface: name.clone(),
-            source,
-        })?;
-        report.sent.arp += outcome.sent;
-        slowest_arp = slowest_arp.max(outcome.slowest);
-        for (ip, r) in outcome.replies {
-            macs.insert(IpAddr::V4(ip), r.mac);
-            arp_rtt.insert(IpAddr::V4(ip), r.rtt);
+/// Splits the routed addresses into those with a route and the target
+/// networks without one (asked of the kernel by a UDP connect, which
+/// sends nothing).
+fn routable(nets: &[IpNetwork], rest: &V4Ranges) -> (V4Ranges, Vec<String>) {
+    let mut keep = Vec::new();
+    let mut unroutable = Vec::new();
+    for net in nets {
+        let IpNetwork::V4(n) = net else { continue };
+        let part = rest.within(*n, Ipv4Addr::UNSPECIFIED);
+        let Some(first) = part.get(0) else { continue };
+        match route_to(IpAddr::V4(first)) {
+            Ok(()) => keep.push((u32::from(n.network()), u32::from(n.broadcast()))),
+            Err(e) => unroutable.push(format!("{net}: {}", e.kind())),
         }
     }
+    let keep = V4Ranges::new(keep);
+    let routed = rest.without(&rest.without(&keep));
+    (routed, unroutable)
+}
 
-    // Ping what ARP cannot reach, and the hosts ARP found (for RTT and to
-    // tell which of them drop ICMP). Progress counts only the former.
-    let arp_found: Vec<IpAddr> = macs.keys().copied().collect();
-    let silent: Progress = Arc::new(|_| {});
-    let icmp_params = icmp::Params {
-        gap,
-        timeout: opts.timeout,
-        tries: opts.tries,
-        concurrency: opts.concurrency,
+fn route_to(ip: IpAddr) -> std::io::Result<()> {
+    let bind: std::net::SocketAddr = match ip {
+        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
     };
-    // Hosts that just answered ARP are close: wait for their echo replies
-    // as long as ARP's slowest reply suggests, not the full timeout.
-    let found_params = icmp::Params {
-        tries: 1,
-        timeout: (slowest_arp * 8).clamp(Duration::from_millis(50), opts.timeout),
-        ..icmp_params
-    };
-    let (a, b) = tokio::join!(
-        icmp::sweep(&ping_only, &icmp_params, progress.clone()),
-        icmp::sweep(&arp_found, &found_params, silent),
-    );
-    let (pinged, pinged_found) = (a.map_err(Error::Icmp)?, b.map_err(Error::Icmp)?);
-    report.sent.icmp += pinged.sent + pinged_found.sent;
-    report.sent.icmp_failed += pinged.failed + pinged_found.failed;
+    std::net::UdpSocket::bind(bind)?.connect((ip, 9))
+}
 
-    // Hosts that answered ICMP may have a MAC in the neighbour table.
-    let neighbours = neighbors::read();
-    let mut live: BTreeMap<IpAddr, Observation> = BTreeMap::new();
-    for (&ip, &mac) in &macs {
-        let o = live.entry(ip).or_default();
-        o.mac = Some(mac);
-        o.seen_by.push("arp");
-        o.rtt = arp_rtt.get(&ip).copied();
-    }
-    for (&ip, &rtt) in pinged.rtts.iter().chain(pinged_found.rtts.iter()) {
-        let o = live.entry(ip).or_default();
-        o.seen_by.push("icmp");
-        o.rtt = Some(rtt);
-        if o.mac.is_none() {
-            o.mac = match ip {
-                IpAddr::V4(v4) => neighbours.get(&v4).or_else(|| own.get(&ip)).copied(),
-                IpAddr::V6(_) => None,
-            };
+/// Ports, name and an ICMP witness of each host as soon as it is found,
+/// a bounded number at a time, each with its own short budget.
+struct FollowUps {
+    tasks: tokio::task::JoinSet<(IpAddr, ports::Outcome, String)>,
+    limit: Arc<tokio::sync::Semaphore>,
+    ports: Arc<Vec<u16>>,
+    ssh_ports: Arc<Vec<u16>>,
+    budget: Duration,
+    reverse_dns: bool,
+}
+
+impl FollowUps {
+    fn new(opts: &Options) -> FollowUps {
+        FollowUps {
+            tasks: tokio::task::JoinSet::new(),
+            limit: Arc::new(tokio::sync::Semaphore::new(64)),
+            ports: Arc::new(opts.ports.clone()),
+            ssh_ports: Arc::new(opts.ssh_ports.clone()),
+            budget: opts.timeout.unwrap_or(PORT_BUDGET).max(PORT_BUDGET),
+            reverse_dns: opts.reverse_dns,
         }
     }
 
-    // Ports and names of live hosts, a bounded number at a time.
-    let limit = Arc::new(tokio::sync::Semaphore::new(64));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (&ip, _) in live.iter() {
-        let (ports, ssh_ports, timeout, rdns) = (
-            opts.ports.clone(),
-            opts.ssh_ports.clone(),
-            opts.timeout.max(Duration::from_millis(300)),
-            opts.reverse_dns,
+    fn start(&mut self, ip: IpAddr) {
+        let (limit, ports, ssh_ports) = (
+            self.limit.clone(),
+            self.ports.clone(),
+            self.ssh_ports.clone(),
         );
-        let limit = limit.clone();
-        tasks.spawn(async move {
+        let (budget, rdns) = (self.budget, self.reverse_dns);
+        self.tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let probe = ports::probe(ip, &ports, &ssh_ports, timeout);
+            let probe = ports::probe(ip, &ports, &ssh_ports, budget);
             let name = async {
                 if rdns {
                     reverse_dns(ip).await
@@ -374,14 +335,209 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
             (ip, p, name)
         });
     }
-    while let Some(r) = tasks.join_next().await {
-        let Ok((ip, p, name)) = r else { continue };
+}
+
+/// Runs the ARP sweeps of every attached interface at once; each found
+/// address goes to `found` as it answers.
+async fn arp_sweeps(
+    plan: &mut Plan,
+    gap: Duration,
+    opts: &Options,
+    progress: &Progress,
+    found: tokio::sync::mpsc::UnboundedSender<IpAddr>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<arp::Outcome>, Error> {
+    struct Tell {
+        progress: Progress,
+        found: tokio::sync::mpsc::UnboundedSender<IpAddr>,
+    }
+    impl arp::Observer for Tell {
+        fn sent(&self, n: u64) {
+            (self.progress)(Tick::Sent(n));
+        }
+        fn found(&self, reply: &arp::Reply) {
+            (self.progress)(Tick::Found(1));
+            let _ = self.found.send(IpAddr::V4(reply.ip));
+        }
+    }
+    let wait = opts.timeout.map_or(arp::Wait::Auto, arp::Wait::Fixed);
+    let mut runs = Vec::new();
+    for (iface, ranges) in std::mem::take(&mut plan.on_link) {
+        let sock = match arp::open(&iface) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                warnings.push(format!(
+                    "ARP on {} needs CAP_NET_RAW (run as root or `setcap cap_net_raw+ep mdb`); using ICMP only, so hosts that drop ICMP are missed",
+                    iface.name
+                ));
+                plan.ping.extend(ranges.iter().map(IpAddr::V4));
+                continue;
+            }
+            Err(source) => {
+                return Err(Error::Arp {
+                    iface: iface.name,
+                    source,
+                })
+            }
+        };
+        let params = arp::Params {
+            gap,
+            wait,
+            tries: opts.tries,
+        };
+        let tell = Tell {
+            progress: progress.clone(),
+            found: found.clone(),
+        };
+        let name = iface.name.clone();
+        runs.push(async move {
+            let run = tokio::task::spawn_blocking(move || {
+                let outcome = arp::sweep(&sock, &iface, &ranges, &params, &tell);
+                // Closing the socket is off the caller's timed path.
+                drop(sock);
+                outcome
+            });
+            match run.await {
+                Ok(Ok(o)) => Ok(o),
+                Ok(Err(source)) => Err(Error::Arp {
+                    iface: name,
+                    source,
+                }),
+                Err(e) => Err(Error::Arp {
+                    iface: name,
+                    source: std::io::Error::other(e.to_string()),
+                }),
+            }
+        });
+    }
+    futures::future::join_all(runs).await.into_iter().collect()
+}
+
+/// One sweep of every target.
+pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> {
+    let started = Instant::now();
+    let targets = Targets::of(&opts.targets, opts.allow_large)?;
+    let mut report = Report {
+        addresses: targets.len(),
+        ..Default::default()
+    };
+    let rate = opts.rate.unwrap_or_else(|| auto_rate(targets.len()));
+    let gap = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let mut plan = plan(opts, &targets)?;
+    for u in &plan.unroutable {
+        report
+            .warnings
+            .push(format!("no route to {u}; nothing was sent there"));
+    }
+    report.unroutable = plan.unroutable.clone();
+
+    let (tx, mut found) = tokio::sync::mpsc::unbounded_channel::<IpAddr>();
+    let arp = arp_sweeps(&mut plan, gap, opts, &progress, tx, &mut report.warnings);
+    let icmp_params = icmp::Params {
+        gap,
+        timeout: opts.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        tries: opts.tries,
+        concurrency: opts.concurrency,
+    };
+    // Port probes and names start while ARP is still sweeping.
+    let mut follow = FollowUps::new(opts);
+    let (arp, follow) = {
+        let collect = async {
+            while let Some(ip) = found.recv().await {
+                follow.start(ip);
+            }
+        };
+        let (arp, ()) = tokio::join!(arp, collect);
+        (arp?, follow)
+    };
+    let pinged = icmp::sweep(&plan.ping, &icmp_params, progress.clone())
+        .await
+        .map_err(Error::Icmp)?;
+    report.sent.icmp += pinged.sent;
+    report.sent.icmp_failed += pinged.failed;
+    assemble(&mut report, arp, pinged, follow, &plan, opts).await?;
+    report.duration = started.elapsed();
+    Ok(report)
+}
+
+/// Every answer in one observation per address; ICMP as a second witness
+/// for ARP-found hosts, while the last port probes finish.
+async fn assemble(
+    report: &mut Report,
+    arp: Vec<arp::Outcome>,
+    pinged: icmp::Outcome,
+    mut follow: FollowUps,
+    plan: &Plan,
+    opts: &Options,
+) -> Result<(), Error> {
+    let mut live: BTreeMap<IpAddr, Observation> = BTreeMap::new();
+    let mut rtts = Vec::new();
+    for outcome in arp {
+        report.sent.arp += outcome.sent;
+        for r in outcome.replies {
+            let o = live.entry(IpAddr::V4(r.ip)).or_default();
+            match o.mac {
+                None => {
+                    o.mac = Some(r.mac);
+                    o.rtt = Some(r.rtt);
+                    o.seen_by.push("arp");
+                    rtts.push(r.rtt);
+                }
+                Some(_) => o.also_macs.push(r.mac),
+            }
+        }
+    }
+    rtts.sort();
+    let witness_params = icmp::Params {
+        gap: Duration::from_micros(50),
+        timeout: arp::finish_wait(&rtts, arp::Wait::Auto),
+        tries: 1,
+        concurrency: opts.concurrency,
+    };
+    let arp_found: Vec<IpAddr> = live.keys().copied().collect();
+    let quiet: Progress = Arc::new(|_| {});
+    let witness = icmp::sweep(&arp_found, &witness_params, quiet);
+    let neighbours = neighbors::read();
+    for (&ip, &rtt) in &pinged.rtts {
+        let o = live.entry(ip).or_default();
+        o.seen_by.push("icmp");
+        o.rtt = Some(rtt);
+        o.mac = match ip {
+            IpAddr::V4(v4) => neighbours.get(&v4).copied(),
+            IpAddr::V6(_) => None,
+        };
+        follow.start(ip);
+    }
+    let ports = async {
+        let mut out = Vec::new();
+        while let Some(r) = follow.tasks.join_next().await {
+            if let Ok(r) = r {
+                out.push(r);
+            }
+        }
+        out
+    };
+    let (witness, probed) = tokio::join!(witness, ports);
+    let witness = witness.map_err(Error::Icmp)?;
+    report.sent.icmp += witness.sent;
+    for ip in witness.rtts.keys() {
+        if let Some(o) = live.get_mut(ip) {
+            o.seen_by.push("icmp");
+        }
+    }
+    for (ip, p, name) in probed {
         report.sent.tcp += p.sent;
         if let Some(o) = live.get_mut(&ip) {
             o.open_ports = p.open;
             o.ssh_banner = p.ssh_banner;
             o.dns_name = name;
         }
+    }
+    for &(ip, mac) in &plan.own {
+        let o = live.entry(ip).or_default();
+        o.mac = Some(mac);
+        o.scanner = true;
+        o.seen_by = vec!["self"];
     }
     report.hosts = live
         .into_iter()
@@ -391,8 +547,7 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
             o
         })
         .collect();
-    report.duration = started.elapsed();
-    Ok(report)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -400,34 +555,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn expansion_skips_network_and_broadcast() {
-        let a = expand(&["198.18.0.0/30".parse().unwrap()], false).unwrap();
+    fn targets_skip_network_and_broadcast() {
+        let t = Targets::of(&["198.18.0.0/30".parse().unwrap()], false).unwrap();
         assert_eq!(
-            a,
+            t.iter().collect::<Vec<_>>(),
             [
                 "198.18.0.1".parse::<IpAddr>().unwrap(),
                 "198.18.0.2".parse().unwrap()
             ]
         );
-        let a = expand(&["127.0.0.1/32".parse().unwrap()], false).unwrap();
-        assert_eq!(a.len(), 1);
+        let t = Targets::of(&["127.0.0.1/32".parse().unwrap()], false).unwrap();
+        assert_eq!(t.len(), 1);
     }
 
     #[test]
     fn huge_ranges_are_refused_unless_allowed() {
-        let e = expand(&["198.18.0.0/15".parse().unwrap()], false).unwrap_err();
+        let e = Targets::of(&["198.18.0.0/15".parse().unwrap()], false).unwrap_err();
         assert!(e.to_string().contains("--allow-large"), "{e}");
         assert_eq!(
-            expand(&["198.18.0.0/15".parse().unwrap()], true)
+            Targets::of(&["198.18.0.0/15".parse().unwrap()], true)
                 .unwrap()
                 .len(),
             131_070
         );
         assert!(matches!(
-            expand(&["2001:db8::/64".parse().unwrap()], true),
+            Targets::of(&["2001:db8::/64".parse().unwrap()], true),
             Err(Error::WayTooLarge { .. })
         ));
-        assert!(matches!(expand(&[], false), Err(Error::NoTargets)));
+        assert!(matches!(Targets::of(&[], false), Err(Error::NoTargets)));
+    }
+
+    #[test]
+    fn the_rate_fits_the_range_into_the_budget() {
+        assert_eq!(auto_rate(254), MIN_AUTO_RATE);
+        assert_eq!(auto_rate(65_534), 6_553);
+        assert_eq!(auto_rate(1 << 24), MAX_AUTO_RATE);
     }
 
     #[test]
