@@ -1,76 +1,159 @@
 #!/usr/bin/env bash
-# Sweep benchmark, side by side: builds a /24 test LAN of network
-# namespaces in 198.18.0.0/24 (the benchmarking range) with N live hosts,
-# some of which drop ICMP, then times `mdb scan` against arp-scan,
-# nmap -sn and fping -g on the same network, RUNS times each, and prints
-# each peer's median time as a ratio to mdb's, with how many hosts each
-# found. Packets go only to the namespaces this script creates.
+# Sweep benchmark, side by side: builds a test LAN of network namespaces in
+# 198.18.0.0/16 (the benchmarking range) and times `mdb scan` at its
+# defaults next to arp-scan (defaults and tuned), nmap -sn (defaults and
+# -T5 --min-rate 5000) and fping, one run per tool in turn (interleaved),
+# the scanner's neighbour table flushed before each. Prints each tool's
+# median time, its ratio to mdb's and the hosts it found with the right
+# MAC (or at all, for the ICMP-only tools). Packets go only to the
+# namespaces this script creates.
 #
-# Usage (root): bash bench/sweep.sh [HOSTS=100] [RUNS=5]
+# Modes:
+#   lan24  100 live hosts in a /24, every 5th drops ICMP
+#   lan16  200 live hosts spread over a /16 (fping is left out: it pings
+#          every address one by one)
+#   late   lan24 plus one host whose ARP answer comes 300 ms late
+#          (tests/py/arp_late.py; the host's kernel ignores ARP)
+#   loss   lan24 with 20 % of every host's incoming frames dropped
+#          (nft numgen random: this kernel has no netem)
+#
+# Usage (root): bash bench/sweep.sh [MODE=lan24] [RUNS=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-HOSTS=${1:-100}
-RUNS=${2:-5}
-SILENT_EVERY=5          # every 5th host drops ICMP echo
-[ "$HOSTS" -le 250 ] || { echo "at most 250 hosts fit the /24" >&2; exit 64; }
+MODE=${1:-lan24}
+RUNS=${2:-3}
+SILENT_EVERY=5
+case "$MODE" in
+  lan24|late|loss) HOSTS=100; PREFIX=24 ;;
+  lan16) HOSTS=200; PREFIX=16 ;;
+  *) echo "mode: lan24, lan16, late or loss" >&2; exit 64 ;;
+esac
+NET="198.18.0.0/$PREFIX"
 
 for tool in arp-scan nmap fping nft; do
   command -v "$tool" >/dev/null || { echo "== installing peers"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq arp-scan nmap fping nftables >/dev/null; break; }
 done
 cargo build --release --quiet
 MDB="$PWD/target/release/mdb"
+PY=${MDB_PYTHON:-python3}
 
 TAG="mdbb$$"
 S="${TAG}s"
+PIDS=()
 cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for ns in $(ip netns list | awk '{print $1}' | grep "^${TAG}" || true); do ip netns del "$ns" 2>/dev/null || true; done
+  rm -rf "/etc/netns/$S"
 }
 trap cleanup EXIT
+
+# Host i's address: consecutive in a /24, spread evenly over a /16.
+addr_of() {
+  local i=$1
+  if [ "$PREFIX" = 24 ]; then echo "198.18.0.$((i + 1))"
+  else local n=$(( i * 65000 / HOSTS + 300 )); echo "198.18.$((n / 256)).$((n % 256 == 0 ? 1 : n % 256))"; fi
+}
+mac_of() { printf '02:42:c6:12:%02x:%02x' $(( $1 / 256 )) $(( $1 % 256 )); }
 
 ip netns add "$S"
 ip -n "$S" link set lo up
 ip -n "$S" link add br0 type bridge
-ip -n "$S" addr add 198.18.0.1/24 dev br0
+ip -n "$S" addr add "198.18.0.1/$PREFIX" dev br0
 ip -n "$S" link set br0 up
-nft_rules=$'table inet b {\n chain input {\n  type filter hook input priority 0;\n  icmp type echo-request drop\n }\n}'
+# Names from files only: reverse DNS is measured, an unreachable resolver is not.
+mkdir -p "/etc/netns/$S"
+printf '127.0.0.1 localhost\n' > "/etc/netns/$S/hosts"
+: > "/etc/netns/$S/resolv.conf"
+drop_icmp=$'table inet b {\n chain input {\n  type filter hook input priority 0;\n  icmp type echo-request drop\n }\n}'
+lossy=$'table netdev loss {\n chain ingress {\n  type filter hook ingress device eth0 priority 0;\n  numgen random mod 100 < 20 drop\n }\n}'
+EXPECT=$(mktemp)
 for i in $(seq 1 "$HOSTS"); do
-  ns="${TAG}h$i"; addr="198.18.0.$((i + 1))"
+  ns="${TAG}h$i"; a=$(addr_of "$i"); m=$(mac_of "$i")
   ip netns add "$ns"
   ip link add eth0 netns "$ns" type veth peer name "p$i" netns "$S"
-  ip -n "$ns" link set eth0 address "$(printf '02:42:c6:12:00:%02x' $((i + 1)))"
-  ip -n "$ns" addr add "$addr/24" dev eth0
+  ip -n "$ns" link set eth0 address "$m"
+  ip -n "$ns" addr add "$a/$PREFIX" dev eth0
   ip -n "$ns" link set eth0 up
   ip -n "$S" link set "p$i" master br0 up
-  if [ $((i % SILENT_EVERY)) -eq 0 ]; then echo "$nft_rules" | ip netns exec "$ns" nft -f -; fi
+  if [ $((i % SILENT_EVERY)) -eq 0 ]; then echo "$drop_icmp" | ip netns exec "$ns" nft -f -; fi
+  if [ "$MODE" = loss ]; then echo "$lossy" | ip netns exec "$ns" nft -f -; fi
+  echo "$a $m" >> "$EXPECT"
 done
-echo "LAN: $HOSTS live hosts in 198.18.0.0/24, every ${SILENT_EVERY}th drops ICMP; $RUNS runs each"
+if [ "$MODE" = late ]; then
+  i=$((HOSTS + 1)); ns="${TAG}h$i"; a="198.18.0.250"; m=$(mac_of "$i")
+  ip netns add "$ns"
+  ip link add eth0 netns "$ns" type veth peer name "p$i" netns "$S"
+  ip -n "$ns" link set eth0 address "$m"
+  ip -n "$ns" addr add "$a/$PREFIX" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$S" link set "p$i" master br0 up
+  ip netns exec "$ns" sysctl -qw net.ipv4.conf.eth0.arp_ignore=8
+  ip netns exec "$ns" "$PY" tests/py/arp_late.py eth0 "$a" 300 > /dev/null &
+  PIDS+=($!)
+  echo "$a $m" >> "$EXPECT"
+  HOSTS=$((HOSTS + 1))
+  sleep 0.5
+fi
+echo "LAN ($MODE): $HOSTS live hosts in $NET, every ${SILENT_EVERY}th drops ICMP; $RUNS interleaved runs per tool"
 
 in_ns() { ip netns exec "$S" "$@"; }
-# Each prints the number of live hosts it found, not counting the scanner itself.
-run_mdb()     { in_ns "$MDB" scan 198.18.0.0/24 --no-ports --no-rdns --json 2>/dev/null | grep -c '"ip": "198.18.0.\([2-9]\|[1-9][0-9]\+\)"' ; }
-run_arpscan() { in_ns arp-scan -I br0 -q -x 198.18.0.0/24 2>/dev/null | grep -c '^198\.18\.0\.' ; }
-run_nmap()    { in_ns nmap -sn -n -oG - 198.18.0.0/24 2>/dev/null | grep 'Status: Up' | grep -vc 'Host: 198.18.0.1 ' ; }
-run_fping()   { in_ns fping -a -q -g 198.18.0.0/24 2>/dev/null | grep -vxc '198.18.0.1' ; }
+# Each tool's own run (timed), then its output turned into "ip mac" lines
+# ("ip -" where the tool gives no MAC), untimed.
+RSS=$(mktemp)
+raw_mdb()       { in_ns /usr/bin/time -f %M -a -o "$RSS" "$MDB" scan "$NET" --json 2>/dev/null; }
+raw_mdbwait()   { in_ns "$MDB" scan "$NET" --json --timeout 500ms 2>/dev/null; }
+parse_mdbwait() { parse_mdb; }
+raw_arpscan()   { in_ns arp-scan -I br0 -q -x "$NET" 2>/dev/null; }
+raw_arptuned()  { in_ns arp-scan -I br0 -q -x -B 100M -t 100 -r 1 "$NET" 2>/dev/null; }
+raw_nmap()      { in_ns nmap -sn -n -oX - "$NET" 2>/dev/null; }
+raw_nmapfast()  { in_ns nmap -sn -n -T5 --min-rate 5000 -oX - "$NET" 2>/dev/null; }
+raw_fping()     { in_ns fping -a -q -g "$NET" 2>/dev/null; }
+parse_mdb()     { "$PY" -c 'import json,sys; [print(h["ip"], h["mac"] or "-") for h in json.load(sys.stdin)]'; }
+parse_arpscan() { awk '{print $1, $2}'; }
+parse_arptuned() { parse_arpscan; }
+parse_nmap()    { "$PY" -c '
+import sys, xml.etree.ElementTree as ET
+for h in ET.parse(sys.stdin).getroot().iter("host"):
+    a = {x.get("addrtype"): x.get("addr") for x in h.iter("address")}
+    print(a.get("ipv4"), (a.get("mac") or "-").lower())'; }
+parse_nmapfast() { parse_nmap; }
+parse_fping()   { awk '{print $1, "-"}'; }
 
-declare -A MEDIAN FOUND
-for tool in mdb arpscan nmap fping; do
-  times=()
-  for _ in $(seq 1 "$RUNS"); do
+TOOLS=(mdb arpscan arptuned nmap nmapfast fping)
+# At their defaults arp-scan (256 kbit/s) and nmap take minutes on a /16.
+[ "$MODE" = lan16 ] && TOOLS=(mdb arptuned nmapfast)
+# The late host: mdb's defaults trade it for speed; a timeout finds it.
+[ "$MODE" = late ] && TOOLS+=(mdbwait)
+declare -A TIMES FOUND DUPS
+for _ in $(seq 1 "$RUNS"); do
+  for tool in "${TOOLS[@]}"; do
     in_ns ip neigh flush dev br0 2>/dev/null || true   # every run starts cold
+    raw=$(mktemp); out=$(mktemp)
     t0=$(date +%s%N)
-    n=$("run_$tool" || true)
+    "raw_$tool" > "$raw" || true
     t1=$(date +%s%N)
-    times+=($(( (t1 - t0) / 1000000 )))
-    FOUND[$tool]=$n
+    "parse_$tool" < "$raw" > "$out" 2>/dev/null || true
+    TIMES[$tool]="${TIMES[$tool]:-} $(( (t1 - t0) / 1000000 ))"
+    # Found: expected hosts with the right MAC ("-": the tool saw no MAC).
+    n=$(awk 'NR==FNR {m[$1]=$2; next} ($1 in m) && ($2 == m[$1] || $2 == "-") && !seen[$1]++' "$EXPECT" "$out" | wc -l)
+    FOUND[$tool]="${FOUND[$tool]:-} $n"
+    rm -f "$raw" "$out"
   done
-  MEDIAN[$tool]=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
 done
 
-printf '\n%-10s %10s %8s %14s\n' tool "median ms" found "time vs mdb"
-for tool in mdb arpscan nmap fping; do
-  name=$tool; [ "$tool" = arpscan ] && name=arp-scan
-  [ "$tool" = nmap ] && name="nmap -sn"
-  [ "$tool" = fping ] && name="fping -g"
-  ratio=$(awk -v a="${MEDIAN[$tool]}" -v b="${MEDIAN[mdb]}" 'BEGIN { printf "%.2fx", a / b }')
-  printf '%-10s %10s %8s %14s\n' "$name" "${MEDIAN[$tool]}" "${FOUND[$tool]}/$HOSTS" "$ratio"
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+sum() { tr ' ' '\n' | grep -v '^$' | awk '{s+=$1} END {print s}'; }
+name_of() { case $1 in
+  mdb) echo "mdb scan (defaults)";; mdbwait) echo "mdb scan --timeout 500ms";; arpscan) echo "arp-scan (defaults)";;
+  arptuned) echo "arp-scan -B100M -t100 -r1";; nmap) echo "nmap -sn (defaults)";;
+  nmapfast) echo "nmap -sn -T5 --min-rate 5000";; fping) echo "fping -g";; esac; }
+m_mdb=$(echo "${TIMES[mdb]}" | median)
+printf '\n%-30s %10s %16s %10s\n' tool "median ms" "found (all runs)" "time/mdb"
+for tool in "${TOOLS[@]}"; do
+  med=$(echo "${TIMES[$tool]}" | median)
+  found=$(echo "${FOUND[$tool]}" | sum)
+  ratio=$(awk -v a="$med" -v b="$m_mdb" 'BEGIN { printf "%.2fx", a / b }')
+  printf '%-30s %10s %16s %10s\n' "$(name_of "$tool")" "$med" "$found/$((HOSTS * RUNS))" "$ratio"
 done
+echo "mdb peak RSS: $(sort -n "$RSS" | tail -1) KiB (largest of $RUNS runs)"
+rm -f "$EXPECT" "$RSS"

@@ -629,7 +629,7 @@ fn resolve_scan(
         interval,
         options: scan::Options {
             timeout,
-            tries: raw.tries.unwrap_or(scan::DEFAULT_TRIES),
+            tries: raw.tries,
             rate: raw.rate,
             interface: raw.interface.clone(),
             allow_large: raw.allow_large,

@@ -259,9 +259,9 @@ pub struct ScanArgs {
     /// the sweep as the measured round trips suggest (at most 500ms).
     #[arg(long, default_value = "auto")]
     pub timeout: String,
-    /// Tries per address.
-    #[arg(long, default_value_t = crate::discover::scan::DEFAULT_TRIES)]
-    pub tries: u32,
+    /// Tries per address [default: 2 when the second pass fits 10 s, else 1].
+    #[arg(long)]
+    pub tries: Option<u32>,
     /// Send ARP only on this interface.
     #[arg(long)]
     pub interface: Option<String>,

@@ -395,7 +395,7 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     };
     let timeout = config::scan_timeout(&a.timeout).map_err(|e| anyhow::anyhow!("--timeout {e}"))?;
     anyhow::ensure!(
-        a.rate != Some(0) && a.tries > 0,
+        a.rate != Some(0) && a.tries != Some(0),
         "--rate and --tries must be at least 1"
     );
     let cfg = discovery::Config {

@@ -25,6 +25,8 @@ use super::{iface::Interface, targets::V4Ranges};
 use crate::net::Mac;
 
 const ETH_P_ARP: u16 = 0x0806;
+/// linux/if_packet.h (not in every libc crate release).
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const FRAME_LEN: usize = 42;
 /// The shortest finish wait: replies on a LAN take well under a
 /// millisecond, but a busy host or a Wi-Fi client answers later.
@@ -121,6 +123,19 @@ pub fn open(iface: &Interface) -> io::Result<Socket> {
     }
     // Bursts of replies on a busy LAN must not be dropped.
     let _ = sock.set_recv_buffer_size(4 << 20);
+    // Our own requests (and the kernel's) would queue up as well, ahead of
+    // the replies; Linux 4.20+ can leave them out. Older kernels still work.
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket, option and int-sized value.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_PACKET,
+            PACKET_IGNORE_OUTGOING,
+            &on as *const libc::c_int as *const libc::c_void,
+            mem::size_of::<libc::c_int>() as u32,
+        );
+    }
     Ok(sock)
 }
 
@@ -315,56 +330,106 @@ pub fn sweep(
         let until = if s.done { finish } else { s.next_send };
         let budget = until
             .saturating_duration_since(now)
-            .max(Duration::from_micros(100));
-        sock.set_read_timeout(Some(budget))?;
-        let n = match sock_recv(sock, &mut buf) {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
+            .max(Duration::from_micros(20));
+        // Wait (to the microsecond: SO_RCVTIMEO would round up to a
+        // scheduler tick of several ms) until a frame arrives or the next
+        // send is due, then read everything queued, so round trips stay true.
+        if !wait_readable(sock, budget)? {
+            continue;
+        }
+        loop {
+            let n = match sock_recv(sock, &mut buf, libc::MSG_DONTWAIT) {
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    break
+                }
+                Err(e) => return Err(e),
+            };
+            let Some((ip, mac)) = parse_reply(&buf[..n]) else {
+                continue;
+            };
+            let Some(i) = targets.index_of(ip) else {
+                continue;
+            };
+            if !pairs.insert((ip, mac)) {
+                continue;
             }
-            Err(e) => return Err(e),
-        };
-        let Some((ip, mac)) = parse_reply(&buf[..n]) else {
-            continue;
-        };
-        let Some(i) = targets.index_of(ip) else {
-            continue;
-        };
-        if !pairs.insert((ip, mac)) {
-            continue;
+            let at = Instant::now();
+            let first = start + Duration::from_micros(u64::from(book.sent_at[i]));
+            let reply = Reply {
+                ip,
+                mac,
+                rtt: at.saturating_duration_since(first),
+            };
+            if !book.is_answered(i) {
+                book.answer(i);
+                // An answer after a retry shows loss, and its round trip is
+                // ambiguous (which request?), so it does not size the waits.
+                let retried = s.pass > 0 && i < s.next;
+                if retried {
+                    s.found_this_pass += 1;
+                } else {
+                    let pos = rtts.partition_point(|r| *r < reply.rtt);
+                    rtts.insert(pos, reply.rtt);
+                }
+                observer.found(&reply);
+            }
+            last_new_reply = at;
+            out.replies.push(reply);
         }
-        let at = Instant::now();
-        let rtt =
-            at.saturating_duration_since(start + Duration::from_micros(book.sent_at[i] as u64));
-        let reply = Reply { ip, mac, rtt };
-        if !book.is_answered(i) {
-            book.answer(i);
-            s.found_this_pass += 1;
-            let pos = rtts.partition_point(|r| *r < rtt);
-            rtts.insert(pos, rtt);
-            observer.found(&reply);
-        }
-        last_new_reply = at;
-        out.replies.push(reply);
     }
+    tracing::debug!(
+        iface = %iface.name,
+        passes = s.pass,
+        sent = out.sent,
+        answered = book.count,
+        p95_us = percentile(&rtts, 95).as_micros() as u64,
+        last_request_ms = s.last_request.duration_since(start).as_millis() as u64,
+        last_reply_ms = last_new_reply.duration_since(start).as_millis() as u64,
+        wait_ms = finish_wait(&rtts, p.wait).as_millis() as u64,
+        "ARP sweep"
+    );
     Ok(out)
 }
 
-fn sock_recv(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+/// Whether the socket became readable within `timeout`.
+fn wait_readable(sock: &Socket, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: one valid pollfd, a valid timespec, no signal mask.
+    let rc = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::Interrupted => Ok(false),
+            _ => Err(e),
+        };
+    }
+    Ok(rc > 0)
+}
+
+fn sock_recv(sock: &Socket, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
     // SAFETY: buf is valid for writes of its length.
     let n = unsafe {
         libc::recv(
             sock.as_raw_fd(),
             buf.as_mut_ptr() as *mut libc::c_void,
             buf.len(),
-            0,
+            flags,
         )
     };
     if n < 0 {

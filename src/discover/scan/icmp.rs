@@ -30,7 +30,7 @@ pub struct Params {
     pub concurrency: usize,
 }
 
-fn client(kind: ICMP) -> std::io::Result<Client> {
+pub(super) fn client(kind: ICMP) -> std::io::Result<Client> {
     let c = Client::new(&Config::builder().kind(kind).build())?;
     // surge-ping keeps the default receive buffer; a burst of local replies
     // would overflow it.
@@ -47,6 +47,14 @@ fn client(kind: ICMP) -> std::io::Result<Client> {
         );
     }
     Ok(c)
+}
+
+/// One echo to `ip` with its own short budget: the second witness of a
+/// host ARP found.
+pub(super) async fn witness(client: &Client, ip: IpAddr, ident: u16, wait: Duration) -> bool {
+    let mut pinger = client.pinger(ip, PingIdentifier(ident)).await;
+    pinger.timeout(wait);
+    pinger.ping(PingSequence(0), &[0u8; 16]).await.is_ok()
 }
 
 /// Pings every address; returns the round-trip time of those that answered.

@@ -43,8 +43,9 @@ pub struct Options {
     /// The longest wait for one address's answer; `None` adapts it to the
     /// round trips seen (see `arp::finish_wait`).
     pub timeout: Option<Duration>,
-    /// Tries per address for ARP and ICMP.
-    pub tries: u32,
+    /// Tries per address for ARP and ICMP; `None`: two when the second
+    /// pass fits the sweep budget, else one (`auto_tries`).
+    pub tries: Option<u32>,
     /// Probes (ARP frames, ICMP echoes) sent per second at most; `None`
     /// derives it from the range size (`auto_rate`).
     pub rate: Option<u32>,
@@ -60,11 +61,14 @@ pub struct Options {
 
 /// ICMP and TCP wait this long for an answer when no timeout is given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+/// The ICMP witness of a host ARP found waits this long for its echo.
+pub const WITNESS_WAIT: Duration = Duration::from_millis(20);
 /// Port probes of a found host wait this long at most (their own budget).
 pub const PORT_BUDGET: Duration = Duration::from_millis(300);
 pub const DEFAULT_TRIES: u32 = 2;
-/// The automatic rate never goes below this (a /24 takes ~50 ms)...
-pub const MIN_AUTO_RATE: u32 = 5_000;
+/// The automatic rate never goes below this (a /24's requests take 25 ms,
+/// a short burst even on Wi-Fi)...
+pub const MIN_AUTO_RATE: u32 = 10_000;
 /// ...nor above this (a LAN's broadcast fan-out caps every tool near it).
 pub const MAX_AUTO_RATE: u32 = 20_000;
 /// A sweep's sending time the automatic rate aims at.
@@ -78,7 +82,7 @@ impl Default for Options {
             ports: crate::db::settings::DEFAULT_PORTS.to_vec(),
             ssh_ports: vec![22],
             timeout: None,
-            tries: DEFAULT_TRIES,
+            tries: None,
             rate: None,
             concurrency: DEFAULT_CONCURRENCY,
             reverse_dns: true,
@@ -163,6 +167,17 @@ impl Error {
             Error::Icmp(_) => "icmp",
             Error::Arp { .. } => "arp",
         }
+    }
+}
+
+/// Tries per address when none is given: a second pass only when it fits
+/// the sweep budget (a /24 gets two, a /16 one, as tuned arp-scan runs).
+pub fn auto_tries(addresses: usize, rate: u32) -> u32 {
+    let two_passes = Duration::from_secs_f64(2.0 * addresses as f64 / f64::from(rate.max(1)));
+    if two_passes <= SWEEP_BUDGET {
+        DEFAULT_TRIES
+    } else {
+        1
     }
 }
 
@@ -294,7 +309,10 @@ fn route_to(ip: IpAddr) -> std::io::Result<()> {
 /// Ports, name and an ICMP witness of each host as soon as it is found,
 /// a bounded number at a time, each with its own short budget.
 struct FollowUps {
-    tasks: tokio::task::JoinSet<(IpAddr, ports::Outcome, String)>,
+    tasks: tokio::task::JoinSet<(IpAddr, ports::Outcome, String, bool)>,
+    /// For the ICMP witness; none where ICMP sockets are not allowed.
+    icmp: Option<surge_ping::Client>,
+    pings: u16,
     limit: Arc<tokio::sync::Semaphore>,
     ports: Arc<Vec<u16>>,
     ssh_ports: Arc<Vec<u16>>,
@@ -306,6 +324,8 @@ impl FollowUps {
     fn new(opts: &Options) -> FollowUps {
         FollowUps {
             tasks: tokio::task::JoinSet::new(),
+            icmp: icmp::client(surge_ping::ICMP::V4).ok(),
+            pings: std::process::id() as u16,
             limit: Arc::new(tokio::sync::Semaphore::new(64)),
             ports: Arc::new(opts.ports.clone()),
             ssh_ports: Arc::new(opts.ssh_ports.clone()),
@@ -314,13 +334,18 @@ impl FollowUps {
         }
     }
 
-    fn start(&mut self, ip: IpAddr) {
+    /// Starts the follow-ups of one host; `witness` adds one ICMP echo
+    /// (for hosts ARP found), with a wait of a few LAN round trips.
+    fn start(&mut self, ip: IpAddr, witness: Option<Duration>) {
         let (limit, ports, ssh_ports) = (
             self.limit.clone(),
             self.ports.clone(),
             self.ssh_ports.clone(),
         );
         let (budget, rdns) = (self.budget, self.reverse_dns);
+        let client = witness.and(self.icmp.clone());
+        self.pings = self.pings.wrapping_add(7919);
+        let ident = self.pings;
         self.tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
             let probe = ports::probe(ip, &ports, &ssh_ports, budget);
@@ -331,8 +356,14 @@ impl FollowUps {
                     String::new()
                 }
             };
-            let (p, name) = tokio::join!(probe, name);
-            (ip, p, name)
+            let echo = async {
+                match (&client, witness) {
+                    (Some(c), Some(wait)) => icmp::witness(c, ip, ident, wait).await,
+                    _ => false,
+                }
+            };
+            let (p, name, echoed) = tokio::join!(probe, name, echo);
+            (ip, p, name, echoed)
         });
     }
 }
@@ -341,7 +372,7 @@ impl FollowUps {
 /// address goes to `found` as it answers.
 async fn arp_sweeps(
     plan: &mut Plan,
-    gap: Duration,
+    (gap, tries): (Duration, u32),
     opts: &Options,
     progress: &Progress,
     found: tokio::sync::mpsc::UnboundedSender<IpAddr>,
@@ -380,11 +411,7 @@ async fn arp_sweeps(
                 })
             }
         };
-        let params = arp::Params {
-            gap,
-            wait,
-            tries: opts.tries,
-        };
+        let params = arp::Params { gap, wait, tries };
         let tell = Tell {
             progress: progress.clone(),
             found: found.clone(),
@@ -423,7 +450,13 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
     };
     let rate = opts.rate.unwrap_or_else(|| auto_rate(targets.len()));
     let gap = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let tries = opts
+        .tries
+        .unwrap_or_else(|| auto_tries(targets.len(), rate));
     let mut plan = plan(opts, &targets)?;
+    let phase =
+        |what: &str| tracing::debug!(ms = started.elapsed().as_millis() as u64, "sweep: {what}");
+    phase("planned");
     for u in &plan.unroutable {
         report
             .warnings
@@ -432,11 +465,18 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
     report.unroutable = plan.unroutable.clone();
 
     let (tx, mut found) = tokio::sync::mpsc::unbounded_channel::<IpAddr>();
-    let arp = arp_sweeps(&mut plan, gap, opts, &progress, tx, &mut report.warnings);
+    let arp = arp_sweeps(
+        &mut plan,
+        (gap, tries),
+        opts,
+        &progress,
+        tx,
+        &mut report.warnings,
+    );
     let icmp_params = icmp::Params {
         gap,
         timeout: opts.timeout.unwrap_or(DEFAULT_TIMEOUT),
-        tries: opts.tries,
+        tries,
         concurrency: opts.concurrency,
     };
     // Port probes and names start while ARP is still sweeping.
@@ -444,18 +484,21 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
     let (arp, follow) = {
         let collect = async {
             while let Some(ip) = found.recv().await {
-                follow.start(ip);
+                follow.start(ip, Some(WITNESS_WAIT));
             }
         };
         let (arp, ()) = tokio::join!(arp, collect);
         (arp?, follow)
     };
+    phase("ARP done");
     let pinged = icmp::sweep(&plan.ping, &icmp_params, progress.clone())
         .await
         .map_err(Error::Icmp)?;
+    phase("ICMP of routed addresses done");
     report.sent.icmp += pinged.sent;
     report.sent.icmp_failed += pinged.failed;
-    assemble(&mut report, arp, pinged, follow, &plan, opts).await?;
+    assemble(&mut report, arp, pinged, follow, &plan).await?;
+    phase("ports, names and ICMP witness done");
     report.duration = started.elapsed();
     Ok(report)
 }
@@ -468,10 +511,8 @@ async fn assemble(
     pinged: icmp::Outcome,
     mut follow: FollowUps,
     plan: &Plan,
-    opts: &Options,
 ) -> Result<(), Error> {
     let mut live: BTreeMap<IpAddr, Observation> = BTreeMap::new();
-    let mut rtts = Vec::new();
     for outcome in arp {
         report.sent.arp += outcome.sent;
         for r in outcome.replies {
@@ -481,22 +522,11 @@ async fn assemble(
                     o.mac = Some(r.mac);
                     o.rtt = Some(r.rtt);
                     o.seen_by.push("arp");
-                    rtts.push(r.rtt);
                 }
                 Some(_) => o.also_macs.push(r.mac),
             }
         }
     }
-    rtts.sort();
-    let witness_params = icmp::Params {
-        gap: Duration::from_micros(50),
-        timeout: arp::finish_wait(&rtts, arp::Wait::Auto),
-        tries: 1,
-        concurrency: opts.concurrency,
-    };
-    let arp_found: Vec<IpAddr> = live.keys().copied().collect();
-    let quiet: Progress = Arc::new(|_| {});
-    let witness = icmp::sweep(&arp_found, &witness_params, quiet);
     let neighbours = neighbors::read();
     for (&ip, &rtt) in &pinged.rtts {
         let o = live.entry(ip).or_default();
@@ -506,7 +536,7 @@ async fn assemble(
             IpAddr::V4(v4) => neighbours.get(&v4).copied(),
             IpAddr::V6(_) => None,
         };
-        follow.start(ip);
+        follow.start(ip, None);
     }
     let ports = async {
         let mut out = Vec::new();
@@ -517,17 +547,13 @@ async fn assemble(
         }
         out
     };
-    let (witness, probed) = tokio::join!(witness, ports);
-    let witness = witness.map_err(Error::Icmp)?;
-    report.sent.icmp += witness.sent;
-    for ip in witness.rtts.keys() {
-        if let Some(o) = live.get_mut(ip) {
-            o.seen_by.push("icmp");
-        }
-    }
-    for (ip, p, name) in probed {
+    for (ip, p, name, echoed) in ports.await {
         report.sent.tcp += p.sent;
         if let Some(o) = live.get_mut(&ip) {
+            if echoed && !o.seen_by.contains(&"icmp") {
+                o.seen_by.push("icmp");
+                report.sent.icmp += 1;
+            }
             o.open_ports = p.open;
             o.ssh_banner = p.ssh_banner;
             o.dns_name = name;
@@ -586,9 +612,13 @@ mod tests {
     }
 
     #[test]
-    fn the_rate_fits_the_range_into_the_budget() {
+    fn the_rate_and_tries_fit_the_range_into_the_budget() {
+        assert_eq!(auto_tries(254, auto_rate(254)), 2);
+        assert_eq!(auto_tries(65_534, auto_rate(65_534)), 1);
+        assert_eq!(auto_tries(65_534, 20_000), 2);
         assert_eq!(auto_rate(254), MIN_AUTO_RATE);
-        assert_eq!(auto_rate(65_534), 6_553);
+        assert_eq!(auto_rate(65_534), MIN_AUTO_RATE);
+        assert_eq!(auto_rate(1 << 20), 104_857.min(MAX_AUTO_RATE));
         assert_eq!(auto_rate(1 << 24), MAX_AUTO_RATE);
     }
 
