@@ -67,30 +67,29 @@ printf '127.0.0.1 localhost\n' > "/etc/netns/$S/hosts"
 drop_icmp=$'table inet b {\n chain input {\n  type filter hook input priority 0;\n  icmp type echo-request drop\n }\n}'
 lossy=$'table netdev loss {\n chain ingress {\n  type filter hook ingress device eth0 priority 0;\n  numgen random mod 100 < 20 drop\n }\n}'
 EXPECT=$(mktemp)
-for i in $(seq 1 "$HOSTS"); do
-  ns="${TAG}h$i"; a=$(addr_of "$i"); m=$(mac_of "$i")
+# add_host I ADDR: host I's namespace on the bridge, its MAC recorded.
+add_host() {
+  local i=$1 a=$2 ns="${TAG}h$1" m; m=$(mac_of "$1")
   ip netns add "$ns"
   ip link add eth0 netns "$ns" type veth peer name "p$i" netns "$S"
   ip -n "$ns" link set eth0 address "$m"
   ip -n "$ns" addr add "$a/$PREFIX" dev eth0
   ip -n "$ns" link set eth0 up
   ip -n "$S" link set "p$i" master br0 up
+  echo "$a $m" >> "$EXPECT"
+}
+for i in $(seq 1 "$HOSTS"); do
+  add_host "$i" "$(addr_of "$i")"
+  ns="${TAG}h$i"
   if [ $((i % SILENT_EVERY)) -eq 0 ]; then echo "$drop_icmp" | ip netns exec "$ns" nft -f -; fi
   if [ "$MODE" = loss ]; then echo "$lossy" | ip netns exec "$ns" nft -f -; fi
-  echo "$a $m" >> "$EXPECT"
 done
 if [ "$MODE" = late ]; then
-  i=$((HOSTS + 1)); ns="${TAG}h$i"; a="198.18.0.250"; m=$(mac_of "$i")
-  ip netns add "$ns"
-  ip link add eth0 netns "$ns" type veth peer name "p$i" netns "$S"
-  ip -n "$ns" link set eth0 address "$m"
-  ip -n "$ns" addr add "$a/$PREFIX" dev eth0
-  ip -n "$ns" link set eth0 up
-  ip -n "$S" link set "p$i" master br0 up
+  i=$((HOSTS + 1)); ns="${TAG}h$i"; a="198.18.0.250"
+  add_host "$i" "$a"
   ip netns exec "$ns" sysctl -qw net.ipv4.conf.eth0.arp_ignore=8
   ip netns exec "$ns" "$PY" tests/py/arp_late.py eth0 "$a" 300 > /dev/null &
   PIDS+=($!)
-  echo "$a $m" >> "$EXPECT"
   HOSTS=$((HOSTS + 1))
   sleep 0.5
 fi

@@ -61,6 +61,18 @@ fn validate(text: &str) -> Result<(), String> {
     }
 }
 
+/// The generated `mdb-config` ConfigMap (its name carries a hash).
+fn mdb_config(docs: &[Value]) -> &Value {
+    docs.iter()
+        .find(|d| {
+            d["kind"] == "ConfigMap"
+                && d["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("mdb-config"))
+        })
+        .expect("config")
+}
+
 fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
     docs.iter()
         .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
@@ -111,15 +123,7 @@ fn kustomize_renders_objects_that_pass_the_kubernetes_schemas() {
         assert!(dash["data"]["mdb.json"]
             .as_str()
             .is_some_and(|j| j.contains("mdb_machines_by_use")));
-        let cfg = docs
-            .iter()
-            .find(|d| {
-                d["kind"] == "ConfigMap"
-                    && d["metadata"]["name"]
-                        .as_str()
-                        .is_some_and(|n| n.starts_with("mdb-config"))
-            })
-            .expect("config");
+        let cfg = mdb_config(&docs);
         // The shipped configuration is one the binary accepts.
         let toml_text = cfg["data"]["scanner.toml"].as_str().expect("scanner.toml");
         let raw: mdb::config::RawConfig = toml::from_str(toml_text).expect("scanner.toml parses");
@@ -366,15 +370,7 @@ fn flux_example_renders_substituted_decrypts_its_secret_and_checks_its_deploymen
     }
     // The configuration resolves with only the Secret's files: the GitHub
     // repository comes from the DB URL.
-    let cfg = docs
-        .iter()
-        .find(|d| {
-            d["kind"] == "ConfigMap"
-                && d["metadata"]["name"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with("mdb-config"))
-        })
-        .expect("config");
+    let cfg = mdb_config(&docs);
     let dir = tempfile::tempdir().expect("tempdir");
     let token = dir.path().join("token");
     std::fs::write(&token, "github_pat_example\n").expect("token");

@@ -76,13 +76,14 @@ const DB: &str = "machines:
 ";
 
 fn scan(lan: &Lan, db: &std::path::Path, extra: &[&str]) -> BTreeMap<String, Value> {
-    let mut args = vec![
-        "scan",
-        "198.18.0.0/24",
-        "--json",
-        "--db",
-        db.to_str().expect("path"),
-    ];
+    let mut args = vec!["--db", db.to_str().expect("path")];
+    args.extend_from_slice(extra);
+    scan_json(lan, &args)
+}
+
+/// `mdb scan 198.18.0.0/24 --json ARGS` in the scanner namespace, by IP.
+fn scan_json(lan: &Lan, extra: &[&str]) -> BTreeMap<String, Value> {
+    let mut args = vec!["scan", "198.18.0.0/24", "--json"];
     args.extend_from_slice(extra);
     let out = lan.mdb(&args);
     assert!(
@@ -391,18 +392,9 @@ fn without_cap_net_raw_the_scan_warns_and_pings_only() {
 }
 
 fn scan_without_db(lan: &Lan, extra: &[&str]) -> BTreeMap<String, Value> {
-    let mut args = vec!["scan", "198.18.0.0/24", "--json", "--no-rdns"];
+    let mut args = vec!["--no-rdns"];
     args.extend_from_slice(extra);
-    let out = lan.mdb(&args);
-    assert!(
-        out.status.success(),
-        "mdb scan failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
-    v.into_iter()
-        .map(|h| (h["ip"].as_str().unwrap_or_default().to_string(), h))
-        .collect()
+    scan_json(lan, &args)
 }
 
 /// Two hosts claiming one address: every reply is kept, and the address
