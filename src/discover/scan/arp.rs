@@ -37,7 +37,8 @@ pub const RTT_FACTOR: u32 = 4;
 pub const AUTO_CAP: Duration = Duration::from_millis(500);
 /// The shortest time before an address is asked again.
 pub const MIN_RETRY_GAP: Duration = Duration::from_millis(5);
-/// Requests sent back to back before the socket is read again.
+/// Requests sent in one `sendmmsg` (those already due) before the socket
+/// is read again.
 const BATCH: u32 = 32;
 /// Tries per address at most, however much loss the sweep sees.
 pub const MAX_TRIES: u32 = 4;
@@ -173,30 +174,57 @@ pub fn parse_reply(frame: &[u8]) -> Option<(Ipv4Addr, Mac)> {
     Some((ip, Mac(mac)))
 }
 
-fn send(sock: &Socket, iface: &Interface, frame: &[u8]) -> io::Result<()> {
-    // SAFETY: as in `open`.
+/// Sends the frames with one `sendmmsg` call (more if the kernel takes
+/// part of the batch), all to the broadcast address on `iface`.
+fn send_batch(sock: &Socket, iface: &Interface, frames: &[[u8; FRAME_LEN]]) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain data; zeroed is a valid initial value.
     let mut to: libc::sockaddr_ll = unsafe { mem::zeroed() };
     to.sll_family = libc::AF_PACKET as u16;
     to.sll_protocol = ETH_P_ARP.to_be();
     to.sll_ifindex = iface.index as i32;
     to.sll_halen = 6;
     to.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-    // SAFETY: frame and to are valid for the lengths given.
-    let rc = unsafe {
-        libc::sendto(
-            sock.as_raw_fd(),
-            frame.as_ptr() as *const libc::c_void,
-            frame.len(),
-            0,
-            &to as *const libc::sockaddr_ll as *const libc::sockaddr,
-            mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
+    let mut iovs: Vec<libc::iovec> = frames
+        .iter()
+        .map(|f| libc::iovec {
+            iov_base: f.as_ptr() as *mut libc::c_void,
+            iov_len: f.len(),
+        })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: mmsghdr is plain data; zeroed is a valid initial value.
+            let mut m: libc::mmsghdr = unsafe { mem::zeroed() };
+            m.msg_hdr.msg_name = &mut to as *mut libc::sockaddr_ll as *mut libc::c_void;
+            m.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_ll>() as u32;
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    let mut done = 0;
+    while done < msgs.len() {
+        // SAFETY: every header points at a live iovec, frame and address,
+        // all of which outlive the call.
+        let rc = unsafe {
+            libc::sendmmsg(
+                sock.as_raw_fd(),
+                msgs[done..].as_mut_ptr(),
+                (msgs.len() - done) as libc::c_uint,
+                0,
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        done += rc as usize;
     }
+    Ok(())
 }
 
 /// Per-address state of one sweep, indexed by position in the targets:
@@ -298,13 +326,14 @@ pub fn sweep(
     // SAFETY: prctl with an integer argument; affects this thread only.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
     let mut first_pass_ms = 0;
+    let mut batch: Vec<[u8; FRAME_LEN]> = Vec::with_capacity(BATCH as usize);
     loop {
         let now = Instant::now();
         if s.pass == 1 && first_pass_ms == 0 {
             first_pass_ms = now.duration_since(start).as_millis() as u64;
         }
-        let mut batch = 0;
-        while !s.done && s.next_send <= now && batch < BATCH {
+        batch.clear();
+        while !s.done && s.next_send <= now && batch.len() < BATCH as usize {
             let Some(i) = s.next_index(&book, len) else {
                 break;
             };
@@ -319,7 +348,7 @@ pub fn sweep(
                 }
             }
             let ip = targets.get(i).expect("index below len");
-            send(sock, iface, &request_frame(iface, ip))?;
+            batch.push(request_frame(iface, ip));
             if s.pass == 0 {
                 book.sent_at[i] =
                     now.duration_since(start).as_micros().min(u32::MAX as u128) as u32;
@@ -327,10 +356,10 @@ pub fn sweep(
             out.sent += 1;
             s.last_request = now;
             s.next_send += p.gap;
-            batch += 1;
         }
-        if batch > 0 {
-            observer.sent(batch as u64);
+        if !batch.is_empty() {
+            send_batch(sock, iface, &batch)?;
+            observer.sent(batch.len() as u64);
         }
         if s.done && book.count == len {
             break;
