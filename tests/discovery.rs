@@ -559,3 +559,37 @@ fn a_late_responder_is_found_within_the_timeout() {
     assert!(found.contains_key("198.18.0.51"));
     assert!(!found.contains_key("198.18.0.52"), "{found:?}");
 }
+
+/// A host spoofing thousands of MACs for one address while the sweep runs:
+/// the sweep still ends on time, keeps a bounded number of replies and
+/// calls the address a conflict.
+#[test]
+fn an_arp_flood_is_bounded_and_a_conflict() {
+    let lan = Lan::new(&[HostSpec {
+        ip: "198.18.0.61",
+        mac: "00:16:3e:00:00:61",
+        ..Default::default()
+    }]);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/arp_flood.py");
+    let python = std::env::var("MDB_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut flood = std::process::Command::new("ip")
+        .args(["netns", "exec", &lan.hosts[0].ns, &python])
+        .arg(&script)
+        .args(["eth0", "198.18.0.61", "200000", "3"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flood");
+    let started = std::time::Instant::now();
+    let found = scan_without_db(&lan, &["--no-ports", "--timeout", "50ms"]);
+    let took = started.elapsed();
+    let _ = flood.wait();
+    let h = &found["198.18.0.61"];
+    assert_eq!(h["state"], "conflict", "{h}");
+    let others = h["other_macs"].as_array().map_or(0, Vec::len);
+    // At most one reply per address of the /24 plus 4096 more, in all.
+    assert!(
+        (1..=253 + 4096).contains(&others),
+        "{others} other MACs kept"
+    );
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+}

@@ -35,6 +35,12 @@ pub const GRACE: Duration = Duration::from_millis(20);
 pub const RTT_FACTOR: u32 = 4;
 /// The longest finish wait when none is given (`--timeout`).
 pub const AUTO_CAP: Duration = Duration::from_millis(500);
+/// Frames read per wake-up at most, before sending and the finish are
+/// looked at again.
+const MAX_DRAIN: usize = 256;
+/// Replies beyond one per address kept at most (further MACs for an
+/// address: conflicts).
+const MAX_EXTRA_REPLIES: usize = 4096;
 /// The shortest time before an address is asked again.
 pub const MIN_RETRY_GAP: Duration = Duration::from_millis(5);
 /// Requests sent in one `sendmmsg` (those already due) before the socket
@@ -378,7 +384,8 @@ pub fn sweep(
         if !wait_readable(sock, budget)? {
             continue;
         }
-        loop {
+        // Bounded, so a flood of frames cannot hold off sending or the finish.
+        for _ in 0..MAX_DRAIN {
             let n = match sock_recv(sock, &mut buf, libc::MSG_DONTWAIT) {
                 Ok(n) => n,
                 Err(e)
@@ -399,7 +406,11 @@ pub fn sweep(
             let Some(i) = targets.index_of(ip) else {
                 continue;
             };
-            if !pairs.insert((ip, mac)) {
+            // A host spoofing MACs for an address would otherwise grow this
+            // without end; the conflict is plain long before the cap.
+            if out.replies.len() >= len.saturating_add(MAX_EXTRA_REPLIES)
+                || !pairs.insert((ip, mac))
+            {
                 continue;
             }
             let at = Instant::now();
