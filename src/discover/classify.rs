@@ -98,17 +98,20 @@ fn evident(o: &Observation) -> Option<(HostState, String)> {
     if o.also_macs.is_empty() {
         return None;
     }
-    let macs: Vec<String> = std::iter::once(first)
+    // A spoofing host can bring thousands: the text names a few.
+    const SHOWN: usize = 8;
+    let count = 1 + o.also_macs.len();
+    let mut macs: Vec<String> = std::iter::once(first)
         .chain(o.also_macs.iter().copied())
+        .take(SHOWN)
         .map(|m| m.to_string())
         .collect();
+    if count > SHOWN {
+        macs.push(format!("…and {} more", count - SHOWN));
+    }
     Some((
         HostState::Conflict,
-        format!(
-            "{ip} answered ARP from {} MACs: {}",
-            macs.len(),
-            macs.join(", ")
-        ),
+        format!("{ip} answered ARP from {count} MACs: {}", macs.join(", ")),
     ))
 }
 
