@@ -891,7 +891,7 @@ async fn cli_errors_are_one_line_without_transport_internals() {
         .code(1);
     assert_eq!(
         run.stderr,
-        "mdb: cannot reach mdb at http://127.0.0.1:1: connection refused (is `mdb serve` running there? see --server or MDB_SERVER)\n"
+        "mdb: cannot reach mdb at 127.0.0.1:1: connection refused (is `mdb serve` running there? see --server or MDB_SERVER)\n"
     );
     let repo = TestRepo::with_demo();
     let server = util::start_server(&repo.url(), "1h", "1h").await;
