@@ -248,11 +248,10 @@ pub async fn list_statuses(runner: &str) -> anyhow::Result<Vec<crate::proto::Pro
         ),
         Err(e) => return Err(e.into()),
     };
-    let addr = runner;
     let list = c
         .list_status(crate::proto::ListProvisionStatusRequest {})
         .await
-        .map_err(|s| anyhow::anyhow!("{addr}: {}", s.message()))?
+        .map_err(|s| anyhow::anyhow!("{runner}: {}", s.message()))?
         .into_inner();
     Ok(list.statuses)
 }

@@ -93,11 +93,14 @@ pub trait Observer {
 pub fn finish_wait(sorted_rtts: &[Duration], wait: Wait) -> Duration {
     match wait {
         Wait::Fixed(d) => d,
-        Wait::Auto => {
-            let p95 = percentile(sorted_rtts, 95);
-            (p95 * RTT_FACTOR).max(GRACE).min(AUTO_CAP)
-        }
+        Wait::Auto => rtt_wait(sorted_rtts, GRACE),
     }
+}
+
+/// A few 95th-percentile round trips, at least `floor`, at most `AUTO_CAP`:
+/// what the finish and the retries both wait.
+fn rtt_wait(sorted_rtts: &[Duration], floor: Duration) -> Duration {
+    (percentile(sorted_rtts, 95) * RTT_FACTOR).clamp(floor, AUTO_CAP)
 }
 
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
@@ -324,8 +327,7 @@ pub fn sweep(
     };
     // A retry waits this long after the address's first request: a few
     // measured round trips, so an answer on its way is not asked again.
-    let retry_gap =
-        |rtts: &[Duration]| (percentile(rtts, 95) * RTT_FACTOR).clamp(MIN_RETRY_GAP, AUTO_CAP);
+    let retry_gap = |rtts: &[Duration]| rtt_wait(rtts, MIN_RETRY_GAP);
     let mut buf = [0u8; 1514];
     // Waits of tens of microseconds pace the requests; the default 50 µs
     // timer slack of a thread would stretch every one of them.
