@@ -88,6 +88,8 @@ pub struct ProvisionFlags {
 }
 
 pub const ENV_RUNNER: &str = "MDB_RUNNER";
+pub const ENV_SCANNER: &str = "MDB_SCANNER";
+pub const ENV_STATE_DIR: &str = "MDB_STATE_DIR";
 pub const ENV_PROVISION_SERVER: &str = "MDB_PROVISION_SERVER";
 pub const ENV_PROVISION_STATE_DIR: &str = "MDB_PROVISION_STATE_DIR";
 pub const ENV_PROVISION_SSH_KEY: &str = "MDB_PROVISION_SSH_KEY";
@@ -264,6 +266,11 @@ pub struct RawScan {
     pub allow_large: bool,
     pub reverse_dns: Option<bool>,
     pub arp: Option<bool>,
+    /// Where the sweep history is kept (a persistent volume); without it
+    /// the history lives in memory only.
+    pub state_dir: Option<PathBuf>,
+    /// How long hosts that are gone and old transitions are kept, e.g. "90d".
+    pub retention: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -290,6 +297,8 @@ pub struct RawServer {
     pub shutdown_grace: Option<String>,
     /// A provisioning runner whose statuses the web page shows.
     pub runner: Option<String>,
+    /// The scanner this API replica mirrors discovery from.
+    pub scanner: Option<String>,
 }
 
 /// Flags of `mdb serve`; `None` leaves the setting to env or file.
@@ -308,6 +317,10 @@ pub struct Flags {
     pub scan_interval: Option<String>,
     /// A provisioning runner whose statuses the web page shows.
     pub runner: Option<String>,
+    /// The scanner an API replica follows.
+    pub scanner: Option<String>,
+    /// Where the scanner keeps its history.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Validated settings of `mdb serve` (defined where they are used).
@@ -330,6 +343,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "ms" => n / 1000.0,
         "m" => n * 60.0,
         "h" => n * 3600.0,
+        "d" => n * 86400.0,
         _ => return None,
     };
     let d = Duration::try_from_secs_f64(secs).ok()?;
@@ -427,6 +441,7 @@ pub fn resolve(
     };
     let (grpc_listen, metrics_listen) = layers.listen(&raw.server)?;
     let scan = resolve_scan(&raw.scan, env, flags)?;
+    let scanner = resolve_scanner(&raw.server, env, flags, scan.is_some())?;
     let github = match &raw.github {
         None => None,
         Some(_) if scan.is_none() => {
@@ -454,6 +469,7 @@ pub fn resolve(
             .or_else(|| env.get(ENV_RUNNER).cloned())
             .or(raw.server.runner.clone())
             .filter(|r| !r.trim().is_empty()),
+        scanner,
     })
 }
 
@@ -577,6 +593,32 @@ pub fn scan_timeout(text: &str) -> Result<Option<std::time::Duration>, String> {
     Ok(Some(d))
 }
 
+/// The scanner an API replica follows: a gRPC address, and never on a
+/// process that sweeps itself.
+fn resolve_scanner(
+    raw: &RawServer,
+    env: &HashMap<String, String>,
+    flags: &Flags,
+    sweeps: bool,
+) -> Result<Option<String>, Error> {
+    let Some(addr) = flags
+        .scanner
+        .clone()
+        .or_else(|| env.get(ENV_SCANNER).cloned())
+        .or(raw.scanner.clone())
+        .filter(|a| !a.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    if sweeps {
+        return Err(Error(format!(
+            "server.scanner: this process sweeps itself ([scan]); a replica that follows {addr} must not sweep"
+        )));
+    }
+    crate::dial::endpoint(&addr, None).map_err(|e| Error(format!("server.scanner: {e}")))?;
+    Ok(Some(addr))
+}
+
 fn resolve_scan(
     raw: &RawScan,
     env: &HashMap<String, String>,
@@ -622,8 +664,26 @@ fn resolve_scan(
     if raw.rate == Some(0) || raw.tries == Some(0) {
         return Err(Error("scan.rate and scan.tries must be at least 1".into()));
     }
+    let retention = duration(
+        "scan.retention",
+        raw.retention.clone(),
+        crate::discover::history::DEFAULT_RETENTION,
+    )?;
+    if retention < Duration::from_secs(7 * 24 * 3600) {
+        return Err(Error(
+            "scan.retention: keep at least 7d (uptime is shown over 7 days)".into(),
+        ));
+    }
+    let state_dir = flags
+        .state_dir
+        .clone()
+        .or_else(|| env.get(ENV_STATE_DIR).map(PathBuf::from))
+        .or(raw.state_dir.clone())
+        .filter(|p| !p.as_os_str().is_empty());
     Ok(Some(crate::discover::sweep::Config {
         ports: crate::discover::sweep::Ports::Database,
+        state_dir,
+        retention,
         subnets,
         db_subnets: raw.db_subnets,
         interval,

@@ -62,6 +62,13 @@ pub fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     )
 }
 
+pub fn int_counter(registry: &Registry, name: &str, help: &str) -> prometheus::IntCounter {
+    register(
+        registry,
+        prometheus::IntCounter::with_opts(Opts::new(name, help)).expect("valid"),
+    )
+}
+
 /// A gauge family whose label values are not known in advance (clusters).
 pub fn int_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     register(

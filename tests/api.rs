@@ -515,14 +515,23 @@ async fn watch_carries_discovery_changes_only_when_asked() {
     let host = mdb::proto::DiscoveredHost {
         ip: "198.18.10.99".into(),
         state: mdb::proto::HostState::New as i32,
+        key: "ip:198.18.10.99".into(),
+        ..Default::default()
+    };
+    let history = mdb::proto::HostHistory {
+        host: Some(host.clone()),
         ..Default::default()
     };
     server.store.publish_discovery(
-        mdb::db::store::Discovery {
-            hosts: vec![host.clone()],
-            last_sweep_unix: 1,
+        mdb::db::store::Discovery::of(
+            vec![history],
+            Vec::new(),
+            mdb::db::store::DiscoverySource::Scanner,
+        ),
+        mdb::db::store::News {
+            changed: vec![host],
+            ..Default::default()
         },
-        vec![host],
     );
     let ev = tokio::time::timeout(std::time::Duration::from_secs(10), with.message())
         .await

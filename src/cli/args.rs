@@ -226,6 +226,12 @@ pub struct ServeArgs {
     /// A provisioning runner whose statuses the web page shows.
     #[arg(long)]
     pub runner: Option<String>,
+    /// Mirror discovery from this scanner (an API replica; never sweeps).
+    #[arg(long)]
+    pub scanner: Option<String>,
+    /// Where the scanner keeps its sweep history across restarts.
+    #[arg(long)]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -110,6 +110,8 @@ pub fn serve_config(a: &cli::ServeArgs) -> Result<config::Config, config::Error>
         scan: a.scan.clone(),
         scan_interval: a.scan_interval.clone(),
         runner: a.runner.clone(),
+        scanner: a.scanner.clone(),
+        state_dir: a.state_dir.clone(),
     };
     config::resolve(raw, &env, &flags)
 }
@@ -171,15 +173,27 @@ pub async fn provisioned(runner: &str, json: bool) -> anyhow::Result<()> {
 }
 
 pub async fn serve(cfg: config::Config) -> anyhow::Result<()> {
+    let start = match cfg.scan.as_ref() {
+        Some(scan) => Some(history_start(scan)?),
+        None => None,
+    };
     let bound = server::bind(&cfg).await?;
     let store = db::Store::new();
     let metrics = Metrics::new();
     let shutdown = shutdown::on_signal();
     let mut tasks: Vec<server::Task> = Vec::new();
-    if let Some(scan) = cfg.scan.clone() {
+    if let Some(scanner) = cfg.scanner.clone() {
+        tasks.push(Box::pin(crate::discover::follow::run(
+            scanner,
+            store.clone(),
+            shutdown.child_token(),
+        )));
+    }
+    if let (Some(scan), Some(start)) = (cfg.scan.clone(), start) {
         let (results, receiver) = tokio::sync::watch::channel(None);
         tasks.push(Box::pin(discovery::run(
             scan,
+            start,
             store.clone(),
             metrics.sweep.clone(),
             results,
@@ -197,6 +211,37 @@ pub async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     }
     bound.run(cfg, store, metrics, tasks, shutdown).await?;
     Ok(())
+}
+
+/// Opens the scanner's history store, before any port is bound: a store
+/// from a newer mdb, or one another scanner holds, stops the start.
+fn history_start(scan: &discovery::Config) -> anyhow::Result<discovery::Start> {
+    use crate::discover::history::store;
+    let Some(dir) = &scan.state_dir else {
+        tracing::warn!(
+            "no scan.state_dir: the sweep history lives in memory only and a restart forgets it"
+        );
+        return Ok(discovery::Start::empty());
+    };
+    let opened = store::open(dir)?;
+    if let Some(aside) = &opened.set_aside {
+        tracing::warn!(moved_to = %aside.display(), "the history store was unreadable; moved it aside and started an empty history");
+    }
+    if opened.undecodable > 0 {
+        tracing::warn!(
+            records = opened.undecodable,
+            "history records that do not decode were skipped"
+        );
+    }
+    tracing::info!(
+        path = %opened.store.path().display(),
+        hosts = opened.records.len(),
+        sweeps = opened.sweeps.len(),
+        recovered = opened.recovered,
+        took_ms = opened.took.as_millis() as u64,
+        "history store opened"
+    );
+    Ok(discovery::Start::from(opened))
 }
 
 pub async fn run_demo(args: cli::DemoArgs) -> anyhow::Result<()> {
@@ -418,6 +463,8 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
         } else {
             discovery::Ports::DatabaseAnd(a.ports.clone())
         },
+        state_dir: None,
+        retention: crate::discover::history::DEFAULT_RETENTION,
     };
     let bar = progress_bar(&cfg, a.json)?;
     let progress: crate::discover::scan::Progress = match bar.clone() {

@@ -2,7 +2,7 @@
 //! uses (for validation, IP suggestions and sweeps) and the scan rules. Lives
 //! in the DB repo because it changes with the data, not with the deployment.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, time::Duration};
 
 use ipnetwork::IpNetwork;
 
@@ -66,8 +66,14 @@ pub struct Subnet {
 pub struct ScanSettings {
     /// TCP ports probed on every live host.
     pub ports: Vec<u16>,
-    /// Sweeps a machine may go unseen before it is `missing`.
-    pub missing_after: u32,
+    /// Sweeps a host may miss before it counts as down (answering once is
+    /// enough to be up again).
+    pub down_after: u32,
+    /// When a database machine that does not answer becomes `missing`.
+    pub missing_after: MissingAfter,
+    /// Which missing machines get an issue (none by default: a gaming PC
+    /// is off most days).
+    pub file_missing: FileMissing,
     /// First matching rule guesses the use of a new host.
     pub rules: Vec<Rule>,
 }
@@ -86,13 +92,50 @@ pub struct Rule {
 }
 
 pub const DEFAULT_PORTS: &[u16] = &[22, 80, 443, 631, 6443, 9100, 10250];
-pub const DEFAULT_MISSING_AFTER: u32 = 3;
+pub const DEFAULT_DOWN_AFTER: u32 = 3;
+pub const DEFAULT_MISSING_AFTER: MissingAfter = MissingAfter::Down(Duration::from_secs(3600));
+
+/// `missing_after`: a whole number counts missed sweeps; a duration is how
+/// long the machine must have been down.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MissingAfter {
+    Sweeps(u32),
+    Down(Duration),
+}
+
+impl std::str::FromStr for MissingAfter {
+    type Err = ();
+    fn from_str(text: &str) -> Result<Self, ()> {
+        if let Ok(n) = text.trim().parse::<u32>() {
+            return Ok(MissingAfter::Sweeps(n.max(1)));
+        }
+        crate::config::parse_duration(text)
+            .filter(|d| !d.is_zero())
+            .map(MissingAfter::Down)
+            .ok_or(())
+    }
+}
+
+/// `file_missing`: the uses and machine names whose absence is filed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FileMissing {
+    pub uses: Vec<UseKind>,
+    pub machines: Vec<String>,
+}
+
+impl FileMissing {
+    pub fn covers(&self, m: &crate::proto::Machine) -> bool {
+        self.machines.contains(&m.name) || self.uses.contains(&super::use_kind(m.r#use.as_ref()))
+    }
+}
 
 impl Default for ScanSettings {
     fn default() -> Self {
         ScanSettings {
             ports: DEFAULT_PORTS.to_vec(),
+            down_after: DEFAULT_DOWN_AFTER,
             missing_after: DEFAULT_MISSING_AFTER,
+            file_missing: FileMissing::default(),
             rules: default_rules(),
         }
     }
@@ -189,14 +232,30 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
             FILE,
             node,
             "scan",
-            &["ports", "missing_after", "rules"],
+            &[
+                "ports",
+                "down_after",
+                "missing_after",
+                "file_missing",
+                "rules",
+            ],
             problems,
         ) {
             if sf.get("ports").is_some() {
                 out.scan.ports = ports(&sf, "ports", problems);
             }
-            if let Some(n) = sf.parse("missing_after", "a whole number", problems) {
-                out.scan.missing_after = n;
+            if let Some(n) = sf.parse::<u32>("down_after", "a whole number", problems) {
+                out.scan.down_after = n.max(1);
+            }
+            if let Some(m) = sf.parse(
+                "missing_after",
+                "a number of sweeps or a duration like 2h",
+                problems,
+            ) {
+                out.scan.missing_after = m;
+            }
+            if let Some(node) = sf.get("file_missing") {
+                out.scan.file_missing = file_missing(node, problems);
             }
             if let Some(list) = sf.get("rules") {
                 match &list.value {
@@ -212,6 +271,39 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
             }
         }
     }
+    out
+}
+
+fn file_missing(node: &yaml::Node, problems: &mut Vec<Problem>) -> FileMissing {
+    let mut out = FileMissing::default();
+    let Some(f) = Fields::of(
+        FILE,
+        node,
+        "scan.file_missing",
+        &["uses", "machines"],
+        problems,
+    ) else {
+        return out;
+    };
+    for n in f.strs("uses", problems) {
+        let text = n.as_str().unwrap_or_default();
+        match super::fields::choose(text, super::words::USE_KINDS) {
+            Some(u) => out.uses.push(u),
+            None => problems.push(f.problem(
+                n,
+                "uses",
+                format!(
+                    "{text:?} is not one of: {}",
+                    super::words::USE_NAMES.join(", ")
+                ),
+            )),
+        }
+    }
+    out.machines = f
+        .strs("machines", problems)
+        .into_iter()
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect();
     out
 }
 

@@ -13,7 +13,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::broadcast;
 
 use super::Snapshot;
-use crate::proto::{DiscoveredHost, WatchEvent};
+use crate::proto::{DiscoveredHost, HostHistory, PresenceTransition, SweepSummary, WatchEvent};
 
 /// How the last sync went, for `GetStats` and metrics.
 #[derive(Clone, Debug, Default)]
@@ -24,11 +24,67 @@ pub struct SyncStatus {
     pub last_error: String,
 }
 
-/// The scanner's latest view, replaced whole after each sweep.
+/// The scanner's latest view, replaced whole after each sweep (or, on a
+/// replica, after each sweep of the scanner it follows).
 #[derive(Clone, Debug, Default)]
 pub struct Discovery {
+    /// The current record of every host, in address order.
     pub hosts: Vec<DiscoveredHost>,
+    /// The same hosts with their history.
+    pub histories: Vec<HostHistory>,
+    /// The latest sweeps, newest first.
+    pub sweeps: Vec<SweepSummary>,
     pub last_sweep_unix: i64,
+    pub source: DiscoverySource,
+    /// A replica that lost its scanner: the last state it had.
+    pub stale: bool,
+}
+
+impl Discovery {
+    pub fn of(
+        histories: Vec<HostHistory>,
+        sweeps: Vec<SweepSummary>,
+        source: DiscoverySource,
+    ) -> Self {
+        Discovery {
+            hosts: histories.iter().filter_map(|h| h.host.clone()).collect(),
+            last_sweep_unix: sweeps.first().map_or(0, |s| s.at_unix),
+            histories,
+            sweeps,
+            source,
+            stale: false,
+        }
+    }
+}
+
+/// Where discovery answers come from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum DiscoverySource {
+    /// Neither sweeping nor following a scanner.
+    #[default]
+    None,
+    Scanner,
+    /// Following the scanner at this address.
+    Replica(String),
+}
+
+impl std::fmt::Display for DiscoverySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DiscoverySource::None => f.write_str("none"),
+            DiscoverySource::Scanner => f.write_str("scanner"),
+            DiscoverySource::Replica(a) => write!(f, "replica of {a}"),
+        }
+    }
+}
+
+/// What a sweep brought, for Watch streams.
+#[derive(Clone, Debug, Default)]
+pub struct News {
+    /// Hosts whose state, address or presence changed.
+    pub changed: Vec<DiscoveredHost>,
+    pub transitions: Vec<PresenceTransition>,
+    pub sweep: Option<SweepSummary>,
 }
 
 pub struct Store {
@@ -120,19 +176,33 @@ impl Store {
         }
     }
 
-    /// Replaces the discovery view; `changed` are the hosts whose state moved.
-    pub fn publish_discovery(&self, next: Discovery, changed: Vec<DiscoveredHost>) {
+    /// Replaces the discovery view and tells watchers the news.
+    pub fn publish_discovery(&self, next: Discovery, news: News) {
         self.discovery.store(Arc::new(next));
-        if !changed.is_empty() {
-            let revision = self
-                .snapshot()
-                .map(|s| s.revision.clone())
-                .unwrap_or_default();
-            let _ = self.events.send(Arc::new(WatchEvent {
-                revision,
-                discovered: changed,
-                ..Default::default()
-            }));
+        if news.changed.is_empty() && news.transitions.is_empty() && news.sweep.is_none() {
+            return;
+        }
+        let revision = self
+            .snapshot()
+            .map(|s| s.revision.clone())
+            .unwrap_or_default();
+        let _ = self.events.send(Arc::new(WatchEvent {
+            revision,
+            discovered: news.changed,
+            transitions: news.transitions,
+            sweep: news.sweep,
+            ..Default::default()
+        }));
+    }
+
+    /// Marks the discovery view stale (a replica lost its scanner), or
+    /// fresh again; the hosts stay.
+    pub fn discovery_stale(&self, stale: bool) {
+        let now = self.discovery();
+        if now.stale != stale {
+            let mut next = (*now).clone();
+            next.stale = stale;
+            self.discovery.store(Arc::new(next));
         }
     }
 }
@@ -163,6 +233,6 @@ fn diff(prev: Option<&Snapshot>, next: &Snapshot) -> WatchEvent {
         revision: next.revision.clone(),
         changed,
         removed,
-        discovered: Vec::new(),
+        ..Default::default()
     }
 }

@@ -2,7 +2,9 @@
 //! JSON, inventories and metric labels print them. Parsing and printing
 //! read the same lists, so they cannot drift apart.
 
-use crate::proto::{machine::Use, DevelopmentKind, HostState, Machine, Provisioner, Role, UseKind};
+use crate::proto::{
+    machine::Use, DevelopmentKind, HostState, Machine, Presence, Provisioner, Role, UseKind,
+};
 
 /// Uses as `use:` and `scan.rules[].guess` spell them.
 pub const USE_KINDS: &[(&str, UseKind)] = &[
@@ -44,6 +46,14 @@ pub const HOST_STATES: &[(&str, HostState)] = &[
     ("unprovisionable", HostState::Unprovisionable),
     ("scanner", HostState::Scanner),
 ];
+
+/// Presence, as labels and tables print it.
+pub const PRESENCES: &[(&str, Presence)] = &[("up", Presence::Up), ("down", Presence::Down)];
+
+/// "up", "down"; "unknown" before a host has answered or been missed enough.
+pub fn presence_name(p: i32) -> &'static str {
+    word_of(PRESENCES, p, "unknown")
+}
 
 /// The built-in groupings of the Ansible inventory (`inventory.group_by`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

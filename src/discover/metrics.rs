@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use prometheus::{Gauge, Histogram, IntCounterVec, IntGaugeVec, Registry};
 
 use crate::{
-    db::words::{state_name, HOST_STATES},
+    db::words::{presence_name, state_name, HOST_STATES, PRESENCES},
     discover::scan::{self, Counts},
     metrics as m,
-    proto::DiscoveredHost,
+    proto::{DiscoveredHost, PresenceTransition},
 };
 
 /// Kinds of probe, as `mdb_probes_*_total{kind}` spells them.
@@ -24,6 +24,11 @@ pub struct SweepMetrics {
     hosts: IntGaugeVec,
     probes_sent: IntCounterVec,
     probes_failed: IntCounterVec,
+    presence: IntGaugeVec,
+    transitions: IntCounterVec,
+    store_bytes: prometheus::IntGauge,
+    store_writes: Histogram,
+    store_errors: prometheus::IntCounter,
 }
 
 impl SweepMetrics {
@@ -75,7 +80,50 @@ impl SweepMetrics {
                 "kind",
                 PROBE_KINDS,
             ),
+            presence: m::int_gauge_by(
+                r,
+                "discovered_presence",
+                "Hosts by presence after the last sweep.",
+                "presence",
+                &m::words(PRESENCES),
+            ),
+            transitions: m::counter_by(
+                r,
+                "presence_transitions_total",
+                "Hosts that went up or down.",
+                "presence",
+                &m::words(PRESENCES),
+            ),
+            store_bytes: m::int_gauge(r, "history_store_bytes", "Size of the history store file."),
+            store_writes: m::histogram(
+                r,
+                "history_write_seconds",
+                "Time to write one sweep to the history store.",
+                &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0],
+            ),
+            store_errors: m::int_counter(
+                r,
+                "history_write_errors_total",
+                "Sweeps the history store could not write (kept in memory).",
+            ),
         }
+    }
+
+    pub fn transitions(&self, ts: &[PresenceTransition]) {
+        for t in ts {
+            self.transitions
+                .with_label_values(&[presence_name(t.presence)])
+                .inc();
+        }
+    }
+
+    pub fn stored(&self, took: std::time::Duration, size: u64) {
+        self.store_writes.observe(took.as_secs_f64());
+        self.store_bytes.set(size as i64);
+    }
+
+    pub fn store_failed(&self) {
+        self.store_errors.inc();
     }
 
     /// The probes of one sweep and how long it took.
@@ -97,6 +145,10 @@ impl SweepMetrics {
         }
         for (state, n) in counts {
             self.hosts.with_label_values(&[state]).set(n);
+        }
+        for (word, p) in PRESENCES {
+            let n = hosts.iter().filter(|h| h.presence == *p as i32).count();
+            self.presence.with_label_values(&[word]).set(n as i64);
         }
         self.sweeps.with_label_values(&["ok"]).inc();
         self.last_success.set(at_unix as f64);

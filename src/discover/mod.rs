@@ -4,6 +4,8 @@
 //! writes the database or talks to GitHub.
 
 pub mod classify;
+pub mod follow;
+pub mod history;
 pub mod metrics;
 pub mod scan;
 pub mod sweep;

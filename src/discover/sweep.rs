@@ -1,9 +1,9 @@
 //! The sweep loop of `mdb serve`: sweep, classify against the snapshot
-//! being served, remember each host across sweeps (first/last seen, state
-//! changes, missed sweeps) and publish the result to the store, metrics
-//! and whoever listens (the GitHub filer).
+//! being served, fold the sweep into the history (kept on disk when a
+//! `state_dir` is set) and publish the result to the store, metrics and
+//! whoever listens (the GitHub filer).
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use ipnetwork::IpNetwork;
 use tokio::sync::watch;
@@ -11,11 +11,20 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    db::{store::now_unix, Snapshot, Store},
-    discover::classify::{self, Classified},
-    discover::scan,
-    discover::SweepMetrics,
-    proto::{DiscoveredHost, Machine},
+    db::{
+        store::{now_unix, Discovery, DiscoverySource, News},
+        Snapshot, Store,
+    },
+    discover::{
+        classify,
+        history::{
+            self,
+            store::{self, HistoryStore},
+            Fold, History,
+        },
+        scan, SweepMetrics,
+    },
+    proto::{DiscoveredHost, Machine, Presence, SweepSummary},
 };
 
 #[derive(Clone, Debug)]
@@ -30,6 +39,10 @@ pub struct Config {
     pub options: scan::Options,
     /// Which TCP ports a sweep probes on live hosts.
     pub ports: Ports,
+    /// Where the history is kept across restarts; memory only without.
+    pub state_dir: Option<std::path::PathBuf>,
+    /// How long a host that is gone, and old transitions, are remembered.
+    pub retention: Duration,
 }
 
 /// Which TCP ports a sweep probes on live hosts.
@@ -53,79 +66,6 @@ pub struct SweepResult {
     pub revision: String,
     pub swept: Vec<IpNetwork>,
     pub at_unix: i64,
-}
-
-#[derive(Default)]
-pub struct History {
-    /// By identity: the last record of every host ever seen.
-    hosts: HashMap<String, DiscoveredHost>,
-    /// Machine name → consecutive sweeps it was not seen in.
-    missed: HashMap<String, u32>,
-}
-
-impl History {
-    /// Folds one sweep in; returns all current hosts and those whose state
-    /// changed (or that are new to the history).
-    pub fn update(
-        &mut self,
-        classified: Vec<Classified>,
-        unseen: &[&Machine],
-        swept: &[IpNetwork],
-        missing_after: u32,
-        now: i64,
-    ) -> (Vec<DiscoveredHost>, Vec<DiscoveredHost>) {
-        let mut current = Vec::new();
-        let mut changed = Vec::new();
-        let seen_names: Vec<String> = classified
-            .iter()
-            .map(|c| c.host.machine.clone())
-            .filter(|n| !n.is_empty())
-            .collect();
-        for n in seen_names {
-            self.missed.remove(&n);
-        }
-        let mut records = classified;
-        for m in unseen {
-            let missed = self.missed.entry(m.name.clone()).or_insert(0);
-            *missed += 1;
-            if *missed >= missing_after.max(1) {
-                records.push(classify::missing(m, swept, *missed));
-            }
-        }
-        for Classified { key, mut host } in records {
-            let prev = self.hosts.get(&key);
-            host.first_seen_unix = prev.map_or(now, |p| p.first_seen_unix);
-            host.last_seen_unix = if host.state == crate::proto::HostState::Missing as i32 {
-                prev.map_or(0, |p| p.last_seen_unix)
-            } else {
-                now
-            };
-            let same = prev.is_some_and(|p| p.state == host.state && p.ip == host.ip);
-            host.state_since_unix = match prev {
-                Some(p) if same => p.state_since_unix,
-                _ => now,
-            };
-            if !same {
-                changed.push(host.clone());
-            }
-            self.hosts.insert(key, host.clone());
-            current.push(host);
-        }
-        current.sort_by(|a, b| {
-            sort_key(&a.ip)
-                .cmp(&sort_key(&b.ip))
-                .then(a.machine.cmp(&b.machine))
-        });
-        (current, changed)
-    }
-}
-
-fn sort_key(ip: &str) -> (u8, u128) {
-    match ip.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(a)) => (4, u32::from(a) as u128),
-        Ok(std::net::IpAddr::V6(a)) => (6, u128::from(a)),
-        Err(_) => (9, 0),
-    }
 }
 
 /// The targets and ports of the next sweep, from config and database.
@@ -216,42 +156,104 @@ pub async fn sweep_once(
     snap: &Snapshot,
     history: &mut History,
     metrics: &SweepMetrics,
-) -> Result<(SweepResult, Vec<DiscoveredHost>), scan::Error> {
+) -> Result<(SweepResult, Fold, SweepSummary), scan::Error> {
     let look = look(cfg, Some(snap), Arc::new(|_| {})).await?;
     for w in &look.report.warnings {
         warn!("{w}");
     }
     metrics.probed(&look.report.sent, look.report.duration.as_secs_f64());
     let now = now_unix();
-    let opts = look.opts;
-    let (hosts, changed) = history.update(
-        look.hosts,
-        &look.unseen,
-        &opts.targets,
-        snap.settings.scan.missing_after,
-        now,
+    let rules = history::Rules {
+        down_after: snap.settings.scan.down_after,
+        missing_after: snap.settings.scan.missing_after,
+        retention: cfg.retention,
+    };
+    let in_db = |name: &str| snap.by_name(name).is_some();
+    let fold = history.fold(
+        history::Sweep {
+            seen: look.hosts,
+            unseen: &look.unseen,
+            swept: &look.opts.targets,
+            in_db: &in_db,
+            now,
+        },
+        &rules,
     );
+    let hosts: Vec<DiscoveredHost> = history
+        .records()
+        .into_iter()
+        .filter_map(|r| r.host)
+        .collect();
+    let summary = SweepSummary {
+        at_unix: now,
+        duration_ms: look.report.duration.as_millis().min(u32::MAX as u128) as u32,
+        answered: fold.answered,
+        up: count(&hosts, Presence::Up),
+        down: count(&hosts, Presence::Down),
+        changed: fold.changed.len() as u32,
+        subnets: look.opts.targets.iter().map(|n| n.to_string()).collect(),
+    };
     Ok((
         SweepResult {
             hosts,
             revision: snap.revision.clone(),
-            swept: opts.targets,
+            swept: look.opts.targets,
             at_unix: now,
         },
-        changed,
+        fold,
+        summary,
     ))
 }
 
+fn count(hosts: &[DiscoveredHost], p: Presence) -> u32 {
+    hosts.iter().filter(|h| h.presence == p as i32).count() as u32
+}
+
+/// The history `run` starts from: what the store held, or nothing.
+pub struct Start {
+    pub history: History,
+    pub sweeps: Vec<SweepSummary>,
+    pub disk: Option<HistoryStore>,
+}
+
+impl Start {
+    pub fn empty() -> Start {
+        Start {
+            history: History::default(),
+            sweeps: Vec::new(),
+            disk: None,
+        }
+    }
+
+    pub fn from(opened: store::Opened) -> Start {
+        Start {
+            history: History::from_records(opened.records),
+            sweeps: opened.sweeps,
+            disk: Some(opened.store),
+        }
+    }
+
+    fn discovery(&self) -> Discovery {
+        Discovery::of(
+            self.history.records(),
+            self.sweeps.clone(),
+            DiscoverySource::Scanner,
+        )
+    }
+}
+
 /// Sweeps every `interval` until cancelled. Waits for the first database
-/// revision, since classification needs it.
+/// revision, since classification needs it. What `start` holds is served
+/// at once, before the first sweep.
 pub async fn run(
     cfg: Config,
+    mut start: Start,
     store: Arc<Store>,
     metrics: SweepMetrics,
     results: watch::Sender<Option<Arc<SweepResult>>>,
     shutdown: CancellationToken,
 ) {
-    let mut history = History::default();
+    store.publish_discovery(start.discovery(), News::default());
     let mut rx = store.subscribe();
     loop {
         let snap = loop {
@@ -265,22 +267,28 @@ pub async fn run(
         };
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = sweep_once(&cfg, &snap, &mut history, &metrics) => r,
+            r = sweep_once(&cfg, &snap, &mut start.history, &metrics) => r,
         };
         match outcome {
-            Ok((result, changed)) => {
+            Ok((result, fold, summary)) => {
                 metrics.swept(&result.hosts, result.at_unix);
+                metrics.transitions(&fold.transitions);
                 info!(
                     hosts = result.hosts.len(),
-                    changed = changed.len(),
+                    answered = fold.answered,
+                    changed = fold.changed.len(),
                     "sweep done"
                 );
+                persist(&start, &cfg, &fold, &summary, &metrics).await;
+                start.sweeps.insert(0, summary.clone());
+                start.sweeps.truncate(store::RECENT_SWEEPS);
                 store.publish_discovery(
-                    crate::db::store::Discovery {
-                        hosts: result.hosts.clone(),
-                        last_sweep_unix: result.at_unix,
+                    start.discovery(),
+                    News {
+                        changed: fold.changed,
+                        transitions: fold.transitions,
+                        sweep: Some(summary),
                     },
-                    changed,
                 );
                 let _ = results.send(Some(Arc::new(result)));
             }
@@ -294,4 +302,52 @@ pub async fn run(
             _ = tokio::time::sleep(cfg.interval) => {}
         }
     }
+}
+
+/// Writes one sweep to disk, off the async threads. A failed write (a full
+/// disk) is logged and counted; memory keeps serving, and the next sweep
+/// writes its hosts again.
+async fn persist(
+    start: &Start,
+    cfg: &Config,
+    fold: &Fold,
+    summary: &SweepSummary,
+    metrics: &SweepMetrics,
+) {
+    let Some(disk) = start.disk.clone() else {
+        return;
+    };
+    let batch = store::Batch {
+        records: fold
+            .written
+            .iter()
+            .filter_map(|k| start.history.get(k).cloned())
+            .collect(),
+        removed: fold.removed.clone(),
+        sweep: summary.clone(),
+        at_ms: now_millis(),
+        keep_sweeps_since: summary.at_unix - cfg.retention.as_secs() as i64,
+    };
+    let written = tokio::task::spawn_blocking(move || {
+        let took = disk.write(&batch)?;
+        Ok::<_, store::Error>((took, disk.size()))
+    })
+    .await;
+    match written {
+        Ok(Ok((took, size))) => metrics.stored(took, size),
+        Ok(Err(e)) => {
+            warn!(error = %e, "history not written; kept in memory");
+            metrics.store_failed();
+        }
+        Err(e) => {
+            warn!(error = %e, "history writer panicked");
+            metrics.store_failed();
+        }
+    }
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

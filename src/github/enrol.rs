@@ -158,7 +158,7 @@ impl Enroller {
     /// Whether a new host is one to enrol.
     fn wanted(&self, h: &DiscoveredHost) -> bool {
         HostState::try_from(h.state) == Ok(HostState::New)
-            && files_issue(h)
+            && files_issue(h, None)
             && (self.cfg.random_macs || h.mac.parse::<Mac>().is_ok_and(|m| !m.is_local()))
     }
 

@@ -18,6 +18,8 @@ pub enum Kind {
     Conflict,
     /// A readiness check or a provisioning run failed (the runner's).
     Provisioning,
+    /// A database machine that opted in has been down too long.
+    Missing,
 }
 
 impl Kind {
@@ -26,6 +28,7 @@ impl Kind {
         ("unprovisionable", Kind::Unprovisionable),
         ("conflict", Kind::Conflict),
         ("provisioning", Kind::Provisioning),
+        ("missing", Kind::Missing),
     ];
 
     /// The word labels and fingerprints use.
@@ -63,6 +66,9 @@ impl Fingerprint {
                 (Kind::Unprovisionable, Subject::Machine(h.machine.clone()))
             }
             Ok(HostState::Conflict) => (Kind::Conflict, Subject::Ip(ip?)),
+            Ok(HostState::Missing) if !h.machine.is_empty() => {
+                (Kind::Missing, Subject::Machine(h.machine.clone()))
+            }
             _ => match h.mac.parse::<Mac>().ok().filter(|m| !m.is_local()) {
                 Some(m) => (Kind::NewDevice, Subject::Mac(m)),
                 None => (Kind::NewDevice, Subject::Ip(ip?)),

@@ -59,7 +59,7 @@ pub fn plan(
     let mut ops = Vec::new();
     let mut desired: Vec<(Fingerprint, &DiscoveredHost)> = Vec::new();
     let mut seen_fp = HashSet::new();
-    for h in hosts.iter().filter(|h| files_issue(h)) {
+    for h in hosts.iter().filter(|h| files_issue(h, Some(snap))) {
         let Some(fp) = Fingerprint::of(h) else {
             continue;
         };
@@ -147,6 +147,18 @@ pub fn resolution(fp: &Fingerprint, hosts: &[DiscoveredHost], snap: &Snapshot) -
                     h.machine == *name && HostState::try_from(h.state) == Ok(HostState::Known)
                 })
                 .map(|h| format!("SSH on `{name}` ({}) answers again.", h.ip)),
+        },
+        (Kind::Missing, Subject::Machine(name)) => match snap.by_name(name) {
+            None => Some(format!(
+                "`{name}` is no longer in the database (revision {rev})."
+            )),
+            Some(m) if !snap.settings.scan.file_missing.covers(m) => Some(format!(
+                "`{name}` is no longer filed when missing (scan.file_missing)."
+            )),
+            Some(_) => hosts
+                .iter()
+                .find(|h| h.machine == *name && h.presence == crate::proto::Presence::Up as i32)
+                .map(|h| format!("`{name}` answers again at {}.", h.ip)),
         },
         (Kind::Conflict, Subject::Ip(ip)) => {
             if snap.by_ip(*ip).is_none() {

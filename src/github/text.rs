@@ -15,16 +15,22 @@ pub fn kind(h: &DiscoveredHost) -> Kind {
     match HostState::try_from(h.state) {
         Ok(HostState::Unprovisionable) => Kind::Unprovisionable,
         Ok(HostState::Conflict) => Kind::Conflict,
+        Ok(HostState::Missing) => Kind::Missing,
         _ => Kind::NewDevice,
     }
 }
 
-/// Whether a host in this state gets an issue.
-pub fn files_issue(h: &DiscoveredHost) -> bool {
-    matches!(
-        HostState::try_from(h.state),
-        Ok(HostState::New | HostState::Conflict | HostState::Unprovisionable)
-    )
+/// Whether a host in this state gets an issue. A missing machine does only
+/// when `scan.file_missing` of the database names it or its use.
+pub fn files_issue(h: &DiscoveredHost, snap: Option<&Snapshot>) -> bool {
+    match HostState::try_from(h.state) {
+        Ok(HostState::New | HostState::Conflict | HostState::Unprovisionable) => true,
+        Ok(HostState::Missing) => snap.is_some_and(|s| {
+            s.by_name(&h.machine)
+                .is_some_and(|m| s.settings.scan.file_missing.covers(m))
+        }),
+        _ => false,
+    }
 }
 
 pub fn title(h: &DiscoveredHost) -> String {
@@ -37,6 +43,7 @@ pub fn title(h: &DiscoveredHost) -> String {
     match HostState::try_from(h.state) {
         Ok(HostState::Unprovisionable) => format!("Cannot provision {} ({})", h.machine, h.ip),
         Ok(HostState::Conflict) => format!("Address conflict at {}{what}", h.ip),
+        Ok(HostState::Missing) => format!("Missing: {} ({}) does not answer", h.machine, h.ip),
         _ => format!("New device {}{what}", h.ip),
     }
 }
@@ -107,7 +114,7 @@ pub fn body(h: &DiscoveredHost, entry: Option<&Entry>) -> String {
 /// shows it: a dry run with no token and no GitHub. (Closing needs the
 /// repository's issues, which only the server reads.)
 pub fn preview(hosts: &[DiscoveredHost], snap: Option<&Snapshot>) -> String {
-    let problems: Vec<_> = hosts.iter().filter(|h| files_issue(h)).collect();
+    let problems: Vec<_> = hosts.iter().filter(|h| files_issue(h, snap)).collect();
     if problems.is_empty() {
         return "nothing to file\n".into();
     }

@@ -15,14 +15,15 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    db::{self, words::state_name, Snapshot, Store},
+    db::{self, store::Discovery, words::state_name, Snapshot, Store},
     net::Mac,
     proto::{
-        machine::Use, machine_db_server::MachineDb, Cluster, DiscoveredHost, GetClusterRequest,
-        GetDiscoveredRequest, GetMachineRequest, GetStatsRequest, HostState, ListClustersRequest,
-        ListClustersResponse, ListDiscoveredRequest, ListDiscoveredResponse, ListMachinesRequest,
-        ListMachinesResponse, Machine, Provisioner, Stats, SuggestAddressRequest,
-        SuggestAddressResponse, UseKind, WatchEvent, WatchRequest,
+        machine::Use, machine_db_server::MachineDb, AddressSeen, Cluster, DiscoveredHost,
+        GetClusterRequest, GetDiscoveredRequest, GetHostHistoryRequest, GetMachineRequest,
+        GetStatsRequest, HostHistory, HostState, ListClustersRequest, ListClustersResponse,
+        ListDiscoveredRequest, ListDiscoveredResponse, ListHostHistoryRequest,
+        ListHostHistoryResponse, ListMachinesRequest, ListMachinesResponse, Machine, Provisioner,
+        Stats, SuggestAddressRequest, SuggestAddressResponse, UseKind, WatchEvent, WatchRequest,
     },
     serve::metrics::GrpcMetrics,
 };
@@ -65,6 +66,8 @@ impl Api {
             last_sync_error: status.last_error,
             discovered_by_state: by_state,
             last_sweep_unix: disc.last_sweep_unix,
+            discovery_source: disc.source.to_string(),
+            discovery_stale: disc.stale,
             ..Stats::default()
         };
         if let Some(s) = self.store.snapshot() {
@@ -277,15 +280,16 @@ impl MachineDb for Api {
         req: Request<ListDiscoveredRequest>,
     ) -> Result<Response<ListDiscoveredResponse>, Status> {
         let want = req.get_ref().state;
+        let disc = self.store.discovery();
         let r = known_enum::<HostState>("state", want).map(|_| ListDiscoveredResponse {
-            hosts: self
-                .store
-                .discovery()
+            hosts: disc
                 .hosts
                 .iter()
                 .filter(|h| want == HostState::Unspecified as i32 || h.state == want)
                 .cloned()
                 .collect(),
+            as_of_unix: disc.last_sweep_unix,
+            stale: disc.stale,
         });
         self.track("ListDiscovered", r)
     }
@@ -294,27 +298,31 @@ impl MachineDb for Api {
         &self,
         req: Request<GetDiscoveredRequest>,
     ) -> Result<Response<DiscoveredHost>, Status> {
-        let key = req.get_ref().key.trim().to_string();
-        checked_key("key", &key)?;
         let disc = self.store.discovery();
-        let found = if let Ok(ip) = key.parse::<IpAddr>() {
-            let ip = ip.to_string();
-            disc.hosts.iter().find(|h| h.ip == ip)
-        } else if let Ok(mac) = key.parse::<Mac>() {
-            let mac = mac.to_string();
-            disc.hosts.iter().find(|h| h.mac == mac)
-        } else {
-            return self.track(
-                "GetDiscovered",
-                Err(Status::invalid_argument(format!(
-                    "{key:?} is neither an IP nor a MAC address"
-                ))),
-            );
-        };
-        let r = found
-            .cloned()
-            .ok_or_else(|| Status::not_found(format!("no discovered host {key:?}")));
+        let r = find_host(&disc, &req.get_ref().key).and_then(|h| {
+            h.host
+                .clone()
+                .ok_or_else(|| Status::not_found("the host has no record"))
+        });
         self.track("GetDiscovered", r)
+    }
+
+    async fn get_host_history(
+        &self,
+        req: Request<GetHostHistoryRequest>,
+    ) -> Result<Response<HostHistory>, Status> {
+        let disc = self.store.discovery();
+        let r = find_host(&disc, &req.get_ref().key).cloned();
+        self.track("GetHostHistory", r)
+    }
+
+    async fn list_host_history(
+        &self,
+        req: Request<ListHostHistoryRequest>,
+    ) -> Result<Response<ListHostHistoryResponse>, Status> {
+        let disc = self.store.discovery();
+        let r = history_page(&disc, req.get_ref());
+        self.track("ListHostHistory", r)
     }
 
     async fn suggest_address(
@@ -386,15 +394,15 @@ impl MachineDb for Api {
                     };
                     match next {
                         Ok(ev) => {
-                            let is_discovery = ev.changed.is_empty()
-                                && ev.removed.is_empty()
-                                && !ev.discovered.is_empty();
+                            let is_discovery = ev.changed.is_empty() && ev.removed.is_empty();
                             if is_discovery && !opts.discovery {
                                 continue;
                             }
                             let mut ev = (*ev).clone();
                             if !opts.discovery {
                                 ev.discovered.clear();
+                                ev.transitions.clear();
+                                ev.sweep = None;
                             }
                             pending.extend(chunks(ev));
                         }
@@ -410,6 +418,97 @@ impl MachineDb for Api {
         );
         self.track("Watch", Ok(Box::pin(stream) as WatchStream))
     }
+}
+
+/// The host a key names: an IP or MAC it has used, its history key, its
+/// machine name or its DNS name. The current address wins over old ones.
+pub fn find_host<'a>(disc: &'a Discovery, key: &str) -> Result<&'a HostHistory, Status> {
+    let key = checked_key("key", key.trim())?;
+    let host = |r: &'a HostHistory| r.host.as_ref();
+    let found = if let Ok(ip) = key.parse::<IpAddr>() {
+        let ip = ip.to_string();
+        let now = disc
+            .histories
+            .iter()
+            .find(|r| host(r).is_some_and(|h| h.ip == ip));
+        now.or_else(|| newest(disc, |a| a.ip == ip))
+    } else if let Ok(mac) = key.parse::<Mac>() {
+        let mac = mac.to_string();
+        let now = disc
+            .histories
+            .iter()
+            .find(|r| host(r).is_some_and(|h| h.mac == mac));
+        now.or_else(|| newest(disc, |a| a.mac == mac))
+    } else {
+        disc.histories.iter().find(|r| {
+            host(r).is_some_and(|h| h.key == key || h.machine == key || h.dns_name == key)
+        })
+    };
+    found.ok_or_else(|| Status::not_found(format!("no discovered host {key:?}")))
+}
+
+/// The host that used an address most recently.
+fn newest(disc: &Discovery, used: impl Fn(&AddressSeen) -> bool) -> Option<&HostHistory> {
+    disc.histories
+        .iter()
+        .filter_map(|r| {
+            let last = r
+                .addresses
+                .iter()
+                .filter(|a| used(a))
+                .map(|a| a.last_seen_unix)
+                .max()?;
+            Some((last, r))
+        })
+        .max_by_key(|(last, _)| *last)
+        .map(|(_, r)| r)
+}
+
+pub const DEFAULT_HISTORY_PAGE: usize = 500;
+pub const MAX_HISTORY_PAGE: usize = 1000;
+
+/// One page of every host's history, in key order after `page_token`.
+fn history_page(
+    disc: &Discovery,
+    req: &ListHostHistoryRequest,
+) -> Result<ListHostHistoryResponse, Status> {
+    if req.page_token.len() > MAX_KEY_LEN {
+        return Err(Status::invalid_argument(format!(
+            "page_token is at most {MAX_KEY_LEN} bytes"
+        )));
+    }
+    let size = match req.page_size as usize {
+        0 => DEFAULT_HISTORY_PAGE,
+        n if n > MAX_HISTORY_PAGE => {
+            return Err(Status::invalid_argument(format!(
+                "page_size {n} is over the limit of {MAX_HISTORY_PAGE}"
+            )))
+        }
+        n => n,
+    };
+    let key = |r: &HostHistory| r.host.as_ref().map(|h| h.key.clone()).unwrap_or_default();
+    let mut after: Vec<&HostHistory> = disc
+        .histories
+        .iter()
+        .filter(|r| req.page_token.is_empty() || key(r) > req.page_token)
+        .collect();
+    after.sort_by_key(|r| key(r));
+    let more = after.len() > size;
+    after.truncate(size);
+    Ok(ListHostHistoryResponse {
+        next_page_token: if more {
+            after.last().map(|r| key(r)).unwrap_or_default()
+        } else {
+            String::new()
+        },
+        hosts: after.into_iter().cloned().collect(),
+        as_of_unix: disc.last_sweep_unix,
+        sweeps: if req.page_token.is_empty() {
+            disc.sweeps.clone()
+        } else {
+            Vec::new()
+        },
+    })
 }
 
 /// Machines per Watch message: a whole 100k-machine revision in one

@@ -34,6 +34,8 @@ pub struct Config {
     pub github: Option<crate::github::Config>,
     /// A provisioning runner (`mdb provision`) whose statuses the page shows.
     pub runner: Option<String>,
+    /// The scanner whose discovery this API replica mirrors.
+    pub scanner: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,186 @@
+//! An API replica's discovery: it never sweeps, it mirrors the scanner.
+//! It follows the scanner's Watch stream and, on every sweep event, reads
+//! the whole history again (`ListHostHistory`), then answers as the scanner
+//! would. While the scanner is away it keeps the last state, marked stale,
+//! and reconnects with backoff.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tracing::{info, warn};
+
+use crate::{
+    db::{
+        store::{Discovery, DiscoverySource, News},
+        Store,
+    },
+    proto::{machine_db_client::MachineDbClient, ListHostHistoryRequest, WatchEvent, WatchRequest},
+};
+
+/// Backoff between attempts to reach the scanner.
+const RETRY_MIN: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// Each call to the scanner has this long.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Without any event for this long the mirror is read again anyway, and a
+/// dead connection is found by HTTP/2 keep-alive well before.
+const REFRESH: Duration = Duration::from_secs(600);
+const PAGE: u32 = 1000;
+/// Pages read at most per mirror (a million hosts).
+const MAX_PAGES: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("scanner {0}: {1}")]
+    Connect(String, String),
+    #[error("scanner {0}: {1}")]
+    Call(String, tonic::Status),
+    #[error("scanner {0}: no answer within {1:?}")]
+    Timeout(String, Duration),
+    #[error("scanner {0} ended the Watch stream")]
+    Ended(String),
+    #[error("scanner {0}: more than {MAX_PAGES} pages of history")]
+    TooLong(String),
+}
+
+/// Follows `scanner` until cancelled.
+pub async fn run(scanner: String, store: Arc<Store>, shutdown: CancellationToken) {
+    let source = DiscoverySource::Replica(scanner.clone());
+    store.publish_discovery(
+        Discovery {
+            source: source.clone(),
+            stale: true,
+            ..Default::default()
+        },
+        News::default(),
+    );
+    let mut wait = RETRY_MIN;
+    let mut last_error = String::new();
+    loop {
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = follow(&scanner, &store, &mut wait) => r,
+        };
+        store.discovery_stale(true);
+        if let Err(e) = outcome {
+            let text = e.to_string();
+            if text != last_error {
+                warn!(error = %text, "discovery mirror lost its scanner; serving the last state, marked stale");
+                last_error = text;
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(RETRY_MAX);
+    }
+}
+
+/// One connection: subscribe, read everything, then read again on every
+/// sweep the scanner announces. Returns when the connection fails.
+async fn follow(scanner: &str, store: &Store, wait: &mut Duration) -> Result<(), Error> {
+    let mut client = connect(scanner).await?;
+    // Subscribe first, so no sweep falls between the read and the stream.
+    let mut events = timed(
+        scanner,
+        client.watch(WatchRequest {
+            initial_snapshot: false,
+            discovery: true,
+        }),
+    )
+    .await?
+    .into_inner();
+    mirror(scanner, &mut client, store, News::default()).await?;
+    info!(scanner, "discovery mirror caught up");
+    *wait = RETRY_MIN;
+    loop {
+        let next = tokio::time::timeout(REFRESH, events.message()).await;
+        match next {
+            Err(_) => mirror(scanner, &mut client, store, News::default()).await?,
+            Ok(Ok(Some(ev))) if carries_discovery(&ev) => {
+                mirror(scanner, &mut client, store, news(ev)).await?
+            }
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) => return Err(Error::Ended(scanner.to_string())),
+            Ok(Err(status)) => return Err(Error::Call(scanner.to_string(), status)),
+        }
+    }
+}
+
+async fn connect(scanner: &str) -> Result<MachineDbClient<Channel>, Error> {
+    let err = |e: String| Error::Connect(scanner.to_string(), e);
+    let endpoint = crate::dial::endpoint(scanner, None)
+        .map_err(|e| err(e.to_string()))?
+        .connect_timeout(Duration::from_secs(10))
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    let channel = endpoint.connect().await.map_err(|e| err(e.to_string()))?;
+    Ok(MachineDbClient::new(channel))
+}
+
+fn carries_discovery(ev: &WatchEvent) -> bool {
+    ev.sweep.is_some() || !ev.discovered.is_empty() || !ev.transitions.is_empty()
+}
+
+fn news(ev: WatchEvent) -> News {
+    News {
+        changed: ev.discovered,
+        transitions: ev.transitions,
+        sweep: ev.sweep,
+    }
+}
+
+async fn timed<T>(
+    scanner: &str,
+    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(s)) => Err(Error::Call(scanner.to_string(), s)),
+        Err(_) => Err(Error::Timeout(scanner.to_string(), CALL_TIMEOUT)),
+    }
+}
+
+/// Reads the scanner's whole history, page by page, and serves it.
+async fn mirror(
+    scanner: &str,
+    client: &mut MachineDbClient<Channel>,
+    store: &Store,
+    news: News,
+) -> Result<(), Error> {
+    let mut histories = Vec::new();
+    let mut sweeps = Vec::new();
+    let mut as_of = 0;
+    let mut token = String::new();
+    for page in 0.. {
+        if page >= MAX_PAGES {
+            return Err(Error::TooLong(scanner.to_string()));
+        }
+        let r = timed(
+            scanner,
+            client.list_host_history(ListHostHistoryRequest {
+                page_size: PAGE,
+                page_token: token.clone(),
+            }),
+        )
+        .await?
+        .into_inner();
+        histories.extend(r.hosts);
+        if page == 0 {
+            sweeps = r.sweeps;
+            as_of = r.as_of_unix;
+        }
+        if r.next_page_token.is_empty() {
+            break;
+        }
+        token = r.next_page_token;
+    }
+    let source = DiscoverySource::Replica(scanner.to_string());
+    let mut next = Discovery::of(histories, sweeps, source);
+    next.last_sweep_unix = as_of;
+    store.publish_discovery(next, news);
+    Ok(())
+}

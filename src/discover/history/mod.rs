@@ -1,0 +1,662 @@
+//! What the sweeps remember of every host: first and last seen, every MAC
+//! and IP it used, presence (up at once, down only after `down_after`
+//! missed sweeps, so a host that drops one sweep in three never flaps),
+//! hourly uptime and the transitions. A pure fold over sweeps: no clock, no
+//! I/O; `store` makes it durable.
+
+pub mod store;
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    net::IpAddr,
+    time::Duration,
+};
+
+use ipnetwork::IpNetwork;
+
+use crate::{
+    db::settings::MissingAfter,
+    discover::classify::{self, Classified},
+    proto::{
+        AddressSeen, DiscoveredHost, HostHistory, HostState, Machine, Presence, PresenceTransition,
+        UptimeHour,
+    },
+};
+
+/// Transitions kept per host, newest last; older ones also go with retention.
+pub const MAX_TRANSITIONS: usize = 256;
+/// MAC/IP pairs kept per host (a MAC rotating daily would grow without end).
+pub const MAX_ADDRESSES: usize = 64;
+/// Hosts kept at most; past it the longest unseen (not in the database) go.
+pub const MAX_HOSTS: usize = 65_536;
+/// Uptime is counted per hour over the longest window shown (7 days).
+pub const UPTIME_WINDOW: i64 = 7 * 24 * 3600;
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// The settings a fold follows: `mdb.yaml`'s presence rules and the
+/// service's retention.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rules {
+    pub down_after: u32,
+    pub missing_after: MissingAfter,
+    pub retention: Duration,
+}
+
+/// One sweep, classified, as the fold takes it.
+pub struct Sweep<'a> {
+    pub seen: Vec<Classified>,
+    /// Database machines with an address in `swept` that did not answer.
+    pub unseen: &'a [&'a Machine],
+    pub swept: &'a [IpNetwork],
+    /// Whether a machine name is in the database now.
+    pub in_db: &'a dyn Fn(&str) -> bool,
+    pub now: i64,
+}
+
+/// What one fold changed.
+#[derive(Debug, Default)]
+pub struct Fold {
+    /// Hosts whose state, address or presence changed.
+    pub changed: Vec<DiscoveredHost>,
+    pub transitions: Vec<PresenceTransition>,
+    /// Keys whose records were written (to persist).
+    pub written: Vec<String>,
+    /// Keys whose records are gone (retention, renames).
+    pub removed: Vec<String>,
+    pub answered: u32,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct History {
+    hosts: BTreeMap<String, HostHistory>,
+}
+
+impl History {
+    pub fn from_records(records: impl IntoIterator<Item = HostHistory>) -> History {
+        let hosts = records
+            .into_iter()
+            .filter_map(|r| Some((r.host.as_ref()?.key.clone(), r)))
+            .collect();
+        History { hosts }
+    }
+
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&HostHistory> {
+        self.hosts.get(key)
+    }
+
+    /// Every record worth showing, in address order: hosts seen at least
+    /// once and machines found missing.
+    pub fn records(&self) -> Vec<HostHistory> {
+        let mut out: Vec<HostHistory> = self
+            .hosts
+            .values()
+            .filter(|r| r.host.as_ref().is_some_and(listed))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| by_address(host(a), host(b)));
+        out
+    }
+
+    /// Folds one sweep in.
+    pub fn fold(&mut self, mut sweep: Sweep<'_>, rules: &Rules) -> Fold {
+        let mut out = Fold::default();
+        let mut seen_keys = HashSet::new();
+        for c in std::mem::take(&mut sweep.seen) {
+            self.answered(c, &mut seen_keys, sweep.now, &mut out);
+        }
+        self.create_unseen_machines(&sweep, &seen_keys);
+        let unseen: HashSet<&str> = sweep.unseen.iter().map(|m| m.name.as_str()).collect();
+        for (key, rec) in self.hosts.iter_mut() {
+            if seen_keys.contains(key) {
+                continue;
+            }
+            let Some(h) = rec.host.as_ref() else { continue };
+            let covered = match machine_key(key) {
+                Some(name) => unseen.contains(name),
+                None => {
+                    h.ip.parse::<IpAddr>()
+                        .is_ok_and(|ip| sweep.swept.iter().any(|n| n.contains(ip)))
+                }
+            };
+            if covered {
+                missed(key, rec, rules, sweep.now, &mut out);
+            }
+        }
+        self.expire(&sweep, rules, &mut out);
+        for rec in self.hosts.values_mut() {
+            set_uptime(rec, sweep.now);
+        }
+        out
+    }
+
+    /// One host that answered: found under its identity, or taken over from
+    /// the identity it had before (a device enrolled since, a random MAC
+    /// that now announces a name).
+    fn answered(
+        &mut self,
+        c: Classified,
+        seen_keys: &mut HashSet<String>,
+        now: i64,
+        out: &mut Fold,
+    ) {
+        let mut key = history_key(&c);
+        if seen_keys.contains(&key) {
+            key = c.key.clone();
+        }
+        seen_keys.insert(key.clone());
+        if !self.hosts.contains_key(&key) {
+            let earlier = aliases(&c)
+                .into_iter()
+                .filter(|a| *a != key && !seen_keys.contains(a))
+                .find(|a| self.hosts.contains_key(a));
+            if let Some(old) = earlier.and_then(|a| self.hosts.remove_entry(&a)) {
+                out.removed.push(old.0);
+                self.hosts.insert(key.clone(), old.1);
+            }
+        }
+        let rec = self.hosts.entry(key.clone()).or_default();
+        let prev = rec.host.take().unwrap_or_default();
+        let mut h = c.host;
+        h.key = key.clone();
+        h.first_seen_unix = if prev.first_seen_unix == 0 {
+            now
+        } else {
+            prev.first_seen_unix
+        };
+        h.last_seen_unix = now;
+        h.missed_sweeps = 0;
+        h.presence = Presence::Up as i32;
+        let moved = prev.state != h.state || prev.ip != h.ip || prev.presence != h.presence;
+        h.state_since_unix = if moved || prev.state_since_unix == 0 {
+            now
+        } else {
+            prev.state_since_unix
+        };
+        if prev.presence != Presence::Up as i32 {
+            out.transitions.push(transition(rec, &h, Presence::Up, now));
+        }
+        note_address(rec, &h.mac, &h.ip, now);
+        count_hour(rec, now, true);
+        h.macs_seen = macs_seen(rec);
+        if moved {
+            out.changed.push(h.clone());
+        }
+        rec.host = Some(h);
+        out.written.push(key);
+        out.answered += 1;
+    }
+
+    /// Database machines that never answered get a record, so that their
+    /// missed sweeps count from the first.
+    fn create_unseen_machines(&mut self, sweep: &Sweep<'_>, seen_keys: &HashSet<String>) {
+        for m in sweep.unseen {
+            let key = format!("machine:{}", m.name);
+            if seen_keys.contains(&key) || self.hosts.contains_key(&key) {
+                continue;
+            }
+            let mut host = classify::missing(m, sweep.swept, 0).host;
+            host.key = key.clone();
+            host.state = HostState::Unspecified as i32;
+            host.detail.clear();
+            self.hosts.insert(
+                key,
+                HostHistory {
+                    host: Some(host),
+                    ..Default::default()
+                },
+            );
+        }
+    }
+
+    /// Drops what retention, the database and the bounds no longer allow.
+    fn expire(&mut self, sweep: &Sweep<'_>, rules: &Rules, out: &mut Fold) {
+        let cutoff = sweep.now - rules.retention.as_secs() as i64;
+        let gone: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|(key, rec)| match machine_key(key) {
+                Some(name) => !(sweep.in_db)(name),
+                None => host(rec).last_seen_unix.max(host(rec).first_seen_unix) < cutoff,
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            self.hosts.remove(&k);
+            out.removed.push(k);
+        }
+        if self.hosts.len() > MAX_HOSTS {
+            let mut by_age: Vec<(i64, String)> = self
+                .hosts
+                .iter()
+                .filter(|(k, _)| machine_key(k).is_none())
+                .map(|(k, r)| (host(r).last_seen_unix, k.clone()))
+                .collect();
+            by_age.sort();
+            for (_, k) in by_age.into_iter().take(self.hosts.len() - MAX_HOSTS) {
+                self.hosts.remove(&k);
+                out.removed.push(k);
+            }
+        }
+        for rec in self.hosts.values_mut() {
+            trim(rec, cutoff, sweep.now);
+        }
+    }
+}
+
+/// A host that did not answer a sweep that covered it.
+fn missed(key: &str, rec: &mut HostHistory, rules: &Rules, now: i64, out: &mut Fold) {
+    count_hour(rec, now, false);
+    let Some(mut h) = rec.host.take() else { return };
+    h.missed_sweeps += 1;
+    let mut changed = false;
+    if h.presence != Presence::Down as i32 && h.missed_sweeps >= rules.down_after.max(1) {
+        h.presence = Presence::Down as i32;
+        h.state_since_unix = now;
+        out.transitions
+            .push(transition(rec, &h, Presence::Down, now));
+        changed = true;
+    }
+    if machine_key(key).is_some() {
+        changed |= judge_missing(&mut h, rec, rules, now);
+    }
+    if changed {
+        out.changed.push(h.clone());
+    }
+    rec.host = Some(h);
+    out.written.push(key.to_string());
+}
+
+/// Whether a database machine that does not answer is `missing` now; the
+/// detail says for how long.
+fn judge_missing(h: &mut DiscoveredHost, rec: &HostHistory, rules: &Rules, now: i64) -> bool {
+    let down_since = rec
+        .transitions
+        .last()
+        .filter(|t| t.presence == Presence::Down as i32)
+        .map(|t| t.at_unix);
+    let due = match rules.missing_after {
+        MissingAfter::Sweeps(n) => h.missed_sweeps >= n,
+        MissingAfter::Down(d) => down_since.is_some_and(|t| now - t >= d.as_secs() as i64),
+    };
+    if !due {
+        return false;
+    }
+    h.detail = format!("not seen for {} sweeps", h.missed_sweeps);
+    if h.state == HostState::Missing as i32 {
+        return false;
+    }
+    h.state = HostState::Missing as i32;
+    h.state_since_unix = now;
+    true
+}
+
+fn transition(
+    rec: &mut HostHistory,
+    h: &DiscoveredHost,
+    to: Presence,
+    now: i64,
+) -> PresenceTransition {
+    let t = PresenceTransition {
+        key: h.key.clone(),
+        presence: to as i32,
+        at_unix: now,
+        ip: h.ip.clone(),
+        machine: h.machine.clone(),
+    };
+    rec.transitions.push(t.clone());
+    t
+}
+
+fn note_address(rec: &mut HostHistory, mac: &str, ip: &str, now: i64) {
+    if mac.is_empty() && ip.is_empty() {
+        return;
+    }
+    match rec
+        .addresses
+        .iter_mut()
+        .find(|a| a.mac == mac && a.ip == ip)
+    {
+        Some(a) => a.last_seen_unix = now,
+        None => rec.addresses.push(AddressSeen {
+            mac: mac.to_string(),
+            ip: ip.to_string(),
+            first_seen_unix: now,
+            last_seen_unix: now,
+        }),
+    }
+}
+
+/// The MACs of the addresses, most recently seen first, each once.
+fn macs_seen(rec: &HostHistory) -> Vec<String> {
+    let mut by_time: Vec<&AddressSeen> =
+        rec.addresses.iter().filter(|a| !a.mac.is_empty()).collect();
+    by_time.sort_by_key(|a| std::cmp::Reverse(a.last_seen_unix));
+    let mut out: Vec<String> = Vec::new();
+    for a in by_time {
+        if !out.contains(&a.mac) {
+            out.push(a.mac.clone());
+        }
+    }
+    out
+}
+
+fn count_hour(rec: &mut HostHistory, now: i64, answered: bool) {
+    let hour = now - now.rem_euclid(3600);
+    if rec.hours.last().is_none_or(|h| h.hour_unix != hour) {
+        rec.hours.push(UptimeHour {
+            hour_unix: hour,
+            ..Default::default()
+        });
+    }
+    if let Some(h) = rec.hours.last_mut() {
+        h.swept += 1;
+        h.answered += u32::from(answered);
+    }
+}
+
+/// The share of covering sweeps answered over the last day and week.
+fn set_uptime(rec: &mut HostHistory, now: i64) {
+    let share = |window: i64| {
+        let (swept, answered) = rec
+            .hours
+            .iter()
+            .filter(|h| h.hour_unix + 3600 > now - window)
+            .fold((0u64, 0u64), |(s, a), h| {
+                (s + u64::from(h.swept), a + u64::from(h.answered))
+            });
+        if swept == 0 {
+            0.0
+        } else {
+            answered as f64 / swept as f64
+        }
+    };
+    let (day, week) = (share(24 * 3600), share(UPTIME_WINDOW));
+    if let Some(h) = rec.host.as_mut() {
+        h.uptime_24h = day;
+        h.uptime_7d = week;
+    }
+}
+
+fn trim(rec: &mut HostHistory, cutoff: i64, now: i64) {
+    rec.transitions.retain(|t| t.at_unix >= cutoff);
+    let extra = rec.transitions.len().saturating_sub(MAX_TRANSITIONS);
+    rec.transitions.drain(..extra);
+    if rec.addresses.len() > 1 {
+        rec.addresses.retain(|a| a.last_seen_unix >= cutoff);
+    }
+    if rec.addresses.len() > MAX_ADDRESSES {
+        rec.addresses
+            .sort_by_key(|a| std::cmp::Reverse(a.last_seen_unix));
+        rec.addresses.truncate(MAX_ADDRESSES);
+    }
+    rec.hours
+        .retain(|h| h.hour_unix + 3600 > now - UPTIME_WINDOW);
+}
+
+/// The identity a host keeps in the history: a database machine by its
+/// name (so it survives a move, and enrolment carries its past over), a
+/// random MAC by the name it announces, else the sweep's own identity.
+pub fn history_key(c: &Classified) -> String {
+    let h = &c.host;
+    let state = HostState::try_from(h.state).unwrap_or_default();
+    let the_machine = matches!(
+        state,
+        HostState::Known | HostState::Moved | HostState::Unprovisionable
+    );
+    if the_machine && !h.machine.is_empty() {
+        return format!("machine:{}", h.machine);
+    }
+    if h.mac_is_local && !h.dns_name.is_empty() && state == HostState::New {
+        return format!("name:{}", h.dns_name);
+    }
+    c.key.clone()
+}
+
+/// The identities the same host may have had before.
+fn aliases(c: &Classified) -> Vec<String> {
+    let mut out = vec![c.key.clone()];
+    if !c.host.dns_name.is_empty() {
+        out.push(format!("name:{}", c.host.dns_name));
+    }
+    if !c.host.ip.is_empty() {
+        out.push(format!("ip:{}", c.host.ip));
+    }
+    out
+}
+
+fn machine_key(key: &str) -> Option<&str> {
+    key.strip_prefix("machine:")
+}
+
+fn host(r: &HostHistory) -> &DiscoveredHost {
+    static EMPTY: std::sync::LazyLock<DiscoveredHost> =
+        std::sync::LazyLock::new(DiscoveredHost::default);
+    r.host.as_ref().unwrap_or(&EMPTY)
+}
+
+/// Seen at least once, or a machine found missing.
+fn listed(h: &DiscoveredHost) -> bool {
+    h.last_seen_unix > 0 || h.state == HostState::Missing as i32
+}
+
+/// Address order (IPv4 before IPv6), then machine name.
+pub fn by_address(a: &DiscoveredHost, b: &DiscoveredHost) -> std::cmp::Ordering {
+    sort_key(&a.ip)
+        .cmp(&sort_key(&b.ip))
+        .then(a.machine.cmp(&b.machine))
+        .then(a.key.cmp(&b.key))
+}
+
+fn sort_key(ip: &str) -> (u8, u128) {
+    match ip.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => (4, u32::from(a) as u128),
+        Ok(IpAddr::V6(a)) => (6, u128::from(a)),
+        Err(_) => (9, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: Rules = Rules {
+        down_after: 3,
+        missing_after: MissingAfter::Sweeps(5),
+        retention: DEFAULT_RETENTION,
+    };
+
+    fn lan() -> Vec<IpNetwork> {
+        vec!["198.18.0.0/24".parse().unwrap()]
+    }
+
+    fn seen(ip: &str, mac: &str, local: bool) -> Classified {
+        Classified {
+            key: if local {
+                format!("ip:{ip}")
+            } else {
+                format!("mac:{mac}")
+            },
+            host: DiscoveredHost {
+                ip: ip.into(),
+                mac: mac.into(),
+                mac_is_local: local,
+                state: HostState::New as i32,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Folds one sweep at `now` (seconds) with `hosts` answering.
+    fn sweep(h: &mut History, hosts: Vec<Classified>, unseen: &[&Machine], now: i64) -> Fold {
+        let swept = lan();
+        let in_db = |n: &str| unseen.iter().any(|m| m.name == n) || n == "devbox";
+        h.fold(
+            Sweep {
+                seen: hosts,
+                unseen,
+                swept: &swept,
+                in_db: &in_db,
+                now,
+            },
+            &RULES,
+        )
+    }
+
+    fn only(h: &History) -> DiscoveredHost {
+        let r = h.records();
+        assert_eq!(r.len(), 1, "{r:#?}");
+        r[0].host.clone().unwrap()
+    }
+
+    #[test]
+    fn a_host_that_misses_every_other_sweep_never_flaps() {
+        let mut h = History::default();
+        let mut transitions = 0;
+        for i in 0..100 {
+            let answering = if i % 2 == 0 {
+                vec![seen("198.18.0.20", "00:16:3e:00:00:20", false)]
+            } else {
+                vec![]
+            };
+            transitions += sweep(&mut h, answering, &[], 1000 + i * 60)
+                .transitions
+                .len();
+        }
+        assert_eq!(transitions, 1, "only the first up");
+        let host = only(&h);
+        assert_eq!(host.presence, Presence::Up as i32);
+        assert!((host.uptime_24h - 0.5).abs() < 0.01, "{}", host.uptime_24h);
+    }
+
+    #[test]
+    fn a_host_that_leaves_is_down_after_n_sweeps_with_one_transition() {
+        let mut h = History::default();
+        let mut downs = Vec::new();
+        sweep(
+            &mut h,
+            vec![seen("198.18.0.20", "00:16:3e:00:00:20", false)],
+            &[],
+            1000,
+        );
+        for i in 1..=10 {
+            let f = sweep(&mut h, vec![], &[], 1000 + i * 60);
+            downs.extend(f.transitions.into_iter().map(|t| (i, t.presence)));
+        }
+        assert_eq!(downs, [(3, Presence::Down as i32)]);
+        let host = only(&h);
+        assert_eq!(host.missed_sweeps, 10);
+        assert_eq!(
+            host.state,
+            HostState::New as i32,
+            "still a new device, offline"
+        );
+        assert_eq!(host.last_seen_unix, 1000);
+        assert_eq!(host.state_since_unix, 1000 + 3 * 60);
+    }
+
+    #[test]
+    fn a_rotating_random_mac_stays_one_host_listing_every_mac() {
+        let mut h = History::default();
+        for (i, mac) in [
+            "02:00:00:00:00:01",
+            "06:00:00:00:00:02",
+            "0a:00:00:00:00:03",
+        ]
+        .iter()
+        .enumerate()
+        {
+            sweep(
+                &mut h,
+                vec![seen("198.18.0.30", mac, true)],
+                &[],
+                1000 + i as i64 * 60,
+            );
+        }
+        let host = only(&h);
+        assert_eq!(host.first_seen_unix, 1000);
+        assert_eq!(
+            host.macs_seen,
+            [
+                "0a:00:00:00:00:03",
+                "06:00:00:00:00:02",
+                "02:00:00:00:00:01"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_random_mac_that_announces_a_name_keeps_its_history_at_a_new_address() {
+        let mut h = History::default();
+        let mut a = seen("198.18.0.30", "02:00:00:00:00:01", true);
+        a.host.dns_name = "phone.lan".into();
+        sweep(&mut h, vec![a], &[], 1000);
+        let mut b = seen("198.18.0.31", "06:00:00:00:00:02", true);
+        b.host.dns_name = "phone.lan".into();
+        sweep(&mut h, vec![b], &[], 1060);
+        let host = only(&h);
+        assert_eq!(host.key, "name:phone.lan");
+        assert_eq!(host.first_seen_unix, 1000);
+        assert_eq!(host.macs_seen.len(), 2);
+    }
+
+    #[test]
+    fn enrolment_carries_the_past_over_and_a_db_machine_goes_missing() {
+        let mut h = History::default();
+        sweep(
+            &mut h,
+            vec![seen("198.18.0.11", "00:16:3e:00:00:11", false)],
+            &[],
+            1000,
+        );
+        let mut known = seen("198.18.0.11", "00:16:3e:00:00:11", false);
+        known.host.state = HostState::Known as i32;
+        known.host.machine = "devbox".into();
+        sweep(&mut h, vec![known], &[], 1060);
+        let host = only(&h);
+        assert_eq!(
+            (host.key.as_str(), host.first_seen_unix),
+            ("machine:devbox", 1000)
+        );
+        let devbox = Machine {
+            name: "devbox".into(),
+            ips: vec!["198.18.0.11".into()],
+            ..Default::default()
+        };
+        let mut states = Vec::new();
+        for i in 1..=6 {
+            sweep(&mut h, vec![], &[&devbox], 1060 + i * 60);
+            states.push(only(&h).state);
+        }
+        let missing = HostState::Missing as i32;
+        assert_eq!(states.iter().filter(|s| **s == missing).count(), 2);
+        assert_eq!(only(&h).detail, "not seen for 6 sweeps");
+    }
+
+    #[test]
+    fn retention_forgets_hosts_and_bounds_every_list() {
+        let mut h = History::default();
+        for i in 0..(MAX_ADDRESSES as i64 + 10) {
+            let mac = format!("02:00:00:00:{:02x}:{:02x}", i / 256, i % 256);
+            sweep(
+                &mut h,
+                vec![seen("198.18.0.30", &mac, true)],
+                &[],
+                1000 + i * 60,
+            );
+        }
+        let r = h.records();
+        assert_eq!(r[0].addresses.len(), MAX_ADDRESSES);
+        let later = 1000 + RULES.retention.as_secs() as i64 + 3600 * 24;
+        let f = sweep(&mut h, vec![], &[], later);
+        assert!(h.is_empty());
+        assert_eq!(f.removed, ["ip:198.18.0.30"]);
+    }
+}
