@@ -117,6 +117,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// One discovered host's history: addresses over time, up/down transitions.
+    History {
+        /// An IP, MAC, DNS name, machine name or history key.
+        key: String,
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        json: bool,
+    },
     /// Ansible dynamic inventory (`--list`, `--host NAME`) or a static one.
     Inventory {
         #[command(flatten)]

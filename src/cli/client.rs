@@ -180,7 +180,49 @@ pub fn discovered_json(h: &crate::proto::DiscoveredHost) -> Value {
         "mac_is_local": h.mac_is_local,
         "seen_by": h.seen_by,
         "other_macs": h.other_macs,
+        "presence": db::words::presence_name(h.presence),
+        "missed_sweeps": h.missed_sweeps,
+        "uptime_24h": h.uptime_24h,
+        "uptime_7d": h.uptime_7d,
+        "macs_seen": h.macs_seen,
+        "key": h.key,
     })
+}
+
+/// A share of sweeps as a whole percentage; "-" before any sweep.
+fn share(h: &crate::proto::DiscoveredHost, value: f64) -> String {
+    if h.first_seen_unix == 0 && h.missed_sweeps == 0 {
+        return "-".into();
+    }
+    format!("{:.0}%", value * 100.0)
+}
+
+/// Presence and its times, as `mdb get` and `mdb history` print them.
+pub fn presence_lines(h: &crate::proto::DiscoveredHost) -> String {
+    use crate::db::store::ago;
+    let mut out = format!(
+        "state        {} ({}) since {}{}\n",
+        state_name(h.state),
+        db::words::presence_name(h.presence),
+        ago(h.state_since_unix),
+        if h.detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", h.detail)
+        }
+    );
+    out.push_str(&format!(
+        "first seen   {}\nlast seen    {} ({})\nup           {} of sweeps over 24 h, {} over 7 d\n",
+        crate::github::entry::time(h.first_seen_unix),
+        crate::github::entry::time(h.last_seen_unix),
+        ago(h.last_seen_unix),
+        share(h, h.uptime_24h),
+        share(h, h.uptime_7d),
+    ));
+    if h.macs_seen.len() > 1 {
+        out.push_str(&format!("MACs used    {}\n", h.macs_seen.join(", ")));
+    }
+    out
 }
 
 pub fn discovered_table(hosts: &[crate::proto::DiscoveredHost], with_state: bool) -> String {
@@ -196,12 +238,19 @@ pub fn discovered_table(hosts: &[crate::proto::DiscoveredHost], with_state: bool
                 ports.join(","),
             ];
             if with_state {
+                use crate::db::store::ago;
                 r.push(state_name(h.state).to_string());
                 r.push(if h.machine.is_empty() {
                     db::kind_name(h.guessed_use).to_string()
                 } else {
                     h.machine.clone()
                 });
+                r.push(db::words::presence_name(h.presence).to_string());
+                r.push(crate::github::entry::time(h.first_seen_unix));
+                r.push(ago(h.last_seen_unix));
+                r.push(ago(h.state_since_unix));
+                r.push(share(h, h.uptime_24h));
+                r.push(share(h, h.uptime_7d));
                 r.push(h.detail.clone());
             }
             r
@@ -217,6 +266,12 @@ pub fn discovered_table(hosts: &[crate::proto::DiscoveredHost], with_state: bool
                 "PORTS",
                 "STATE",
                 "MACHINE/GUESS",
+                "PRESENCE",
+                "FIRST SEEN",
+                "LAST SEEN",
+                "SINCE",
+                "UP 24H",
+                "UP 7D",
                 "DETAIL",
             ],
             &rows,

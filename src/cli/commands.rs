@@ -326,23 +326,13 @@ pub async fn get(server: &str, key: &str, json: bool, runner: Option<&str>) -> a
         print!("{}", client::machine_detail(&m));
         let seen = c
             .get_discovered(crate::proto::GetDiscoveredRequest {
-                key: m.ips.first().cloned().unwrap_or_default(),
+                key: format!("machine:{}", m.name),
             })
             .await
             .ok()
             .map(|r| r.into_inner());
         match seen {
-            Some(h) => println!(
-                "discovery    {} (first seen {}, last seen {}){}",
-                db::words::state_name(h.state),
-                crate::github::entry::time(h.first_seen_unix),
-                crate::github::entry::time(h.last_seen_unix),
-                if h.detail.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", h.detail)
-                }
-            ),
+            Some(h) => print!("{}", client::presence_lines(&h)),
             None => println!("discovery    not seen by the sweeps"),
         }
         if let Some(s) = statuses.as_ref().and_then(|s| s.get(&m.name)) {
@@ -553,19 +543,70 @@ pub async fn discovered(
         cli::StateArg::Unprovisionable => HostState::Unprovisionable,
         cli::StateArg::Scanner => HostState::Scanner,
     });
-    let hosts = c
+    let answer = c
         .list_discovered(crate::proto::ListDiscoveredRequest {
             state: state as i32,
         })
         .await?
-        .into_inner()
-        .hosts;
+        .into_inner();
+    if answer.stale {
+        eprintln!(
+            "mdb: stale: the server cannot reach its scanner; this is the state of {}",
+            crate::github::entry::time(answer.as_of_unix)
+        );
+    }
+    let hosts = answer.hosts;
     if json {
         let v: Vec<_> = hosts.iter().map(client::discovered_json).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", client::discovered_table(&hosts, true));
     }
+    Ok(())
+}
+
+/// One host's history: its addresses over time and its presence
+/// transitions.
+pub async fn history(server: &str, key: &str, json: bool) -> anyhow::Result<()> {
+    use crate::github::entry::time;
+    let mut c = client::connect(server).await?;
+    let r = c
+        .get_host_history(crate::proto::GetHostHistoryRequest {
+            key: key.to_string(),
+        })
+        .await?
+        .into_inner();
+    let h = r.host.clone().unwrap_or_default();
+    if json {
+        let v = serde_json::json!({
+            "host": client::discovered_json(&h),
+            "addresses": r.addresses.iter().map(|a| serde_json::json!({
+                "mac": a.mac, "ip": a.ip,
+                "first_seen_unix": a.first_seen_unix, "last_seen_unix": a.last_seen_unix,
+            })).collect::<Vec<_>>(),
+            "transitions": r.transitions.iter().map(|t| serde_json::json!({
+                "presence": db::words::presence_name(t.presence),
+                "at_unix": t.at_unix, "ip": t.ip,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("host         {} {} {}", h.key, h.ip, h.machine);
+    print!("{}", client::presence_lines(&h));
+    let rows: Vec<Vec<String>> = r
+        .addresses
+        .iter()
+        .map(|a| vec![a.ip.clone(), a.mac.clone(), time(a.first_seen_unix), time(a.last_seen_unix)])
+        .collect();
+    print!("\n{}", client::table(&["IP", "MAC", "FIRST SEEN", "LAST SEEN"], &rows));
+    let rows: Vec<Vec<String>> = r
+        .transitions
+        .iter()
+        .rev()
+        .map(|t| vec![time(t.at_unix), db::words::presence_name(t.presence).to_string(), t.ip.clone()])
+        .collect();
+    print!("\n{}", client::table(&["AT", "WENT", "IP"], &rows));
     Ok(())
 }
 

@@ -87,6 +87,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Discovered { conn, state, json } => {
             commands::discovered(&conn.server, state, json).await
         }
+        Command::History { key, conn, json } => commands::history(&conn.server, &key, json).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -119,6 +119,20 @@ pub fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
+/// How long ago a unix time was, in the largest whole unit: "3 min ago".
+pub fn ago(unix: i64) -> String {
+    if unix <= 0 {
+        return "never".into();
+    }
+    let s = (now_unix() - unix).max(0);
+    match s {
+        0..=59 => format!("{s} s ago"),
+        60..=3599 => format!("{} min ago", s / 60),
+        3600..=172_799 => format!("{} h ago", s / 3600),
+        _ => format!("{} days ago", s / 86_400),
+    }
+}
+
 impl Store {
     pub fn new() -> Arc<Store> {
         Arc::new(Store::default())

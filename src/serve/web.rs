@@ -24,8 +24,8 @@ use serde_json::{json, Value};
 
 use crate::{
     db::{
-        store::now_unix,
-        words::{provisioner_name, role_name, state_name, USE_NAMES},
+        store::ago,
+        words::{provisioner_name, role_name, presence_name, state_name, USE_NAMES},
         Snapshot, Store,
     },
     export::view::{machine_json, use_detail},
@@ -164,19 +164,6 @@ fn not_loaded() -> Response {
     );
     *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     r
-}
-
-fn ago(unix: i64) -> String {
-    if unix <= 0 {
-        return "never".into();
-    }
-    let s = (now_unix() - unix).max(0);
-    match s {
-        0..=59 => format!("{s} s ago"),
-        60..=3599 => format!("{} min ago", s / 60),
-        3600..=172_799 => format!("{} h ago", s / 3600),
-        _ => format!("{} days ago", s / 86_400),
-    }
 }
 
 const PROBLEMS: &[HostState] = &[
@@ -561,13 +548,15 @@ async fn clusters(State(w): State<Web>, q: Params) -> Response {
 
 fn host_json(h: &DiscoveredHost) -> Value {
     json!({ "ip": h.ip, "mac": h.mac, "vendor": h.vendor, "state": state_name(h.state), "machine": h.machine,
-            "first_seen_unix": h.first_seen_unix, "last_seen_unix": h.last_seen_unix, "detail": h.detail })
+            "first_seen_unix": h.first_seen_unix, "last_seen_unix": h.last_seen_unix, "detail": h.detail,
+            "presence": presence_name(h.presence), "state_since_unix": h.state_since_unix,
+            "uptime_24h": h.uptime_24h, "uptime_7d": h.uptime_7d, "macs_seen": h.macs_seen })
 }
 
 fn hosts_table(hosts: &[&DiscoveredHost]) -> Markup {
     html! {
         table class="hosts" {
-            thead { tr { th { "state" } th { "IP" } th { "MAC" } th { "vendor" } th { "machine" } th { "first seen" } th { "last seen" } th { "why" } } }
+            thead { tr { th { "state" } th { "IP" } th { "MAC" } th { "vendor" } th { "machine" } th { "presence" } th { "first seen" } th { "last seen" } th { "up 24 h" } th { "up 7 d" } th { "why" } } }
             tbody {
                 @for h in hosts {
                     tr {
@@ -576,8 +565,11 @@ fn hosts_table(hosts: &[&DiscoveredHost]) -> Markup {
                         td { code { (h.mac) } }
                         td { (h.vendor) }
                         td { @if !h.machine.is_empty() { a href=(format!("/machines/{}", h.machine)) { (h.machine) } } }
+                        td class=(format!("presence {}", presence_name(h.presence))) { (presence_name(h.presence)) " " small { (ago(h.state_since_unix)) } }
                         td { (ago(h.first_seen_unix)) }
                         td { (ago(h.last_seen_unix)) }
+                        td { (format!("{:.0}%", h.uptime_24h * 100.0)) }
+                        td { (format!("{:.0}%", h.uptime_7d * 100.0)) }
                         td { (h.detail) }
                     }
                 }
@@ -596,7 +588,7 @@ async fn discovered(State(w): State<Web>, q: Params) -> Response {
         .collect();
     if wants_json(&q) {
         return json_response(
-            json!({ "last_sweep_unix": disc.last_sweep_unix, "hosts": hosts.iter().map(|h| host_json(h)).collect::<Vec<_>>() }),
+            json!({ "last_sweep_unix": disc.last_sweep_unix, "stale": disc.stale, "source": disc.source.to_string(), "hosts": hosts.iter().map(|h| host_json(h)).collect::<Vec<_>>() }),
         );
     }
     let issues = w
@@ -608,6 +600,7 @@ async fn discovered(State(w): State<Web>, q: Params) -> Response {
         "Discovered",
         html! {
             h1 { "Discovered hosts" }
+            @if disc.stale { p class="stale" { "Stale: this server cannot reach its scanner; the state below is of " (ago(disc.last_sweep_unix)) "." } }
             p { "Last sweep " (ago(disc.last_sweep_unix)) "." @if let Some(url) = &issues { " " a href=(url) { "Issues mdb filed" } } }
             (hosts_table(&hosts))
         },
