@@ -117,6 +117,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Simulated sweeps through the real history store, for figures and
+    /// crash tests.
+    #[command(hide = true)]
+    HistoryBench {
+        dir: std::path::PathBuf,
+        #[arg(long, default_value_t = 100)]
+        hosts: u32,
+        #[arg(long, default_value_t = 1000)]
+        sweeps: u32,
+        #[arg(long, default_value = "5m")]
+        interval: String,
+        #[arg(long, default_value_t = 1_700_000_000)]
+        start_unix: i64,
+    },
     /// One discovered host's history: addresses over time, up/down transitions.
     History {
         /// An IP, MAC, DNS name, machine name or history key.

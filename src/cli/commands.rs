@@ -360,6 +360,8 @@ pub async fn stats(server: &str, json: bool) -> anyhow::Result<()> {
                 "last_sync_error": s.last_sync_error,
                 "discovered_by_state": s.discovered_by_state.iter().collect::<std::collections::BTreeMap<_, _>>(),
                 "last_sweep_unix": s.last_sweep_unix,
+                "discovery_source": s.discovery_source,
+                "discovery_stale": s.discovery_stale,
             }))?
         );
         return Ok(());
@@ -396,7 +398,12 @@ pub async fn stats(server: &str, json: bool) -> anyhow::Result<()> {
         println!("  {u:<11} {n}");
     }
     println!("clusters    {}", s.clusters);
-    println!("last sweep  {}", when(s.last_sweep_unix));
+    println!(
+        "last sweep  {} ({}{})",
+        when(s.last_sweep_unix),
+        s.discovery_source,
+        if s.discovery_stale { ", stale" } else { "" }
+    );
     let mut states: Vec<_> = s.discovered_by_state.iter().collect();
     states.sort();
     for (state, n) in states {
@@ -565,6 +572,29 @@ pub async fn discovered(
     Ok(())
 }
 
+/// Simulated sweeps through the real store; prints the figures as JSON.
+pub fn history_bench(
+    dir: &std::path::Path,
+    hosts: u32,
+    sweeps: u32,
+    interval: &str,
+    start_unix: i64,
+) -> anyhow::Result<()> {
+    use crate::discover::history::simulate;
+    let interval = config::parse_duration(interval)
+        .filter(|d| d.as_secs() > 0)
+        .ok_or_else(|| anyhow::anyhow!("--interval {interval:?} is not a duration like 5m"))?;
+    let plan = simulate::Plan {
+        hosts,
+        sweeps,
+        interval,
+        start_unix,
+    };
+    let report = simulate::run(dir, &plan)?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
 /// One host's history: its addresses over time and its presence
 /// transitions.
 pub async fn history(server: &str, key: &str, json: bool) -> anyhow::Result<()> {
@@ -597,14 +627,30 @@ pub async fn history(server: &str, key: &str, json: bool) -> anyhow::Result<()> 
     let rows: Vec<Vec<String>> = r
         .addresses
         .iter()
-        .map(|a| vec![a.ip.clone(), a.mac.clone(), time(a.first_seen_unix), time(a.last_seen_unix)])
+        .map(|a| {
+            vec![
+                a.ip.clone(),
+                a.mac.clone(),
+                time(a.first_seen_unix),
+                time(a.last_seen_unix),
+            ]
+        })
         .collect();
-    print!("\n{}", client::table(&["IP", "MAC", "FIRST SEEN", "LAST SEEN"], &rows));
+    print!(
+        "\n{}",
+        client::table(&["IP", "MAC", "FIRST SEEN", "LAST SEEN"], &rows)
+    );
     let rows: Vec<Vec<String>> = r
         .transitions
         .iter()
         .rev()
-        .map(|t| vec![time(t.at_unix), db::words::presence_name(t.presence).to_string(), t.ip.clone()])
+        .map(|t| {
+            vec![
+                time(t.at_unix),
+                db::words::presence_name(t.presence).to_string(),
+                t.ip.clone(),
+            ]
+        })
         .collect();
     print!("\n{}", client::table(&["AT", "WENT", "IP"], &rows));
     Ok(())

@@ -87,6 +87,13 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Discovered { conn, state, json } => {
             commands::discovered(&conn.server, state, json).await
         }
+        Command::HistoryBench {
+            dir,
+            hosts,
+            sweeps,
+            interval,
+            start_unix,
+        } => commands::history_bench(&dir, hosts, sweeps, &interval, start_unix),
         Command::History { key, conn, json } => commands::history(&conn.server, &key, json).await,
     };
     match result {

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use crate::{
     db::{
         store::ago,
-        words::{provisioner_name, role_name, presence_name, state_name, USE_NAMES},
+        words::{presence_name, provisioner_name, role_name, state_name, USE_NAMES},
         Snapshot, Store,
     },
     export::view::{machine_json, use_detail},

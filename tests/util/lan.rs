@@ -324,6 +324,19 @@ impl Lan {
         self.hosts[i].spec.mac = mac;
     }
 
+    /// Takes host `i` off the LAN (link down) or puts it back.
+    pub fn set_link(&self, i: usize, up: bool) {
+        let h = &self.hosts[i];
+        ip(&[
+            "-n",
+            &h.ns,
+            "link",
+            "set",
+            "eth0",
+            if up { "up" } else { "down" },
+        ]);
+    }
+
     /// Runs the mdb binary inside the scanner namespace.
     pub fn mdb(&self, args: &[&str]) -> Output {
         Command::new("ip")

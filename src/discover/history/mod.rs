@@ -4,6 +4,7 @@
 //! hourly uptime and the transitions. A pure fold over sweeps: no clock, no
 //! I/O; `store` makes it durable.
 
+pub mod simulate;
 pub mod store;
 
 use std::{

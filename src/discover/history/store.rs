@@ -53,8 +53,8 @@ pub struct Opened {
     pub sweeps: Vec<SweepSummary>,
     /// Where an unreadable file was moved, if one was.
     pub set_aside: Option<PathBuf>,
-    /// The file was not closed cleanly (a crash) and redb rebuilt its
-    /// free-space map on open; the data is the last committed sweep.
+    /// redb had to walk the whole file to rebuild its free-space map (a
+    /// crash before quick repair was on); the data is the last commit.
     pub recovered: bool,
     /// Records that did not decode (skipped, left in the file).
     pub undecodable: usize,
@@ -95,10 +95,39 @@ impl HistoryStore {
         }
     }
 
+    /// A write transaction that also saves the allocator state (redb's
+    /// quick repair): after `kill -9` the file opens at once, with no walk
+    /// over every page to rebuild it.
+    fn begin_write(&self) -> Result<redb::WriteTransaction, Error> {
+        let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        tx.set_quick_repair(true);
+        Ok(tx)
+    }
+
+    /// The newest sweep's time and the newest `last_seen` of any host: from
+    /// one whole sweep they are equal.
+    pub fn newest(&self) -> Result<(i64, i64), Error> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let sweeps = tx.open_table(SWEEPS).map_err(|e| self.err(e))?;
+        let last_sweep = match sweeps.last().map_err(|e| self.err(e))? {
+            Some((_, v)) => SweepSummary::decode(v.value()).map_or(0, |s| s.at_unix),
+            None => 0,
+        };
+        let hosts = tx.open_table(HOSTS).map_err(|e| self.err(e))?;
+        let mut newest = 0;
+        for row in hosts.iter().map_err(|e| self.err(e))? {
+            let (_, v) = row.map_err(|e| self.err(e))?;
+            if let Ok(r) = HostHistory::decode(v.value()) {
+                newest = newest.max(r.host.map_or(0, |h| h.last_seen_unix));
+            }
+        }
+        Ok((last_sweep, newest))
+    }
+
     /// Writes one sweep in one transaction; returns how long it took.
     pub fn write(&self, batch: &Batch) -> Result<Duration, Error> {
         let started = Instant::now();
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.begin_write()?;
         {
             let mut hosts = tx.open_table(HOSTS).map_err(|e| self.err(e))?;
             for key in &batch.removed {
@@ -196,7 +225,7 @@ fn unreadable(e: &DatabaseError) -> bool {
 
 /// Brings the schema to [`SCHEMA`], or refuses a newer one.
 fn migrate(store: &HistoryStore) -> Result<(), Error> {
-    let tx = store.db.begin_write().map_err(|e| store.err(e))?;
+    let tx = store.begin_write()?;
     let found = {
         let meta = tx.open_table(META).map_err(|e| store.err(e))?;
         let v = meta.get(SCHEMA_KEY).map_err(|e| store.err(e))?;
