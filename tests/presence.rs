@@ -433,3 +433,67 @@ fn a_newer_or_unreadable_store_stops_the_start_or_is_moved_aside() {
         b"not a database at all\n".repeat(2000)
     );
 }
+
+#[test]
+fn a_rotating_random_mac_is_one_host_one_issue_one_pull_request() {
+    use util::fake_github::{FakeGithub, OWNER, REPO, TOKEN};
+    let mut lan = Lan::new(&[HostSpec {
+        ip: "198.18.0.30",
+        mac: "02:00:00:00:00:01",
+        ..Default::default()
+    }]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let gh = rt.block_on(async { FakeGithub::start(lan.listen_in_scanner()) });
+    let mut repo = util::TestRepo::new();
+    gh.attach_git(&repo.path());
+    repo.write(
+        "mdb.yaml",
+        "subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\n    static: 198.18.0.100-198.18.0.199\n",
+    );
+    repo.write(
+        "machines/lab.yaml",
+        "machines:\n  - name: scanner\n    ip: 198.18.0.1\n    use: discover\n",
+    );
+    repo.commit("lab");
+    let cfg = scanner_config(&lan, &repo);
+    let mut text = std::fs::read_to_string(&cfg).expect("config");
+    text.push_str(&format!(
+        "\n[github]\nrepo = \"{OWNER}/{REPO}\"\napi_url = \"{}\"\nwrite_gap = \"10ms\"\nretry_base = \"50ms\"\nenrol_random_macs = true\n",
+        gh.url()
+    ));
+    std::fs::write(&cfg, text).expect("config");
+    lan.spawn_mdb(
+        &["serve", "--config", cfg.to_str().expect("utf-8")],
+        &[("MDB_GITHUB_TOKEN", TOKEN), ("MDB_LOG", "info")],
+    );
+    wait("the issue and pull request of the new device", 60, || {
+        (!gh.plain_issues().is_empty() && !gh.pulls().is_empty()).then_some(())
+    });
+    for mac in [
+        "06:00:00:00:00:02",
+        "0a:00:00:00:00:03",
+        "0e:00:00:00:00:04",
+    ] {
+        lan.set_mac(0, mac);
+        wait(&format!("the sweeps to see {mac}"), 30, || {
+            let h = discovered(&lan, SCANNER).remove("198.18.0.30")?;
+            (h["mac"] == mac).then_some(())
+        });
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let d = discovered(&lan, SCANNER);
+    let hosts: Vec<_> = d.keys().filter(|ip| *ip != "198.18.0.1").collect();
+    assert_eq!(hosts, ["198.18.0.30"], "one entry");
+    assert_eq!(
+        d["198.18.0.30"]["macs_seen"],
+        serde_json::json!([
+            "0e:00:00:00:00:04",
+            "0a:00:00:00:00:03",
+            "06:00:00:00:00:02",
+            "02:00:00:00:00:01"
+        ])
+    );
+    assert_eq!(d["198.18.0.30"]["presence"], "up");
+    assert_eq!(gh.plain_issues().len(), 1, "{:#?}", gh.plain_issues());
+    assert_eq!(gh.pulls().len(), 1, "{:#?}", gh.pulls());
+}

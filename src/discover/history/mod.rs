@@ -337,11 +337,16 @@ fn note_address(rec: &mut HostHistory, mac: &str, ip: &str, now: i64) {
 
 /// The MACs of the addresses, most recently seen first, each once.
 fn macs_seen(rec: &HostHistory) -> Vec<String> {
-    let mut by_time: Vec<&AddressSeen> =
-        rec.addresses.iter().filter(|a| !a.mac.is_empty()).collect();
-    by_time.sort_by_key(|a| std::cmp::Reverse(a.last_seen_unix));
+    // Within one second, the address noted later is the newer one.
+    let mut by_time: Vec<(usize, &AddressSeen)> = rec
+        .addresses
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| !a.mac.is_empty())
+        .collect();
+    by_time.sort_by_key(|(i, a)| std::cmp::Reverse((a.last_seen_unix, *i)));
     let mut out: Vec<String> = Vec::new();
-    for a in by_time {
+    for (_, a) in by_time {
         if !out.contains(&a.mac) {
             out.push(a.mac.clone());
         }
