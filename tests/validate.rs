@@ -307,3 +307,29 @@ fn validate_speaks_github_annotations() {
         "::error file=machines/a.yaml,line=3,col=9,title=mdb validate%3A ip::\"198.18.0.300\" is not an IPv4/IPv6 address\n"
     );
 }
+
+#[test]
+fn presence_settings_parse_and_bad_ones_name_their_line() {
+    use mdb::db::settings::MissingAfter;
+    let good = "scan:\n  down_after: 4\n  missing_after: 2h\n  file_missing: { uses: [cluster], machines: [printer] }\n";
+    let snap = validate(&files(&[("mdb.yaml", good)]), "t").unwrap_or_else(|r| panic!("{r}"));
+    let scan = &snap.settings.scan;
+    assert_eq!(scan.down_after, 4);
+    assert_eq!(
+        scan.missing_after,
+        MissingAfter::Down(std::time::Duration::from_secs(7200))
+    );
+    assert_eq!(scan.file_missing.machines, ["printer"]);
+    let legacy = validate(&files(&[("mdb.yaml", "scan:\n  missing_after: 3\n")]), "t")
+        .unwrap_or_else(|r| panic!("{r}"));
+    assert_eq!(legacy.settings.scan.missing_after, MissingAfter::Sweeps(3));
+    let p = one(&[("mdb.yaml", "scan:\n  missing_after: soon\n")]);
+    assert!(p.starts_with("mdb.yaml:2:"), "{p}");
+    assert!(
+        p.contains("a number of sweeps or a duration like 2h"),
+        "{p}"
+    );
+    let p = one(&[("mdb.yaml", "scan:\n  file_missing:\n    uses: [gamez]\n")]);
+    assert!(p.starts_with("mdb.yaml:3:"), "{p}");
+    assert!(p.contains("\"gamez\" is not one of: cluster"), "{p}");
+}

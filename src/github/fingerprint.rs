@@ -44,6 +44,9 @@ pub enum Subject {
     Ip(IpAddr),
     Machine(String),
     Cluster(String),
+    /// The name a host with a random MAC announces (its history key), so
+    /// a new MAC and a new lease are still the same device.
+    Name(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -71,7 +74,10 @@ impl Fingerprint {
             }
             _ => match h.mac.parse::<Mac>().ok().filter(|m| !m.is_local()) {
                 Some(m) => (Kind::NewDevice, Subject::Mac(m)),
-                None => (Kind::NewDevice, Subject::Ip(ip?)),
+                None => match h.key.strip_prefix("name:") {
+                    Some(name) => (Kind::NewDevice, Subject::Name(name.to_string())),
+                    None => (Kind::NewDevice, Subject::Ip(ip?)),
+                },
             },
         };
         Some(Fingerprint { kind, subject })
@@ -95,6 +101,7 @@ impl Fingerprint {
             Subject::Mac(m) => m.to_string().replace(':', ""),
             Subject::Ip(ip) => ip.to_string().replace([':', '.'], "-"),
             Subject::Machine(n) | Subject::Cluster(n) => n.clone(),
+            Subject::Name(n) => n.replace('.', "-"),
         };
         format!("{}-{who}", self.kind.word())
     }
@@ -108,6 +115,7 @@ impl fmt::Display for Fingerprint {
             Subject::Ip(ip) => write!(f, "ip={ip}"),
             Subject::Machine(n) => write!(f, "machine={n}"),
             Subject::Cluster(n) => write!(f, "cluster={n}"),
+            Subject::Name(n) => write!(f, "name={n}"),
         }
     }
 }
@@ -133,6 +141,7 @@ impl FromStr for Fingerprint {
             "ip" => Subject::Ip(value.parse().map_err(|_| bad())?),
             "machine" if !value.is_empty() => Subject::Machine(value.to_string()),
             "cluster" if !value.is_empty() => Subject::Cluster(value.to_string()),
+            "name" if !value.is_empty() => Subject::Name(value.to_string()),
             _ => return Err(bad()),
         };
         Ok(Fingerprint { kind, subject })
@@ -151,6 +160,8 @@ mod tests {
             "unprovisionable:machine=alpha-w-1",
             "conflict:ip=2001:db8::1",
             "provisioning:cluster=alpha",
+            "missing:machine=printer",
+            "new-device:name=phone.lan",
         ] {
             let fp: Fingerprint = text.parse().unwrap();
             assert_eq!(fp.to_string(), text);
@@ -179,6 +190,15 @@ mod tests {
         assert_eq!(
             Fingerprint::of(&h).unwrap().slug(),
             "new-device-198-18-0-23"
+        );
+        let named = DiscoveredHost {
+            key: "name:phone.lan".into(),
+            ..h
+        };
+        assert_eq!(
+            Fingerprint::of(&named).unwrap().to_string(),
+            "new-device:name=phone.lan",
+            "one device across new MACs and new leases"
         );
     }
 }

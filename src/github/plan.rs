@@ -134,6 +134,11 @@ pub fn resolution(fp: &Fingerprint, hosts: &[DiscoveredHost], snap: &Snapshot) -
             snap.by_mac(*mac).map(|m| now_known(m, mac.to_string()))
         }
         (Kind::NewDevice, Subject::Ip(ip)) => snap.by_ip(*ip).map(|m| now_known(m, ip.to_string())),
+        (Kind::NewDevice, Subject::Name(name)) => hosts
+            .iter()
+            .filter(|h| h.dns_name == *name)
+            .find_map(|h| snap.by_name(&h.machine))
+            .map(|m| now_known(m, name.clone())),
         (Kind::Unprovisionable, Subject::Machine(name)) => match snap.by_name(name) {
             None => Some(format!(
                 "`{name}` is no longer in the database (revision {rev})."
@@ -173,5 +178,85 @@ pub fn resolution(fp: &Fingerprint, hosts: &[DiscoveredHost], snap: &Snapshot) -
                 .map(|h| format!("{value} answers as `{}` again.", h.machine))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{validate, SourceFile};
+
+    fn snap(file_missing: &str) -> Snapshot {
+        let machines = "machines:\n  - name: printer\n    ip: 198.18.0.50\n    use: { device: receipt printer }\n  - name: gamer\n    ip: 198.18.0.60\n    use: games\n";
+        validate(
+            &[
+                SourceFile {
+                    path: "machines/a.yaml".into(),
+                    text: machines.into(),
+                },
+                SourceFile {
+                    path: "mdb.yaml".into(),
+                    text: format!("scan:\n  missing_after: 2h\n{file_missing}"),
+                },
+            ],
+            "r",
+        )
+        .unwrap()
+    }
+
+    fn missing(name: &str, ip: &str) -> DiscoveredHost {
+        DiscoveredHost {
+            ip: ip.into(),
+            machine: name.into(),
+            state: HostState::Missing as i32,
+            ..Default::default()
+        }
+    }
+
+    fn created(ops: &[Op]) -> Vec<String> {
+        ops.iter()
+            .filter_map(|op| match op {
+                Op::Create { fingerprint, .. } => Some(fingerprint.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn missing_machines_are_filed_only_where_opted_in() {
+        let hosts = [
+            missing("printer", "198.18.0.50"),
+            missing("gamer", "198.18.0.60"),
+        ];
+        let none = HashMap::new();
+        let (ops, _) = plan(&hosts, &snap(""), &none, 10, &HashMap::new());
+        assert!(ops.is_empty(), "off by default: {ops:?}");
+        let by_use = snap("  file_missing: { uses: [device] }\n");
+        let (ops, _) = plan(&hosts, &by_use, &none, 10, &HashMap::new());
+        assert_eq!(created(&ops), ["missing:machine=printer"]);
+        let by_name = snap("  file_missing: { machines: [gamer] }\n");
+        let (ops, _) = plan(&hosts, &by_name, &none, 10, &HashMap::new());
+        assert_eq!(created(&ops), ["missing:machine=gamer"]);
+
+        // Back on the network: the issue closes.
+        let fp: Fingerprint = "missing:machine=printer".parse().unwrap();
+        let known = HashMap::from([(
+            fp,
+            Known {
+                number: 7,
+                open: true,
+                ip: "198.18.0.50".into(),
+            },
+        )]);
+        let back = DiscoveredHost {
+            state: HostState::Known as i32,
+            presence: crate::proto::Presence::Up as i32,
+            ..missing("printer", "198.18.0.50")
+        };
+        let (ops, _) = plan(&[back], &by_use, &known, 10, &HashMap::new());
+        assert!(
+            matches!(&ops[..], [Op::Close { number: 7, why, .. }] if why.contains("answers again")),
+            "{ops:?}"
+        );
     }
 }
