@@ -107,6 +107,20 @@ fn kustomize_renders_objects_that_pass_the_kubernetes_schemas() {
         assert_eq!(scanner["spec"]["template"]["spec"]["hostNetwork"], true);
         let sc = &scanner["spec"]["template"]["spec"]["containers"][0]["securityContext"];
         assert_eq!(sc["capabilities"]["add"], serde_json::json!(["NET_RAW"]));
+        let pvc = find(&docs, "PersistentVolumeClaim", "mdb-scanner-state");
+        assert_eq!(
+            pvc["spec"]["accessModes"],
+            serde_json::json!(["ReadWriteOnce"])
+        );
+        let volumes = &scanner["spec"]["template"]["spec"]["volumes"];
+        assert!(
+            volumes
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|v| v["persistentVolumeClaim"]["claimName"] == "mdb-scanner-state"),
+            "{dir}: the history lives on the claim"
+        );
         let web = find(&docs, "Ingress", "mdb-web");
         assert_eq!(
             web["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["name"],
@@ -131,6 +145,13 @@ fn kustomize_renders_objects_that_pass_the_kubernetes_schemas() {
         assert!(
             resolved.is_err_and(|e| e.0.contains("token file")),
             "only the secret is missing"
+        );
+        let api: mdb::config::RawConfig =
+            toml::from_str(cfg["data"]["api.toml"].as_str().expect("api.toml")).expect("api.toml");
+        assert_eq!(
+            api.server.scanner.as_deref(),
+            Some("http://mdb-scanner:50052"),
+            "{dir}: replicas mirror the scanner's discovery"
         );
     }
     // The validator does reject a bad object, so this test can fail.
@@ -564,6 +585,12 @@ fn the_shipped_scanner_configs_file_issues_and_enrolment_pull_requests() {
         assert_eq!(
             enrol.work_dir,
             std::path::Path::new("/var/lib/mdb/db.enrol")
+        );
+        let scan = cfg.scan.unwrap_or_else(|| panic!("{path}: no [scan]"));
+        assert_eq!(
+            scan.state_dir.as_deref(),
+            Some(std::path::Path::new("/var/lib/mdb/state")),
+            "{path}: the history is kept on the claim"
         );
     }
 }

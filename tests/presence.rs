@@ -140,6 +140,18 @@ fn presence(d: &HashMap<String, Value>, ip: &str) -> String {
         .to_string()
 }
 
+/// The metrics page of the server on `port` in the scanner namespace.
+fn scrape(lan: &Lan, port: u16) -> String {
+    let script = format!(
+        "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
+    );
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &lan.scanner, "python3", "-c", &script])
+        .output()
+        .expect("scrape");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs `f` on a Tokio runtime in a thread inside the scanner namespace:
 /// a socket belongs to the namespace of the thread that makes it.
 fn in_scanner<T: Send + 'static>(
@@ -294,6 +306,17 @@ fn history_survives_kill_9_and_the_replica_follows_without_flapping() {
     );
     assert_eq!(transitions(&lan, SCANNER, "198.18.0.50"), ["up", "down"]);
     assert_eq!(transitions(&lan, REPLICA, "198.18.0.50"), ["up", "down"]);
+    let metrics = scrape(&lan, 9090);
+    let downs = util::metric(
+        &metrics,
+        "mdb_presence_transitions_total{presence=\"down\"}",
+    );
+    assert_eq!(downs, Some(1.0), "{metrics}");
+    assert!(util::metric(&metrics, "mdb_history_store_bytes").unwrap_or_default() > 0.0);
+    assert_eq!(
+        util::metric(&metrics, "mdb_discovered_presence{presence=\"down\"}"),
+        Some(1.0)
+    );
 
     // kill -9 in the middle of a sweep: a sweep takes at least the 500 ms
     // scanner timeout and starts 300 ms after the last one ended.
@@ -306,6 +329,12 @@ fn history_survives_kill_9_and_the_replica_follows_without_flapping() {
         let s = cli(&lan, REPLICA, &["stats"])?;
         (s["discovery_stale"] == true).then_some(s)
     });
+    let replica_metrics = scrape(&lan, 9091);
+    assert_eq!(
+        util::metric(&replica_metrics, "mdb_discovery_stale"),
+        Some(1.0),
+        "{replica_metrics}"
+    );
     let frozen = discovered(&lan, REPLICA);
     assert_eq!(presence(&frozen, "198.18.0.20"), "up", "{stale}");
     let out = lan.mdb(&["discovered", "--server", REPLICA]);

@@ -60,6 +60,9 @@ pub struct Metrics {
     pub sweep: SweepMetrics,
     pub github: GithubMetrics,
     pub grpc: GrpcMetrics,
+    /// Set at each scrape from what is served (scanner and replicas alike).
+    discovery_stale: prometheus::IntGauge,
+    discovery_as_of: prometheus::Gauge,
 }
 
 impl Metrics {
@@ -79,6 +82,16 @@ impl Metrics {
             sweep: SweepMetrics::register(&registry),
             github: GithubMetrics::register(&registry),
             grpc: GrpcMetrics::register(&registry),
+            discovery_stale: m::int_gauge(
+                &registry,
+                "discovery_stale",
+                "1 while a replica cannot reach its scanner and serves the last state it had.",
+            ),
+            discovery_as_of: m::gauge(
+                &registry,
+                "discovery_last_sweep_timestamp_seconds",
+                "When the sweep that discovery answers come from ended (scanner or mirrored).",
+            ),
             registry,
         })
     }
@@ -103,6 +116,9 @@ pub fn router(metrics: Arc<Metrics>, store: Arc<Store>) -> Router {
 }
 
 async fn render(State(s): State<HttpState>) -> impl IntoResponse {
+    let disc = s.store.discovery();
+    s.metrics.discovery_stale.set(i64::from(disc.stale));
+    s.metrics.discovery_as_of.set(disc.last_sweep_unix as f64);
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         s.metrics.render(),
