@@ -39,7 +39,10 @@ const DB: &str = "machines:\n  - name: printer\n    ip: 198.18.0.20\n    mac: 00
 fn repo() -> util::TestRepo {
     let mut repo = util::TestRepo::new();
     repo.write("machines/lab.yaml", DB);
-    repo.write("mdb.yaml", "scan:\n  down_after: 3\n");
+    repo.write(
+        "mdb.yaml",
+        "subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\n    static: 198.18.0.40-198.18.0.60\nscan:\n  down_after: 3\n",
+    );
     repo.commit("lab");
     repo
 }
@@ -266,6 +269,16 @@ fn history_survives_kill_9_and_the_replica_follows_without_flapping() {
         format!("replica of http://{SCANNER}")
     );
     assert_eq!(stats["discovery_stale"], false);
+    // The replica suggests addresses as the scanner does: not one a host
+    // answered from, though no machine in the database has it.
+    for server in [SCANNER, REPLICA] {
+        let out = lan.mdb(&["ip", "next", "lab", "--server", server]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "198.18.0.41",
+            "{server}"
+        );
+    }
     let first_seen = discovered(&lan, SCANNER)["198.18.0.20"]["first_seen_unix"]
         .as_i64()
         .expect("first seen");
@@ -525,4 +538,21 @@ fn a_rotating_random_mac_is_one_host_one_issue_one_pull_request() {
     assert_eq!(d["198.18.0.30"]["presence"], "up");
     assert_eq!(gh.plain_issues().len(), 1, "{:#?}", gh.plain_issues());
     assert_eq!(gh.pulls().len(), 1, "{:#?}", gh.pulls());
+
+    // The pull request holds 198.18.0.100; a replica does not offer it.
+    let replica_cfg = replica_config(&lan, &repo);
+    spawn(&mut lan, &replica_cfg);
+    wait("the replica to mirror the scanner", 30, || {
+        let s = cli(&lan, REPLICA, &["stats"])?;
+        (s["discovery_stale"] == false).then_some(())
+    });
+    for server in [SCANNER, REPLICA] {
+        let next = wait("a suggestion", 30, || {
+            let out = lan.mdb(&["ip", "next", "lab", "--server", server]);
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        });
+        assert_eq!(next, "198.18.0.101", "{server}");
+    }
 }

@@ -154,6 +154,7 @@ async fn mirror(
     let mut histories = Vec::new();
     let mut sweeps = Vec::new();
     let mut as_of = 0;
+    let mut reserved = std::collections::HashSet::new();
     let mut token = String::new();
     for page in 0.. {
         if page >= MAX_PAGES {
@@ -172,6 +173,7 @@ async fn mirror(
         if page == 0 {
             sweeps = r.sweeps;
             as_of = r.as_of_unix;
+            reserved = r.reserved.iter().filter_map(|ip| ip.parse().ok()).collect();
         }
         if r.next_page_token.is_empty() {
             break;
@@ -181,6 +183,7 @@ async fn mirror(
     let source = DiscoverySource::Replica(scanner.to_string());
     let mut next = Discovery::of(histories, sweeps, source);
     next.last_sweep_unix = as_of;
+    store.set_reserved(reserved);
     store.publish_discovery(next, news);
     Ok(())
 }

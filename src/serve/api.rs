@@ -321,7 +321,19 @@ impl MachineDb for Api {
         req: Request<ListHostHistoryRequest>,
     ) -> Result<Response<ListHostHistoryResponse>, Status> {
         let disc = self.store.discovery();
-        let r = history_page(&disc, req.get_ref());
+        let r = history_page(&disc, req.get_ref()).map(|mut page| {
+            if req.get_ref().page_token.is_empty() {
+                let mut held: Vec<String> = self
+                    .store
+                    .reserved()
+                    .iter()
+                    .map(|ip| ip.to_string())
+                    .collect();
+                held.sort();
+                page.reserved = held;
+            }
+            page
+        });
         self.track("ListHostHistory", r)
     }
 
@@ -508,6 +520,7 @@ fn history_page(
         } else {
             Vec::new()
         },
+        reserved: Vec::new(),
     })
 }
 
