@@ -915,9 +915,44 @@ mod tests {
         assert!(scan.db_subnets);
         assert_eq!(scan.options.rate, Some(5000));
         assert_eq!(scan.options.timeout, None, "auto, as the example says");
+        assert_eq!(scan.state_dir, Some(PathBuf::from("/var/lib/mdb/state")));
+        assert_eq!(scan.retention, crate::discover::history::DEFAULT_RETENTION);
         let gh = c.github.unwrap();
         assert_eq!(gh.repo, "you/lab-db");
         assert_eq!(gh.max_new_per_sweep, 10);
+    }
+
+    #[test]
+    fn history_and_replica_settings_are_checked() {
+        let resolve_text = |text: &str, env: &HashMap<String, String>| {
+            let raw: RawConfig = toml::from_str(text).unwrap();
+            resolve(raw, env, &Flags::default())
+        };
+        let scan = "[db]\nurl = \"file:///a\"\n[scan]\nsubnets = [\"198.18.0.0/30\"]\n";
+        let c = resolve_text(
+            &format!("{scan}state_dir = \"/s\"\nretention = \"30d\"\n"),
+            &env(&[]),
+        )
+        .unwrap();
+        let sweep = c.scan.unwrap();
+        assert_eq!(sweep.state_dir, Some(PathBuf::from("/s")));
+        assert_eq!(sweep.retention, Duration::from_secs(30 * 86_400));
+        let from_env = resolve_text(scan, &env(&[(ENV_STATE_DIR, "/e")])).unwrap();
+        assert_eq!(from_env.scan.unwrap().state_dir, Some(PathBuf::from("/e")));
+        let e = resolve_text(&format!("{scan}retention = \"1d\"\n"), &env(&[])).unwrap_err();
+        assert!(e.0.contains("at least 7d"), "{e}");
+
+        let replica = "[db]\nurl = \"file:///a\"\n[server]\nscanner = \"mdb-scanner:50052\"\n";
+        let c = resolve_text(replica, &env(&[])).unwrap();
+        assert_eq!(c.scanner.as_deref(), Some("mdb-scanner:50052"));
+        let e = resolve_text(
+            &format!("{replica}[scan]\nsubnets = [\"198.18.0.0/30\"]\n"),
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(e.0.contains("must not sweep"), "{e}");
+        let e = resolve_text(&replica.replace("mdb-scanner", "ftp://x"), &env(&[])).unwrap_err();
+        assert!(e.0.starts_with("server.scanner:"), "{e}");
     }
 
     #[test]

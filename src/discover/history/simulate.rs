@@ -7,6 +7,7 @@
 use std::{path::Path, time::Duration};
 
 use ipnetwork::IpNetwork;
+use prost::Message;
 
 use crate::{
     db::settings::MissingAfter,
@@ -35,6 +36,8 @@ pub struct Report {
     pub write_ms_p99: f64,
     pub write_ms_max: f64,
     pub store_bytes: u64,
+    /// Mean encoded size of one host's record after the last sweep.
+    pub record_bytes_mean: u64,
     /// The newest sweep in the store and the newest `last_seen` of its
     /// hosts: equal when sweeps are written whole.
     pub last_sweep_unix: i64,
@@ -90,6 +93,12 @@ pub fn run(dir: &Path, plan: &Plan) -> Result<Report, store::Error> {
         times.push(disk.write(&batch)?.as_secs_f64() * 1000.0);
         now += plan.interval.as_secs() as i64;
     }
+    let records = history.records();
+    let record_bytes_mean = if records.is_empty() {
+        0
+    } else {
+        records.iter().map(|r| r.encoded_len() as u64).sum::<u64>() / records.len() as u64
+    };
     drop(history);
     let newest = disk.newest()?;
     times.sort_by(f64::total_cmp);
@@ -107,6 +116,7 @@ pub fn run(dir: &Path, plan: &Plan) -> Result<Report, store::Error> {
         write_ms_p99: pick(0.99),
         write_ms_max: pick(1.0),
         store_bytes: disk.size(),
+        record_bytes_mean,
         last_sweep_unix: newest.0,
         newest_last_seen_unix: newest.1,
         undecodable,
