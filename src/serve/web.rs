@@ -65,6 +65,7 @@ pub fn router(store: Arc<Store>, repo_url: &str, runner: Option<String>) -> Rout
         .route("/machines/{name}", get(machine))
         .route("/clusters", get(clusters))
         .route("/discovered", get(discovered))
+        .route("/discovered/{key}", get(discovered_host))
         .route("/events", get(events))
         .route(
             "/static/app.js",
@@ -561,7 +562,7 @@ fn hosts_table(hosts: &[&DiscoveredHost]) -> Markup {
                 @for h in hosts {
                     tr {
                         td class=(format!("state {}", state_name(h.state))) { (state_name(h.state)) }
-                        td { (h.ip) }
+                        td { @if h.key.is_empty() { (h.ip) } @else { a href=(format!("/discovered/{}", path_segment(&h.key))) { (h.ip) } } }
                         td { code { (h.mac) } }
                         td { (h.vendor) }
                         td { @if !h.machine.is_empty() { a href=(format!("/machines/{}", h.machine)) { (h.machine) } } }
@@ -576,6 +577,61 @@ fn hosts_table(hosts: &[&DiscoveredHost]) -> Markup {
             }
         }
     }
+}
+
+/// A key as one URL path segment: a name a host announces may hold `/`,
+/// `?` or markup.
+fn path_segment(key: &str) -> String {
+    key.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// One host's history: addresses it used and its presence transitions.
+async fn discovered_host(State(w): State<Web>, Path(key): Path<String>, q: Params) -> Response {
+    let disc = w.store.discovery();
+    let Some(r) = crate::serve::api::find_host(&disc, &key).ok() else {
+        let mut r = page(
+            "Not found",
+            "Discovered",
+            html! { h1 { "No discovered host " code { (key) } } },
+        );
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        return r;
+    };
+    let h = r.host.clone().unwrap_or_default();
+    if wants_json(&q) {
+        return json_response(json!({
+            "host": host_json(&h),
+            "addresses": r.addresses.iter().map(|a| json!({ "mac": a.mac, "ip": a.ip, "first_seen_unix": a.first_seen_unix, "last_seen_unix": a.last_seen_unix })).collect::<Vec<_>>(),
+            "transitions": r.transitions.iter().map(|t| json!({ "presence": presence_name(t.presence), "at_unix": t.at_unix, "ip": t.ip })).collect::<Vec<_>>(),
+        }));
+    }
+    let time = crate::github::entry::time;
+    page(
+        &h.ip,
+        "Discovered",
+        html! {
+            h1 { (h.ip) " " small { (h.key) } }
+            @if disc.stale { p class="stale" { "Stale: this server cannot reach its scanner." } }
+            (hosts_table(&[&h]))
+            h2 { "Addresses used" }
+            table {
+                thead { tr { th { "IP" } th { "MAC" } th { "first seen" } th { "last seen" } } }
+                tbody { @for a in &r.addresses { tr { td { (a.ip) } td { code { (a.mac) } } td { (time(a.first_seen_unix)) } td { (time(a.last_seen_unix)) } } } }
+            }
+            h2 { "Up and down" }
+            table {
+                thead { tr { th { "at" } th { "went" } th { "IP" } } }
+                tbody { @for t in r.transitions.iter().rev() { tr { td { (time(t.at_unix)) } td class=(format!("presence {}", presence_name(t.presence))) { (presence_name(t.presence)) } td { (t.ip) } } } }
+            }
+        },
+    )
 }
 
 async fn discovered(State(w): State<Web>, q: Params) -> Response {

@@ -96,6 +96,15 @@ try:
     check(driver.execute_script("return window.__xss === undefined"), "the note's script is inert")
     check("<script>" in driver.find_element(By.CSS_SELECTOR, "dd.notes").text, "the note shows as text")
 
+    load(base + "/discovered")
+    driver.find_element(By.CSS_SELECTOR, "table.hosts tbody tr td:nth-child(2) a").click()
+    time.sleep(0.5)
+    check("/discovered/name:" in driver.current_url, "the address links to the host's history: " + driver.current_url)
+    check(driver.execute_script("return window.x === undefined"), "the announced name's script is inert")
+    went = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "td.presence")][-2:]
+    check(went == ["down", "up"], "transitions, newest first: %s" % went)
+    check(not severe_logs(), "no console errors on the host page")
+
     load(base + "/machines")
     driver.execute_script("window.__mark = 42")
     before = rows()
