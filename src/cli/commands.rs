@@ -256,6 +256,7 @@ pub async fn run_demo(args: cli::DemoArgs) -> anyhow::Result<()> {
         metrics_listen: Some(args.metrics_listen.clone()),
         poll_interval: Some("10s".into()),
         scan_interval: Some("30s".into()),
+        state_dir: Some(dir.join("state")),
         ..Default::default()
     };
     // The demo sweeps only the loopback subnet of its own mdb.yaml.

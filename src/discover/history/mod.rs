@@ -120,13 +120,13 @@ impl History {
                 continue;
             }
             let Some(h) = rec.host.as_ref() else { continue };
-            let covered = match machine_key(key) {
-                Some(name) => unseen.contains(name),
-                None => {
-                    h.ip.parse::<IpAddr>()
-                        .is_ok_and(|ip| sweep.swept.iter().any(|n| n.contains(ip)))
-                }
-            };
+            // A machine is missed where the database puts it, or (a DHCP
+            // machine with no fixed address) where it was last seen.
+            let swept_at_last_address =
+                h.ip.parse::<IpAddr>()
+                    .is_ok_and(|ip| sweep.swept.iter().any(|n| n.contains(ip)));
+            let covered =
+                swept_at_last_address || machine_key(key).is_some_and(|name| unseen.contains(name));
             if covered {
                 missed(key, rec, rules, sweep.now, &mut out);
             }
@@ -644,6 +644,19 @@ mod tests {
         let missing = HostState::Missing as i32;
         assert_eq!(states.iter().filter(|s| **s == missing).count(), 2);
         assert_eq!(only(&h).detail, "not seen for 6 sweeps");
+    }
+
+    #[test]
+    fn a_db_machine_without_a_fixed_address_goes_down_where_it_was_seen() {
+        let mut h = History::default();
+        let mut known = seen("198.18.0.77", "dc:a6:32:00:00:77", false);
+        known.host.state = HostState::Known as i32;
+        known.host.machine = "devbox".into();
+        sweep(&mut h, vec![known], &[], 1000);
+        for i in 1..=3 {
+            sweep(&mut h, vec![], &[], 1000 + i * 60);
+        }
+        assert_eq!(only(&h).presence, Presence::Down as i32);
     }
 
     #[test]
