@@ -155,6 +155,17 @@ fn known_enum<E: TryFrom<i32>>(field: &str, value: i32) -> Result<(), Status> {
         .map_err(|_| Status::invalid_argument(format!("{field} {value} is not a known value")))
 }
 
+/// The page size a request asks for: 0 means `default`, over `max` is refused.
+fn page_size(asked: u32, default: usize, max: usize) -> Result<usize, Status> {
+    match asked as usize {
+        0 => Ok(default),
+        n if n > max => Err(Status::invalid_argument(format!(
+            "page_size {n} is over the limit of {max}"
+        ))),
+        n => Ok(n),
+    }
+}
+
 pub fn list(snap: &Snapshot, req: &ListMachinesRequest) -> Result<ListMachinesResponse, Status> {
     known_enum::<UseKind>("use", req.r#use)?;
     if let Some(p) = req.provisioner {
@@ -165,15 +176,7 @@ pub fn list(snap: &Snapshot, req: &ListMachinesRequest) -> Result<ListMachinesRe
             "cluster and page_token are at most {MAX_KEY_LEN} bytes"
         )));
     }
-    let size = match req.page_size as usize {
-        0 => DEFAULT_PAGE_SIZE,
-        n if n > MAX_PAGE_SIZE => {
-            return Err(Status::invalid_argument(format!(
-                "page_size {n} is over the limit of {MAX_PAGE_SIZE}"
-            )))
-        }
-        n => n,
-    };
+    let size = page_size(req.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
     let labels: Vec<(&str, Option<&str>)> = req
         .labels
         .iter()
@@ -489,15 +492,7 @@ fn history_page(
             "page_token is at most {MAX_KEY_LEN} bytes"
         )));
     }
-    let size = match req.page_size as usize {
-        0 => DEFAULT_HISTORY_PAGE,
-        n if n > MAX_HISTORY_PAGE => {
-            return Err(Status::invalid_argument(format!(
-                "page_size {n} is over the limit of {MAX_HISTORY_PAGE}"
-            )))
-        }
-        n => n,
-    };
+    let size = page_size(req.page_size, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE)?;
     let key = |r: &HostHistory| r.host.as_ref().map(|h| h.key.clone()).unwrap_or_default();
     let mut after: Vec<&HostHistory> = disc
         .histories

@@ -485,11 +485,7 @@ mod tests {
 
     fn seen(ip: &str, mac: &str, local: bool) -> Classified {
         Classified {
-            key: if local {
-                format!("ip:{ip}")
-            } else {
-                format!("mac:{mac}")
-            },
+            key: classify::identity(ip.parse().ok(), mac.parse().ok()),
             host: DiscoveredHost {
                 ip: ip.into(),
                 mac: mac.into(),

@@ -12,7 +12,7 @@ use prost::Message;
 use crate::{
     db::settings::MissingAfter,
     discover::{
-        classify::Classified,
+        classify::{self, Classified},
         history::{store, History, Rules, Sweep, DEFAULT_RETENTION},
     },
     proto::{DiscoveredHost, HostState, SweepSummary},
@@ -154,11 +154,7 @@ fn answering(plan: &Plan, k: u32, now: i64) -> Vec<Classified> {
                 )
             };
             Classified {
-                key: if local {
-                    format!("ip:{ip}")
-                } else {
-                    format!("mac:{mac}")
-                },
+                key: classify::identity(ip.parse().ok(), mac.parse().ok()),
                 host: DiscoveredHost {
                     ip,
                     mac,
