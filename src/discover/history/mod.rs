@@ -426,14 +426,13 @@ pub fn history_key(c: &Classified) -> String {
     c.key.clone()
 }
 
-/// The identities the same host may have had before.
+/// The identities the same host may have had before: the sweep's own, and
+/// for a random MAC the name it announces. (Never a bare address for a
+/// stable MAC: a new device on an old lease is not the old device.)
 fn aliases(c: &Classified) -> Vec<String> {
     let mut out = vec![c.key.clone()];
-    if !c.host.dns_name.is_empty() {
+    if c.host.mac_is_local && !c.host.dns_name.is_empty() {
         out.push(format!("name:{}", c.host.dns_name));
-    }
-    if !c.host.ip.is_empty() {
-        out.push(format!("ip:{}", c.host.ip));
     }
     out
 }
@@ -653,6 +652,29 @@ mod tests {
             sweep(&mut h, vec![], &[], 1000 + i * 60);
         }
         assert_eq!(only(&h).presence, Presence::Down as i32);
+    }
+
+    #[test]
+    fn a_new_device_on_an_old_lease_starts_its_own_history() {
+        let mut h = History::default();
+        sweep(
+            &mut h,
+            vec![seen("198.18.0.30", "02:00:00:00:00:01", true)],
+            &[],
+            1000,
+        );
+        sweep(
+            &mut h,
+            vec![seen("198.18.0.30", "00:16:3e:00:00:30", false)],
+            &[],
+            2000,
+        );
+        let r = h.records();
+        assert_eq!(r.len(), 2, "{r:#?}");
+        let stable = r
+            .iter()
+            .find_map(|r| r.host.as_ref().filter(|h| h.key.starts_with("mac:")));
+        assert_eq!(stable.map(|h| h.first_seen_unix), Some(2000));
     }
 
     #[test]
