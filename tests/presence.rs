@@ -319,6 +319,18 @@ fn history_survives_kill_9_and_the_replica_follows_without_flapping() {
     );
     assert_eq!(transitions(&lan, SCANNER, "198.18.0.50"), ["up", "down"]);
     assert_eq!(transitions(&lan, REPLICA, "198.18.0.50"), ["up", "down"]);
+    // `mdb get` of a host the database does not have shows what was seen.
+    let got = cli(&lan, REPLICA, &["get", "198.18.0.50"]).expect("get a discovered host");
+    assert_eq!(
+        (got["state"].as_str(), got["presence"].as_str()),
+        (Some("new"), Some("down"))
+    );
+    let out = lan.mdb(&["get", "printer", "--server", REPLICA]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("first seen") && text.contains("(up)"),
+        "{text}"
+    );
     let metrics = scrape(&lan, 9090);
     let downs = util::metric(
         &metrics,

@@ -315,7 +315,32 @@ pub async fn list(a: cli::ListArgs) -> anyhow::Result<()> {
 
 pub async fn get(server: &str, key: &str, json: bool, runner: Option<&str>) -> anyhow::Result<()> {
     let mut c = client::connect(server).await?;
-    let m = client::get(&mut c, key).await?;
+    let m = match client::get(&mut c, key).await {
+        Ok(m) => m,
+        // Not in the database: a host the sweeps found, if there is one.
+        Err(client::Error::Rpc(s)) if s.code() == tonic::Code::NotFound => {
+            let found = c
+                .get_discovered(crate::proto::GetDiscoveredRequest {
+                    key: key.to_string(),
+                })
+                .await;
+            let Ok(h) = found.map(|r| r.into_inner()) else {
+                return Err(client::Error::Rpc(s).into());
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&client::discovered_json(&h))?
+                );
+            } else {
+                println!("not in the database; the sweeps found it:");
+                println!("host         {} {} {} {}", h.key, h.ip, h.mac, h.vendor);
+                print!("{}", client::presence_lines(&h));
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let statuses = match runner {
         Some(r) => Some(client::provision_statuses(r).await?),
         None => None,

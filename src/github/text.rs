@@ -74,6 +74,14 @@ pub fn seen_table(h: &DiscoveredHost) -> String {
         ),
         ("first seen", time(h.first_seen_unix)),
         ("last seen", time(h.last_seen_unix)),
+        (
+            "MACs used",
+            if h.macs_seen.len() > 1 {
+                h.macs_seen.join(", ")
+            } else {
+                String::new()
+            },
+        ),
     ] {
         if !v.is_empty() {
             b.push_str(&format!(
