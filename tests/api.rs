@@ -522,17 +522,7 @@ async fn watch_carries_discovery_changes_only_when_asked() {
         host: Some(host.clone()),
         ..Default::default()
     };
-    server.store.publish_discovery(
-        mdb::db::store::Discovery::of(
-            vec![history],
-            Vec::new(),
-            mdb::db::store::DiscoverySource::Scanner,
-        ),
-        mdb::db::store::News {
-            changed: vec![host],
-            ..Default::default()
-        },
-    );
+    server.publish_hosts(vec![history], vec![host]);
     let ev = tokio::time::timeout(std::time::Duration::from_secs(10), with.message())
         .await
         .expect("in time")

@@ -238,12 +238,5 @@ fn publish_a_host_with_history(server: &util::TestServer) {
         host: Some(host),
         ..Default::default()
     };
-    server.store.publish_discovery(
-        mdb::db::store::Discovery::of(
-            vec![history],
-            Vec::new(),
-            mdb::db::store::DiscoverySource::Scanner,
-        ),
-        Default::default(),
-    );
+    server.publish_hosts(vec![history], Vec::new());
 }

@@ -164,6 +164,28 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Serves `hosts` as a scanner's sweep would, telling watchers that
+    /// `changed` changed.
+    pub fn publish_hosts(
+        &self,
+        hosts: Vec<mdb::proto::HostHistory>,
+        changed: Vec<mdb::proto::DiscoveredHost>,
+    ) {
+        self.store.publish_discovery(
+            mdb::db::store::Discovery::of(
+                hosts,
+                Vec::new(),
+                mdb::db::store::DiscoverySource::Scanner,
+            ),
+            mdb::db::store::News {
+                changed,
+                ..Default::default()
+            },
+        );
+    }
+}
+
 /// Polls `cond` every 20 ms for at most 30 s; panics with `what` after that.
 pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
