@@ -483,7 +483,7 @@ async fn sigterm_ends_watch_streams_and_exits_cleanly() {
 
 #[tokio::test]
 async fn watch_carries_discovery_changes_only_when_asked() {
-    let (_repo, server) = demo_server().await;
+    let (mut repo, server) = demo_server().await;
     let mut c = server.client().await;
     let mut with = c
         .watch(mdb::proto::WatchRequest {
@@ -543,6 +543,17 @@ async fn watch_carries_discovery_changes_only_when_asked() {
         .expect("get discovered")
         .into_inner();
     assert_eq!(d.state, mdb::proto::HostState::New as i32);
+
+    // A revision that changes no machine is still news to every watcher.
+    repo.write("README.md", "the lab\n");
+    let head = repo.commit("notes only");
+    let ev = tokio::time::timeout(std::time::Duration::from_secs(10), without.message())
+        .await
+        .expect("the new revision arrives")
+        .expect("ok")
+        .expect("event");
+    assert_eq!(ev.revision, head.to_string());
+    assert!(ev.changed.is_empty() && ev.removed.is_empty());
     server.stop().await;
 }
 

@@ -87,6 +87,18 @@ pub struct News {
     pub sweep: Option<SweepSummary>,
 }
 
+impl News {
+    pub fn is_empty(&self) -> bool {
+        self.changed.is_empty() && self.transitions.is_empty() && self.sweep.is_none()
+    }
+}
+
+/// Whether a Watch event carries discovery news (a sweep, hosts that
+/// changed, transitions), as opposed to a database revision.
+pub fn carries_discovery(ev: &WatchEvent) -> bool {
+    ev.sweep.is_some() || !ev.discovered.is_empty() || !ev.transitions.is_empty()
+}
+
 pub struct Store {
     current: ArcSwapOption<Snapshot>,
     /// Addresses open enrolment pull requests hold (known where this
@@ -193,7 +205,7 @@ impl Store {
     /// Replaces the discovery view and tells watchers the news.
     pub fn publish_discovery(&self, next: Discovery, news: News) {
         self.discovery.store(Arc::new(next));
-        if news.changed.is_empty() && news.transitions.is_empty() && news.sweep.is_none() {
+        if news.is_empty() {
             return;
         }
         let revision = self

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use crate::{
     db::{
-        store::{Discovery, DiscoverySource, News},
+        store::{carries_discovery, Discovery, DiscoverySource, News},
         Store,
     },
     proto::{machine_db_client::MachineDbClient, ListHostHistoryRequest, WatchEvent, WatchRequest},
@@ -119,10 +119,6 @@ async fn connect(scanner: &str) -> Result<MachineDbClient<Channel>, Error> {
         .keep_alive_while_idle(true);
     let channel = endpoint.connect().await.map_err(|e| err(e.to_string()))?;
     Ok(MachineDbClient::new(channel))
-}
-
-fn carries_discovery(ev: &WatchEvent) -> bool {
-    ev.sweep.is_some() || !ev.discovered.is_empty() || !ev.transitions.is_empty()
 }
 
 fn news(ev: WatchEvent) -> News {

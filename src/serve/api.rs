@@ -409,7 +409,9 @@ impl MachineDb for Api {
                     };
                     match next {
                         Ok(ev) => {
-                            let is_discovery = ev.changed.is_empty() && ev.removed.is_empty();
+                            let is_discovery = ev.changed.is_empty()
+                                && ev.removed.is_empty()
+                                && db::store::carries_discovery(&ev);
                             if is_discovery && !opts.discovery {
                                 continue;
                             }
