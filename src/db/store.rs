@@ -125,10 +125,13 @@ impl Default for Store {
 }
 
 pub fn now_unix() -> i64 {
+    (now_millis() / 1000) as i64
+}
+
+pub fn now_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// How long ago a unix time was, in the largest whole unit: "3 min ago".

@@ -258,8 +258,9 @@ pub fn classify<'a>(
     (out, unseen)
 }
 
-/// A `missing` host record for a machine not seen for `missed` sweeps.
-pub fn missing(m: &Machine, swept: &[IpNetwork], missed: u32) -> Classified {
+/// The record of a database machine that has not answered: its address
+/// inside `swept`, its MAC and its use, as the database gives them.
+pub fn unanswered(m: &Machine, swept: &[IpNetwork]) -> DiscoveredHost {
     let ip = m
         .ips
         .iter()
@@ -269,17 +270,12 @@ pub fn missing(m: &Machine, swept: &[IpNetwork], missed: u32) -> Classified {
         })
         .cloned()
         .unwrap_or_default();
-    Classified {
-        key: format!("machine:{}", m.name),
-        host: DiscoveredHost {
-            ip,
-            mac: m.mac.clone(),
-            state: HostState::Missing as i32,
-            machine: m.name.clone(),
-            detail: format!("not seen for {missed} sweeps"),
-            guessed_use: db::use_kind(m.r#use.as_ref()) as i32,
-            ..Default::default()
-        },
+    DiscoveredHost {
+        ip,
+        mac: m.mac.clone(),
+        machine: m.name.clone(),
+        guessed_use: db::use_kind(m.r#use.as_ref()) as i32,
+        ..Default::default()
     }
 }
 

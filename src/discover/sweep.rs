@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use crate::{
     db::{
-        store::{now_unix, Discovery, DiscoverySource, News},
+        store::{now_millis, now_unix, Discovery, DiscoverySource, News},
         Snapshot, Store,
     },
     discover::{
@@ -24,7 +24,7 @@ use crate::{
         },
         scan, SweepMetrics,
     },
-    proto::{DiscoveredHost, Machine, Presence, SweepSummary},
+    proto::{DiscoveredHost, HostHistory, Machine, Presence, SweepSummary},
 };
 
 #[derive(Clone, Debug)]
@@ -150,13 +150,22 @@ pub async fn look<'a>(
     })
 }
 
+/// What one sweep left: the result for listeners, what the fold changed,
+/// the sweep's summary and every host's record afterwards.
+pub struct Swept {
+    pub result: SweepResult,
+    pub fold: Fold,
+    pub summary: SweepSummary,
+    pub records: Vec<HostHistory>,
+}
+
 /// One sweep, classified and folded into `history`.
 pub async fn sweep_once(
     cfg: &Config,
     snap: &Snapshot,
     history: &mut History,
     metrics: &SweepMetrics,
-) -> Result<(SweepResult, Fold, SweepSummary), scan::Error> {
+) -> Result<Swept, scan::Error> {
     let look = look(cfg, Some(snap), Arc::new(|_| {})).await?;
     for w in &look.report.warnings {
         warn!("{w}");
@@ -179,11 +188,8 @@ pub async fn sweep_once(
         },
         &rules,
     );
-    let hosts: Vec<DiscoveredHost> = history
-        .records()
-        .into_iter()
-        .filter_map(|r| r.host)
-        .collect();
+    let records = history.records();
+    let hosts: Vec<DiscoveredHost> = records.iter().filter_map(|r| r.host.clone()).collect();
     let summary = SweepSummary {
         at_unix: now,
         duration_ms: look.report.duration.as_millis().min(u32::MAX as u128) as u32,
@@ -193,8 +199,8 @@ pub async fn sweep_once(
         changed: fold.changed.len() as u32,
         subnets: look.opts.targets.iter().map(|n| n.to_string()).collect(),
     };
-    Ok((
-        SweepResult {
+    Ok(Swept {
+        result: SweepResult {
             hosts,
             revision: snap.revision.clone(),
             swept: look.opts.targets,
@@ -202,7 +208,8 @@ pub async fn sweep_once(
         },
         fold,
         summary,
-    ))
+        records,
+    })
 }
 
 fn count(hosts: &[DiscoveredHost], p: Presence) -> u32 {
@@ -233,12 +240,8 @@ impl Start {
         }
     }
 
-    fn discovery(&self) -> Discovery {
-        Discovery::of(
-            self.history.records(),
-            self.sweeps.clone(),
-            DiscoverySource::Scanner,
-        )
+    fn discovery(&self, records: Vec<HostHistory>) -> Discovery {
+        Discovery::of(records, self.sweeps.clone(), DiscoverySource::Scanner)
     }
 }
 
@@ -253,7 +256,7 @@ pub async fn run(
     results: watch::Sender<Option<Arc<SweepResult>>>,
     shutdown: CancellationToken,
 ) {
-    store.publish_discovery(start.discovery(), News::default());
+    store.publish_discovery(start.discovery(start.history.records()), News::default());
     let mut rx = store.subscribe();
     loop {
         let snap = loop {
@@ -270,7 +273,12 @@ pub async fn run(
             r = sweep_once(&cfg, &snap, &mut start.history, &metrics) => r,
         };
         match outcome {
-            Ok((result, fold, summary)) => {
+            Ok(Swept {
+                result,
+                fold,
+                summary,
+                records,
+            }) => {
                 metrics.swept(&result.hosts, result.at_unix);
                 metrics.transitions(&fold.transitions);
                 info!(
@@ -283,7 +291,7 @@ pub async fn run(
                 start.sweeps.insert(0, summary.clone());
                 start.sweeps.truncate(store::RECENT_SWEEPS);
                 store.publish_discovery(
-                    start.discovery(),
+                    start.discovery(records),
                     News {
                         changed: fold.changed,
                         transitions: fold.transitions,
@@ -344,10 +352,4 @@ async fn persist(
             metrics.store_failed();
         }
     }
-}
-
-fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

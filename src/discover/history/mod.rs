@@ -81,10 +81,6 @@ impl History {
         History { hosts }
     }
 
-    pub fn len(&self) -> usize {
-        self.hosts.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.hosts.is_empty()
     }
@@ -203,10 +199,10 @@ impl History {
             if seen_keys.contains(&key) || self.hosts.contains_key(&key) {
                 continue;
             }
-            let mut host = classify::missing(m, sweep.swept, 0).host;
-            host.key = key.clone();
-            host.state = HostState::Unspecified as i32;
-            host.detail.clear();
+            let host = DiscoveredHost {
+                key: key.clone(),
+                ..classify::unanswered(m, sweep.swept)
+            };
             self.hosts.insert(
                 key,
                 HostHistory {
