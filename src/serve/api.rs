@@ -18,12 +18,12 @@ use crate::{
     db::{self, store::Discovery, words::state_name, Snapshot, Store},
     net::Mac,
     proto::{
-        machine::Use, machine_db_server::MachineDb, AddressSeen, Cluster, DiscoveredHost,
-        GetClusterRequest, GetDiscoveredRequest, GetHostHistoryRequest, GetMachineRequest,
-        GetStatsRequest, HostHistory, HostState, ListClustersRequest, ListClustersResponse,
-        ListDiscoveredRequest, ListDiscoveredResponse, ListHostHistoryRequest,
-        ListHostHistoryResponse, ListMachinesRequest, ListMachinesResponse, Machine, Provisioner,
-        Stats, SuggestAddressRequest, SuggestAddressResponse, UseKind, WatchEvent, WatchRequest,
+        machine::Use, machine_db_server::MachineDb, Cluster, DiscoveredHost, GetClusterRequest,
+        GetDiscoveredRequest, GetHostHistoryRequest, GetMachineRequest, GetStatsRequest,
+        HostHistory, HostState, ListClustersRequest, ListClustersResponse, ListDiscoveredRequest,
+        ListDiscoveredResponse, ListHostHistoryRequest, ListHostHistoryResponse,
+        ListMachinesRequest, ListMachinesResponse, Machine, Provisioner, Stats,
+        SuggestAddressRequest, SuggestAddressResponse, UseKind, WatchEvent, WatchRequest,
     },
     serve::metrics::GrpcMetrics,
 };
@@ -324,19 +324,7 @@ impl MachineDb for Api {
         req: Request<ListHostHistoryRequest>,
     ) -> Result<Response<ListHostHistoryResponse>, Status> {
         let disc = self.store.discovery();
-        let r = history_page(&disc, req.get_ref()).map(|mut page| {
-            if req.get_ref().page_token.is_empty() {
-                let mut held: Vec<String> = self
-                    .store
-                    .reserved()
-                    .iter()
-                    .map(|ip| ip.to_string())
-                    .collect();
-                held.sort();
-                page.reserved = held;
-            }
-            page
-        });
+        let r = history_page(&disc, &self.store.reserved(), req.get_ref());
         self.track("ListHostHistory", r)
     }
 
@@ -441,52 +429,57 @@ impl MachineDb for Api {
 /// machine name or its DNS name. The current address wins over old ones.
 pub fn find_host<'a>(disc: &'a Discovery, key: &str) -> Result<&'a HostHistory, Status> {
     let key = checked_key("key", key.trim())?;
-    let host = |r: &'a HostHistory| r.host.as_ref();
     let found = if let Ok(ip) = key.parse::<IpAddr>() {
-        let ip = ip.to_string();
-        let now = disc
-            .histories
-            .iter()
-            .find(|r| host(r).is_some_and(|h| h.ip == ip));
-        now.or_else(|| newest(disc, |a| a.ip == ip))
+        using(disc, &ip.to_string(), |ip, _| ip)
     } else if let Ok(mac) = key.parse::<Mac>() {
-        let mac = mac.to_string();
-        let now = disc
-            .histories
-            .iter()
-            .find(|r| host(r).is_some_and(|h| h.mac == mac));
-        now.or_else(|| newest(disc, |a| a.mac == mac))
+        using(disc, &mac.to_string(), |_, mac| mac)
     } else {
         disc.histories.iter().find(|r| {
-            host(r).is_some_and(|h| h.key == key || h.machine == key || h.dns_name == key)
+            r.host
+                .as_ref()
+                .is_some_and(|h| h.key == key || h.machine == key || h.dns_name == key)
         })
     };
     found.ok_or_else(|| Status::not_found(format!("no discovered host {key:?}")))
 }
 
-/// The host that used an address most recently.
-fn newest(disc: &Discovery, used: impl Fn(&AddressSeen) -> bool) -> Option<&HostHistory> {
-    disc.histories
-        .iter()
-        .filter_map(|r| {
-            let last = r
-                .addresses
-                .iter()
-                .filter(|a| used(a))
-                .map(|a| a.last_seen_unix)
-                .max()?;
-            Some((last, r))
-        })
-        .max_by_key(|(last, _)| *last)
-        .map(|(_, r)| r)
+/// The host using an address (an IP or a MAC, as `pick` takes it from an
+/// IP/MAC pair) now, else the one that used it most recently.
+fn using<'a>(
+    disc: &'a Discovery,
+    address: &str,
+    pick: impl Fn(&'a str, &'a str) -> &'a str,
+) -> Option<&'a HostHistory> {
+    let now = disc.histories.iter().find(|r| {
+        r.host
+            .as_ref()
+            .is_some_and(|h| pick(&h.ip, &h.mac) == address)
+    });
+    now.or_else(|| {
+        disc.histories
+            .iter()
+            .filter_map(|r| {
+                let last = r
+                    .addresses
+                    .iter()
+                    .filter(|a| pick(&a.ip, &a.mac) == address)
+                    .map(|a| a.last_seen_unix)
+                    .max()?;
+                Some((last, r))
+            })
+            .max_by_key(|(last, _)| *last)
+            .map(|(_, r)| r)
+    })
 }
 
 pub const DEFAULT_HISTORY_PAGE: usize = 500;
 pub const MAX_HISTORY_PAGE: usize = 1000;
 
-/// One page of every host's history, in key order after `page_token`.
+/// One page of every host's history, in key order after `page_token`; the
+/// first page also carries the latest sweeps and the `reserved` addresses.
 fn history_page(
     disc: &Discovery,
+    reserved: &HashSet<IpAddr>,
     req: &ListHostHistoryRequest,
 ) -> Result<ListHostHistoryResponse, Status> {
     if req.page_token.len() > MAX_KEY_LEN {
@@ -495,29 +488,33 @@ fn history_page(
         )));
     }
     let size = page_size(req.page_size, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE)?;
-    let key = |r: &HostHistory| r.host.as_ref().map(|h| h.key.clone()).unwrap_or_default();
+    fn key(r: &HostHistory) -> &str {
+        r.host.as_ref().map_or("", |h| h.key.as_str())
+    }
+    let first = req.page_token.is_empty();
     let mut after: Vec<&HostHistory> = disc
         .histories
         .iter()
-        .filter(|r| req.page_token.is_empty() || key(r) > req.page_token)
+        .filter(|r| first || key(r) > req.page_token.as_str())
         .collect();
-    after.sort_by_key(|r| key(r));
+    after.sort_by(|a, b| key(a).cmp(key(b)));
     let more = after.len() > size;
     after.truncate(size);
+    let mut held: Vec<String> = reserved.iter().map(|ip| ip.to_string()).collect();
+    held.sort();
     Ok(ListHostHistoryResponse {
-        next_page_token: if more {
-            after.last().map(|r| key(r)).unwrap_or_default()
-        } else {
-            String::new()
+        next_page_token: match (more, after.last()) {
+            (true, Some(last)) => key(last).to_string(),
+            _ => String::new(),
         },
         hosts: after.into_iter().cloned().collect(),
         as_of_unix: disc.last_sweep_unix,
-        sweeps: if req.page_token.is_empty() {
+        sweeps: if first {
             disc.sweeps.clone()
         } else {
             Vec::new()
         },
-        reserved: Vec::new(),
+        reserved: if first { held } else { Vec::new() },
     })
 }
 
@@ -558,6 +555,73 @@ fn first_event(s: &Snapshot, all: bool) -> WatchEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_is_found_by_any_address_it_used_its_name_or_its_key() {
+        use crate::proto::AddressSeen;
+        let history = |key: &str, ip: &str, mac: &str, used: &[(&str, &str, i64)]| HostHistory {
+            host: Some(DiscoveredHost {
+                key: key.into(),
+                ip: ip.into(),
+                mac: mac.into(),
+                dns_name: format!("{key}.lan"),
+                ..Default::default()
+            }),
+            addresses: used
+                .iter()
+                .map(|(ip, mac, at)| AddressSeen {
+                    ip: ip.to_string(),
+                    mac: mac.to_string(),
+                    first_seen_unix: *at,
+                    last_seen_unix: *at,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let disc = Discovery::of(
+            vec![
+                history(
+                    "a",
+                    "198.18.0.1",
+                    "02:00:00:00:00:0a",
+                    &[("198.18.0.9", "02:00:00:00:00:01", 10)],
+                ),
+                history(
+                    "b",
+                    "198.18.0.2",
+                    "02:00:00:00:00:0b",
+                    &[("198.18.0.9", "02:00:00:00:00:01", 20)],
+                ),
+            ],
+            Vec::new(),
+            crate::db::store::DiscoverySource::Scanner,
+        );
+        let found = |key: &str| {
+            find_host(&disc, key)
+                .ok()
+                .and_then(|r| r.host.as_ref())
+                .map(|h| h.key.clone())
+        };
+        assert_eq!(
+            found("198.18.0.2").as_deref(),
+            Some("b"),
+            "the current address"
+        );
+        assert_eq!(
+            found("02:00:00:00:00:0A").as_deref(),
+            Some("a"),
+            "the current MAC"
+        );
+        assert_eq!(
+            found("198.18.0.9").as_deref(),
+            Some("b"),
+            "who used it last"
+        );
+        assert_eq!(found("02:00:00:00:00:01").as_deref(), Some("b"));
+        assert_eq!(found("a.lan").as_deref(), Some("a"));
+        assert_eq!(found("b").as_deref(), Some("b"));
+        assert_eq!(found("198.18.0.77"), None);
+    }
 
     #[test]
     fn big_events_are_cut_into_messages_of_one_revision() {
