@@ -90,7 +90,7 @@ pub async fn list_all(
     }
 }
 
-pub use crate::export::view::{machine_json, use_detail};
+pub use crate::export::view::{history_json, host_json, machine_json, use_detail};
 
 /// Every field of one machine, one per line, with where it is defined.
 pub fn machine_detail(m: &Machine) -> String {
@@ -159,34 +159,6 @@ pub async fn get(client: &mut MachineDbClient<Channel>, key: &str) -> Result<Mac
 
 pub async fn stats(client: &mut MachineDbClient<Channel>) -> Result<crate::proto::Stats, Error> {
     Ok(client.get_stats(GetStatsRequest {}).await?.into_inner())
-}
-
-pub fn discovered_json(h: &crate::proto::DiscoveredHost) -> Value {
-    json!({
-        "ip": h.ip,
-        "mac": h.mac,
-        "vendor": h.vendor,
-        "dns_name": h.dns_name,
-        "rtt_micros": h.rtt_micros,
-        "open_ports": h.open_ports,
-        "ssh_banner": h.ssh_banner,
-        "state": state_name(h.state),
-        "machine": h.machine,
-        "guessed_use": db::kind_name(h.guessed_use),
-        "first_seen_unix": h.first_seen_unix,
-        "last_seen_unix": h.last_seen_unix,
-        "state_since_unix": h.state_since_unix,
-        "detail": h.detail,
-        "mac_is_local": h.mac_is_local,
-        "seen_by": h.seen_by,
-        "other_macs": h.other_macs,
-        "presence": db::words::presence_name(h.presence),
-        "missed_sweeps": h.missed_sweeps,
-        "uptime_24h": h.uptime_24h,
-        "uptime_7d": h.uptime_7d,
-        "macs_seen": h.macs_seen,
-        "key": h.key,
-    })
 }
 
 /// A share of sweeps as a whole percentage; "-" before any sweep.

@@ -328,10 +328,7 @@ pub async fn get(server: &str, key: &str, json: bool, runner: Option<&str>) -> a
                 return Err(client::Error::Rpc(s).into());
             };
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&client::discovered_json(&h))?
-                );
+                println!("{}", serde_json::to_string_pretty(&client::host_json(&h))?);
             } else {
                 println!("not in the database; the sweeps found it:");
                 println!("host         {} {} {} {}", h.key, h.ip, h.mac, h.vendor);
@@ -515,7 +512,7 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     if a.report {
         print!("{}", crate::github::text::preview(&hosts, snap.as_ref()));
     } else if a.json {
-        let v: Vec<_> = hosts.iter().map(client::discovered_json).collect();
+        let v: Vec<_> = hosts.iter().map(client::host_json).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", client::discovered_table(&hosts, snap.is_some()));
@@ -590,7 +587,7 @@ pub async fn discovered(
     }
     let hosts = answer.hosts;
     if json {
-        let v: Vec<_> = hosts.iter().map(client::discovered_json).collect();
+        let v: Vec<_> = hosts.iter().map(client::host_json).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", client::discovered_table(&hosts, true));
@@ -634,17 +631,7 @@ pub async fn history(server: &str, key: &str, json: bool) -> anyhow::Result<()> 
         .into_inner();
     let h = r.host.clone().unwrap_or_default();
     if json {
-        let v = serde_json::json!({
-            "host": client::discovered_json(&h),
-            "addresses": r.addresses.iter().map(|a| serde_json::json!({
-                "mac": a.mac, "ip": a.ip,
-                "first_seen_unix": a.first_seen_unix, "last_seen_unix": a.last_seen_unix,
-            })).collect::<Vec<_>>(),
-            "transitions": r.transitions.iter().map(|t| serde_json::json!({
-                "presence": db::words::presence_name(t.presence),
-                "at_unix": t.at_unix, "ip": t.ip,
-            })).collect::<Vec<_>>(),
-        });
+        let v = client::history_json(&r);
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }

@@ -1,14 +1,14 @@
-//! A machine in words and as JSON, as the CLI, the web page and exports
-//! show it: one place, so they never disagree.
+//! A machine (and a discovered host) in words and as JSON, as the CLI, the
+//! web page and exports show it: one place, so they never disagree.
 
 use serde_json::{json, Value};
 
 use crate::{
     db::{
         self,
-        words::{development_kind_name, provisioner_name, role_name},
+        words::{development_kind_name, presence_name, provisioner_name, role_name, state_name},
     },
-    proto::{machine::Use, Machine},
+    proto::{machine::Use, DiscoveredHost, HostHistory, Machine},
 };
 
 /// The use in a few words: "cluster alpha (worker)", "device: receipt printer".
@@ -44,5 +44,49 @@ pub fn machine_json(m: &Machine) -> Value {
         "labels": m.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "notes": m.notes,
         "source": m.source,
+    })
+}
+
+/// A discovered host as JSON, as `mdb discovered --json` and the page give it.
+pub fn host_json(h: &DiscoveredHost) -> Value {
+    json!({
+        "ip": h.ip,
+        "mac": h.mac,
+        "vendor": h.vendor,
+        "dns_name": h.dns_name,
+        "rtt_micros": h.rtt_micros,
+        "open_ports": h.open_ports,
+        "ssh_banner": h.ssh_banner,
+        "state": state_name(h.state),
+        "machine": h.machine,
+        "guessed_use": db::kind_name(h.guessed_use),
+        "first_seen_unix": h.first_seen_unix,
+        "last_seen_unix": h.last_seen_unix,
+        "state_since_unix": h.state_since_unix,
+        "detail": h.detail,
+        "mac_is_local": h.mac_is_local,
+        "seen_by": h.seen_by,
+        "other_macs": h.other_macs,
+        "presence": presence_name(h.presence),
+        "missed_sweeps": h.missed_sweeps,
+        "uptime_24h": h.uptime_24h,
+        "uptime_7d": h.uptime_7d,
+        "macs_seen": h.macs_seen,
+        "key": h.key,
+    })
+}
+
+/// A host's history as JSON: the host, the addresses it used and its ups
+/// and downs (oldest first).
+pub fn history_json(r: &HostHistory) -> Value {
+    json!({
+        "host": host_json(&r.host.clone().unwrap_or_default()),
+        "addresses": r.addresses.iter().map(|a| json!({
+            "mac": a.mac, "ip": a.ip,
+            "first_seen_unix": a.first_seen_unix, "last_seen_unix": a.last_seen_unix,
+        })).collect::<Vec<_>>(),
+        "transitions": r.transitions.iter().map(|t| json!({
+            "presence": presence_name(t.presence), "at_unix": t.at_unix, "ip": t.ip,
+        })).collect::<Vec<_>>(),
     })
 }

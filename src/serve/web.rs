@@ -28,7 +28,7 @@ use crate::{
         words::{presence_name, provisioner_name, role_name, state_name, USE_NAMES},
         Snapshot, Store,
     },
-    export::view::{machine_json, use_detail},
+    export::view::{history_json, host_json, machine_json, use_detail},
     proto::{DiscoveredHost, HostState, Machine},
 };
 
@@ -547,13 +547,6 @@ async fn clusters(State(w): State<Web>, q: Params) -> Response {
     )
 }
 
-fn host_json(h: &DiscoveredHost) -> Value {
-    json!({ "ip": h.ip, "mac": h.mac, "vendor": h.vendor, "state": state_name(h.state), "machine": h.machine,
-            "first_seen_unix": h.first_seen_unix, "last_seen_unix": h.last_seen_unix, "detail": h.detail,
-            "presence": presence_name(h.presence), "state_since_unix": h.state_since_unix,
-            "uptime_24h": h.uptime_24h, "uptime_7d": h.uptime_7d, "macs_seen": h.macs_seen })
-}
-
 fn hosts_table(hosts: &[&DiscoveredHost]) -> Markup {
     html! {
         table class="hosts" {
@@ -606,11 +599,7 @@ async fn discovered_host(State(w): State<Web>, Path(key): Path<String>, q: Param
     };
     let h = r.host.clone().unwrap_or_default();
     if wants_json(&q) {
-        return json_response(json!({
-            "host": host_json(&h),
-            "addresses": r.addresses.iter().map(|a| json!({ "mac": a.mac, "ip": a.ip, "first_seen_unix": a.first_seen_unix, "last_seen_unix": a.last_seen_unix })).collect::<Vec<_>>(),
-            "transitions": r.transitions.iter().map(|t| json!({ "presence": presence_name(t.presence), "at_unix": t.at_unix, "ip": t.ip })).collect::<Vec<_>>(),
-        }));
+        return json_response(history_json(r));
     }
     let time = crate::github::entry::time;
     page(
