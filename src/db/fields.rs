@@ -180,6 +180,34 @@ impl<'a> Fields<'a> {
     ) -> Option<T> {
         let node = self.get(key)?;
         let text = self.str(key, problems)?;
+        self.chosen(node, key, text, choices, problems)
+    }
+
+    /// Every word of a list (or one string) that is one of `choices`; each
+    /// other word is a problem naming its line.
+    pub fn choices<T: Copy>(
+        &self,
+        key: &str,
+        choices: &[(&str, T)],
+        problems: &mut Vec<Problem>,
+    ) -> Vec<T> {
+        self.strs(key, problems)
+            .into_iter()
+            .filter_map(|n| {
+                let text = n.as_str().unwrap_or_default();
+                self.chosen(n, key, text, choices, problems)
+            })
+            .collect()
+    }
+
+    fn chosen<T: Copy>(
+        &self,
+        node: &Node,
+        key: &str,
+        text: &str,
+        choices: &[(&str, T)],
+        problems: &mut Vec<Problem>,
+    ) -> Option<T> {
         choose(text, choices).or_else(|| {
             let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
             problems.push(self.problem(

@@ -285,20 +285,7 @@ fn file_missing(node: &yaml::Node, problems: &mut Vec<Problem>) -> FileMissing {
     ) else {
         return out;
     };
-    for n in f.strs("uses", problems) {
-        let text = n.as_str().unwrap_or_default();
-        match super::fields::choose(text, super::words::USE_KINDS) {
-            Some(u) => out.uses.push(u),
-            None => problems.push(f.problem(
-                n,
-                "uses",
-                format!(
-                    "{text:?} is not one of: {}",
-                    super::words::USE_NAMES.join(", ")
-                ),
-            )),
-        }
-    }
+    out.uses = f.choices("uses", USE_KINDS, problems);
     out.machines = f
         .strs("machines", problems)
         .into_iter()
