@@ -107,20 +107,14 @@ impl HistoryStore {
     /// The newest sweep's time and the newest `last_seen` of any host: from
     /// one whole sweep they are equal.
     pub fn newest(&self) -> Result<(i64, i64), Error> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let sweeps = tx.open_table(SWEEPS).map_err(|e| self.err(e))?;
-        let last_sweep = match sweeps.last().map_err(|e| self.err(e))? {
-            Some((_, v)) => SweepSummary::decode(v.value()).map_or(0, |s| s.at_unix),
-            None => 0,
-        };
-        let hosts = tx.open_table(HOSTS).map_err(|e| self.err(e))?;
-        let mut newest = 0;
-        for row in hosts.iter().map_err(|e| self.err(e))? {
-            let (_, v) = row.map_err(|e| self.err(e))?;
-            if let Ok(r) = HostHistory::decode(v.value()) {
-                newest = newest.max(r.host.map_or(0, |h| h.last_seen_unix));
-            }
-        }
+        let last_sweep = load_sweeps(self)?.first().map_or(0, |s| s.at_unix);
+        let (records, _) = load_records(self)?;
+        let newest = records
+            .iter()
+            .filter_map(|r| r.host.as_ref())
+            .map(|h| h.last_seen_unix)
+            .max()
+            .unwrap_or(0);
         Ok((last_sweep, newest))
     }
 
