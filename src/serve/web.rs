@@ -393,13 +393,7 @@ async fn machine(State(w): State<Web>, Path(name): Path<String>, q: Params) -> R
         return not_loaded();
     };
     let Some(m) = snap.by_name(&name) else {
-        let mut r = page(
-            "Not found",
-            "Machines",
-            html! { h1 { "No machine " code { (name) } } },
-        );
-        *r.status_mut() = StatusCode::NOT_FOUND;
-        return r;
+        return not_found("Machines", "No machine", &name);
     };
     let disc = w.store.discovery();
     let seen: Vec<&DiscoveredHost> = disc
@@ -585,17 +579,22 @@ fn path_segment(key: &str) -> String {
         .collect()
 }
 
+/// A 404 page in `section`: "No machine `x`".
+fn not_found(section: &str, what: &str, key: &str) -> Response {
+    let mut r = page(
+        "Not found",
+        section,
+        html! { h1 { (what) " " code { (key) } } },
+    );
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
+}
+
 /// One host's history: addresses it used and its presence transitions.
 async fn discovered_host(State(w): State<Web>, Path(key): Path<String>, q: Params) -> Response {
     let disc = w.store.discovery();
     let Some(r) = crate::serve::api::find_host(&disc, &key).ok() else {
-        let mut r = page(
-            "Not found",
-            "Discovered",
-            html! { h1 { "No discovered host " code { (key) } } },
-        );
-        *r.status_mut() = StatusCode::NOT_FOUND;
-        return r;
+        return not_found("Discovered", "No discovered host", &key);
     };
     let h = r.host.clone().unwrap_or_default();
     if wants_json(&q) {
