@@ -14,7 +14,7 @@
 //! - `metrics`: the registry and its helpers; each subsystem owns what it records.
 //! - `db`: YAML with positions and bounds, validation, `Snapshot`, `Store`, the words of every enum.
 //! - `dial`: reaching a gRPC server, plaintext or TLS (system roots or a CA file).
-//! - `net`, `secret`: small shared types (MACs and ranges; tokens that never print).
+//! - `net`, `secret`, `units`: small shared types (MACs and ranges; tokens that never print; durations and sizes).
 
 pub mod cli;
 pub mod config;
@@ -31,6 +31,7 @@ pub mod provision;
 pub mod secret;
 pub mod serve;
 pub mod sync;
+pub mod units;
 
 /// The version and the commit mdb was built from: `0.1.0 (abc123def456)`.
 pub const VERSION: &str = concat!(

@@ -20,7 +20,10 @@ pub fn validate(
     max_repo: &str,
     format: cli::ValidateFormat,
 ) -> ExitCode {
-    let limits = match (config::parse_size(max_file), config::parse_size(max_repo)) {
+    let limits = match (
+        crate::units::parse_size(max_file),
+        crate::units::parse_size(max_repo),
+    ) {
         (Some(file_bytes), Some(repo_bytes)) => db::Limits {
             file_bytes,
             repo_bytes,
@@ -604,7 +607,7 @@ pub fn history_bench(
     start_unix: i64,
 ) -> anyhow::Result<()> {
     use crate::discover::history::simulate;
-    let interval = config::parse_duration(interval)
+    let interval = crate::units::parse_duration(interval)
         .filter(|d| d.as_secs() > 0)
         .ok_or_else(|| anyhow::anyhow!("--interval {interval:?} is not a duration like 5m"))?;
     let plan = simulate::Plan {

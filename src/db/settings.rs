@@ -109,7 +109,7 @@ impl std::str::FromStr for MissingAfter {
         if let Ok(n) = text.trim().parse::<u32>() {
             return Ok(MissingAfter::Sweeps(n.max(1)));
         }
-        crate::config::parse_duration(text)
+        crate::units::parse_duration(text)
             .filter(|d| !d.is_zero())
             .map(MissingAfter::Down)
             .ok_or(())
