@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tracing::warn;
 
+pub use crate::github::error::Error;
 use crate::github::{
     metrics::{GithubMetrics, RequestOutcome},
     Config,
@@ -16,59 +17,6 @@ use crate::github::{
 /// Secondary rate limits often come without headers; GitHub says wait a minute.
 const RATE_LIMIT_FALLBACK: Duration = Duration::from_secs(60);
 pub const MAX_ATTEMPTS: u32 = 5;
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("GitHub client: {0}")]
-    Client(String),
-    #[error("GitHub request {what} failed: {message}")]
-    Transient { what: String, message: String },
-    #[error("GitHub answered {status} to {what}: {message}")]
-    Status {
-        what: String,
-        status: u16,
-        message: String,
-    },
-    #[error(
-        "GitHub rate limit on {what}: would have to wait {wait:?}, more than the {max:?} allowed"
-    )]
-    RateLimited {
-        what: String,
-        wait: Duration,
-        max: Duration,
-    },
-    #[error("issues are disabled in the repository")]
-    Disabled,
-    #[error("unexpected answer to {what}: {message}")]
-    Decode { what: String, message: String },
-    #[error("enrolment branch: {0}")]
-    Git(String),
-}
-
-impl Error {
-    /// Every value of [`Error::metric_label`].
-    pub const LABELS: &'static [&'static str] = &[
-        "client",
-        "transient",
-        "status",
-        "rate_limited",
-        "disabled",
-        "decode",
-        "git",
-    ];
-
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            Error::Client(_) => "client",
-            Error::Transient { .. } => "transient",
-            Error::Status { .. } => "status",
-            Error::RateLimited { .. } => "rate_limited",
-            Error::Disabled => "disabled",
-            Error::Decode { .. } => "decode",
-            Error::Git(_) => "git",
-        }
-    }
-}
 
 pub enum Method {
     Get,

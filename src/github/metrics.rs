@@ -3,7 +3,7 @@
 
 use prometheus::{IntCounterVec, IntGauge, Registry};
 
-use crate::{db::words::word_in as word, github::http::Error, metrics as m};
+use crate::{db::words::word_in as word, github::error::Error, metrics as m};
 
 /// How one request ended, as `mdb_github_requests_total{result}` spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

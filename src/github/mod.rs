@@ -6,6 +6,7 @@
 
 pub mod enrol;
 pub mod entry;
+pub mod error;
 pub mod filer;
 pub mod fingerprint;
 pub mod http;
