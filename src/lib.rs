@@ -14,7 +14,8 @@
 //! - `metrics`: the registry and its helpers; each subsystem owns what it records.
 //! - `db`: YAML with positions and bounds, validation, `Snapshot`, `Store`, the words of every enum.
 //! - `dial`: reaching a gRPC server, plaintext or TLS (system roots or a CA file).
-//! - `net`, `secret`, `units`: small shared types (MACs and ranges; tokens that never print; durations and sizes).
+//! - `net`, `secret`, `escape`, `units`: small shared types (MACs and ranges; tokens that never print;
+//!   untrusted text cleaned at capture and escaped per sink; durations and sizes).
 
 pub mod cli;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod db;
 pub mod demo;
 pub mod dial;
 pub mod discover;
+pub mod escape;
 pub mod export;
 pub mod gen;
 pub mod github;

@@ -110,7 +110,8 @@ async fn new_device_is_filed_once_with_fingerprint_labels_and_yaml() {
     assert_eq!(i.labels, ["mdb", "priority/high", "new-device"]);
     assert_eq!(i.assignees, ["lab-admin"]);
     assert_eq!(
-        github::Fingerprint::in_body(&i.body)
+        github::Trailer::read(&i.body)
+            .fingerprint
             .map(|f| f.to_string())
             .as_deref(),
         Some("new-device:mac=dc:a6:32:77:00:01")
@@ -275,7 +276,10 @@ async fn a_moved_host_gets_a_comment_and_a_fresh_body() {
         "{:?}",
         i.comments
     );
-    assert_eq!(github::ip_in(&i.body), Some("198.18.10.231"));
+    assert_eq!(
+        github::Trailer::read(&i.body).ip.as_deref(),
+        Some("198.18.10.231")
+    );
 }
 
 #[tokio::test]
@@ -327,7 +331,8 @@ async fn server_errors_then_rate_limits_then_recovery_yield_one_issue() {
     assert_eq!(s.created, 1);
     assert_eq!(gh.issues().len(), 1);
     let statuses: Vec<u16> = gh.requests().iter().map(|r| r.status).collect();
-    assert_eq!(statuses, [500, 502, 429, 403, 200, 403, 201]);
+    // GET /user (asked once, through the same retries), GET issues, POST.
+    assert_eq!(statuses, [500, 502, 429, 403, 200, 200, 403, 201]);
     let text = metrics.render();
     assert_eq!(
         util::metric(&text, "mdb_github_requests_total{result=\"rate_limited\"}"),
@@ -611,7 +616,8 @@ fn serve_files_once_survives_restarts_and_closes_on_a_real_lan() {
         issues[0].title
     );
     assert_eq!(
-        github::Fingerprint::in_body(&issues[0].body)
+        github::Trailer::read(&issues[0].body)
+            .fingerprint
             .map(|f| f.to_string())
             .as_deref(),
         Some("new-device:mac=dc:a6:32:00:00:23")

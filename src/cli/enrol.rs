@@ -32,11 +32,7 @@ pub async fn run(a: EnrolArgs) -> anyhow::Result<()> {
     if let Err(report) = entry.check(&files) {
         bail!("the entry would make the database invalid: {report}");
     }
-    let path = a.db.join(entry.path());
-    if path.exists() {
-        bail!("{} exists already", entry.path());
-    }
-    write(&path, &entry.yaml())?;
+    write(&a.db, &entry.path(), &entry.yaml())?;
     if a.commit {
         commit(&a.db, &entry)?;
     }
@@ -113,11 +109,39 @@ fn rename(entry: &mut Entry, name: &str, snap: &Snapshot) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn write(path: &Path, text: &str) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+/// Writes a new file at `rel` inside the checkout, never through a link:
+/// each folder on the way must be a real folder of the checkout, and the
+/// file must not exist (not even as a dangling link).
+fn write(root: &Path, rel: &str, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut dir = root.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    let (file, folders) = parts.split_last().context("empty path")?;
+    for part in folders {
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => bail!(
+                "{} is a symbolic link; mdb does not write through links",
+                dir.strip_prefix(root).unwrap_or(&dir).display()
+            ),
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => bail!("{} is not a folder", dir.display()),
+            Err(_) => {
+                std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?
+            }
+        }
     }
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    let path = dir.join(file);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => anyhow::anyhow!("{rel} exists already"),
+            _ => anyhow::anyhow!("writing {}: {e}", path.display()),
+        })?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn commit(root: &Path, entry: &Entry) -> anyhow::Result<()> {

@@ -156,8 +156,12 @@ fn machine(file: &str, node: &Node, problems: &mut Vec<Problem>) -> Option<Entry
         if let (Some(0), Some(pn)) = (port, sf.get("port")) {
             problems.push(sf.problem(pn, "port", "0 is not a port number (1-65535)"));
         }
+        let user = sf.str("user", problems).unwrap_or_default();
+        if let (Err(why), Some(un)) = (check_user(user), sf.get("user")) {
+            problems.push(sf.problem(un, "user", format!("{user:?} {why}")));
+        }
         Some(Ssh {
-            user: sf.str("user", problems).unwrap_or_default().to_string(),
+            user: user.to_string(),
             port: port.unwrap_or(0).into(),
         })
     });
@@ -176,6 +180,9 @@ fn machine(file: &str, node: &Node, problems: &mut Vec<Problem>) -> Option<Entry
                 }
                 match &v.value {
                     Value::Scalar(s, _) => {
+                        if let Err(why) = check_text(s, MAX_LABEL_VALUE) {
+                            problems.push(f.problem(v, "labels", format!("label {key:?}: {why}")));
+                        }
                         labels.insert(key.to_string(), s.clone());
                     }
                     Value::Null => {
@@ -197,6 +204,10 @@ fn machine(file: &str, node: &Node, problems: &mut Vec<Problem>) -> Option<Entry
         }
     }
 
+    let hostname = f.str("hostname", problems).unwrap_or_default();
+    if let (Err(why), Some(hn)) = (check_dns_name(hostname), f.get("hostname")) {
+        problems.push(f.problem(hn, "hostname", format!("{hostname:?} {why}")));
+    }
     if problems.len() > before {
         return None;
     }
@@ -205,7 +216,7 @@ fn machine(file: &str, node: &Node, problems: &mut Vec<Problem>) -> Option<Entry
             name: name.to_string(),
             ips: ip_pos.iter().map(|(ip, _)| ip.to_string()).collect(),
             mac: mac.map(|(m, _)| m.to_string()).unwrap_or_default(),
-            hostname: f.str("hostname", problems).unwrap_or_default().to_string(),
+            hostname: hostname.to_string(),
             r#use: use_,
             features,
             labels,
@@ -308,6 +319,10 @@ fn parse_use(f: &Fields, node: &Node, problems: &mut Vec<Problem>) -> Option<Use
                         .to_string()
                 }
             };
+            if let Err(why) = check_text(&description, MAX_LABEL_VALUE) {
+                problems.push(uf.problem(body, "device", why));
+                return None;
+            }
             Some(Use::Device(DeviceUse { description }))
         }
         "games" | "discover" => {
@@ -342,6 +357,73 @@ pub fn check_dns_label(name: &str) -> Result<(), &'static str> {
     }
     if name.starts_with('-') || name.ends_with('-') {
         return Err("must not start or end with '-'");
+    }
+    Ok(())
+}
+
+/// The longest label value or device description (they become Ansible
+/// host variables and table cells).
+pub const MAX_LABEL_VALUE: usize = 256;
+
+/// A user name as `ssh -l` takes it: letters, digits, `.`, `_`, `-`, not
+/// starting with `-` (ssh would read it as an option), at most 32.
+pub fn check_user(user: &str) -> Result<(), &'static str> {
+    if user.is_empty() {
+        return Ok(());
+    }
+    if user.len() > 32 {
+        return Err("is longer than 32 characters");
+    }
+    if user.starts_with('-') || user.starts_with('.') {
+        return Err(
+            "must start with a letter, digit or '_' (ssh would read a leading '-' as an option)",
+        );
+    }
+    if !user
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err("may only contain letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+/// A host name: dot-separated labels of letters, digits and '-', at most 253.
+pub fn check_dns_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Ok(());
+    }
+    if name.len() > 253 {
+        return Err("is longer than 253 characters");
+    }
+    let ok = name.trim_end_matches('.').split('.').all(|l| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err("is not a DNS name (labels of letters, digits and '-', separated by dots)")
+    }
+}
+
+/// A value that becomes an Ansible host variable: bounded, no control
+/// characters, no braces (Ansible templates `{{ }}` in variables, and the
+/// runner's command templates use `{name}`).
+pub fn check_text(value: &str, max: usize) -> Result<(), String> {
+    if value.chars().count() > max {
+        return Err(format!("is longer than {max} characters"));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(format!("holds the control character {c:?}"));
+    }
+    if value.contains(['{', '}']) {
+        return Err(format!(
+            "{value:?} holds a brace; braces are refused (Ansible would template them)"
+        ));
     }
     Ok(())
 }

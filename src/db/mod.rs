@@ -3,6 +3,7 @@
 //!
 //! Nothing here touches git or the network; `sync` feeds files in.
 
+pub mod emit;
 pub mod fields;
 pub mod inventory_settings;
 pub mod load;
@@ -28,6 +29,12 @@ pub use words::{kind_name, use_kind, use_name, USE_NAMES};
 pub struct SourceFile {
     pub path: String,
     pub text: String,
+}
+
+/// Whether a repository path is inside the machines folder (or is it), where
+/// no symbolic link is allowed, to a file or to a folder.
+pub fn in_machines(path: &str) -> bool {
+    path == "machines" || path.starts_with("machines/")
 }
 
 /// Whether a repository path is part of the database: `mdb.yaml` and
@@ -170,12 +177,14 @@ pub fn read_dir(root: &Path, limits: Limits) -> std::io::Result<Intake> {
                 continue;
             };
             let rel = rel.to_string_lossy().replace('\\', "/");
-            if kind.is_dir() {
+            if kind.is_symlink() {
+                if is_db_file(&rel) || in_machines(&rel) {
+                    intake.refuse_link(&rel);
+                }
+            } else if kind.is_dir() {
                 pending.push(path);
             } else if !is_db_file(&rel) {
                 continue;
-            } else if kind.is_symlink() {
-                intake.refuse_link(&rel);
             } else if intake.admit(&rel, entry.metadata()?.len()) {
                 intake.add(rel, std::fs::read(&path)?);
             }

@@ -429,8 +429,9 @@ fn check(node: &yaml::Node, path: &str, problems: &mut Vec<Problem>) -> Option<C
             list.first().copied().map(Check::Tcp)
         }
         (None, Some(path_text)) => {
-            if !path_text.starts_with('/') {
-                problems.push(f.problem(node, "http", "a path like / or /healthz"));
+            if let Err(why) = check_http_path(path_text) {
+                let at = f.get("http").unwrap_or(node);
+                problems.push(f.problem(at, "http", format!("{path_text:?} {why}")));
                 return None;
             }
             let status = match f.get("status") {
@@ -448,6 +449,26 @@ fn check(node: &yaml::Node, path: &str, problems: &mut Vec<Problem>) -> Option<C
             None
         }
     }
+}
+
+/// The longest readiness path.
+const MAX_HTTP_PATH: usize = 256;
+
+/// A path for `GET PATH HTTP/1.0`: starts with `/`, and holds only the
+/// characters RFC 3986 allows in a path and query (so no space, CR or LF
+/// can end the request line or add a header).
+pub fn check_http_path(path: &str) -> Result<(), &'static str> {
+    if !path.starts_with('/') {
+        return Err("is not a path like / or /healthz");
+    }
+    if path.len() > MAX_HTTP_PATH {
+        return Err("is longer than 256 characters");
+    }
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b);
+    if !path.bytes().all(allowed) {
+        return Err("holds a character a URL path may not (space, control, quote, ...)");
+    }
+    Ok(())
 }
 
 fn rule(node: &yaml::Node, path: &str, problems: &mut Vec<Problem>) -> Option<Rule> {

@@ -56,6 +56,18 @@ pub fn validate_with(
     ))
 }
 
+/// The revision `base` makes with `path` added (or replaced by `text`),
+/// validated: what an enrolment would make of the database.
+pub fn with_file(base: &[SourceFile], path: &str, text: &str) -> Result<Snapshot, Report> {
+    let mut files: Vec<SourceFile> = base.iter().filter(|f| f.path != path).cloned().collect();
+    files.push(SourceFile {
+        path: path.to_string(),
+        text: text.to_string(),
+    });
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    validate(&files, "proposed")
+}
+
 /// Parses machine files on every core (in file order), since parsing is
 /// most of a load; small databases stay on one thread.
 fn load_parallel(files: &[&SourceFile]) -> Vec<(Vec<Entry>, Vec<Problem>)> {

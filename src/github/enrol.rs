@@ -26,8 +26,9 @@ use crate::{
         http::{Error, Http},
         metrics::{GithubMetrics, Operation},
         plan::{resolution, Known},
-        pulls::{self, name_marker, Proposal, Pull},
-        text::{files_issue, seen_table},
+        pulls::{self, Proposal, Pull},
+        text::{files_issue, plain_title, seen_table},
+        trust::{is_enrol_branch, Trailer},
     },
     net::Mac,
     proto::{DiscoveredHost, HostState},
@@ -242,8 +243,10 @@ impl Enroller {
             if current.as_ref().and_then(|b| b.parent) == Some(base) {
                 continue;
             }
-            let kept =
-                current.filter(|b| !b.path.is_empty() && valid_with(base_files, &b.path, &b.text));
+            let kept = current.filter(|b| {
+                !b.path.is_empty()
+                    && crate::db::validate::with_file(base_files, &b.path, &b.text).is_ok()
+            });
             if self
                 .rebuild(
                     http,
@@ -309,6 +312,12 @@ impl Enroller {
                 }
             }
         };
+        if !is_enrol_branch(&pull.head) {
+            return Err(Error::Git(format!(
+                "refusing to push {:?}: not an mdb enrolment branch",
+                pull.head
+            )));
+        }
         let (branch, message) = (
             pull.head.clone(),
             format!("Enrol {} (moved onto {base})", pull.name),
@@ -438,17 +447,6 @@ impl Enroller {
     }
 }
 
-/// Whether `base` plus one file validates.
-fn valid_with(base: &[SourceFile], path: &str, text: &str) -> bool {
-    let mut files: Vec<SourceFile> = base.iter().filter(|f| f.path != path).cloned().collect();
-    files.push(SourceFile {
-        path: path.to_string(),
-        text: text.to_string(),
-    });
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    crate::db::validate(&files, "proposed").is_ok()
-}
-
 fn host_ip(hosts: &[DiscoveredHost], fp: &Fingerprint) -> Option<IpAddr> {
     hosts
         .iter()
@@ -462,7 +460,7 @@ pub fn pull_title(h: &DiscoveredHost, e: &Entry) -> String {
     } else {
         h.vendor.as_str()
     };
-    format!("Enrol {} at {} ({what})", e.name, e.ip)
+    plain_title(&format!("Enrol {} at {} ({what})", e.name, e.ip))
 }
 
 /// What an enrolment pull request says, with the markers that find it again.
@@ -475,13 +473,15 @@ pub fn pull_body(fp: &Fingerprint, h: &DiscoveredHost, e: &Entry, issue: Option<
     b.push_str("- **Close without merging** to dismiss the device: mdb files no new issue or pull request for it while this stays closed. To undo, reopen this pull request.\n");
     b.push_str(&format!("- **Edit** `{}` on this branch to change the entry (another name, `use: {{cluster: {{name: NAME, role: worker}}}}`); mdb keeps the file when it moves this branch onto a newer DB revision.\n\n", e.path()));
     if fp.kind != Kind::NewDevice {
-        b.push_str(&format!("Kind: {}\n", fp.kind.word()));
+        b.push_str(&format!("Kind: {}\n\n", fp.kind.word()));
     }
-    b.push_str(&fp.marker());
-    b.push_str(&format!(
-        "\n<!-- mdb-ip: {} -->\n{}\n",
-        e.ip,
-        name_marker(&e.name)
-    ));
+    b.push_str(
+        &Trailer {
+            fingerprint: Some(fp.clone()),
+            ip: Some(e.ip.to_string()),
+            name: Some(e.name.clone()),
+        }
+        .write(),
+    );
     b
 }

@@ -5,10 +5,13 @@
 use std::{collections::HashSet, net::IpAddr};
 
 use crate::{
-    db::{self, load::check_dns_label, settings::Subnet, Report, Snapshot, SourceFile},
+    db::{self, emit, load::check_dns_label, settings::Subnet, Report, Snapshot, SourceFile},
     export::ipam,
     net::Mac,
-    proto::DiscoveredHost,
+    proto::{
+        machine::Use, DevelopmentKind, DevelopmentUse, DeviceUse, DiscoverUse, DiscoveredHost,
+        GamesUse, Machine,
+    },
 };
 
 /// The folder enrolled machines are written to, one file each, so that two
@@ -22,8 +25,7 @@ pub struct Entry {
     pub ip: IpAddr,
     /// Left out for a locally administered (often random) MAC.
     pub mac: Option<Mac>,
-    /// The `use:` value as YAML.
-    pub use_yaml: String,
+    pub r#use: Use,
     /// The subnet of `mdb.yaml` the address lies in.
     pub subnet: Option<String>,
     pub notes: String,
@@ -89,12 +91,12 @@ impl Entry {
                 None => seen_at,
             },
         };
-        let (use_yaml, guess_note) = use_of(h);
+        let (r#use, guess_note) = use_of(h);
         Ok(Entry {
             name: unique_name(&base_name(h, mac, seen_at), snap, held)?,
             ip,
             mac,
-            use_yaml,
+            r#use,
             subnet: subnet.map(|s| s.name.clone()),
             notes: notes(h, seen_at, ip, guess_note),
         })
@@ -105,45 +107,34 @@ impl Entry {
         format!("{ENROL_DIR}/{}.yaml", self.name)
     }
 
-    /// The entry as a `machines/` file.
+    /// The machine this entry adds.
+    pub fn machine(&self) -> Machine {
+        let mut labels =
+            std::collections::HashMap::from([("enrolled-by".to_string(), "mdb".to_string())]);
+        if let Some(s) = &self.subnet {
+            labels.insert("subnet".into(), s.clone());
+        }
+        Machine {
+            name: self.name.clone(),
+            ips: vec![self.ip.to_string()],
+            mac: self.mac.map(|m| m.to_string()).unwrap_or_default(),
+            r#use: Some(self.r#use.clone()),
+            labels,
+            notes: self.notes.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// The entry as a `machines/` file, written by the one emitter.
     pub fn yaml(&self) -> String {
-        let mut y = String::from("machines:\n");
-        y.push_str(&format!("  - name: {}\n", self.name));
-        y.push_str(&format!("    ip: {}\n", self.ip));
-        if let Some(m) = self.mac {
-            y.push_str(&format!("    mac: {m}\n"));
-        }
-        y.push_str(&format!("    use: {}\n", self.use_yaml));
-        match &self.subnet {
-            Some(s) => y.push_str(&format!(
-                "    labels: {{ subnet: {s}, enrolled-by: mdb }}\n"
-            )),
-            None => y.push_str("    labels: { enrolled-by: mdb }\n"),
-        }
-        y.push_str(&format!("    notes: {}\n", quoted(&self.notes)));
-        y
+        emit::machines_file(&[self.machine()])
     }
 
     /// Validates the revision this entry makes on top of `base` (the DB's
     /// files now) with the same code as `mdb validate`.
     pub fn check(&self, base: &[SourceFile]) -> Result<(), Report> {
-        let mut files: Vec<SourceFile> = base
-            .iter()
-            .filter(|f| f.path != self.path())
-            .cloned()
-            .collect();
-        files.push(SourceFile {
-            path: self.path(),
-            text: self.yaml(),
-        });
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        db::validate(&files, "proposed").map(|_| ())
+        db::validate::with_file(base, &self.path(), &self.yaml()).map(|_| ())
     }
-}
-
-/// A YAML double-quoted scalar (JSON's escapes are YAML's).
-fn quoted(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
 fn subnet_of(snap: &Snapshot, ip: IpAddr) -> Result<Option<&Subnet>, Error> {
@@ -241,23 +232,33 @@ fn unique_name(base: &str, snap: &Snapshot, held: &Held) -> Result<String, Error
 
 /// The `use:` value, and a note when the guess could not be used as is: a
 /// cluster guess names no cluster, so it is proposed as `discover`.
-fn use_of(h: &DiscoveredHost) -> (String, Option<String>) {
+fn use_of(h: &DiscoveredHost) -> (Use, Option<String>) {
     match db::kind_name(h.guessed_use) {
         "cluster" => (
-            "discover".into(),
+            Use::Discover(DiscoverUse {}),
             Some("looks like a cluster node; to add it to one, set use: {cluster: {name: NAME, role: worker}}".into()),
         ),
-        "development" => ("{ development: server }".into(), None),
-        "games" => ("games".into(), None),
+        "development" => (
+            Use::Development(DevelopmentUse {
+                kind: DevelopmentKind::Server as i32,
+            }),
+            None,
+        ),
+        "games" => (Use::Games(GamesUse {}), None),
         "device" => {
             let what = if h.vendor.is_empty() {
                 "unknown device"
             } else {
                 h.vendor.as_str()
             };
-            (format!("{{ device: {} }}", quoted(what)), None)
+            (
+                Use::Device(DeviceUse {
+                    description: what.to_string(),
+                }),
+                None,
+            )
         }
-        _ => ("discover".into(), None),
+        _ => (Use::Discover(DiscoverUse {}), None),
     }
 }
 
@@ -356,7 +357,7 @@ mod tests {
             "198.18.10.11",
             "lowest free static address"
         );
-        assert_eq!(e.use_yaml, "discover");
+        assert_eq!(e.r#use, Use::Discover(DiscoverUse {}));
         assert!(e.notes.contains("cluster"), "{}", e.notes);
         assert!(e.notes.contains("seen at 198.18.10.230"), "{}", e.notes);
         e.check(&files())

@@ -218,7 +218,11 @@ impl Filer {
             .unwrap_or_default();
         self.comment(
             number,
-            &format!("Now seen at {} (was {old}). {}", host.ip, host.detail),
+            &format!(
+                "Now seen at {} (was {old}). {}",
+                host.ip,
+                crate::escape::markdown(&host.detail)
+            ),
         )
         .await?;
         self.set(
@@ -246,7 +250,11 @@ impl Filer {
         .await?;
         self.comment(
             number,
-            &format!("The problem is back: {} ({}).", host.detail, host.ip),
+            &format!(
+                "The problem is back: {} ({}).",
+                crate::escape::markdown(&host.detail),
+                host.ip
+            ),
         )
         .await?;
         self.opened(fp, number, &host.ip, Operation::Reopened);

@@ -55,9 +55,6 @@ pub struct Fingerprint {
     pub subject: Subject,
 }
 
-const MARKER_OPEN: &str = "<!-- mdb-fingerprint: ";
-const MARKER_CLOSE: &str = " -->";
-
 impl Fingerprint {
     /// A machine's name for a machine that cannot be provisioned, the
     /// address for a conflict, and for a new device its MAC when that is
@@ -81,18 +78,6 @@ impl Fingerprint {
             },
         };
         Some(Fingerprint { kind, subject })
-    }
-
-    /// The hidden marker that carries the fingerprint in a body.
-    pub fn marker(&self) -> String {
-        format!("{MARKER_OPEN}{self}{MARKER_CLOSE}")
-    }
-
-    /// Reads the fingerprint back out of a body.
-    pub fn in_body(body: &str) -> Option<Fingerprint> {
-        let start = body.find(MARKER_OPEN)? + MARKER_OPEN.len();
-        let rest = &body[start..];
-        rest[..rest.find(MARKER_CLOSE)?].trim().parse().ok()
     }
 
     /// A short stable token for branch names: kind and subject, no colons.
@@ -165,10 +150,6 @@ mod tests {
         ] {
             let fp: Fingerprint = text.parse().unwrap();
             assert_eq!(fp.to_string(), text);
-            assert_eq!(
-                Fingerprint::in_body(&format!("x\n{}\ny", fp.marker())),
-                Some(fp)
-            );
         }
         assert!("new-device".parse::<Fingerprint>().is_err());
         assert!("nonsense:ip=198.18.0.4".parse::<Fingerprint>().is_err());

@@ -60,6 +60,8 @@ pub struct Http {
     max_wait: Duration,
     last_write: Option<Instant>,
     metrics: GithubMetrics,
+    /// The token's own login, asked once.
+    login: Option<String>,
 }
 
 impl Http {
@@ -71,6 +73,7 @@ impl Http {
             max_wait: cfg.max_wait,
             last_write: None,
             metrics,
+            login: None,
         })
     }
 
@@ -118,6 +121,25 @@ impl Http {
             what,
             message: "gave up".into(),
         })
+    }
+
+    /// The login of the token's own user (`GET /user`), asked once and
+    /// kept: what mdb opened is what this user authored.
+    pub async fn login(&mut self) -> Result<String, Error> {
+        if let Some(l) = &self.login {
+            return Ok(l.clone());
+        }
+        let v = self.request(Method::Get, "/user", None, true).await?;
+        let login = v["login"]
+            .as_str()
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| Error::Decode {
+                what: "GET /user".into(),
+                message: "no login".into(),
+            })?
+            .to_string();
+        self.login = Some(login.clone());
+        Ok(login)
     }
 
     /// GitHub asks for content-creating requests to be spaced apart.

@@ -12,7 +12,7 @@ use crate::github::{
     fingerprint::Fingerprint,
     http::{Error, Http, Method, MAX_ATTEMPTS},
     plan::Known,
-    text::ip_in,
+    trust::{Owner, Trailer},
     MAX_PAGES,
 };
 
@@ -36,8 +36,13 @@ impl IssueBook {
         format!("/repos/{}/issues", self.repo)
     }
 
-    /// Reads every issue of the repository and keeps those mdb filed.
+    /// Reads every issue of the repository and keeps those mdb filed: by
+    /// the token's own user, with a fingerprint in the trailer.
     pub async fn load(&mut self, http: &mut Http) -> Result<(), Error> {
+        let owner = Owner {
+            login: http.login().await?,
+            repo: self.repo.clone(),
+        };
         let mut known: HashMap<Fingerprint, Known> = HashMap::new();
         for page in 1..=MAX_PAGES {
             let path = format!(
@@ -49,16 +54,15 @@ impl IssueBook {
                 what: "issue list".into(),
                 message: "not a list".into(),
             })?;
-            for i in items.iter().filter(|i| i.get("pull_request").is_none()) {
-                let body = i["body"].as_str().unwrap_or_default();
-                let (Some(fp), Some(number)) = (Fingerprint::in_body(body), i["number"].as_u64())
-                else {
+            for i in items.iter().filter(|i| owner.owns_issue(i)) {
+                let trailer = Trailer::read(i["body"].as_str().unwrap_or_default());
+                let (Some(fp), Some(number)) = (trailer.fingerprint, i["number"].as_u64()) else {
                     continue;
                 };
                 let k = Known {
                     number,
                     open: i["state"] == "open",
-                    ip: ip_in(body).unwrap_or_default().to_string(),
+                    ip: trailer.ip.unwrap_or_default(),
                 };
                 // Should duplicates exist (filed by hand, or before mdb
                 // looked), an open one wins, then the newest.

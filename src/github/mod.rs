@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod plan;
 pub mod pulls;
 pub mod text;
+pub mod trust;
 
 use std::time::Duration;
 
@@ -25,7 +26,8 @@ pub use fingerprint::Fingerprint;
 pub use http::{client, Error};
 pub use metrics::GithubMetrics;
 pub use plan::{plan, resolution, Known, Op};
-pub use text::{body, files_issue, ip_in, kind, title};
+pub use text::{body, files_issue, kind, title};
+pub use trust::Trailer;
 
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 pub const DEFAULT_LABELS: &[&str] = &["mdb", "priority/high"];

@@ -11,7 +11,7 @@ use tracing::info;
 use crate::github::{
     fingerprint::Fingerprint,
     http::{Error, Http, Method, MAX_ATTEMPTS},
-    text::ip_in,
+    trust::{is_enrol_branch, Owner, Trailer},
     MAX_PAGES,
 };
 
@@ -29,19 +29,6 @@ pub struct Pull {
     pub name: String,
 }
 
-const NAME_MARKER: &str = "<!-- mdb-name: ";
-
-/// The hidden marker that carries the proposed name in a body.
-pub fn name_marker(name: &str) -> String {
-    format!("{NAME_MARKER}{name} -->")
-}
-
-fn name_in(body: &str) -> Option<&str> {
-    let start = body.find(NAME_MARKER)? + NAME_MARKER.len();
-    let rest = &body[start..];
-    Some(rest[..rest.find(" -->")?].trim())
-}
-
 fn pulls_path(repo: &str) -> String {
     format!("/repos/{repo}/pulls")
 }
@@ -49,6 +36,10 @@ fn pulls_path(repo: &str) -> String {
 /// Every enrolment pull request of the repository, by fingerprint. Should
 /// there be several for one fingerprint, an open one wins, then the newest.
 pub async fn list(http: &mut Http, repo: &str) -> Result<HashMap<Fingerprint, Pull>, Error> {
+    let owner = Owner {
+        login: http.login().await?,
+        repo: repo.to_string(),
+    };
     let mut found: HashMap<Fingerprint, Pull> = HashMap::new();
     for page in 1..=MAX_PAGES {
         let path = format!(
@@ -60,7 +51,7 @@ pub async fn list(http: &mut Http, repo: &str) -> Result<HashMap<Fingerprint, Pu
             what: "pull request list".into(),
             message: "not a list".into(),
         })?;
-        for item in items {
+        for item in items.iter().filter(|i| owner.owns_pull(i)) {
             if let Some((fp, pull)) = read(item) {
                 let keep = match found.get(&fp) {
                     Some(old) => {
@@ -81,19 +72,19 @@ pub async fn list(http: &mut Http, repo: &str) -> Result<HashMap<Fingerprint, Pu
     Ok(found)
 }
 
-/// One pull request as the API shows it, if mdb opened it.
+/// One of mdb's own pull requests as the API shows it (the caller checked
+/// it is mdb's), if its trailer carries a fingerprint.
 fn read(item: &Value) -> Option<(Fingerprint, Pull)> {
-    let body = item["body"].as_str().unwrap_or_default();
-    let fp = Fingerprint::in_body(body)?;
+    let t = Trailer::read(item["body"].as_str().unwrap_or_default());
     Some((
-        fp,
+        t.fingerprint?,
         Pull {
             number: item["number"].as_u64()?,
             open: item["state"] == "open",
             merged: !item["merged_at"].is_null() || item["merged"] == true,
             head: item["head"]["ref"].as_str().unwrap_or_default().to_string(),
-            ip: ip_in(body).and_then(|s| s.parse().ok()),
-            name: name_in(body).unwrap_or_default().to_string(),
+            ip: t.ip.and_then(|s| s.parse().ok()),
+            name: t.name.unwrap_or_default(),
         },
     ))
 }
@@ -193,8 +184,14 @@ pub async fn request_reviewers(
     Ok(())
 }
 
-/// Deletes a branch; one that is gone already is no error.
+/// Deletes one of mdb's enrolment branches; one that is gone already is
+/// no error, and any other branch is refused before a request is made.
 pub async fn delete_branch(http: &mut Http, repo: &str, branch: &str) -> Result<(), Error> {
+    if !is_enrol_branch(branch) {
+        return Err(Error::Git(format!(
+            "refusing to delete {branch:?}: not an mdb enrolment branch"
+        )));
+    }
     let path = format!("/repos/{repo}/git/refs/heads/{branch}");
     match http.request(Method::Delete, &path, None, true).await {
         Ok(_)
@@ -213,9 +210,13 @@ mod tests {
     fn a_pull_request_reads_back_from_its_body() {
         let fp: Fingerprint = "new-device:mac=dc:a6:32:00:00:60".parse().unwrap();
         let body = format!(
-            "x\n{}\n<!-- mdb-ip: 198.18.10.11 -->\n{}\n",
-            fp.marker(),
-            name_marker("pi-dca632-0060")
+            "x\n{}",
+            Trailer {
+                fingerprint: Some(fp.clone()),
+                ip: Some("198.18.10.11".into()),
+                name: Some("pi-dca632-0060".into()),
+            }
+            .write()
         );
         let item = json!({ "number": 7, "state": "closed", "merged_at": "2026-11-26T00:00:00Z", "head": {"ref": "mdb/enrol/x"}, "body": body });
         let (got, pull) = read(&item).unwrap();

@@ -3,12 +3,17 @@
 
 use crate::{
     db::Snapshot,
+    escape::{clean, markdown},
     github::{
         entry::{Entry, Held},
         fingerprint::{Fingerprint, Kind},
+        trust::Trailer,
     },
     proto::{DiscoveredHost, HostState},
 };
+
+/// The longest title mdb gives an issue or pull request.
+const MAX_TITLE: usize = 200;
 
 /// The problem kind of a host that gets an issue.
 pub fn kind(h: &DiscoveredHost) -> Kind {
@@ -33,6 +38,9 @@ pub fn files_issue(h: &DiscoveredHost, snap: Option<&Snapshot>) -> bool {
     }
 }
 
+/// The title of a host's issue: plain text (titles are not Markdown), with
+/// no control characters and no `@` or `#` a reader could take for a
+/// mention or a reference.
 pub fn title(h: &DiscoveredHost) -> String {
     let what = match (h.vendor.as_str(), h.mac.as_str()) {
         ("", "") => String::new(),
@@ -40,12 +48,20 @@ pub fn title(h: &DiscoveredHost) -> String {
         (v, "") => format!(" ({v})"),
         (v, mac) => format!(" ({v}, {mac})"),
     };
-    match HostState::try_from(h.state) {
+    let t = match HostState::try_from(h.state) {
         Ok(HostState::Unprovisionable) => format!("Cannot provision {} ({})", h.machine, h.ip),
         Ok(HostState::Conflict) => format!("Address conflict at {}{what}", h.ip),
         Ok(HostState::Missing) => format!("Missing: {} ({}) does not answer", h.machine, h.ip),
         _ => format!("New device {}{what}", h.ip),
-    }
+    };
+    plain_title(&t)
+}
+
+/// A title from text that may hold a device's words.
+pub fn plain_title(text: &str) -> String {
+    clean(text, MAX_TITLE)
+        .replace('@', "@\u{2060}")
+        .replace('#', "#\u{2060}")
 }
 
 /// Everything seen, as a Markdown table.
@@ -84,10 +100,7 @@ pub fn seen_table(h: &DiscoveredHost) -> String {
         ),
     ] {
         if !v.is_empty() {
-            b.push_str(&format!(
-                "| {k} | `{}` |\n",
-                v.replace('|', "\\|").replace('`', "'")
-            ));
+            b.push_str(&format!("| {k} | {} |\n", markdown(&v)));
         }
     }
     b
@@ -97,7 +110,7 @@ pub fn seen_table(h: &DiscoveredHost) -> String {
 pub fn body(h: &DiscoveredHost, entry: Option<&Entry>) -> String {
     let mut b = format!(
         "mdb's sweep found a host that needs attention: **{}**.\n\n",
-        h.detail
+        markdown(&h.detail)
     );
     b.push_str(&seen_table(h));
     if h.mac_is_local {
@@ -111,10 +124,14 @@ pub fn body(h: &DiscoveredHost, entry: Option<&Entry>) -> String {
         ));
     }
     b.push_str("\nmdb closes this issue by itself when the problem is resolved.\n\n");
-    if let Some(fp) = Fingerprint::of(h) {
-        b.push_str(&fp.marker());
-    }
-    b.push_str(&format!("\n<!-- mdb-ip: {} -->\n", h.ip));
+    b.push_str(
+        &Trailer {
+            fingerprint: Fingerprint::of(h),
+            ip: Some(h.ip.clone()),
+            name: None,
+        }
+        .write(),
+    );
     b
 }
 
@@ -148,13 +165,6 @@ pub fn preview(hosts: &[DiscoveredHost], snap: Option<&Snapshot>) -> String {
     out
 }
 
-/// The address an issue body last reported.
-pub fn ip_in(body: &str) -> Option<&str> {
-    let start = body.find("<!-- mdb-ip: ")? + "<!-- mdb-ip: ".len();
-    let rest = &body[start..];
-    Some(rest[..rest.find(" -->")?].trim())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,7 +187,10 @@ mod tests {
         let b = body(&h, None);
         assert!(!b.contains("```yaml"), "no entry, no snippet");
         assert_eq!(
-            Fingerprint::in_body(&b).map(|f| f.to_string()).as_deref(),
+            Trailer::read(&b)
+                .fingerprint
+                .map(|f| f.to_string())
+                .as_deref(),
             Some("new-device:mac=dc:a6:32:00:00:23")
         );
         assert!(title(&h).starts_with("New device 198.18.0.23 (Raspberry Pi"));

@@ -75,7 +75,11 @@ async fn ssh(m: &Machine, ip: IpAddr, login: &SshLogin) -> Result<(), String> {
     if let Some(key) = &login.key {
         cmd.arg("-i").arg(key).args(["-o", "IdentitiesOnly=yes"]);
     }
-    cmd.arg(format!("{user}@{ip}"))
+    // The user goes in its own argument after -l, and `--` ends the
+    // options: nothing from the database can be read as one.
+    crate::db::load::check_user(&user).map_err(|why| format!("ssh user {user:?} {why}"))?;
+    cmd.args(["-l", &user, "--"])
+        .arg(ip.to_string())
         .arg("true")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
@@ -134,6 +138,7 @@ async fn probe(ip: IpAddr, c: &ReadinessCheck, timeout: Duration) -> Result<(), 
 
 /// The status of a plain HTTP/1.0 GET; reads at most the status line.
 async fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
+    crate::db::settings::check_http_path(path).map_err(std::io::Error::other)?;
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     s.write_all(
         format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: mdb\r\n\r\n").as_bytes(),
@@ -192,5 +197,15 @@ mod tests {
         assert!(probe(ip, &http(503), t).await.is_ok());
         let e = probe(ip, &http(200), t).await.unwrap_err();
         assert!(e.contains("answered 503, not 200"), "{e}");
+        let crlf = ReadinessCheck {
+            r#use: 0,
+            check: Some(Check::Http(HttpCheck {
+                port: u32::from(port),
+                path: "/ HTTP/1.0\r\nX-Injected: 1\r\n".into(),
+                status: 503,
+            })),
+        };
+        let e = probe(ip, &crlf, t).await.unwrap_err();
+        assert!(e.contains("a URL path may not"), "no request sent: {e}");
     }
 }

@@ -9,11 +9,13 @@ use serde_json::json;
 use tracing::info;
 
 use crate::{
+    escape::{markdown, markdown_block},
     github::{
         fingerprint::{Fingerprint, Kind, Subject},
         http::{Error, Http},
         issues::IssueBook,
         metrics::GithubMetrics,
+        trust::Trailer,
         Config,
     },
     proto::{ProvisionResult, ProvisionStatus},
@@ -46,21 +48,27 @@ fn what(s: &ProvisionStatus) -> String {
     }
 }
 
+/// The issue body: the reason and the output come from the machine and
+/// the command (a device's sshd, a playbook's task), so both are escaped.
 fn body(s: &ProvisionStatus, fp: &Fingerprint) -> String {
     let mut b = format!(
         "mdb's provisioning runner cannot provision **{}**:\n\n> {}\n\n",
         what(s),
-        s.reason.replace('\n', " ")
+        markdown(&s.reason)
     );
     if !s.output_tail.is_empty() {
-        b.push_str(&format!(
-            "The end of the run's output:\n\n```\n{}\n```\n\n",
-            s.output_tail.replace("```", "'''")
-        ));
+        b.push_str("The end of the run's output:\n\n");
+        b.push_str(&markdown_block(&s.output_tail));
+        b.push('\n');
     }
     b.push_str(&format!("Attempts so far: {}. The runner tries again with backoff and closes this issue when a run succeeds.\n\n", s.attempts));
-    b.push_str(&fp.marker());
-    b.push('\n');
+    b.push_str(
+        &Trailer {
+            fingerprint: Some(fp.clone()),
+            ..Trailer::default()
+        }
+        .write(),
+    );
     b
 }
 
@@ -133,13 +141,13 @@ impl Reporter {
                         json!({ "state": "open", "body": body(s, &fp) }),
                     )
                     .await?;
-                let text = format!("It fails again: {}", s.reason);
+                let text = format!("It fails again: {}", markdown(&s.reason));
                 self.book.comment(&mut self.http, k.number, &text).await?;
                 self.book.opened(fp.clone(), k.number, "");
             }
             Some(k) => {
                 if self.reasons.get(&fp).is_some_and(|r| *r != s.reason) {
-                    let text = format!("Now: {}", s.reason);
+                    let text = format!("Now: {}", markdown(&s.reason));
                     self.book.comment(&mut self.http, k.number, &text).await?;
                     self.book
                         .set(&mut self.http, k.number, json!({ "body": body(s, &fp) }))

@@ -37,11 +37,31 @@ impl Vars {
         ])
     }
 
-    /// `{hosts}` and the like replaced in one argument.
+    /// `{hosts}` and the like replaced in one argument, in one pass: a
+    /// value is never read again, so a `{…}` inside it stays as it is.
     pub fn fill(&self, arg: &str) -> String {
-        self.pairs().into_iter().fold(arg.to_string(), |a, (k, v)| {
-            a.replace(&format!("{{{k}}}"), v)
-        })
+        let pairs = self.pairs();
+        let mut out = String::with_capacity(arg.len());
+        let mut rest = arg;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let value = after
+                .find('}')
+                .and_then(|close| pairs.get(&after[..close]).map(|v| (close, v)));
+            match value {
+                Some((close, v)) => {
+                    out.push_str(v);
+                    rest = &after[close + 1..];
+                }
+                None => {
+                    out.push('{');
+                    rest = after;
+                }
+            }
+        }
+        out.push_str(rest);
+        out
     }
 }
 
@@ -184,6 +204,20 @@ mod tests {
         )
         .await;
         assert_eq!(o.tail, "w1,w2 abc\n");
+    }
+
+    #[test]
+    fn templates_are_filled_in_one_pass() {
+        let vars = Vars {
+            revision: "{inventory}".into(),
+            hosts: "a,b".into(),
+            cluster: String::new(),
+            inventory: "/state/inv.yaml".into(),
+        };
+        assert_eq!(
+            vars.fill("--limit={hosts} {revision} {unknown} {inventory}{"),
+            "--limit=a,b {inventory} {unknown} /state/inv.yaml{"
+        );
     }
 
     #[tokio::test]

@@ -395,8 +395,9 @@ pub(crate) fn files_in_commit(
     let mut paths = Vec::new();
     tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
         let path = format!("{dir}{}", entry.name().unwrap_or(""));
-        if entry.kind() == Some(git2::ObjectType::Blob) && db::is_db_file(&path) {
-            let link = entry.filemode() == i32::from(git2::FileMode::Link);
+        let link = entry.filemode() == i32::from(git2::FileMode::Link);
+        let wanted = db::is_db_file(&path) || (link && db::in_machines(&path));
+        if entry.kind() == Some(git2::ObjectType::Blob) && wanted {
             paths.push((path, entry.id(), link));
         }
         git2::TreeWalkResult::Ok

@@ -25,6 +25,8 @@ use serde_json::{json, Value};
 pub const OWNER: &str = "lab";
 pub const REPO: &str = "machines";
 pub const TOKEN: &str = "ghp_fakeTestToken0123456789abcdef";
+/// The login the token belongs to: what mdb creates is authored by it.
+pub const LOGIN: &str = "mdb-bot";
 
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -47,11 +49,16 @@ pub struct Issue {
     pub comments: Vec<String>,
     /// Set for a pull request.
     pub pull: Option<PullInfo>,
+    /// Who opened it: [`LOGIN`] for what the token created.
+    pub author: String,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct PullInfo {
     pub head: String,
+    /// `owner/name` of the repository the head branch lives in (a fork's
+    /// for a pull request from a fork); the DB repository when empty.
+    pub head_repo: String,
     pub base: String,
     pub merged: bool,
     pub reviewers: Vec<String>,
@@ -156,6 +163,27 @@ impl FakeGithub {
         }
     }
 
+    /// Adds an item someone else opened (a stranger, or a fork's pull
+    /// request); its number is the next one. Returns the number.
+    pub fn add_foreign(&self, mut item: Issue) -> u64 {
+        let mut s = self.state.lock().expect("lock");
+        item.number = s.issues.len() as u64 + 1;
+        let n = item.number;
+        s.issues.push(item);
+        n
+    }
+
+    /// Every request that touched item `number` other than by reading it.
+    pub fn writes_to(&self, number: u64) -> Vec<Request> {
+        let tail = format!("/{number}");
+        let inner = format!("/{number}/");
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method != "GET")
+            .filter(|r| r.path.ends_with(&tail) || r.path.contains(&inner))
+            .collect()
+    }
+
     /// Closes a pull request or issue without merging, as a person would.
     pub fn close(&self, number: u64) {
         let mut s = self.state.lock().expect("lock");
@@ -167,6 +195,11 @@ impl FakeGithub {
 
 fn pull_json(i: &Issue, base: &str) -> Value {
     let p = i.pull.clone().unwrap_or_default();
+    let head_repo = if p.head_repo.is_empty() {
+        format!("{OWNER}/{REPO}")
+    } else {
+        p.head_repo.clone()
+    };
     json!({
         "id": 5000 + i.number,
         "node_id": format!("PR_{}", i.number),
@@ -177,13 +210,21 @@ fn pull_json(i: &Issue, base: &str) -> Value {
         "draft": false,
         "merged": p.merged,
         "merged_at": if p.merged { json!("2026-11-26T00:00:00Z") } else { Value::Null },
-        "head": {"ref": p.head, "label": format!("{OWNER}:{}", p.head)},
-        "base": {"ref": p.base, "label": format!("{OWNER}:{}", p.base)},
+        "head": {
+            "ref": p.head,
+            "label": format!("{}:{}", head_repo.split('/').next().unwrap_or(OWNER), p.head),
+            "repo": {"full_name": head_repo, "fork": head_repo != format!("{OWNER}/{REPO}")},
+        },
+        "base": {
+            "ref": p.base,
+            "label": format!("{OWNER}:{}", p.base),
+            "repo": {"full_name": format!("{OWNER}/{REPO}"), "fork": false},
+        },
         "labels": i.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
         "requested_reviewers": p.reviewers.iter().map(|r| json!({"login": r})).collect::<Vec<_>>(),
         "url": format!("{base}/repos/{OWNER}/{REPO}/pulls/{}", i.number),
         "html_url": format!("https://github.com/{OWNER}/{REPO}/pull/{}", i.number),
-        "user": {"login": "mdb-bot"},
+        "user": {"login": i.author},
         "created_at": "2026-11-26T00:00:00Z",
         "updated_at": "2026-11-26T00:00:00Z",
     })
@@ -219,7 +260,7 @@ fn issue_json(i: &Issue, base: &str) -> Value {
         "comments": i.comments.len(),
         "url": format!("{base}/repos/{OWNER}/{REPO}/issues/{}", i.number),
         "html_url": format!("https://github.com/{OWNER}/{REPO}/issues/{}", i.number),
-        "user": {"login": "mdb-bot"},
+        "user": {"login": i.author},
         "created_at": "2026-11-26T00:00:00Z",
         "updated_at": "2026-11-26T00:00:00Z",
     });
@@ -353,6 +394,12 @@ fn route(
             return error(StatusCode::BAD_REQUEST, "Problems parsing JSON");
         }
     }
+    if path == "/user" && *method == Method::GET {
+        return (
+            StatusCode::OK,
+            json!({"login": LOGIN, "id": 4242, "type": "Bot", "site_admin": false}),
+        );
+    }
     let prefix = format!("/repos/{OWNER}/{REPO}/");
     if let Some(rest) = path.strip_prefix(&format!("{prefix}pulls")) {
         return pulls_route(s, method, rest, query, body);
@@ -432,6 +479,7 @@ fn route(
                 assignees,
                 comments: vec![],
                 pull: None,
+                author: LOGIN.into(),
             };
             let v = issue_json(&issue, base);
             s.issues.push(issue);
@@ -674,6 +722,7 @@ fn pulls_route(
                     base: base_ref.to_string(),
                     ..Default::default()
                 }),
+                author: LOGIN.into(),
             };
             let v = pull_json(&issue, base);
             s.issues.push(issue);
@@ -712,6 +761,7 @@ fn pulls_route(
             }
             (StatusCode::OK, pull_json(pr, base))
         }
+        (Method::PUT, [n, "merge"]) => merge(s, n, body),
         (Method::POST, [n, "requested_reviewers"]) => {
             if let Err(e) = only(body, &["reviewers", "team_reviewers"]) {
                 return error(StatusCode::UNPROCESSABLE_ENTITY, &e);
@@ -731,6 +781,68 @@ fn pulls_route(
             (StatusCode::CREATED, pull_json(pr, base))
         }
         _ => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+/// `PUT /repos/O/R/pulls/N/merge`: merges the head branch into the base
+/// branch of the attached bare repository (a fast-forward when the head
+/// sits on the base, else a merge commit), as the merge button would.
+fn merge(s: &mut State, n: &str, body: &Value) -> (StatusCode, Value) {
+    if let Err(e) = only(
+        body,
+        &["commit_title", "commit_message", "sha", "merge_method"],
+    ) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, &e);
+    }
+    let Some(git) = s.git.clone() else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "no repository attached");
+    };
+    let Some(pr) = issue_mut(s, n).filter(|i| i.pull.is_some()) else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let p = pr.pull.clone().unwrap_or_default();
+    if pr.state != "open" {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Pull Request is not mergeable",
+        );
+    }
+    let merged = (|| -> Result<git2::Oid, git2::Error> {
+        let repo = git2::Repository::open_bare(&git)?;
+        let head = repo.refname_to_id(&format!("refs/heads/{}", p.head))?;
+        let base_ref = format!("refs/heads/{}", p.base);
+        let base = repo.refname_to_id(&base_ref)?;
+        let oid = if repo.graph_descendant_of(head, base)? {
+            head
+        } else {
+            let (ours, theirs) = (repo.find_commit(base)?, repo.find_commit(head)?);
+            let mut index = repo.merge_commits(&ours, &theirs, None)?;
+            if index.has_conflicts() {
+                return Err(git2::Error::from_str("merge conflict"));
+            }
+            let tree = repo.find_tree(index.write_tree_to(&repo)?)?;
+            let sig = git2::Signature::now("GitHub", "noreply@github.com")?;
+            let message = format!("Merge pull request #{n} from {OWNER}/{}", p.head);
+            repo.commit(None, &sig, &sig, &message, &tree, &[&ours, &theirs])?
+        };
+        repo.reference(&base_ref, oid, true, "merge")?;
+        Ok(oid)
+    })();
+    match merged {
+        Ok(oid) => {
+            pr.state = "closed".into();
+            if let Some(p) = pr.pull.as_mut() {
+                p.merged = true;
+            }
+            (
+                StatusCode::OK,
+                json!({"sha": oid.to_string(), "merged": true, "message": "Pull Request successfully merged"}),
+            )
+        }
+        Err(e) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("Pull Request is not mergeable: {e}"),
+        ),
     }
 }
 

@@ -202,7 +202,9 @@ pub fn vendor(mac: Mac) -> String {
 async fn reverse_dns(ip: IpAddr) -> String {
     let lookup = tokio::task::spawn_blocking(move || dns_lookup::lookup_addr(&ip).ok());
     match tokio::time::timeout(Duration::from_secs(2), lookup).await {
-        Ok(Ok(Some(name))) if name != ip.to_string() => name,
+        // Whoever answers the PTR query chooses this text: kept bounded,
+        // without control characters.
+        Ok(Ok(Some(name))) if name != ip.to_string() => crate::escape::clean(&name, 253),
         _ => String::new(),
     }
 }

@@ -5,6 +5,9 @@ use std::{net::IpAddr, time::Duration};
 
 use tokio::{io::AsyncReadExt, net::TcpStream, time::timeout};
 
+/// The longest SSH banner kept (RFC 4253 allows 255 bytes with CR LF).
+pub const MAX_BANNER_CHARS: usize = 253;
+
 pub struct Outcome {
     pub open: Vec<u16>,
     pub ssh_banner: String,
@@ -27,9 +30,12 @@ pub async fn probe(ip: IpAddr, ports: &[u16], ssh_ports: &[u16], wait: Duration)
                 let mut buf = [0u8; 256];
                 // sshd speaks first: "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n".
                 if let Ok(Ok(n)) = timeout(Duration::from_secs(2), stream.read(&mut buf)).await {
-                    let text = String::from_utf8_lossy(&buf[..n]);
-                    if let Some(line) = text.lines().next().filter(|l| l.starts_with("SSH-")) {
-                        banner = line.trim().to_string();
+                    // The device's own words: the first line only, kept
+                    // bounded and without control characters.
+                    let line = buf[..n].split(|b| *b == b'\n').next().unwrap_or_default();
+                    let text = crate::escape::clean_bytes(line, MAX_BANNER_CHARS);
+                    if text.starts_with("SSH-") {
+                        banner = text;
                     }
                 }
             }
