@@ -32,6 +32,7 @@ pub mod net;
 pub mod provision;
 pub mod secret;
 pub mod serve;
+pub mod setting;
 pub mod sync;
 pub mod units;
 

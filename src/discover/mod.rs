@@ -8,6 +8,7 @@ pub mod follow;
 pub mod history;
 pub mod metrics;
 pub mod scan;
+pub mod settings;
 pub mod sweep;
 
 pub use metrics::SweepMetrics;

@@ -14,6 +14,7 @@ pub mod issues;
 pub mod metrics;
 pub mod plan;
 pub mod pulls;
+pub mod settings;
 pub mod text;
 pub mod trust;
 

@@ -12,6 +12,7 @@ pub mod ready;
 pub mod report;
 pub mod run;
 pub mod runner;
+pub mod settings;
 pub mod state;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};

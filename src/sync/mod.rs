@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 
 pub mod metrics;
 pub mod propose;
+pub mod settings;
 
 use metrics::{RunResult, SyncMetrics};
 

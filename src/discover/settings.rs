@@ -1,0 +1,146 @@
+//! `[scan]`: what the scanner of `mdb serve` sweeps, how often and how,
+//! and where it keeps its history, resolved into a
+//! [`crate::discover::sweep::Config`].
+
+use std::{path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+use crate::{
+    setting::{duration, Env, Error},
+    units::parse_duration,
+};
+
+pub const ENV_SCAN_SUBNETS: &str = "MDB_SCAN_SUBNETS";
+pub const ENV_STATE_DIR: &str = "MDB_STATE_DIR";
+
+/// What the flags of `mdb serve` say about sweeps; each adds to or
+/// overrides the file.
+#[derive(Debug, Default, Clone)]
+pub struct ScanFlags {
+    /// Subnets to sweep (repeatable); adds to the file's.
+    pub subnets: Vec<String>,
+    pub interval: Option<String>,
+    /// Where the scanner keeps its history.
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScan {
+    /// CIDRs to sweep; nothing is swept unless named here or `db_subnets`.
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    /// Also sweep the subnets of the DB's mdb.yaml marked `scan: true`.
+    #[serde(default)]
+    pub db_subnets: bool,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub tries: Option<u32>,
+    pub rate: Option<u32>,
+    pub interface: Option<String>,
+    #[serde(default)]
+    pub allow_large: bool,
+    pub reverse_dns: Option<bool>,
+    pub arp: Option<bool>,
+    /// Where the sweep history is kept (a persistent volume); without it
+    /// the history lives in memory only.
+    pub state_dir: Option<PathBuf>,
+    /// How long hosts that are gone and old transitions are kept, e.g. "90d".
+    pub retention: Option<String>,
+}
+
+/// A sweep's per-address wait: `auto`, or a duration of at least 1 ms
+/// (a zero wait would end every sweep before any answer).
+pub fn scan_timeout(text: &str) -> Result<Option<std::time::Duration>, String> {
+    if text.trim() == "auto" {
+        return Ok(None);
+    }
+    let d = parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration like 500ms (or auto)"))?;
+    if d < std::time::Duration::from_millis(1) {
+        return Err(format!("{text:?}: must be at least 1ms (or auto)"));
+    }
+    Ok(Some(d))
+}
+
+pub fn resolve(
+    raw: &RawScan,
+    env: &Env,
+    flags: &ScanFlags,
+) -> Result<Option<crate::discover::sweep::Config>, Error> {
+    use crate::discover::scan;
+    let mut texts: Vec<String> = raw.subnets.clone();
+    if let Some(v) = env.get(ENV_SCAN_SUBNETS) {
+        texts.extend(
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty()),
+        );
+    }
+    texts.extend(flags.subnets.iter().cloned());
+    let mut subnets = Vec::new();
+    for t in &texts {
+        let net: ipnetwork::IpNetwork = t.parse().map_err(|_| {
+            Error(format!(
+                "scan.subnets: {t:?} is not a CIDR like 198.18.0.0/24"
+            ))
+        })?;
+        subnets.push(net);
+    }
+    if subnets.is_empty() && !raw.db_subnets {
+        return Ok(None);
+    }
+    if !subnets.is_empty() {
+        scan::Targets::of(&subnets, raw.allow_large)
+            .map_err(|e| Error(format!("scan.subnets: {e}")))?;
+    }
+    let interval = duration(
+        "scan.interval",
+        flags.interval.clone().or(raw.interval.clone()),
+        crate::discover::sweep::DEFAULT_INTERVAL,
+    )?;
+    // The scanner waits the full time for every address by default: nobody
+    // waits for its sweeps, and a late device must not flap.
+    let timeout = match &raw.timeout {
+        Some(t) => scan_timeout(t).map_err(|e| Error(format!("scan.timeout {e}")))?,
+        None => Some(scan::DEFAULT_TIMEOUT),
+    };
+    if raw.rate == Some(0) || raw.tries == Some(0) {
+        return Err(Error("scan.rate and scan.tries must be at least 1".into()));
+    }
+    let retention = duration(
+        "scan.retention",
+        raw.retention.clone(),
+        crate::discover::history::DEFAULT_RETENTION,
+    )?;
+    if retention < Duration::from_secs(7 * 24 * 3600) {
+        return Err(Error(
+            "scan.retention: keep at least 7d (uptime is shown over 7 days)".into(),
+        ));
+    }
+    let state_dir = flags
+        .state_dir
+        .clone()
+        .or_else(|| env.get(ENV_STATE_DIR).map(PathBuf::from))
+        .or(raw.state_dir.clone())
+        .filter(|p| !p.as_os_str().is_empty());
+    Ok(Some(crate::discover::sweep::Config {
+        ports: crate::discover::sweep::Ports::Database,
+        state_dir,
+        retention,
+        subnets,
+        db_subnets: raw.db_subnets,
+        interval,
+        options: scan::Options {
+            timeout,
+            tries: raw.tries,
+            rate: raw.rate,
+            interface: raw.interface.clone(),
+            allow_large: raw.allow_large,
+            reverse_dns: raw.reverse_dns.unwrap_or(true),
+            arp: raw.arp.unwrap_or(true),
+            ..scan::Options::default()
+        },
+    }))
+}
