@@ -4,8 +4,14 @@
 //! hourly uptime and the transitions. A pure fold over sweeps: no clock, no
 //! I/O; `store` makes it durable.
 
+mod identity;
+mod record;
 pub mod simulate;
 pub mod store;
+
+pub use identity::history_key;
+use identity::{aliases, machine_key};
+use record::{count_hour, macs_seen, note_address, set_uptime, trim};
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -18,10 +24,7 @@ use ipnetwork::IpNetwork;
 use crate::{
     db::settings::MissingAfter,
     discover::classify::{self, Classified},
-    proto::{
-        AddressSeen, DiscoveredHost, HostHistory, HostState, Machine, Presence, PresenceTransition,
-        UptimeHour,
-    },
+    proto::{DiscoveredHost, HostHistory, HostState, Machine, Presence, PresenceTransition},
 };
 
 /// Transitions kept per host, newest last; older ones also go with retention.
@@ -310,131 +313,6 @@ fn transition(
     };
     rec.transitions.push(t.clone());
     t
-}
-
-fn note_address(rec: &mut HostHistory, mac: &str, ip: &str, now: i64) {
-    if mac.is_empty() && ip.is_empty() {
-        return;
-    }
-    match rec
-        .addresses
-        .iter_mut()
-        .find(|a| a.mac == mac && a.ip == ip)
-    {
-        Some(a) => a.last_seen_unix = now,
-        None => rec.addresses.push(AddressSeen {
-            mac: mac.to_string(),
-            ip: ip.to_string(),
-            first_seen_unix: now,
-            last_seen_unix: now,
-        }),
-    }
-}
-
-/// The MACs of the addresses, most recently seen first, each once.
-fn macs_seen(rec: &HostHistory) -> Vec<String> {
-    // Within one second, the address noted later is the newer one.
-    let mut by_time: Vec<(usize, &AddressSeen)> = rec
-        .addresses
-        .iter()
-        .enumerate()
-        .filter(|(_, a)| !a.mac.is_empty())
-        .collect();
-    by_time.sort_by_key(|(i, a)| std::cmp::Reverse((a.last_seen_unix, *i)));
-    let mut out: Vec<String> = Vec::new();
-    for (_, a) in by_time {
-        if !out.contains(&a.mac) {
-            out.push(a.mac.clone());
-        }
-    }
-    out
-}
-
-fn count_hour(rec: &mut HostHistory, now: i64, answered: bool) {
-    let hour = now - now.rem_euclid(3600);
-    if rec.hours.last().is_none_or(|h| h.hour_unix != hour) {
-        rec.hours.push(UptimeHour {
-            hour_unix: hour,
-            ..Default::default()
-        });
-    }
-    if let Some(h) = rec.hours.last_mut() {
-        h.swept += 1;
-        h.answered += u32::from(answered);
-    }
-}
-
-/// The share of covering sweeps answered over the last day and week.
-fn set_uptime(rec: &mut HostHistory, now: i64) {
-    let share = |window: i64| {
-        let (swept, answered) = rec
-            .hours
-            .iter()
-            .filter(|h| h.hour_unix + 3600 > now - window)
-            .fold((0u64, 0u64), |(s, a), h| {
-                (s + u64::from(h.swept), a + u64::from(h.answered))
-            });
-        if swept == 0 {
-            0.0
-        } else {
-            answered as f64 / swept as f64
-        }
-    };
-    let (day, week) = (share(24 * 3600), share(UPTIME_WINDOW));
-    if let Some(h) = rec.host.as_mut() {
-        h.uptime_24h = day;
-        h.uptime_7d = week;
-    }
-}
-
-fn trim(rec: &mut HostHistory, cutoff: i64, now: i64) {
-    rec.transitions.retain(|t| t.at_unix >= cutoff);
-    let extra = rec.transitions.len().saturating_sub(MAX_TRANSITIONS);
-    rec.transitions.drain(..extra);
-    if rec.addresses.len() > 1 {
-        rec.addresses.retain(|a| a.last_seen_unix >= cutoff);
-    }
-    if rec.addresses.len() > MAX_ADDRESSES {
-        rec.addresses
-            .sort_by_key(|a| std::cmp::Reverse(a.last_seen_unix));
-        rec.addresses.truncate(MAX_ADDRESSES);
-    }
-    rec.hours
-        .retain(|h| h.hour_unix + 3600 > now - UPTIME_WINDOW);
-}
-
-/// The identity a host keeps in the history: a database machine by its
-/// name (so it survives a move, and enrolment carries its past over), a
-/// random MAC by the name it announces, else the sweep's own identity.
-pub fn history_key(c: &Classified) -> String {
-    let h = &c.host;
-    let state = HostState::try_from(h.state).unwrap_or_default();
-    let the_machine = matches!(
-        state,
-        HostState::Known | HostState::Moved | HostState::Unprovisionable
-    );
-    if the_machine && !h.machine.is_empty() {
-        return format!("machine:{}", h.machine);
-    }
-    if h.mac_is_local && !h.dns_name.is_empty() && state == HostState::New {
-        return format!("name:{}", h.dns_name);
-    }
-    c.key.clone()
-}
-
-/// The identities the same host may have had before: the sweep's own, and
-/// for a random MAC the name it announces. (Never a bare address for a
-/// stable MAC: a new device on an old lease is not the old device.)
-fn aliases(c: &Classified) -> Vec<String> {
-    let mut out = vec![c.key.clone()];
-    if c.host.mac_is_local && !c.host.dns_name.is_empty() {
-        out.push(format!("name:{}", c.host.dns_name));
-    }
-    out
-}
-
-fn machine_key(key: &str) -> Option<&str> {
-    key.strip_prefix("machine:")
 }
 
 fn host(r: &HostHistory) -> &DiscoveredHost {
