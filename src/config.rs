@@ -326,7 +326,8 @@ mod tests {
         assert_eq!(scan.retention, crate::discover::history::DEFAULT_RETENTION);
         let gh = c.github.unwrap();
         assert_eq!(gh.repo, "you/lab-db");
-        assert_eq!(gh.max_new_per_sweep, 10);
+        assert_eq!(gh.caps.new_per_sweep, 10);
+        assert_eq!(gh.caps, crate::github::Caps::default());
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl Lab {
             api_url: self.gh.url(),
             labels: vec!["mdb".into()],
             assignee: None,
-            max_new_per_sweep: 10,
+            caps: github::Caps::default(),
             write_gap: Duration::from_millis(2),
             retry_base: Duration::from_millis(10),
             max_wait: Duration::from_secs(5),

@@ -29,9 +29,10 @@ use crate::{
         pulls::{self, Proposal, Pull},
         text::{files_issue, plain_title, seen_table},
         trust::{is_enrol_branch, Trailer},
+        Cap, Caps, Deferred,
     },
     net::Mac,
-    proto::{DiscoveredHost, HostState},
+    proto::{DiscoveredHost, HostState, Presence},
     sync::{
         self,
         propose::{Proposer, Remote, BRANCH_PREFIX},
@@ -60,7 +61,8 @@ pub struct EnrolSummary {
     pub rebuilt: usize,
     pub branches_deleted: usize,
     pub closed: usize,
-    pub skipped: usize,
+    /// New devices each cap held back this pass.
+    pub deferred: Deferred,
 }
 
 pub struct Enroller {
@@ -156,6 +158,20 @@ impl Enroller {
             .collect()
     }
 
+    /// The cap that leaves no room for another proposal, if one does.
+    fn full(&self, caps: &Caps, proposed: usize) -> Option<Cap> {
+        let open = self.pulls.values().filter(|p| p.open).count();
+        if proposed >= caps.new_per_sweep {
+            Some(Cap::NewPerSweep)
+        } else if open >= caps.open_pulls {
+            Some(Cap::OpenPulls)
+        } else if self.reserved().len() >= caps.reserved {
+            Some(Cap::Reserved)
+        } else {
+            None
+        }
+    }
+
     /// Whether a new host is one to enrol.
     fn wanted(&self, h: &DiscoveredHost) -> bool {
         HostState::try_from(h.state) == Ok(HostState::New)
@@ -164,14 +180,15 @@ impl Enroller {
     }
 
     /// One pass: move open pull requests onto the DB branch, clean up after
-    /// merged ones, and propose the new devices (at most `cap`).
+    /// merged ones, and propose the new devices within the caps, those that
+    /// are up and were seen longest first.
     pub async fn reconcile(
         &mut self,
         http: &mut Http,
         hosts: &[DiscoveredHost],
         snap: &Snapshot,
         issues: &HashMap<Fingerprint, Known>,
-        cap: usize,
+        caps: &Caps,
     ) -> Result<EnrolSummary, Error> {
         let mut summary = EnrolSummary::default();
         let Some(base) = self.remote.base else {
@@ -181,7 +198,8 @@ impl Enroller {
         self.tend_open(http, hosts, snap, base, &base_files, &mut summary)
             .await?;
         self.tend_merged(http, snap, &mut summary).await?;
-        let wanted: Vec<&DiscoveredHost> = hosts.iter().filter(|h| self.wanted(h)).collect();
+        let mut wanted: Vec<&DiscoveredHost> = hosts.iter().filter(|h| self.wanted(h)).collect();
+        wanted.sort_by_key(|h| (h.presence != Presence::Up as i32, h.first_seen_unix));
         for h in wanted {
             let Some(fp) = Fingerprint::of(h) else {
                 continue;
@@ -189,8 +207,8 @@ impl Enroller {
             if self.pulls.contains_key(&fp) {
                 continue;
             }
-            if summary.proposed >= cap {
-                summary.skipped += 1;
+            if let Some(cap) = self.full(caps, summary.proposed) {
+                *summary.deferred.entry(cap).or_default() += 1;
                 continue;
             }
             let issue = issues.get(&fp).filter(|k| k.open).map(|k| k.number);

@@ -21,7 +21,7 @@ use crate::{
         metrics::{GithubMetrics, Operation},
         plan::{plan, Known, Op},
         text::{body, kind, title},
-        Config,
+        Cap, Config, Deferred,
     },
     proto::DiscoveredHost,
 };
@@ -45,8 +45,16 @@ pub struct Summary {
     pub updated: usize,
     pub reopened: usize,
     pub closed: usize,
-    pub deferred: usize,
+    /// Problems each cap held back this pass (issues and enrolments).
+    pub deferred: Deferred,
     pub enrol: EnrolSummary,
+}
+
+impl Summary {
+    /// Everything the caps held back this pass.
+    pub fn deferred_total(&self) -> usize {
+        self.deferred.values().sum()
+    }
 }
 
 impl Filer {
@@ -134,10 +142,9 @@ impl Filer {
             &result.hosts,
             snap,
             &self.book.known,
-            self.cfg.max_new_per_sweep,
+            &self.cfg.caps,
             &dismissed,
         );
-        self.metrics.deferred(deferred);
         let mut summary = Summary {
             deferred,
             ..Default::default()
@@ -181,11 +188,20 @@ impl Filer {
             }
         }
         if let Some(e) = self.enroller.as_mut() {
-            let cap = self.cfg.max_new_per_sweep;
             summary.enrol = e
-                .reconcile(&mut self.http, &result.hosts, snap, &self.book.known, cap)
+                .reconcile(
+                    &mut self.http,
+                    &result.hosts,
+                    snap,
+                    &self.book.known,
+                    &self.cfg.caps,
+                )
                 .await?;
+            for (cap, n) in &summary.enrol.deferred {
+                *summary.deferred.entry(*cap).or_default() += n;
+            }
         }
+        self.metrics.deferred(&summary.deferred);
         Ok(summary)
     }
 }
@@ -306,6 +322,7 @@ pub async fn run(
             return;
         }
     };
+    let mut capped = Capped::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -332,21 +349,47 @@ pub async fn run(
                         updated = s.updated,
                         reopened = s.reopened,
                         closed = s.closed,
-                        deferred = s.deferred,
+                        deferred = s.deferred_total(),
                         proposed = s.enrol.proposed,
                         rebuilt = s.enrol.rebuilt,
                         branches_deleted = s.enrol.branches_deleted,
                         "GitHub issues and enrolments reconciled"
                     );
                 }
-                if s.deferred > 0 {
-                    warn!(deferred = s.deferred, "more new problems than max_new_per_sweep; the rest wait for the next sweep");
-                }
+                capped.tell(&s.deferred);
             }
             Err(e) => {
                 warn!(error = %e, "GitHub reconcile failed; will retry after the next sweep");
                 metrics.failed(&e);
             }
+        }
+    }
+}
+
+/// Which caps held something back at the last pass, so that each is logged
+/// once when it starts to bind and once when it lets go, not every sweep.
+#[derive(Default)]
+struct Capped(std::collections::BTreeSet<Cap>);
+
+impl Capped {
+    fn tell(&mut self, deferred: &Deferred) {
+        for (cap, n) in deferred {
+            if self.0.insert(*cap) {
+                warn!(cap = cap.setting(), waiting = n, "a GitHub cap holds problems back; they wait until it has room (mdb_github_deferred)");
+            }
+        }
+        let released: Vec<Cap> = self
+            .0
+            .iter()
+            .filter(|c| !deferred.contains_key(*c))
+            .copied()
+            .collect();
+        for cap in released {
+            self.0.remove(&cap);
+            info!(
+                cap = cap.setting(),
+                "a GitHub cap no longer holds anything back"
+            );
         }
     }
 }

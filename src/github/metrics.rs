@@ -1,7 +1,7 @@
 //! What the GitHub side records: requests by outcome, issue operations,
 //! failed passes by kind, and problems deferred by the per-sweep cap.
 
-use prometheus::{IntCounterVec, IntGauge, Registry};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 use crate::{db::words::word_in as word, github::error::Error, metrics as m};
 
@@ -50,6 +50,7 @@ pub struct GithubMetrics {
     pulls: IntCounterVec,
     errors: IntCounterVec,
     deferred: IntGauge,
+    capped: IntGaugeVec,
 }
 
 impl GithubMetrics {
@@ -86,7 +87,14 @@ impl GithubMetrics {
             deferred: m::int_gauge(
                 r,
                 "github_deferred_problems",
-                "New problems waiting for a later sweep (per-sweep cap).",
+                "Problems waiting for room under a cap, all caps together.",
+            ),
+            capped: m::int_gauge_by(
+                r,
+                "github_deferred",
+                "Problems a cap held back at the last pass, by cap.",
+                "cap",
+                &m::words(crate::github::Cap::WORDS),
             ),
         }
     }
@@ -113,7 +121,11 @@ impl GithubMetrics {
         self.errors.with_label_values(&[e.metric_label()]).inc();
     }
 
-    pub fn deferred(&self, n: usize) {
-        self.deferred.set(n as i64);
+    pub fn deferred(&self, by_cap: &crate::github::Deferred) {
+        self.deferred.set(by_cap.values().sum::<usize>() as i64);
+        for (word, cap) in crate::github::Cap::WORDS {
+            let n = by_cap.get(cap).copied().unwrap_or(0);
+            self.capped.with_label_values(&[word]).set(n as i64);
+        }
     }
 }

@@ -9,6 +9,7 @@ use crate::{
     github::{
         fingerprint::{Fingerprint, Kind, Subject},
         text::files_issue,
+        Cap, Caps, Deferred,
     },
     proto::{DiscoveredHost, HostState},
 };
@@ -48,15 +49,17 @@ pub enum Op {
 }
 
 /// The operations that bring the issues in line with one sweep. Pure:
-/// `known` is what the repository holds, `snap` the database now.
+/// `known` is what the repository holds, `snap` the database now. Closes
+/// come first, so what they free counts for the caps; then, most important
+/// first (database machines' problems, then hosts that are up, then those
+/// seen longest), creates and reopens while the caps allow.
 pub fn plan(
     hosts: &[DiscoveredHost],
     snap: &Snapshot,
     known: &HashMap<Fingerprint, Known>,
-    cap: usize,
+    caps: &Caps,
     dismissed: &HashMap<Fingerprint, u64>,
-) -> (Vec<Op>, usize) {
-    let mut ops = Vec::new();
+) -> (Vec<Op>, Deferred) {
     let mut desired: Vec<(Fingerprint, &DiscoveredHost)> = Vec::new();
     let mut seen_fp = HashSet::new();
     for h in hosts.iter().filter(|h| files_issue(h, Some(snap))) {
@@ -67,39 +70,76 @@ pub fn plan(
             desired.push((fp, h));
         }
     }
+    desired.sort_by_key(|(fp, h)| {
+        (
+            fp.kind == Kind::NewDevice,
+            h.presence != crate::proto::Presence::Up as i32,
+            h.first_seen_unix,
+        )
+    });
+    let mut ops = closes(&desired, hosts, snap, known, dismissed, &seen_fp);
+    let closing = ops.len();
+    let mut open = known
+        .values()
+        .filter(|k| k.open)
+        .count()
+        .saturating_sub(closing);
     let mut created = 0;
-    let mut deferred = 0;
+    let mut deferred = Deferred::new();
+    let mut defer = |cap: Cap| *deferred.entry(cap).or_default() += 1;
     for (fp, h) in &desired {
-        if let Some(pull) = dismissed.get(fp) {
-            if let Some(k) = known.get(fp).filter(|k| k.open) {
-                ops.push(Op::Close {
-                    number: k.number,
-                    fingerprint: fp.clone(),
-                    why: format!("the device was dismissed: pull request #{pull} was closed without merging (reopen it to undo)."),
-                });
-            }
+        if dismissed.contains_key(fp) {
             continue;
         }
+        let host = (*h).clone();
+        let fingerprint = fp.clone();
         match known.get(fp) {
-            None if created < cap => {
+            None if created >= caps.new_per_sweep => defer(Cap::NewPerSweep),
+            None | Some(Known { open: false, .. }) if open >= caps.open_issues => {
+                defer(Cap::OpenIssues)
+            }
+            None => {
                 created += 1;
-                ops.push(Op::Create {
-                    fingerprint: fp.clone(),
-                    host: (*h).clone(),
+                open += 1;
+                ops.push(Op::Create { fingerprint, host });
+            }
+            Some(k) if !k.open => {
+                open += 1;
+                ops.push(Op::Reopen {
+                    number: k.number,
+                    fingerprint,
+                    host,
                 });
             }
-            None => deferred += 1,
-            Some(k) if !k.open => ops.push(Op::Reopen {
-                number: k.number,
-                fingerprint: fp.clone(),
-                host: (*h).clone(),
-            }),
             Some(k) if k.ip != h.ip => ops.push(Op::Update {
                 number: k.number,
-                fingerprint: fp.clone(),
-                host: (*h).clone(),
+                fingerprint,
+                host,
             }),
             Some(_) => {}
+        }
+    }
+    (ops, deferred)
+}
+
+/// The open issues to close: their device was dismissed, or the problem
+/// behind them is gone.
+fn closes(
+    desired: &[(Fingerprint, &DiscoveredHost)],
+    hosts: &[DiscoveredHost],
+    snap: &Snapshot,
+    known: &HashMap<Fingerprint, Known>,
+    dismissed: &HashMap<Fingerprint, u64>,
+    seen_fp: &HashSet<Fingerprint>,
+) -> Vec<Op> {
+    let mut ops = Vec::new();
+    for (fp, _) in desired {
+        if let (Some(pull), Some(k)) = (dismissed.get(fp), known.get(fp).filter(|k| k.open)) {
+            ops.push(Op::Close {
+                number: k.number,
+                fingerprint: fp.clone(),
+                why: format!("the device was dismissed: pull request #{pull} was closed without merging (reopen it to undo)."),
+            });
         }
     }
     let mut open: Vec<(&Fingerprint, &Known)> = known
@@ -116,7 +156,7 @@ pub fn plan(
             });
         }
     }
-    (ops, deferred)
+    ops
 }
 
 /// Why the problem behind an open issue is gone, if it is. A host that is
@@ -229,13 +269,13 @@ mod tests {
             missing("gamer", "198.18.0.60"),
         ];
         let none = HashMap::new();
-        let (ops, _) = plan(&hosts, &snap(""), &none, 10, &HashMap::new());
+        let (ops, _) = plan(&hosts, &snap(""), &none, &Caps::default(), &HashMap::new());
         assert!(ops.is_empty(), "off by default: {ops:?}");
         let by_use = snap("  file_missing: { uses: [device] }\n");
-        let (ops, _) = plan(&hosts, &by_use, &none, 10, &HashMap::new());
+        let (ops, _) = plan(&hosts, &by_use, &none, &Caps::default(), &HashMap::new());
         assert_eq!(created(&ops), ["missing:machine=printer"]);
         let by_name = snap("  file_missing: { machines: [gamer] }\n");
-        let (ops, _) = plan(&hosts, &by_name, &none, 10, &HashMap::new());
+        let (ops, _) = plan(&hosts, &by_name, &none, &Caps::default(), &HashMap::new());
         assert_eq!(created(&ops), ["missing:machine=gamer"]);
 
         // Back on the network: the issue closes.
@@ -253,10 +293,64 @@ mod tests {
             presence: crate::proto::Presence::Up as i32,
             ..missing("printer", "198.18.0.50")
         };
-        let (ops, _) = plan(&[back], &by_use, &known, 10, &HashMap::new());
+        let (ops, _) = plan(&[back], &by_use, &known, &Caps::default(), &HashMap::new());
         assert!(
             matches!(&ops[..], [Op::Close { number: 7, why, .. }] if why.contains("answers again")),
             "{ops:?}"
         );
+    }
+
+    fn new_device(i: u8) -> DiscoveredHost {
+        DiscoveredHost {
+            ip: format!("198.18.0.{}", 100 + i),
+            mac: format!("dc:a6:32:00:01:{i:02x}"),
+            state: HostState::New as i32,
+            presence: crate::proto::Presence::Up as i32,
+            first_seen_unix: 1_000 + i64::from(i),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn caps_bound_what_is_open_and_the_longest_seen_go_first() {
+        let earlier: HashMap<Fingerprint, Known> = (0..2u8)
+            .map(|i| {
+                let fp = format!("new-device:mac=dc:a6:32:00:02:{i:02x}")
+                    .parse()
+                    .unwrap();
+                (
+                    fp,
+                    Known {
+                        number: u64::from(i) + 1,
+                        open: true,
+                        ip: String::new(),
+                    },
+                )
+            })
+            .collect();
+        let mut hosts: Vec<DiscoveredHost> = (0..6u8).map(new_device).collect();
+        hosts.reverse();
+        let caps = Caps {
+            open_issues: 5,
+            ..Caps::default()
+        };
+        let (ops, deferred) = plan(&hosts, &snap(""), &earlier, &caps, &HashMap::new());
+        assert_eq!(
+            created(&ops),
+            [
+                "new-device:mac=dc:a6:32:00:01:00",
+                "new-device:mac=dc:a6:32:00:01:01",
+                "new-device:mac=dc:a6:32:00:01:02"
+            ],
+            "the oldest first, up to 5 open"
+        );
+        assert_eq!(deferred.get(&Cap::OpenIssues), Some(&3));
+        let caps = Caps {
+            new_per_sweep: 2,
+            ..Caps::default()
+        };
+        let (ops, deferred) = plan(&hosts, &snap(""), &earlier, &caps, &HashMap::new());
+        assert_eq!(created(&ops).len(), 2);
+        assert_eq!(deferred.get(&Cap::NewPerSweep), Some(&4));
     }
 }

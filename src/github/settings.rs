@@ -27,6 +27,12 @@ pub struct RawGithub {
     pub labels: Option<Vec<String>>,
     pub assignee: Option<String>,
     pub max_new_per_sweep: Option<usize>,
+    /// mdb's issues open at once at most.
+    pub max_open_issues: Option<usize>,
+    /// mdb's enrolment pull requests open at once at most.
+    pub max_open_pulls: Option<usize>,
+    /// Addresses open enrolment pull requests hold at once at most.
+    pub max_reserved: Option<usize>,
     pub write_gap: Option<String>,
     pub retry_base: Option<String>,
     pub max_wait: Option<String>,
@@ -107,7 +113,7 @@ pub fn resolve(
             .clone()
             .unwrap_or_else(|| gh::DEFAULT_LABELS.iter().map(|s| s.to_string()).collect()),
         assignee: g.assignee.clone(),
-        max_new_per_sweep: g.max_new_per_sweep.unwrap_or(gh::DEFAULT_MAX_NEW_PER_SWEEP),
+        caps: caps(g)?,
         write_gap: duration(
             "github.write_gap",
             g.write_gap.clone(),
@@ -126,6 +132,38 @@ pub fn resolve(
         },
     };
     Ok(cfg)
+}
+
+/// The bounds of `[github]`; each at least 1 (0 would silently file nothing).
+fn caps(g: &RawGithub) -> Result<crate::github::Caps, Error> {
+    use crate::github as gh;
+    let cap = |name: &str, v: Option<usize>, default: usize| {
+        match v {
+        Some(0) => Err(Error(format!(
+            "github.{name}: must be at least 1 (use enrol = \"issue-only\" or leave [github] out to file less)"
+        ))),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    }
+    };
+    Ok(gh::Caps {
+        new_per_sweep: cap(
+            "max_new_per_sweep",
+            g.max_new_per_sweep,
+            gh::DEFAULT_MAX_NEW_PER_SWEEP,
+        )?,
+        open_issues: cap(
+            "max_open_issues",
+            g.max_open_issues,
+            gh::DEFAULT_MAX_OPEN_ISSUES,
+        )?,
+        open_pulls: cap(
+            "max_open_pulls",
+            g.max_open_pulls,
+            gh::DEFAULT_MAX_OPEN_PULLS,
+        )?,
+        reserved: cap("max_reserved", g.max_reserved, gh::DEFAULT_MAX_RESERVED)?,
+    })
 }
 
 /// Enrolment pull requests go to the DB repository itself, through the

@@ -10,7 +10,7 @@ pub mod simulate;
 pub mod store;
 
 pub use identity::history_key;
-use identity::{aliases, machine_key};
+use identity::{aliases, machine_key, shared_names};
 use record::{count_hour, macs_seen, note_address, set_uptime, trim};
 
 use std::{
@@ -109,8 +109,9 @@ impl History {
     pub fn fold(&mut self, mut sweep: Sweep<'_>, rules: &Rules) -> Fold {
         let mut out = Fold::default();
         let mut seen_keys = HashSet::new();
+        let shared = shared_names(&sweep.seen);
         for c in std::mem::take(&mut sweep.seen) {
-            self.answered(c, &mut seen_keys, sweep.now, &mut out);
+            self.answered(c, &shared, &mut seen_keys, sweep.now, &mut out);
         }
         self.create_unseen_machines(&sweep, &seen_keys);
         let unseen: HashSet<&str> = sweep.unseen.iter().map(|m| m.name.as_str()).collect();
@@ -143,17 +144,18 @@ impl History {
     fn answered(
         &mut self,
         c: Classified,
+        shared: &HashSet<String>,
         seen_keys: &mut HashSet<String>,
         now: i64,
         out: &mut Fold,
     ) {
-        let mut key = history_key(&c);
+        let mut key = history_key(&c, shared);
         if seen_keys.contains(&key) {
             key = c.key.clone();
         }
         seen_keys.insert(key.clone());
         if !self.hosts.contains_key(&key) {
-            let earlier = aliases(&c)
+            let earlier = aliases(&c, shared)
                 .into_iter()
                 .filter(|a| *a != key && !seen_keys.contains(a))
                 .find(|a| self.hosts.contains_key(a));
