@@ -1,10 +1,15 @@
-//! The command line: `args` (clap), `commands` (one function per
-//! subcommand) and `client` (gRPC helpers and tables). `main` only wires.
+//! The command line: `args` (clap), one function per subcommand in
+//! `commands` (mdb itself), `show` (reading a server), `sweep` (scans),
+//! `feed` (exports) and `enrol`, and `client` (gRPC helpers and tables).
+//! `main` only wires.
 
 pub mod args;
 pub mod client;
 pub mod commands;
 pub mod enrol;
+pub mod feed;
+pub mod show;
+pub mod sweep;
 
 use std::process::ExitCode;
 
@@ -36,31 +41,31 @@ pub async fn run(cli: Cli) -> ExitCode {
             commands::serve(cfg).await
         }
         Command::Demo(args) => commands::run_demo(args).await,
-        Command::List(args) => commands::list(args).await,
+        Command::List(args) => show::list(args).await,
         Command::Get {
             key,
             conn,
             json,
             runner,
-        } => commands::get(&conn.server, &key, json, runner.as_deref()).await,
-        Command::Stats { conn, json } => commands::stats(&conn.server, json).await,
-        Command::Scan(args) => return commands::scan_command(args).await,
+        } => show::get(&conn.server, &key, json, runner.as_deref()).await,
+        Command::Stats { conn, json } => show::stats(&conn.server, json).await,
+        Command::Scan(args) => return sweep::scan_command(args).await,
         Command::Inventory {
             source,
             list: _,
             host,
             format,
             runner,
-        } => commands::inventory(&source, host.as_deref(), format, runner.as_deref()).await,
+        } => feed::inventory(&source, host.as_deref(), format, runner.as_deref()).await,
         Command::Cluster {
             name,
             source,
             format,
-        } => commands::cluster(&name, &source, format).await,
+        } => feed::cluster(&name, &source, format).await,
         Command::Ip {
             command: args::IpCommand::Next { subnet, source },
-        } => commands::ip_next(&subnet, &source).await,
-        Command::Dhcp { source, format } => commands::dhcp(&source, format).await,
+        } => feed::ip_next(&subnet, &source).await,
+        Command::Dhcp { source, format } => feed::dhcp(&source, format).await,
         Command::Enrol(args) => enrol::run(args).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -85,7 +90,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Provisioned { runner, json } => commands::provisioned(&runner, json).await,
         Command::Discovered { conn, state, json } => {
-            commands::discovered(&conn.server, state, json).await
+            show::discovered(&conn.server, state, json).await
         }
         Command::HistoryBench {
             dir,
@@ -93,8 +98,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             sweeps,
             interval,
             start_unix,
-        } => commands::history_bench(&dir, hosts, sweeps, &interval, start_unix),
-        Command::History { key, conn, json } => commands::history(&conn.server, &key, json).await,
+        } => sweep::history_bench(&dir, hosts, sweeps, &interval, start_unix),
+        Command::History { key, conn, json } => show::history(&conn.server, &key, json).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
