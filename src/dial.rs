@@ -29,9 +29,20 @@ pub fn url(addr: &str) -> Result<String, Error> {
     }
 }
 
+/// The CA file `--ca-file` (or `MDB_CA_FILE`) names, set once at start;
+/// every https:// server mdb reaches is checked against it.
+static CA_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Trust only this CA for https:// servers (else the system's roots).
+pub fn trust_ca_file(path: PathBuf) {
+    let _ = CA_FILE.set(path);
+}
+
 /// The endpoint for `addr`; TLS for https://, trusting `ca_file` alone when
-/// given, the system's roots otherwise.
+/// given (else the one set by [`trust_ca_file`]), the system's roots
+/// otherwise.
 pub fn endpoint(addr: &str, ca_file: Option<&Path>) -> Result<Endpoint, Error> {
+    let ca_file = ca_file.or_else(|| CA_FILE.get().map(PathBuf::as_path));
     let url = url(addr)?;
     let endpoint = Endpoint::from_shared(url.clone())
         .map_err(|e| Error::Address(url.clone(), e.to_string()))?;
@@ -45,6 +56,43 @@ pub fn endpoint(addr: &str, ca_file: Option<&Path>) -> Result<Endpoint, Error> {
     endpoint
         .tls_config(tls)
         .map_err(|e| Error::Address(url, e.to_string()))
+}
+
+/// Whether `addr` is spoken in plaintext to a host other than this one.
+pub fn plaintext_off_host(addr: &str) -> bool {
+    let Ok(url) = url(addr) else {
+        return false;
+    };
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
+/// Warns, once per address in this process, that a stream mdb acts on
+/// (`what`) is followed in plaintext across the network: anyone on the
+/// path can answer in the server's place. Allowed, since a lab may have no
+/// CA; the README shows it over TLS.
+pub fn warn_if_plaintext(addr: &str, what: &str) {
+    static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    if !plaintext_off_host(addr) {
+        return;
+    }
+    let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+    if !warned.iter().any(|a| a == addr) {
+        warned.push(addr.to_string());
+        tracing::warn!(server = %addr, "{what} follows {addr} in plaintext: anyone on the network path can answer in its place; use https:// (and --ca-file for a private CA)");
+    }
 }
 
 /// Connects now; the error is tonic's, for the caller to word.
@@ -104,5 +152,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.ends_with("absent: entity not found"), "{e}");
+    }
+
+    #[test]
+    fn plaintext_to_another_host_is_told_apart_from_loopback_and_tls() {
+        for addr in [
+            "127.0.0.1:50051",
+            "http://localhost:1",
+            "http://[::1]:5",
+            "https://mdb.lab:443",
+        ] {
+            assert!(!plaintext_off_host(addr), "{addr}");
+        }
+        for addr in [
+            "mdb-scanner:50052",
+            "http://198.18.0.1:50051",
+            "http://[2001:db8::1]:1",
+        ] {
+            assert!(plaintext_off_host(addr), "{addr}");
+        }
     }
 }

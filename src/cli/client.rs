@@ -35,18 +35,12 @@ impl From<tonic::Status> for Error {
     }
 }
 
-/// The CA file `--ca-file` names, set once before any command runs.
-static CA_FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+pub use crate::dial::trust_ca_file;
 
-/// Trust only this CA for https:// servers (else the system's roots).
-pub fn trust_ca_file(path: std::path::PathBuf) {
-    let _ = CA_FILE.set(path);
-}
-
-/// A channel to `addr`, over TLS for https://.
+/// A channel to `addr`, over TLS for https:// (checked against the CA of
+/// `--ca-file`, else the system's roots).
 pub async fn channel(addr: &str) -> Result<Channel, Error> {
-    let ca = CA_FILE.get().map(|p| p.as_path());
-    crate::dial::channel(addr, ca)
+    crate::dial::channel(addr, None)
         .await?
         .map_err(|e| Error::Connect {
             why: root_cause(&e),
@@ -114,12 +108,22 @@ pub fn machine_detail(m: &Machine) -> String {
         ("defined in", m.source.clone()),
     ];
     rows.iter()
-        .map(|(k, v)| format!("{k:<12} {}\n", if v.is_empty() { "-" } else { v }))
+        .map(|(k, v)| {
+            let v = if v.is_empty() { "-" } else { v };
+            format!("{k:<12} {}\n", crate::escape::terminal(v))
+        })
         .collect()
 }
 
-/// Left-aligned columns, two spaces apart.
+/// Left-aligned columns, two spaces apart. Every cell is shown with its
+/// control characters escaped: a name from the LAN cannot move the cursor
+/// or forge a row.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| crate::escape::terminal(c)).collect())
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -180,7 +184,7 @@ pub fn presence_lines(h: &crate::proto::DiscoveredHost) -> String {
         if h.detail.is_empty() {
             String::new()
         } else {
-            format!(": {}", h.detail)
+            format!(": {}", crate::escape::terminal(&h.detail))
         }
     );
     out.push_str(&format!(
@@ -192,7 +196,10 @@ pub fn presence_lines(h: &crate::proto::DiscoveredHost) -> String {
         share(h, h.uptime_7d),
     ));
     if h.macs_seen.len() > 1 {
-        out.push_str(&format!("MACs used    {}\n", h.macs_seen.join(", ")));
+        out.push_str(&format!(
+            "MACs used    {}\n",
+            crate::escape::terminal(&h.macs_seen.join(", "))
+        ));
     }
     out
 }
@@ -267,6 +274,13 @@ pub async fn provision_statuses(
 
 /// Every status a runner serves, machines and clusters.
 pub async fn list_statuses(runner: &str) -> anyhow::Result<Vec<crate::proto::ProvisionStatus>> {
+    Ok(runner_statuses(runner).await?.statuses)
+}
+
+/// What a runner serves: every status, and why it refuses its revision.
+pub async fn runner_statuses(
+    runner: &str,
+) -> anyhow::Result<crate::proto::ListProvisionStatusResponse> {
     use crate::proto::provisioning_client::ProvisioningClient;
     let mut c = match channel(runner).await {
         Ok(ch) => ProvisioningClient::new(ch),
@@ -280,7 +294,7 @@ pub async fn list_statuses(runner: &str) -> anyhow::Result<Vec<crate::proto::Pro
         .await
         .map_err(|s| anyhow::anyhow!("{runner}: {}", s.message()))?
         .into_inner();
-    Ok(list.statuses)
+    Ok(list)
 }
 
 /// The word for a provisioning result.
@@ -299,7 +313,10 @@ pub fn status_line(s: &crate::proto::ProvisionStatus) -> String {
         crate::github::entry::time(s.at_unix)
     );
     if !s.reason.is_empty() {
-        line.push_str(&format!("\nprovisioning problem: {}", s.reason));
+        line.push_str(&format!(
+            "\nprovisioning problem: {}",
+            crate::escape::terminal(&s.reason)
+        ));
     }
     line
 }

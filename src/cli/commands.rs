@@ -138,7 +138,14 @@ pub fn provision_config(a: &cli::ProvisionArgs) -> Result<crate::provision::Conf
 
 /// `mdb provisioned`: the runner's statuses as a table or JSON.
 pub async fn provisioned(runner: &str, json: bool) -> anyhow::Result<()> {
-    let statuses = client::list_statuses(runner).await?;
+    let answer = client::runner_statuses(runner).await?;
+    if !answer.refused.is_empty() {
+        eprintln!(
+            "mdb: the runner refuses its revision: {}",
+            crate::escape::terminal(&answer.refused)
+        );
+    }
+    let statuses = answer.statuses;
     let word = client::result_word;
     if json {
         let v: Vec<_> = statuses

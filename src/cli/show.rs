@@ -61,7 +61,8 @@ pub async fn get(server: &str, key: &str, json: bool, runner: Option<&str>) -> a
                 println!("{}", serde_json::to_string_pretty(&client::host_json(&h))?);
             } else {
                 println!("not in the database; the sweeps found it:");
-                println!("host         {} {} {} {}", h.key, h.ip, h.mac, h.vendor);
+                let line = format!("{} {} {} {}", h.key, h.ip, h.mac, h.vendor);
+                println!("host         {}", crate::escape::terminal(&line));
                 print!("{}", client::presence_lines(&h));
             }
             return Ok(());
@@ -220,7 +221,8 @@ pub async fn history(server: &str, key: &str, json: bool) -> anyhow::Result<()> 
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("host         {} {} {}", h.key, h.ip, h.machine);
+    let line = format!("{} {} {}", h.key, h.ip, h.machine);
+    println!("host         {}", crate::escape::terminal(&line));
     print!("{}", client::presence_lines(&h));
     let rows: Vec<Vec<String>> = r
         .addresses

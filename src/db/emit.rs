@@ -8,9 +8,14 @@
 
 use std::fmt::Write;
 
-use crate::proto::{machine::Use, Machine, Provisioner, Role};
+use crate::proto::{
+    machine::Use, readiness_check::Check, Machine, Provisioner, ReadinessCheck, Role,
+};
 
-use super::words::{DEVELOPMENT_KINDS, PROVISIONERS, ROLES};
+use super::{
+    words::{DEVELOPMENT_KINDS, PROVISIONERS, ROLES, USE_KINDS},
+    SourceFile,
+};
 
 /// Words YAML 1.1 loaders read as booleans or null.
 const RESERVED: &[&str] = &[
@@ -167,6 +172,81 @@ pub fn machines_file(ms: &[Machine]) -> String {
     y
 }
 
+/// The `readiness:` section of an `mdb.yaml`.
+pub fn readiness(checks: &[ReadinessCheck]) -> String {
+    if checks.is_empty() {
+        return String::new();
+    }
+    let mut y = String::from("readiness:\n");
+    for (word, kind) in USE_KINDS {
+        let of_use: Vec<&ReadinessCheck> =
+            checks.iter().filter(|c| c.r#use == *kind as i32).collect();
+        if of_use.is_empty() {
+            continue;
+        }
+        let _ = writeln!(y, "  {word}:");
+        for c in of_use {
+            match &c.check {
+                Some(Check::TcpPort(p)) => {
+                    let _ = writeln!(y, "    - tcp: {p}");
+                }
+                Some(Check::Http(h)) => {
+                    let _ = writeln!(
+                        y,
+                        "    - http: {}\n      port: {}\n      status: {}",
+                        quote(&h.path),
+                        h.port,
+                        h.status
+                    );
+                }
+                None => y.push_str("    - {}\n"),
+            }
+        }
+    }
+    let unknown = checks
+        .iter()
+        .any(|c| !USE_KINDS.iter().any(|(_, k)| c.r#use == *k as i32));
+    if unknown {
+        // A use no `mdb.yaml` can name: written so that validation says so.
+        y.push_str("  unknown-use: []\n");
+    }
+    y
+}
+
+/// A revision as received over the network (the machines and readiness
+/// checks a server sent), as the files of a DB repository: each machine in
+/// a file named like the one it came from (under `machines/`), the checks
+/// in `mdb.yaml`. Reading them back with `db::validate` is checking the
+/// revision with the code of `mdb validate`.
+pub fn received(machines: &[Machine], checks: &[ReadinessCheck]) -> Vec<SourceFile> {
+    let mut by_file: std::collections::BTreeMap<String, Vec<Machine>> = Default::default();
+    for m in machines {
+        let file = m
+            .source
+            .rsplit_once(':')
+            .map_or(m.source.as_str(), |(f, _)| f);
+        let file = if file.starts_with("machines/") && super::is_db_file(file) {
+            file.to_string()
+        } else {
+            "machines/received.yaml".to_string()
+        };
+        by_file.entry(file).or_default().push(m.clone());
+    }
+    let mut files: Vec<SourceFile> = by_file
+        .into_iter()
+        .map(|(path, ms)| SourceFile {
+            path,
+            text: machines_file(&ms),
+        })
+        .collect();
+    files.push(SourceFile {
+        path: super::settings::FILE.into(),
+        text: readiness(checks),
+    });
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +344,51 @@ mod tests {
         }
         let q = quote("<!-- a --> ``` b");
         assert!(!q.contains('<') && !q.contains('`'), "{q}");
+    }
+
+    #[test]
+    fn a_hostile_revision_received_is_refused_by_validation() {
+        use crate::proto::{readiness_check::Check, HttpCheck, UseKind};
+        let good = Machine {
+            name: "w1".into(),
+            ips: vec!["198.18.10.21".into()],
+            r#use: Some(Use::Development(crate::proto::DevelopmentUse { kind: 1 })),
+            source: "machines/dev.yaml:3".into(),
+            ..Default::default()
+        };
+        let check = ReadinessCheck {
+            r#use: UseKind::Device as i32,
+            check: Some(Check::Http(HttpCheck {
+                port: 80,
+                path: "/".into(),
+                status: 200,
+            })),
+        };
+        let files = received(&[good.clone()], &[check.clone()]);
+        crate::db::validate(&files, "r").unwrap_or_else(|r| panic!("{r}"));
+        let evil = Machine {
+            name: "evil".into(),
+            ssh: Some(Ssh {
+                user: "-oProxyCommand=touch /tmp/pwned #".into(),
+                port: 22,
+            }),
+            labels: [("x".to_string(), "{hosts}".to_string())].into(),
+            source: "../../etc/passwd:1".into(),
+            ..good
+        };
+        let crlf = ReadinessCheck {
+            check: Some(Check::Http(HttpCheck {
+                port: 80,
+                path: "/ HTTP/1.0\r\nX: y".into(),
+                status: 200,
+            })),
+            ..check
+        };
+        let report = crate::db::validate(&received(&[evil], &[crlf]), "r").unwrap_err();
+        let text = report.to_string();
+        for field in ["ssh.user", "labels", "readiness.device[0].http"] {
+            assert!(text.contains(field), "{field} not refused: {text}");
+        }
+        assert!(text.contains("machines/received.yaml"), "{text}");
     }
 }

@@ -110,6 +110,7 @@ async fn follow(scanner: &str, store: &Store, wait: &mut Duration) -> Result<(),
 }
 
 async fn connect(scanner: &str) -> Result<MachineDbClient<Channel>, Error> {
+    crate::dial::warn_if_plaintext(scanner, "this API replica");
     let err = |e: String| Error::Connect(scanner.to_string(), e);
     let endpoint = crate::dial::endpoint(scanner, None)
         .map_err(|e| err(e.to_string()))?

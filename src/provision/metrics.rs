@@ -18,6 +18,7 @@ pub struct ProvisionMetrics {
     cluster_failed: prometheus::IntGaugeVec,
     not_ready: IntGauge,
     last_pass: Gauge,
+    refused: IntGauge,
 }
 
 impl ProvisionMetrics {
@@ -69,7 +70,16 @@ impl ProvisionMetrics {
                 "provision_last_pass_timestamp_seconds",
                 "When the runner last looked for work.",
             ),
+            refused: m::int_gauge(
+                r,
+                "provision_revision_refused",
+                "1 while the revision the runner was sent does not validate (nothing runs).",
+            ),
         }
+    }
+
+    pub fn refused(&self, refused: bool) {
+        self.refused.set(i64::from(refused));
     }
 
     pub fn ran(&self, kind: &str, result: &str, seconds: f64) {

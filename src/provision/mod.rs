@@ -118,6 +118,7 @@ pub async fn serve(
     let service =
         crate::proto::provisioning_server::ProvisioningServer::new(runner::StatusService {
             statuses: runner.statuses(),
+            refused: runner.refusal(),
         });
     let grpc_shutdown = shutdown.clone();
     tasks.spawn(async move {

@@ -51,7 +51,13 @@ pub struct Runner {
     /// Failing targets: failures in a row, and when to try again.
     backoff: HashMap<(bool, String), (u32, Instant)>,
     reporter: Option<super::report::Reporter>,
+    /// Why the revision received is refused (it does not validate); empty
+    /// while the runner acts on it. Shared with the gRPC service.
+    refused: Refusal,
 }
+
+/// Why the runner refuses the revision it was sent, if it does.
+pub type Refusal = Arc<Mutex<String>>;
 
 impl Runner {
     pub fn new(cfg: Config, metrics: ProvisionMetrics) -> Result<Runner, super::state::Error> {
@@ -81,6 +87,7 @@ impl Runner {
             metrics,
             backoff: HashMap::new(),
             reporter: None,
+            refused: Refusal::default(),
         })
     }
 
@@ -108,6 +115,32 @@ impl Runner {
         self.statuses.clone()
     }
 
+    pub fn refusal(&self) -> Refusal {
+        self.refused.clone()
+    }
+
+    /// Checks the revision as received with the code of `mdb validate`: a
+    /// server (or whoever answers in its place) cannot make the runner act
+    /// on what a DB writer could never merge. Says why once per revision.
+    fn accept(&mut self, machines: &[Machine]) -> bool {
+        let files = crate::db::emit::received(machines, &self.checks);
+        let why = match crate::db::validate(&files, &self.revision) {
+            Ok(_) => String::new(),
+            Err(report) => format!(
+                "revision {} from {} does not validate, so nothing is run: {report}",
+                self.revision, self.cfg.server
+            ),
+        };
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if !why.is_empty() && *refused != why {
+            tracing::error!(revision = %self.revision, server = %self.cfg.server, "{why}");
+        }
+        self.metrics.refused(!why.is_empty());
+        let ok = why.is_empty();
+        *refused = why;
+        ok
+    }
+
     /// Follows the server until `shutdown`, reconnecting as needed.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut wait = RECONNECT_FIRST;
@@ -129,6 +162,7 @@ impl Runner {
     /// One connection: the full database first, then every change; work
     /// starts once changes have been quiet for `debounce`.
     async fn follow(&mut self, shutdown: &CancellationToken) -> Result<(), String> {
+        crate::dial::warn_if_plaintext(&self.cfg.server, "the provisioning runner");
         let channel = crate::dial::channel(&self.cfg.server, None)
             .await
             .map_err(|e| e.to_string())?
@@ -194,6 +228,15 @@ impl Runner {
     /// still failing or waiting.
     pub async fn pass(&mut self, shutdown: &CancellationToken) -> Option<Duration> {
         let machines: Vec<Machine> = self.mirror.values().cloned().collect();
+        if !self.accept(&machines) {
+            if self.cfg.dry_run {
+                println!(
+                    "{}",
+                    self.refused.lock().map(|r| r.clone()).unwrap_or_default()
+                );
+            }
+            return None;
+        }
         let work = plan(&self.state.applied, &machines);
         self.metrics.passed(now_unix());
         if work.is_empty() {
@@ -538,6 +581,7 @@ fn ok_status(name: &str, cluster: bool, revision: &str) -> ProvisionStatus {
 /// The runner's read-only gRPC service.
 pub struct StatusService {
     pub statuses: Statuses,
+    pub refused: Refusal,
 }
 
 #[tonic::async_trait]
@@ -551,9 +595,11 @@ impl Provisioning for StatusService {
             .lock()
             .map(|s| s.values().cloned().collect())
             .unwrap_or_default();
+        let refused = self.refused.lock().map(|r| r.clone()).unwrap_or_default();
         Ok(tonic::Response::new(ListProvisionStatusResponse {
             revision: String::new(),
             statuses,
+            refused,
         }))
     }
 }

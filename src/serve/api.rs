@@ -434,11 +434,28 @@ pub fn find_host<'a>(disc: &'a Discovery, key: &str) -> Result<&'a HostHistory, 
     } else if let Ok(mac) = key.parse::<Mac>() {
         using(disc, &mac.to_string(), |_, mac| mac)
     } else {
-        disc.histories.iter().find(|r| {
-            r.host
-                .as_ref()
-                .is_some_and(|h| h.key == key || h.machine == key || h.dns_name == key)
-        })
+        let by = |f: &dyn Fn(&crate::proto::DiscoveredHost) -> bool| {
+            disc.histories
+                .iter()
+                .filter(|r| r.host.as_ref().is_some_and(f))
+                .collect::<Vec<_>>()
+        };
+        let exact = by(&|h| h.key == key || h.machine == key);
+        match exact.first() {
+            Some(r) => Some(*r),
+            // A name is whatever a device announces: several may claim one,
+            // and picking one would let a rogue stand in for the other.
+            None => match by(&|h| h.dns_name == key).as_slice() {
+                [] => None,
+                [one] => Some(*one),
+                many => {
+                    return Err(Status::failed_precondition(format!(
+                        "{} hosts announce the name {key:?}; ask by IP or MAC",
+                        many.len()
+                    )))
+                }
+            },
+        }
     };
     found.ok_or_else(|| Status::not_found(format!("no discovered host {key:?}")))
 }
@@ -621,6 +638,20 @@ mod tests {
         assert_eq!(found("a.lan").as_deref(), Some("a"));
         assert_eq!(found("b").as_deref(), Some("b"));
         assert_eq!(found("198.18.0.77"), None);
+        let mut twins = disc.histories.clone();
+        for r in &mut twins {
+            if let Some(h) = r.host.as_mut() {
+                h.dns_name = "phone.lan".into();
+            }
+        }
+        let twins = Discovery::of(
+            twins,
+            Vec::new(),
+            crate::db::store::DiscoverySource::Scanner,
+        );
+        let e = find_host(&twins, "phone.lan").unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        assert!(e.message().contains("2 hosts announce"), "{e:?}");
     }
 
     #[test]
