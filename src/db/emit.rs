@@ -364,7 +364,7 @@ mod tests {
                 status: 200,
             })),
         };
-        let files = received(&[good.clone()], &[check.clone()]);
+        let files = received(std::slice::from_ref(&good), std::slice::from_ref(&check));
         crate::db::validate(&files, "r").unwrap_or_else(|r| panic!("{r}"));
         let evil = Machine {
             name: "evil".into(),
