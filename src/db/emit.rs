@@ -213,12 +213,46 @@ pub fn readiness(checks: &[ReadinessCheck]) -> String {
     y
 }
 
-/// A revision as received over the network (the machines and readiness
-/// checks a server sent), as the files of a DB repository: each machine in
-/// a file named like the one it came from (under `machines/`), the checks
+/// The `provision:` section of an `mdb.yaml`, from the words a server
+/// sent (by use word, by machine name), each quoted for validation to judge.
+pub fn policy(
+    by_use: &std::collections::HashMap<String, String>,
+    by_machine: &std::collections::HashMap<String, String>,
+) -> String {
+    if by_use.is_empty() && by_machine.is_empty() {
+        return String::new();
+    }
+    let mut y = String::from("provision:\n");
+    let sorted = |m: &std::collections::HashMap<String, String>| {
+        let mut v: Vec<(String, String)> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        v.sort();
+        v
+    };
+    for (word, treatment) in sorted(by_use) {
+        let _ = writeln!(y, "  {}: {}", scalar(&word), quote(&treatment));
+    }
+    if !by_machine.is_empty() {
+        y.push_str("  machines:\n");
+        for (name, treatment) in sorted(by_machine) {
+            let _ = writeln!(y, "    {}: {}", scalar(&name), quote(&treatment));
+        }
+    }
+    y
+}
+
+/// What a server sent the runner: machines, readiness checks and policy.
+pub struct Received<'a> {
+    pub machines: &'a [Machine],
+    pub readiness: &'a crate::proto::GetReadinessResponse,
+}
+
+/// A revision as received over the network (the machines, readiness checks
+/// and policy a server sent), as the files of a DB repository: each machine
+/// in a file named like the one it came from (under `machines/`), the rest
 /// in `mdb.yaml`. Reading them back with `db::validate` is checking the
 /// revision with the code of `mdb validate`.
-pub fn received(machines: &[Machine], checks: &[ReadinessCheck]) -> Vec<SourceFile> {
+pub fn received(got: &Received) -> Vec<SourceFile> {
+    let (machines, checks) = (got.machines, &got.readiness.checks);
     let mut by_file: std::collections::BTreeMap<String, Vec<Machine>> = Default::default();
     for m in machines {
         let file = m
@@ -241,7 +275,11 @@ pub fn received(machines: &[Machine], checks: &[ReadinessCheck]) -> Vec<SourceFi
         .collect();
     files.push(SourceFile {
         path: super::settings::FILE.into(),
-        text: readiness(checks),
+        text: readiness(checks)
+            + &policy(
+                &got.readiness.policy_by_use,
+                &got.readiness.policy_by_machine,
+            ),
     });
     files.sort_by(|a, b| a.path.cmp(&b.path));
     files
@@ -364,7 +402,25 @@ mod tests {
                 status: 200,
             })),
         };
-        let files = received(std::slice::from_ref(&good), std::slice::from_ref(&check));
+        let sent = |machines: &[Machine], checks: Vec<ReadinessCheck>, policy: &[(&str, &str)]| {
+            let readiness = crate::proto::GetReadinessResponse {
+                checks,
+                policy_by_machine: policy
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            };
+            received(&Received {
+                machines,
+                readiness: &readiness,
+            })
+        };
+        let files = sent(
+            std::slice::from_ref(&good),
+            vec![check.clone()],
+            &[("w1", "none")],
+        );
         crate::db::validate(&files, "r").unwrap_or_else(|r| panic!("{r}"));
         let evil = Machine {
             name: "evil".into(),
@@ -384,9 +440,15 @@ mod tests {
             })),
             ..check
         };
-        let report = crate::db::validate(&received(&[evil], &[crlf]), "r").unwrap_err();
+        let report = crate::db::validate(&sent(&[evil], vec![crlf], &[("nobody", "Run It")]), "r")
+            .unwrap_err();
         let text = report.to_string();
-        for field in ["ssh.user", "labels", "readiness.device[0].http"] {
+        for field in [
+            "ssh.user",
+            "labels",
+            "readiness.device[0].http",
+            "provision.machines.nobody",
+        ] {
             assert!(text.contains(field), "{field} not refused: {text}");
         }
         assert!(text.contains("machines/received.yaml"), "{text}");

@@ -7,6 +7,7 @@ pub mod emit;
 pub mod fields;
 pub mod inventory_settings;
 pub mod load;
+pub mod policy;
 pub mod problem;
 pub mod settings;
 pub mod snapshot;

@@ -25,6 +25,8 @@ pub struct Settings {
     pub readiness: Vec<ReadinessProbe>,
     /// How the Ansible inventory groups hosts and composes variables.
     pub inventory: InventorySettings,
+    /// What the provisioning runner does with each machine.
+    pub provision: super::policy::Policy,
 }
 
 pub use super::inventory_settings::{InventorySettings, KeyedGroup};
@@ -204,7 +206,7 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
         FILE,
         &root,
         "",
-        &["subnets", "scan", "readiness", "inventory"],
+        &["subnets", "scan", "readiness", "inventory", "provision"],
         problems,
     ) else {
         return out;
@@ -226,6 +228,9 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
     }
     if let Some(node) = top.get("inventory") {
         out.inventory = super::inventory_settings::parse(node, problems);
+    }
+    if let Some(node) = top.get("provision") {
+        out.provision = super::policy::parse(node, problems);
     }
     if let Some(node) = top.get("scan") {
         if let Some(sf) = Fields::of(

@@ -44,6 +44,11 @@ pub fn validate_with(
     clusters(&entries, &mut problems);
     provisioners(&entries, &mut problems);
     addresses(&entries, &settings, &mut problems);
+    let names: std::collections::HashSet<&str> =
+        entries.iter().map(|e| e.machine.name.as_str()).collect();
+    settings
+        .provision
+        .unknown_machines(&|n| names.contains(n), &mut problems);
     if !problems.is_empty() {
         problems.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
         problems.dedup();

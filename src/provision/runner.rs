@@ -26,8 +26,8 @@ use crate::{
     export::inventory,
     proto::{
         machine_db_client::MachineDbClient, provisioning_server::Provisioning, GetReadinessRequest,
-        ListProvisionStatusRequest, ListProvisionStatusResponse, Machine, ProvisionResult,
-        ProvisionStatus, ReadinessCheck, WatchRequest,
+        GetReadinessResponse, ListProvisionStatusRequest, ListProvisionStatusResponse, Machine,
+        ProvisionResult, ProvisionStatus, WatchRequest,
     },
 };
 
@@ -45,7 +45,8 @@ pub struct Runner {
     state: State,
     mirror: BTreeMap<String, Machine>,
     revision: String,
-    checks: Vec<ReadinessCheck>,
+    /// The readiness checks and policy of `mdb.yaml`, as the server sent them.
+    readiness: GetReadinessResponse,
     statuses: Statuses,
     metrics: ProvisionMetrics,
     /// Failing targets: failures in a row, and when to try again.
@@ -82,7 +83,7 @@ impl Runner {
             state,
             mirror: BTreeMap::new(),
             revision: String::new(),
-            checks: Vec::new(),
+            readiness: GetReadinessResponse::default(),
             statuses,
             metrics,
             backoff: HashMap::new(),
@@ -123,7 +124,10 @@ impl Runner {
     /// server (or whoever answers in its place) cannot make the runner act
     /// on what a DB writer could never merge. Says why once per revision.
     fn accept(&mut self, machines: &[Machine]) -> bool {
-        let files = crate::db::emit::received(machines, &self.checks);
+        let files = crate::db::emit::received(&crate::db::emit::Received {
+            machines,
+            readiness: &self.readiness,
+        });
         let why = match crate::db::validate(&files, &self.revision) {
             Ok(_) => String::new(),
             Err(report) => format!(
@@ -197,10 +201,10 @@ impl Runner {
                     Err(s) => return Err(s.message().to_string()),
                 },
                 _ = sleep => {
-                    self.checks = c
+                    self.readiness = c
                         .get_readiness(GetReadinessRequest {})
                         .await
-                        .map(|r| r.into_inner().checks)
+                        .map(|r| r.into_inner())
                         .map_err(|s| s.message().to_string())?;
                     due = self.pass(shutdown).await.map(|d| tokio::time::Instant::now() + d);
                     self.report().await;
@@ -341,7 +345,7 @@ impl Runner {
             if !self.due(&key) || shutdown.is_cancelled() {
                 continue;
             }
-            match ready::check(m, &self.cfg.ssh, &self.checks).await {
+            match ready::check(m, &self.cfg.ssh, &self.readiness.checks).await {
                 Ok(()) => ready_names.push(name.clone()),
                 Err(why) => {
                     not_ready += 1;

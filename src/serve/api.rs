@@ -363,9 +363,27 @@ impl MachineDb for Api {
         &self,
         _req: Request<crate::proto::GetReadinessRequest>,
     ) -> Result<Response<crate::proto::GetReadinessResponse>, Status> {
-        let r = self.snapshot().map(|s| crate::proto::GetReadinessResponse {
-            revision: s.revision.clone(),
-            checks: s.settings.readiness.iter().map(readiness_check).collect(),
+        let r = self.snapshot().map(|s| {
+            let policy = &s.settings.provision;
+            crate::proto::GetReadinessResponse {
+                revision: s.revision.clone(),
+                checks: s.settings.readiness.iter().map(readiness_check).collect(),
+                policy_by_use: policy
+                    .uses
+                    .iter()
+                    .map(|(kind, t)| {
+                        (
+                            crate::db::kind_name(*kind as i32).to_string(),
+                            t.word().to_string(),
+                        )
+                    })
+                    .collect(),
+                policy_by_machine: policy
+                    .machines
+                    .iter()
+                    .map(|(name, t)| (name.clone(), t.word().to_string()))
+                    .collect(),
+            }
         });
         self.track("GetReadiness", r)
     }

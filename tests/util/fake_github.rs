@@ -700,9 +700,15 @@ fn pulls_route(
                     "Validation Failed: head or base is not a branch",
                 );
             }
+            // GitHub keys this by owner:branch: a fork's branch of the
+            // same name is another head.
+            let own_head = |p: &PullInfo| {
+                p.head == head
+                    && (p.head_repo.is_empty() || p.head_repo == format!("{OWNER}/{REPO}"))
+            };
             if s.issues
                 .iter()
-                .any(|i| i.state == "open" && i.pull.as_ref().is_some_and(|p| p.head == head))
+                .any(|i| i.state == "open" && i.pull.as_ref().is_some_and(own_head))
             {
                 return error(
                     StatusCode::UNPROCESSABLE_ENTITY,

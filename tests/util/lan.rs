@@ -40,6 +40,8 @@ pub struct Lan {
     dir: tempfile::TempDir,
     netns_etc: PathBuf,
     extra: Vec<Child>,
+    /// Programs started in host namespaces; they outlive mdb restarts.
+    helpers: Vec<Child>,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -86,6 +88,7 @@ impl Lan {
             dir,
             netns_etc,
             extra: Vec::new(),
+            helpers: Vec::new(),
         };
         ip(&["netns", "add", &scanner]);
         ip(&["-n", &scanner, "link", "set", "lo", "up"]);
@@ -200,6 +203,34 @@ impl Lan {
             .expect("responder ready");
         assert_eq!(line.trim(), "ready", "late ARP responder");
         self.extra.push(child);
+    }
+
+    /// Starts `argv` inside host `i`'s namespace and waits (bounded: the
+    /// program's own) for it to print "ready"; it is killed with the LAN.
+    pub fn spawn_ready(&mut self, i: usize, argv: &[&str]) {
+        use std::io::BufRead;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.hosts[i].ns])
+            .args(argv)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {argv:?}: {e}"));
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("ready line");
+        assert_eq!(line.trim(), "ready", "{argv:?} did not start");
+        self.helpers.push(child);
+    }
+
+    /// A Python script of `tests/py/` with the test virtualenv's Python.
+    pub fn python_script(name: &str) -> (String, String) {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/py")
+            .join(name);
+        let python = std::env::var("MDB_PYTHON").unwrap_or_else(|_| "python3".into());
+        (python, script.display().to_string())
     }
 
     pub fn start_sshd(&mut self, i: usize) {
@@ -403,6 +434,7 @@ impl Lan {
 impl Drop for Lan {
     fn drop(&mut self) {
         let mut children: Vec<Child> = self.extra.drain(..).collect();
+        children.extend(self.helpers.drain(..));
         for h in &mut self.hosts {
             children.extend(h.sshd.take());
             children.extend(h.listener.take());

@@ -13,6 +13,17 @@ use tonic::transport::Channel;
 
 use super::{bin, http_get};
 
+/// A child process killed (and reaped) when the test ends, also when it
+/// fails: no test leaves a process behind.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A loopback port free at the time of asking.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

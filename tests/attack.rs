@@ -1,0 +1,768 @@
+//! The attacker suite: what mdb does when those it must not obey try to
+//! steer it. Strangers on GitHub plant items that carry mdb's markers; a
+//! device on the LAN answers with a hostile SSH banner and floods ARP with
+//! new MACs; a DB line (or whoever answers the runner's Watch) tries to
+//! reach an argv. Every case asserts the outcome, never a log line.
+
+mod util;
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use git2::Oid;
+use mdb::{
+    github::Trailer,
+    proto::{
+        machine::Use, machine_db_server::MachineDb, readiness_check::Check, DevelopmentUse,
+        DiscoveredHost, HttpCheck, Machine, ReadinessCheck, Ssh, UseKind, WatchEvent,
+    },
+};
+use tonic::{Request, Response, Status};
+use util::{
+    enrol_lab::{pi, Lab},
+    fake_github::{FakeGithub, Issue, PullInfo, LOGIN, OWNER, REPO, TOKEN},
+    process::{free_port, Reaped},
+};
+
+const PI_MAC: &str = "dc:a6:32:77:00:01";
+const STRANGER: &str = "mallory";
+
+fn trailer(fp: &str, ip: Option<&str>, name: Option<&str>) -> String {
+    Trailer {
+        fingerprint: Some(fp.parse().expect("fingerprint")),
+        ip: ip.map(String::from),
+        name: name.map(String::from),
+    }
+    .write()
+}
+
+fn item(author: &str, state: &str, body: String, pull: Option<PullInfo>) -> Issue {
+    Issue {
+        number: 0,
+        title: "Enrol something".into(),
+        body: format!("Looks like mdb's own.\n\n{body}"),
+        state: state.into(),
+        labels: vec!["mdb".into(), "priority/high".into(), "new-device".into()],
+        assignees: vec![],
+        comments: vec![],
+        pull,
+        author: author.into(),
+    }
+}
+
+fn pull(head: &str, head_repo: &str, merged: bool) -> Option<PullInfo> {
+    Some(PullInfo {
+        head: head.into(),
+        head_repo: head_repo.into(),
+        base: "main".into(),
+        merged,
+        reviewers: vec![],
+    })
+}
+
+/// Every branch of the DB repository and its tip.
+fn branches(lab: &Lab) -> BTreeMap<String, Oid> {
+    let mut out = BTreeMap::new();
+    for r in lab.repo.repo.references().expect("refs").flatten() {
+        if let (Some(name), Some(oid)) = (r.name(), r.target()) {
+            out.insert(name.to_string(), oid);
+        }
+    }
+    out
+}
+
+/// Items planted by a stranger (and one by mdb's login from a fork), each
+/// carrying mdb's markers: the old releases' and the trailer alike.
+fn plant(lab: &Lab) -> Vec<u64> {
+    let main = lab.repo.head.expect("main");
+    for b in ["release", "release2", "mdb/enrol/planted"] {
+        lab.repo
+            .repo
+            .reference(
+                &format!("refs/heads/{b}"),
+                main,
+                true,
+                "a stranger's branch",
+            )
+            .expect("branch");
+    }
+    let cp = "new-device:mac=dc:a6:32:10:00:11";
+    let me = format!("new-device:mac={PI_MAC}");
+    let own = format!("{OWNER}/{REPO}");
+    let fork = format!("{STRANGER}/{REPO}");
+    let planted = [
+        // Head `release`, the fingerprint of a machine now in the DB: the
+        // release before would comment, close and delete `release`.
+        item(
+            STRANGER,
+            "open",
+            trailer(cp, Some("198.18.10.11"), Some("alpha-cp-1")),
+            pull("release", &own, false),
+        ),
+        item(
+            STRANGER,
+            "open",
+            trailer(&me, Some("198.18.10.11"), Some("pi")),
+            pull("main", &own, false),
+        ),
+        item(
+            STRANGER,
+            "open",
+            trailer(&me, Some("198.18.10.11"), Some("pi")),
+            pull("mdb/enrol/new-device-dca632770001", &fork, false),
+        ),
+        // Closed unmerged: would dismiss the Pi.
+        item(
+            STRANGER,
+            "closed",
+            trailer(&me, Some("198.18.10.12"), Some("pi")),
+            pull("mdb/enrol/planted", &own, false),
+        ),
+        // Merged, naming a served machine: would delete `release2`.
+        item(
+            STRANGER,
+            "closed",
+            trailer(cp, Some("198.18.10.11"), Some("alpha-cp-1")),
+            pull("release2", &own, true),
+        ),
+        // mdb's own login, but from a fork: not mdb's branch.
+        item(
+            LOGIN,
+            "open",
+            trailer(&me, Some("198.18.10.13"), Some("pi")),
+            pull("mdb/enrol/new-device-dca632770001", &fork, false),
+        ),
+        // Issues with mdb's labels and markers: an open one would stand in
+        // for the Pi's issue, a closed one would be reopened.
+        item(
+            STRANGER,
+            "open",
+            format!("<!-- mdb-fingerprint: {me} -->\n<!-- mdb-ip: 198.18.10.230 -->\n"),
+            None,
+        ),
+        item(
+            STRANGER,
+            "closed",
+            trailer(&me, Some("198.18.10.230"), None),
+            None,
+        ),
+    ];
+    planted.into_iter().map(|i| lab.gh.add_foreign(i)).collect()
+}
+
+#[tokio::test]
+async fn strangers_items_are_never_touched_whatever_their_bodies_say() {
+    let mut lab = Lab::new().await;
+    let theirs = plant(&lab);
+    let before = branches(&lab);
+    let sweep = || vec![pi("198.18.10.230", PI_MAC)];
+
+    // Three "restarts": a new filer each time, as a new process would be.
+    for round in 0..3 {
+        let mut f = lab.filer();
+        let s = lab.pass(&mut f, sweep()).await;
+        let (created, proposed) = if round == 0 { (1, 1) } else { (0, 0) };
+        assert_eq!(
+            (s.created, s.enrol.proposed),
+            (created, proposed),
+            "round {round}: {s:?}"
+        );
+        assert_eq!(
+            (s.closed, s.enrol.closed, s.enrol.branches_deleted),
+            (0, 0, 0),
+            "{s:?}"
+        );
+    }
+    let mine: Vec<Issue> = lab
+        .gh
+        .issues()
+        .into_iter()
+        .filter(|i| i.author == LOGIN && !theirs.contains(&i.number))
+        .collect();
+    assert_eq!(
+        mine.len(),
+        2,
+        "one issue and one pull request of mdb's own: {mine:#?}"
+    );
+    for n in &theirs {
+        assert!(
+            lab.gh.writes_to(*n).is_empty(),
+            "#{n} was written to: {:#?}",
+            lab.gh.writes_to(*n)
+        );
+    }
+    let after = branches(&lab);
+    for (name, tip) in &before {
+        assert_eq!(after.get(name), Some(tip), "{name} was moved or deleted");
+    }
+
+    // Merging mdb's own pull request: mdb closes its issue and deletes its
+    // own branch, and still touches nothing of the stranger's.
+    let own_pull = mine
+        .iter()
+        .find(|i| i.pull.is_some())
+        .expect("mdb's pull request")
+        .clone();
+    lab.merge(&own_pull);
+    let known = DiscoveredHost {
+        state: mdb::proto::HostState::Known as i32,
+        machine: Trailer::read(&own_pull.body).name.expect("a name"),
+        ..pi("198.18.10.230", PI_MAC)
+    };
+    let mut f = lab.filer();
+    let s = lab.pass(&mut f, vec![known]).await;
+    assert_eq!((s.closed, s.enrol.branches_deleted), (1, 1), "{s:?}");
+    for n in &theirs {
+        assert!(
+            lab.gh.writes_to(*n).is_empty(),
+            "#{n} was written to after the merge"
+        );
+    }
+    let after = branches(&lab);
+    for (name, tip) in before
+        .iter()
+        .filter(|(n, _)| !n.starts_with("refs/heads/main"))
+    {
+        assert_eq!(
+            after.get(name),
+            Some(tip),
+            "{name} was moved or deleted after the merge"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_sweep_costs_a_few_requests_whatever_strangers_planted() {
+    let lab = Lab::new().await;
+    plant(&lab);
+    for i in 0..100u8 {
+        let fp = format!("new-device:mac=dc:a6:32:00:ff:{i:02x}");
+        let body = trailer(&fp, Some("198.18.10.200"), Some("x"));
+        let head = format!("mdb/enrol/stranger-{i}");
+        let p = if i % 2 == 0 {
+            pull(&head, &format!("{STRANGER}/{REPO}"), false)
+        } else {
+            None
+        };
+        lab.gh.add_foreign(item(STRANGER, "open", body, p));
+    }
+    let mut f = lab.filer();
+    lab.pass(&mut f, vec![pi("198.18.10.230", PI_MAC)]).await;
+    let before = lab.gh.requests().len();
+    lab.pass(&mut f, vec![pi("198.18.10.230", PI_MAC)]).await;
+    let per_sweep = lab.gh.requests().len() - before;
+    println!("figure: GitHub API requests per sweep with 108 stranger items: {per_sweep}");
+    assert!(
+        per_sweep <= 2,
+        "a steady sweep reads the pull requests and nothing else: {per_sweep}"
+    );
+}
+
+// ---------------------------------------------------------------- the LAN
+
+/// Checks every body, comment and title mdb wrote for what a device's
+/// words must not become: a raw CR, an HTML comment outside mdb's own
+/// trailer, the banner's mention, reference or image. mdb's own references
+/// ("Proposed in #3") are its words and stay. Returns how many bodies show
+/// the banner (escaped), so the caller knows the words got that far.
+fn assert_inert(gh: &FakeGithub) -> usize {
+    let mut shown = 0;
+    for i in gh.issues().into_iter().filter(|i| i.author == LOGIN) {
+        let trailer_start = i
+            .body
+            .find("<!-- mdb-fingerprint: ")
+            .unwrap_or(i.body.len());
+        let (text, trailer) = i.body.split_at(trailer_start);
+        shown += usize::from(text.contains("SSH\\-2\\.0\\-x"));
+        for (what, t) in std::iter::once(("body", text.to_string()))
+            .chain(i.comments.iter().map(|c| ("comment", c.clone())))
+            .chain(std::iter::once(("title", i.title.clone())))
+        {
+            assert!(!t.contains('\r'), "#{} {what} holds a CR: {t:?}", i.number);
+            assert!(
+                !t.contains("<!--") && !t.contains("-->"),
+                "#{} {what}: {t}",
+                i.number
+            );
+            for live in ["![", "@lab", "#12", "](https"] {
+                assert!(
+                    !t.contains(live),
+                    "#{} {what} has a live {live:?}: {t}",
+                    i.number
+                );
+            }
+        }
+        assert!(
+            Trailer::read(&i.body).fingerprint.is_some(),
+            "#{} carries its own trailer: {trailer}",
+            i.number
+        );
+    }
+    shown
+}
+
+fn open_mdb(gh: &FakeGithub, pulls: bool) -> Vec<Issue> {
+    gh.issues()
+        .into_iter()
+        .filter(|i| i.author == LOGIN && i.state == "open" && i.pull.is_some() == pulls)
+        .collect()
+}
+
+fn gets_of_pulls(gh: &FakeGithub) -> usize {
+    gh.requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/pulls"))
+        .count()
+}
+
+/// Waits (at most 90 s) for `cond`, showing the GitHub state and mdb's log
+/// on a timeout.
+fn wait(lan: &util::lan::Lan, gh: &FakeGithub, what: &str, cond: &dyn Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; issues: {:#?}\n--- log ---\n{}",
+            gh.issues()
+                .iter()
+                .map(|i| (i.number, i.author.clone(), i.state.clone(), i.title.clone()))
+                .collect::<Vec<_>>(),
+            lan.mdb_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until mdb has made `n` more reconcile passes: a positive signal
+/// that time passed for mdb, instead of a sleep.
+fn passes(lan: &util::lan::Lan, gh: &FakeGithub, n: usize) {
+    let start = gets_of_pulls(gh);
+    wait(lan, gh, &format!("{n} more passes"), &|| {
+        gets_of_pulls(gh) >= start + n
+    });
+}
+
+#[test]
+fn a_hostile_banner_and_rotating_macs_neither_steer_nor_flood() {
+    use util::lan::{HostSpec, Lan};
+    let mut lan = Lan::new(&[
+        HostSpec {
+            ip: "198.18.0.23",
+            mac: "dc:a6:32:00:00:23",
+            ..Default::default()
+        },
+        HostSpec {
+            ip: "198.18.0.66",
+            mac: "00:16:3e:00:00:66",
+            ..Default::default()
+        },
+    ]);
+    let (python, banner) = Lan::python_script("hostile_banner.py");
+    lan.spawn_ready(1, &[&python, &banner, "198.18.0.66", "240"]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let gh = rt.block_on(async { FakeGithub::start(lan.listen_in_scanner()) });
+    let mut repo = util::TestRepo::new();
+    gh.attach_git(&repo.path());
+    repo.write(
+        "mdb.yaml",
+        "subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\n    static: 198.18.0.100-198.18.0.149\n    dynamic: 198.18.0.150-198.18.0.250\n",
+    );
+    repo.write(
+        "machines/lab.yaml",
+        "machines:\n  - name: scanner\n    ip: 198.18.0.1\n    use: discover\n",
+    );
+    repo.commit("lab");
+    let cfg = lan.dir().join("mdb.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"200ms\"\n\n[server]\ngrpc_listen = \"127.0.0.1:50051\"\nmetrics_listen = \"127.0.0.1:9090\"\n\n[scan]\nsubnets = [\"198.18.0.0/24\"]\ninterval = \"300ms\"\nreverse_dns = false\nstate_dir = \"{}\"\n\n[github]\nrepo = \"{OWNER}/{REPO}\"\napi_url = \"{}\"\nwrite_gap = \"5ms\"\nretry_base = \"50ms\"\nmax_open_issues = 6\nmax_open_pulls = 3\nmax_reserved = 3\n",
+            repo.url(),
+            lan.dir().join("checkout").display(),
+            lan.dir().join("state").display(),
+            gh.url()
+        ),
+    )
+    .expect("config");
+    let args = ["serve", "--config", cfg.to_str().expect("path")];
+    let env = [("MDB_GITHUB_TOKEN", TOKEN), ("MDB_LOG", "info")];
+    lan.spawn_mdb(&args, &env);
+
+    let banner_fp = "new-device:mac=00:16:3e:00:00:66";
+    let pi_fp = "new-device:mac=dc:a6:32:00:00:23";
+    let filed = |fp: &str| {
+        gh.issues()
+            .into_iter()
+            .filter(|i| i.author == LOGIN && i.pull.is_none())
+            .filter(|i| {
+                Trailer::read(&i.body)
+                    .fingerprint
+                    .map(|f| f.to_string())
+                    .as_deref()
+                    == Some(fp)
+            })
+            .count()
+    };
+    wait(&lan, &gh, "the Pi's and the banner host's issues", &|| {
+        filed(pi_fp) == 1 && filed(banner_fp) == 1 && !open_mdb(&gh, true).is_empty()
+    });
+
+    // The flood starts once both devices are known: 40 free addresses in
+    // the DHCP pool answer ARP, each time with a new MAC, for 60 s at most.
+    let (python, rotate) = Lan::python_script("arp_rotate.py");
+    lan.spawn_ready(
+        1,
+        &[
+            &python,
+            &rotate,
+            "eth0",
+            "198.18.0.160",
+            "40",
+            "60",
+            "20000",
+        ],
+    );
+    wait(&lan, &gh, "the caps to fill", &|| {
+        open_mdb(&gh, false).len() == 6 && open_mdb(&gh, true).len() == 3
+    });
+    for restart in 0..3 {
+        passes(&lan, &gh, 4);
+        assert!(
+            open_mdb(&gh, false).len() <= 6,
+            "max_open_issues holds (restart {restart})"
+        );
+        assert!(
+            open_mdb(&gh, true).len() <= 3,
+            "max_open_pulls holds (restart {restart})"
+        );
+        assert_eq!(
+            filed(banner_fp),
+            1,
+            "one issue for the banner host (restart {restart})"
+        );
+        assert_eq!(filed(pi_fp), 1, "one issue for the Pi (restart {restart})");
+        lan.stop_mdb();
+        lan.spawn_mdb(&args, &env);
+    }
+    passes(&lan, &gh, 4);
+    assert_eq!(filed(banner_fp), 1);
+    assert!(open_mdb(&gh, false).len() <= 6 && open_mdb(&gh, true).len() <= 3);
+
+    // The Pi, there before the flood, holds a pull request with a static
+    // address, and a static address is still free for the next device.
+    let pi_pull = open_mdb(&gh, true)
+        .into_iter()
+        .find(|p| {
+            Trailer::read(&p.body)
+                .fingerprint
+                .map(|f| f.to_string())
+                .as_deref()
+                == Some(pi_fp)
+        })
+        .expect("the Pi's pull request survives the flood");
+    let reserved = Trailer::read(&pi_pull.body).ip.expect("an address");
+    assert!(reserved.starts_with("198.18.0.1"), "{reserved}");
+    let next = lan.mdb(&["ip", "next", "lab", "--server", "127.0.0.1:50051"]);
+    assert!(
+        next.status.success(),
+        "{}",
+        String::from_utf8_lossy(&next.stderr)
+    );
+    let next = String::from_utf8_lossy(&next.stdout).trim().to_string();
+    assert!(
+        next.starts_with("198.18.0.1") && next != reserved,
+        "a free address remains: {next}"
+    );
+    assert!(assert_inert(&gh) >= 1, "the banner reached a body, escaped");
+}
+
+// ---------------------------------------------------------------- the DB
+
+fn symlink(target: &Path, link: &Path) {
+    std::os::unix::fs::symlink(target, link).expect("symlink");
+}
+
+#[test]
+fn hostile_db_lines_are_refused_by_validate_with_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pwned = dir.path().join("pwned");
+    util::write_tree(
+        dir.path(),
+        &[
+            (
+                "machines/evil.yaml",
+                &format!(
+                    "machines:\n  - name: evil\n    ip: 198.18.10.77\n    use: {{ development: server }}\n    ssh: {{ user: \"-oProxyCommand=touch {} #\" }}\n    labels: {{ group: \"{{hosts}}\" }}\n",
+                    pwned.display()
+                ),
+            ),
+            (
+                "mdb.yaml",
+                "readiness:\n  device: [ { http: \"/ HTTP/1.0\\r\\nX-Injected: 1\", port: 80 } ]\n",
+            ),
+        ],
+    );
+    let outside = tempfile::tempdir().expect("tempdir");
+    symlink(outside.path(), &dir.path().join("machines/enrol"));
+    let run = util::mdb([Path::new("validate"), dir.path()]).code(1);
+    for want in [
+        "machines/evil.yaml:5:",
+        "ssh.user: \"-oProxyCommand",
+        "machines/evil.yaml:6:",
+        "label \"group\"",
+        "mdb.yaml:2:",
+        "readiness.device[0].http",
+        "machines/enrol:1:1: is a symbolic link",
+    ] {
+        assert!(run.stdout.contains(want), "{want:?} missing:{run}");
+    }
+    // mdb enrol into that checkout changes nothing, through the link least of all.
+    let run = util::mdb([
+        "enrol".as_ref(),
+        "198.18.10.90".as_ref(),
+        "--db".as_ref(),
+        dir.path().as_os_str(),
+    ]);
+    assert_ne!(run.code, Some(0), "{run}");
+    let leaked: Vec<_> = std::fs::read_dir(outside.path()).expect("dir").collect();
+    assert!(leaked.is_empty(), "written through the link: {leaked:?}");
+    assert!(!pwned.exists());
+}
+
+/// A server that answers the runner's Watch with whatever the test gives
+/// it: what anyone on the path of a plaintext Watch could send.
+#[derive(Clone)]
+struct Impostor {
+    machines: Arc<Mutex<Vec<Machine>>>,
+    checks: Arc<Mutex<Vec<ReadinessCheck>>>,
+    events: tokio::sync::broadcast::Sender<WatchEvent>,
+}
+
+type Events = Pin<Box<dyn futures::Stream<Item = Result<WatchEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl MachineDb for Impostor {
+    type WatchStream = Events;
+
+    async fn watch(
+        &self,
+        _: Request<mdb::proto::WatchRequest>,
+    ) -> Result<Response<Events>, Status> {
+        use futures::StreamExt;
+        let first = WatchEvent {
+            revision: "r1".into(),
+            changed: self.machines.lock().expect("lock").clone(),
+            ..Default::default()
+        };
+        let later = tokio_stream::wrappers::BroadcastStream::new(self.events.subscribe())
+            .filter_map(|e| async move { e.ok().map(Ok) });
+        Ok(Response::new(Box::pin(
+            futures::stream::once(async { Ok(first) }).chain(later),
+        )))
+    }
+
+    async fn get_readiness(
+        &self,
+        _: Request<mdb::proto::GetReadinessRequest>,
+    ) -> Result<Response<mdb::proto::GetReadinessResponse>, Status> {
+        Ok(Response::new(mdb::proto::GetReadinessResponse {
+            revision: "r1".into(),
+            checks: self.checks.lock().expect("lock").clone(),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_machines(
+        &self,
+        _: Request<mdb::proto::ListMachinesRequest>,
+    ) -> Result<Response<mdb::proto::ListMachinesResponse>, Status> {
+        Err(Status::unimplemented("impostor"))
+    }
+    async fn get_machine(
+        &self,
+        _: Request<mdb::proto::GetMachineRequest>,
+    ) -> Result<Response<Machine>, Status> {
+        Err(Status::unimplemented("impostor"))
+    }
+    async fn list_clusters(
+        &self,
+        _: Request<mdb::proto::ListClustersRequest>,
+    ) -> Result<Response<mdb::proto::ListClustersResponse>, Status> {
+        Err(Status::unimplemented("impostor"))
+    }
+    async fn get_cluster(
+        &self,
+        _: Request<mdb::proto::GetClusterRequest>,
+    ) -> Result<Response<mdb::proto::Cluster>, Status> {
+        Err(Status::unimplemented("impostor"))
+    }
+    async fn get_stats(
+        &self,
+        _: Request<mdb::proto::GetStatsRequest>,
+    ) -> Result<Response<mdb::proto::Stats>, Status> {
+        Err(Status::unimplemented("impostor"))
+    }
+    async fn list_discovered(
+        &self,
+        _: Request<mdb::proto::ListDiscoveredRequest>,
+    ) -> Result<Response<mdb::proto::ListDiscoveredResponse>, Status> {
+        Err(Status::unimplemented("impostor"))
+    }
+    async fn get_discovered(
+        &self,
+        _: Request<mdb::proto::GetDiscoveredRequest>,
+    ) -> Result<Response<DiscoveredHost>, Status> {
+        Err(Status::unimplemented("impostor"))
+    }
+    async fn suggest_address(
+        &self,
+        _: Request<mdb::proto::SuggestAddressRequest>,
+    ) -> Result<Response<mdb::proto::SuggestAddressResponse>, Status> {
+        Err(Status::unimplemented("impostor"))
+    }
+    async fn get_host_history(
+        &self,
+        _: Request<mdb::proto::GetHostHistoryRequest>,
+    ) -> Result<Response<mdb::proto::HostHistory>, Status> {
+        Err(Status::unimplemented("impostor"))
+    }
+    async fn list_host_history(
+        &self,
+        _: Request<mdb::proto::ListHostHistoryRequest>,
+    ) -> Result<Response<mdb::proto::ListHostHistoryResponse>, Status> {
+        Err(Status::unimplemented("impostor"))
+    }
+}
+
+fn dev(name: &str, user: &str, ssh_port: u16) -> Machine {
+    Machine {
+        name: name.into(),
+        ips: vec!["127.0.0.1".into()],
+        r#use: Some(Use::Development(DevelopmentUse { kind: 1 })),
+        ssh: Some(Ssh {
+            user: user.into(),
+            port: u32::from(ssh_port),
+        }),
+        source: format!("machines/{name}.yaml:2"),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_runner_sent_hostile_lines_acts_on_nothing_until_a_valid_revision() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pwned = dir.path().join("pwned");
+    let ran = dir.path().join("ran");
+    // SSH on a loopback port nothing listens on: a valid machine is
+    // "not ready", and no packet leaves the machine.
+    let closed = free_port();
+    let evil = Machine {
+        labels: [("group".to_string(), "{hosts}".to_string())].into(),
+        ..dev(
+            "evil",
+            &format!("-oProxyCommand=touch {} #", pwned.display()),
+            closed,
+        )
+    };
+    let crlf = ReadinessCheck {
+        r#use: UseKind::Development as i32,
+        check: Some(Check::Http(HttpCheck {
+            port: u32::from(closed),
+            path: "/ HTTP/1.0\r\nX-Injected: 1".into(),
+            status: 200,
+        })),
+    };
+    let (events, _) = tokio::sync::broadcast::channel(8);
+    let impostor = Impostor {
+        machines: Arc::new(Mutex::new(vec![evil])),
+        checks: Arc::new(Mutex::new(vec![crlf])),
+        events: events.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let server = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(mdb::proto::machine_db_server::MachineDbServer::new(
+                impostor.clone(),
+            ))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let runner = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("provision.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[provision]\nserver = \"{server}\"\nstate_dir = \"{}\"\nmachine_command = [\"sh\", \"-c\", \"touch {}\"]\ndebounce = \"100ms\"\nssh_timeout = \"2s\"\nretry_base = \"200ms\"\ngrpc_listen = \"{runner}\"\nmetrics_listen = \"127.0.0.1:{}\"\n",
+            dir.path().join("state").display(),
+            ran.display(),
+            free_port()
+        ),
+    )
+    .expect("config");
+    let _runner = Reaped(
+        std::process::Command::new(util::bin())
+            .args(["provision", "--config", config.to_str().expect("path")])
+            .stderr(std::fs::File::create(dir.path().join("log")).expect("log"))
+            .spawn()
+            .expect("mdb provision"),
+    );
+    let log = || std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+    let status = || {
+        let out = util::mdb(["provisioned", "--runner", &runner, "--json"]);
+        (out.stderr.clone(), out.stdout.clone())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (err, _) = status();
+        if err.contains("refuses its revision") {
+            for want in ["ssh.user", "labels", "readiness.development[0].http"] {
+                assert!(err.contains(want), "{want} not named: {err}");
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no refusal after 30 s:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, json) = status();
+    assert_eq!(json.trim(), "[]", "no status: nothing was checked or run");
+    assert!(!pwned.exists() && !ran.exists(), "nothing ran");
+
+    // A valid revision from the same server is acted on: the refusal goes
+    // and the machine is checked (not ready: nothing answers its SSH port).
+    *impostor.machines.lock().expect("lock") = vec![dev("good", "admin", closed)];
+    impostor.checks.lock().expect("lock").clear();
+    events
+        .send(WatchEvent {
+            revision: "r2".into(),
+            changed: vec![dev("good", "admin", closed)],
+            removed: vec!["evil".into()],
+            ..Default::default()
+        })
+        .expect("the runner follows");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (err, json) = status();
+        if json.contains("\"good\"") && json.contains("not ready") {
+            assert!(!err.contains("refuses"), "{err}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the valid revision was not acted on:\n{err}\n{json}\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!pwned.exists() && !ran.exists());
+}
