@@ -434,7 +434,7 @@ impl Lan {
 impl Drop for Lan {
     fn drop(&mut self) {
         let mut children: Vec<Child> = self.extra.drain(..).collect();
-        children.extend(self.helpers.drain(..));
+        children.append(&mut self.helpers);
         for h in &mut self.hosts {
             children.extend(h.sshd.take());
             children.extend(h.listener.take());
