@@ -14,6 +14,8 @@ pub mod run;
 pub mod runner;
 pub mod settings;
 pub mod state;
+pub mod status;
+mod work;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -116,7 +118,7 @@ pub async fn serve(
     let tasks = tokio_util::task::TaskTracker::new();
     tasks.spawn(crate::serve::serve_http(http, router, shutdown.clone()));
     let service =
-        crate::proto::provisioning_server::ProvisioningServer::new(runner::StatusService {
+        crate::proto::provisioning_server::ProvisioningServer::new(status::StatusService {
             statuses: runner.statuses(),
             refused: runner.refusal(),
         });

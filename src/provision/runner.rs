@@ -6,7 +6,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -15,24 +15,18 @@ use tracing::{info, warn};
 
 use super::{
     metrics::ProvisionMetrics,
-    plan::{cluster_signatures, machine_signature, plan, Work},
-    ready,
-    run::{self, Vars},
+    plan::plan,
     state::{State, StateFile},
-    ClusterFormat, Config,
+    status::{ok_status, Refusal, Statuses},
+    Config,
 };
 use crate::{
     db::{store::now_unix, Snapshot},
-    export::inventory,
     proto::{
-        machine_db_client::MachineDbClient, provisioning_server::Provisioning, GetReadinessRequest,
-        GetReadinessResponse, ListProvisionStatusRequest, ListProvisionStatusResponse, Machine,
+        machine_db_client::MachineDbClient, GetReadinessRequest, GetReadinessResponse, Machine,
         ProvisionResult, ProvisionStatus, WatchRequest,
     },
 };
-
-/// Statuses by (is a cluster, name), shared with the gRPC service.
-pub type Statuses = Arc<Mutex<BTreeMap<(bool, String), ProvisionStatus>>>;
 
 /// Waits between reconnects to the server: from this, doubling...
 const RECONNECT_FIRST: Duration = Duration::from_millis(500);
@@ -40,25 +34,22 @@ const RECONNECT_FIRST: Duration = Duration::from_millis(500);
 const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
 pub struct Runner {
-    cfg: Config,
-    file: StateFile,
-    state: State,
-    mirror: BTreeMap<String, Machine>,
-    revision: String,
+    pub(super) cfg: Config,
+    pub(super) file: StateFile,
+    pub(super) state: State,
+    pub(super) mirror: BTreeMap<String, Machine>,
+    pub(super) revision: String,
     /// The readiness checks and policy of `mdb.yaml`, as the server sent them.
-    readiness: GetReadinessResponse,
-    statuses: Statuses,
-    metrics: ProvisionMetrics,
+    pub(super) readiness: GetReadinessResponse,
+    pub(super) statuses: Statuses,
+    pub(super) metrics: ProvisionMetrics,
     /// Failing targets: failures in a row, and when to try again.
-    backoff: HashMap<(bool, String), (u32, Instant)>,
-    reporter: Option<super::report::Reporter>,
+    pub(super) backoff: HashMap<(bool, String), (u32, Instant)>,
+    pub(super) reporter: Option<super::report::Reporter>,
     /// Why the revision received is refused (it does not validate); empty
     /// while the runner acts on it. Shared with the gRPC service.
-    refused: Refusal,
+    pub(super) refused: Refusal,
 }
-
-/// Why the runner refuses the revision it was sent, if it does.
-pub type Refusal = Arc<Mutex<String>>;
 
 impl Runner {
     pub fn new(cfg: Config, metrics: ProvisionMetrics) -> Result<Runner, super::state::Error> {
@@ -276,19 +267,25 @@ impl Runner {
         }
     }
 
-    fn save(&self) {
+    pub(super) fn save(&self) {
         if let Err(e) = self.file.save(&self.state) {
             warn!(error = %e, "cannot save the provisioning state");
         }
     }
 
-    fn due(&self, key: &(bool, String)) -> bool {
+    pub(super) fn due(&self, key: &(bool, String)) -> bool {
         self.backoff
             .get(key)
             .is_none_or(|(_, at)| Instant::now() >= *at)
     }
 
-    fn failed(&mut self, key: (bool, String), result: ProvisionResult, reason: &str, tail: &str) {
+    pub(super) fn failed(
+        &mut self,
+        key: (bool, String),
+        result: ProvisionResult,
+        reason: &str,
+        tail: &str,
+    ) {
         let entry = self
             .backoff
             .entry(key.clone())
@@ -311,14 +308,14 @@ impl Runner {
         warn!(target = %key.1, cluster = key.0, attempts, retry_in = ?wait, reason, "provisioning not done");
     }
 
-    fn succeeded(&mut self, key: (bool, String), tail: &str) {
+    pub(super) fn succeeded(&mut self, key: (bool, String), tail: &str) {
         self.backoff.remove(&key);
         let mut s = ok_status(&key.1, key.0, &self.revision);
         s.output_tail = tail.to_string();
         self.set_status(s);
     }
 
-    fn applied_revision(&self, key: &(bool, String)) -> String {
+    pub(super) fn applied_revision(&self, key: &(bool, String)) -> String {
         self.statuses
             .lock()
             .ok()
@@ -326,284 +323,9 @@ impl Runner {
             .unwrap_or_default()
     }
 
-    fn set_status(&self, status: ProvisionStatus) {
+    pub(super) fn set_status(&self, status: ProvisionStatus) {
         if let Ok(mut s) = self.statuses.lock() {
             s.insert((status.cluster, status.target.clone()), status);
         }
-    }
-
-    /// Changed machines: those that pass their readiness checks get one
-    /// run together (`--limit` all of them).
-    async fn machines(&mut self, work: &Work, snap: &Snapshot, shutdown: &CancellationToken) {
-        let mut ready_names = Vec::new();
-        let mut not_ready = 0;
-        for name in &work.machines {
-            let key = (false, name.clone());
-            let Some(m) = snap.by_name(name) else {
-                continue;
-            };
-            if !self.due(&key) || shutdown.is_cancelled() {
-                continue;
-            }
-            match ready::check(m, &self.cfg.ssh, &self.readiness.checks).await {
-                Ok(()) => ready_names.push(name.clone()),
-                Err(why) => {
-                    not_ready += 1;
-                    self.metrics.ran("machine", "not_ready", 0.0);
-                    self.failed(key, ProvisionResult::NotReady, &why, "");
-                }
-            }
-        }
-        self.metrics.not_ready(not_ready);
-        if ready_names.is_empty() || self.cfg.machine_command.is_empty() {
-            self.apply_machines(&ready_names, snap);
-            return;
-        }
-        let vars = Vars {
-            revision: self.revision.clone(),
-            hosts: ready_names.join(","),
-            cluster: String::new(),
-            inventory: self.write_file("inventory.yaml", &inventory::static_yaml(snap)),
-        };
-        info!(hosts = %vars.hosts, revision = %vars.revision, "provisioning machines");
-        let o = run::run(&self.cfg.machine_command, &vars, self.cfg.timeout).await;
-        self.metrics.ran(
-            "machine",
-            if o.ok { "ok" } else { "failed" },
-            o.took.as_secs_f64(),
-        );
-        for name in &ready_names {
-            if o.ok {
-                self.succeeded((false, name.clone()), &o.tail);
-            } else {
-                self.failed(
-                    (false, name.clone()),
-                    ProvisionResult::Failed,
-                    &o.reason,
-                    &o.tail,
-                );
-            }
-        }
-        if o.ok {
-            self.apply_machines(&ready_names, snap);
-        }
-    }
-
-    fn apply_machines(&mut self, names: &[String], snap: &Snapshot) {
-        for name in names {
-            if let Some(m) = snap.by_name(name) {
-                self.state
-                    .applied
-                    .machines
-                    .insert(name.clone(), machine_signature(m));
-            }
-        }
-        if !names.is_empty() {
-            self.save();
-        }
-    }
-
-    /// Removed machines: the removal command if one is configured; nothing
-    /// destructive otherwise.
-    async fn removals(&mut self, work: &Work) {
-        for name in &work.removed {
-            if !self.cfg.removal_command.is_empty() {
-                let vars = Vars {
-                    revision: self.revision.clone(),
-                    hosts: name.clone(),
-                    ..Vars::default()
-                };
-                let o = run::run(&self.cfg.removal_command, &vars, self.cfg.timeout).await;
-                self.metrics.ran(
-                    "removal",
-                    if o.ok { "ok" } else { "failed" },
-                    o.took.as_secs_f64(),
-                );
-                if !o.ok {
-                    self.failed(
-                        (false, name.clone()),
-                        ProvisionResult::Failed,
-                        &o.reason,
-                        &o.tail,
-                    );
-                    continue;
-                }
-            }
-            self.state.applied.machines.remove(name);
-            if let Ok(mut s) = self.statuses.lock() {
-                s.remove(&(false, name.clone()));
-            }
-            self.save();
-        }
-    }
-
-    /// Changed clusters, once every node of theirs is provisioned.
-    async fn clusters(&mut self, work: &Work, snap: &Snapshot, shutdown: &CancellationToken) {
-        let sigs = cluster_signatures(&snap.machines);
-        for name in &work.clusters {
-            let key = (true, name.clone());
-            if !self.due(&key) || shutdown.is_cancelled() {
-                continue;
-            }
-            if let Some(waiting) = self.unprovisioned_node(name, snap) {
-                self.set_status(ProvisionStatus {
-                    target: name.clone(),
-                    cluster: true,
-                    applied_revision: self.applied_revision(&key),
-                    result: ProvisionResult::Pending as i32,
-                    at_unix: now_unix(),
-                    reason: format!("waiting for node {waiting}"),
-                    ..Default::default()
-                });
-                continue;
-            }
-            if !self.cfg.cluster_command.is_empty() {
-                let text = match self.cfg.cluster_format {
-                    ClusterFormat::K3s => inventory::k3s(snap, name),
-                    ClusterFormat::Kubespray => inventory::kubespray(snap, name),
-                }
-                .unwrap_or_default();
-                let vars = Vars {
-                    revision: self.revision.clone(),
-                    hosts: String::new(),
-                    cluster: name.clone(),
-                    inventory: self.write_file(&format!("cluster-{name}.yaml"), &text),
-                };
-                info!(cluster = %name, revision = %vars.revision, "rebuilding cluster");
-                let o = run::run(&self.cfg.cluster_command, &vars, self.cfg.timeout).await;
-                self.metrics.ran(
-                    "cluster",
-                    if o.ok { "ok" } else { "failed" },
-                    o.took.as_secs_f64(),
-                );
-                self.metrics.cluster(name, o.ok, now_unix());
-                if !o.ok {
-                    self.failed(key, ProvisionResult::Failed, &o.reason, &o.tail);
-                    continue;
-                }
-                self.succeeded(key, &o.tail);
-            }
-            if let Some(sig) = sigs.get(name) {
-                self.state
-                    .applied
-                    .clusters
-                    .insert(name.clone(), sig.clone());
-                self.save();
-            }
-        }
-        for name in &work.clusters_removed {
-            self.state.applied.clusters.remove(name);
-            self.save();
-        }
-    }
-
-    /// A node of the cluster whose own provisioning has not succeeded.
-    fn unprovisioned_node(&self, cluster: &str, snap: &Snapshot) -> Option<String> {
-        let (cp, w) = snap.cluster(cluster)?;
-        cp.into_iter()
-            .chain(w)
-            .find(|m| self.state.applied.machines.get(&m.name) != Some(&machine_signature(m)))
-            .map(|m| m.name.clone())
-    }
-
-    /// Writes a file for a command into the state directory; its path.
-    fn write_file(&self, name: &str, text: &str) -> String {
-        let path = self.cfg.state_dir.join(name);
-        if let Err(e) = std::fs::write(&path, text) {
-            warn!(path = %path.display(), error = %e, "cannot write an inventory");
-        }
-        path.display().to_string()
-    }
-
-    fn print_dry_run(&self, work: &Work) {
-        println!("revision {}:", self.revision);
-        if !work.machines.is_empty() {
-            let vars = Vars {
-                revision: self.revision.clone(),
-                hosts: work.machines.join(","),
-                inventory: self
-                    .cfg
-                    .state_dir
-                    .join("inventory.yaml")
-                    .display()
-                    .to_string(),
-                ..Vars::default()
-            };
-            println!(
-                "  would check and provision {}: {}",
-                vars.hosts,
-                shown(&self.cfg.machine_command, &vars)
-            );
-        }
-        for c in &work.clusters {
-            let vars = Vars {
-                revision: self.revision.clone(),
-                cluster: c.clone(),
-                inventory: self
-                    .cfg
-                    .state_dir
-                    .join(format!("cluster-{c}.yaml"))
-                    .display()
-                    .to_string(),
-                ..Vars::default()
-            };
-            println!(
-                "  would rebuild cluster {c}: {}",
-                shown(&self.cfg.cluster_command, &vars)
-            );
-        }
-        for m in &work.removed {
-            match self.cfg.removal_command.is_empty() {
-                true => println!("  {m} was removed: nothing to run (no removal_command)"),
-                false => println!("  {m} was removed: would run a removal"),
-            }
-        }
-    }
-}
-
-fn shown(argv: &[String], vars: &Vars) -> String {
-    if argv.is_empty() {
-        return "(no command configured)".into();
-    }
-    argv.iter()
-        .map(|a| vars.fill(a))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn ok_status(name: &str, cluster: bool, revision: &str) -> ProvisionStatus {
-    ProvisionStatus {
-        target: name.to_string(),
-        cluster,
-        applied_revision: revision.to_string(),
-        result: ProvisionResult::Ok as i32,
-        at_unix: now_unix(),
-        ..Default::default()
-    }
-}
-
-/// The runner's read-only gRPC service.
-pub struct StatusService {
-    pub statuses: Statuses,
-    pub refused: Refusal,
-}
-
-#[tonic::async_trait]
-impl Provisioning for StatusService {
-    async fn list_status(
-        &self,
-        _req: tonic::Request<ListProvisionStatusRequest>,
-    ) -> Result<tonic::Response<ListProvisionStatusResponse>, tonic::Status> {
-        let statuses = self
-            .statuses
-            .lock()
-            .map(|s| s.values().cloned().collect())
-            .unwrap_or_default();
-        let refused = self.refused.lock().map(|r| r.clone()).unwrap_or_default();
-        Ok(tonic::Response::new(ListProvisionStatusResponse {
-            revision: String::new(),
-            statuses,
-            refused,
-        }))
     }
 }
