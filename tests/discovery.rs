@@ -579,6 +579,15 @@ fn an_arp_flood_is_bounded_and_a_conflict() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("flood");
+    // The sweep starts once the flood does (Python can take a while to
+    // start on a loaded machine).
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(flood.stdout.as_mut().expect("stdout")),
+        &mut ready,
+    )
+    .expect("the flood's ready line");
+    assert_eq!(ready.trim(), "ready");
     let started = std::time::Instant::now();
     let found = scan_without_db(&lan, &["--no-ports", "--timeout", "50ms"]);
     let took = started.elapsed();
