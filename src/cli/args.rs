@@ -173,8 +173,11 @@ pub enum Command {
     /// Provision merged machines and rebuild changed clusters, driven by a
     /// server's Watch (runs until stopped).
     Provision(ProvisionArgs),
-    /// Provisioning status of every machine and cluster, from a runner.
+    /// Provisioning status of every machine and cluster, from a runner; with
+    /// a NAME, that one's whole status and the end of its last run's output.
     Provisioned {
+        /// A machine or cluster name.
+        name: Option<String>,
         /// The runner's gRPC address.
         #[arg(long, env = "MDB_RUNNER", default_value = "http://127.0.0.1:50053")]
         runner: String,

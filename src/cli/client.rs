@@ -107,6 +107,12 @@ pub fn machine_detail(m: &Machine) -> String {
         ("notes", m.notes.clone()),
         ("defined in", m.source.clone()),
     ];
+    fields(&rows)
+}
+
+/// Fields one per line, name then value, control characters escaped and
+/// an empty value shown as `-`.
+fn fields(rows: &[(&str, String)]) -> String {
     rows.iter()
         .map(|(k, v)| {
             let v = if v.is_empty() { "-" } else { v };
@@ -319,6 +325,36 @@ pub fn status_line(s: &crate::proto::ProvisionStatus) -> String {
         ));
     }
     line
+}
+
+/// One target's whole status, one field per line, then the end of its
+/// last run's output (control characters shown escaped, lines kept).
+pub fn status_detail(s: &crate::proto::ProvisionStatus) -> String {
+    let rows = [
+        (
+            "target",
+            if s.cluster {
+                format!("cluster {}", s.target)
+            } else {
+                s.target.clone()
+            },
+        ),
+        ("result", result_word(s.result).to_string()),
+        ("policy", s.treatment.clone()),
+        ("applied", s.applied_revision.clone()),
+        ("at", crate::github::entry::time(s.at_unix)),
+        ("attempts", s.attempts.to_string()),
+        ("reason", s.reason.clone()),
+    ];
+    let mut out = fields(&rows);
+    if !s.output_tail.is_empty() {
+        out.push_str("\noutput (the end of the last run):\n");
+        for line in s.output_tail.lines() {
+            out.push_str(&crate::escape::terminal(line));
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// A machine's JSON with its provisioning status, when one is known.

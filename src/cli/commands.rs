@@ -136,8 +136,9 @@ pub fn provision_config(a: &cli::ProvisionArgs) -> Result<crate::provision::Conf
     config::resolve_provision(raw, &env, &flags)
 }
 
-/// `mdb provisioned`: the runner's statuses as a table or JSON.
-pub async fn provisioned(runner: &str, json: bool) -> anyhow::Result<()> {
+/// `mdb provisioned [NAME]`: the runner's statuses as a table or JSON;
+/// one target's whole status with the end of its output.
+pub async fn provisioned(runner: &str, name: Option<&str>, json: bool) -> anyhow::Result<()> {
     let answer = client::runner_statuses(runner).await?;
     if !answer.refused.is_empty() {
         eprintln!(
@@ -145,19 +146,31 @@ pub async fn provisioned(runner: &str, json: bool) -> anyhow::Result<()> {
             crate::escape::terminal(&answer.refused)
         );
     }
-    let statuses = answer.statuses;
     let word = client::result_word;
-    if json {
-        let v: Vec<_> = statuses
+    let as_json = |s: &crate::proto::ProvisionStatus| {
+        serde_json::json!({
+            "target": s.target, "cluster": s.cluster, "result": word(s.result),
+            "treatment": s.treatment, "applied_revision": s.applied_revision,
+            "at_unix": s.at_unix, "reason": s.reason, "attempts": s.attempts,
+            "output_tail": s.output_tail,
+        })
+    };
+    let statuses = answer.statuses;
+    if let Some(name) = name {
+        let s = statuses
             .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "target": s.target, "cluster": s.cluster, "result": word(s.result),
-                    "applied_revision": s.applied_revision, "at_unix": s.at_unix,
-                    "reason": s.reason, "attempts": s.attempts, "output_tail": s.output_tail,
-                })
-            })
-            .collect();
+            .find(|s| s.target == name && !s.cluster)
+            .or_else(|| statuses.iter().find(|s| s.target == name))
+            .with_context(|| format!("the runner has no status for {name:?}"))?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&as_json(s))?);
+        } else {
+            print!("{}", client::status_detail(s));
+        }
+        return Ok(());
+    }
+    if json {
+        let v: Vec<_> = statuses.iter().map(as_json).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
@@ -171,6 +184,11 @@ pub async fn provisioned(runner: &str, json: bool) -> anyhow::Result<()> {
                     s.target.clone()
                 },
                 word(s.result).to_string(),
+                if s.treatment.is_empty() {
+                    "-".into()
+                } else {
+                    s.treatment.clone()
+                },
                 s.applied_revision.chars().take(12).collect(),
                 s.reason.clone(),
             ]
@@ -178,7 +196,7 @@ pub async fn provisioned(runner: &str, json: bool) -> anyhow::Result<()> {
         .collect();
     print!(
         "{}",
-        client::table(&["TARGET", "RESULT", "APPLIED", "REASON"], &rows)
+        client::table(&["TARGET", "RESULT", "POLICY", "APPLIED", "REASON"], &rows)
     );
     Ok(())
 }

@@ -88,7 +88,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             };
             crate::provision::serve(cfg, crate::serve::shutdown::on_signal()).await
         }
-        Command::Provisioned { runner, json } => commands::provisioned(&runner, json).await,
+        Command::Provisioned { name, runner, json } => {
+            commands::provisioned(&runner, name.as_deref(), json).await
+        }
         Command::Discovered { conn, state, json } => {
             show::discovered(&conn.server, state, json).await
         }

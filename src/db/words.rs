@@ -149,7 +149,8 @@ pub fn development_kind_name(kind: i32) -> &'static str {
     word_of(DEVELOPMENT_KINDS, kind, "server")
 }
 
-/// A provisioning result in words: "ok", "failed", "not ready", "pending".
+/// A provisioning result in words: "ok", "failed", "not ready", "pending",
+/// "skipped", "no address", "ready".
 pub fn provision_result_name(r: i32) -> &'static str {
     use crate::proto::ProvisionResult;
     match ProvisionResult::try_from(r) {
@@ -157,6 +158,9 @@ pub fn provision_result_name(r: i32) -> &'static str {
         Ok(ProvisionResult::Failed) => "failed",
         Ok(ProvisionResult::NotReady) => "not ready",
         Ok(ProvisionResult::Pending) => "pending",
+        Ok(ProvisionResult::Skipped) => "skipped",
+        Ok(ProvisionResult::NoAddress) => "no address",
+        Ok(ProvisionResult::Ready) => "ready",
         _ => "unknown",
     }
 }

@@ -7,6 +7,7 @@
 //! triggers nothing unless a removal command is configured.
 
 pub mod metrics;
+pub mod output;
 pub mod plan;
 pub mod ready;
 pub mod report;
@@ -26,8 +27,12 @@ pub struct Config {
     pub server: String,
     /// Where the state file, inventories and known hosts live.
     pub state_dir: PathBuf,
-    /// Run for changed machines, e.g. `ansible-playbook -i {inventory} --limit {hosts} site.yml`.
-    pub machine_command: Vec<String>,
+    /// Commands by action name (`machine` is `machine_command`), run for
+    /// the changed machines `provision:` in mdb.yaml gives that action, e.g.
+    /// `ansible-playbook -i {inventory} --limit {hosts} site.yml`.
+    pub actions: std::collections::BTreeMap<String, Vec<String>>,
+    /// How often machines judged by readiness alone are checked again.
+    pub recheck: Duration,
     /// Run per changed cluster, e.g. k3s-ansible's playbook with `{inventory}`.
     pub cluster_command: Vec<String>,
     /// The cluster inventory written for `cluster_command`.
@@ -70,6 +75,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(30);
 pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(5);
+pub const DEFAULT_RECHECK: Duration = Duration::from_secs(60);
 pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:50053";
 pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9093";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/mdb/provision";

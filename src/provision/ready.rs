@@ -11,7 +11,10 @@ use std::{
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::proto::{readiness_check::Check, Machine, ReadinessCheck};
+use crate::{
+    db::policy::Treatment,
+    proto::{readiness_check::Check, Machine, ReadinessCheck},
+};
 
 /// How the provisioner logs in.
 #[derive(Clone, Debug)]
@@ -25,14 +28,22 @@ pub struct SshLogin {
     pub timeout: Duration,
 }
 
-/// Why a machine is not ready, in one line; `Ok` when it is.
-pub async fn check(m: &Machine, login: &SshLogin, checks: &[ReadinessCheck]) -> Result<(), String> {
+/// Why a machine is not ready, in one line; `Ok` when it is. A machine
+/// under `readiness` is judged by its checks alone and never SSH'd.
+pub async fn check(
+    m: &Machine,
+    treatment: &Treatment,
+    login: &SshLogin,
+    checks: &[ReadinessCheck],
+) -> Result<(), String> {
     let ip: IpAddr = m
         .ips
         .first()
         .and_then(|i| i.parse().ok())
         .ok_or_else(|| format!("{} has no address to reach", m.name))?;
-    ssh(m, ip, login).await?;
+    if *treatment != Treatment::Readiness {
+        ssh(m, ip, login).await?;
+    }
     let kind = crate::db::use_kind(m.r#use.as_ref()) as i32;
     for c in checks.iter().filter(|c| c.r#use == kind) {
         probe(ip, c, login.timeout).await?;

@@ -9,6 +9,7 @@ use serde_json::json;
 use tracing::info;
 
 use crate::{
+    db::policy::Treatment,
     escape::{markdown, markdown_block},
     github::{
         fingerprint::{Fingerprint, Kind, Subject},
@@ -90,14 +91,33 @@ impl Reporter {
         for s in statuses {
             let fp = fingerprint(s);
             let known = self.book.known.get(&fp).cloned();
-            match ProvisionResult::try_from(s.result) {
-                Ok(ProvisionResult::Failed | ProvisionResult::NotReady) => {
+            let result = ProvisionResult::try_from(s.result);
+            // A machine judged by its readiness checks alone is watched, not
+            // provisioned: its absence is a missing machine's issue, if any.
+            let watched_only = s.treatment == Treatment::Readiness.word();
+            match result {
+                Ok(ProvisionResult::Failed | ProvisionResult::NotReady) if !watched_only => {
                     self.failing(s, fp, known).await?
                 }
-                Ok(ProvisionResult::Ok) => {
+                Ok(
+                    ProvisionResult::Ok
+                    | ProvisionResult::Ready
+                    | ProvisionResult::Skipped
+                    | ProvisionResult::NoAddress
+                    | ProvisionResult::Failed
+                    | ProvisionResult::NotReady,
+                ) => {
                     if let Some(k) = known.filter(|k| k.open) {
-                        let text =
-                            format!("Provisioned at revision {}. Closing.", s.applied_revision);
+                        let text = match result {
+                            Ok(ProvisionResult::Ok) => {
+                                format!("Provisioned at revision {}. Closing.", s.applied_revision)
+                            }
+                            _ => format!(
+                                "Nothing to provision here any more: it is {} now (the DB's policy: {}). Closing.",
+                                crate::db::words::provision_result_name(s.result),
+                                markdown(&s.treatment)
+                            ),
+                        };
                         self.book.comment(&mut self.http, k.number, &text).await?;
                         self.book
                             .set(

@@ -10,10 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::io::AsyncReadExt;
-
-/// Output kept of one run: its last bytes.
-pub const TAIL_BYTES: usize = 4096;
+pub use super::output::TAIL_BYTES;
+use super::output::{capture, Captured, Stream};
 
 /// What a command is told: `{name}` placeholders in its arguments and
 /// `MDB_*` variables in its environment.
@@ -101,16 +99,16 @@ pub async fn run(argv: &[String], vars: &Vars, timeout: Duration) -> Outcome {
         Ok(c) => c,
         Err(e) => return fail(format!("cannot run {program}: {e}"), String::new()),
     };
-    let tail = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let captured = Arc::new(Mutex::new(Captured::default()));
     let readers = [
         child
             .stdout
             .take()
-            .map(|s| keep_tail(Box::new(s), tail.clone())),
+            .map(|s| capture(Box::new(s), Stream::Stdout, captured.clone())),
         child
             .stderr
             .take()
-            .map(|s| keep_tail(Box::new(s), tail.clone())),
+            .map(|s| capture(Box::new(s), Stream::Stderr, captured.clone())),
     ];
     let status = tokio::time::timeout(timeout, child.wait()).await;
     if status.is_err() {
@@ -126,9 +124,9 @@ pub async fn run(argv: &[String], vars: &Vars, timeout: Duration) -> Outcome {
     for r in readers.into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(2), r).await;
     }
-    let tail = tail
+    let (tail, reason) = captured
         .lock()
-        .map(|t| String::from_utf8_lossy(&t).into_owned())
+        .map(|c| (c.tail(), c.reason()))
         .unwrap_or_default();
     match status {
         Err(_) => fail(
@@ -142,36 +140,8 @@ pub async fn run(argv: &[String], vars: &Vars, timeout: Duration) -> Outcome {
             tail,
             took: started.elapsed(),
         },
-        Ok(Ok(s)) => {
-            let last = tail
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .trim()
-                .to_string();
-            fail(format!("{program} failed ({s}): {last}"), tail)
-        }
+        Ok(Ok(s)) => fail(format!("{program} failed ({s}): {reason}"), tail),
     }
-}
-
-fn keep_tail(
-    mut stream: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-    tail: Arc<Mutex<Vec<u8>>>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = stream.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            if let Ok(mut t) = tail.lock() {
-                t.extend_from_slice(&buf[..n]);
-                let extra = t.len().saturating_sub(TAIL_BYTES);
-                t.drain(..extra);
-            }
-        }
-    })
 }
 
 #[cfg(test)]

@@ -20,6 +20,16 @@ use super::{
     status::{ok_status, Refusal, Statuses},
     Config,
 };
+use crate::db::policy::{Policy, Treatment};
+
+/// Why a target is as it is: the reason in one line, the end of the
+/// output, and what the DB's policy says for it.
+#[derive(Clone, Copy, Default)]
+pub struct Why<'a> {
+    pub reason: &'a str,
+    pub tail: &'a str,
+    pub treatment: &'a str,
+}
 use crate::{
     db::{store::now_unix, Snapshot},
     proto::{
@@ -234,30 +244,44 @@ impl Runner {
         }
         let work = plan(&self.state.applied, &machines);
         self.metrics.passed(now_unix());
-        if work.is_empty() {
-            self.finish_revision();
-            return None;
-        }
         if self.cfg.dry_run {
-            self.print_dry_run(&work);
+            self.print_dry_run(&work, &machines);
             return None;
         }
         let snap = Snapshot::new(self.revision.clone(), machines, Default::default());
         self.machines(&work, &snap, shutdown).await;
         self.removals(&work).await;
         self.clusters(&work, &snap, shutdown).await;
-        if plan(&self.state.applied, &snap.machines).is_empty() {
+        let done = plan(&self.state.applied, &snap.machines).is_empty();
+        if done {
             self.finish_revision();
-            return None;
         }
+        self.next_look(done, &snap)
+    }
+
+    /// When to look again: when the next failing target is due, and every
+    /// `recheck` while a machine is judged by its readiness checks alone
+    /// (its status follows it).
+    fn next_look(&self, done: bool, snap: &Snapshot) -> Option<Duration> {
         let now = Instant::now();
-        let next = self
-            .backoff
-            .values()
-            .map(|(_, at)| at.saturating_duration_since(now))
-            .min()
-            .unwrap_or(self.cfg.retry_base);
-        Some(next.max(Duration::from_millis(100)))
+        let retry = (!done).then(|| {
+            self.backoff
+                .values()
+                .map(|(_, at)| at.saturating_duration_since(now))
+                .min()
+                .unwrap_or(self.cfg.retry_base)
+        });
+        let policy = self.policy();
+        let watched = snap
+            .machines
+            .iter()
+            .any(|m| *policy.of(m) == Treatment::Readiness && !m.ips.is_empty());
+        let recheck = watched.then_some(self.cfg.recheck);
+        let next = match (retry, recheck) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        next.map(|d| d.max(Duration::from_millis(100)))
     }
 
     fn finish_revision(&mut self) {
@@ -279,13 +303,15 @@ impl Runner {
             .is_none_or(|(_, at)| Instant::now() >= *at)
     }
 
-    pub(super) fn failed(
-        &mut self,
-        key: (bool, String),
-        result: ProvisionResult,
-        reason: &str,
-        tail: &str,
-    ) {
+    /// The DB's provisioning policy, as the server sent it.
+    pub(super) fn policy(&self) -> Policy {
+        crate::db::policy::from_words(
+            &self.readiness.policy_by_use,
+            &self.readiness.policy_by_machine,
+        )
+    }
+
+    pub(super) fn failed(&mut self, key: (bool, String), result: ProvisionResult, why: Why) {
         let entry = self
             .backoff
             .entry(key.clone())
@@ -301,17 +327,24 @@ impl Runner {
             applied_revision: applied,
             result: result as i32,
             at_unix: now_unix(),
-            reason: reason.to_string(),
-            output_tail: tail.to_string(),
+            reason: why.reason.to_string(),
+            output_tail: why.tail.to_string(),
             attempts,
+            treatment: why.treatment.to_string(),
         });
+        let reason = why.reason;
         warn!(target = %key.1, cluster = key.0, attempts, retry_in = ?wait, reason, "provisioning not done");
     }
 
-    pub(super) fn succeeded(&mut self, key: (bool, String), tail: &str) {
+    /// A target done at this revision with `result` (ok, ready, skipped, no
+    /// address): no retries.
+    pub(super) fn settled(&mut self, key: (bool, String), result: ProvisionResult, why: Why) {
         self.backoff.remove(&key);
         let mut s = ok_status(&key.1, key.0, &self.revision);
-        s.output_tail = tail.to_string();
+        s.result = result as i32;
+        s.reason = why.reason.to_string();
+        s.output_tail = why.tail.to_string();
+        s.treatment = why.treatment.to_string();
         self.set_status(s);
     }
 

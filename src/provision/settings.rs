@@ -18,10 +18,16 @@ use crate::setting::{duration, Env, Error, DEFAULT_SHUTDOWN_GRACE};
 pub struct RawProvision {
     pub server: Option<String>,
     pub state_dir: Option<PathBuf>,
+    /// The action `machine` (what `provision:` in mdb.yaml names by default).
     #[serde(default)]
     pub machine_command: Vec<String>,
+    /// More actions by name, for `provision:` in mdb.yaml to choose.
+    #[serde(default)]
+    pub actions: std::collections::BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub cluster_command: Vec<String>,
+    /// How often machines judged by readiness alone are checked again.
+    pub recheck_interval: Option<String>,
     pub cluster_format: Option<String>,
     #[serde(default)]
     pub removal_command: Vec<String>,
@@ -50,6 +56,32 @@ pub struct ProvisionFlags {
 pub const ENV_PROVISION_SERVER: &str = "MDB_PROVISION_SERVER";
 pub const ENV_PROVISION_STATE_DIR: &str = "MDB_PROVISION_STATE_DIR";
 pub const ENV_PROVISION_SSH_KEY: &str = "MDB_PROVISION_SSH_KEY";
+
+/// The runner's actions by name: `machine_command` is the action
+/// `machine`, `[provision.actions]` adds more. Names are what `provision:`
+/// in mdb.yaml says (DNS labels); a command is never empty.
+fn actions(r: &RawProvision) -> Result<std::collections::BTreeMap<String, Vec<String>>, Error> {
+    let mut out = r.actions.clone();
+    if !r.machine_command.is_empty() {
+        let default = crate::db::policy::DEFAULT_ACTION.to_string();
+        if out
+            .insert(default.clone(), r.machine_command.clone())
+            .is_some()
+        {
+            return Err(Error(format!(
+                "provision: machine_command and actions.{default} are the same action; give one"
+            )));
+        }
+    }
+    for (name, argv) in &out {
+        crate::db::load::check_dns_label(name)
+            .map_err(|why| Error(format!("provision.actions.{name}: the name {why}")))?;
+        if argv.is_empty() || argv[0].trim().is_empty() {
+            return Err(Error(format!("provision.actions.{name}: an empty command")));
+        }
+    }
+    Ok(out)
+}
 
 /// How the runner logs in to check that a machine can be provisioned.
 fn provision_ssh(
@@ -112,9 +144,10 @@ pub fn resolve(
         .or_else(|| env.get(ENV_PROVISION_STATE_DIR).map(PathBuf::from))
         .or(r.state_dir.clone())
         .unwrap_or_else(|| PathBuf::from(p::DEFAULT_STATE_DIR));
-    if r.machine_command.is_empty() && r.cluster_command.is_empty() && !flags.dry_run {
+    let actions = actions(&r)?;
+    if actions.is_empty() && r.cluster_command.is_empty() && !flags.dry_run {
         return Err(Error(
-            "provision: set machine_command or cluster_command (or run with --dry-run)".into(),
+            "provision: set machine_command, [provision.actions] or cluster_command (or run with --dry-run)".into(),
         ));
     }
     let w = r.cluster_format.as_deref().unwrap_or("k3s");
@@ -129,7 +162,12 @@ pub fn resolve(
         })?;
     Ok(p::Config {
         server,
-        machine_command: r.machine_command.clone(),
+        actions,
+        recheck: duration(
+            "provision.recheck_interval",
+            r.recheck_interval.clone(),
+            p::DEFAULT_RECHECK,
+        )?,
         cluster_command: r.cluster_command.clone(),
         cluster_format,
         removal_command: r.removal_command.clone(),

@@ -5,93 +5,197 @@
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use std::collections::BTreeMap;
+
 use super::{
     plan::{cluster_signatures, machine_signature, Work},
     ready,
     run::{self, Vars},
-    runner::Runner,
+    runner::{Runner, Why},
     ClusterFormat,
 };
 use crate::{
-    db::{store::now_unix, Snapshot},
+    db::{policy::Treatment, store::now_unix, Snapshot},
     export::inventory,
-    proto::{ProvisionResult, ProvisionStatus},
+    proto::{Machine, ProvisionResult, ProvisionStatus},
 };
 
+/// Machines whose SSH and readiness checks run at once: a pass over many
+/// machines that do not answer takes about one `ssh_timeout`, not one each.
+pub const CHECKS_IN_FLIGHT: usize = 16;
+
 impl Runner {
-    /// Changed machines: those that pass their readiness checks get one
-    /// run together (`--limit` all of them).
+    /// Changed machines, each as the DB's policy says: nothing for `none`
+    /// or no address; its checks alone for `readiness` (every pass, so its
+    /// status follows it); SSH and its checks, then one run per action for
+    /// the rest. The checks run at once, [`CHECKS_IN_FLIGHT`] at a time.
     pub(super) async fn machines(
         &mut self,
         work: &Work,
         snap: &Snapshot,
         shutdown: &CancellationToken,
     ) {
-        let mut ready_names = Vec::new();
-        let mut not_ready = 0;
+        let policy = self.policy();
+        let mut to_check: Vec<(&Machine, Treatment)> = Vec::new();
         for name in &work.machines {
-            let key = (false, name.clone());
             let Some(m) = snap.by_name(name) else {
                 continue;
             };
-            if !self.due(&key) || shutdown.is_cancelled() {
+            if !self.due(&(false, name.clone())) || shutdown.is_cancelled() {
                 continue;
             }
-            match ready::check(m, &self.cfg.ssh, &self.readiness.checks).await {
-                Ok(()) => ready_names.push(name.clone()),
-                Err(why) => {
+            let t = policy.of(m).clone();
+            match (&t, m.ips.is_empty()) {
+                (_, true) => self.settle(
+                    m,
+                    &t,
+                    ProvisionResult::NoAddress,
+                    "it has no address to reach",
+                ),
+                (Treatment::None, _) => self.settle(
+                    m,
+                    &t,
+                    ProvisionResult::Skipped,
+                    "the DB's policy leaves it alone (none)",
+                ),
+                _ => to_check.push((m, t)),
+            }
+        }
+        // Watched machines already settled are looked at again.
+        let watched = snap.machines.iter().filter(|m| {
+            *policy.of(m) == Treatment::Readiness
+                && !m.ips.is_empty()
+                && !work.machines.contains(&m.name)
+                && self.due(&(false, m.name.clone()))
+        });
+        to_check.extend(watched.map(|m| (m, Treatment::Readiness)));
+        let checked = self.check_all(&to_check, shutdown).await;
+        let mut by_action: BTreeMap<String, Vec<&Machine>> = BTreeMap::new();
+        let mut not_ready = 0;
+        for ((m, t), outcome) in to_check.iter().zip(checked) {
+            match (t, outcome) {
+                (Treatment::Readiness | Treatment::None, Ok(())) => {
+                    self.settle(m, t, ProvisionResult::Ready, "")
+                }
+                (Treatment::Action(a), Ok(())) => by_action.entry(a.clone()).or_default().push(m),
+                (_, Err(why)) => {
                     not_ready += 1;
                     self.metrics.ran("machine", "not_ready", 0.0);
-                    self.failed(key, ProvisionResult::NotReady, &why, "");
+                    let why = Why {
+                        reason: &why,
+                        treatment: t.word(),
+                        ..Why::default()
+                    };
+                    self.failed((false, m.name.clone()), ProvisionResult::NotReady, why);
                 }
             }
         }
         self.metrics.not_ready(not_ready);
-        if ready_names.is_empty() || self.cfg.machine_command.is_empty() {
-            self.apply_machines(&ready_names, snap);
-            return;
-        }
-        let vars = Vars {
-            revision: self.revision.clone(),
-            hosts: ready_names.join(","),
-            cluster: String::new(),
-            inventory: self.write_file("inventory.yaml", &inventory::static_yaml(snap)),
-        };
-        info!(hosts = %vars.hosts, revision = %vars.revision, "provisioning machines");
-        let o = run::run(&self.cfg.machine_command, &vars, self.cfg.timeout).await;
-        self.metrics.ran(
-            "machine",
-            if o.ok { "ok" } else { "failed" },
-            o.took.as_secs_f64(),
-        );
-        for name in &ready_names {
-            if o.ok {
-                self.succeeded((false, name.clone()), &o.tail);
-            } else {
-                self.failed(
-                    (false, name.clone()),
-                    ProvisionResult::Failed,
-                    &o.reason,
-                    &o.tail,
-                );
-            }
-        }
-        if o.ok {
-            self.apply_machines(&ready_names, snap);
+        for (action, ms) in by_action {
+            self.run_action(&action, &ms, snap).await;
         }
     }
 
-    fn apply_machines(&mut self, names: &[String], snap: &Snapshot) {
-        for name in names {
-            if let Some(m) = snap.by_name(name) {
-                self.state
-                    .applied
-                    .machines
-                    .insert(name.clone(), machine_signature(m));
+    /// SSH and readiness checks of many machines at once, in their order.
+    async fn check_all(
+        &self,
+        machines: &[(&Machine, Treatment)],
+        shutdown: &CancellationToken,
+    ) -> Vec<Result<(), String>> {
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(CHECKS_IN_FLIGHT));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, (m, t)) in machines.iter().enumerate() {
+            let (m, t, slots) = ((*m).clone(), t.clone(), slots.clone());
+            let (login, checks) = (self.cfg.ssh.clone(), self.readiness.checks.clone());
+            tasks.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                (i, ready::check(&m, &t, &login, &checks).await)
+            });
+        }
+        let mut out: Vec<Result<(), String>> = machines
+            .iter()
+            .map(|_| Err("shutting down".into()))
+            .collect();
+        loop {
+            tokio::select! {
+                next = tasks.join_next() => match next {
+                    Some(Ok((i, r))) => out[i] = r,
+                    Some(Err(e)) => tracing::warn!(error = %e, "a readiness check ended abnormally"),
+                    None => break,
+                },
+                _ = shutdown.cancelled() => break,
             }
         }
-        if !names.is_empty() {
+        out
+    }
+
+    /// One run of an action for the ready machines it is for (`--limit`
+    /// all of them).
+    async fn run_action(&mut self, action: &str, ms: &[&Machine], snap: &Snapshot) {
+        let names: Vec<String> = ms.iter().map(|m| m.name.clone()).collect();
+        let Some(argv) = self.cfg.actions.get(action).cloned() else {
+            let reason = format!("the DB's policy asks for the action {action:?}, which the runner's [provision.actions] does not name");
+            for name in names {
+                let why = Why {
+                    reason: &reason,
+                    treatment: action,
+                    ..Why::default()
+                };
+                self.failed((false, name), ProvisionResult::Failed, why);
+            }
+            return;
+        };
+        let vars = Vars {
+            revision: self.revision.clone(),
+            hosts: names.join(","),
+            cluster: String::new(),
+            inventory: self.write_file("inventory.yaml", &inventory::static_yaml(snap)),
+        };
+        info!(action, hosts = %vars.hosts, revision = %vars.revision, "provisioning machines");
+        let o = run::run(&argv, &vars, self.cfg.timeout).await;
+        let result = if o.ok { "ok" } else { "failed" };
+        self.metrics.ran("machine", result, o.took.as_secs_f64());
+        for m in ms {
+            let why = Why {
+                reason: &o.reason,
+                tail: &o.tail,
+                treatment: action,
+            };
+            if o.ok {
+                self.settle(
+                    m,
+                    &Treatment::Action(action.to_string()),
+                    ProvisionResult::Ok,
+                    "",
+                );
+                self.set_tail(&m.name, &o.tail);
+            } else {
+                self.failed((false, m.name.clone()), ProvisionResult::Failed, why);
+            }
+        }
+    }
+
+    /// A machine done at this revision: applied, so it is no work until it
+    /// changes, with its status.
+    fn settle(&mut self, m: &Machine, t: &Treatment, result: ProvisionResult, reason: &str) {
+        let why = Why {
+            reason,
+            treatment: t.word(),
+            ..Why::default()
+        };
+        self.settled((false, m.name.clone()), result, why);
+        let sig = machine_signature(m);
+        if self.state.applied.machines.get(&m.name) != Some(&sig) {
+            self.state.applied.machines.insert(m.name.clone(), sig);
             self.save();
+        }
+    }
+
+    fn set_tail(&self, name: &str, tail: &str) {
+        if let Ok(mut s) = self.statuses.lock() {
+            if let Some(st) = s.get_mut(&(false, name.to_string())) {
+                st.output_tail = tail.to_string();
+            }
         }
     }
 
@@ -112,12 +216,12 @@ impl Runner {
                     o.took.as_secs_f64(),
                 );
                 if !o.ok {
-                    self.failed(
-                        (false, name.clone()),
-                        ProvisionResult::Failed,
-                        &o.reason,
-                        &o.tail,
-                    );
+                    let why = Why {
+                        reason: &o.reason,
+                        tail: &o.tail,
+                        ..Why::default()
+                    };
+                    self.failed((false, name.clone()), ProvisionResult::Failed, why);
                     continue;
                 }
             }
@@ -174,11 +278,16 @@ impl Runner {
                     o.took.as_secs_f64(),
                 );
                 self.metrics.cluster(name, o.ok, now_unix());
+                let why = Why {
+                    reason: &o.reason,
+                    tail: &o.tail,
+                    ..Why::default()
+                };
                 if !o.ok {
-                    self.failed(key, ProvisionResult::Failed, &o.reason, &o.tail);
+                    self.failed(key, ProvisionResult::Failed, why);
                     continue;
                 }
-                self.succeeded(key, &o.tail);
+                self.settled(key, ProvisionResult::Ok, Why { reason: "", ..why });
             }
             if let Some(sig) = sigs.get(name) {
                 self.state
@@ -212,12 +321,26 @@ impl Runner {
         path.display().to_string()
     }
 
-    pub(super) fn print_dry_run(&self, work: &Work) {
+    /// What a pass would do, by machine as the DB's policy says.
+    pub(super) fn print_dry_run(&self, work: &Work, machines: &[Machine]) {
         println!("revision {}:", self.revision);
-        if !work.machines.is_empty() {
+        let policy = self.policy();
+        let mut by_action: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for m in machines.iter().filter(|m| work.machines.contains(&m.name)) {
+            let t = policy.of(m);
+            match (t, m.ips.is_empty()) {
+                (_, true) => println!("  {}: no address, nothing to do", m.name),
+                (Treatment::None, _) => println!("  {}: left alone (policy: none)", m.name),
+                (Treatment::Readiness, _) => {
+                    println!("  {}: readiness checks only, never SSH'd", m.name)
+                }
+                (Treatment::Action(a), _) => by_action.entry(a).or_default().push(&m.name),
+            }
+        }
+        for (action, names) in by_action {
             let vars = Vars {
                 revision: self.revision.clone(),
-                hosts: work.machines.join(","),
+                hosts: names.join(","),
                 inventory: self
                     .cfg
                     .state_dir
@@ -226,10 +349,11 @@ impl Runner {
                     .to_string(),
                 ..Vars::default()
             };
+            let argv = self.cfg.actions.get(action).map_or(&[][..], Vec::as_slice);
             println!(
-                "  would check and provision {}: {}",
+                "  would check and provision {} (action {action}): {}",
                 vars.hosts,
-                shown(&self.cfg.machine_command, &vars)
+                shown(argv, &vars)
             );
         }
         for c in &work.clusters {
