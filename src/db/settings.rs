@@ -80,19 +80,6 @@ pub struct ScanSettings {
     pub rules: Vec<Rule>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct Rule {
-    pub guess: UseKind,
-    /// Matches when any of these ports is open.
-    pub any_port: Vec<u16>,
-    /// Matches when some open ports exist and all are among these.
-    pub only_ports: Vec<u16>,
-    /// Case-insensitive substring of the MAC vendor.
-    pub vendor: Option<String>,
-    /// Case-insensitive substring of the SSH banner.
-    pub banner: Option<String>,
-}
-
 pub const DEFAULT_PORTS: &[u16] = &[22, 80, 443, 631, 6443, 9100, 10250];
 pub const DEFAULT_DOWN_AFTER: u32 = 3;
 pub const DEFAULT_MISSING_AFTER: MissingAfter = MissingAfter::Down(Duration::from_secs(3600));
@@ -131,6 +118,8 @@ impl FileMissing {
     }
 }
 
+pub use super::rules::{default_rules, Rule};
+
 impl Default for ScanSettings {
     fn default() -> Self {
         ScanSettings {
@@ -141,41 +130,6 @@ impl Default for ScanSettings {
             rules: default_rules(),
         }
     }
-}
-
-/// Kubernetes ports mean a cluster node; printer-only ports mean a device;
-/// a Raspberry Pi is most likely headed for a cluster; a desktop SSH banner
-/// is a development box.
-pub fn default_rules() -> Vec<Rule> {
-    let rule = |guess| Rule {
-        guess,
-        any_port: vec![],
-        only_ports: vec![],
-        vendor: None,
-        banner: None,
-    };
-    vec![
-        Rule {
-            any_port: vec![6443, 10250],
-            ..rule(UseKind::Cluster)
-        },
-        Rule {
-            only_ports: vec![80, 443, 631, 9100],
-            ..rule(UseKind::Device)
-        },
-        Rule {
-            vendor: Some("raspberry pi".into()),
-            ..rule(UseKind::Cluster)
-        },
-        Rule {
-            banner: Some("ubuntu".into()),
-            ..rule(UseKind::Development)
-        },
-        Rule {
-            banner: Some("debian".into()),
-            ..rule(UseKind::Development)
-        },
-    ]
 }
 
 impl Settings {
@@ -268,7 +222,9 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
                         out.scan.rules = items
                             .iter()
                             .enumerate()
-                            .filter_map(|(i, n)| rule(n, &format!("scan.rules[{i}]"), problems))
+                            .filter_map(|(i, n)| {
+                                super::rules::parse(n, &format!("scan.rules[{i}]"), problems)
+                            })
                             .collect();
                     }
                     _ => problems.push(sf.problem(list, "rules", "expected a list")),
@@ -371,7 +327,7 @@ fn subnet(node: &yaml::Node, path: &str, problems: &mut Vec<Problem>) -> Option<
     })
 }
 
-fn ports(f: &Fields, key: &str, problems: &mut Vec<Problem>) -> Vec<u16> {
+pub(super) fn ports(f: &Fields, key: &str, problems: &mut Vec<Problem>) -> Vec<u16> {
     f.strs(key, problems)
         .into_iter()
         .filter_map(|n| {
@@ -474,36 +430,4 @@ pub fn check_http_path(path: &str) -> Result<(), &'static str> {
         return Err("holds a character a URL path may not (space, control, quote, ...)");
     }
     Ok(())
-}
-
-fn rule(node: &yaml::Node, path: &str, problems: &mut Vec<Problem>) -> Option<Rule> {
-    let f = Fields::of(
-        FILE,
-        node,
-        path,
-        &["guess", "any_port", "only_ports", "vendor", "banner"],
-        problems,
-    )?;
-    if f.get("guess").is_none() {
-        problems.push(f.problem(node, "guess", "required field is missing"));
-        return None;
-    }
-    let guess = f.choice("guess", USE_KINDS, problems)?;
-    let r = Rule {
-        guess,
-        any_port: ports(&f, "any_port", problems),
-        only_ports: ports(&f, "only_ports", problems),
-        vendor: f.str("vendor", problems).map(str::to_lowercase),
-        banner: f.str("banner", problems).map(str::to_lowercase),
-    };
-    if r.any_port.is_empty() && r.only_ports.is_empty() && r.vendor.is_none() && r.banner.is_none()
-    {
-        problems.push(f.problem(
-            node,
-            "",
-            "a rule needs at least one of any_port, only_ports, vendor, banner",
-        ));
-        return None;
-    }
-    Some(r)
 }
