@@ -46,8 +46,8 @@ pub struct RawConfig {
     pub db: RawDb,
     #[serde(default)]
     pub server: RawServer,
-    #[serde(default)]
-    pub scan: RawScan,
+    /// `None` when the file has no `[scan]` (an API replica).
+    pub scan: Option<RawScan>,
     pub github: Option<RawGithub>,
     pub provision: Option<RawProvision>,
 }
@@ -128,14 +128,14 @@ pub fn resolve(raw: RawConfig, env: &Env, flags: &Flags) -> Result<Config, Error
     let source = crate::sync::settings::source(&raw.db, env, &flags.db())?;
     let timing = crate::sync::settings::timing(&raw.db, env, &flags.db())?;
     let (grpc_listen, metrics_listen) = listen(&raw.server, env, flags)?;
-    let scan = crate::discover::settings::resolve(&raw.scan, env, &flags.scan())?;
+    let scan = crate::discover::settings::resolve(raw.scan.as_ref(), env, &flags.scan())?;
     let scanner = resolve_scanner(&raw.server, env, flags, scan.is_some())?;
     let github = match &raw.github {
         None => None,
         Some(_) if scan.is_none() => {
-            return Err(Error(
-                "[github] files issues found by sweeps; configure [scan] too".into(),
-            ))
+            return Err(Error(format!(
+                "github: [github] files what this process's sweeps find, and it sweeps nothing: add a [scan] section with subnets (or {ENV_SCAN_SUBNETS}, --scan), or move [github] to the scanner's configuration"
+            )))
         }
         Some(g) => Some(crate::github::settings::resolve(g, env, Some(&source))?),
     };
@@ -364,11 +364,31 @@ mod tests {
     }
 
     #[test]
+    fn a_scan_section_that_sweeps_nothing_is_an_error() {
+        let raw: RawConfig =
+            toml::from_str("[db]\nurl = \"file:///a\"\n[scan]\ninterval = \"1m\"\n").unwrap();
+        let e = resolve(raw, &HashMap::new(), &Flags::default()).unwrap_err();
+        assert!(
+            e.0.starts_with("scan: the [scan] section sweeps nothing"),
+            "{e}"
+        );
+        assert!(e.0.contains("db_subnets = true"), "{e}");
+        let raw: RawConfig =
+            toml::from_str("[db]\nurl = \"file:///a\"\n[scan]\ninterval = \"1m\"\n").unwrap();
+        let env = env(&[(ENV_SCAN_SUBNETS, "198.18.0.0/30")]);
+        assert!(resolve(raw, &env, &Flags::default())
+            .unwrap()
+            .scan
+            .is_some());
+    }
+
+    #[test]
     fn github_needs_scan_and_a_token() {
         let raw: RawConfig =
             toml::from_str("[db]\nurl = \"file:///a\"\n[github]\nrepo = \"a/b\"\n").unwrap();
         let e = resolve(raw, &HashMap::new(), &Flags::default()).unwrap_err();
-        assert!(e.0.contains("[scan]"), "{e}");
+        assert!(e.0.starts_with("github: "), "{e}");
+        assert!(e.0.contains("add a [scan] section with subnets"), "{e}");
         let raw: RawConfig = toml::from_str("[db]\nurl = \"file:///a\"\n[scan]\nsubnets = [\"198.18.0.0/30\"]\n[github]\nrepo = \"a/b\"\n").unwrap();
         let e = resolve(raw, &HashMap::new(), &Flags::default()).unwrap_err();
         assert!(e.0.contains(ENV_GITHUB_TOKEN), "{e}");

@@ -223,7 +223,8 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
                             .iter()
                             .enumerate()
                             .filter_map(|(i, n)| {
-                                super::rules::parse(n, &format!("scan.rules[{i}]"), problems)
+                                let path = format!("scan.rules[{i}]");
+                                super::rules::parse(n, &path, &out.subnets, problems)
                             })
                             .collect();
                     }

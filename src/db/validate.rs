@@ -49,6 +49,7 @@ pub fn validate_with(
     settings
         .provision
         .unknown_machines(&|n| names.contains(n), &mut problems);
+    joins(&entries, &settings, &mut problems);
     if !problems.is_empty() {
         problems.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
         problems.dedup();
@@ -108,6 +109,34 @@ fn load_parallel(files: &[&SourceFile]) -> Vec<(Vec<Entry>, Vec<Problem>)> {
             })
             .collect()
     })
+}
+
+/// A rule that joins new devices to a cluster must name one that exists
+/// (one with a control-plane node), or every entry it proposes would fail.
+fn joins(entries: &[Entry], settings: &Settings, problems: &mut Vec<Problem>) {
+    let with_control_plane: std::collections::HashSet<&str> = entries
+        .iter()
+        .filter_map(|e| match &e.machine.r#use {
+            Some(Use::Cluster(c)) if c.role == Role::ControlPlane as i32 => {
+                Some(c.cluster.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    for (i, r) in settings.scan.rules.iter().enumerate() {
+        let Some(j) = &r.join else { continue };
+        if !with_control_plane.contains(j.cluster.as_str()) {
+            problems.push(Problem::new(
+                settings::FILE,
+                j.at,
+                &format!("scan.rules[{i}].join.cluster"),
+                format!(
+                    "no cluster {:?} with a control-plane node in the database",
+                    j.cluster
+                ),
+            ));
+        }
+    }
 }
 
 /// Each duplicated value is one problem naming every place it occurs.

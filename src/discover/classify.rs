@@ -46,25 +46,20 @@ pub fn ssh_port(m: &Machine) -> u16 {
         .unwrap_or(22)
 }
 
-/// The first rule whose every given condition holds.
+/// What the rules see of an observation.
+pub fn seen(o: &Observation) -> crate::db::rules::Seen<'_> {
+    crate::db::rules::Seen {
+        ip: o.ip,
+        mac: o.mac,
+        vendor: &o.vendor,
+        banner: &o.ssh_banner,
+        open_ports: &o.open_ports,
+    }
+}
+
+/// The use of the first rule whose every given condition holds.
 pub fn guess_use(o: &Observation, rules: &[Rule]) -> UseKind {
-    let vendor = o.vendor.to_lowercase();
-    let banner = o.ssh_banner.to_lowercase();
-    rules
-        .iter()
-        .find(|r| {
-            (r.any_port.is_empty() || r.any_port.iter().any(|p| o.open_ports.contains(p)))
-                && (r.only_ports.is_empty()
-                    || (!o.open_ports.is_empty()
-                        && o.open_ports.iter().all(|p| r.only_ports.contains(p))))
-                && r.vendor
-                    .as_ref()
-                    .is_none_or(|v| vendor.contains(v.as_str()))
-                && r.banner
-                    .as_ref()
-                    .is_none_or(|b| banner.contains(b.as_str()))
-        })
-        .map_or(UseKind::Unspecified, |r| r.guess)
+    crate::db::rules::first_match(rules, &seen(o)).map_or(UseKind::Unspecified, |r| r.guess)
 }
 
 /// What a sweep saw of a host, before any comparison with the database.

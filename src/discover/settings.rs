@@ -64,12 +64,17 @@ pub fn scan_timeout(text: &str) -> Result<Option<std::time::Duration>, String> {
     Ok(Some(d))
 }
 
+/// `[scan]` as given (`None`: the file has no such section) < env < flags;
+/// `None` when nothing is to be swept. A `[scan]` section that would sweep
+/// nothing is an error, not a silent scanner that never sends a probe.
 pub fn resolve(
-    raw: &RawScan,
+    given: Option<&RawScan>,
     env: &Env,
     flags: &ScanFlags,
 ) -> Result<Option<crate::discover::sweep::Config>, Error> {
     use crate::discover::scan;
+    let empty = RawScan::default();
+    let raw = given.unwrap_or(&empty);
     let mut texts: Vec<String> = raw.subnets.clone();
     if let Some(v) = env.get(ENV_SCAN_SUBNETS) {
         texts.extend(
@@ -89,6 +94,11 @@ pub fn resolve(
         subnets.push(net);
     }
     if subnets.is_empty() && !raw.db_subnets {
+        if given.is_some() {
+            return Err(Error(format!(
+                "scan: the [scan] section sweeps nothing; give subnets = [\"198.18.0.0/24\"] (or {ENV_SCAN_SUBNETS}, --scan), or db_subnets = true to sweep mdb.yaml's subnets marked scan: true"
+            )));
+        }
         return Ok(None);
     }
     if !subnets.is_empty() {

@@ -172,11 +172,15 @@ impl Enroller {
         }
     }
 
-    /// Whether a new host is one to enrol.
+    /// Whether a new host is one to enrol: one with a stable MAC, or none
+    /// at all (seen across a router, by ICMP): that one is enrolled by its
+    /// address, which is its fingerprint. A random MAC only when configured.
     fn wanted(&self, h: &DiscoveredHost) -> bool {
-        HostState::try_from(h.state) == Ok(HostState::New)
-            && files_issue(h, None)
-            && (self.cfg.random_macs || h.mac.parse::<Mac>().is_ok_and(|m| !m.is_local()))
+        let mac_ok = match h.mac.parse::<Mac>() {
+            Ok(m) => !m.is_local() || self.cfg.random_macs,
+            Err(_) => h.mac.is_empty(),
+        };
+        HostState::try_from(h.state) == Ok(HostState::New) && files_issue(h, None) && mac_ok
     }
 
     /// One pass: move open pull requests onto the DB branch, clean up after

@@ -9,8 +9,8 @@ use crate::{
     export::ipam,
     net::Mac,
     proto::{
-        machine::Use, DevelopmentKind, DevelopmentUse, DeviceUse, DiscoverUse, DiscoveredHost,
-        GamesUse, Machine,
+        machine::Use, ClusterUse, DevelopmentKind, DevelopmentUse, DeviceUse, DiscoverUse,
+        DiscoveredHost, GamesUse, Machine, Ssh,
     },
 };
 
@@ -26,6 +26,9 @@ pub struct Entry {
     /// Left out for a locally administered (often random) MAC.
     pub mac: Option<Mac>,
     pub r#use: Use,
+    /// How the provisioner reaches it: for a cluster node, what the
+    /// cluster's nodes use.
+    pub ssh: Option<Ssh>,
     /// The subnet of `mdb.yaml` the address lies in.
     pub subnet: Option<String>,
     pub notes: String,
@@ -91,11 +94,15 @@ impl Entry {
                 None => seen_at,
             },
         };
-        let (r#use, guess_note) = use_of(h);
+        let (r#use, guess_note) = use_of(h, snap);
         Ok(Entry {
             name: unique_name(&base_name(h, mac, seen_at), snap, held)?,
             ip,
             mac,
+            ssh: match &r#use {
+                Use::Cluster(c) => cluster_ssh(snap, &c.cluster),
+                _ => None,
+            },
             r#use,
             subnet: subnet.map(|s| s.name.clone()),
             notes: notes(h, seen_at, ip, guess_note),
@@ -119,6 +126,7 @@ impl Entry {
             ips: vec![self.ip.to_string()],
             mac: self.mac.map(|m| m.to_string()).unwrap_or_default(),
             r#use: Some(self.r#use.clone()),
+            ssh: self.ssh.clone(),
             labels,
             notes: self.notes.clone(),
             ..Default::default()
@@ -230,13 +238,40 @@ fn unique_name(base: &str, snap: &Snapshot, held: &Held) -> Result<String, Error
         .ok_or(Error::NoName(base))
 }
 
-/// The `use:` value, and a note when the guess could not be used as is: a
-/// cluster guess names no cluster, so it is proposed as `discover`.
-fn use_of(h: &DiscoveredHost) -> (Use, Option<String>) {
+/// The `use:` value, and a note: a rule of `scan.rules` that joins a
+/// cluster makes the device a node of it; a cluster guess without one
+/// names no cluster, so it is proposed as `discover`, with a note.
+fn use_of(h: &DiscoveredHost, snap: &Snapshot) -> (Use, Option<String>) {
+    let ports: Vec<u16> = h
+        .open_ports
+        .iter()
+        .filter_map(|p| u16::try_from(*p).ok())
+        .collect();
+    let seen = db::rules::Seen {
+        ip: h.ip.parse().ok(),
+        mac: h.mac.parse().ok(),
+        vendor: &h.vendor,
+        banner: &h.ssh_banner,
+        open_ports: &ports,
+    };
+    if let Some(j) =
+        db::rules::first_match(&snap.settings.scan.rules, &seen).and_then(|r| r.join.as_ref())
+    {
+        let use_ = Use::Cluster(ClusterUse {
+            cluster: j.cluster.clone(),
+            role: j.role as i32,
+        });
+        let note = format!(
+            "joins cluster {} as a {} (scan.rules)",
+            j.cluster,
+            db::words::role_name(j.role as i32)
+        );
+        return (use_, Some(note));
+    }
     match db::kind_name(h.guessed_use) {
         "cluster" => (
             Use::Discover(DiscoverUse {}),
-            Some("looks like a cluster node; to add it to one, set use: {cluster: {name: NAME, role: worker}}".into()),
+            Some("looks like a cluster node; to add it to one, set use: {cluster: {name: NAME, role: worker}}, or add a join rule to scan.rules".into()),
         ),
         "development" => (
             Use::Development(DevelopmentUse {
@@ -260,6 +295,22 @@ fn use_of(h: &DiscoveredHost) -> (Use, Option<String>) {
         }
         _ => (Use::Discover(DiscoverUse {}), None),
     }
+}
+
+/// The SSH user and port most of a cluster's nodes use, if they name one:
+/// a new node is reached like its peers.
+fn cluster_ssh(snap: &Snapshot, cluster: &str) -> Option<Ssh> {
+    let (cp, workers) = snap.cluster(cluster)?;
+    let mut count: std::collections::BTreeMap<(String, u32), usize> = Default::default();
+    for s in cp
+        .iter()
+        .chain(workers.iter())
+        .filter_map(|m| m.ssh.as_ref())
+    {
+        *count.entry((s.user.clone(), s.port)).or_default() += 1;
+    }
+    let ((user, port), _) = count.into_iter().max_by_key(|(_, n)| *n)?;
+    Some(Ssh { user, port })
 }
 
 fn notes(h: &DiscoveredHost, seen_at: IpAddr, ip: IpAddr, guess: Option<String>) -> String {
@@ -441,6 +492,68 @@ mod tests {
         assert_eq!(e.mac, None);
         assert_eq!(e.name, "host-198-18-10-233");
         e.check(&files()).unwrap();
+    }
+
+    #[test]
+    fn a_join_rule_proposes_a_worker_reached_like_its_peers() {
+        let rules = format!(
+            "{MDB_YAML}scan:\n  rules:\n    - {{ vendor: raspberry pi, subnet: lab, join: {{ cluster: alpha }} }}\n"
+        );
+        let cp = "machines:\n  - name: cp\n    ip: 198.18.10.10\n    mac: dc:a6:32:00:00:01\n    use: { cluster: { name: alpha, role: control-plane } }\n    ssh: { user: pi, port: 2222 }\n";
+        let files = vec![
+            SourceFile {
+                path: "mdb.yaml".into(),
+                text: rules,
+            },
+            SourceFile {
+                path: "machines/cp.yaml".into(),
+                text: cp.into(),
+            },
+        ];
+        let snap = db::validate(&files, "base").unwrap_or_else(|r| panic!("{r}"));
+        let e = Entry::for_host(
+            &pi("198.18.10.230", "dc:a6:32:00:00:60"),
+            &snap,
+            &Held::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            e.r#use,
+            Use::Cluster(ClusterUse {
+                cluster: "alpha".into(),
+                role: crate::proto::Role::Worker as i32
+            })
+        );
+        assert_eq!(
+            e.ssh,
+            Some(Ssh {
+                user: "pi".into(),
+                port: 2222
+            })
+        );
+        assert!(
+            e.notes.contains("joins cluster alpha as a worker"),
+            "{}",
+            e.notes
+        );
+        e.check(&files)
+            .unwrap_or_else(|r| panic!("{r}\n{}", e.yaml()));
+        let bad = files[0].text.replace("cluster: alpha", "cluster: gamma");
+        let report = db::validate(
+            &[
+                SourceFile {
+                    path: "mdb.yaml".into(),
+                    text: bad,
+                },
+                files[1].clone(),
+            ],
+            "x",
+        )
+        .unwrap_err();
+        assert!(
+            report.to_string().contains("no cluster \"gamma\""),
+            "{report}"
+        );
     }
 
     #[test]
