@@ -1,0 +1,272 @@
+//! The machine pages: `/machines` (filter, search, sort), `/machines/NAME`
+//! (every field, where it is defined, what the sweeps and the runner say),
+//! and `/clusters`.
+
+use super::*;
+use hosts::{hosts_table, short};
+
+/// The machines a page's filters and search keep, sorted as asked.
+pub fn filter_machines<'a>(snap: &'a Snapshot, q: &HashMap<String, String>) -> Vec<&'a Machine> {
+    let get = |k: &str| q.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
+    let search = get("q").map(str::to_lowercase);
+    let mut out: Vec<&Machine> = snap
+        .machines
+        .iter()
+        .filter(|m| get("use").is_none_or(|u| crate::db::use_name(m.r#use.as_ref()) == u))
+        .filter(|m| get("cluster").is_none_or(|c| matches!(&m.r#use, Some(crate::proto::machine::Use::Cluster(x)) if x.cluster == c)))
+        .filter(|m| get("provisioner").is_none_or(|p| provisioner_name(m) == p))
+        .filter(|m| {
+            get("label").is_none_or(|l| match l.split_once('=') {
+                Some((k, v)) => m.labels.get(k).is_some_and(|x| x == v),
+                None => m.labels.contains_key(l),
+            })
+        })
+        .filter(|m| {
+            search.as_deref().is_none_or(|s| {
+                m.name.contains(s) || m.ips.iter().any(|i| i.contains(s)) || m.mac.contains(s)
+            })
+        })
+        .collect();
+    match get("sort") {
+        Some("ip") => out.sort_by_key(|m| {
+            m.ips
+                .first()
+                .and_then(|i| i.parse::<std::net::IpAddr>().ok())
+        }),
+        Some("use") => out.sort_by_key(|m| (crate::db::use_name(m.r#use.as_ref()), m.name.clone())),
+        _ => {}
+    }
+    out
+}
+
+pub(super) async fn machines(State(w): State<Web>, q: Params) -> Response {
+    let Some(snap) = w.store.snapshot() else {
+        return not_loaded();
+    };
+    let list = filter_machines(&snap, &q);
+    if wants_json(&q) {
+        return json_response(
+            json!({ "revision": snap.revision, "machines": list.iter().map(|m| machine_json(m)).collect::<Vec<_>>() }),
+        );
+    }
+    page("Machines", "Machines", machines_body(&snap, &list, &q))
+}
+
+/// The machines page's content (also what the benchmark renders).
+pub fn machines_body(snap: &Snapshot, list: &[&Machine], q: &HashMap<String, String>) -> Markup {
+    let val = |k: &str| q.get(k).cloned().unwrap_or_default();
+    let link = |sort: &str| {
+        let mut p: Vec<(String, String)> = q
+            .iter()
+            .filter(|(k, _)| *k != "sort")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        p.push(("sort".into(), sort.into()));
+        p.sort();
+        let qs: Vec<String> = p
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect();
+        format!("/machines?{}", qs.join("&"))
+    };
+    html! {
+        h1 { "Machines" }
+        form method="get" action="/machines" class="filters" {
+            label { "search " input type="search" name="q" value=(val("q")) placeholder="name, IP or MAC"; }
+            label { "use "
+                select name="use" {
+                    option value="" { "any" }
+                    @for u in USE_NAMES { option value=(u) selected[val("use") == *u] { (u) } }
+                }
+            }
+            label { "cluster "
+                select name="cluster" {
+                    option value="" { "any" }
+                    @for c in snap.cluster_names() { option value=(c) selected[val("cluster") == c] { (c) } }
+                }
+            }
+            label { "provisioner "
+                select name="provisioner" {
+                    option value="" { "any" }
+                    @for p in ["primary", "secondary"] { option value=(p) selected[val("provisioner") == p] { (p) } }
+                }
+            }
+            label { "label " input type="text" name="label" value=(val("label")) placeholder="key=value"; }
+            button type="submit" { "Filter" }
+        }
+        p class="count" { (list.len()) " of " (snap.machines.len()) " machines" }
+        table id="machines" {
+            thead { tr {
+                th { a href=(link("name")) { "name" } }
+                th { a href=(link("ip")) { "IP" } }
+                th { "MAC" }
+                th { a href=(link("use")) { "use" } }
+                th { "provisioner" }
+            } }
+            tbody {
+                @for m in list {
+                    tr {
+                        td { a href=(format!("/machines/{}", m.name)) { (m.name) } }
+                        td { (m.ips.join(", ")) }
+                        td { code { (m.mac) } }
+                        td { (use_detail(m)) }
+                        td { (provisioner_name(m)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(super) async fn machine(State(w): State<Web>, Path(name): Path<String>, q: Params) -> Response {
+    let Some(snap) = w.store.snapshot() else {
+        return not_loaded();
+    };
+    let Some(m) = snap.by_name(&name) else {
+        return not_found("Machines", "No machine", &name);
+    };
+    let disc = w.store.discovery();
+    let seen: Vec<&DiscoveredHost> = disc
+        .hosts
+        .iter()
+        .filter(|h| {
+            h.machine == m.name || (!m.mac.is_empty() && h.mac == m.mac) || m.ips.contains(&h.ip)
+        })
+        .collect();
+    if wants_json(&q) {
+        return json_response(
+            json!({ "machine": machine_json(m), "discovered": seen.iter().map(|h| host_json(h)).collect::<Vec<_>>() }),
+        );
+    }
+    let provisioning = provision_status(w.runner.as_deref(), &m.name).await;
+    let source = source_link(w.repo_web.as_deref(), &snap.revision, &m.source);
+    let issues = w
+        .repo_web
+        .as_ref()
+        .map(|r| format!("{r}/issues?q=is%3Aissue+{}", enc(&m.name)));
+    let pulls = w
+        .repo_web
+        .as_ref()
+        .map(|r| format!("{r}/pulls?q=is%3Apr+{}", enc(&m.name)));
+    page(
+        &m.name,
+        "Machines",
+        html! {
+            h1 { (m.name) }
+            dl {
+                dt { "addresses" } dd { (m.ips.join(", ")) }
+                dt { "MAC" } dd { code { (m.mac) } }
+                dt { "hostname" } dd { (m.hostname) }
+                dt { "use" } dd { (use_detail(m)) }
+                dt { "provisioner" } dd { (provisioner_name(m)) }
+                dt { "SSH" } dd { @if let Some(s) = &m.ssh { (s.user) "@ port " (if s.port == 0 { 22 } else { s.port }) } }
+                dt { "labels" } dd { @for (k, v) in sorted_labels(m) { span class="label" { (k) "=" (v) } " " } }
+                dt { "notes" } dd class="notes" { (m.notes) }
+                dt { "defined in" } dd {
+                    @match &source { Some(url) => a href=(url) { (m.source) }, None => code { (m.source) } }
+                }
+                dt { "provisioning" } dd {
+                @match &provisioning {
+                    Some((result, revision, reason)) => {
+                        span class=(format!("state {}", result.replace(' ', "-"))) { (result) }
+                        @if !revision.is_empty() { " (applied revision " code { (short(revision)) } ")" }
+                        @if !reason.is_empty() { br; (reason) }
+                    },
+                    None => "unknown (no provisioning runner configured or reachable)",
+                }
+            }
+                @if let Some(url) = &issues { dt { "GitHub" } dd { a href=(url) { "issues" } " · " @if let Some(p) = &pulls { a href=(p) { "pull requests" } } } }
+            }
+            h2 { "Seen on the network" }
+            @if seen.is_empty() { p { "Not seen by the last sweeps." } } @else { (hosts_table(&seen)) }
+        },
+    )
+}
+
+/// A machine's provisioning status from the runner: result, applied
+/// revision, reason. Bounded: the page never waits long for it.
+async fn provision_status(runner: Option<&str>, name: &str) -> Option<(String, String, String)> {
+    use crate::proto::{provisioning_client::ProvisioningClient, ListProvisionStatusRequest};
+    let addr = runner?;
+    let ask = async {
+        let channel = crate::dial::channel(addr, None).await.ok()?.ok()?;
+        let mut c = ProvisioningClient::new(channel);
+        let list = c
+            .list_status(ListProvisionStatusRequest {})
+            .await
+            .ok()?
+            .into_inner();
+        list.statuses
+            .into_iter()
+            .find(|s| !s.cluster && s.target == name)
+    };
+    let s = tokio::time::timeout(std::time::Duration::from_secs(1), ask)
+        .await
+        .ok()??;
+    let result = crate::db::words::provision_result_name(s.result);
+    Some((result.to_string(), s.applied_revision, s.reason))
+}
+
+fn sorted_labels(m: &Machine) -> Vec<(&String, &String)> {
+    let mut v: Vec<(&String, &String)> = m.labels.iter().collect();
+    v.sort();
+    v
+}
+
+/// A link to `file:line` in the DB repository's web UI, at `revision`.
+pub fn source_link(repo_web: Option<&str>, revision: &str, source: &str) -> Option<String> {
+    let (file, line) = source.rsplit_once(':')?;
+    let line: u32 = line.parse().ok()?;
+    Some(format!("{}/blob/{revision}/{file}#L{line}", repo_web?))
+}
+
+pub(super) fn cluster_json(snap: &Snapshot, name: &str) -> Value {
+    let (cp, w) = snap.cluster(name).unwrap_or_default();
+    json!({ "name": name, "control_plane": cp.iter().map(|m| &m.name).collect::<Vec<_>>(), "workers": w.iter().map(|m| &m.name).collect::<Vec<_>>() })
+}
+
+pub(super) async fn clusters(State(w): State<Web>, q: Params) -> Response {
+    let Some(snap) = w.store.snapshot() else {
+        return not_loaded();
+    };
+    if wants_json(&q) {
+        return json_response(
+            json!({ "clusters": snap.cluster_names().map(|c| cluster_json(&snap, c)).collect::<Vec<_>>() }),
+        );
+    }
+    let disc = w.store.discovery();
+    let state_of = |m: &Machine| {
+        disc.hosts
+            .iter()
+            .find(|h| h.machine == m.name)
+            .map_or("not seen", |h| state_name(h.state))
+    };
+    page(
+        "Clusters",
+        "Clusters",
+        html! {
+            h1 { "Clusters" }
+            @for c in snap.cluster_names() {
+                @if let Some((cp, wk)) = snap.cluster(c) {
+                    section class="cluster" {
+                        h2 { (c) }
+                        table {
+                            thead { tr { th { "node" } th { "role" } th { "address" } th { "seen as" } } }
+                            tbody {
+                                @for m in cp.iter().chain(wk.iter()) {
+                                    @let role = match &m.r#use { Some(crate::proto::machine::Use::Cluster(u)) => role_name(u.role), _ => "" };
+                                    tr {
+                                        td { a href=(format!("/machines/{}", m.name)) { (m.name) } }
+                                        td { (role) }
+                                        td { (m.ips.join(", ")) }
+                                        td class=(format!("state {}", state_of(m).replace(' ', "-"))) { (state_of(m)) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
