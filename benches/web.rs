@@ -46,7 +46,13 @@ fn main() {
         for _ in 0..200 {
             let t = Instant::now();
             let list = mdb::serve::web::filter_machines(&snap, &query);
-            let html = mdb::serve::web::machines_body(&snap, &list, &query).into_string();
+            let html = mdb::serve::web::machines_body(
+                &snap,
+                &list,
+                &query,
+                &mdb::serve::web::Around::default(),
+            )
+            .into_string();
             times.push(t.elapsed());
             bytes = html.len();
         }

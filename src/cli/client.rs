@@ -155,7 +155,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 pub fn machines_table(ms: &[Machine]) -> String {
-    machines_table_with(ms, None)
+    machines_table_with(ms, None, None)
 }
 
 pub async fn get(client: &mut MachineDbClient<Channel>, key: &str) -> Result<Machine, Error> {
@@ -366,6 +366,7 @@ pub fn with_status(
     if let Some(s) = statuses.and_then(|s| s.get(name)) {
         v["provisioning"] = json!({
             "result": result_word(s.result),
+            "treatment": s.treatment,
             "applied_revision": s.applied_revision,
             "at_unix": s.at_unix,
             "reason": s.reason,
@@ -374,11 +375,27 @@ pub fn with_status(
     v
 }
 
-/// The machines table, with a PROVISIONING column when statuses are given.
+/// A machine's JSON with what the sweeps say of it, when they saw it.
+pub fn with_presence(mut v: Value, seen: &[crate::proto::DiscoveredHost], name: &str) -> Value {
+    if let Some(h) = crate::export::view::sweeps_of(seen, name) {
+        v["presence"] = json!({
+            "presence": crate::db::words::presence_name(h.presence),
+            "since_unix": h.presence_since_unix,
+            "ip": h.ip,
+            "state": crate::db::words::state_name(h.state),
+        });
+    }
+    v
+}
+
+/// The machines table; a PRESENCE column when the server's sweeps are
+/// given, a PROVISIONING column when a runner's statuses are.
 pub fn machines_table_with(
     ms: &[Machine],
+    seen: Option<&[crate::proto::DiscoveredHost]>,
     statuses: Option<&std::collections::HashMap<String, crate::proto::ProvisionStatus>>,
 ) -> String {
+    use crate::export::view::{presence_text, provisioning_text, sweeps_of};
     let rows: Vec<Vec<String>> = ms
         .iter()
         .map(|m| {
@@ -389,17 +406,19 @@ pub fn machines_table_with(
                 use_detail(m),
                 provisioner_name(m).to_string(),
             ];
+            if let Some(hosts) = seen {
+                row.push(presence_text(sweeps_of(hosts, &m.name)));
+            }
             if let Some(st) = statuses {
-                row.push(
-                    st.get(&m.name)
-                        .map_or("-", |s| result_word(s.result))
-                        .to_string(),
-                );
+                row.push(provisioning_text(st.get(&m.name)));
             }
             row
         })
         .collect();
     let mut header = vec!["NAME", "IP", "MAC", "USE", "PROVISIONER"];
+    if seen.is_some() {
+        header.push("PRESENCE");
+    }
     if statuses.is_some() {
         header.push("PROVISIONING");
     }

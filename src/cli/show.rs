@@ -31,14 +31,28 @@ pub async fn list(a: cli::ListArgs) -> anyhow::Result<()> {
         Some(r) => Some(client::provision_statuses(r).await?),
         None => None,
     };
+    // What the server's sweeps say, when it has any (a replica or scanner).
+    let seen = c
+        .list_discovered(crate::proto::ListDiscoveredRequest::default())
+        .await
+        .ok()
+        .map(|r| r.into_inner())
+        .filter(|r| r.as_of_unix > 0)
+        .map(|r| r.hosts);
     if a.json {
         let v: Vec<_> = ms
             .iter()
-            .map(|m| client::with_status(client::machine_json(m), statuses.as_ref(), &m.name))
+            .map(|m| {
+                let v = client::with_status(client::machine_json(m), statuses.as_ref(), &m.name);
+                client::with_presence(v, seen.as_deref().unwrap_or_default(), &m.name)
+            })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", client::machines_table_with(&ms, statuses.as_ref()));
+        print!(
+            "{}",
+            client::machines_table_with(&ms, seen.as_deref(), statuses.as_ref())
+        );
     }
     Ok(())
 }

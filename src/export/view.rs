@@ -8,7 +8,7 @@ use crate::{
         self,
         words::{development_kind_name, presence_name, provisioner_name, role_name, state_name},
     },
-    proto::{machine::Use, DiscoveredHost, HostHistory, Machine},
+    proto::{machine::Use, DiscoveredHost, HostHistory, Machine, ProvisionResult, ProvisionStatus},
 };
 
 /// The use in a few words: "cluster alpha (worker)", "device: receipt printer".
@@ -47,6 +47,53 @@ pub fn machine_json(m: &Machine) -> Value {
     })
 }
 
+/// What the sweeps say of a database machine: its own record (the one the
+/// history keeps under its name), if the sweeps have one.
+pub fn sweeps_of<'a>(hosts: &'a [DiscoveredHost], machine: &str) -> Option<&'a DiscoveredHost> {
+    hosts
+        .iter()
+        .find(|h| h.key.strip_prefix("machine:") == Some(machine))
+}
+
+/// Presence in a few words: "up for 2 h", "down for 3 days", "up", or "-" when the
+/// sweeps have not seen it.
+pub fn presence_text(h: Option<&DiscoveredHost>) -> String {
+    let Some(h) = h else {
+        return "-".into();
+    };
+    let word = presence_name(h.presence);
+    if h.presence_since_unix == 0 {
+        return word.to_string();
+    }
+    let since = crate::db::store::ago(h.presence_since_unix);
+    format!("{word} for {}", since.trim_end_matches(" ago"))
+}
+
+/// A machine's provisioning in a few words: "ok @abc123def456", "ready",
+/// "skipped", or what is wrong ("not ready: ssh …", cut at 60 characters).
+pub fn provisioning_text(s: Option<&ProvisionStatus>) -> String {
+    let Some(s) = s else {
+        return "-".into();
+    };
+    let word = crate::db::words::provision_result_name(s.result);
+    match ProvisionResult::try_from(s.result) {
+        Ok(ProvisionResult::Ok) => {
+            let rev: String = s.applied_revision.chars().take(12).collect();
+            format!("{word} @{rev}")
+        }
+        _ if s.reason.is_empty() => word.to_string(),
+        _ => {
+            let reason: String = s.reason.chars().take(60).collect();
+            let cut = if s.reason.chars().count() > 60 {
+                "…"
+            } else {
+                ""
+            };
+            format!("{word}: {reason}{cut}")
+        }
+    }
+}
+
 /// A discovered host as JSON, as `mdb discovered --json` and the page give it.
 pub fn host_json(h: &DiscoveredHost) -> Value {
     json!({
@@ -68,6 +115,7 @@ pub fn host_json(h: &DiscoveredHost) -> Value {
         "seen_by": h.seen_by,
         "other_macs": h.other_macs,
         "presence": presence_name(h.presence),
+        "presence_since_unix": h.presence_since_unix,
         "missed_sweeps": h.missed_sweeps,
         "uptime_24h": h.uptime_24h,
         "uptime_7d": h.uptime_7d,

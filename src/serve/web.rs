@@ -27,7 +27,7 @@ mod machines;
 
 use hosts::{discovered, discovered_host, overview};
 use machines::{clusters, machine, machines};
-pub use machines::{filter_machines, machines_body, source_link};
+pub use machines::{filter_machines, machines_body, source_link, Around};
 
 use crate::{
     db::{
@@ -258,7 +258,7 @@ mod tests {
         )
         .unwrap();
         let list: Vec<&Machine> = snap.machines.iter().collect();
-        let html = machines_body(&snap, &list, &HashMap::new()).into_string();
+        let html = machines_body(&snap, &list, &HashMap::new(), &Around::default()).into_string();
         assert!(!html.contains("<script>"), "{html}");
     }
 }

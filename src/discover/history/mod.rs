@@ -182,8 +182,10 @@ impl History {
         } else {
             prev.state_since_unix
         };
+        h.presence_since_unix = prev.presence_since_unix;
         if prev.presence != Presence::Up as i32 {
-            out.transitions.push(transition(rec, &h, Presence::Up, now));
+            out.transitions
+                .push(transition(rec, &mut h, Presence::Up, now));
         }
         note_address(rec, &h.mac, &h.ip, now);
         count_hour(rec, now, true);
@@ -263,7 +265,7 @@ fn missed(key: &str, rec: &mut HostHistory, rules: &Rules, now: i64, out: &mut F
         h.presence = Presence::Down as i32;
         h.state_since_unix = now;
         out.transitions
-            .push(transition(rec, &h, Presence::Down, now));
+            .push(transition(rec, &mut h, Presence::Down, now));
         changed = true;
     }
     if machine_key(key).is_some() {
@@ -302,10 +304,11 @@ fn judge_missing(h: &mut DiscoveredHost, rec: &HostHistory, rules: &Rules, now: 
 
 fn transition(
     rec: &mut HostHistory,
-    h: &DiscoveredHost,
+    h: &mut DiscoveredHost,
     to: Presence,
     now: i64,
 ) -> PresenceTransition {
+    h.presence_since_unix = now;
     let t = PresenceTransition {
         key: h.key.clone(),
         presence: to as i32,

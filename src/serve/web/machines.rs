@@ -3,6 +3,10 @@
 //! and `/clusters`.
 
 use super::*;
+use crate::{
+    export::view::{presence_text, provisioning_text, sweeps_of},
+    proto::ProvisionStatus,
+};
 use hosts::{hosts_table, short};
 
 /// The machines a page's filters and search keep, sorted as asked.
@@ -39,21 +43,72 @@ pub fn filter_machines<'a>(snap: &'a Snapshot, q: &HashMap<String, String>) -> V
     out
 }
 
+/// What the page shows beside the database: what the sweeps saw, and the
+/// runner's statuses (when `[server] runner` names one that answers).
+#[derive(Default)]
+pub struct Around {
+    pub seen: Vec<DiscoveredHost>,
+    pub statuses: Option<HashMap<String, ProvisionStatus>>,
+}
+
+impl Around {
+    async fn of(w: &Web) -> Around {
+        let statuses = runner_statuses(w.runner.as_deref()).await.map(|all| {
+            all.into_iter()
+                .filter(|s| !s.cluster)
+                .map(|s| (s.target.clone(), s))
+                .collect()
+        });
+        Around {
+            seen: w.store.discovery().hosts.clone(),
+            statuses,
+        }
+    }
+
+    fn status(&self, name: &str) -> Option<&ProvisionStatus> {
+        self.statuses.as_ref().and_then(|s| s.get(name))
+    }
+}
+
 pub(super) async fn machines(State(w): State<Web>, q: Params) -> Response {
     let Some(snap) = w.store.snapshot() else {
         return not_loaded();
     };
     let list = filter_machines(&snap, &q);
+    let around = Around::of(&w).await;
     if wants_json(&q) {
+        let json_of = |m: &&Machine| {
+            let mut v = machine_json(m);
+            if let Some(h) = sweeps_of(&around.seen, &m.name) {
+                v["presence"] = json!({ "presence": presence_name(h.presence), "since_unix": h.presence_since_unix });
+            }
+            if let Some(s) = around.status(&m.name) {
+                v["provisioning"] = json!({
+                    "result": crate::db::words::provision_result_name(s.result),
+                    "applied_revision": s.applied_revision,
+                    "reason": s.reason,
+                });
+            }
+            v
+        };
         return json_response(
-            json!({ "revision": snap.revision, "machines": list.iter().map(|m| machine_json(m)).collect::<Vec<_>>() }),
+            json!({ "revision": snap.revision, "machines": list.iter().map(json_of).collect::<Vec<_>>() }),
         );
     }
-    page("Machines", "Machines", machines_body(&snap, &list, &q))
+    page(
+        "Machines",
+        "Machines",
+        machines_body(&snap, &list, &q, &around),
+    )
 }
 
 /// The machines page's content (also what the benchmark renders).
-pub fn machines_body(snap: &Snapshot, list: &[&Machine], q: &HashMap<String, String>) -> Markup {
+pub fn machines_body(
+    snap: &Snapshot,
+    list: &[&Machine],
+    q: &HashMap<String, String>,
+    around: &Around,
+) -> Markup {
     let val = |k: &str| q.get(k).cloned().unwrap_or_default();
     let link = |sort: &str| {
         let mut p: Vec<(String, String)> = q
@@ -102,15 +157,20 @@ pub fn machines_body(snap: &Snapshot, list: &[&Machine], q: &HashMap<String, Str
                 th { "MAC" }
                 th { a href=(link("use")) { "use" } }
                 th { "provisioner" }
+                th { "presence" }
+                @if around.statuses.is_some() { th { "provisioning" } }
             } }
             tbody {
                 @for m in list {
+                    @let seen = sweeps_of(&around.seen, &m.name);
                     tr {
                         td { a href=(format!("/machines/{}", m.name)) { (m.name) } }
                         td { (m.ips.join(", ")) }
                         td { code { (m.mac) } }
                         td { (use_detail(m)) }
                         td { (provisioner_name(m)) }
+                        td class=(seen.map_or("", |h| presence_name(h.presence))) { (presence_text(seen)) }
+                        @if around.statuses.is_some() { td { (provisioning_text(around.status(&m.name))) } }
                     }
                 }
             }
@@ -183,9 +243,9 @@ pub(super) async fn machine(State(w): State<Web>, Path(name): Path<String>, q: P
     )
 }
 
-/// A machine's provisioning status from the runner: result, applied
-/// revision, reason. Bounded: the page never waits long for it.
-async fn provision_status(runner: Option<&str>, name: &str) -> Option<(String, String, String)> {
+/// Every status the runner serves. Bounded: the page never waits long for
+/// it, and a runner that does not answer is no status at all.
+async fn runner_statuses(runner: Option<&str>) -> Option<Vec<ProvisionStatus>> {
     use crate::proto::{provisioning_client::ProvisioningClient, ListProvisionStatusRequest};
     let addr = runner?;
     let ask = async {
@@ -196,13 +256,20 @@ async fn provision_status(runner: Option<&str>, name: &str) -> Option<(String, S
             .await
             .ok()?
             .into_inner();
-        list.statuses
-            .into_iter()
-            .find(|s| !s.cluster && s.target == name)
+        Some(list.statuses)
     };
-    let s = tokio::time::timeout(std::time::Duration::from_secs(1), ask)
+    tokio::time::timeout(std::time::Duration::from_secs(1), ask)
         .await
-        .ok()??;
+        .ok()?
+}
+
+/// A machine's provisioning status from the runner: result, applied
+/// revision, reason.
+async fn provision_status(runner: Option<&str>, name: &str) -> Option<(String, String, String)> {
+    let s = runner_statuses(runner)
+        .await?
+        .into_iter()
+        .find(|s| !s.cluster && s.target == name)?;
     let result = crate::db::words::provision_result_name(s.result);
     Some((result.to_string(), s.applied_revision, s.reason))
 }
