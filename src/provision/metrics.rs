@@ -19,6 +19,7 @@ pub struct ProvisionMetrics {
     not_ready: IntGauge,
     last_pass: Gauge,
     refused: IntGauge,
+    pass_seconds: Gauge,
 }
 
 impl ProvisionMetrics {
@@ -70,12 +71,21 @@ impl ProvisionMetrics {
                 "provision_last_pass_timestamp_seconds",
                 "When the runner last looked for work.",
             ),
+            pass_seconds: m::gauge(
+                r,
+                "provision_last_pass_duration_seconds",
+                "How long the last pass took (checks and runs).",
+            ),
             refused: m::int_gauge(
                 r,
                 "provision_revision_refused",
                 "1 while the revision the runner was sent does not validate (nothing runs).",
             ),
         }
+    }
+
+    pub fn pass_took(&self, seconds: f64) {
+        self.pass_seconds.set(seconds);
     }
 
     pub fn refused(&self, refused: bool) {

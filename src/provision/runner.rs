@@ -249,9 +249,11 @@ impl Runner {
             return None;
         }
         let snap = Snapshot::new(self.revision.clone(), machines, Default::default());
+        let started = Instant::now();
         self.machines(&work, &snap, shutdown).await;
         self.removals(&work).await;
         self.clusters(&work, &snap, shutdown).await;
+        self.metrics.pass_took(started.elapsed().as_secs_f64());
         let done = plan(&self.state.applied, &snap.machines).is_empty();
         if done {
             self.finish_revision();

@@ -20,9 +20,10 @@ use crate::{
     proto::{Machine, ProvisionResult, ProvisionStatus},
 };
 
-/// Machines whose SSH and readiness checks run at once: a pass over many
-/// machines that do not answer takes about one `ssh_timeout`, not one each.
-pub const CHECKS_IN_FLIGHT: usize = 16;
+/// Machines whose SSH and readiness checks run at once (an `ssh` process
+/// each): a pass over a lab's machines that do not answer takes about one
+/// `ssh_timeout`, not one each.
+pub const CHECKS_IN_FLIGHT: usize = 32;
 
 impl Runner {
     /// Changed machines, each as the DB's policy says: nothing for `none`

@@ -331,6 +331,112 @@ impl Lan {
         panic!("nothing listens on {}:{port}", h.spec.ip);
     }
 
+    /// Adds another address to host `i` (one namespace standing in for
+    /// many machines).
+    pub fn add_address(&self, i: usize, addr: &str) {
+        assert!(addr.starts_with("198.18.") || addr.starts_with("198.19."));
+        ip(&[
+            "-n",
+            &self.hosts[i].ns,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "eth0",
+        ]);
+    }
+
+    /// Counts (and, with `drop`, drops) TCP packets to `port` arriving at
+    /// host `i`: [`Lan::port_hits`] reads the count.
+    pub fn watch_port(&self, i: usize, port: u16, drop: bool) {
+        let verdict = if drop { " drop" } else { "" };
+        let rules = format!(
+            "table inet mdbwatch {{\n chain input {{\n  type filter hook input priority -10;\n  tcp dport {port} counter{verdict}\n }}\n}}\n"
+        );
+        let path = self.dir.path().join(format!("watch-{i}-{port}.nft"));
+        std::fs::write(&path, rules).expect("nft rules");
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.hosts[i].ns,
+            "nft",
+            "-f",
+            path.to_str().expect("path"),
+        ]);
+    }
+
+    /// TCP packets to the watched port of host `i` so far.
+    pub fn port_hits(&self, i: usize) -> u64 {
+        let out = run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.hosts[i].ns,
+            "nft",
+            "list",
+            "table",
+            "inet",
+            "mdbwatch",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split("packets ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no counter in {text}"))
+    }
+
+    /// One HTTP/1.0 request from inside the scanner's namespace (where the
+    /// fake GitHub and mdb's own ports listen): the status and the body.
+    pub fn http_in_scanner(
+        &self,
+        method: &str,
+        addr: std::net::SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
+        let ns = PathBuf::from("/var/run/netns").join(&self.scanner);
+        let request = {
+            let mut r = format!(
+                "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+                body.len()
+            );
+            for (k, v) in headers {
+                r.push_str(&format!("{k}: {v}\r\n"));
+            }
+            r.push_str("\r\n");
+            r.push_str(body);
+            r
+        };
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let f = std::fs::File::open(&ns).expect("netns file");
+            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let mut s =
+                std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10))
+                    .expect("connect");
+            s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+                .expect("timeout");
+            s.write_all(request.as_bytes()).expect("send");
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            let status = answer
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            let body = answer
+                .split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_string())
+                .unwrap_or_default();
+            (status, body)
+        })
+        .join()
+        .expect("http thread")
+    }
+
     /// Gives host `i` another address (it "moves").
     pub fn set_ip(&mut self, i: usize, new_ip: &'static str) {
         assert!(new_ip.starts_with("198.18."));

@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod bench;
 pub mod enrol_lab;
 pub mod fake_github;
 pub mod lan;
