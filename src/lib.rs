@@ -13,6 +13,7 @@
 //! - `demo`, `gen`: the embedded demo database; generated databases.
 //! - `metrics`: the registry and its helpers; each subsystem owns what it records.
 //! - `db`: YAML with positions and bounds, validation, `Snapshot`, `Store`, the words of every enum.
+//! - `watcher`: following a server's database to act on it, every revision validated first.
 //! - `dial`: reaching a gRPC server, plaintext or TLS (system roots or a CA file).
 //! - `net`, `secret`, `escape`, `units`: small shared types (MACs and ranges; tokens that never print;
 //!   untrusted text cleaned at capture and escaped per sink; durations and sizes).
@@ -35,6 +36,7 @@ pub mod serve;
 pub mod setting;
 pub mod sync;
 pub mod units;
+pub mod watcher;
 
 /// The version and the commit mdb was built from: `0.1.0 (abc123def456)`.
 pub const VERSION: &str = concat!(

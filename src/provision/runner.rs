@@ -1,17 +1,18 @@
-//! The runner's loop: Watch (reconnecting with backoff) keeps a mirror of
-//! the database; after a quiet `debounce` the work since the last finished
-//! run is done, target by target, and the state file is saved after each.
+//! The runner: it follows the database (`watcher`: Watch, reconnecting with
+//! backoff, every revision validated); after a quiet `debounce` the work
+//! since the last finished run is done, target by target, and the state
+//! file is saved after each.
 //! Failed targets are tried again with backoff, never skipped. Statuses are
 //! served over gRPC (`mdb.v1.Provisioning`) and counted in metrics.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::{
     metrics::ProvisionMetrics,
@@ -32,22 +33,13 @@ pub struct Why<'a> {
 }
 use crate::{
     db::{store::now_unix, Snapshot},
-    proto::{
-        machine_db_client::MachineDbClient, GetReadinessRequest, GetReadinessResponse, Machine,
-        ProvisionResult, ProvisionStatus, WatchRequest,
-    },
+    proto::{GetReadinessResponse, Machine, ProvisionResult, ProvisionStatus},
 };
-
-/// Waits between reconnects to the server: from this, doubling...
-const RECONNECT_FIRST: Duration = Duration::from_millis(500);
-/// ...up to this.
-const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
 pub struct Runner {
     pub(super) cfg: Config,
     pub(super) file: StateFile,
     pub(super) state: State,
-    pub(super) mirror: BTreeMap<String, Machine>,
     pub(super) revision: String,
     /// The readiness checks and policy of `mdb.yaml`, as the server sent them.
     pub(super) readiness: GetReadinessResponse,
@@ -82,7 +74,6 @@ impl Runner {
             cfg,
             file,
             state,
-            mirror: BTreeMap::new(),
             revision: String::new(),
             readiness: GetReadinessResponse::default(),
             statuses,
@@ -121,127 +112,27 @@ impl Runner {
         self.refused.clone()
     }
 
-    /// Checks the revision as received with the code of `mdb validate`: a
-    /// server (or whoever answers in its place) cannot make the runner act
-    /// on what a DB writer could never merge. Says why once per revision.
-    fn accept(&mut self, machines: &[Machine]) -> bool {
-        let files = crate::db::emit::received(&crate::db::emit::Received {
-            machines,
-            readiness: &self.readiness,
-        });
-        let why = match crate::db::validate(&files, &self.revision) {
-            Ok(_) => String::new(),
-            Err(report) => format!(
-                "revision {} from {} does not validate, so nothing is run: {report}",
-                self.revision, self.cfg.server
-            ),
-        };
-        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
-        if !why.is_empty() && *refused != why {
-            tracing::error!(revision = %self.revision, server = %self.cfg.server, "{why}");
-        }
-        self.metrics.refused(!why.is_empty());
-        let ok = why.is_empty();
-        *refused = why;
-        ok
-    }
-
-    /// Follows the server until `shutdown`, reconnecting as needed.
+    /// Follows the server until `shutdown`: acts on every revision that
+    /// validates, once its changes have been quiet for `debounce`.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut wait = RECONNECT_FIRST;
-        loop {
-            match self.follow(&shutdown).await {
-                Ok(()) => return,
-                Err(e) => {
-                    warn!(server = %self.cfg.server, error = %e, "lost the server; reconnecting in {wait:?}")
-                }
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
-            }
-            wait = (wait * 2).min(RECONNECT_MAX);
-        }
-    }
-
-    /// One connection: the full database first, then every change; work
-    /// starts once changes have been quiet for `debounce`.
-    async fn follow(&mut self, shutdown: &CancellationToken) -> Result<(), String> {
-        crate::dial::warn_if_plaintext(&self.cfg.server, "the provisioning runner");
-        let channel = crate::dial::channel(&self.cfg.server, None)
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        let mut c = MachineDbClient::new(channel);
-        let mut stream = c
-            .watch(WatchRequest {
-                initial_snapshot: true,
-                discovery: false,
-            })
-            .await
-            .map_err(|s| s.message().to_string())?
-            .into_inner();
-        info!(server = %self.cfg.server, "following the database");
-        self.mirror.clear();
-        let mut due: Option<tokio::time::Instant> = None;
-        loop {
-            let sleep = async {
-                match due {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                msg = stream.message() => match msg {
-                    Ok(Some(ev)) => {
-                        self.apply(ev);
-                        due = Some(tokio::time::Instant::now() + self.cfg.debounce);
-                    }
-                    Ok(None) => return Err("the server ended the stream".into()),
-                    Err(s) => return Err(s.message().to_string()),
-                },
-                _ = sleep => {
-                    self.readiness = c
-                        .get_readiness(GetReadinessRequest {})
-                        .await
-                        .map(|r| r.into_inner())
-                        .map_err(|s| s.message().to_string())?;
-                    due = self.pass(shutdown).await.map(|d| tokio::time::Instant::now() + d);
-                    self.report().await;
-                    if self.cfg.dry_run {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-    }
-
-    fn apply(&mut self, ev: crate::proto::WatchEvent) {
-        if ev.revision != self.revision {
-            self.revision = ev.revision;
-        }
-        for m in ev.changed {
-            self.mirror.insert(m.name.clone(), m);
-        }
-        for name in ev.removed {
-            self.mirror.remove(&name);
-        }
+        let (server, debounce) = (self.cfg.server.clone(), self.cfg.debounce);
+        crate::watcher::follow(
+            &server,
+            "the provisioning runner",
+            debounce,
+            &mut self,
+            shutdown,
+        )
+        .await;
     }
 
     /// Does the work due now. Returns when to look again, if some work is
     /// still failing or waiting.
-    pub async fn pass(&mut self, shutdown: &CancellationToken) -> Option<Duration> {
-        let machines: Vec<Machine> = self.mirror.values().cloned().collect();
-        if !self.accept(&machines) {
-            if self.cfg.dry_run {
-                println!(
-                    "{}",
-                    self.refused.lock().map(|r| r.clone()).unwrap_or_default()
-                );
-            }
-            return None;
-        }
+    pub async fn pass(
+        &mut self,
+        machines: Vec<Machine>,
+        shutdown: &CancellationToken,
+    ) -> Option<Duration> {
         let work = plan(&self.state.applied, &machines);
         self.metrics.passed(now_unix());
         if self.cfg.dry_run {
@@ -362,5 +253,35 @@ impl Runner {
         if let Ok(mut s) = self.statuses.lock() {
             s.insert((status.cluster, status.target.clone()), status);
         }
+    }
+}
+
+impl crate::watcher::Acts for Runner {
+    async fn act(
+        &mut self,
+        db: &crate::watcher::Database,
+        _server: &mut crate::proto::machine_db_client::MachineDbClient<tonic::transport::Channel>,
+        shutdown: &CancellationToken,
+    ) -> Option<Duration> {
+        self.revision = db.revision.clone();
+        self.readiness = db.readiness.clone();
+        let next = self
+            .pass(db.machines.values().cloned().collect(), shutdown)
+            .await;
+        self.report().await;
+        next
+    }
+
+    fn refuse(&mut self, why: Option<&str>) {
+        let why = why.unwrap_or_default();
+        if self.cfg.dry_run && !why.is_empty() {
+            println!("{why}");
+        }
+        self.metrics.refused(!why.is_empty());
+        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = why.to_string();
+    }
+
+    fn once(&self) -> bool {
+        self.cfg.dry_run
     }
 }

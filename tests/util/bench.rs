@@ -199,7 +199,7 @@ impl Bench {
             .into_owned();
         let times = self.dir.join("times.log");
         let wrap = |what: &str, cmd: String| {
-            format!("[\"sh\", \"-c\", \"echo start {what} $MDB_HOSTS$MDB_CLUSTER $MDB_REVISION >> {log}; echo start {what} $MDB_HOSTS$MDB_CLUSTER $(date +%s.%N) >> {times}; {cmd} && echo done {what} $MDB_HOSTS$MDB_CLUSTER $MDB_REVISION >> {log}; echo end {what} $MDB_HOSTS$MDB_CLUSTER $(date +%s.%N) >> {times}\"]", log = log.display(), times = times.display())
+            format!("[\"sh\", \"-c\", \"echo start {what} $MDB_HOSTS$MDB_CLUSTER $MDB_REVISION >> {log}; echo start {what} $MDB_HOSTS$MDB_CLUSTER $(date +%s.%N) >> {times}; {cmd} && echo done {what} $MDB_HOSTS$MDB_CLUSTER $MDB_REVISION >> {log} && echo end {what} $MDB_HOSTS$MDB_CLUSTER $(date +%s.%N) >> {times}\"]", log = log.display(), times = times.display())
         };
         let machine = wrap(
             "machine",

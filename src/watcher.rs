@@ -1,0 +1,170 @@
+//! Following a server's database to act on it (the provisioning runner, the
+//! DHCP follower): Watch with the whole database first, then every change,
+//! reconnecting with backoff; once changes have been quiet for a debounce,
+//! the server's `mdb.yaml` checks and policy are read, and the revision as
+//! received is validated with the code of `mdb validate` (emitted as YAML
+//! and read back) before anyone acts on it. An invalid revision is refused,
+//! said once, and nothing acts on it: neither a server nor anyone answering
+//! in its place can make mdb act on what a DB writer could never merge.
+
+use std::{collections::BTreeMap, future::Future, time::Duration};
+
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tracing::{error, info, warn};
+
+use crate::proto::{
+    machine_db_client::MachineDbClient, GetReadinessRequest, GetReadinessResponse, Machine,
+    WatchEvent, WatchRequest,
+};
+
+/// Waits between reconnects to the server: from this, doubling...
+const RECONNECT_FIRST: Duration = Duration::from_millis(500);
+/// ...up to this.
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+/// The server's database as followed: a revision that validated.
+#[derive(Clone, Debug, Default)]
+pub struct Database {
+    pub revision: String,
+    /// By name.
+    pub machines: BTreeMap<String, Machine>,
+    /// `mdb.yaml`'s readiness checks and provisioning policy.
+    pub readiness: GetReadinessResponse,
+}
+
+impl Database {
+    fn apply(&mut self, ev: WatchEvent) {
+        self.revision = ev.revision;
+        for m in ev.changed {
+            self.machines.insert(m.name.clone(), m);
+        }
+        for name in ev.removed {
+            self.machines.remove(&name);
+        }
+    }
+
+    /// Why the revision as received does not validate, if it does not.
+    pub fn problems(&self) -> Option<String> {
+        let machines: Vec<Machine> = self.machines.values().cloned().collect();
+        let files = crate::db::emit::received(&crate::db::emit::Received {
+            machines: &machines,
+            readiness: &self.readiness,
+        });
+        crate::db::validate(&files, &self.revision)
+            .err()
+            .map(|report| report.to_string())
+    }
+}
+
+/// What acts on a followed database.
+pub trait Acts {
+    /// Called once changes have been quiet, with a revision that validated;
+    /// returns when to be called again without a change (a retry, a check).
+    fn act<'a>(
+        &'a mut self,
+        db: &'a Database,
+        server: &'a mut MachineDbClient<Channel>,
+        shutdown: &'a CancellationToken,
+    ) -> impl Future<Output = Option<Duration>> + Send + 'a;
+
+    /// The revision received does not validate (`Some`, why), or does again.
+    fn refuse(&mut self, why: Option<&str>);
+
+    /// Stops after the first call of [`Acts::act`] (a dry run).
+    fn once(&self) -> bool {
+        false
+    }
+}
+
+/// Follows `server` until `shutdown`, reconnecting with backoff; `what`
+/// names the follower in logs.
+pub async fn follow(
+    server: &str,
+    what: &str,
+    debounce: Duration,
+    actor: &mut (impl Acts + Send),
+    shutdown: CancellationToken,
+) {
+    let mut wait = RECONNECT_FIRST;
+    loop {
+        match connection(server, what, debounce, actor, &shutdown).await {
+            Ok(()) => return,
+            Err(e) => warn!(server, error = %e, "{what} lost the server; reconnecting in {wait:?}"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(RECONNECT_MAX);
+    }
+}
+
+/// One connection: the full database first, then every change.
+async fn connection(
+    server: &str,
+    what: &str,
+    debounce: Duration,
+    actor: &mut (impl Acts + Send),
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    crate::dial::warn_if_plaintext(server, what);
+    let channel = crate::dial::channel(server, None)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let mut client = MachineDbClient::new(channel);
+    let mut stream = client
+        .watch(WatchRequest {
+            initial_snapshot: true,
+            discovery: false,
+        })
+        .await
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    info!(server, "{what} follows the database");
+    let mut db = Database::default();
+    let mut refused_revision = String::new();
+    let mut due: Option<tokio::time::Instant> = None;
+    loop {
+        let sleep = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            msg = stream.message() => match msg {
+                Ok(Some(ev)) => {
+                    db.apply(ev);
+                    due = Some(tokio::time::Instant::now() + debounce);
+                }
+                Ok(None) => return Err("the server ended the stream".into()),
+                Err(s) => return Err(s.message().to_string()),
+            },
+            _ = sleep => {
+                db.readiness = client
+                    .get_readiness(GetReadinessRequest {})
+                    .await
+                    .map(|r| r.into_inner())
+                    .map_err(|s| s.message().to_string())?;
+                if let Some(problems) = db.problems() {
+                    let why = format!("revision {} from {server} does not validate, so {what} does nothing with it: {problems}", db.revision);
+                    if refused_revision != db.revision {
+                        error!(revision = %db.revision, server, "{why}");
+                        refused_revision = db.revision.clone();
+                    }
+                    actor.refuse(Some(&why));
+                    due = None;
+                } else {
+                    actor.refuse(None);
+                    due = actor.act(&db, &mut client, shutdown).await.map(|d| tokio::time::Instant::now() + d);
+                }
+                if actor.once() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
