@@ -50,6 +50,7 @@ pub struct RawConfig {
     pub scan: Option<RawScan>,
     pub github: Option<RawGithub>,
     pub provision: Option<RawProvision>,
+    pub dhcp: Option<crate::dhcp::settings::RawDhcp>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,6 +165,16 @@ pub fn resolve_provision(
     flags: &ProvisionFlags,
 ) -> Result<crate::provision::Config, Error> {
     crate::provision::settings::resolve(raw.provision.as_ref(), raw.github.as_ref(), env, flags)
+}
+
+/// Resolves the file's `[dhcp]` < env < flags into `mdb dhcp --follow`'s
+/// settings.
+pub fn resolve_dhcp(
+    raw: RawConfig,
+    env: &Env,
+    flags: &crate::dhcp::settings::DhcpFlags,
+) -> Result<crate::dhcp::Config, Error> {
+    crate::dhcp::settings::resolve(raw.dhcp.as_ref(), env, flags)
 }
 
 /// The gRPC and HTTP addresses, which must differ.

@@ -4,6 +4,7 @@
 //! One folder per subsystem; a module imports only modules below it here.
 //! - `cli`: clap definitions, one function per subcommand, client helpers and tables.
 //! - `config`: the service's configuration (file < env < flags), validated before any port is bound.
+//! - `dhcp`: `mdb dhcp --follow`, reservations applied to the DHCP server (dnsmasq, Kea, a hook).
 //! - `provision`: `mdb provision`, the runner that acts on merged machines and changed clusters.
 //! - `serve`: wiring of `mdb serve` (ports, one drain deadline), the gRPC `api`, `metrics`, the `web` page.
 //! - `github`: fingerprints, issue text, proposed entries, the pure plan, the HTTP layer, the filer, enrolment pull requests.
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod dhcp;
 pub mod dial;
 pub mod discover;
 pub mod escape;

@@ -194,12 +194,18 @@ pub enum Command {
     /// Write a validated entry for a new device into a DB checkout: the
     /// same entry an enrolment pull request proposes, without GitHub.
     Enrol(EnrolArgs),
-    /// Static DHCP leases for every machine with a MAC and an IPv4 address.
+    /// Static DHCP leases for every machine with a MAC and an IPv4 address;
+    /// with --follow, applied to the DHCP server as the database changes.
     Dhcp {
         #[command(flatten)]
         source: Source,
         #[arg(long, value_enum, default_value = "dnsmasq")]
         format: DhcpFormat,
+        /// Keep following the server and apply every change to the targets.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        apply: DhcpFollowArgs,
     },
     /// Totals, revision and sync status of a running server.
     Stats {
@@ -381,6 +387,36 @@ pub struct ProvisionArgs {
     /// Print what would run for the current revision and exit.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// Where `mdb dhcp --follow` applies reservations.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DhcpFollowArgs {
+    /// TOML configuration file with a `[dhcp]` section.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// A dnsmasq (or Pi-hole) --dhcp-hostsdir: one file per machine.
+    #[arg(long, requires = "follow")]
+    pub hostsdir: Option<PathBuf>,
+    /// The reservations file Kea's configuration includes.
+    #[arg(long, requires = "follow")]
+    pub kea_reservations: Option<PathBuf>,
+    /// Kea's control socket (config-reload is sent after each change).
+    #[arg(long, requires = "follow")]
+    pub kea_socket: Option<PathBuf>,
+    /// A command run after each change, one argument per --hook; {file} is
+    /// a file of every reservation (MAC,IP,NAME lines).
+    #[arg(long, requires = "follow", allow_hyphen_values = true)]
+    pub hook: Vec<String>,
+    /// A DHCP lease file (dnsmasq, ISC dhcpd or Kea CSV); repeatable. A
+    /// reservation another MAC's live lease holds is refused.
+    #[arg(long, requires = "follow")]
+    pub leases: Vec<PathBuf>,
+    #[arg(long, requires = "follow")]
+    pub state_dir: Option<PathBuf>,
+    /// Metrics, /status and /healthz.
+    #[arg(long, requires = "follow")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -136,6 +136,30 @@ pub fn provision_config(a: &cli::ProvisionArgs) -> Result<crate::provision::Conf
     config::resolve_provision(raw, &env, &flags)
 }
 
+/// `mdb dhcp --follow`'s settings: `[dhcp]` < environment < flags (the
+/// server given with --server wins when it is not the default).
+pub fn dhcp_config(
+    source: &cli::Source,
+    a: &cli::DhcpFollowArgs,
+) -> Result<crate::dhcp::Config, config::Error> {
+    let raw = match &a.config {
+        Some(p) => config::read_file(p)?,
+        None => config::RawConfig::default(),
+    };
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let flags = crate::dhcp::settings::DhcpFlags {
+        server: Some(source.server.clone()).filter(|s| s != crate::cli::client::DEFAULT_SERVER),
+        hostsdir: a.hostsdir.clone(),
+        kea_reservations: a.kea_reservations.clone(),
+        kea_socket: a.kea_socket.clone(),
+        hook: a.hook.clone(),
+        leases: a.leases.clone(),
+        state_dir: a.state_dir.clone(),
+        metrics_listen: a.metrics_listen.clone(),
+    };
+    config::resolve_dhcp(raw, &env, &flags)
+}
+
 /// `mdb provisioned [NAME]`: the runner's statuses as a table or JSON;
 /// one target's whole status with the end of its output.
 pub async fn provisioned(runner: &str, name: Option<&str>, json: bool) -> anyhow::Result<()> {

@@ -65,7 +65,22 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Ip {
             command: args::IpCommand::Next { subnet, source },
         } => feed::ip_next(&subnet, &source).await,
-        Command::Dhcp { source, format } => feed::dhcp(&source, format).await,
+        Command::Dhcp {
+            source,
+            follow: true,
+            apply,
+            ..
+        } => {
+            let cfg = match commands::dhcp_config(&source, &apply) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("mdb: bad configuration: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            crate::dhcp::serve(cfg, crate::serve::shutdown::on_signal()).await
+        }
+        Command::Dhcp { source, format, .. } => feed::dhcp(&source, format).await,
         Command::Enrol(args) => enrol::run(args).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -29,6 +29,7 @@ pub struct SweepMetrics {
     store_bytes: prometheus::IntGauge,
     store_writes: Histogram,
     store_errors: prometheus::IntCounter,
+    away: prometheus::IntGauge,
 }
 
 impl SweepMetrics {
@@ -106,6 +107,11 @@ impl SweepMetrics {
                 "history_write_errors_total",
                 "Sweeps the history store could not write (kept in memory).",
             ),
+            away: m::int_gauge(
+                r,
+                "machines_away_from_reservation",
+                "Database machines up at another address than their own (on an old DHCP lease).",
+            ),
         }
     }
 
@@ -150,6 +156,14 @@ impl SweepMetrics {
             let n = hosts.iter().filter(|h| h.presence == *p as i32).count();
             self.presence.with_label_values(&[word]).set(n as i64);
         }
+        let away = hosts
+            .iter()
+            .filter(|h| {
+                h.state == crate::proto::HostState::Moved as i32
+                    && h.presence == crate::proto::Presence::Up as i32
+            })
+            .count();
+        self.away.set(away as i64);
         self.sweeps.with_label_values(&["ok"]).inc();
         self.last_success.set(at_unix as f64);
     }

@@ -502,6 +502,7 @@ pub fn pull_body(fp: &Fingerprint, h: &DiscoveredHost, e: &Entry, issue: Option<
             fingerprint: Some(fp.clone()),
             ip: Some(e.ip.to_string()),
             name: Some(e.name.clone()),
+            reserved: None,
         }
         .write(),
     );

@@ -185,6 +185,15 @@ impl Filer {
                     self.close(number, &fingerprint, &why).await?;
                     summary.closed += 1;
                 }
+                Op::Wait {
+                    number,
+                    fingerprint,
+                    host,
+                    reserved,
+                } => {
+                    self.wait(number, &fingerprint, &host, &reserved).await?;
+                    summary.updated += 1;
+                }
             }
         }
         if let Some(e) = self.enroller.as_mut() {
@@ -274,6 +283,30 @@ impl Filer {
         )
         .await?;
         self.opened(fp, number, &host.ip, Operation::Reopened);
+        Ok(())
+    }
+
+    /// The device is in the database but still on its old lease: said
+    /// once (the body's trailer remembers it), and the issue stays open
+    /// until it answers at its reservation.
+    async fn wait(
+        &mut self,
+        number: u64,
+        fp: &Fingerprint,
+        host: &DiscoveredHost,
+        reserved: &str,
+    ) -> Result<(), Error> {
+        let text = format!(
+            "Merged: reserved {reserved}, still at {}: waiting for its renewal. mdb closes this issue once it answers at {reserved}.",
+            host.ip
+        );
+        self.comment(number, &text).await?;
+        let body = crate::github::text::body_waiting(host, None, Some(reserved));
+        self.set(number, json!({ "body": body })).await?;
+        if let Some(k) = self.book.known.get_mut(fp) {
+            k.waiting = Some(reserved.to_string());
+        }
+        self.metrics.issue(Operation::Updated);
         Ok(())
     }
 

@@ -63,6 +63,7 @@ impl IssueBook {
                     number,
                     open: i["state"] == "open",
                     ip: trailer.ip.unwrap_or_default(),
+                    waiting: trailer.reserved,
                 };
                 // Should duplicates exist (filed by hand, or before mdb
                 // looked), an open one wins, then the newest.
@@ -148,6 +149,7 @@ impl IssueBook {
                 number,
                 open: true,
                 ip: ip.to_string(),
+                waiting: None,
             },
         );
     }

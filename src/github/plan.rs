@@ -21,6 +21,8 @@ pub struct Known {
     pub open: bool,
     /// The address the body last reported.
     pub ip: String,
+    /// The reservation the issue last said its device waits to reach.
+    pub waiting: Option<String>,
 }
 
 /// One change to make on GitHub.
@@ -45,6 +47,14 @@ pub enum Op {
         number: u64,
         fingerprint: Fingerprint,
         why: String,
+    },
+    /// The device is in the database but not yet at its reserved address
+    /// (it has not renewed its old DHCP lease): say so once, keep it open.
+    Wait {
+        number: u64,
+        fingerprint: Fingerprint,
+        host: DiscoveredHost,
+        reserved: String,
     },
 }
 
@@ -148,6 +158,17 @@ fn closes(
         .collect();
     open.sort_by_key(|(_, k)| k.number);
     for (fp, k) in open {
+        if let Some((host, reserved)) = away_from_reservation(fp, hosts, snap) {
+            if k.waiting.as_deref() != Some(reserved.as_str()) {
+                ops.push(Op::Wait {
+                    number: k.number,
+                    fingerprint: fp.clone(),
+                    host: host.clone(),
+                    reserved,
+                });
+            }
+            continue;
+        }
         if let Some(why) = resolution(fp, hosts, snap) {
             ops.push(Op::Close {
                 number: k.number,
@@ -157,6 +178,25 @@ fn closes(
         }
     }
     ops
+}
+
+/// A new device now in the database whose MAC still answers, up, at
+/// another address than its own: it has not renewed its old DHCP lease. Its
+/// host and its reserved address.
+pub fn away_from_reservation<'h>(
+    fp: &Fingerprint,
+    hosts: &'h [DiscoveredHost],
+    snap: &Snapshot,
+) -> Option<(&'h DiscoveredHost, String)> {
+    let (Kind::NewDevice, Subject::Mac(mac)) = (&fp.kind, &fp.subject) else {
+        return None;
+    };
+    let own = snap.by_mac(*mac)?.ips.first()?.clone();
+    let text = mac.to_string();
+    let host = hosts.iter().find(|h| {
+        h.mac == text && h.ip != own && h.presence == crate::proto::Presence::Up as i32
+    })?;
+    Some((host, own))
 }
 
 /// Why the problem behind an open issue is gone, if it is. A host that is
@@ -286,6 +326,7 @@ mod tests {
                 number: 7,
                 open: true,
                 ip: "198.18.0.50".into(),
+                waiting: None,
             },
         )]);
         let back = DiscoveredHost {
@@ -324,6 +365,7 @@ mod tests {
                         number: u64::from(i) + 1,
                         open: true,
                         ip: String::new(),
+                        waiting: None,
                     },
                 )
             })

@@ -215,6 +215,7 @@ mod tests {
                 fingerprint: Some(fp.clone()),
                 ip: Some("198.18.10.11".into()),
                 name: Some("pi-dca632-0060".into()),
+                reserved: None,
             }
             .write()
         );

@@ -108,6 +108,12 @@ pub fn seen_table(h: &DiscoveredHost) -> String {
 
 /// Everything seen, and for a new device a ready-to-paste DB entry.
 pub fn body(h: &DiscoveredHost, entry: Option<&Entry>) -> String {
+    body_waiting(h, entry, None)
+}
+
+/// [`body`], saying in the trailer which reservation its device was last
+/// said to be waiting for.
+pub fn body_waiting(h: &DiscoveredHost, entry: Option<&Entry>, reserved: Option<&str>) -> String {
     let mut b = format!(
         "mdb's sweep found a host that needs attention: **{}**.\n\n",
         markdown(&h.detail)
@@ -129,6 +135,7 @@ pub fn body(h: &DiscoveredHost, entry: Option<&Entry>) -> String {
             fingerprint: Fingerprint::of(h),
             ip: Some(h.ip.clone()),
             name: None,
+            reserved: reserved.map(String::from),
         }
         .write(),
     );

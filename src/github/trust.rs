@@ -68,6 +68,9 @@ pub struct Trailer {
     pub ip: Option<String>,
     /// The machine name a pull request proposes.
     pub name: Option<String>,
+    /// The reservation an issue said its device is waiting to reach (a
+    /// merged device still on its old lease was told about once).
+    pub reserved: Option<String>,
 }
 
 const OPEN: &str = "<!-- mdb-";
@@ -90,6 +93,9 @@ impl Trailer {
         }
         if let Some(name) = &self.name {
             line("name", name);
+        }
+        if let Some(reserved) = &self.reserved {
+            line("reserved", reserved);
         }
         out
     }
@@ -122,6 +128,7 @@ impl Trailer {
                 "fingerprint" => t.fingerprint = value.parse().ok(),
                 "ip" => t.ip = Some(value.to_string()),
                 "name" => t.name = Some(value.to_string()),
+                "reserved" => t.reserved = Some(value.to_string()),
                 _ => {}
             }
         }
@@ -169,6 +176,7 @@ mod tests {
             fingerprint: Some(fp.clone()),
             ip: Some("198.18.10.11".into()),
             name: Some("pi-dca632-0060".into()),
+            reserved: None,
         };
         let forged =
             "<!-- mdb-fingerprint: conflict:ip=198.18.10.1 --><!-- mdb-ip: 198.18.10.2 -->";

@@ -41,6 +41,9 @@ pub struct Runner {
     pub(super) file: StateFile,
     pub(super) state: State,
     pub(super) revision: String,
+    /// Machines the sweeps see at another address than their own (still on
+    /// an old DHCP lease), by name: where they are reached meanwhile.
+    pub(super) elsewhere: std::collections::BTreeMap<String, Away>,
     /// The readiness checks and policy of `mdb.yaml`, as the server sent them.
     pub(super) readiness: GetReadinessResponse,
     pub(super) statuses: Statuses,
@@ -75,6 +78,7 @@ impl Runner {
             file,
             state,
             revision: String::new(),
+            elsewhere: Default::default(),
             readiness: GetReadinessResponse::default(),
             statuses,
             metrics,
@@ -256,15 +260,52 @@ impl Runner {
     }
 }
 
+/// A machine seen away from its own address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Away {
+    /// Where the sweeps see it now.
+    pub seen: String,
+    /// Its own address in the database (its reservation).
+    pub own: String,
+}
+
+/// Database machines the server's sweeps see, up, at an address the
+/// database does not give them (moved: a DHCP device on its old lease until
+/// it renews). None when the server does not sweep or does not answer.
+async fn elsewhere(
+    server: &mut crate::proto::machine_db_client::MachineDbClient<tonic::transport::Channel>,
+    db: &crate::watcher::Database,
+) -> std::collections::BTreeMap<String, Away> {
+    let ask = crate::proto::ListDiscoveredRequest {
+        state: crate::proto::HostState::Moved as i32,
+    };
+    let Ok(Ok(answer)) =
+        tokio::time::timeout(Duration::from_secs(5), server.list_discovered(ask)).await
+    else {
+        return Default::default();
+    };
+    answer
+        .into_inner()
+        .hosts
+        .into_iter()
+        .filter(|h| h.presence == crate::proto::Presence::Up as i32)
+        .filter_map(|h| {
+            let own = db.machines.get(&h.machine)?.ips.first()?.clone();
+            (own != h.ip).then_some((h.machine, Away { seen: h.ip, own }))
+        })
+        .collect()
+}
+
 impl crate::watcher::Acts for Runner {
     async fn act(
         &mut self,
         db: &crate::watcher::Database,
-        _server: &mut crate::proto::machine_db_client::MachineDbClient<tonic::transport::Channel>,
+        server: &mut crate::proto::machine_db_client::MachineDbClient<tonic::transport::Channel>,
         shutdown: &CancellationToken,
     ) -> Option<Duration> {
         self.revision = db.revision.clone();
         self.readiness = db.readiness.clone();
+        self.elsewhere = elsewhere(server, db).await;
         let next = self
             .pass(db.machines.values().cloned().collect(), shutdown)
             .await;

@@ -37,6 +37,9 @@ impl Runner {
         shutdown: &CancellationToken,
     ) {
         let policy = self.policy();
+        // Machines still on an old lease are reached where they are.
+        let here: Vec<Machine> = snap.machines.iter().map(|m| self.reached_at(m)).collect();
+        let snap = &Snapshot::new(snap.revision.clone(), here, snap.settings.clone());
         let mut to_check: Vec<(&Machine, Treatment)> = Vec::new();
         for name in &work.machines {
             let Some(m) = snap.by_name(name) else {
@@ -163,17 +166,39 @@ impl Runner {
                 treatment: action,
             };
             if o.ok {
+                let note = self.where_reached(&m.name);
                 self.settle(
                     m,
                     &Treatment::Action(action.to_string()),
                     ProvisionResult::Ok,
-                    "",
+                    &note,
                 );
                 self.set_tail(&m.name, &o.tail);
             } else {
                 self.failed((false, m.name.clone()), ProvisionResult::Failed, why);
             }
         }
+    }
+
+    /// `m` as the runner reaches it: at the address the sweeps see it at
+    /// when that is not its own (its first address replaced).
+    fn reached_at(&self, m: &Machine) -> Machine {
+        let mut at = m.clone();
+        if let (Some(away), Some(first)) = (self.elsewhere.get(&m.name), at.ips.first_mut()) {
+            first.clone_from(&away.seen);
+        }
+        at
+    }
+
+    /// Where a machine was reached, when not at its own address: what its
+    /// status says until its DHCP lease renews.
+    fn where_reached(&self, name: &str) -> String {
+        self.elsewhere.get(name).map_or(String::new(), |a| {
+            format!(
+                "provisioned at its current lease {}; reserved {} takes effect at renewal",
+                a.seen, a.own
+            )
+        })
     }
 
     /// A machine done at this revision: applied, so it is no work until it
@@ -185,7 +210,13 @@ impl Runner {
             ..Why::default()
         };
         self.settled((false, m.name.clone()), result, why);
-        let sig = machine_signature(m);
+        // What was applied is the machine as the database has it, wherever
+        // it was reached.
+        let mut own = m.clone();
+        if let (Some(away), Some(first)) = (self.elsewhere.get(&m.name), own.ips.first_mut()) {
+            first.clone_from(&away.own);
+        }
+        let sig = machine_signature(&own);
         if self.state.applied.machines.get(&m.name) != Some(&sig) {
             self.state.applied.machines.insert(m.name.clone(), sig);
             self.save();
@@ -260,9 +291,11 @@ impl Runner {
                 continue;
             }
             if !self.cfg.cluster_command.is_empty() {
+                let here: Vec<Machine> = snap.machines.iter().map(|m| self.reached_at(m)).collect();
+                let here = Snapshot::new(snap.revision.clone(), here, snap.settings.clone());
                 let text = match self.cfg.cluster_format {
-                    ClusterFormat::K3s => inventory::k3s(snap, name),
-                    ClusterFormat::Kubespray => inventory::kubespray(snap, name),
+                    ClusterFormat::K3s => inventory::k3s(&here, name),
+                    ClusterFormat::Kubespray => inventory::kubespray(&here, name),
                 }
                 .unwrap_or_default();
                 let vars = Vars {

@@ -194,11 +194,17 @@ pub(super) async fn machine(State(w): State<Web>, Path(name): Path<String>, q: P
         })
         .collect();
     if wants_json(&q) {
-        return json_response(
-            json!({ "machine": machine_json(m), "discovered": seen.iter().map(|h| host_json(h)).collect::<Vec<_>>() }),
-        );
+        return json_response(json!({
+            "machine": machine_json(m),
+            "discovered": seen.iter().map(|h| host_json(h)).collect::<Vec<_>>(),
+            "seen_at": sweeps_of(&disc.hosts, &m.name).map(|h| h.ip.clone()),
+        }));
     }
     let provisioning = provision_status(w.runner.as_deref(), &m.name).await;
+    // Up at another address than its own: a DHCP device on its old lease.
+    let away = sweeps_of(&disc.hosts, &m.name)
+        .filter(|h| h.state == crate::proto::HostState::Moved as i32 && !m.ips.contains(&h.ip))
+        .map(|h| h.ip.clone());
     let source = source_link(w.repo_web.as_deref(), &snap.revision, &m.source);
     let issues = w
         .repo_web
@@ -214,7 +220,10 @@ pub(super) async fn machine(State(w): State<Web>, Path(name): Path<String>, q: P
         html! {
             h1 { (m.name) }
             dl {
-                dt { "addresses" } dd { (m.ips.join(", ")) }
+                dt { "addresses" } dd {
+                    (m.ips.join(", "))
+                    @if let Some(at) = &away { br; span class="state moved" { "reserved " (m.ips.first().cloned().unwrap_or_default()) ", seen at " (at) " (its old lease, until it renews)" } }
+                }
                 dt { "MAC" } dd { code { (m.mac) } }
                 dt { "hostname" } dd { (m.hostname) }
                 dt { "use" } dd { (use_detail(m)) }

@@ -1,0 +1,118 @@
+//! `[dhcp]` and the flags of `mdb dhcp --follow`: the server to follow,
+//! the targets, lease files and the HTTP port, resolved into a
+//! [`super::Config`]. A follower with no target at all is an error.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+use crate::setting::{duration, Env, Error, DEFAULT_SHUTDOWN_GRACE};
+
+pub const ENV_DHCP_SERVER: &str = "MDB_DHCP_SERVER";
+pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9094";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/mdb/dhcp";
+pub const DEFAULT_RECHECK: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDhcp {
+    pub server: Option<String>,
+    pub hostsdir: Option<PathBuf>,
+    pub kea_reservations: Option<PathBuf>,
+    pub kea_socket: Option<PathBuf>,
+    #[serde(default)]
+    pub hook: Vec<String>,
+    #[serde(default)]
+    pub leases: Vec<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub debounce: Option<String>,
+    pub recheck_interval: Option<String>,
+    pub metrics_listen: Option<String>,
+    pub shutdown_grace: Option<String>,
+}
+
+/// Flags of `mdb dhcp --follow`; each over the file's.
+#[derive(Debug, Default, Clone)]
+pub struct DhcpFlags {
+    pub server: Option<String>,
+    pub hostsdir: Option<PathBuf>,
+    pub kea_reservations: Option<PathBuf>,
+    pub kea_socket: Option<PathBuf>,
+    pub hook: Vec<String>,
+    pub leases: Vec<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub metrics_listen: Option<String>,
+}
+
+pub fn resolve(
+    raw: Option<&RawDhcp>,
+    env: &Env,
+    flags: &DhcpFlags,
+) -> Result<super::Config, Error> {
+    let r = raw.cloned().unwrap_or_default();
+    let server = flags
+        .server
+        .clone()
+        .or_else(|| env.get(ENV_DHCP_SERVER).cloned())
+        .or(r.server.clone())
+        .unwrap_or_else(|| "http://127.0.0.1:50051".into());
+    crate::dial::url(&server).map_err(|e| Error(format!("dhcp.server: {e}")))?;
+    let kea = match (flags.kea_reservations.clone().or(r.kea_reservations.clone()), flags.kea_socket.clone().or(r.kea_socket.clone())) {
+        (Some(reservations), Some(socket)) => Some(super::Kea { reservations, socket }),
+        (None, None) => None,
+        _ => return Err(Error("dhcp: Kea needs both kea_reservations (the file its configuration includes) and kea_socket (its control socket)".into())),
+    };
+    let hostsdir = flags.hostsdir.clone().or(r.hostsdir.clone());
+    let hook = if flags.hook.is_empty() {
+        r.hook.clone()
+    } else {
+        flags.hook.clone()
+    };
+    if hostsdir.is_none() && kea.is_none() && hook.is_empty() {
+        return Err(Error("dhcp: nothing to apply reservations to; give hostsdir (dnsmasq, Pi-hole), kea_reservations and kea_socket, or hook".into()));
+    }
+    if let Some(dir) = &hostsdir {
+        if !dir.is_dir() {
+            return Err(Error(format!(
+                "dhcp.hostsdir: {} is not a directory",
+                dir.display()
+            )));
+        }
+    }
+    let listen = flags
+        .metrics_listen
+        .clone()
+        .or(r.metrics_listen.clone())
+        .unwrap_or_else(|| DEFAULT_METRICS_LISTEN.into());
+    let metrics_listen: SocketAddr = listen.parse().map_err(|_| {
+        Error(format!(
+            "dhcp.metrics_listen: {listen:?} is not an address like 0.0.0.0:9094"
+        ))
+    })?;
+    let mut leases = r.leases.clone();
+    leases.extend(flags.leases.iter().cloned());
+    Ok(super::Config {
+        server,
+        hostsdir,
+        kea,
+        hook,
+        leases,
+        state_dir: flags
+            .state_dir
+            .clone()
+            .or(r.state_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+        debounce: duration("dhcp.debounce", r.debounce.clone(), Duration::from_secs(1))?,
+        recheck: duration(
+            "dhcp.recheck_interval",
+            r.recheck_interval.clone(),
+            DEFAULT_RECHECK,
+        )?,
+        metrics_listen,
+        shutdown_grace: duration(
+            "dhcp.shutdown_grace",
+            r.shutdown_grace.clone(),
+            DEFAULT_SHUTDOWN_GRACE,
+        )?,
+    })
+}
