@@ -37,6 +37,7 @@ fn trailer(fp: &str, ip: Option<&str>, name: Option<&str>) -> String {
         fingerprint: Some(fp.parse().expect("fingerprint")),
         ip: ip.map(String::from),
         name: name.map(String::from),
+        reserved: None,
     }
     .write()
 }

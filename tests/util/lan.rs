@@ -25,6 +25,9 @@ pub struct HostSpec {
     /// Answer ARP only this late (the kernel ignores ARP; a userspace
     /// responder, tests/py/arp_late.py, answers after the delay).
     pub arp_delay_ms: Option<u32>,
+    /// No fixed address: `ip` is empty and [`Lan::start_dhcp_client`]
+    /// gets one from a DHCP server the test runs.
+    pub dhcp: bool,
 }
 
 pub struct Host {
@@ -42,6 +45,8 @@ pub struct Lan {
     extra: Vec<Child>,
     /// Programs started in host namespaces; they outlive mdb restarts.
     helpers: Vec<Child>,
+    /// DHCP clients, by host.
+    dhcp_clients: Vec<(usize, Child)>,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -68,7 +73,7 @@ fn ip(args: &[&str]) {
 impl Lan {
     /// Builds the LAN: the scanner at 198.18.0.1/24 on bridge br0.
     pub fn new(hosts: &[HostSpec]) -> Lan {
-        for h in hosts {
+        for h in hosts.iter().filter(|h| !h.dhcp) {
             assert!(
                 h.ip.starts_with("198.18.") || h.ip.starts_with("198.19."),
                 "test hosts live in 198.18.0.0/15 only"
@@ -89,6 +94,7 @@ impl Lan {
             netns_etc,
             extra: Vec::new(),
             helpers: Vec::new(),
+            dhcp_clients: Vec::new(),
         };
         ip(&["netns", "add", &scanner]);
         ip(&["-n", &scanner, "link", "set", "lo", "up"]);
@@ -109,6 +115,7 @@ impl Lan {
         let names: String = hosts
             .iter()
             .enumerate()
+            .filter(|(_, h)| !h.dhcp)
             .map(|(i, h)| format!("{} h{i}.lan.test\n", h.ip))
             .collect();
         std::fs::write(
@@ -137,15 +144,17 @@ impl Lan {
                 "netns", &scanner,
             ]);
             ip(&["-n", &ns, "link", "set", "eth0", "address", spec.mac]);
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{}/24", spec.ip),
-                "dev",
-                "eth0",
-            ]);
+            if !spec.dhcp {
+                ip(&[
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("{}/24", spec.ip),
+                    "dev",
+                    "eth0",
+                ]);
+            }
             ip(&["-n", &ns, "link", "set", "eth0", "up"]);
             ip(&["-n", &scanner, "link", "set", &peer, "master", "br0", "up"]);
             if spec.drop_icmp {
@@ -262,7 +271,10 @@ impl Lan {
             ])
             .args([
                 "-o",
-                &format!("ListenAddress={}", h.spec.ip),
+                &format!(
+                    "ListenAddress={}",
+                    if h.spec.dhcp { "0.0.0.0" } else { h.spec.ip }
+                ),
                 "-o",
                 &format!("HostKey={}", key.display()),
             ])
@@ -329,6 +341,65 @@ impl Lan {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         panic!("nothing listens on {}:{port}", h.spec.ip);
+    }
+
+    /// Starts Debian's `udhcpc` on host `i` (asking as `hostname`), with a
+    /// script that only sets the address; [`Lan::renew`] makes it renew.
+    pub fn start_dhcp_client(&mut self, i: usize, hostname: &str) {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dhcp/udhcpc.sh");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.hosts[i].ns, "udhcpc", "-i", "eth0", "-f", "-t", "30", "-T", "1", "-A", "1"])
+            .arg("-s")
+            .arg(script)
+            .args(["-x", &format!("hostname:{hostname}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("udhcpc (.ci/run installs it)");
+        self.dhcp_clients.push((i, child));
+    }
+
+    /// Makes host `i`'s DHCP client renew its lease now (SIGUSR1), as its
+    /// renewal time would.
+    pub fn renew(&self, i: usize) {
+        for (host, c) in &self.dhcp_clients {
+            if *host == i {
+                // SAFETY: kill(2) on our own child's pid.
+                unsafe {
+                    libc::kill(c.id() as i32, libc::SIGUSR1);
+                }
+            }
+        }
+    }
+
+    /// Host `i`'s IPv4 address now, if it has one.
+    pub fn address_of(&self, i: usize) -> Option<String> {
+        let out = Command::new("ip")
+            .args(["-n", &self.hosts[i].ns, "-4", "-o", "addr", "show", "dev", "eth0"])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .map(|a| a.split('/').next().unwrap_or(a).to_string())
+    }
+
+    /// Starts a program in the scanner's namespace for as long as the LAN
+    /// lives (a DHCP server), its output in `log`.
+    pub fn spawn_in_scanner(&mut self, argv: &[&str], envs: &[(&str, &str)], log: &std::path::Path) {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.scanner]).args(argv);
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let log = std::fs::File::create(log).expect("log");
+        let child = c
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        self.helpers.push(child);
     }
 
     /// Adds another address to host `i` (one namespace standing in for
@@ -541,6 +612,7 @@ impl Drop for Lan {
     fn drop(&mut self) {
         let mut children: Vec<Child> = self.extra.drain(..).collect();
         children.append(&mut self.helpers);
+        children.extend(self.dhcp_clients.drain(..).map(|(_, c)| c));
         for h in &mut self.hosts {
             children.extend(h.sshd.take());
             children.extend(h.listener.take());
