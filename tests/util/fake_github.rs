@@ -176,6 +176,16 @@ impl FakeGithub {
         n
     }
 
+    /// POSTs that create an item: `what` is "issues" or "pulls". Counts what
+    /// mdb sent, whatever the fake answered.
+    pub fn creates(&self, what: &str) -> usize {
+        let path = format!("/repos/{OWNER}/{REPO}/{what}");
+        self.requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == path)
+            .count()
+    }
+
     /// Every request that touched item `number` other than by reading it.
     pub fn writes_to(&self, number: u64) -> Vec<Request> {
         let tail = format!("/{number}");
