@@ -313,7 +313,8 @@ impl Lan {
     }
 
     /// One HTTP/1.0 request from inside the scanner's namespace (where the
-    /// fake GitHub and mdb's own ports listen): the status and the body.
+    /// fake GitHub and mdb's own ports listen): the status and the body;
+    /// status 0 when nothing listens there (yet).
     pub fn http_in_scanner(
         &self,
         method: &str,
@@ -339,9 +340,12 @@ impl Lan {
             use std::io::{Read, Write};
             let f = std::fs::File::open(&ns).expect("netns file");
             nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let mut s =
+            // Nothing listening yet is status 0: callers poll.
+            let Ok(mut s) =
                 std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10))
-                    .expect("connect");
+            else {
+                return (0, String::new());
+            };
             s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
                 .expect("timeout");
             s.write_all(request.as_bytes()).expect("send");
