@@ -91,7 +91,7 @@ fn a_device_from_the_dhcp_pool_is_provisioned_and_ends_at_its_reservation() {
     );
     let cp = "  - name: scanner\n    ip: 198.18.0.1\n    use: discover\n".to_string()
         + &machine("cp", "198.18.0.11", "control-plane");
-    b.commit_with(LAB, &[cp.clone()], "alpha");
+    b.commit_with(LAB, std::slice::from_ref(&cp), "alpha");
     let plugged = Instant::now();
     b.lan.start_dhcp_client(1, "raspberrypi");
     wait_for("the Pi's lease", 30, &b, &|| b.lan.address_of(1).is_some());
