@@ -124,9 +124,10 @@ fn merged_machines_are_provisioned_and_clusters_rebuilt_through_restarts_and_fau
         .iter()
         .any(|c| c.starts_with("Provisioned at revision")));
 
-    // kill -9 during a run: redone after the restart, nothing skipped or repeated.
+    // kill -9 during a run: the run's process group does not outlive the
+    // runner's next start, and the run is redone, nothing skipped or repeated.
     b.kill_runner();
-    let slow = b.config("sleep 3; PLAYBOOK -i {inventory} --limit {hosts} SITE");
+    let slow = b.config("sleep 8; PLAYBOOK -i {inventory} --limit {hosts} SITE");
     b.start_runner(&slow);
     let w2_moved = w2.replace(
         "ssh: { user: root }",
@@ -141,8 +142,27 @@ fn merged_machines_are_provisioned_and_clusters_rebuilt_through_restarts_and_fau
             .iter()
             .any(|l| l == &format!("start machine w2 {rev}"))
     });
+    let ledger = b.dir.join("state/running.group");
+    let pgid: i32 = std::fs::read_to_string(&ledger)
+        .expect("the running command's group is recorded")
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a group");
     b.kill_runner();
+    assert!(
+        util::process::group_members(pgid) > 0,
+        "the command's sleep outlives a kill -9 of the runner"
+    );
     b.start_runner(&slow);
+    b.wait("the old command group to be ended", 10, || {
+        util::process::group_members(pgid) == 0
+    });
+    assert_eq!(
+        count(&b.runs(), &format!("start machine w2 {rev}")),
+        1,
+        "ended before the redo starts"
+    );
     b.wait("the interrupted run to be redone", 60, || {
         b.runs()
             .iter()

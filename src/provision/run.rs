@@ -74,6 +74,18 @@ pub struct Outcome {
 
 /// Runs `argv` with `vars` for at most `timeout`.
 pub async fn run(argv: &[String], vars: &Vars, timeout: Duration) -> Outcome {
+    run_in(argv, vars, timeout, None).await
+}
+
+/// [`run`], with the command's process group written to `ledger` while it
+/// runs, so that a runner killed with `kill -9` finds it on its next start
+/// and ends it ([`reap_leftover`]) before redoing anything.
+pub async fn run_in(
+    argv: &[String],
+    vars: &Vars,
+    timeout: Duration,
+    ledger: Option<&std::path::Path>,
+) -> Outcome {
     let started = Instant::now();
     let fail = |reason: String, tail: String| Outcome {
         ok: false,
@@ -95,10 +107,23 @@ pub async fn run(argv: &[String], vars: &Vars, timeout: Duration) -> Outcome {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            // The group leader dies with the runner (kill -9 included); the
+            // ledger covers the rest of its group.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return fail(format!("cannot run {program}: {e}"), String::new()),
     };
+    let group = child.id().map(|p| p as i32);
+    if let (Some(ledger), Some(pgid)) = (ledger, group) {
+        group::record(ledger, pgid);
+    }
     let captured = Arc::new(Mutex::new(Captured::default()));
     let readers = [
         child
@@ -124,6 +149,14 @@ pub async fn run(argv: &[String], vars: &Vars, timeout: Duration) -> Outcome {
     for r in readers.into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(2), r).await;
     }
+    if let (Some(ledger), Some(pgid)) = (ledger, group) {
+        // Whatever of the group outlived its leader goes with it.
+        // SAFETY: kill(2) on a process group we created.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+        group::clear(ledger);
+    }
     let (tail, reason) = captured
         .lock()
         .map(|c| (c.tail(), c.reason()))
@@ -144,8 +177,78 @@ pub async fn run(argv: &[String], vars: &Vars, timeout: Duration) -> Outcome {
     }
 }
 
+pub use group::reap_leftover;
+
+/// The ledger's name in the runner's state directory.
+pub const LEDGER: &str = "running.group";
+
+/// The ledger of the one command group a runner has running.
+mod group {
+    use std::path::Path;
+
+    /// When process `pid` started (field 22 of /proc/PID/stat), to tell a
+    /// process from a later one with the same number.
+    fn start_time(pid: i32) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let after = stat.rsplit_once(')')?.1;
+        after.split_whitespace().nth(19)?.parse().ok()
+    }
+
+    /// Whether any process is in group `pgid`.
+    fn members(pgid: i32) -> bool {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        dir.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .any(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| s.rsplit_once(')').map(|(_, a)| a.to_string()))
+                    .and_then(|a| a.split_whitespace().nth(2)?.parse::<i32>().ok())
+                    == Some(pgid)
+            })
+    }
+
+    pub fn record(ledger: &Path, pgid: i32) {
+        let line = format!("{pgid} {}\n", start_time(pgid).unwrap_or(0));
+        if let Err(e) = std::fs::write(ledger, line) {
+            tracing::warn!(path = %ledger.display(), error = %e, "cannot record the running command's group");
+        }
+    }
+
+    pub fn clear(ledger: &Path) {
+        let _ = std::fs::remove_file(ledger);
+    }
+
+    /// Ends a command group a runner killed mid-run left behind, if any:
+    /// its leader (when the same process is still there) or any member
+    /// (a group's number is not reused while a member lives). Its number.
+    pub fn reap_leftover(ledger: &Path) -> Option<i32> {
+        let text = std::fs::read_to_string(ledger).ok()?;
+        clear(ledger);
+        let mut words = text.split_whitespace();
+        let pgid: i32 = words.next()?.parse().ok().filter(|p| *p > 1)?;
+        let started: u64 = words.next()?.parse().ok()?;
+        let ours = match start_time(pgid) {
+            Some(t) => t == started,
+            None => members(pgid),
+        };
+        if !ours {
+            return None;
+        }
+        // SAFETY: kill(2) on the group this runner created before it died.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+        Some(pgid)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::os::unix::process::CommandExt;
+
     use super::*;
 
     fn sh(script: &str) -> Vec<String> {
@@ -212,12 +315,57 @@ mod tests {
                     .starts_with("cannot run /nonexistent/ansible-playbook"),
             "{o:?}"
         );
-        let o = run(&sh("sleep 30 & sleep 30"), &v, Duration::from_millis(300)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("child.pid");
+        let script = format!("sleep 30 & echo $! > {}; sleep 30", pidfile.display());
+        let o = run(&sh(&script), &v, Duration::from_millis(300)).await;
         assert!(!o.ok && o.reason.contains("timeout"), "{o:?}");
+        let child: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         assert!(
-            o.took < Duration::from_secs(5),
-            "killed at the timeout, children too: {:?}",
-            o.took
+            gone(child),
+            "the shell's background child was killed with it"
         );
+    }
+
+    /// Whether a process no longer runs (absent, or a zombie nobody reaped).
+    fn gone(pid: i32) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').map(|(_, a)| a.trim().chars().next()))
+                .flatten();
+            if matches!(state, None | Some('Z')) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_group_left_by_a_killed_runner_is_reaped_from_its_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = dir.path().join(LEDGER);
+        let child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = child.id() as i32;
+        group::record(&ledger, pgid);
+        assert_eq!(reap_leftover(&ledger), Some(pgid));
+        assert!(gone(pgid), "the group's leader is gone");
+        assert!(!ledger.exists(), "the ledger is cleared");
+        assert_eq!(reap_leftover(&ledger), None, "nothing twice");
+        // A ledger naming a process that is not the one it recorded is left alone.
+        std::fs::write(&ledger, format!("{} 1\n", std::process::id())).unwrap();
+        assert_eq!(reap_leftover(&ledger), None);
     }
 }

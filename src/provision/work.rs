@@ -156,7 +156,7 @@ impl Runner {
             inventory: self.write_file("inventory.yaml", &inventory::static_yaml(snap)),
         };
         info!(action, hosts = %vars.hosts, revision = %vars.revision, "provisioning machines");
-        let o = run::run(&argv, &vars, self.cfg.timeout).await;
+        let o = self.command(&argv, &vars).await;
         let result = if o.ok { "ok" } else { "failed" };
         self.metrics.ran("machine", result, o.took.as_secs_f64());
         for m in ms {
@@ -178,6 +178,13 @@ impl Runner {
                 self.failed((false, m.name.clone()), ProvisionResult::Failed, why);
             }
         }
+    }
+
+    /// Runs one command of the runner, its process group in the ledger of
+    /// the state directory while it runs.
+    async fn command(&self, argv: &[String], vars: &Vars) -> run::Outcome {
+        let ledger = self.cfg.state_dir.join(run::LEDGER);
+        run::run_in(argv, vars, self.cfg.timeout, Some(&ledger)).await
     }
 
     /// `m` as the runner reaches it: at the address the sweeps see it at
@@ -241,7 +248,8 @@ impl Runner {
                     hosts: name.clone(),
                     ..Vars::default()
                 };
-                let o = run::run(&self.cfg.removal_command, &vars, self.cfg.timeout).await;
+                let argv = self.cfg.removal_command.clone();
+                let o = self.command(&argv, &vars).await;
                 self.metrics.ran(
                     "removal",
                     if o.ok { "ok" } else { "failed" },
@@ -305,7 +313,8 @@ impl Runner {
                     inventory: self.write_file(&format!("cluster-{name}.yaml"), &text),
                 };
                 info!(cluster = %name, revision = %vars.revision, "rebuilding cluster");
-                let o = run::run(&self.cfg.cluster_command, &vars, self.cfg.timeout).await;
+                let argv = self.cfg.cluster_command.clone();
+                let o = self.command(&argv, &vars).await;
                 self.metrics.ran(
                     "cluster",
                     if o.ok { "ok" } else { "failed" },

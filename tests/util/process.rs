@@ -24,6 +24,21 @@ impl Drop for Reaped {
     }
 }
 
+/// Processes in group `pgid` now, zombies aside.
+pub fn group_members(pgid: i32) -> usize {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| stat.rsplit_once(')').map(|(_, after)| after.to_string()))
+        .filter(|after| {
+            let f: Vec<&str> = after.split_whitespace().collect();
+            f.first() != Some(&"Z") && f.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+        })
+        .count()
+}
+
 /// A loopback port free at the time of asking.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
