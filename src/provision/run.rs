@@ -353,7 +353,7 @@ mod tests {
     fn a_group_left_by_a_killed_runner_is_reaped_from_its_ledger() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = dir.path().join(LEDGER);
-        let child = std::process::Command::new("sh")
+        let mut child = std::process::Command::new("sh")
             .args(["-c", "sleep 30 & sleep 30"])
             .process_group(0)
             .spawn()
@@ -362,6 +362,7 @@ mod tests {
         group::record(&ledger, pgid);
         assert_eq!(reap_leftover(&ledger), Some(pgid));
         assert!(gone(pgid), "the group's leader is gone");
+        let _ = child.wait();
         assert!(!ledger.exists(), "the ledger is cleared");
         assert_eq!(reap_leftover(&ledger), None, "nothing twice");
         // A ledger naming a process that is not the one it recorded is left alone.
