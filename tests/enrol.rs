@@ -111,6 +111,7 @@ async fn restarts_and_a_lost_create_answer_leave_one_pull_request_each() {
         lab.pass(&mut f, hosts.clone()).await;
     }
     assert_eq!((lab.gh.plain_issues().len(), lab.gh.pulls().len()), (1, 1));
+    assert_eq!((lab.gh.creates("issues"), lab.gh.creates("pulls")), (1, 1));
     // The next create is carried out but its answer is lost.
     lab.gh.fail_next(Fault {
         method: Some("POST"),
@@ -166,6 +167,11 @@ async fn restarts_and_a_lost_create_answer_leave_one_pull_request_each() {
         .count();
     assert_eq!(lost, 1, "the pull request create's answer was lost");
     assert_eq!((lab.gh.plain_issues().len(), lab.gh.pulls().len()), (3, 3));
+    // What mdb sent, not what the fake let through: one create per pull
+    // request and per issue (a blind second create would be refused by
+    // the fake's 422, and would still count here).
+    assert_eq!(lab.gh.creates("pulls"), 3, "{:#?}", lab.gh.requests());
+    assert_eq!(lab.gh.creates("issues"), 3);
 }
 
 #[tokio::test]
