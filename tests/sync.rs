@@ -214,8 +214,42 @@ async fn hourly_hard_resync_discards_local_commits_and_files() {
             && std::fs::read_to_string(&file).is_ok_and(|t| t.contains("gaming-pc"))
     })
     .await;
-    // What was served never changed.
-    assert_eq!(server.store.snapshot().expect("snap").machines.len(), 11);
+    server.stop().await;
+}
+
+/// Local edits in the checkout never leak into what is served: the remote
+/// moves on while the checkout holds an edited file and an untracked one,
+/// and what is served is exactly the remote's revision.
+#[tokio::test]
+async fn local_edits_never_leak_into_what_is_served() {
+    let mut repo = TestRepo::with_demo();
+    let server = start_server(&repo.url(), "100ms", "1h").await;
+    server.wait_for_revision(repo.head.expect("head")).await;
+    let desk = server.checkout.join("machines/desk.yaml");
+    std::fs::write(&desk, "machines: []\n").expect("edit a tracked file");
+    std::fs::write(
+        server.checkout.join("machines/intruder.yaml"),
+        "machines:\n  - name: intruder\n    ip: 198.18.10.66\n    use: games\n",
+    )
+    .expect("an untracked file");
+    repo.write(NEW_BOX, NEW_BOX_YAML);
+    let next = repo.commit("the remote moves on");
+    server.wait_for_revision(next).await;
+    let snap = server.store.snapshot().expect("snap");
+    let names: Vec<&str> = snap.machines.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(
+        names.len(),
+        12,
+        "the remote's 11 and the new one: {names:?}"
+    );
+    assert!(
+        snap.by_name("gaming-pc").is_some(),
+        "the edited file is served as committed"
+    );
+    assert!(
+        snap.by_name("intruder").is_none(),
+        "the untracked file is not served"
+    );
     server.stop().await;
 }
 

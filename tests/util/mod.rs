@@ -160,9 +160,15 @@ impl TestServer {
         .await;
     }
 
+    /// Stops the server: a server that hangs on stop, or panics, fails the
+    /// test.
     pub async fn stop(self) {
         self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.handle).await;
+        match tokio::time::timeout(Duration::from_secs(30), self.handle).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("the server's task failed: {e}"),
+            Err(_) => panic!("the server did not stop within 30 s of its shutdown"),
+        }
     }
 }
 

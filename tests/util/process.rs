@@ -146,11 +146,12 @@ impl ServeProcess {
         proc_status_kib(self.pid(), "VmHWM:") as f64 / 1024.0
     }
 
-    /// Open file descriptors of the process now.
+    /// Open file descriptors of the process now. An unreadable `/proc` is
+    /// a failed test, never a zero that passes a bound.
     pub fn open_fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .map(|d| d.count())
-            .unwrap_or(0)
+            .unwrap_or_else(|e| panic!("cannot count the fds of {}: {e}", self.pid()))
+            .count()
     }
 
     /// SIGTERM, then waits (at most 60 s): how long exit took, and how.
@@ -184,16 +185,16 @@ impl Drop for ServeProcess {
     }
 }
 
+/// A `kB` field of /proc/PID/status; a failed test when it cannot be read.
 fn proc_status_kib(pid: i32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 /// A GET that reports a refused or dropped connection instead of panicking.
