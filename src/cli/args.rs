@@ -130,6 +130,9 @@ pub enum Command {
         interval: String,
         #[arg(long, default_value_t = 1_700_000_000)]
         start_unix: i64,
+        /// Print `committed AT` on stderr after each sweep's write.
+        #[arg(long)]
+        announce: bool,
     },
     /// One discovered host's history: addresses over time, up/down transitions.
     History {

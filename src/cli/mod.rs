@@ -115,7 +115,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             sweeps,
             interval,
             start_unix,
-        } => sweep::history_bench(&dir, hosts, sweeps, &interval, start_unix),
+            announce,
+        } => sweep::history_bench(&dir, hosts, sweeps, &interval, start_unix, announce),
         Command::History { key, conn, json } => show::history(&conn.server, &key, json).await,
     };
     match result {

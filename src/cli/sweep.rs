@@ -138,6 +138,7 @@ pub fn history_bench(
     sweeps: u32,
     interval: &str,
     start_unix: i64,
+    announce: bool,
 ) -> anyhow::Result<()> {
     use crate::discover::history::simulate;
     let interval = crate::units::parse_duration(interval)
@@ -148,6 +149,7 @@ pub fn history_bench(
         sweeps,
         interval,
         start_unix,
+        announce,
     };
     let report = simulate::run(dir, &plan)?;
     println!("{}", serde_json::to_string(&report)?);

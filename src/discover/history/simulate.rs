@@ -25,6 +25,9 @@ pub struct Plan {
     /// Simulated time of the first sweep; later runs go on from the store's
     /// last sweep.
     pub start_unix: i64,
+    /// Print `committed AT` on stderr once each sweep's write returned, for
+    /// a test that kills the process to check nothing announced is lost.
+    pub announce: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -91,6 +94,9 @@ pub fn run(dir: &Path, plan: &Plan) -> Result<Report, store::Error> {
             keep_sweeps_since: now - rules.retention.as_secs() as i64,
         };
         times.push(disk.write(&batch)?.as_secs_f64() * 1000.0);
+        if plan.announce {
+            eprintln!("committed {now}");
+        }
         now += plan.interval.as_secs() as i64;
     }
     let records = history.records();
