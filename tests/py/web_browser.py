@@ -6,6 +6,7 @@ to the DB repository meanwhile), then waits for the change on the page.
 
 usage: web_browser.py BASE_URL SCREENSHOT NEW_MACHINE
 """
+import os
 import sys
 import time
 
@@ -55,15 +56,40 @@ def rows():
     return len(driver.find_elements(By.CSS_SELECTOR, "#machines tbody tr"))
 
 
+def wait_for(cond, timeout=15):
+    """Polls cond until it holds or the deadline passes; its last value."""
+    deadline = time.time() + timeout
+    value = cond()
+    while not value and time.time() < deadline:
+        time.sleep(0.1)
+        value = cond()
+    return value
+
+
+def heading():
+    found = driver.find_elements(By.CSS_SELECTOR, "#main h1")
+    return found[0].text if found else ""
+
+
 try:
-    for path in ("/", "/machines", "/machines/alpha-cp-1", "/clusters", "/discovered"):
+    pages = {
+        "/": "The lab at a glance",
+        "/machines": "Machines",
+        "/machines/alpha-cp-1": "alpha-cp-1",
+        "/clusters": "Clusters",
+        "/discovered": "Discovered hosts",
+    }
+    for path, title in pages.items():
         load(base + path)
-        check(driver.find_element(By.ID, "main") is not None, "page loads: " + path)
+        check(heading() == title, "page %s shows %r (not %r)" % (path, title, heading()))
         logs = severe_logs()
         check(not logs, "no console errors on %s: %s" % (path, logs))
     load(base + "/")
-    driver.save_screenshot(screenshot)
-    check(True, "screenshot saved")
+    saved = driver.save_screenshot(screenshot)
+    with open(screenshot, "rb") as f:
+        png = f.read(8)
+    check(saved and png == b"\x89PNG\r\n\x1a\n" and os.path.getsize(screenshot) > 10000,
+          "a screenshot of the overview (%d bytes)" % os.path.getsize(screenshot))
 
     # A phone's width: the page itself never scrolls sideways (wide tables
     # scroll inside their own box).
@@ -81,24 +107,24 @@ try:
         if option.get_attribute("value") == "games":
             option.click()
     driver.find_element(By.CSS_SELECTOR, "form.filters button").click()
-    time.sleep(0.5)
+    wait_for(lambda: "use=games" in driver.current_url and 0 < rows() < everything)
     check(0 < rows() < everything, "the use filter narrows the table (%d of %d)" % (rows(), everything))
     load(base + "/machines")
     box = driver.find_element(By.NAME, "q")
     box.send_keys("alpha")
     box.submit()
-    time.sleep(0.5)
+    wait_for(lambda: "q=alpha" in driver.current_url)
     names = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#machines tbody tr td:first-child")]
     check(names and all("alpha" in n for n in names), "search narrows the table: %s" % names)
 
     load(base + "/machines/xss")
-    time.sleep(0.5)
+    check(wait_for(lambda: heading() == "xss"), "the machine with a script in its note loads")
     check(driver.execute_script("return window.__xss === undefined"), "the note's script is inert")
     check("<script>" in driver.find_element(By.CSS_SELECTOR, "dd.notes").text, "the note shows as text")
 
     load(base + "/discovered")
     driver.find_element(By.CSS_SELECTOR, "table.hosts tbody tr td:nth-child(2) a").click()
-    time.sleep(0.5)
+    wait_for(lambda: "/discovered/name:" in driver.current_url and driver.find_elements(By.CSS_SELECTOR, "td.presence"))
     check("/discovered/name:" in driver.current_url, "the address links to the host's history: " + driver.current_url)
     check(driver.execute_script("return window.x === undefined"), "the announced name's script is inert")
     went = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "td.presence")][-2:]
