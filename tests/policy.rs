@@ -109,6 +109,78 @@ fn the_db_policy_decides_and_devices_are_judged_by_their_checks_alone() {
     );
 }
 
+/// A removed machine triggers nothing unless `removal_command` is set, and
+/// nothing ever runs against a host the database does not have (this one
+/// answers SSH and would accept the provisioner's key).
+#[test]
+fn removals_run_only_when_configured_and_strangers_are_never_touched() {
+    let mut b = Bench::new(3);
+    b.lan.watch_port(2, 22, false);
+    let (cp, w1) = (
+        machine("cp", "198.18.0.11", "control-plane"),
+        machine("w1", "198.18.0.12", "worker"),
+    );
+    b.commit(
+        &[cp.clone(), w1.clone()],
+        "cp and w1; 198.18.0.13 is not in the database",
+    );
+    b.start_server();
+    let cfg = b.config("PLAYBOOK -i {inventory} --limit {hosts} SITE");
+    b.start_runner(&cfg);
+    b.wait("the first build", 90, || {
+        b.status("w1").is_some_and(|s| s["result"] == "ok")
+    });
+
+    // w1 leaves; no removal_command: its status goes, nothing runs.
+    let removed_at = mdb::db::store::now_unix();
+    b.commit(std::slice::from_ref(&cp), "w1 leaves");
+    b.wait("a pass after the removal", 60, || {
+        b.status("w1").is_none()
+            && b.runner_metric("mdb_provision_last_pass_timestamp_seconds")
+                .unwrap_or(0.0)
+                >= removed_at as f64
+    });
+    let runs = b.runs();
+    assert!(
+        !runs.iter().any(|l| l.starts_with("start removal")),
+        "{runs:?}"
+    );
+
+    // With removal_command, a removed machine gets exactly it.
+    b.kill_runner();
+    let log = b.dir.join("removals.log");
+    tune(
+        &cfg,
+        &[(
+            "removal_command",
+            &format!(
+                "[\"sh\", \"-c\", \"echo removed $MDB_HOSTS >> {}\"]",
+                log.display()
+            ),
+        )],
+        "",
+    );
+    b.start_runner(&cfg);
+    b.commit(&[cp.clone(), w1.clone()], "w1 back");
+    b.wait("w1 provisioned again", 90, || {
+        b.status("w1").is_some_and(|s| s["result"] == "ok")
+    });
+    b.commit(std::slice::from_ref(&cp), "w1 leaves again");
+    b.wait("the removal command", 60, || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("removed w1"))
+    });
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("log"),
+        "removed w1\n",
+        "once, for w1 alone"
+    );
+    assert_eq!(
+        b.lan.port_hits(2),
+        0,
+        "no packet to port 22 of a host the database does not have"
+    );
+}
+
 #[test]
 fn a_failing_task_is_the_reason_with_its_message() {
     let mut b = Bench::new(1);
