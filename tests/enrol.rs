@@ -297,6 +297,96 @@ async fn a_commit_taking_the_reserved_address_moves_the_branch_to_another() {
     assert_eq!(ip_of(&check_branch(&lab, &lab.gh.pulls()[0])), moved);
 }
 
+/// mdb never proposes a revision that does not validate: with the DB
+/// branch's head invalid (the server keeps serving its last good revision)
+/// the device gets its issue and no pull request, no branch is pushed, and
+/// once the branch is fixed the proposal comes.
+#[tokio::test]
+async fn an_invalid_db_branch_gets_no_proposal() {
+    let mut lab = Lab::new().await;
+    let served = lab.snapshot();
+    lab.repo.write(
+        "machines/broken.yaml",
+        "machines:\n  - name: Not A Label\n    use: games\n",
+    );
+    lab.repo.commit("a broken commit");
+    let mut f = lab.filer();
+    let hosts = vec![pi("198.18.10.230", PI_MAC)];
+    let s = lab.pass_serving(&mut f, hosts.clone(), &served).await;
+    assert_eq!((s.created, s.enrol.proposed), (1, 0), "{s:?}");
+    assert_eq!(lab.gh.creates("pulls"), 0);
+    let pushed: Vec<String> = lab
+        .repo
+        .repo
+        .references()
+        .expect("refs")
+        .flatten()
+        .filter_map(|r| r.name().map(String::from))
+        .filter(|n| n.starts_with("refs/heads/mdb/"))
+        .collect();
+    assert!(pushed.is_empty(), "nothing pushed: {pushed:?}");
+    lab.repo.remove("machines/broken.yaml");
+    lab.repo.commit("fixed");
+    let s = lab.pass(&mut f, hosts).await;
+    assert_eq!(s.enrol.proposed, 1, "{s:?}");
+}
+
+/// When the DB branch moves on and no entry fits any more (its address was
+/// taken and no static address is left), the pull request is left as it
+/// is and says why once per revision of the DB branch.
+#[tokio::test]
+async fn when_no_entry_fits_the_pull_request_says_so_once_per_revision() {
+    let mut lab = Lab::new().await;
+    let mut f = lab.filer();
+    let hosts = vec![pi("198.18.10.230", PI_MAC)];
+    lab.pass(&mut f, hosts.clone()).await;
+    let pr = lab.gh.pulls().remove(0);
+    let head = pr.pull.clone().expect("pull").head;
+    let reserved = ip_of(&check_branch(&lab, &pr));
+    let tip = lab.branch_tip(&head);
+    lab.repo.write(
+        "machines/other.yaml",
+        &format!("machines:\n  - name: other\n    ip: {reserved}\n    use: games\n"),
+    );
+    let full = mdb::demo::FILES
+        .iter()
+        .find(|(p, _)| *p == "mdb.yaml")
+        .map(|(_, t)| {
+            t.replace(
+                "static: 198.18.10.10-198.18.10.199",
+                "static: 198.18.10.11-198.18.10.13",
+            )
+        })
+        .expect("demo mdb.yaml");
+    lab.repo.write("mdb.yaml", &full);
+    lab.repo.commit("take the address; no static address left");
+    let says = |lab: &Lab| {
+        lab.gh.pulls()[0]
+            .comments
+            .iter()
+            .filter(|c| c.contains("no longer fits") && c.contains("no free static address"))
+            .count()
+    };
+    for _ in 0..3 {
+        let s = lab.pass(&mut f, hosts.clone()).await;
+        assert_eq!(s.enrol.rebuilt, 0, "{s:?}");
+    }
+    assert_eq!(
+        says(&lab),
+        1,
+        "once for this revision: {:?}",
+        lab.gh.pulls()[0].comments
+    );
+    assert_eq!(lab.branch_tip(&head), tip, "the branch is left as it is");
+    lab.repo.write(
+        "machines/unrelated.yaml",
+        "machines:\n  - name: unrelated\n    mac: 00:16:3e:55:00:01\n    use: games\n",
+    );
+    lab.repo.commit("the DB branch moves on again");
+    lab.pass(&mut f, hosts).await;
+    assert_eq!(says(&lab), 2, "once more for the new revision");
+}
+
 #[tokio::test]
 async fn random_macs_are_enrolled_only_when_configured() {
     let lab = Lab::new().await;
