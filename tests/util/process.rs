@@ -141,6 +141,16 @@ impl ServeProcess {
         http_get(self.metrics, "/metrics").await.1
     }
 
+    /// `GetStats`, which must answer.
+    pub async fn stats(&self) -> mdb::proto::Stats {
+        self.client()
+            .await
+            .get_stats(mdb::proto::GetStatsRequest::default())
+            .await
+            .expect("GetStats")
+            .into_inner()
+    }
+
     /// The most memory the process has held (VmHWM), in MiB.
     pub fn peak_rss_mib(&self) -> f64 {
         proc_status_kib(self.pid(), "VmHWM:") as f64 / 1024.0
