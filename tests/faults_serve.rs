@@ -332,3 +332,66 @@ async fn cli_errors_are_one_line_without_transport_internals() {
     );
     server.stop().await;
 }
+
+/// SIGTERM turns health NOT_SERVING at once, before the drain: a load
+/// balancer watching health stops sending work while streams finish.
+#[tokio::test]
+async fn sigterm_turns_health_not_serving_before_the_drain() {
+    use tonic_health::pb::{
+        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+    };
+    let repo = TestRepo::with_demo();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("mdb.toml");
+    std::fs::write(&cfg, "[server]\nshutdown_grace = \"4s\"\n").expect("config");
+    let checkout = dir.path().join("checkout");
+    let url = repo.url();
+    let mut server = ServeProcess::start(
+        dir.path(),
+        &[
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--db-url",
+            &url,
+            "--checkout",
+            checkout.to_str().expect("utf-8"),
+        ],
+    );
+    server.wait_ready().await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.grpc))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = HealthClient::new(channel)
+        .watch(HealthCheckRequest {
+            service: "mdb.v1.MachineDb".into(),
+        })
+        .await
+        .expect("health watch")
+        .into_inner();
+    let first = health.message().await.expect("a status").expect("a status");
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    // A Watch stream keeps the server draining for a while after SIGTERM.
+    let mut stream = server
+        .client()
+        .await
+        .watch(WatchRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    let _ = stream.message().await;
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(server.pid(), libc::SIGTERM);
+    }
+    let next = tokio::time::timeout(Duration::from_secs(2), health.message())
+        .await
+        .expect("health changes within 2 s of SIGTERM")
+        .expect("the health stream")
+        .expect("a status");
+    assert_eq!(next.status, ServingStatus::NotServing as i32, "{next:?}");
+    let (took, status) = server.terminate();
+    assert!(status.success(), "{status}");
+    assert!(took < Duration::from_secs(4), "exit took {took:?}");
+}
