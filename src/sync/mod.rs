@@ -10,19 +10,24 @@
 use std::{
     path::PathBuf,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-        mpsc, Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
     },
     time::{Duration, Instant},
 };
 
-use git2::{build::CheckoutBuilder, FetchOptions, Oid, RemoteCallbacks, Repository, ResetType};
+use git2::{build::CheckoutBuilder, Oid, Repository, ResetType};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 pub mod metrics;
+mod network;
 pub mod propose;
 pub mod settings;
+
+pub(crate) use network::{callbacks, network_error};
+use network::{on_thread, FetchJob};
+pub use network::{redact_url, set_git_timeouts};
 
 use metrics::{RunResult, SyncMetrics};
 
@@ -107,27 +112,6 @@ impl Error {
     }
 }
 
-/// Drops any `user:password@` part, in case someone put a token in the URL.
-pub fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let authority = rest.split('/').next().unwrap_or("");
-        if let Some((_, host)) = authority.rsplit_once('@') {
-            return format!("{scheme}://***@{host}{}", &rest[authority.len()..]);
-        }
-    }
-    url.to_string()
-}
-
-/// Sets libgit2's global network timeouts; call once at start.
-pub fn set_git_timeouts(connect: Duration, io: Duration) {
-    let ms = |d: Duration| d.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: called at start-up before any git operation runs.
-    unsafe {
-        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms(connect));
-        let _ = git2::opts::set_server_timeout_in_milliseconds(ms(io));
-    }
-}
-
 pub enum Outcome {
     /// The remote head is the revision already served.
     Unchanged(Oid),
@@ -137,14 +121,6 @@ pub enum Outcome {
 /// The ref in the checkout that marks the last revision that validated,
 /// so a restart can serve it before (or without) reaching the remote.
 const LAST_GOOD_REF: &str = "refs/mdb/last-good";
-
-/// Fetches that passed their deadline and were abandoned but may still be
-/// running; past this many, no new fetch starts until one ends.
-const MAX_STUCK_FETCHES: usize = 4;
-static FETCHES_RUNNING: AtomicUsize = AtomicUsize::new(0);
-
-/// How often a waiting step looks at its deadline and at shutdown.
-const WAIT_SLICE: Duration = Duration::from_millis(50);
 
 /// The local checkout. Blocking: call from `spawn_blocking`.
 pub struct Checkout {
@@ -421,154 +397,6 @@ pub(crate) fn files_in_commit(
     Ok(intake)
 }
 
-/// Runs one network operation of git on a thread of its own and waits for
-/// it until `after` has passed or `stop` is set: libgit2 has no overall
-/// deadline, so an operation past it is abandoned (its callbacks see
-/// `abandon` and give up the next time libgit2 calls them).
-pub(crate) fn on_thread<T: Send + 'static>(
-    stop: &AtomicBool,
-    abandon: Arc<AtomicBool>,
-    shown_url: &str,
-    after: Duration,
-    job: impl FnOnce() -> Result<T, Error> + Send + 'static,
-) -> Result<T, Error> {
-    let stalled = || Error::Stalled {
-        url: shown_url.to_string(),
-        after,
-    };
-    if FETCHES_RUNNING.load(Ordering::SeqCst) >= MAX_STUCK_FETCHES {
-        return Err(stalled());
-    }
-    let (tx, rx) = mpsc::channel();
-    FETCHES_RUNNING.fetch_add(1, Ordering::SeqCst);
-    let spawned = std::thread::Builder::new()
-        .name("mdb-git".into())
-        .spawn(move || {
-            let _ = tx.send(job());
-            FETCHES_RUNNING.fetch_sub(1, Ordering::SeqCst);
-        });
-    if let Err(e) = spawned {
-        FETCHES_RUNNING.fetch_sub(1, Ordering::SeqCst);
-        return Err(Error::Fetch {
-            url: shown_url.to_string(),
-            message: format!("cannot start a git thread: {e}"),
-        });
-    }
-    let deadline = Instant::now() + after;
-    loop {
-        match rx.recv_timeout(WAIT_SLICE) {
-            Ok(result) => return result,
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(Error::Fetch {
-                    url: shown_url.to_string(),
-                    message: "the git thread ended without an answer".into(),
-                })
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-        }
-        if stop.load(Ordering::SeqCst) || Instant::now() >= deadline {
-            abandon.store(true, Ordering::SeqCst);
-            return Err(stalled());
-        }
-    }
-}
-
-/// Callbacks for a network operation: the token once (libgit2 asks again
-/// for as long as the server refuses), and an end when `abandon` is set.
-pub(crate) fn callbacks(
-    token: Option<Secret>,
-    abandon: Arc<AtomicBool>,
-) -> RemoteCallbacks<'static> {
-    let mut cb = RemoteCallbacks::new();
-    let mut asked = 0u32;
-    cb.credentials(move |_url, user, _allowed| {
-        asked += 1;
-        match (&token, asked) {
-            (Some(t), 1) => {
-                git2::Cred::userpass_plaintext(user.unwrap_or("x-access-token"), t.expose())
-            }
-            _ => Err(git2::Error::from_str("authentication failed")),
-        }
-    });
-    let a = abandon.clone();
-    cb.transfer_progress(move |_| !a.load(Ordering::SeqCst));
-    cb.sideband_progress(move |_| !abandon.load(Ordering::SeqCst));
-    cb
-}
-
-/// A libgit2 error of a network operation, in mdb's terms.
-pub(crate) fn network_error(e: &git2::Error, shown: &str, after: Duration) -> Error {
-    if e.code() == git2::ErrorCode::Auth || e.message().contains("authentication") {
-        return Error::Auth {
-            url: shown.to_string(),
-        };
-    }
-    if e.message().contains("timed out") {
-        // libgit2's own per-read timeout: a hung remote, like the deadline.
-        return Error::Stalled {
-            url: shown.to_string(),
-            after,
-        };
-    }
-    Error::Fetch {
-        url: shown.to_string(),
-        message: e.message().to_string(),
-    }
-}
-
-/// One fetch, run on its own thread by [`Checkout::fetch`].
-struct FetchJob {
-    path: PathBuf,
-    url: String,
-    /// The URL as it may be shown (credentials removed).
-    shown: String,
-    branch: String,
-    token: Option<Secret>,
-    /// The fetch timeout, for the error that reports it.
-    after: Duration,
-    /// Set when the waiter gave up; callbacks then end the transfer.
-    abandon: Arc<AtomicBool>,
-}
-
-impl FetchJob {
-    fn run(self) -> Result<Oid, Error> {
-        let shown = self.shown.clone();
-        let fetch_error = |message: String| Error::Fetch {
-            url: shown.clone(),
-            message,
-        };
-        let repo = Repository::open(&self.path).map_err(|e| Error::Checkout {
-            path: self.path.display().to_string(),
-            message: e.message().to_string(),
-        })?;
-        let mut fo = FetchOptions::new();
-        fo.remote_callbacks(callbacks(self.token.clone(), self.abandon.clone()));
-        fo.download_tags(git2::AutotagOption::None);
-        let tracking = format!("refs/remotes/origin/{}", self.branch);
-        let refspec = format!("+refs/heads/{}:{tracking}", self.branch);
-        let mut remote = repo
-            .remote_anonymous(&self.url)
-            .map_err(|e| fetch_error(e.message().to_string()))?;
-        if let Err(e) = remote.fetch(&[&refspec], Some(&mut fo), None) {
-            return Err(network_error(&e, &self.shown, self.after));
-        }
-        // A branch deleted on the remote must not keep serving a stale ref.
-        let head = format!("refs/heads/{}", self.branch);
-        let advertised = remote
-            .list()
-            .map(|heads| heads.iter().any(|h| h.name() == head))
-            .unwrap_or(true);
-        let no_branch = || Error::NoBranch {
-            url: self.shown.clone(),
-            branch: self.branch.clone(),
-        };
-        if !advertised {
-            return Err(no_branch());
-        }
-        repo.refname_to_id(&tracking).map_err(|_| no_branch())
-    }
-}
-
 /// Returns freed heap pages to the OS (glibc keeps them otherwise, and a
 /// 100k-machine load frees a lot).
 fn release_memory() {
@@ -709,22 +537,4 @@ fn report_failure(e: &Error, store: &Store, metrics: &SyncMetrics, last_logged: 
     }
     store.sync_failed(text);
     metrics.failed(e);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_lose_their_credentials() {
-        assert_eq!(
-            redact_url("https://x:ghp_secret@github.com/a/b.git"),
-            "https://***@github.com/a/b.git"
-        );
-        assert_eq!(
-            redact_url("https://github.com/a/b.git"),
-            "https://github.com/a/b.git"
-        );
-        assert_eq!(redact_url("file:///tmp/a@b/repo"), "file:///tmp/a@b/repo");
-    }
 }
