@@ -36,10 +36,44 @@ pub fn set_git_timeouts(connect: Duration, io: Duration) {
     }
 }
 
-/// Fetches that passed their deadline and were abandoned but may still be
-/// running; past this many, no new fetch starts until one ends.
-const MAX_STUCK_FETCHES: usize = 4;
-static FETCHES_RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// Threads for git's network operations. One that passed its deadline is
+/// abandoned but may still run inside libgit2; past `cap` of them, no new
+/// operation starts until one ends, so a hung remote cannot pile up threads.
+pub(super) struct Slots {
+    running: AtomicUsize,
+    cap: usize,
+}
+
+/// Every git thread of the process.
+static GIT_THREADS: Slots = Slots::new(4);
+
+impl Slots {
+    const fn new(cap: usize) -> Self {
+        Slots {
+            running: AtomicUsize::new(0),
+            cap,
+        }
+    }
+
+    /// A slot, or none when `cap` threads are still running.
+    fn take(&'static self) -> Option<Slot> {
+        self.running
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.cap).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(self))
+    }
+}
+
+/// A running git thread; its slot is free again when this drops.
+struct Slot(&'static Slots);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// How often a waiting step looks at its deadline and at shutdown.
 const WAIT_SLICE: Duration = Duration::from_millis(50);
@@ -55,23 +89,32 @@ pub(crate) fn on_thread<T: Send + 'static>(
     after: Duration,
     job: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
+    on_thread_in(&GIT_THREADS, stop, abandon, shown_url, after, job)
+}
+
+fn on_thread_in<T: Send + 'static>(
+    slots: &'static Slots,
+    stop: &AtomicBool,
+    abandon: Arc<AtomicBool>,
+    shown_url: &str,
+    after: Duration,
+    job: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
     let stalled = || Error::Stalled {
         url: shown_url.to_string(),
         after,
     };
-    if FETCHES_RUNNING.load(Ordering::SeqCst) >= MAX_STUCK_FETCHES {
+    let Some(slot) = slots.take() else {
         return Err(stalled());
-    }
+    };
     let (tx, rx) = mpsc::channel();
-    FETCHES_RUNNING.fetch_add(1, Ordering::SeqCst);
     let spawned = std::thread::Builder::new()
         .name("mdb-git".into())
         .spawn(move || {
+            let _slot = slot;
             let _ = tx.send(job());
-            FETCHES_RUNNING.fetch_sub(1, Ordering::SeqCst);
         });
     if let Err(e) = spawned {
-        FETCHES_RUNNING.fetch_sub(1, Ordering::SeqCst);
         return Err(Error::Fetch {
             url: shown_url.to_string(),
             message: format!("cannot start a git thread: {e}"),
@@ -194,7 +237,67 @@ impl FetchJob {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
+
+    fn wait_idle(slots: &Slots) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while slots.running.load(Ordering::SeqCst) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "threads never gave back their slots"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A job that blocks until `release` closes, noting that it ran.
+    fn stuck_job(
+        release: &Arc<Mutex<mpsc::Receiver<()>>>,
+        ran: &Arc<AtomicUsize>,
+    ) -> impl FnOnce() -> Result<(), Error> + Send + 'static {
+        let (release, ran) = (release.clone(), ran.clone());
+        move || {
+            ran.fetch_add(1, Ordering::SeqCst);
+            let _ = release.lock().map(|r| r.recv());
+            Ok(())
+        }
+    }
+
+    fn run_in(
+        slots: &'static Slots,
+        job: impl FnOnce() -> Result<(), Error> + Send + 'static,
+    ) -> Result<(), Error> {
+        let stop = AtomicBool::new(false);
+        let abandon = Arc::new(AtomicBool::new(false));
+        on_thread_in(
+            slots,
+            &stop,
+            abandon,
+            "file:///r",
+            Duration::from_millis(100),
+            job,
+        )
+    }
+
+    #[test]
+    fn stuck_operations_are_capped_and_their_slots_come_back() {
+        static SLOTS: Slots = Slots::new(2);
+        let (hold, release) = mpsc::channel::<()>();
+        let release = Arc::new(Mutex::new(release));
+        let ran = Arc::new(AtomicUsize::new(0));
+        for _ in 0..4 {
+            let r = run_in(&SLOTS, stuck_job(&release, &ran));
+            assert!(matches!(r, Err(Error::Stalled { .. })), "{r:?}");
+        }
+        assert_eq!(ran.load(Ordering::SeqCst), 2, "only two threads started");
+        assert_eq!(SLOTS.running.load(Ordering::SeqCst), 2);
+        drop(hold);
+        wait_idle(&SLOTS);
+        assert!(run_in(&SLOTS, || Ok(())).is_ok(), "a free slot runs again");
+        wait_idle(&SLOTS);
+    }
 
     #[test]
     fn urls_lose_their_credentials() {
