@@ -14,7 +14,7 @@ use std::{
 
 use git2::{Oid, Repository};
 use mdb::proto::GetMachineRequest;
-use util::{process::ServeProcess, TestRepo};
+use util::{metric, process::ServeProcess, TestRepo};
 
 const DEMO_MACHINE: &str = "devbox";
 /// Memory a refused commit may cost the server, peak (the demo itself
@@ -287,8 +287,17 @@ async fn a_100k_problem_revision_gives_a_bounded_report_that_stats_can_carry() {
         err.len()
     );
     assert!(err.contains("100000 problems"), "{}", &err[..200]);
-    // A few more polls of the same bad head: logged once, not per poll.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Three more polls of the same bad head: logged once, not per poll.
+    let errors = |text: &str| metric(text, "mdb_sync_runs_total{result=\"error\"}").unwrap_or(0.0);
+    let seen = errors(&server.metrics_text().await);
+    while errors(&server.metrics_text().await) < seen + 3.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let logs = server.logs();
     let warned = logs.matches("database sync failed").count();
     assert_eq!(

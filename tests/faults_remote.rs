@@ -147,7 +147,18 @@ async fn outage_across_the_hourly_resync_keeps_the_checkout() {
     let marker = dir.path().join("checkout/.git/mdb-test-marker");
     std::fs::write(&marker, "x").expect("marker");
     let outage = Outage::begin(&repo);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Six failed fetches, each at least a poll apart, span two resyncs.
+    let errors = |text: &str| metric(text, "mdb_sync_runs_total{result=\"error\"}").unwrap_or(0.0);
+    let outage_began = Instant::now();
+    while errors(&server.metrics_text().await) < 6.0 {
+        assert!(
+            outage_began.elapsed() < Duration::from_secs(30),
+            "{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let outage_lasted = outage_began.elapsed();
     outage.end();
     repo.write(
         "machines/extra.yaml",
@@ -169,7 +180,7 @@ async fn outage_across_the_hourly_resync_keeps_the_checkout() {
         "the checkout was deleted during the outage"
     );
     assert_eq!(metric(&text, "mdb_sync_reclones"), Some(0.0), "{text}");
-    println!("FIGURE outage across 6 resyncs: checkout kept, 0 re-clones");
+    println!("FIGURE outage of {outage_lasted:?} (6 failed fetches, resync every 300 ms): checkout kept, 0 re-clones");
 }
 
 /// A remote speaking the start of git's smart-HTTP answer, then `drip`:

@@ -9,6 +9,12 @@ use std::time::Duration;
 use mdb::github;
 use util::fake_github::{FakeGithub, Fault, OWNER, REPO, TOKEN};
 
+/// Reconcile passes the `mdb serve` in the scanner's namespace completed.
+fn github_passes(lan: &util::lan::Lan) -> f64 {
+    lan.metric_in_scanner("127.0.0.1:9090", "mdb_github_passes_total")
+        .unwrap_or(0.0)
+}
+
 /// End to end: `mdb serve` sweeps a real namespace LAN and files to the
 /// fake GitHub (which listens inside the scanner's namespace).
 #[test]
@@ -75,12 +81,20 @@ fn serve_files_once_survives_restarts_and_closes_on_a_real_lan() {
             std::thread::sleep(Duration::from_millis(100));
         }
     };
+    // "Nothing more happened" is proven by reconcile passes that came and
+    // went, not by a sleep.
+    let three_more_passes = |lan: &Lan| {
+        let seen = github_passes(lan);
+        wait("three more reconcile passes", &|| {
+            github_passes(lan) >= seen + 3.0
+        });
+    };
     let started = std::time::Instant::now();
     wait("the new device's issue and pull request", &|| {
         !gh.plain_issues().is_empty() && !gh.pulls().is_empty()
     });
     let to_pull_request = started.elapsed();
-    std::thread::sleep(Duration::from_secs(1));
+    three_more_passes(&lan);
     let issues = gh.plain_issues();
     assert_eq!(issues.len(), 1, "{issues:#?}");
     assert!(
@@ -112,7 +126,7 @@ fn serve_files_once_survives_restarts_and_closes_on_a_real_lan() {
         wait("the restarted filer to read the issues", &|| {
             loads() > before
         });
-        std::thread::sleep(Duration::from_secs(1));
+        three_more_passes(&lan);
     }
     assert_eq!(gh.plain_issues().len(), 1);
     assert_eq!(gh.pulls().len(), 1);
@@ -144,6 +158,28 @@ fn serve_files_once_survives_restarts_and_closes_on_a_real_lan() {
         .reference("refs/heads/main", tip, true, "merge")
         .expect("merge");
     gh.mark_merged(pr.number);
+    // Still at its old address: one comment that it waits, and it stays open.
+    wait("the waiting comment", &|| {
+        gh.plain_issues()[0]
+            .comments
+            .iter()
+            .any(|c| c.starts_with("Merged: reserved 198.18.0.100, still at 198.18.0.23"))
+    });
+    three_more_passes(&lan);
+    let issue = gh.plain_issues().remove(0);
+    assert_eq!(issue.state, "open", "it waits for its reservation");
+    assert_eq!(
+        issue
+            .comments
+            .iter()
+            .filter(|c| c.starts_with("Merged:"))
+            .count(),
+        1,
+        "said once: {:#?}",
+        issue.comments
+    );
+    // Its renewal: at its reserved address, the issue closes.
+    lan.set_ip(1, "198.18.0.100");
     wait("the new device's issue to close", &|| {
         gh.plain_issues()[0].state == "closed"
     });
@@ -157,7 +193,7 @@ fn serve_files_once_survives_restarts_and_closes_on_a_real_lan() {
             .find_reference(&format!("refs/heads/{branch}"))
             .is_err()
     });
-    std::thread::sleep(Duration::from_secs(1));
+    three_more_passes(&lan);
     assert_eq!(
         (gh.plain_issues().len(), gh.pulls().len()),
         (1, 1),

@@ -228,7 +228,16 @@ fn follow_sweeps(
                     on_sweep(swept.len());
                 }
             }
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            // Until the replica has the last sweep (it may merge earlier ones).
+            let last = swept.last().map(|(id, _)| *id);
+            let mirror_deadline = Instant::now() + Duration::from_secs(20);
+            while last.is_some_and(|id| !at.lock().expect("lock").contains_key(&id)) {
+                assert!(
+                    Instant::now() < mirror_deadline,
+                    "the replica never had the last sweep"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             mirrored.abort();
             let at = at.lock().expect("lock");
             swept
@@ -593,7 +602,15 @@ fn a_rotating_random_mac_is_one_host_one_issue_one_pull_request() {
             (h["mac"] == mac).then_some(())
         });
     }
-    std::thread::sleep(Duration::from_secs(2));
+    // Three reconcile passes after the last change: nothing more is filed.
+    let passes = || {
+        lan.metric_in_scanner("127.0.0.1:9090", "mdb_github_passes_total")
+            .unwrap_or(0.0)
+    };
+    let then = passes();
+    wait("three more reconcile passes", 30, || {
+        (passes() >= then + 3.0).then_some(())
+    });
     let d = discovered(&lan, SCANNER);
     let hosts: Vec<_> = d.keys().filter(|ip| *ip != "198.18.0.1").collect();
     assert_eq!(hosts, ["198.18.0.30"], "one entry");

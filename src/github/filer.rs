@@ -390,6 +390,7 @@ pub async fn run(
                     );
                 }
                 capped.tell(&s.deferred);
+                metrics.passed();
             }
             Err(e) => {
                 warn!(error = %e, "GitHub reconcile failed; will retry after the next sweep");

@@ -1,5 +1,5 @@
 //! What the GitHub side records: requests by outcome, issue operations,
-//! failed passes by kind, and problems deferred by the per-sweep cap.
+//! passes completed, failed passes by kind, and problems deferred by the per-sweep cap.
 
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
@@ -49,6 +49,7 @@ pub struct GithubMetrics {
     issues: IntCounterVec,
     pulls: IntCounterVec,
     errors: IntCounterVec,
+    passes: prometheus::IntCounter,
     deferred: IntGauge,
     capped: IntGaugeVec,
 }
@@ -84,6 +85,11 @@ impl GithubMetrics {
                 "kind",
                 Error::LABELS,
             ),
+            passes: m::int_counter(
+                r,
+                "github_passes_total",
+                "Reconcile passes that completed (one per sweep GitHub kept up with).",
+            ),
             deferred: m::int_gauge(
                 r,
                 "github_deferred_problems",
@@ -115,6 +121,10 @@ impl GithubMetrics {
         self.pulls
             .with_label_values(&[word(Operation::WORDS, op)])
             .inc();
+    }
+
+    pub fn passed(&self) {
+        self.passes.inc();
     }
 
     pub fn failed(&self, e: &Error) {

@@ -125,14 +125,7 @@ impl Bench {
 
     /// A value of the runner's metrics (read inside the scanner's namespace).
     pub fn runner_metric(&self, series: &str) -> Option<f64> {
-        let (_, text) = self.lan.http_in_scanner(
-            "GET",
-            "127.0.0.1:9093".parse().expect("addr"),
-            "/metrics",
-            &[],
-            "",
-        );
-        super::metric(&text, series)
+        self.lan.metric_in_scanner("127.0.0.1:9093", series)
     }
 
     /// Commits `mdb.yaml` and `machines/lab.yaml` as given.
@@ -172,6 +165,20 @@ impl Bench {
             "127.0.0.1:9090",
         ]);
         self.server = Some(spawn(c, &self.dir.join("serve.log")));
+    }
+
+    /// Waits until the server has loaded a revision (`/readyz`).
+    pub fn wait_server_ready(&self) {
+        self.wait("the server's /readyz", 30, || {
+            let (status, _) = self.lan.http_in_scanner(
+                "GET",
+                "127.0.0.1:9090".parse().expect("addr"),
+                "/readyz",
+                &[],
+                "",
+            );
+            status == 200
+        });
     }
 
     /// `mdb` with these arguments as the server (in the scanner's namespace).

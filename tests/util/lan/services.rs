@@ -365,4 +365,12 @@ impl Lan {
         .join()
         .expect("http thread")
     }
+
+    /// One series of the metrics served at `addr` in the scanner's
+    /// namespace (none while nothing listens there).
+    pub fn metric_in_scanner(&self, addr: &str, series: &str) -> Option<f64> {
+        let (_, text) =
+            self.http_in_scanner("GET", addr.parse().expect("addr"), "/metrics", &[], "");
+        crate::util::metric(&text, series)
+    }
 }
