@@ -39,7 +39,39 @@ pub fn group_members(pgid: i32) -> usize {
         .count()
 }
 
-/// A loopback port free at the time of asking.
+/// The gRPC and metrics addresses `mdb serve` logs once it has bound them
+/// (text or JSON logs); waits at most 30 s.
+fn bound_addresses(child: &mut Child, log: &Path) -> (SocketAddr, SocketAddr) {
+    let after = |text: &str, key: &str| -> Option<SocketAddr> {
+        let rest = &text[text.find(key)? + key.len()..];
+        let start = rest.find("127.0.0.1:")?;
+        let addr: String = rest[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+            .collect();
+        addr.parse().ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("mdb serving")) {
+            if let (Some(g), Some(m)) = (after(line, "grpc"), after(line, "metrics")) {
+                return (g, m);
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("mdb serve exited with {status} before serving:\n{text}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mdb serve did not bind in 30 s:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A loopback port free at the time of asking (another process may take
+/// it before it is used: only for ports nobody needs to win).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -56,22 +88,25 @@ pub struct ServeProcess {
 
 impl ServeProcess {
     /// `mdb serve` with `args`, logging into `dir/serve.log`.
+    /// The ports are the kernel's choice (port 0), read back from the
+    /// "mdb serving" line: no other test can take them in between.
     pub fn start(dir: &Path, args: &[&str]) -> ServeProcess {
-        let grpc: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let metrics: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let log = dir.join(format!("serve-{}.log", grpc.port()));
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let log = dir.join(format!("serve-{n}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(bin())
+        let mut child = Command::new(bin())
             .arg("serve")
             .args(args)
-            .args(["--grpc-listen", &grpc.to_string()])
-            .args(["--metrics-listen", &metrics.to_string()])
+            .args(["--grpc-listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .env("MDB_LOG", "info,mdb=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
             .expect("spawn mdb serve");
+        let (grpc, metrics) = bound_addresses(&mut child, &log);
         ServeProcess {
             child,
             grpc,
