@@ -429,7 +429,7 @@ pub async fn run(
     let checkout = Arc::new(Mutex::new(checkout));
     serve_last_good(&checkout, &store, &metrics).await;
     let mut last_hard: Option<Instant> = None;
-    let mut retry = FIRST_RETRY;
+    let mut backoff = Backoff::new(timing.poll);
     let mut last_logged = String::new();
     loop {
         let hard = last_hard.is_none_or(|t| t.elapsed() >= timing.resync);
@@ -456,29 +456,54 @@ pub async fn run(
                 if hard {
                     last_hard = Some(Instant::now());
                 }
-                retry = FIRST_RETRY;
                 last_logged.clear();
                 publish(outcome, &store, &metrics).await;
-                timing.poll
+                backoff.succeeded()
             }
             Err(e) => {
                 report_failure(&e, &store, &metrics, &mut last_logged);
                 // A rejected revision's parse trees are freed by now.
                 let _ = tokio::task::spawn_blocking(release_memory).await;
-                if matches!(e, Error::Invalid { .. }) {
-                    // Retrying sooner cannot fix a bad commit; a new push will.
-                    timing.poll
-                } else {
-                    let wait = retry.min(timing.poll);
-                    retry = (retry * 2).min(timing.poll);
-                    wait
-                }
+                backoff.failed(&e)
             }
         };
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// When the sync loop looks again: every poll while steps work; after a
+/// failure sooner, from `FIRST_RETRY` doubling up to the poll.
+struct Backoff {
+    next: Duration,
+    poll: Duration,
+}
+
+impl Backoff {
+    fn new(poll: Duration) -> Backoff {
+        Backoff {
+            next: FIRST_RETRY,
+            poll,
+        }
+    }
+
+    /// The wait after a step that worked; failures start over.
+    fn succeeded(&mut self) -> Duration {
+        self.next = FIRST_RETRY;
+        self.poll
+    }
+
+    /// The wait after a failed step.
+    fn failed(&mut self, e: &Error) -> Duration {
+        if matches!(e, Error::Invalid { .. }) {
+            // Retrying sooner cannot fix a bad commit; a new push will.
+            return self.poll;
+        }
+        let wait = self.next.min(self.poll);
+        self.next = (self.next * 2).min(self.poll);
+        wait
     }
 }
 
@@ -537,4 +562,40 @@ fn report_failure(e: &Error, store: &Store, metrics: &SyncMetrics, last_logged: 
     }
     store.sync_failed(text);
     metrics.failed(e);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_retry_from_750_ms_doubling_up_to_the_poll() {
+        let fetch = Error::Fetch {
+            url: "file:///r".into(),
+            message: "gone".into(),
+        };
+        let mut b = Backoff::new(Duration::from_secs(10));
+        let waits: Vec<u64> = (0..6)
+            .map(|_| b.failed(&fetch).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [750, 1500, 3000, 6000, 10_000, 10_000]);
+        assert_eq!(b.succeeded(), Duration::from_secs(10));
+        assert_eq!(b.failed(&fetch), FIRST_RETRY, "a success starts over");
+        let invalid = Error::Invalid {
+            revision: "abc".into(),
+            report: Report(Vec::new()),
+        };
+        assert_eq!(
+            b.failed(&invalid),
+            Duration::from_secs(10),
+            "a bad commit waits for a push"
+        );
+        assert_eq!(b.failed(&fetch), Duration::from_millis(1500));
+        let mut fast = Backoff::new(Duration::from_millis(100));
+        assert_eq!(
+            fast.failed(&fetch),
+            Duration::from_millis(100),
+            "never past the poll"
+        );
+    }
 }
