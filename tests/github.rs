@@ -417,6 +417,49 @@ async fn a_flood_is_capped_per_sweep() {
     assert_eq!(gh.issues().len(), 7);
 }
 
+/// Content-creating requests are `write_gap` apart, as GitHub asks.
+#[tokio::test]
+async fn writes_are_write_gap_apart() {
+    let gh = fake().await;
+    let mut cfg = config(&gh);
+    cfg.write_gap = Duration::from_millis(300);
+    let mut f = Filer::new(cfg, Metrics::new().github.clone()).expect("filer");
+    let hosts: Vec<DiscoveredHost> = (0..3)
+        .map(|i| {
+            host(
+                &format!("198.18.10.{}", 240 + i),
+                &format!("00:16:3e:00:02:{i:02x}"),
+                HostState::New,
+                "",
+            )
+        })
+        .collect();
+    let s = f
+        .reconcile(&sweep(hosts), &demo(""))
+        .await
+        .expect("reconcile");
+    assert_eq!(s.created, 3);
+    let writes: Vec<_> = gh
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .collect();
+    assert!(writes.len() >= 3, "{writes:#?}");
+    for pair in writes.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        // Arrival times: a request sent late can arrive a little closer to
+        // the next one than it left.
+        assert!(
+            gap >= Duration::from_millis(280),
+            "{} {} then {} {} only {gap:?} apart",
+            pair[0].method,
+            pair[0].path,
+            pair[1].method,
+            pair[1].path
+        );
+    }
+}
+
 /// The fake holds requests to GitHub's rules: it refuses a wrong token, an
 /// unknown field and an unknown route, as GitHub does.
 #[tokio::test]

@@ -41,6 +41,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: Value,
     pub status: u16,
+    /// When the whole request had arrived.
+    pub at: std::time::Instant,
 }
 
 #[derive(Clone, Debug)]
@@ -264,6 +266,7 @@ fn handle(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
+    let at = std::time::Instant::now();
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
     let body: Value = if raw.is_empty() {
@@ -306,6 +309,7 @@ fn handle(
             .collect(),
         body: body.clone(),
         status: status.as_u16(),
+        at,
     });
     let mut response = (
         status,
