@@ -87,6 +87,46 @@ fn the_db_policy_decides_and_devices_are_judged_by_their_checks_alone() {
     let printer = b.status("printer").expect("status");
     assert_eq!(printer["treatment"], "readiness", "{printer}");
     assert_eq!(b.status("ghost").expect("status")["attempts"], 0);
+    // `mdb list --runner` shows the same, as a column and in JSON.
+    let out = b.lan.mdb(&["list", "--runner", "127.0.0.1:50053"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        table
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("PROVISIONING"),
+        "{table}"
+    );
+    assert!(row("gaming-pc").contains("skipped"), "{table}");
+    assert!(row("ghost").contains("no address"), "{table}");
+    let out = b
+        .lan
+        .mdb(&["list", "--runner", "127.0.0.1:50053", "--json"]);
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let provisioning = |name: &str| {
+        listed
+            .iter()
+            .find(|m| m["name"] == name)
+            .map(|m| m["provisioning"]["result"].clone())
+    };
+    assert_eq!(provisioning("lab-1"), Some("ok".into()), "{listed:?}");
+    assert_eq!(provisioning("printer"), Some("ready".into()), "{listed:?}");
+    let out = b
+        .lan
+        .mdb(&["inventory", "--list", "--runner", "127.0.0.1:50053"]);
+    let inventory: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inventory");
+    assert_eq!(
+        inventory["_meta"]["hostvars"]["lab-1"]["labels"]["mdb_provision_result"], "ok",
+        "{inventory}"
+    );
 
     // The printer's status follows its page, and it is never SSH'd.
     b.lan.set_link(1, false);

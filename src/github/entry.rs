@@ -492,6 +492,10 @@ mod tests {
         assert_eq!(e.mac, None);
         assert_eq!(e.name, "host-198-18-10-233");
         e.check(&files()).unwrap();
+        // Seen across a router (ICMP only): no MAC at all, enrolled by address.
+        let e = Entry::for_host(&pi("198.18.10.234", ""), &snap(), &Held::default()).unwrap();
+        assert_eq!((e.mac, e.name.as_str()), (None, "host-198-18-10-234"));
+        e.check(&files()).unwrap();
     }
 
     #[test]

@@ -172,6 +172,15 @@ mod tests {
             Fingerprint::of(&h).unwrap().slug(),
             "new-device-198-18-0-23"
         );
+        let routed = DiscoveredHost {
+            mac: String::new(),
+            ..h.clone()
+        };
+        assert_eq!(
+            Fingerprint::of(&routed).unwrap().to_string(),
+            "new-device:ip=198.18.0.23",
+            "a host seen without a MAC is its address"
+        );
         let named = DiscoveredHost {
             key: "name:phone.lan".into(),
             ..h
