@@ -19,6 +19,69 @@ async fn demo_server() -> (TestRepo, TestServer) {
     (repo, server)
 }
 
+/// The README's first command, `mdb demo`, answers what the README says to
+/// try: list, get, discovered (its loopback sweep), the inventory, metrics,
+/// the page and GetStats; and it leaves nothing behind.
+#[tokio::test]
+async fn the_demo_answers_every_command_the_readme_suggests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut demo = util::process::ServeProcess::demo(dir.path());
+    demo.wait_ready().await;
+    let server = demo.grpc.to_string();
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--server", &server]);
+        util::mdb(&all).ok().stdout
+    };
+    assert!(cli(&["list"]).contains("alpha-w-1"));
+    assert!(cli(&["get", "198.18.10.12"]).contains("alpha-w-1"));
+    let inventory: serde_json::Value =
+        serde_json::from_str(&cli(&["inventory", "--list"])).expect("inventory json");
+    assert!(inventory["_meta"]["hostvars"]["alpha-w-1"].is_object());
+    // The demo sweeps loopback only, and finds itself there.
+    let started = std::time::Instant::now();
+    let hosts = loop {
+        let out = cli(&["discovered", "--json"]);
+        let hosts: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap_or_default();
+        if !hosts.is_empty() {
+            break hosts;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no sweep:\n{}",
+            demo.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    for h in &hosts {
+        let ip: std::net::IpAddr = h["ip"].as_str().unwrap_or("").parse().expect("an address");
+        assert!(ip.is_loopback(), "the demo swept {ip}");
+    }
+    let (code, metrics) = util::http_get(demo.metrics, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        util::metric(&metrics, "mdb_machines").is_some_and(|n| n > 0.0),
+        "{metrics}"
+    );
+    let (code, page) = util::http_get(demo.metrics, "/").await;
+    assert_eq!(code, 200);
+    assert!(page.contains("alpha"), "{page}");
+    let stats = demo.stats().await;
+    assert!(
+        stats.machines > 0 && !stats.revision.is_empty(),
+        "{stats:?}"
+    );
+    let (_, status) = demo.terminate();
+    assert!(status.success(), "{status}:\n{}", demo.logs());
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("mdb-demo-"))
+        .collect();
+    assert!(left.is_empty(), "the demo left {left:?}");
+}
+
 #[tokio::test]
 async fn get_machine_by_name_ip_or_mac() {
     let (_repo, server) = demo_server().await;

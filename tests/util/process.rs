@@ -87,25 +87,36 @@ pub struct ServeProcess {
 }
 
 impl ServeProcess {
-    /// `mdb serve` with `args`, logging into `dir/serve.log`.
-    /// The ports are the kernel's choice (port 0), read back from the
-    /// "mdb serving" line: no other test can take them in between.
+    /// `mdb serve` with `args`, logging into `dir/serve-N.log`. The ports
+    /// are the kernel's choice (port 0), read back from the "mdb serving"
+    /// line: no other test can take them in between.
     pub fn start(dir: &Path, args: &[&str]) -> ServeProcess {
+        let mut all = vec!["serve"];
+        all.extend_from_slice(args);
+        ServeProcess::launch(dir, &all)
+    }
+
+    /// `mdb demo`, as the README's first command runs it (on port 0).
+    pub fn demo(dir: &Path) -> ServeProcess {
+        ServeProcess::launch(dir, &["demo"])
+    }
+
+    fn launch(dir: &Path, args: &[&str]) -> ServeProcess {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let log = dir.join(format!("serve-{n}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut child = Command::new(bin())
-            .arg("serve")
             .args(args)
             .args(["--grpc-listen", "127.0.0.1:0"])
             .args(["--metrics-listen", "127.0.0.1:0"])
             .env("MDB_LOG", "info,mdb=debug")
+            .env("TMPDIR", dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
-            .expect("spawn mdb serve");
+            .expect("spawn mdb");
         let (grpc, metrics) = bound_addresses(&mut child, &log);
         ServeProcess {
             child,
