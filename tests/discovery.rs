@@ -511,6 +511,49 @@ fn short_and_zero_timeouts_are_accepted_or_refused_clearly() {
     }
 }
 
+/// On a terminal a progress bar counts the addresses probed and the hosts
+/// answered, and `MDB_LOG=mdb=debug` logs the sweep's phases; off a
+/// terminal there is no bar.
+#[test]
+fn a_terminal_gets_a_progress_bar_and_debug_logs_the_phases() {
+    let lan = Lan::new(&[HostSpec {
+        ip: "198.18.0.71",
+        mac: "00:16:3e:00:00:71",
+        ..Default::default()
+    }]);
+    let command = format!(
+        "MDB_LOG=mdb=debug {} scan 198.18.0.0/24 --no-rdns --no-ports",
+        util::bin()
+    );
+    // script(1) gives the scan a pseudo-terminal and copies it to stdout.
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lan.scanner,
+            "script",
+            "-qefc",
+            &command,
+            "/dev/null",
+        ])
+        .output()
+        .expect("script");
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(
+        tty.contains("probed "),
+        "no progress bar on a terminal: {tty}"
+    );
+    assert!(tty.contains("/254 addresses"), "{tty}");
+    for phase in ["planned", "ARP done"] {
+        assert!(tty.contains(phase), "no {phase:?} in the debug log: {tty}");
+    }
+    assert!(tty.contains("198.18.0.71"), "{tty}");
+    let piped = lan.mdb(&["scan", "198.18.0.0/24", "--no-rdns", "--no-ports"]);
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert!(!err.contains("probed "), "a bar off a terminal: {err}");
+}
+
 /// A target no route leads to is a warning naming it and a failed scan,
 /// not "0 of 254 answered"; nothing is sent there.
 #[test]
