@@ -46,7 +46,7 @@ bash scripts/build-static.sh all
 echo "== cargo test"
 log=$(mktemp)
 set +e
-cargo test --locked --lib --bins --tests -- --test-threads="${MDB_TEST_THREADS:-4}" 2>&1 | tee "$log"
+cargo test --locked --no-fail-fast --lib --bins --tests -- --test-threads="${MDB_TEST_THREADS:-4}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 passed=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
