@@ -13,20 +13,18 @@
 
 use std::{
     collections::HashSet,
-    io, mem,
+    io,
     net::Ipv4Addr,
-    os::fd::AsRawFd,
     time::{Duration, Instant},
 };
 
-use socket2::{Domain, Socket, Type};
+use socket2::Socket;
 
-use super::{iface::Interface, targets::V4Ranges};
+use super::{iface::Interface, packet, targets::V4Ranges};
 use crate::net::Mac;
 
 const ETH_P_ARP: u16 = 0x0806;
 /// linux/if_packet.h (not in every libc crate release).
-const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const FRAME_LEN: usize = 42;
 /// The shortest finish wait: replies on a LAN take well under a
 /// millisecond, but a busy host or a Wi-Fi client answers later.
@@ -111,44 +109,9 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
     sorted[rank - 1]
 }
 
-/// Opens the packet socket with protocol 0, so it captures nothing until
-/// it is bound to ARP on one interface (no frames of other protocols queue
-/// up in between). A missing capability stays PermissionDenied for the
-/// caller to explain.
+/// The packet socket of ARP on `iface` (see [`packet::open`]).
 pub fn open(iface: &Interface) -> io::Result<Socket> {
-    let sock = Socket::new(Domain::PACKET, Type::RAW, None)?;
-    // SAFETY: sockaddr_ll is plain data; zeroed is a valid initial value.
-    let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = ETH_P_ARP.to_be();
-    addr.sll_ifindex = iface.index as i32;
-    // SAFETY: addr is a valid sockaddr_ll of the given length.
-    let rc = unsafe {
-        libc::bind(
-            sock.as_raw_fd(),
-            &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
-            mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // Bursts of replies on a busy LAN must not be dropped.
-    let _ = sock.set_recv_buffer_size(4 << 20);
-    // Our own requests (and the kernel's) would queue up as well, ahead of
-    // the replies; Linux 4.20+ can leave them out. Older kernels still work.
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket, option and int-sized value.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_PACKET,
-            PACKET_IGNORE_OUTGOING,
-            &on as *const libc::c_int as *const libc::c_void,
-            mem::size_of::<libc::c_int>() as u32,
-        );
-    }
-    Ok(sock)
+    packet::open(iface, ETH_P_ARP)
 }
 
 pub fn request_frame(iface: &Interface, target: Ipv4Addr) -> [u8; FRAME_LEN] {
@@ -183,57 +146,10 @@ pub fn parse_reply(frame: &[u8]) -> Option<(Ipv4Addr, Mac)> {
     Some((ip, Mac(mac)))
 }
 
-/// Sends the frames with one `sendmmsg` call (more if the kernel takes
-/// part of the batch), all to the broadcast address on `iface`.
+/// Sends the frames, all to the broadcast address on `iface`.
 fn send_batch(sock: &Socket, iface: &Interface, frames: &[[u8; FRAME_LEN]]) -> io::Result<()> {
-    // SAFETY: sockaddr_ll is plain data; zeroed is a valid initial value.
-    let mut to: libc::sockaddr_ll = unsafe { mem::zeroed() };
-    to.sll_family = libc::AF_PACKET as u16;
-    to.sll_protocol = ETH_P_ARP.to_be();
-    to.sll_ifindex = iface.index as i32;
-    to.sll_halen = 6;
-    to.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-    let mut iovs: Vec<libc::iovec> = frames
-        .iter()
-        .map(|f| libc::iovec {
-            iov_base: f.as_ptr() as *mut libc::c_void,
-            iov_len: f.len(),
-        })
-        .collect();
-    let mut msgs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: mmsghdr is plain data; zeroed is a valid initial value.
-            let mut m: libc::mmsghdr = unsafe { mem::zeroed() };
-            m.msg_hdr.msg_name = &mut to as *mut libc::sockaddr_ll as *mut libc::c_void;
-            m.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_ll>() as u32;
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
-    let mut done = 0;
-    while done < msgs.len() {
-        // SAFETY: every header points at a live iovec, frame and address,
-        // all of which outlive the call.
-        let rc = unsafe {
-            libc::sendmmsg(
-                sock.as_raw_fd(),
-                msgs[done..].as_mut_ptr(),
-                (msgs.len() - done) as libc::c_uint,
-                0,
-            )
-        };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        done += rc as usize;
-    }
-    Ok(())
+    let frames: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+    packet::send(sock, iface, ETH_P_ARP, [0xff; 6], &frames)
 }
 
 /// Per-address state of one sweep, indexed by position in the targets:
@@ -383,12 +299,12 @@ pub fn sweep(
         // Wait (to the microsecond: SO_RCVTIMEO would round up to a
         // scheduler tick of several ms) until a frame arrives or the next
         // send is due, then read everything queued, so round trips stay true.
-        if !wait_readable(sock, budget)? {
+        if !packet::wait_readable(sock, budget)? {
             continue;
         }
         // Bounded, so a flood of frames cannot hold off sending or the finish.
         for _ in 0..MAX_DRAIN {
-            let n = match sock_recv(sock, &mut buf, libc::MSG_DONTWAIT) {
+            let n = match packet::recv(sock, &mut buf, libc::MSG_DONTWAIT) {
                 Ok(n) => n,
                 Err(e)
                     if matches!(
@@ -452,46 +368,6 @@ pub fn sweep(
         "ARP sweep"
     );
     Ok(out)
-}
-
-/// Whether the socket became readable within `timeout`.
-fn wait_readable(sock: &Socket, timeout: Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd: sock.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: one valid pollfd, a valid timespec, no signal mask.
-    let rc = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        return match e.kind() {
-            io::ErrorKind::Interrupted => Ok(false),
-            _ => Err(e),
-        };
-    }
-    Ok(rc > 0)
-}
-
-fn sock_recv(sock: &Socket, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
-    // SAFETY: buf is valid for writes of its length.
-    let n = unsafe {
-        libc::recv(
-            sock.as_raw_fd(),
-            buf.as_mut_ptr() as *mut libc::c_void,
-            buf.len(),
-            flags,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
 }
 
 #[cfg(test)]

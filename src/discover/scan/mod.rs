@@ -12,6 +12,7 @@ pub mod arp;
 pub mod icmp;
 pub mod iface;
 pub mod neighbors;
+pub mod packet;
 pub mod ports;
 pub mod targets;
 

@@ -1,0 +1,151 @@
+//! Raw packet sockets (AF_PACKET, needs CAP_NET_RAW) on one interface:
+//! opening one bound to a protocol, sending frames in batches, and reading
+//! with a deadline to the microsecond.
+
+use std::{io, mem, os::fd::AsRawFd, time::Duration};
+
+use socket2::{Domain, Socket, Type};
+
+use super::iface::Interface;
+
+/// linux/if_packet.h (not in every libc crate release).
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+
+/// Opens a packet socket with protocol 0, so it captures nothing until
+/// it is bound to `protocol` on one interface (no frames of other protocols queue
+/// up in between). A missing capability stays PermissionDenied for the
+/// caller to explain.
+pub fn open(iface: &Interface, protocol: u16) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::PACKET, Type::RAW, None)?;
+    // SAFETY: sockaddr_ll is plain data; zeroed is a valid initial value.
+    let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = protocol.to_be();
+    addr.sll_ifindex = iface.index as i32;
+    // SAFETY: addr is a valid sockaddr_ll of the given length.
+    let rc = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
+            mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Bursts of replies on a busy LAN must not be dropped.
+    let _ = sock.set_recv_buffer_size(4 << 20);
+    // Our own requests (and the kernel's) would queue up as well, ahead of
+    // the replies; Linux 4.20+ can leave them out. Older kernels still work.
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket, option and int-sized value.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_PACKET,
+            PACKET_IGNORE_OUTGOING,
+            &on as *const libc::c_int as *const libc::c_void,
+            mem::size_of::<libc::c_int>() as u32,
+        );
+    }
+    Ok(sock)
+}
+
+/// Sends the frames with one `sendmmsg` call (more if the kernel takes
+/// part of the batch), to link-layer address `to` on `iface`.
+pub fn send(
+    sock: &Socket,
+    iface: &Interface,
+    protocol: u16,
+    to_mac: [u8; 6],
+    frames: &[&[u8]],
+) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain data; zeroed is a valid initial value.
+    let mut to: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    to.sll_family = libc::AF_PACKET as u16;
+    to.sll_protocol = protocol.to_be();
+    to.sll_ifindex = iface.index as i32;
+    to.sll_halen = 6;
+    to.sll_addr[..6].copy_from_slice(&to_mac);
+    let mut iovs: Vec<libc::iovec> = frames
+        .iter()
+        .map(|f| libc::iovec {
+            iov_base: f.as_ptr() as *mut libc::c_void,
+            iov_len: f.len(),
+        })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: mmsghdr is plain data; zeroed is a valid initial value.
+            let mut m: libc::mmsghdr = unsafe { mem::zeroed() };
+            m.msg_hdr.msg_name = &mut to as *mut libc::sockaddr_ll as *mut libc::c_void;
+            m.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_ll>() as u32;
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    let mut done = 0;
+    while done < msgs.len() {
+        // SAFETY: every header points at a live iovec, frame and address,
+        // all of which outlive the call.
+        let rc = unsafe {
+            libc::sendmmsg(
+                sock.as_raw_fd(),
+                msgs[done..].as_mut_ptr(),
+                (msgs.len() - done) as libc::c_uint,
+                0,
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        done += rc as usize;
+    }
+    Ok(())
+}
+
+/// Whether the socket became readable within `timeout`.
+pub fn wait_readable(sock: &Socket, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: one valid pollfd, a valid timespec, no signal mask.
+    let rc = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::Interrupted => Ok(false),
+            _ => Err(e),
+        };
+    }
+    Ok(rc > 0)
+}
+
+pub fn recv(sock: &Socket, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
+    // SAFETY: buf is valid for writes of its length.
+    let n = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+            flags,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
