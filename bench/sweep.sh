@@ -16,8 +16,13 @@
 #          (tests/py/arp_late.py; the host's kernel ignores ARP)
 #   loss   lan24 with 20 % of every host's incoming frames dropped
 #          (nft numgen random: this kernel has no netem)
+#   campus DEVICES (default 5000) in a /19, each with its own Raspberry Pi
+#          MAC, answered by one namespace (tests/py/arp_campus.py) that
+#          drops all TCP; after the scans, `mdb serve` sweeps it 10 times
+#          (interval 5 s) and the time of each sweep and its peak RSS are
+#          printed
 #
-# Usage (root): bash bench/sweep.sh [MODE=lan24] [RUNS=3]
+# Usage (root): bash bench/sweep.sh [MODE=lan24] [RUNS=3] [DEVICES=5000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-lan24}
@@ -26,7 +31,8 @@ SILENT_EVERY=5
 case "$MODE" in
   lan24|late|loss) HOSTS=100; PREFIX=24 ;;
   lan16) HOSTS=200; PREFIX=16 ;;
-  *) echo "mode: lan24, lan16, late or loss" >&2; exit 64 ;;
+  campus) HOSTS=${3:-5000}; PREFIX=19 ;;
+  *) echo "mode: lan24, lan16, late, loss or campus" >&2; exit 64 ;;
 esac
 NET="198.18.0.0/$PREFIX"
 
@@ -78,7 +84,27 @@ add_host() {
   ip -n "$S" link set "p$i" master br0 up
   echo "$a $m" >> "$EXPECT"
 }
-for i in $(seq 1 "$HOSTS"); do
+CAMPUS_FIRST=198.18.0.10
+campus_hosts() {
+  # One namespace on the bridge answers ARP for every device; its kernel
+  # owns none of their addresses, so their TCP goes unanswered.
+  local ns="${TAG}c"
+  ip netns add "$ns"
+  ip link add eth0 netns "$ns" type veth peer name pc netns "$S"
+  ip -n "$ns" link set eth0 up
+  ip -n "$S" link set pc master br0 up
+  ip netns exec "$ns" "$PY" tests/py/arp_campus.py eth0 "$CAMPUS_FIRST" "$HOSTS" 1800 > "$EXPECT.ready" &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do grep -q ready "$EXPECT.ready" 2>/dev/null && break; sleep 0.1; done
+  "$PY" - "$CAMPUS_FIRST" "$HOSTS" >> "$EXPECT" <<'PY'
+import ipaddress, sys
+base, n = int(ipaddress.IPv4Address(sys.argv[1])), int(sys.argv[2])
+for i in range(n):
+    print(ipaddress.IPv4Address(base + i), "dc:a6:32:%02x:%02x:%02x" % (i >> 16 & 255, i >> 8 & 255, i & 255))
+PY
+}
+[ "$MODE" = campus ] && campus_hosts
+[ "$MODE" = campus ] || for i in $(seq 1 "$HOSTS"); do
   add_host "$i" "$(addr_of "$i")"
   ns="${TAG}h$i"
   if [ $((i % SILENT_EVERY)) -eq 0 ]; then echo "$drop_icmp" | ip netns exec "$ns" nft -f -; fi
@@ -93,7 +119,11 @@ if [ "$MODE" = late ]; then
   HOSTS=$((HOSTS + 1))
   sleep 0.5
 fi
-echo "LAN ($MODE): $HOSTS live hosts in $NET, every ${SILENT_EVERY}th drops ICMP; $RUNS interleaved runs per tool"
+if [ "$MODE" = campus ]; then
+  echo "LAN (campus): $HOSTS devices in $NET answering ARP with their own MACs, no TCP; $RUNS interleaved runs per tool"
+else
+  echo "LAN ($MODE): $HOSTS live hosts in $NET, every ${SILENT_EVERY}th drops ICMP; $RUNS interleaved runs per tool"
+fi
 
 in_ns() { ip netns exec "$S" "$@"; }
 # Each tool's own run (timed), then its output turned into "ip mac" lines
@@ -123,6 +153,7 @@ TOOLS=(mdb arpscan arptuned nmap nmapfast fping)
 [ "$MODE" = lan16 ] && TOOLS=(mdb arptuned nmapfast)
 # The late host: mdb's defaults trade it for speed; a timeout finds it.
 [ "$MODE" = late ] && TOOLS+=(mdbwait)
+[ "$MODE" = campus ] && TOOLS=(mdb arptuned arpscan)
 declare -A TIMES FOUND DUPS
 for _ in $(seq 1 "$RUNS"); do
   for tool in "${TOOLS[@]}"; do
@@ -156,3 +187,37 @@ for tool in "${TOOLS[@]}"; do
 done
 echo "mdb peak RSS: $(sort -n "$RSS" | tail -1) KiB (largest of $RUNS runs)"
 rm -f "$EXPECT" "$RSS"
+
+[ "$MODE" = campus ] || exit 0
+# mdb serve sweeping the campus: 10 sweeps, each one's time from its log.
+SERVE=$(mktemp -d)
+git init -q -b main "$SERVE/db"
+mkdir -p "$SERVE/db/machines"
+printf 'subnets:\n  - name: campus\n    cidr: %s\n' "$NET" > "$SERVE/db/mdb.yaml"
+printf 'machines:\n  - name: scanner\n    ip: 198.18.0.1\n    use: discover\n' > "$SERVE/db/machines/lab.yaml"
+git -C "$SERVE/db" add -A && git -C "$SERVE/db" -c user.name=b -c user.email=b@b commit -qm campus
+cat > "$SERVE/mdb.toml" <<TOML
+[db]
+url = "$SERVE/db"
+checkout = "$SERVE/checkout"
+[server]
+grpc_listen = "127.0.0.1:50051"
+metrics_listen = "127.0.0.1:9090"
+[scan]
+subnets = ["$NET"]
+interval = "5s"
+reverse_dns = false
+state_dir = "$SERVE/state"
+TOML
+in_ns env MDB_LOG=info "$MDB" serve --config "$SERVE/mdb.toml" 2> "$SERVE/log" &
+SERVE_PID=$!
+PIDS+=($SERVE_PID)
+for _ in $(seq 1 600); do [ "$(grep -c 'sweep done' "$SERVE/log")" -ge 10 ] && break; sleep 0.5; done
+pid=$(pgrep -P "$SERVE_PID" -x mdb || echo "$SERVE_PID")
+rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo "?")
+kill "$SERVE_PID" 2>/dev/null || true
+echo
+echo "mdb serve, $(grep -c 'sweep done' "$SERVE/log") sweeps of the campus (interval 5 s):"
+grep 'sweep done' "$SERVE/log" | grep -oE 'took_ms=[0-9]+|hosts=[0-9]+' | paste -sd' \n' | nl -w2 -s'. '
+echo "mdb serve peak RSS: $rss KiB; history store: $(du -k "$SERVE/state" | tail -1 | cut -f1) KiB"
+rm -rf "$SERVE"

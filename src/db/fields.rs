@@ -167,6 +167,17 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A duration like `90s` or `1h` (at most a year).
+    pub fn duration(&self, key: &str, problems: &mut Vec<Problem>) -> Option<std::time::Duration> {
+        let node = self.get(key)?;
+        let text = self.str(key, problems)?;
+        let d = crate::units::parse_duration(text);
+        if d.is_none() {
+            problems.push(self.problem(node, key, format!("{text:?} is not a duration like 1h")));
+        }
+        d
+    }
+
     pub fn bool(&self, key: &str, problems: &mut Vec<Problem>) -> Option<bool> {
         self.parse(key, "true or false", problems)
     }

@@ -78,10 +78,15 @@ pub struct ScanSettings {
     pub file_missing: FileMissing,
     /// First matching rule guesses the use of a new host.
     pub rules: Vec<Rule>,
+    /// How long a host's ports, name and banner stay fresh: a host that
+    /// keeps its MAC and address and stays up is probed again only this
+    /// often (a new, changed or returning host at once).
+    pub refresh: Duration,
 }
 
 pub const DEFAULT_PORTS: &[u16] = &[22, 80, 443, 631, 6443, 9100, 10250];
 pub const DEFAULT_DOWN_AFTER: u32 = 3;
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
 pub const DEFAULT_MISSING_AFTER: MissingAfter = MissingAfter::Down(Duration::from_secs(3600));
 
 /// `missing_after`: a whole number counts missed sweeps; a duration is how
@@ -128,6 +133,7 @@ impl Default for ScanSettings {
             missing_after: DEFAULT_MISSING_AFTER,
             file_missing: FileMissing::default(),
             rules: default_rules(),
+            refresh: DEFAULT_REFRESH,
         }
     }
 }
@@ -197,9 +203,13 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
                 "missing_after",
                 "file_missing",
                 "rules",
+                "refresh",
             ],
             problems,
         ) {
+            if let Some(d) = sf.duration("refresh", problems) {
+                out.scan.refresh = d;
+            }
             if sf.get("ports").is_some() {
                 out.scan.ports = ports(&sf, "ports", problems);
             }

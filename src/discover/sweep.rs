@@ -285,6 +285,7 @@ pub async fn run(
                     hosts = result.hosts.len(),
                     answered = fold.answered,
                     changed = fold.changed.len(),
+                    took_ms = summary.duration_ms,
                     "sweep done"
                 );
                 persist(&start, &cfg, &fold, &summary, &metrics).await;

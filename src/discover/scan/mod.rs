@@ -14,6 +14,7 @@ pub mod iface;
 pub mod neighbors;
 pub mod packet;
 pub mod ports;
+pub mod syn;
 pub mod targets;
 
 pub use targets::{Targets, V4Ranges};

@@ -1,0 +1,402 @@
+//! TCP port probes of hosts on a directly attached subnet by raw SYN frames
+//! (needs CAP_NET_RAW, like the ARP sweep it follows). The frames go to the
+//! MAC ARP just gave, so no kernel neighbour entry or socket is used per
+//! probe: a campus of devices that drop SYNs costs one frame per port and a
+//! single wait, not a file descriptor and a full connect timeout each. A
+//! SYN-ACK marks the port open (the kernel, which knows no such connection,
+//! answers it with a reset); anything else, or silence, is closed.
+//!
+//! Hosts come in over a channel while the ARP sweep is still running; each
+//! one's open ports go back on its own channel once its last SYN has had
+//! `wait` to be answered. Past `deadline` the probe stops; hosts not done
+//! get no answer (their follow-ups are shed).
+
+use std::{
+    collections::{HashMap, VecDeque},
+    hash::{BuildHasher, Hasher},
+    io,
+    net::Ipv4Addr,
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use socket2::Socket;
+
+use super::{iface::Interface, packet};
+use crate::net::Mac;
+
+const ETH_P_IP: u16 = 0x0800;
+/// Ethernet, IPv4 (20) and TCP with an MSS option (24).
+const FRAME_LEN: usize = 14 + 20 + 24;
+/// Frames sent per batch before the socket is read again.
+const BATCH: usize = 64;
+/// Frames read per wake-up at most.
+const MAX_DRAIN: usize = 512;
+
+/// One host to probe, and where its open ports go.
+pub struct Job {
+    pub ip: Ipv4Addr,
+    pub mac: Mac,
+    pub done: tokio::sync::oneshot::Sender<Vec<u16>>,
+}
+
+pub struct Params {
+    pub ports: Vec<u16>,
+    /// Gap between two SYNs.
+    pub gap: Duration,
+    /// How long a host's last SYN waits for its answer.
+    pub wait: Duration,
+    /// No probing past this.
+    pub deadline: Option<Instant>,
+}
+
+/// The packet socket of IPv4 on `iface`.
+pub fn open(iface: &Interface) -> io::Result<Socket> {
+    packet::open(iface, ETH_P_IP)
+}
+
+/// One host's probe in progress.
+struct Host {
+    mac: Mac,
+    open: Vec<u16>,
+    unsent: usize,
+    last_sent: Instant,
+    done: Option<tokio::sync::oneshot::Sender<Vec<u16>>>,
+}
+
+/// Sequence numbers no one else can guess: an answer must acknowledge one.
+struct Cookies(std::collections::hash_map::RandomState);
+
+impl Cookies {
+    fn of(&self, ip: Ipv4Addr, port: u16) -> u32 {
+        let mut h = self.0.build_hasher();
+        h.write_u32(u32::from(ip));
+        h.write_u16(port);
+        h.finish() as u32
+    }
+}
+
+/// Probes every host that comes in on `jobs` until the channel closes and
+/// every host is done, or the deadline. Returns the SYNs sent. Blocking.
+pub fn run(
+    sock: &Socket,
+    iface: &Interface,
+    jobs: mpsc::Receiver<Job>,
+    p: &Params,
+) -> io::Result<u64> {
+    let cookies = Cookies(Default::default());
+    let sport = 40_000 + (std::process::id() % 20_000) as u16;
+    let mut hosts: HashMap<Ipv4Addr, Host> = HashMap::new();
+    let mut queue: VecDeque<(Ipv4Addr, u16)> = VecDeque::new();
+    let mut next_send = Instant::now();
+    let mut sent = 0u64;
+    let mut closed = false;
+    let mut buf = [0u8; 1514];
+    loop {
+        let now = Instant::now();
+        if p.deadline.is_some_and(|d| now >= d) {
+            return Ok(sent);
+        }
+        closed |= take_jobs(&jobs, &mut hosts, &mut queue, &p.ports, now);
+        sent += send_due(
+            sock,
+            iface,
+            &mut hosts,
+            &mut queue,
+            p,
+            &mut next_send,
+            sport,
+            &cookies,
+        )?;
+        finish_done(&mut hosts, p.wait, now);
+        if closed && hosts.is_empty() {
+            return Ok(sent);
+        }
+        let until = if queue.is_empty() {
+            now + Duration::from_millis(5)
+        } else {
+            next_send
+        };
+        if packet::wait_readable(
+            sock,
+            until
+                .saturating_duration_since(now)
+                .max(Duration::from_micros(20)),
+        )? {
+            read_answers(sock, iface, &mut hosts, &mut buf, sport, &cookies)?;
+        }
+    }
+}
+
+/// Takes the hosts waiting on the channel; true once it is closed.
+fn take_jobs(
+    jobs: &mpsc::Receiver<Job>,
+    hosts: &mut HashMap<Ipv4Addr, Host>,
+    queue: &mut VecDeque<(Ipv4Addr, u16)>,
+    ports: &[u16],
+    now: Instant,
+) -> bool {
+    loop {
+        match jobs.try_recv() {
+            Ok(job) => {
+                queue.extend(ports.iter().map(|p| (job.ip, *p)));
+                hosts.insert(
+                    job.ip,
+                    Host {
+                        mac: job.mac,
+                        open: Vec::new(),
+                        unsent: ports.len(),
+                        last_sent: now,
+                        done: Some(job.done),
+                    },
+                );
+            }
+            Err(mpsc::TryRecvError::Empty) => return false,
+            Err(mpsc::TryRecvError::Disconnected) => return true,
+        }
+    }
+}
+
+/// Sends the SYNs due by now at the paced rate.
+#[allow(clippy::too_many_arguments)]
+fn send_due(
+    sock: &Socket,
+    iface: &Interface,
+    hosts: &mut HashMap<Ipv4Addr, Host>,
+    queue: &mut VecDeque<(Ipv4Addr, u16)>,
+    p: &Params,
+    next_send: &mut Instant,
+    sport: u16,
+    cookies: &Cookies,
+) -> io::Result<u64> {
+    let now = Instant::now();
+    if *next_send < now - p.gap * BATCH as u32 {
+        // Idle since: no burst to catch up.
+        *next_send = now;
+    }
+    let mut frames: Vec<[u8; FRAME_LEN]> = Vec::new();
+    while frames.len() < BATCH && *next_send <= now {
+        let Some((ip, port)) = queue.pop_front() else {
+            break;
+        };
+        let Some(h) = hosts.get_mut(&ip) else {
+            continue;
+        };
+        frames.push(syn_frame(
+            iface,
+            h.mac,
+            ip,
+            sport,
+            port,
+            cookies.of(ip, port),
+        ));
+        h.unsent -= 1;
+        h.last_sent = now;
+        *next_send += p.gap;
+    }
+    // The frames carry their Ethernet header: the address given here is
+    // not used on a raw packet socket.
+    let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+    if !refs.is_empty() {
+        packet::send(sock, iface, ETH_P_IP, [0xff; 6], &refs)?;
+    }
+    Ok(frames.len() as u64)
+}
+
+/// Hands back the hosts whose last SYN has had its wait.
+fn finish_done(hosts: &mut HashMap<Ipv4Addr, Host>, wait: Duration, now: Instant) {
+    hosts.retain(|_, h| {
+        if h.unsent > 0 || now < h.last_sent + wait {
+            return true;
+        }
+        if let Some(done) = h.done.take() {
+            let mut open = std::mem::take(&mut h.open);
+            open.sort_unstable();
+            open.dedup();
+            let _ = done.send(open);
+        }
+        false
+    });
+}
+
+fn read_answers(
+    sock: &Socket,
+    iface: &Interface,
+    hosts: &mut HashMap<Ipv4Addr, Host>,
+    buf: &mut [u8],
+    sport: u16,
+    cookies: &Cookies,
+) -> io::Result<()> {
+    for _ in 0..MAX_DRAIN {
+        let n = match packet::recv(sock, buf, libc::MSG_DONTWAIT) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(a) = parse_answer(&buf[..n], iface.ip, sport) else {
+            continue;
+        };
+        if a.syn_ack && a.ack == cookies.of(a.from, a.port).wrapping_add(1) {
+            if let Some(h) = hosts.get_mut(&a.from) {
+                h.open.push(a.port);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The fields of a TCP answer that matter.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub from: Ipv4Addr,
+    pub port: u16,
+    pub ack: u32,
+    pub syn_ack: bool,
+}
+
+/// A TCP segment to `me`:`sport`, if the frame is one.
+pub fn parse_answer(frame: &[u8], me: Ipv4Addr, sport: u16) -> Option<Answer> {
+    if frame.len() < 14 + 20 + 20 || frame[12..14] != ETH_P_IP.to_be_bytes() {
+        return None;
+    }
+    let ip = &frame[14..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    if ip[0] >> 4 != 4 || ihl < 20 || ip[9] != 6 || ip.len() < ihl + 20 {
+        return None;
+    }
+    if ip[16..20] != me.octets() {
+        return None;
+    }
+    let tcp = &ip[ihl..];
+    if u16::from_be_bytes([tcp[2], tcp[3]]) != sport {
+        return None;
+    }
+    Some(Answer {
+        from: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+        port: u16::from_be_bytes([tcp[0], tcp[1]]),
+        ack: u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]),
+        syn_ack: tcp[13] & 0x12 == 0x12,
+    })
+}
+
+/// A SYN from `iface` to `ip`:`port` at `mac`, with an MSS option.
+pub fn syn_frame(
+    iface: &Interface,
+    mac: Mac,
+    ip: Ipv4Addr,
+    sport: u16,
+    port: u16,
+    seq: u32,
+) -> [u8; FRAME_LEN] {
+    let mut f = [0u8; FRAME_LEN];
+    f[0..6].copy_from_slice(&mac.0);
+    f[6..12].copy_from_slice(&iface.mac.0);
+    f[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
+    let (head, tcp) = f[14..].split_at_mut(20);
+    head[0] = 0x45;
+    head[2..4].copy_from_slice(&((20 + 24) as u16).to_be_bytes());
+    head[4..6].copy_from_slice(&(seq as u16).to_be_bytes());
+    head[6] = 0x40; // don't fragment
+    head[8] = 64;
+    head[9] = 6;
+    head[12..16].copy_from_slice(&iface.ip.octets());
+    head[16..20].copy_from_slice(&ip.octets());
+    let sum = checksum(&[head as &[u8]], 0);
+    head[10..12].copy_from_slice(&sum.to_be_bytes());
+    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
+    tcp[2..4].copy_from_slice(&port.to_be_bytes());
+    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+    tcp[12] = 6 << 4; // 24 bytes of header
+    tcp[13] = 0x02; // SYN
+    tcp[14..16].copy_from_slice(&1024u16.to_be_bytes());
+    tcp[20..24].copy_from_slice(&[2, 4, 0x05, 0xb4]); // MSS 1460
+    let mut pseudo = [0u8; 12];
+    pseudo[0..4].copy_from_slice(&iface.ip.octets());
+    pseudo[4..8].copy_from_slice(&ip.octets());
+    pseudo[9] = 6;
+    pseudo[10..12].copy_from_slice(&24u16.to_be_bytes());
+    let sum = checksum(&[&pseudo, tcp as &[u8]], 0);
+    tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+    f
+}
+
+/// The Internet checksum (RFC 1071) of the parts, each of even length but
+/// the last.
+fn checksum(parts: &[&[u8]], start: u32) -> u16 {
+    let mut sum = start;
+    for part in parts {
+        for pair in part.chunks(2) {
+            let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
+            sum += u32::from(word);
+        }
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iface() -> Interface {
+        Interface {
+            name: "eth0".into(),
+            index: 2,
+            mac: "02:00:00:00:00:01".parse().unwrap(),
+            ip: Ipv4Addr::new(198, 18, 0, 1),
+            network: "198.18.0.0/24".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_syn_carries_valid_checksums_and_its_answer_reads_back() {
+        let dev: Mac = "dc:a6:32:00:00:07".parse().unwrap();
+        let to = Ipv4Addr::new(198, 18, 0, 7);
+        let f = syn_frame(&iface(), dev, to, 40_001, 22, 0xdead_beef);
+        assert_eq!(&f[0..6], &dev.0);
+        // A header with its checksum in place sums to zero.
+        assert_eq!(checksum(&[&f[14..34]], 0), 0);
+        let mut pseudo = [0u8; 12];
+        pseudo[0..4].copy_from_slice(&[198, 18, 0, 1]);
+        pseudo[4..8].copy_from_slice(&to.octets());
+        pseudo[9] = 6;
+        pseudo[10..12].copy_from_slice(&24u16.to_be_bytes());
+        assert_eq!(checksum(&[&pseudo, &f[34..]], 0), 0);
+        // The device's SYN-ACK: addresses and ports swapped, ack = seq + 1.
+        let mut answer = f;
+        answer[26..30].copy_from_slice(&to.octets());
+        answer[30..34].copy_from_slice(&[198, 18, 0, 1]);
+        answer[34..36].copy_from_slice(&22u16.to_be_bytes());
+        answer[36..38].copy_from_slice(&40_001u16.to_be_bytes());
+        answer[42..46].copy_from_slice(&0xdead_bef0u32.to_be_bytes());
+        answer[47] = 0x12;
+        assert_eq!(
+            parse_answer(&answer, Ipv4Addr::new(198, 18, 0, 1), 40_001),
+            Some(Answer {
+                from: to,
+                port: 22,
+                ack: 0xdead_bef0,
+                syn_ack: true
+            })
+        );
+        assert_eq!(
+            parse_answer(&answer, Ipv4Addr::new(198, 18, 0, 1), 40_002),
+            None
+        );
+        assert_eq!(
+            parse_answer(&answer[..40], Ipv4Addr::new(198, 18, 0, 1), 40_001),
+            None
+        );
+    }
+}
