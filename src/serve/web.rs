@@ -24,10 +24,13 @@ use serde_json::{json, Value};
 
 mod hosts;
 mod machines;
+mod paging;
 
+pub use hosts::filter_hosts;
 use hosts::{discovered, discovered_host, overview};
 use machines::{clusters, machine, machines};
 pub use machines::{filter_machines, machines_body, source_link, Around};
+pub use paging::Paging;
 
 use crate::{
     db::{

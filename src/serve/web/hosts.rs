@@ -2,7 +2,9 @@
 //! and `/discovered/KEY`.
 
 use super::*;
+use crate::db::words::{HOST_STATES, PRESENCES};
 use machines::cluster_json;
+use paging::Paging;
 
 const PROBLEMS: &[HostState] = &[
     HostState::New,
@@ -161,18 +163,42 @@ pub(super) async fn discovered_host(
     )
 }
 
+/// The hosts a `/discovered` request's filters and search keep, over every
+/// page: `state`, `presence`, and `q` in the IP, MAC, vendor, name, machine
+/// or key.
+pub fn filter_hosts<'a>(
+    hosts: &'a [DiscoveredHost],
+    q: &HashMap<String, String>,
+) -> Vec<&'a DiscoveredHost> {
+    let get = |k: &str| q.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
+    let search = get("q").map(str::to_lowercase);
+    hosts
+        .iter()
+        .filter(|h| get("state").is_none_or(|s| state_name(h.state) == s))
+        .filter(|h| get("presence").is_none_or(|p| presence_name(h.presence) == p))
+        .filter(|h| {
+            search.as_deref().is_none_or(|s| {
+                [&h.ip, &h.mac, &h.dns_name, &h.machine, &h.key]
+                    .iter()
+                    .any(|f| f.to_lowercase().contains(s))
+                    || h.vendor.to_lowercase().contains(s)
+            })
+        })
+        .collect()
+}
+
 pub(super) async fn discovered(State(w): State<Web>, q: Params) -> Response {
     let disc = w.store.discovery();
-    let state = q.get("state").cloned().unwrap_or_default();
-    let hosts: Vec<&DiscoveredHost> = disc
-        .hosts
-        .iter()
-        .filter(|h| state.is_empty() || state_name(h.state) == state)
-        .collect();
+    let hosts = filter_hosts(&disc.hosts, &q);
+    let paging = Paging::of(&q, hosts.len());
+    let shown = paging.slice(&hosts);
     if wants_json(&q) {
-        return json_response(
-            json!({ "last_sweep_unix": disc.last_sweep_unix, "stale": disc.stale, "source": disc.source.to_string(), "hosts": hosts.iter().map(|h| host_json(h)).collect::<Vec<_>>() }),
-        );
+        return json_response(json!({
+            "last_sweep_unix": disc.last_sweep_unix, "stale": disc.stale,
+            "source": disc.source.to_string(),
+            "paging": paging.json("/discovered", &q),
+            "hosts": shown.iter().map(|h| host_json(h)).collect::<Vec<_>>(),
+        }));
     }
     let issues = w
         .repo_web
@@ -185,7 +211,32 @@ pub(super) async fn discovered(State(w): State<Web>, q: Params) -> Response {
             h1 { "Discovered hosts" }
             @if disc.stale { p class="stale" { "Stale: this server cannot reach its scanner; the state below is of " (ago(disc.last_sweep_unix)) "." } }
             p { "Last sweep " (ago(disc.last_sweep_unix)) "." @if let Some(url) = &issues { " " a href=(url) { "Issues mdb filed" } } }
-            (hosts_table(&hosts))
+            (hosts_filters(&q))
+            (paging.nav("/discovered", &q, "hosts"))
+            (hosts_table(shown))
         },
     )
+}
+
+fn hosts_filters(q: &HashMap<String, String>) -> Markup {
+    let val = |k: &str| q.get(k).cloned().unwrap_or_default();
+    html! {
+        form method="get" action="/discovered" class="filters" {
+            label { "search " input type="search" name="q" value=(val("q")) placeholder="IP, MAC, vendor or name"; }
+            label { "state "
+                select name="state" {
+                    option value="" { "any" }
+                    @for (word, _) in HOST_STATES { option value=(word) selected[val("state") == *word] { (word) } }
+                }
+            }
+            label { "presence "
+                select name="presence" {
+                    option value="" { "any" }
+                    @for (word, _) in PRESENCES { option value=(word) selected[val("presence") == *word] { (word) } }
+                }
+            }
+            input type="hidden" name="per_page" value=(Paging::of(q, 0).per_page);
+            button type="submit" { "Filter" }
+        }
+    }
 }

@@ -8,6 +8,7 @@ use crate::{
     proto::ProvisionStatus,
 };
 use hosts::{hosts_table, short};
+use paging::Paging;
 
 /// The machines a page's filters and search keep, sorted as asked.
 pub fn filter_machines<'a>(snap: &'a Snapshot, q: &HashMap<String, String>) -> Vec<&'a Machine> {
@@ -74,7 +75,9 @@ pub(super) async fn machines(State(w): State<Web>, q: Params) -> Response {
     let Some(snap) = w.store.snapshot() else {
         return not_loaded();
     };
-    let list = filter_machines(&snap, &q);
+    let all = filter_machines(&snap, &q);
+    let paging = Paging::of(&q, all.len());
+    let list = paging.slice(&all);
     let around = Around::of(&w).await;
     if wants_json(&q) {
         let json_of = |m: &&Machine| {
@@ -92,28 +95,30 @@ pub(super) async fn machines(State(w): State<Web>, q: Params) -> Response {
             v
         };
         return json_response(
-            json!({ "revision": snap.revision, "machines": list.iter().map(json_of).collect::<Vec<_>>() }),
+            json!({ "revision": snap.revision, "paging": paging.json("/machines", &q), "machines": list.iter().map(json_of).collect::<Vec<_>>() }),
         );
     }
     page(
         "Machines",
         "Machines",
-        machines_body(&snap, &list, &q, &around),
+        machines_body(&snap, &all, &q, &around),
     )
 }
 
-/// The machines page's content (also what the benchmark renders).
+/// The machines page's content (also what the benchmark renders): `list`
+/// is every machine the filters keep, shown a page at a time.
 pub fn machines_body(
     snap: &Snapshot,
     list: &[&Machine],
     q: &HashMap<String, String>,
     around: &Around,
 ) -> Markup {
+    let paging = Paging::of(q, list.len());
     let val = |k: &str| q.get(k).cloned().unwrap_or_default();
     let link = |sort: &str| {
         let mut p: Vec<(String, String)> = q
             .iter()
-            .filter(|(k, _)| *k != "sort")
+            .filter(|(k, _)| *k != "sort" && *k != "page")
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         p.push(("sort".into(), sort.into()));
@@ -150,6 +155,7 @@ pub fn machines_body(
             button type="submit" { "Filter" }
         }
         p class="count" { (list.len()) " of " (snap.machines.len()) " machines" }
+        (paging.nav("/machines", q, "machines"))
         table id="machines" {
             thead { tr {
                 th { a href=(link("name")) { "name" } }
@@ -161,7 +167,7 @@ pub fn machines_body(
                 @if around.statuses.is_some() { th { "provisioning" } }
             } }
             tbody {
-                @for m in list {
+                @for m in paging.slice(list) {
                     @let seen = sweeps_of(&around.seen, &m.name);
                     tr {
                         td { a href=(format!("/machines/{}", m.name)) { (m.name) } }
