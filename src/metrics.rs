@@ -136,6 +136,29 @@ pub fn histogram(registry: &Registry, name: &str, help: &str, buckets: &[f64]) -
     )
 }
 
+/// A histogram with one label; `values` are the series created at 0.
+pub fn histogram_by(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[&str],
+    buckets: &[f64],
+) -> prometheus::HistogramVec {
+    let h = register(
+        registry,
+        prometheus::HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+            &[label],
+        )
+        .expect("valid"),
+    );
+    for v in values {
+        h.with_label_values(&[*v]);
+    }
+    h
+}
+
 /// The words of a closed set, for the series created at 0.
 pub fn words<T>(list: &[(&'static str, T)]) -> Vec<&'static str> {
     list.iter().map(|(w, _)| *w).collect()

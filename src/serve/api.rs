@@ -89,9 +89,17 @@ impl Api {
             .ok_or_else(|| Status::unavailable("no database revision loaded yet"))
     }
 
-    fn track<T>(&self, method: &'static str, r: Result<T, Status>) -> Result<Response<T>, Status> {
-        self.metrics
-            .request(method, r.as_ref().err().map(|s| s.code()));
+    fn track<T>(
+        &self,
+        started: std::time::Instant,
+        method: &'static str,
+        r: Result<T, Status>,
+    ) -> Result<Response<T>, Status> {
+        self.metrics.request(
+            method,
+            r.as_ref().err().map(|s| s.code()),
+            started.elapsed(),
+        );
         r.map(Response::new)
     }
 }
@@ -227,14 +235,16 @@ impl MachineDb for Api {
         &self,
         req: Request<ListMachinesRequest>,
     ) -> Result<Response<ListMachinesResponse>, Status> {
+        let started = std::time::Instant::now();
         let r = self.snapshot().and_then(|s| list(&s, req.get_ref()));
-        self.track("ListMachines", r)
+        self.track(started, "ListMachines", r)
     }
 
     async fn get_machine(
         &self,
         req: Request<GetMachineRequest>,
     ) -> Result<Response<Machine>, Status> {
+        let started = std::time::Instant::now();
         let key = &req.get_ref().key;
         let r = checked_key("key", key)
             .and_then(|_| self.snapshot())
@@ -243,26 +253,28 @@ impl MachineDb for Api {
                     Status::not_found(format!("no machine with name, IP or MAC {key:?}"))
                 })
             });
-        self.track("GetMachine", r)
+        self.track(started, "GetMachine", r)
     }
 
     async fn list_clusters(
         &self,
         _req: Request<ListClustersRequest>,
     ) -> Result<Response<ListClustersResponse>, Status> {
+        let started = std::time::Instant::now();
         let r = self.snapshot().map(|s| ListClustersResponse {
             clusters: s
                 .cluster_names()
                 .filter_map(|n| s.cluster_view(n))
                 .collect(),
         });
-        self.track("ListClusters", r)
+        self.track(started, "ListClusters", r)
     }
 
     async fn get_cluster(
         &self,
         req: Request<GetClusterRequest>,
     ) -> Result<Response<Cluster>, Status> {
+        let started = std::time::Instant::now();
         let name = &req.get_ref().name;
         let r = checked_key("name", name)
             .and_then(|_| self.snapshot())
@@ -270,18 +282,20 @@ impl MachineDb for Api {
                 s.cluster_view(name)
                     .ok_or_else(|| Status::not_found(format!("no cluster {name:?}")))
             });
-        self.track("GetCluster", r)
+        self.track(started, "GetCluster", r)
     }
 
     async fn get_stats(&self, _req: Request<GetStatsRequest>) -> Result<Response<Stats>, Status> {
+        let started = std::time::Instant::now();
         let r = Ok(self.stats());
-        self.track("GetStats", r)
+        self.track(started, "GetStats", r)
     }
 
     async fn list_discovered(
         &self,
         req: Request<ListDiscoveredRequest>,
     ) -> Result<Response<ListDiscoveredResponse>, Status> {
+        let started = std::time::Instant::now();
         let want = req.get_ref().state;
         let disc = self.store.discovery();
         let r = known_enum::<HostState>("state", want).map(|_| ListDiscoveredResponse {
@@ -294,44 +308,48 @@ impl MachineDb for Api {
             as_of_unix: disc.last_sweep_unix,
             stale: disc.stale,
         });
-        self.track("ListDiscovered", r)
+        self.track(started, "ListDiscovered", r)
     }
 
     async fn get_discovered(
         &self,
         req: Request<GetDiscoveredRequest>,
     ) -> Result<Response<DiscoveredHost>, Status> {
+        let started = std::time::Instant::now();
         let disc = self.store.discovery();
         let r = find_host(&disc, &req.get_ref().key).and_then(|h| {
             h.host
                 .clone()
                 .ok_or_else(|| Status::not_found("the host has no record"))
         });
-        self.track("GetDiscovered", r)
+        self.track(started, "GetDiscovered", r)
     }
 
     async fn get_host_history(
         &self,
         req: Request<GetHostHistoryRequest>,
     ) -> Result<Response<HostHistory>, Status> {
+        let started = std::time::Instant::now();
         let disc = self.store.discovery();
         let r = find_host(&disc, &req.get_ref().key).cloned();
-        self.track("GetHostHistory", r)
+        self.track(started, "GetHostHistory", r)
     }
 
     async fn list_host_history(
         &self,
         req: Request<ListHostHistoryRequest>,
     ) -> Result<Response<ListHostHistoryResponse>, Status> {
+        let started = std::time::Instant::now();
         let disc = self.store.discovery();
         let r = history_page(&disc, &self.store.reserved(), req.get_ref());
-        self.track("ListHostHistory", r)
+        self.track(started, "ListHostHistory", r)
     }
 
     async fn suggest_address(
         &self,
         req: Request<SuggestAddressRequest>,
     ) -> Result<Response<SuggestAddressResponse>, Status> {
+        let started = std::time::Instant::now();
         let key = &req.get_ref().subnet;
         checked_key("subnet", key)?;
         let r = self.snapshot().and_then(|s| {
@@ -356,13 +374,14 @@ impl MachineDb for Api {
                     ))
                 })
         });
-        self.track("SuggestAddress", r)
+        self.track(started, "SuggestAddress", r)
     }
 
     async fn get_readiness(
         &self,
         _req: Request<crate::proto::GetReadinessRequest>,
     ) -> Result<Response<crate::proto::GetReadinessResponse>, Status> {
+        let started = std::time::Instant::now();
         let r = self.snapshot().map(|s| {
             let policy = &s.settings.provision;
             crate::proto::GetReadinessResponse {
@@ -385,18 +404,19 @@ impl MachineDb for Api {
                     .collect(),
             }
         });
-        self.track("GetReadiness", r)
+        self.track(started, "GetReadiness", r)
     }
 
     type WatchStream = WatchStream;
 
     async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        let started = std::time::Instant::now();
         let opts = req.into_inner();
         // Subscribe before reading, so no revision falls between the two.
         let rx = self.store.subscribe();
         let first = match self.snapshot() {
             Ok(s) => first_event(&s, opts.initial_snapshot),
-            Err(e) => return self.track("Watch", Err(e)),
+            Err(e) => return self.track(started, "Watch", Err(e)),
         };
         let store = self.store.clone();
         let shutdown = self.shutdown.clone();
@@ -439,7 +459,7 @@ impl MachineDb for Api {
                 }
             },
         );
-        self.track("Watch", Ok(Box::pin(stream) as WatchStream))
+        self.track(started, "Watch", Ok(Box::pin(stream) as WatchStream))
     }
 }
 

@@ -25,11 +25,14 @@ pub const GRPC_METHODS: &[&str] = &[
     "SuggestAddress",
     "Watch",
     "GetReadiness",
+    "GetHostHistory",
+    "ListHostHistory",
 ];
 
 #[derive(Clone)]
 pub struct GrpcMetrics {
     requests: IntCounterVec,
+    handling: prometheus::HistogramVec,
 }
 
 impl GrpcMetrics {
@@ -43,13 +46,29 @@ impl GrpcMetrics {
                 ["method", "code"],
                 &start,
             ),
+            handling: m::histogram_by(
+                r,
+                "grpc_request_duration_seconds",
+                "Time the server spent answering a gRPC request (from the decoded request to the answer), by method.",
+                "method",
+                GRPC_METHODS,
+                &[0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0],
+            ),
         }
     }
 
     /// One answered request; the code is tonic's own closed set.
-    pub fn request(&self, method: &'static str, code: Option<tonic::Code>) {
+    pub fn request(
+        &self,
+        method: &'static str,
+        code: Option<tonic::Code>,
+        took: std::time::Duration,
+    ) {
         let code = code.map_or_else(|| "Ok".to_string(), |c| format!("{c:?}"));
         self.requests.with_label_values(&[method, &code]).inc();
+        self.handling
+            .with_label_values(&[method])
+            .observe(took.as_secs_f64());
     }
 }
 
