@@ -215,7 +215,7 @@ PIDS+=($SERVE_PID)
 for _ in $(seq 1 600); do [ "$(grep -c 'sweep done' "$SERVE/log")" -ge 10 ] && break; sleep 0.5; done
 pid=$(pgrep -P "$SERVE_PID" -x mdb || echo "$SERVE_PID")
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo "?")
-kill "$SERVE_PID" 2>/dev/null || true
+kill "$pid" "$SERVE_PID" 2>/dev/null || true
 echo
 echo "mdb serve, $(grep -c 'sweep done' "$SERVE/log") sweeps of the campus (interval 5 s):"
 grep 'sweep done' "$SERVE/log" | grep -oE 'took_ms=[0-9]+|hosts=[0-9]+' | paste -sd' \n' | nl -w2 -s'. '

@@ -77,6 +77,7 @@ pub fn observed(o: &Observation) -> DiscoveredHost {
         mac_is_local: o.mac.is_some_and(|m| m.is_local()),
         seen_by: o.seen_by.join(","),
         other_macs: o.also_macs.iter().map(|m| m.to_string()).collect(),
+        probed_unix: o.probed_unix,
         ..Default::default()
     }
 }

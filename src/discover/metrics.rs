@@ -30,6 +30,9 @@ pub struct SweepMetrics {
     store_writes: Histogram,
     store_errors: prometheus::IntCounter,
     away: prometheus::IntGauge,
+    shed: prometheus::IntCounter,
+    carried: prometheus::IntCounter,
+    overrun: prometheus::IntGauge,
 }
 
 impl SweepMetrics {
@@ -112,6 +115,21 @@ impl SweepMetrics {
                 "machines_away_from_reservation",
                 "Database machines up at another address than their own (on an old DHCP lease).",
             ),
+            shed: m::int_counter(
+                r,
+                "sweep_followups_shed_total",
+                "Hosts whose port, banner and name probes were cut to keep a sweep within its interval.",
+            ),
+            carried: m::int_counter(
+                r,
+                "sweep_followups_carried_total",
+                "Hosts whose earlier probes were still fresh (same address and MAC, up, within scan.refresh) and not probed again.",
+            ),
+            overrun: m::int_gauge(
+                r,
+                "sweep_overrun",
+                "1 while the last sweep had to shed follow-ups to fit its interval.",
+            ),
         }
     }
 
@@ -141,6 +159,13 @@ impl SweepMetrics {
             .with_label_values(&["icmp"])
             .inc_by(sent.icmp_failed);
         self.duration.observe(seconds);
+    }
+
+    /// The follow-ups of one sweep: carried over, and shed at its deadline.
+    pub fn follow_ups(&self, carried: usize, shed: usize) {
+        self.carried.inc_by(carried as u64);
+        self.shed.inc_by(shed as u64);
+        self.overrun.set(i64::from(shed > 0));
     }
 
     /// A completed sweep: hosts per state, at `at_unix`.

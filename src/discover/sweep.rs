@@ -3,7 +3,12 @@
 //! `state_dir` is set) and publish the result to the store, metrics and
 //! whoever listens (the GitHub filer).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use ipnetwork::IpNetwork;
 use tokio::sync::watch;
@@ -157,6 +162,8 @@ pub struct Swept {
     pub fold: Fold,
     pub summary: SweepSummary,
     pub records: Vec<HostHistory>,
+    /// Hosts whose follow-ups were shed to keep within the interval.
+    pub shed: usize,
 }
 
 /// One sweep, classified and folded into `history`.
@@ -166,11 +173,17 @@ pub async fn sweep_once(
     history: &mut History,
     metrics: &SweepMetrics,
 ) -> Result<Swept, scan::Error> {
-    let look = look(cfg, Some(snap), Arc::new(|_| {})).await?;
+    let started = Instant::now();
+    let mut cfg = cfg.clone();
+    cfg.options.carried = Arc::new(fresh(history, snap.settings.scan.refresh, now_unix()));
+    cfg.options.deadline = Some(started + sweep_budget(cfg.interval));
+    let look = look(&cfg, Some(snap), Arc::new(|_| {})).await?;
     for w in &look.report.warnings {
         warn!("{w}");
     }
     metrics.probed(&look.report.sent, look.report.duration.as_secs_f64());
+    metrics.follow_ups(look.report.carried, look.report.shed);
+    let shed = look.report.shed;
     let now = now_unix();
     let rules = history::Rules {
         down_after: snap.settings.scan.down_after,
@@ -209,7 +222,44 @@ pub async fn sweep_once(
         fold,
         summary,
         records,
+        shed,
     })
+}
+
+/// The share of the interval a sweep may take: the rest is left for
+/// classifying, writing and publishing.
+fn sweep_budget(interval: Duration) -> Duration {
+    interval.mul_f64(0.9).max(Duration::from_secs(1))
+}
+
+/// What earlier probes found of hosts that are up and were probed within
+/// `refresh`: found at the same address with the same MAC, they are not
+/// probed again.
+pub fn fresh(history: &History, refresh: Duration, now: i64) -> HashMap<IpAddr, scan::Carried> {
+    let since = now - refresh.as_secs() as i64;
+    history
+        .hosts()
+        .filter(|h| h.presence == Presence::Up as i32 && h.probed_unix > since)
+        .filter_map(|h| {
+            let ip = h.ip.parse().ok()?;
+            let mac = if h.mac.is_empty() {
+                None
+            } else {
+                Some(h.mac.parse().ok()?)
+            };
+            let carried = scan::Carried {
+                mac,
+                open_ports: h
+                    .open_ports
+                    .iter()
+                    .filter_map(|p| u16::try_from(*p).ok())
+                    .collect(),
+                ssh_banner: h.ssh_banner.clone(),
+                dns_name: h.dns_name.clone(),
+            };
+            Some((ip, carried))
+        })
+        .collect()
 }
 
 fn count(hosts: &[DiscoveredHost], p: Presence) -> u32 {
@@ -258,6 +308,7 @@ pub async fn run(
 ) {
     store.publish_discovery(start.discovery(start.history.records()), News::default());
     let mut rx = store.subscribe();
+    let mut overrun = Overrun::default();
     loop {
         let snap = loop {
             if let Some(s) = store.snapshot() {
@@ -278,7 +329,9 @@ pub async fn run(
                 fold,
                 summary,
                 records,
+                shed,
             }) => {
+                overrun.note(shed, cfg.interval);
                 metrics.swept(&result.hosts, result.at_unix);
                 metrics.transitions(&fold.transitions);
                 info!(
@@ -310,6 +363,26 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(cfg.interval) => {}
         }
+    }
+}
+
+/// Whether sweeps are shedding follow-ups, said once when it starts and
+/// once when it ends, not every sweep.
+#[derive(Default)]
+struct Overrun(bool);
+
+impl Overrun {
+    fn note(&mut self, shed: usize, interval: Duration) {
+        match (self.0, shed > 0) {
+            (false, true) => warn!(
+                shed,
+                interval_ms = interval.as_millis() as u64,
+                "sweep would overrun its interval: follow-ups (ports, banners, names) of {shed} hosts shed, their earlier probes stand; later sweeps probe them"
+            ),
+            (true, false) => info!("sweeps fit their interval again"),
+            _ => {}
+        }
+        self.0 = shed > 0;
     }
 }
 

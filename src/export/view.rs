@@ -121,6 +121,7 @@ pub fn host_json(h: &DiscoveredHost) -> Value {
         "uptime_7d": h.uptime_7d,
         "macs_seen": h.macs_seen,
         "key": h.key,
+        "probed_unix": h.probed_unix,
     })
 }
 

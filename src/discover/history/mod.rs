@@ -5,6 +5,7 @@
 //! I/O; `store` makes it durable.
 
 mod identity;
+mod pulse;
 mod record;
 pub mod simulate;
 pub mod store;
@@ -90,6 +91,11 @@ impl History {
 
     pub fn get(&self, key: &str) -> Option<&HostHistory> {
         self.hosts.get(key)
+    }
+
+    /// The current view of every host, in no order.
+    pub fn hosts(&self) -> impl Iterator<Item = &DiscoveredHost> {
+        self.hosts.values().filter_map(|r| r.host.as_ref())
     }
 
     /// Every record worth showing, in address order: hosts seen at least
@@ -183,6 +189,10 @@ impl History {
             prev.state_since_unix
         };
         h.presence_since_unix = prev.presence_since_unix;
+        if h.probed_unix == 0 {
+            // Carried over or shed: the last probe stands.
+            h.probed_unix = prev.probed_unix;
+        }
         if prev.presence != Presence::Up as i32 {
             out.transitions
                 .push(transition(rec, &mut h, Presence::Up, now));

@@ -2,6 +2,12 @@
 //! sweep is one transaction, so `kill -9` loses at most the sweep being
 //! written and never leaves a half-written one. Records are the protobuf
 //! `HostHistory` and `SweepSummary`; the schema version lives beside them.
+//!
+//! A sweep rewrites a host's record only when its stable form changed (an
+//! address, a state, a transition, a finished hour...). What changes for
+//! every host on every sweep (last seen, round trip, missed sweeps, the
+//! current hour) is one `Pulse` value for all hosts, rewritten whole: a
+//! sweep where nothing happened writes one value, not every record.
 
 use std::{
     path::{Path, PathBuf},
@@ -15,25 +21,31 @@ use std::{
 use prost::Message;
 use redb::{DatabaseError, ReadableTable, StorageError, TableDefinition};
 
-use crate::proto::{HostHistory, SweepSummary};
+use super::pulse;
+use crate::proto::{HostHistory, HostPulse, Pulse, SweepSummary};
 
 const HOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hosts");
 /// Keyed by the sweep's end in milliseconds.
 const SWEEPS: TableDefinition<u64, &[u8]> = TableDefinition::new("sweeps");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SCHEMA_KEY: &str = "schema";
+/// Schema 2: the pulse of every host, under [`PULSE_KEY`].
+const PULSES: TableDefinition<&str, &[u8]> = TableDefinition::new("pulse");
+const PULSE_KEY: &str = "current";
 
 /// The schema this build writes. Older stores are migrated in order; a
 /// newer one is refused, since this build would drop what it cannot read.
-pub const SCHEMA: u64 = 1;
+pub const SCHEMA: u64 = 2;
 pub const FILE_NAME: &str = "history.redb";
 /// Sweep summaries loaded at start and served (a day of 5-minute sweeps).
 pub const RECENT_SWEEPS: usize = 288;
 
 /// One migration step: from the schema at its index + 1 to the next.
-type Migration = fn(&redb::WriteTransaction) -> Result<(), redb::Error>;
-/// Schema 1 is the first; a schema 2 adds its step here.
-const MIGRATIONS: &[Migration] = &[];
+type Migration = fn(&redb::WriteTransaction) -> Result<(), String>;
+/// 1 → 2: the pulse table. Schema 1's records hold their last-seen times
+/// themselves, and load as they are.
+const MIGRATIONS: &[Migration] =
+    &[|tx| tx.open_table(PULSES).map(|_| ()).map_err(|e| e.to_string())];
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -65,6 +77,31 @@ pub struct Opened {
 pub struct HistoryStore {
     db: Arc<redb::Database>,
     path: PathBuf,
+    written: Arc<std::sync::Mutex<Written>>,
+}
+
+/// What the file holds, as far as the next write needs to know: each
+/// record's stable digest, and every host's pulse.
+#[derive(Default)]
+struct Written {
+    digests: std::collections::HashMap<String, u64>,
+    pulses: std::collections::BTreeMap<String, HostPulse>,
+}
+
+impl Written {
+    fn of(records: &[HostHistory]) -> Written {
+        let mut w = Written::default();
+        for r in records {
+            let key = key_of(r).to_string();
+            w.digests.insert(key.clone(), pulse::digest(r));
+            w.pulses.insert(key, pulse::of(r));
+        }
+        w
+    }
+}
+
+fn key_of(r: &HostHistory) -> &str {
+    r.host.as_ref().map(|h| h.key.as_str()).unwrap_or_default()
 }
 
 /// One sweep's writes.
@@ -118,21 +155,42 @@ impl HistoryStore {
         Ok((last_sweep, newest))
     }
 
-    /// Writes one sweep in one transaction; returns how long it took.
+    /// Writes one sweep in one transaction: the records whose stable form
+    /// changed, and the pulse. Returns how long it took.
     pub fn write(&self, batch: &Batch) -> Result<Duration, Error> {
         let started = Instant::now();
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = Written {
+            digests: written.digests.clone(),
+            pulses: written.pulses.clone(),
+        };
         let tx = self.begin_write()?;
         {
             let mut hosts = tx.open_table(HOSTS).map_err(|e| self.err(e))?;
             for key in &batch.removed {
                 hosts.remove(key.as_str()).map_err(|e| self.err(e))?;
+                next.digests.remove(key);
+                next.pulses.remove(key);
             }
             for r in &batch.records {
-                let key = r.host.as_ref().map(|h| h.key.as_str()).unwrap_or_default();
+                let key = key_of(r);
+                next.pulses.insert(key.to_string(), pulse::of(r));
+                let digest = pulse::digest(r);
+                if next.digests.get(key) == Some(&digest) {
+                    continue;
+                }
                 hosts
                     .insert(key, r.encode_to_vec().as_slice())
                     .map_err(|e| self.err(e))?;
+                next.digests.insert(key.to_string(), digest);
             }
+            let all = Pulse {
+                hosts: next.pulses.values().cloned().collect(),
+            };
+            let mut pulses = tx.open_table(PULSES).map_err(|e| self.err(e))?;
+            pulses
+                .insert(PULSE_KEY, all.encode_to_vec().as_slice())
+                .map_err(|e| self.err(e))?;
             let mut sweeps = tx.open_table(SWEEPS).map_err(|e| self.err(e))?;
             sweeps
                 .insert(batch.at_ms, batch.sweep.encode_to_vec().as_slice())
@@ -143,6 +201,8 @@ impl HistoryStore {
                 .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))?;
+        // Only what was committed is known to be in the file.
+        *written = next;
         Ok(started.elapsed())
     }
 }
@@ -178,9 +238,11 @@ pub fn open(dir: &Path) -> Result<Opened, Error> {
     let store = HistoryStore {
         db: Arc::new(db),
         path: path.clone(),
+        written: Arc::default(),
     };
     migrate(&store)?;
     let (records, undecodable) = load_records(&store)?;
+    *store.written.lock().unwrap_or_else(|e| e.into_inner()) = Written::of(&records);
     let sweeps = load_sweeps(&store)?;
     Ok(Opened {
         store,
@@ -244,12 +306,23 @@ fn migrate(store: &HistoryStore) -> Result<(), Error> {
         meta.insert(SCHEMA_KEY, SCHEMA).map_err(|e| store.err(e))?;
         tx.open_table(HOSTS).map_err(|e| store.err(e))?;
         tx.open_table(SWEEPS).map_err(|e| store.err(e))?;
+        tx.open_table(PULSES).map_err(|e| store.err(e))?;
     }
     tx.commit().map_err(|e| store.err(e))
 }
 
+/// Every record, with its pulse put back.
 fn load_records(store: &HistoryStore) -> Result<(Vec<HostHistory>, usize), Error> {
     let tx = store.db.begin_read().map_err(|e| store.err(e))?;
+    let pulses: std::collections::HashMap<String, HostPulse> = {
+        let table = tx.open_table(PULSES).map_err(|e| store.err(e))?;
+        let value = table.get(PULSE_KEY).map_err(|e| store.err(e))?;
+        value
+            .and_then(|v| Pulse::decode(v.value()).ok())
+            .map(|p| p.hosts.into_iter().map(|h| (h.key.clone(), h)).collect())
+            .unwrap_or_default()
+    };
+    let now = crate::db::store::now_unix();
     let hosts = tx.open_table(HOSTS).map_err(|e| store.err(e))?;
     let mut out = Vec::new();
     let mut bad = 0;
@@ -259,6 +332,9 @@ fn load_records(store: &HistoryStore) -> Result<(Vec<HostHistory>, usize), Error
             Ok(mut r) => {
                 if let Some(h) = r.host.as_mut() {
                     h.key = key.value().to_string();
+                }
+                if let Some(p) = pulses.get(key.value()) {
+                    pulse::apply(&mut r, p, now);
                 }
                 out.push(r);
             }
@@ -354,8 +430,70 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         force_schema(dir.path(), SCHEMA + 1).unwrap();
         let e = open(dir.path()).err().expect("refused").to_string();
-        assert!(e.contains("schema 2 is newer"), "{e}");
+        assert!(
+            e.contains(&format!("schema {} is newer", SCHEMA + 1)),
+            "{e}"
+        );
         assert!(dir.path().join(FILE_NAME).exists());
+    }
+
+    /// A sweep where nothing but the pulse changed writes no record; after
+    /// reopening, the pulse is back in every record.
+    #[test]
+    fn unchanged_records_are_not_rewritten_and_the_pulse_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open(dir.path()).unwrap();
+        let mut r = record("mac:00:16:3e:00:00:01", 7);
+        opened
+            .store
+            .write(&Batch {
+                records: vec![r.clone()],
+                at_ms: 1,
+                ..Default::default()
+            })
+            .unwrap();
+        let before = opened.store.written.lock().unwrap().digests.clone();
+        r.host.as_mut().unwrap().last_seen_unix = 500;
+        opened
+            .store
+            .write(&Batch {
+                records: vec![r.clone()],
+                at_ms: 2,
+                ..Default::default()
+            })
+            .unwrap();
+        // The stored record is still the first one: only the pulse moved.
+        let tx = opened.store.db.begin_read().unwrap();
+        let raw = tx.open_table(HOSTS).unwrap();
+        let stored =
+            HostHistory::decode(raw.get("mac:00:16:3e:00:00:01").unwrap().unwrap().value())
+                .unwrap();
+        assert_eq!(stored.host.unwrap().last_seen_unix, 0);
+        assert_eq!(opened.store.written.lock().unwrap().digests, before);
+        drop((raw, tx, opened));
+        let again = open(dir.path()).unwrap();
+        assert_eq!(again.records[0].host.as_ref().unwrap().last_seen_unix, 500);
+    }
+
+    #[test]
+    fn a_schema_1_store_is_migrated_and_keeps_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open(dir.path()).unwrap();
+        opened
+            .store
+            .write(&Batch {
+                records: vec![record("ip:198.18.0.9", 8)],
+                at_ms: 1,
+                ..Default::default()
+            })
+            .unwrap();
+        drop(opened);
+        force_schema(dir.path(), 1).unwrap();
+        let again = open(dir.path()).unwrap();
+        assert_eq!(again.records.len(), 1);
+        let tx = again.store.db.begin_read().unwrap();
+        let meta = tx.open_table(META).unwrap();
+        assert_eq!(meta.get(SCHEMA_KEY).unwrap().unwrap().value(), SCHEMA);
     }
 
     #[test]

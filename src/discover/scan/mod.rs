@@ -21,7 +21,7 @@ pub mod targets;
 pub use targets::{Targets, V4Ranges};
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     net::{IpAddr, Ipv4Addr},
     sync::Arc,
     time::{Duration, Instant},
@@ -61,6 +61,20 @@ pub struct Options {
     pub interface: Option<String>,
     /// Use raw ARP on directly attached subnets (needs CAP_NET_RAW).
     pub arp: bool,
+    /// What earlier probes found of hosts still fresh: a host found at the
+    /// same address with the same MAC keeps it and is not probed again.
+    pub carried: Arc<HashMap<IpAddr, Carried>>,
+    /// Follow-ups unfinished by then are shed (the sweep's interval).
+    pub deadline: Option<Instant>,
+}
+
+/// What an earlier sweep's follow-ups found of a host.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Carried {
+    pub mac: Option<Mac>,
+    pub open_ports: Vec<u16>,
+    pub ssh_banner: String,
+    pub dns_name: String,
 }
 
 /// ICMP and TCP wait this long for an answer when no timeout is given.
@@ -93,6 +107,8 @@ impl Default for Options {
             allow_large: false,
             interface: None,
             arp: true,
+            carried: Arc::default(),
+            deadline: None,
         }
     }
 }
@@ -113,6 +129,9 @@ pub struct Observation {
     pub also_macs: Vec<Mac>,
     /// One of the scanner's own addresses (never probed, never filed).
     pub scanner: bool,
+    /// When its ports, banner and name were probed; 0 when they were
+    /// carried over from an earlier sweep or shed.
+    pub probed_unix: i64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -134,6 +153,10 @@ pub struct Report {
     /// Targets no route leads to; nothing was sent to them.
     pub unroutable: Vec<String>,
     pub duration: Duration,
+    /// Hosts whose follow-ups were cut at the deadline.
+    pub shed: usize,
+    /// Hosts whose earlier probes were still fresh (not probed again).
+    pub carried: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -308,12 +331,12 @@ async fn arp_sweeps(
     (gap, tries): (Duration, u32),
     opts: &Options,
     progress: &Progress,
-    found: tokio::sync::mpsc::UnboundedSender<IpAddr>,
+    found: tokio::sync::mpsc::UnboundedSender<(IpAddr, Option<Mac>)>,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<arp::Outcome>, Error> {
     struct Tell {
         progress: Progress,
-        found: tokio::sync::mpsc::UnboundedSender<IpAddr>,
+        found: tokio::sync::mpsc::UnboundedSender<(IpAddr, Option<Mac>)>,
     }
     impl arp::Observer for Tell {
         fn sent(&self, n: u64) {
@@ -321,7 +344,7 @@ async fn arp_sweeps(
         }
         fn found(&self, reply: &arp::Reply) {
             (self.progress)(Tick::Found(1));
-            let _ = self.found.send(IpAddr::V4(reply.ip));
+            let _ = self.found.send((IpAddr::V4(reply.ip), Some(reply.mac)));
         }
     }
     let wait = opts.timeout.map_or(arp::Wait::Auto, arp::Wait::Fixed);
@@ -397,7 +420,12 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
     }
     report.unroutable = plan.unroutable.clone();
 
-    let (tx, mut found) = tokio::sync::mpsc::unbounded_channel::<IpAddr>();
+    // Port probes and names start while ARP is still sweeping.
+    let mut follow = FollowUps::new(opts);
+    for (iface, _) in &plan.on_link {
+        follow.probe_by_syn(iface, gap, opts);
+    }
+    let (tx, mut found) = tokio::sync::mpsc::unbounded_channel();
     let arp = arp_sweeps(
         &mut plan,
         (gap, tries),
@@ -412,12 +440,10 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
         tries,
         concurrency: opts.concurrency,
     };
-    // Port probes and names start while ARP is still sweeping.
-    let mut follow = FollowUps::new(opts);
     let (arp, follow) = {
         let collect = async {
-            while let Some(ip) = found.recv().await {
-                follow.start(ip, Some(WITNESS_WAIT));
+            while let Some((ip, mac)) = found.recv().await {
+                follow.start(ip, mac, Some(WITNESS_WAIT));
             }
         };
         let (arp, ()) = tokio::join!(arp, collect);
@@ -430,10 +456,30 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
     phase("ICMP of routed addresses done");
     report.sent.icmp += pinged.sent;
     report.sent.icmp_failed += pinged.failed;
-    assemble(&mut report, arp, pinged, follow, &plan).await?;
+    assemble(&mut report, arp, pinged, follow, &plan, opts.deadline).await?;
     phase("ports, names and ICMP witness done");
     report.duration = started.elapsed();
     Ok(report)
+}
+
+/// The follow-ups that finish by the deadline; the rest are stopped.
+async fn follow_ups(follow: &mut FollowUps, deadline: Option<Instant>) -> Vec<follow::Found> {
+    let mut out = Vec::new();
+    let collect = async {
+        while let Some(r) = follow.tasks.join_next().await {
+            if let Ok(Some(f)) = r {
+                out.push(f);
+            }
+        }
+    };
+    match deadline {
+        Some(d) => {
+            let _ = tokio::time::timeout_at(d.into(), collect).await;
+        }
+        None => collect.await,
+    }
+    follow.tasks.abort_all();
+    out
 }
 
 /// Every answer in one observation per address; ICMP as a second witness
@@ -444,6 +490,7 @@ async fn assemble(
     pinged: icmp::Outcome,
     mut follow: FollowUps,
     plan: &Plan,
+    deadline: Option<Instant>,
 ) -> Result<(), Error> {
     let mut live: BTreeMap<IpAddr, Observation> = BTreeMap::new();
     for outcome in arp {
@@ -469,27 +516,33 @@ async fn assemble(
             IpAddr::V4(v4) => neighbours.get(&v4).copied(),
             IpAddr::V6(_) => None,
         };
-        follow.start(ip, None);
+        follow.start(ip, o.mac, None);
     }
-    let ports = async {
-        let mut out = Vec::new();
-        while let Some(r) = follow.tasks.join_next().await {
-            if let Ok(r) = r {
-                out.push(r);
-            }
-        }
-        out
-    };
-    for (ip, p, name, echoed) in ports.await {
-        report.sent.tcp += p.sent;
-        if let Some(o) = live.get_mut(&ip) {
-            if echoed && !o.seen_by.contains(&"icmp") {
+    report.sent.tcp += follow.finish_syn().await;
+    let now = crate::db::store::now_unix();
+    let mut done = std::collections::HashSet::new();
+    for f in follow_ups(&mut follow, deadline).await {
+        report.sent.tcp += f.connects;
+        done.insert(f.ip);
+        if let Some(o) = live.get_mut(&f.ip) {
+            if f.echoed && !o.seen_by.contains(&"icmp") {
                 o.seen_by.push("icmp");
                 report.sent.icmp += 1;
             }
-            o.open_ports = p.open;
-            o.ssh_banner = p.ssh_banner;
-            o.dns_name = name;
+            o.probed_unix = if f.probed { now } else { 0 };
+            o.open_ports = f.open;
+            o.ssh_banner = f.ssh_banner;
+            o.dns_name = f.dns_name;
+        }
+    }
+    report.carried = follow.carried_count;
+    for (ip, o) in live.iter_mut().filter(|(ip, _)| !done.contains(ip)) {
+        // Shed: what an earlier probe found still stands.
+        report.shed += 1;
+        if let Some(c) = follow.carried_for(*ip, o.mac) {
+            o.open_ports = c.open_ports.clone();
+            o.ssh_banner = c.ssh_banner.clone();
+            o.dns_name = c.dns_name.clone();
         }
     }
     for &(ip, mac) in &plan.own {

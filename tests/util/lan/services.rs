@@ -137,6 +137,22 @@ impl Lan {
         }
     }
 
+    /// Stops host `i`'s listener: its ports refuse connections from now on.
+    pub fn stop_listening(&mut self, i: usize) {
+        if let Some(mut c) = self.hosts[i].listener.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops every program started with `spawn_ready`.
+    pub fn stop_helpers(&mut self) {
+        for mut c in self.helpers.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     pub(super) fn listen(&mut self, i: usize) {
         let h = &self.hosts[i];
         let ports: Vec<String> = h.spec.ports.iter().map(|p| p.to_string()).collect();
