@@ -14,6 +14,7 @@ pub mod icmp;
 pub mod iface;
 pub mod neighbors;
 pub mod packet;
+mod plan;
 pub mod ports;
 pub mod syn;
 pub mod targets;
@@ -22,7 +23,7 @@ pub use targets::{Targets, V4Ranges};
 
 use std::{
     collections::{BTreeMap, HashMap},
-    net::{IpAddr, Ipv4Addr},
+    net::IpAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -31,6 +32,7 @@ use ipnetwork::IpNetwork;
 
 use crate::net::Mac;
 use follow::FollowUps;
+use plan::{plan, Plan};
 
 /// The most addresses a sweep takes without `allow_large` (a /16).
 pub const MAX_ADDRESSES: u128 = 65_536;
@@ -235,94 +237,6 @@ pub enum Tick {
 }
 
 pub type Progress = Arc<dyn Fn(Tick) + Send + Sync>;
-
-/// The work of a sweep, split by how each address is reached.
-struct Plan {
-    /// Directly attached IPv4 ranges, per interface, for ARP.
-    on_link: Vec<(iface::Interface, V4Ranges)>,
-    /// Routed, IPv6 and loopback addresses, for ICMP.
-    ping: Vec<IpAddr>,
-    /// The scanner's own target addresses, with their MACs.
-    own: Vec<(IpAddr, Mac)>,
-    unroutable: Vec<String>,
-}
-
-fn plan(opts: &Options, targets: &Targets) -> Result<Plan, Error> {
-    let ifaces = iface::list().unwrap_or_default();
-    if let Some(name) = &opts.interface {
-        if !ifaces.iter().any(|i| &i.name == name) {
-            return Err(Error::NoInterface(name.clone()));
-        }
-    }
-    let mut on_link = Vec::new();
-    let mut covered = Vec::new();
-    let mut own = Vec::new();
-    for i in &ifaces {
-        if targets.v4.index_of(i.ip).is_some() {
-            own.push((IpAddr::V4(i.ip), i.mac));
-            covered.push((u32::from(i.ip), u32::from(i.ip)));
-        }
-        let skipped = opts.interface.as_ref().is_some_and(|n| n != &i.name);
-        if !opts.arp || skipped || i.ip.is_loopback() {
-            continue;
-        }
-        let part = targets.v4.within(i.network, i.ip);
-        if !part.is_empty() {
-            covered.push((
-                u32::from(i.network.network()),
-                u32::from(i.network.broadcast()),
-            ));
-            on_link.push((i.clone(), part));
-        }
-    }
-    let rest = targets.v4.without(&V4Ranges::new(covered));
-    let (reachable, unroutable) = routable(&opts.targets, &rest);
-    let count = reachable.len() + targets.v6.len();
-    if count as u128 > MAX_ADDRESSES {
-        let net = opts
-            .targets
-            .first()
-            .map(|n| n.to_string())
-            .unwrap_or_default();
-        return Err(Error::PingTooLarge { net, count });
-    }
-    let mut ping: Vec<IpAddr> = reachable.iter().map(IpAddr::V4).collect();
-    ping.extend(targets.v6.iter().map(|a| IpAddr::V6(*a)));
-    Ok(Plan {
-        on_link,
-        ping,
-        own,
-        unroutable,
-    })
-}
-
-/// Splits the routed addresses into those with a route and the target
-/// networks without one (asked of the kernel by a UDP connect, which
-/// sends nothing).
-fn routable(nets: &[IpNetwork], rest: &V4Ranges) -> (V4Ranges, Vec<String>) {
-    let mut keep = Vec::new();
-    let mut unroutable = Vec::new();
-    for net in nets {
-        let IpNetwork::V4(n) = net else { continue };
-        let part = rest.within(*n, Ipv4Addr::UNSPECIFIED);
-        let Some(first) = part.get(0) else { continue };
-        match route_to(IpAddr::V4(first)) {
-            Ok(()) => keep.push((u32::from(n.network()), u32::from(n.broadcast()))),
-            Err(e) => unroutable.push(format!("{net}: {}", e.kind())),
-        }
-    }
-    let keep = V4Ranges::new(keep);
-    let routed = rest.without(&rest.without(&keep));
-    (routed, unroutable)
-}
-
-fn route_to(ip: IpAddr) -> std::io::Result<()> {
-    let bind: std::net::SocketAddr = match ip {
-        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    std::net::UdpSocket::bind(bind)?.connect((ip, 9))
-}
 
 /// Runs the ARP sweeps of every attached interface at once; each found
 /// address goes to `found` as it answers.
