@@ -178,6 +178,27 @@ impl<'a> Fields<'a> {
         d
     }
 
+    /// A list of TCP port numbers (1-65535); each bad one is a problem.
+    pub fn ports(&self, key: &str, problems: &mut Vec<Problem>) -> Vec<u16> {
+        self.strs(key, problems)
+            .into_iter()
+            .filter_map(|n| {
+                let text = n.as_str().unwrap_or_default();
+                match text.trim().parse::<u16>() {
+                    Ok(p) if p > 0 => Some(p),
+                    _ => {
+                        problems.push(self.problem(
+                            n,
+                            key,
+                            format!("{text:?} is not a port number (1-65535)"),
+                        ));
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
     pub fn bool(&self, key: &str, problems: &mut Vec<Problem>) -> Option<bool> {
         self.parse(key, "true or false", problems)
     }

@@ -17,7 +17,6 @@ use ipnetwork::IpNetwork;
 use super::{
     fields::Fields,
     problem::Problem,
-    settings::{ports, Subnet, FILE},
     words::{ROLES, USE_KINDS},
     yaml::{self, Pos},
 };
@@ -145,14 +144,18 @@ const FIELDS: &[&str] = &[
     "join",
 ];
 
-/// One rule; `subnets` are those of the same `mdb.yaml`, for `subnet:`.
+/// The subnets a rule's `subnet:` may name: name and network.
+pub type NamedNetworks<'a> = [(&'a str, IpNetwork)];
+
+/// One rule of `file`; `subnets` are those of the same file, for `subnet:`.
 pub fn parse(
+    file: &str,
     node: &yaml::Node,
     path: &str,
-    subnets: &[Subnet],
+    subnets: &NamedNetworks,
     problems: &mut Vec<Problem>,
 ) -> Option<Rule> {
-    let f = Fields::of(FILE, node, path, FIELDS, problems)?;
+    let f = Fields::of(file, node, path, FIELDS, problems)?;
     let before = problems.len();
     let join = f.get("join").and_then(|n| join(&f, n, problems));
     let guess = match (f.get("guess"), f.get("join")) {
@@ -168,8 +171,8 @@ pub fn parse(
     }
     let r = Rule {
         guess,
-        any_port: ports(&f, "any_port", problems),
-        only_ports: ports(&f, "only_ports", problems),
+        any_port: f.ports("any_port", problems),
+        only_ports: f.ports("only_ports", problems),
         vendor: f.str("vendor", problems).map(str::to_lowercase),
         banner: f.str("banner", problems).map(str::to_lowercase),
         subnet: subnet(&f, subnets, problems),
@@ -192,7 +195,7 @@ pub fn parse(
 
 fn join(f: &Fields, node: &yaml::Node, problems: &mut Vec<Problem>) -> Option<Join> {
     let path = f.field("join");
-    let jf = Fields::of(FILE, node, &path, &["cluster", "role"], problems)?;
+    let jf = Fields::of(f.file, node, &path, &["cluster", "role"], problems)?;
     let cluster = jf.required_str("cluster", problems)?;
     if let Err(why) = super::load::check_dns_label(cluster) {
         problems.push(jf.problem(node, "cluster", format!("{cluster:?} {why}")));
@@ -218,12 +221,12 @@ fn join(f: &Fields, node: &yaml::Node, problems: &mut Vec<Problem>) -> Option<Jo
     })
 }
 
-fn subnet(f: &Fields, subnets: &[Subnet], problems: &mut Vec<Problem>) -> Option<IpNetwork> {
+fn subnet(f: &Fields, subnets: &NamedNetworks, problems: &mut Vec<Problem>) -> Option<IpNetwork> {
     let name = f.str("subnet", problems)?;
     let found = subnets
         .iter()
-        .find(|s| s.name == name || s.cidr.to_string() == name)
-        .map(|s| s.cidr);
+        .find(|(n, cidr)| *n == name || cidr.to_string() == name)
+        .map(|(_, cidr)| *cidr);
     if found.is_none() {
         let at = f.get("subnet")?;
         problems.push(f.problem(
@@ -265,14 +268,7 @@ mod tests {
     use super::*;
 
     fn rules(text: &str) -> (Vec<Rule>, Vec<String>) {
-        let subnets = vec![Subnet {
-            name: "lab".into(),
-            cidr: "198.18.0.0/24".parse().unwrap(),
-            static_range: None,
-            dynamic: vec![],
-            exclude: vec![],
-            scan: true,
-        }];
+        let subnets = vec![("lab", "198.18.0.0/24".parse().unwrap())];
         let root = yaml::parse(text).unwrap().unwrap();
         let yaml::Value::Seq(items) = &root.value else {
             panic!()
@@ -281,7 +277,15 @@ mod tests {
         let out = items
             .iter()
             .enumerate()
-            .filter_map(|(i, n)| parse(n, &format!("scan.rules[{i}]"), &subnets, &mut problems))
+            .filter_map(|(i, n)| {
+                parse(
+                    "mdb.yaml",
+                    n,
+                    &format!("scan.rules[{i}]"),
+                    &subnets,
+                    &mut problems,
+                )
+            })
             .collect();
         (out, problems.iter().map(|p| p.to_string()).collect())
     }

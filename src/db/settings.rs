@@ -211,7 +211,7 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
                 out.scan.refresh = d;
             }
             if sf.get("ports").is_some() {
-                out.scan.ports = ports(&sf, "ports", problems);
+                out.scan.ports = sf.ports("ports", problems);
             }
             if let Some(n) = sf.parse::<u32>("down_after", "a whole number", problems) {
                 out.scan.down_after = n.max(1);
@@ -229,12 +229,17 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
             if let Some(list) = sf.get("rules") {
                 match &list.value {
                     Value::Seq(items) => {
+                        let named: Vec<(&str, IpNetwork)> = out
+                            .subnets
+                            .iter()
+                            .map(|s| (s.name.as_str(), s.cidr))
+                            .collect();
                         out.scan.rules = items
                             .iter()
                             .enumerate()
                             .filter_map(|(i, n)| {
                                 let path = format!("scan.rules[{i}]");
-                                super::rules::parse(n, &path, &out.subnets, problems)
+                                super::rules::parse(FILE, n, &path, &named, problems)
                             })
                             .collect();
                     }
@@ -338,26 +343,6 @@ fn subnet(node: &yaml::Node, path: &str, problems: &mut Vec<Problem>) -> Option<
     })
 }
 
-pub(super) fn ports(f: &Fields, key: &str, problems: &mut Vec<Problem>) -> Vec<u16> {
-    f.strs(key, problems)
-        .into_iter()
-        .filter_map(|n| {
-            let text = n.as_str().unwrap_or_default();
-            match text.trim().parse::<u16>() {
-                Ok(p) if p > 0 => Some(p),
-                _ => {
-                    problems.push(f.problem(
-                        n,
-                        key,
-                        format!("{text:?} is not a port number (1-65535)"),
-                    ));
-                    None
-                }
-            }
-        })
-        .collect()
-}
-
 /// `readiness: { device: [{tcp: 9100}, {http: /, port: 80, status: 200}] }`
 fn readiness(node: &yaml::Node, problems: &mut Vec<Problem>) -> Vec<ReadinessProbe> {
     let uses: Vec<&str> = USE_KINDS.iter().map(|(w, _)| *w).collect();
@@ -394,10 +379,10 @@ fn check(node: &yaml::Node, path: &str, problems: &mut Vec<Problem>) -> Option<C
         &["tcp", "http", "port", "status"],
         problems,
     )?;
-    let port = |key: &str, problems: &mut Vec<Problem>| ports(&f, key, problems).first().copied();
+    let port = |key: &str, problems: &mut Vec<Problem>| f.ports(key, problems).first().copied();
     match (f.get("tcp"), f.str("http", problems)) {
         (Some(_), None) => {
-            let list = ports(&f, "tcp", problems);
+            let list = f.ports("tcp", problems);
             list.first().copied().map(Check::Tcp)
         }
         (None, Some(path_text)) => {
