@@ -3,6 +3,11 @@
 //! ListMachines(filter) latency percentiles over loopback gRPC under
 //! concurrent load. Every loop is bounded in count.
 //!
+//! Then 64 concurrent clients against a server in this process that
+//! serves 5,000 discovered hosts: client-observed p50/p99 and throughput
+//! of GetMachine and ListDiscovered, and the server's own handling-time
+//! p99 from `mdb_grpc_request_duration_seconds`.
+//!
 //! Run: cargo bench --bench db   (MDB_BENCH_MACHINES to change the size)
 
 use std::time::{Duration, Instant};
@@ -241,4 +246,142 @@ async fn main() {
     );
     let _ = child.kill();
     let _ = child.wait();
+    campus_clients(&repo_url(&dir)).await;
+}
+
+/// The bare repository of the run above, for the in-process server.
+fn repo_url(dir: &tempfile::TempDir) -> String {
+    format!("file://{}", dir.path().join("db.git").display())
+}
+
+const CAMPUS_HOSTS: u32 = 5000;
+const CAMPUS_CLIENTS: usize = 64;
+
+/// 5,000 hosts as a campus scanner publishes them.
+fn campus() -> Vec<mdb::proto::HostHistory> {
+    use mdb::proto::{DiscoveredHost, HostHistory, HostState, Presence};
+    (0..CAMPUS_HOSTS)
+        .map(|i| {
+            let ip =
+                std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(198, 18, 0, 10)) + i);
+            let mac = format!("dc:a6:32:00:{:02x}:{:02x}", i >> 8, i & 255);
+            HostHistory {
+                host: Some(DiscoveredHost {
+                    ip: ip.to_string(),
+                    key: format!("mac:{mac}"),
+                    mac,
+                    vendor: "Raspberry Pi Trading Ltd".into(),
+                    state: HostState::New as i32,
+                    presence: Presence::Up as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+/// The server's p99 for `method` from its histogram's buckets (the upper
+/// bound of the bucket holding the 99th percentile, as Prometheus reads it).
+fn server_p99(metrics: &str, method: &str) -> String {
+    let prefix = format!("mdb_grpc_request_duration_seconds_bucket{{method=\"{method}\",le=\"");
+    let buckets: Vec<(String, f64)> = metrics
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (le, count) = rest.split_once("\"} ")?;
+            Some((le.to_string(), count.trim().parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    let at = buckets
+        .iter()
+        .find(|(_, c)| *c >= total * 0.99)
+        .map_or("?".to_string(), |(le, _)| le.clone());
+    format!("server p99 <= {at} s (n={total})")
+}
+
+async fn campus_clients(url: &str) {
+    use mdb::{
+        config::{self, Flags, RawConfig},
+        db::store::{Discovery, DiscoverySource, News},
+        proto::ListDiscoveredRequest,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flags = Flags {
+        db_url: Some(url.to_string()),
+        checkout: Some(dir.path().join("checkout")),
+        grpc_listen: Some("127.0.0.1:0".into()),
+        metrics_listen: Some("127.0.0.1:0".into()),
+        poll_interval: Some("1h".into()),
+        ..Default::default()
+    };
+    let cfg = config::resolve(RawConfig::default(), &Default::default(), &flags).expect("config");
+    let bound = mdb::serve::bind(&cfg).await.expect("bind");
+    let addr = bound.grpc_addr();
+    let store = mdb::db::Store::new();
+    let metrics = mdb::serve::metrics::Metrics::new();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = {
+        let (store, metrics, shutdown) = (store.clone(), metrics.clone(), shutdown.clone());
+        tokio::spawn(async move { bound.run(cfg, store, metrics, Vec::new(), shutdown).await })
+    };
+    let t = Instant::now();
+    while store.snapshot().is_none() {
+        assert!(t.elapsed() < Duration::from_secs(300), "no revision loaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let n = store.snapshot().map_or(0, |s| s.machines.len());
+    store.publish_discovery(
+        Discovery::of(campus(), Vec::new(), DiscoverySource::Scanner),
+        News::default(),
+    );
+    println!();
+    println!("{CAMPUS_CLIENTS} concurrent clients, {n} machines, {CAMPUS_HOSTS} discovered hosts (server in this process)");
+    for list in [false, true] {
+        let per = if list { 20 } else { 500 };
+        let mut tasks = Vec::new();
+        for c in 0..CAMPUS_CLIENTS {
+            tasks.push(tokio::spawn(async move {
+                let mut client = MachineDbClient::connect(format!("http://{addr}"))
+                    .await
+                    .expect("connect");
+                let mut lat = Vec::with_capacity(per);
+                for i in 0..per {
+                    let t = Instant::now();
+                    if list {
+                        let r = client
+                            .list_discovered(ListDiscoveredRequest::default())
+                            .await
+                            .expect("list")
+                            .into_inner();
+                        assert_eq!(r.hosts.len(), CAMPUS_HOSTS as usize);
+                    } else {
+                        let key = format!("m{:06}", (c * 7919 + i * 104_729) % n.max(1));
+                        client
+                            .get_machine(GetMachineRequest { key })
+                            .await
+                            .expect("get");
+                    }
+                    lat.push(t.elapsed());
+                }
+                lat
+            }));
+        }
+        let t = Instant::now();
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.expect("client"));
+        }
+        let wall = t.elapsed();
+        let method = if list { "ListDiscovered" } else { "GetMachine" };
+        println!(
+            "{method:<15} {}  {:.0} req/s  {}",
+            percentiles(all.clone()),
+            all.len() as f64 / wall.as_secs_f64(),
+            server_p99(&metrics.render(), method)
+        );
+    }
+    shutdown.cancel();
+    let _ = server.await;
 }

@@ -526,7 +526,7 @@ fn a_newer_or_unreadable_store_stops_the_start_or_is_moved_aside() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("schema 99 is newer than this mdb knows (1)"),
+        err.contains("schema 99 is newer than this mdb knows (2)"),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");

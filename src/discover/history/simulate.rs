@@ -1,7 +1,7 @@
 //! Simulated sweeps through the real fold and the real store, for the
 //! figures (size and write time per sweep, start-up with months of
-//! history) and for crash tests (`kill -9` while it writes). A /24 with
-//! `hosts` hosts: most stay, some answer every other sweep, some rotate a
+//! history) and for crash tests (`kill -9` while it writes). `hosts` hosts
+//! in a /19: most stay, some answer every other sweep, some rotate a
 //! random MAC each day, some leave for good halfway.
 
 use std::{path::Path, time::Duration};
@@ -17,6 +17,10 @@ use crate::{
     },
     proto::{DiscoveredHost, HostState, SweepSummary},
 };
+
+/// The first simulated host's address, and how many fit in the /19.
+const FIRST: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 0, 10);
+const MAX_SIMULATED: u32 = 8000;
 
 pub struct Plan {
     pub hosts: u32,
@@ -58,7 +62,7 @@ pub fn run(dir: &Path, plan: &Plan) -> Result<Report, store::Error> {
     });
     let disk = opened.store;
     let mut history = History::from_records(opened.records);
-    let swept: Vec<IpNetwork> = vec!["198.18.0.0/24".parse().expect("a CIDR")];
+    let swept: Vec<IpNetwork> = vec!["198.18.0.0/19".parse().expect("a CIDR")];
     let rules = Rules {
         down_after: 3,
         missing_after: MissingAfter::Down(Duration::from_secs(3600)),
@@ -129,10 +133,10 @@ pub fn run(dir: &Path, plan: &Plan) -> Result<Report, store::Error> {
     })
 }
 
-/// Who answers sweep `k`: host i at 198.18.0.(10+i).
+/// Who answers sweep `k`: host i at 198.18.0.10 + i (a campus fills a /19).
 fn answering(plan: &Plan, k: u32, now: i64) -> Vec<Classified> {
     let day = now / 86_400;
-    (0..plan.hosts.min(240))
+    (0..plan.hosts.min(MAX_SIMULATED))
         .filter(|i| match i % 20 {
             // one in ten answers every other sweep
             0 | 1 => k % 2 == 0,
@@ -141,15 +145,16 @@ fn answering(plan: &Plan, k: u32, now: i64) -> Vec<Classified> {
             _ => true,
         })
         .map(|i| {
-            let ip = format!("198.18.0.{}", 10 + i);
+            let ip = std::net::Ipv4Addr::from(u32::from(FIRST) + i).to_string();
             // one in twenty rotates a random MAC daily
             let (mac, local) = if i % 20 == 3 {
                 (
                     format!(
-                        "02:00:00:{:02x}:{:02x}:{:02x}",
+                        "02:{:02x}:00:{:02x}:{:02x}:{:02x}",
+                        (i >> 8) & 0xff,
                         (day >> 8) & 0xff,
                         day & 0xff,
-                        i
+                        i & 0xff
                     ),
                     true,
                 )
