@@ -154,6 +154,8 @@ TOOLS=(mdb arpscan arptuned nmap nmapfast fping)
 # The late host: mdb's defaults trade it for speed; a timeout finds it.
 [ "$MODE" = late ] && TOOLS+=(mdbwait)
 [ "$MODE" = campus ] && TOOLS=(mdb arptuned arpscan)
+# SERVE_ONLY=1: only the `mdb serve` sweeps of the campus.
+[ -n "${SERVE_ONLY:-}" ] && TOOLS=()
 declare -A TIMES FOUND DUPS
 for _ in $(seq 1 "$RUNS"); do
   for tool in "${TOOLS[@]}"; do
@@ -177,6 +179,7 @@ name_of() { case $1 in
   mdb) echo "mdb scan (defaults)";; mdbwait) echo "mdb scan --timeout 500ms";; arpscan) echo "arp-scan (defaults)";;
   arptuned) echo "arp-scan -B100M -t100 -r1";; nmap) echo "nmap -sn (defaults)";;
   nmapfast) echo "nmap -sn -T5 --min-rate 5000";; fping) echo "fping -g";; esac; }
+if [ ${#TOOLS[@]} -gt 0 ]; then
 m_mdb=$(echo "${TIMES[mdb]}" | median)
 printf '\n%-30s %10s %16s %10s\n' tool "median ms" "found (all runs)" "time/mdb"
 for tool in "${TOOLS[@]}"; do
@@ -186,6 +189,7 @@ for tool in "${TOOLS[@]}"; do
   printf '%-30s %10s %16s %10s\n' "$(name_of "$tool")" "$med" "$found/$((HOSTS * RUNS))" "$ratio"
 done
 echo "mdb peak RSS: $(sort -n "$RSS" | tail -1) KiB (largest of $RUNS runs)"
+fi
 rm -f "$EXPECT" "$RSS"
 
 [ "$MODE" = campus ] || exit 0
@@ -215,9 +219,10 @@ PIDS+=($SERVE_PID)
 for _ in $(seq 1 600); do [ "$(grep -c 'sweep done' "$SERVE/log")" -ge 10 ] && break; sleep 0.5; done
 pid=$(pgrep -P "$SERVE_PID" -x mdb || echo "$SERVE_PID")
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo "?")
+now_rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo "?")
 kill "$pid" "$SERVE_PID" 2>/dev/null || true
 echo
 echo "mdb serve, $(grep -c 'sweep done' "$SERVE/log") sweeps of the campus (interval 5 s):"
 grep 'sweep done' "$SERVE/log" | grep -oE 'took_ms=[0-9]+|hosts=[0-9]+' | paste -sd' \n' | nl -w2 -s'. '
-echo "mdb serve peak RSS: $rss KiB; history store: $(du -k "$SERVE/state" | tail -1 | cut -f1) KiB"
+echo "mdb serve peak RSS: $rss KiB (after 10 sweeps: $now_rss KiB); history store: $(du -k "$SERVE/state" | tail -1 | cut -f1) KiB"
 rm -rf "$SERVE"

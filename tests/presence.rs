@@ -526,15 +526,15 @@ fn a_newer_or_unreadable_store_stops_the_start_or_is_moved_aside() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("schema 99 is newer than this mdb knows (2)"),
+        err.contains("schema 99 is newer than this mdb knows (3)"),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-    assert!(state.join("history.redb").exists());
+    assert!(state.join(mdb::discover::history::store::FILE_NAME).exists());
 
     // Junk where the store should be: moved aside, said so, a fresh start.
     std::fs::write(
-        state.join("history.redb"),
+        state.join(mdb::discover::history::store::FILE_NAME),
         b"not a database at all\n".repeat(2000),
     )
     .expect("junk");

@@ -5,6 +5,7 @@
 //! I/O; `store` makes it durable.
 
 mod identity;
+mod legacy;
 mod pulse;
 mod record;
 pub mod simulate;

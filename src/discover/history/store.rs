@@ -1,51 +1,49 @@
-//! The history on disk: one redb file in the scanner's `state_dir`. Every
-//! sweep is one transaction, so `kill -9` loses at most the sweep being
-//! written and never leaves a half-written one. Records are the protobuf
-//! `HostHistory` and `SweepSummary`; the schema version lives beside them.
+//! The history on disk: one append-only log, `history.log`, in the
+//! scanner's `state_dir`. Each sweep appends one frame (length, CRC-32,
+//! protobuf `StoreFrame`) and syncs it: the records whose stable form
+//! changed, the keys removed, the pulse of every host it touched (last
+//! seen, round trip, missed sweeps, the current hour) and its summary. A
+//! sweep where nothing happened writes a few bytes per host, not every
+//! record.
 //!
-//! A sweep rewrites a host's record only when its stable form changed (an
-//! address, a state, a transition, a finished hour...). What changes for
-//! every host on every sweep (last seen, round trip, missed sweeps, the
-//! current hour) is one `Pulse` value for all hosts, rewritten whole: a
-//! sweep where nothing happened writes one value, not every record.
+//! `kill -9` or a power cut mid-write leaves at most a torn last frame: its
+//! checksum fails, it is cut off at the next start and nothing before it is
+//! lost; there is no repair walk. When the log has grown past half again
+//! its last snapshot, it is compacted: one snapshot frame written to a new
+//! file, synced and renamed over the log. A store of an older mdb (redb,
+//! `history.redb`) is carried over once and kept as `history.redb.migrated`.
 
 use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    fs::File,
+    io::{Read, Write},
+    os::unix::fs::FileExt,
     path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use prost::Message;
-use redb::{DatabaseError, ReadableTable, StorageError, TableDefinition};
 
-use super::pulse;
-use crate::proto::{HostHistory, HostPulse, Pulse, SweepSummary};
+use super::{legacy, pulse};
+use crate::proto::{HostHistory, HostPulse, StoreFrame, SweepSummary};
 
-const HOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hosts");
-/// Keyed by the sweep's end in milliseconds.
-const SWEEPS: TableDefinition<u64, &[u8]> = TableDefinition::new("sweeps");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const SCHEMA_KEY: &str = "schema";
-/// Schema 2: the pulse of every host, under [`PULSE_KEY`].
-const PULSES: TableDefinition<&str, &[u8]> = TableDefinition::new("pulse");
-const PULSE_KEY: &str = "current";
-
-/// The schema this build writes. Older stores are migrated in order; a
-/// newer one is refused, since this build would drop what it cannot read.
-pub const SCHEMA: u64 = 2;
-pub const FILE_NAME: &str = "history.redb";
+/// The schema this build writes; a newer one is refused, since this build
+/// would drop what it cannot read. 1 and 2 were redb files (`legacy.rs`).
+pub const SCHEMA: u64 = 3;
+pub const FILE_NAME: &str = "history.log";
+/// Held (flock) while a scanner uses the store: one scanner per state_dir.
+const LOCK_NAME: &str = "history.lock";
+const TMP_NAME: &str = "history.log.tmp";
+const MAGIC: &[u8; 8] = b"MDBHIST\0";
+const HEADER_LEN: u64 = 16;
 /// Sweep summaries loaded at start and served (a day of 5-minute sweeps).
 pub const RECENT_SWEEPS: usize = 288;
-
-/// One migration step: from the schema at its index + 1 to the next.
-type Migration = fn(&redb::WriteTransaction) -> Result<(), String>;
-/// 1 → 2: the pulse table. Schema 1's records hold their last-seen times
-/// themselves, and load as they are.
-const MIGRATIONS: &[Migration] =
-    &[|tx| tx.open_table(PULSES).map(|_| ()).map_err(|e| e.to_string())];
+/// A frame claiming more is damage (65,536 hosts of a few KB are far less).
+const MAX_FRAME: usize = 1 << 30;
+/// The log is compacted when it passes its last snapshot by half, and by
+/// at least this much.
+const COMPACT_SLACK: u64 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -65,43 +63,31 @@ pub struct Opened {
     pub sweeps: Vec<SweepSummary>,
     /// Where an unreadable file was moved, if one was.
     pub set_aside: Option<PathBuf>,
-    /// redb had to walk the whole file to rebuild its free-space map (a
-    /// crash before quick repair was on); the data is the last commit.
+    /// A torn last frame (a crash mid-write) was cut off.
     pub recovered: bool,
-    /// Records that did not decode (skipped, left in the file).
+    /// Frames that passed their checksum but did not decode (the log is
+    /// cut there).
     pub undecodable: usize,
     pub took: Duration,
 }
 
 #[derive(Clone)]
 pub struct HistoryStore {
-    db: Arc<redb::Database>,
     path: PathBuf,
-    written: Arc<std::sync::Mutex<Written>>,
+    inner: Arc<Mutex<Inner>>,
 }
 
-/// What the file holds, as far as the next write needs to know: each
-/// record's stable digest, and every host's pulse.
-#[derive(Default)]
-struct Written {
-    digests: std::collections::HashMap<String, u64>,
-    pulses: std::collections::BTreeMap<String, HostPulse>,
-}
-
-impl Written {
-    fn of(records: &[HostHistory]) -> Written {
-        let mut w = Written::default();
-        for r in records {
-            let key = key_of(r).to_string();
-            w.digests.insert(key.clone(), pulse::digest(r));
-            w.pulses.insert(key, pulse::of(r));
-        }
-        w
-    }
-}
-
-fn key_of(r: &HostHistory) -> &str {
-    r.host.as_ref().map(|h| h.key.as_str()).unwrap_or_default()
+struct Inner {
+    file: File,
+    /// The flock that keeps a second scanner out, held while open.
+    _lock: File,
+    /// Where the next frame goes: the end of the last whole frame.
+    len: u64,
+    snapshot_len: u64,
+    /// Each record's stable digest, and every host's pulse, as written.
+    digests: HashMap<String, u64>,
+    pulses: BTreeMap<String, HostPulse>,
+    keep_sweeps_since: i64,
 }
 
 /// One sweep's writes.
@@ -110,10 +96,14 @@ pub struct Batch {
     pub records: Vec<HostHistory>,
     pub removed: Vec<String>,
     pub sweep: SweepSummary,
-    /// The sweep's key: when it ended, in milliseconds.
+    /// When the sweep ended, in milliseconds.
     pub at_ms: u64,
     /// Sweep summaries older than this (unix seconds) are dropped.
     pub keep_sweeps_since: i64,
+}
+
+fn key_of(r: &HostHistory) -> &str {
+    r.host.as_ref().map(|h| h.key.as_str()).unwrap_or_default()
 }
 
 impl HistoryStore {
@@ -122,242 +112,360 @@ impl HistoryStore {
     }
 
     pub fn size(&self) -> u64 {
-        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+        self.lock().len
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn err(&self, e: impl std::fmt::Display) -> Error {
-        Error::Io {
-            path: self.path.clone(),
-            detail: e.to_string(),
-        }
-    }
-
-    /// A write transaction that also saves the allocator state (redb's
-    /// quick repair): after `kill -9` the file opens at once, with no walk
-    /// over every page to rebuild it.
-    fn begin_write(&self) -> Result<redb::WriteTransaction, Error> {
-        let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        tx.set_quick_repair(true);
-        Ok(tx)
+        io_err(&self.path, e)
     }
 
     /// The newest sweep's time and the newest `last_seen` of any host: from
-    /// one whole sweep they are equal.
+    /// whole sweeps they are equal.
     pub fn newest(&self) -> Result<(i64, i64), Error> {
-        let last_sweep = load_sweeps(self)?.first().map_or(0, |s| s.at_unix);
-        let (records, _) = load_records(self)?;
-        let newest = records
+        let _held = self.lock();
+        let bytes = std::fs::read(&self.path).map_err(|e| self.err(e))?;
+        let log = replay(&bytes);
+        let newest = log
+            .current(crate::db::store::now_unix())
             .iter()
             .filter_map(|r| r.host.as_ref())
             .map(|h| h.last_seen_unix)
             .max()
             .unwrap_or(0);
-        Ok((last_sweep, newest))
+        Ok((log.sweeps.back().map_or(0, |s| s.at_unix), newest))
     }
 
-    /// Writes one sweep in one transaction: the records whose stable form
+    /// Appends one sweep and syncs it: the records whose stable form
     /// changed, and the pulse. Returns how long it took.
     pub fn write(&self, batch: &Batch) -> Result<Duration, Error> {
         let started = Instant::now();
-        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = Written {
-            digests: written.digests.clone(),
-            pulses: written.pulses.clone(),
-        };
-        let tx = self.begin_write()?;
-        {
-            let mut hosts = tx.open_table(HOSTS).map_err(|e| self.err(e))?;
-            for key in &batch.removed {
-                hosts.remove(key.as_str()).map_err(|e| self.err(e))?;
-                next.digests.remove(key);
-                next.pulses.remove(key);
+        let mut inner = self.lock();
+        let mut changed = Vec::new();
+        let mut digests = Vec::new();
+        for r in &batch.records {
+            let digest = pulse::digest(r);
+            if inner.digests.get(key_of(r)) != Some(&digest) {
+                changed.push(r.clone());
+                digests.push((key_of(r).to_string(), digest));
             }
-            for r in &batch.records {
-                let key = key_of(r);
-                next.pulses.insert(key.to_string(), pulse::of(r));
-                let digest = pulse::digest(r);
-                if next.digests.get(key) == Some(&digest) {
-                    continue;
-                }
-                hosts
-                    .insert(key, r.encode_to_vec().as_slice())
-                    .map_err(|e| self.err(e))?;
-                next.digests.insert(key.to_string(), digest);
-            }
-            let all = Pulse {
-                hosts: next.pulses.values().cloned().collect(),
-            };
-            let mut pulses = tx.open_table(PULSES).map_err(|e| self.err(e))?;
-            pulses
-                .insert(PULSE_KEY, all.encode_to_vec().as_slice())
-                .map_err(|e| self.err(e))?;
-            let mut sweeps = tx.open_table(SWEEPS).map_err(|e| self.err(e))?;
-            sweeps
-                .insert(batch.at_ms, batch.sweep.encode_to_vec().as_slice())
-                .map_err(|e| self.err(e))?;
-            let cutoff = (batch.keep_sweeps_since.max(0) as u64).saturating_mul(1000);
-            sweeps
-                .retain_in(..cutoff, |_, _| false)
-                .map_err(|e| self.err(e))?;
         }
-        tx.commit().map_err(|e| self.err(e))?;
-        // Only what was committed is known to be in the file.
-        *written = next;
+        let frame = StoreFrame {
+            snapshot: false,
+            records: changed,
+            removed: batch.removed.clone(),
+            pulses: batch.records.iter().map(pulse::of).collect(),
+            sweeps: vec![batch.sweep.clone()],
+        };
+        let bytes = framed(&frame);
+        // At the end of the last whole frame: a write that failed halfway
+        // is overwritten by the next.
+        inner
+            .file
+            .write_all_at(&bytes, inner.len)
+            .and_then(|()| inner.file.sync_data())
+            .map_err(|e| self.err(e))?;
+        inner.len += bytes.len() as u64;
+        for k in &batch.removed {
+            inner.digests.remove(k);
+            inner.pulses.remove(k);
+        }
+        inner.digests.extend(digests);
+        for p in frame.pulses {
+            inner.pulses.insert(p.key.clone(), p);
+        }
+        inner.keep_sweeps_since = batch.keep_sweeps_since;
+        if inner.len > inner.snapshot_len + inner.snapshot_len / 2 + COMPACT_SLACK {
+            // The sweep is safe already; a failed compaction is retried at
+            // the next sweep.
+            if let Err(e) = compact(&self.path, &mut inner) {
+                tracing::warn!(error = %e, "history log not compacted; retried after the next sweep");
+            }
+        }
         Ok(started.elapsed())
     }
 }
 
-/// Opens (or creates) the store in `dir`. A file redb cannot read is moved
-/// aside and said so; a newer schema or another process holding the file
-/// is an error, never a silent wipe.
+fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    }
+}
+
+/// A frame on disk: length, CRC-32 of the payload, the payload.
+fn framed(frame: &StoreFrame) -> Vec<u8> {
+    let payload = frame.encode_to_vec();
+    let mut out = Vec::with_capacity(payload.len() + 8);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn header(schema: u64) -> [u8; HEADER_LEN as usize] {
+    let mut h = [0u8; HEADER_LEN as usize];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..].copy_from_slice(&schema.to_le_bytes());
+    h
+}
+
+/// What replaying a log gives.
+#[derive(Default)]
+struct Log {
+    /// As last written (volatile fields as of that write).
+    records: BTreeMap<String, HostHistory>,
+    pulses: BTreeMap<String, HostPulse>,
+    /// Oldest first, at most `RECENT_SWEEPS`.
+    sweeps: VecDeque<SweepSummary>,
+    /// The end of the last whole frame.
+    good_len: u64,
+    torn: bool,
+    undecodable: usize,
+}
+
+impl Log {
+    fn apply(&mut self, f: StoreFrame) {
+        if f.snapshot {
+            *self = Log::default();
+        }
+        for k in &f.removed {
+            self.records.remove(k);
+            self.pulses.remove(k);
+        }
+        for r in f.records {
+            self.records.insert(key_of(&r).to_string(), r);
+        }
+        for p in f.pulses {
+            self.pulses.insert(p.key.clone(), p);
+        }
+        for s in f.sweeps {
+            self.sweeps.push_back(s);
+            if self.sweeps.len() > RECENT_SWEEPS {
+                self.sweeps.pop_front();
+            }
+        }
+    }
+
+    /// Every record with its pulse put back.
+    fn current(&self, now: i64) -> Vec<HostHistory> {
+        self.records
+            .iter()
+            .map(|(k, r)| {
+                let mut r = r.clone();
+                if let Some(p) = self.pulses.get(k) {
+                    pulse::apply(&mut r, p, now);
+                }
+                r
+            })
+            .collect()
+    }
+}
+
+/// Replays the frames after the header, up to the first that is torn.
+fn replay(bytes: &[u8]) -> Log {
+    let mut log = Log::default();
+    let mut at = HEADER_LEN as usize;
+    while at < bytes.len() {
+        let Some(head) = bytes.get(at..at + 8) else {
+            log.torn = true;
+            break;
+        };
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        let payload = match bytes.get(at + 8..at + 8 + len) {
+            Some(p) if len <= MAX_FRAME && crc32(p) == crc => p,
+            _ => {
+                log.torn = true;
+                break;
+            }
+        };
+        match StoreFrame::decode(payload) {
+            Ok(f) => log.apply(f),
+            Err(_) => {
+                log.undecodable += 1;
+                break;
+            }
+        }
+        at += 8 + len;
+    }
+    log.good_len = at as u64;
+    log
+}
+
+/// Rewrites the log as one snapshot frame, in a new file renamed over it.
+fn compact(path: &Path, inner: &mut Inner) -> Result<(), Error> {
+    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    let log = replay(&bytes[..(inner.len as usize).min(bytes.len())]);
+    let keep = inner.keep_sweeps_since;
+    let snapshot = StoreFrame {
+        snapshot: true,
+        records: log.records.into_values().collect(),
+        removed: Vec::new(),
+        pulses: log.pulses.into_values().collect(),
+        sweeps: log
+            .sweeps
+            .into_iter()
+            .filter(|s| s.at_unix >= keep)
+            .collect(),
+    };
+    let (file, len) = write_new(path, &snapshot)?;
+    inner.file = file;
+    inner.len = len;
+    inner.snapshot_len = len;
+    Ok(())
+}
+
+/// A new log holding `snapshot`, written beside `path`, synced and renamed
+/// over it; returns it opened, and its length.
+fn write_new(path: &Path, snapshot: &StoreFrame) -> Result<(File, u64), Error> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(TMP_NAME);
+    let io = |e: std::io::Error| io_err(path, e);
+    let mut f = File::create(&tmp).map_err(io)?;
+    let body = framed(snapshot);
+    f.write_all(&header(SCHEMA)).map_err(io)?;
+    f.write_all(&body).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io)?;
+    Ok((file, HEADER_LEN + body.len() as u64))
+}
+
+/// Takes the store's lock file, or says another scanner has it.
+fn lock(dir: &Path, path: &Path) -> Result<File, Error> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_NAME))
+        .map_err(|e| io_err(path, format!("cannot create its lock file: {e}")))?;
+    // SAFETY: flock on a descriptor this function owns.
+    let taken = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if !taken {
+        return Err(Error::InUse {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(f)
+}
+
+/// Opens (or creates) the store in `dir`. A file that is not a history log
+/// is moved aside and said so; a newer schema or another process holding
+/// the store is an error, never a silent wipe.
 pub fn open(dir: &Path) -> Result<Opened, Error> {
     let started = Instant::now();
     let path = dir.join(FILE_NAME);
-    let io = |detail: String| Error::Io {
-        path: path.clone(),
-        detail,
-    };
+    let io = |detail: String| io_err(&path, detail);
     std::fs::create_dir_all(dir).map_err(|e| io(format!("cannot create its directory: {e}")))?;
-    let recovered = Arc::new(AtomicBool::new(false));
-    let mut set_aside = None;
-    let db = match create(&path, &recovered) {
-        Ok(db) => db,
-        Err(e) if unreadable(&e) => {
-            let aside = dir.join(format!(
-                "{FILE_NAME}.unreadable-{}",
-                crate::db::store::now_unix()
-            ));
-            std::fs::rename(&path, &aside)
-                .map_err(|r| io(format!("unreadable ({e}) and cannot be moved aside: {r}")))?;
-            set_aside = Some(aside);
-            create(&path, &recovered).map_err(|e| io(e.to_string()))?
-        }
-        Err(DatabaseError::DatabaseAlreadyOpen) => return Err(Error::InUse { path }),
-        Err(e) => return Err(io(e.to_string())),
-    };
+    let lock = lock(dir, &path)?;
+    let _ = std::fs::remove_file(dir.join(TMP_NAME));
+    let mut set_aside = migrate_legacy(dir, &path)?;
+    let mut bytes = Vec::new();
+    if let Ok(mut f) = File::open(&path) {
+        f.read_to_end(&mut bytes)
+            .map_err(|e| io(format!("cannot read it: {e}")))?;
+    }
+    if !bytes.is_empty() && (bytes.len() < HEADER_LEN as usize || &bytes[..8] != MAGIC) {
+        set_aside = Some(move_aside(dir, &path)?);
+        bytes.clear();
+    }
+    if bytes.is_empty() {
+        write_new(&path, &StoreFrame::default())?;
+        bytes = std::fs::read(&path).map_err(|e| io(e.to_string()))?;
+    }
+    let mut schema = [0u8; 8];
+    schema.copy_from_slice(&bytes[8..16]);
+    let found = u64::from_le_bytes(schema);
+    if found > SCHEMA {
+        return Err(Error::Newer { path, found });
+    }
+    let log = replay(&bytes);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io(e.to_string()))?;
+    if log.good_len < bytes.len() as u64 {
+        // A torn last frame: cut, so the next sweep follows the last whole one.
+        file.set_len(log.good_len)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io(e.to_string()))?;
+    }
+    let records = log.current(crate::db::store::now_unix());
     let store = HistoryStore {
-        db: Arc::new(db),
         path: path.clone(),
-        written: Arc::default(),
+        inner: Arc::new(Mutex::new(Inner {
+            file,
+            _lock: lock,
+            len: log.good_len,
+            snapshot_len: log.good_len,
+            digests: records
+                .iter()
+                .map(|r| (key_of(r).to_string(), pulse::digest(r)))
+                .collect(),
+            pulses: log.pulses.clone(),
+            keep_sweeps_since: 0,
+        })),
     };
-    migrate(&store)?;
-    let (records, undecodable) = load_records(&store)?;
-    *store.written.lock().unwrap_or_else(|e| e.into_inner()) = Written::of(&records);
-    let sweeps = load_sweeps(&store)?;
     Ok(Opened {
         store,
         records,
-        sweeps,
+        sweeps: log.sweeps.iter().rev().cloned().collect(),
         set_aside,
-        recovered: recovered.load(Ordering::Relaxed),
-        undecodable,
+        recovered: log.torn,
+        undecodable: log.undecodable,
         took: started.elapsed(),
     })
 }
 
-fn create(path: &Path, recovered: &Arc<AtomicBool>) -> Result<redb::Database, DatabaseError> {
-    let flag = recovered.clone();
-    redb::Builder::new()
-        .set_repair_callback(move |_| flag.store(true, Ordering::Relaxed))
-        .create(path)
+fn move_aside(dir: &Path, path: &Path) -> Result<PathBuf, Error> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("history");
+    let aside = dir.join(format!(
+        "{name}.unreadable-{}",
+        crate::db::store::now_unix()
+    ));
+    std::fs::rename(path, &aside)
+        .map_err(|e| io_err(path, format!("unreadable and cannot be moved aside: {e}")))?;
+    Ok(aside)
 }
 
-/// Errors that mean the file is not a redb file this build can read.
-fn unreadable(e: &DatabaseError) -> bool {
-    match e {
-        DatabaseError::Storage(StorageError::Corrupted(_)) | DatabaseError::UpgradeRequired(_) => {
-            true
+/// Carries an older mdb's redb store into a new log, once. One that
+/// cannot be read is moved aside (returned), never deleted.
+fn migrate_legacy(dir: &Path, path: &Path) -> Result<Option<PathBuf>, Error> {
+    let old = dir.join(legacy::FILE_NAME);
+    if path.exists() || !old.exists() {
+        return Ok(None);
+    }
+    match legacy::read(&old, RECENT_SWEEPS) {
+        Ok((records, mut sweeps)) => {
+            sweeps.reverse();
+            let snapshot = StoreFrame {
+                snapshot: true,
+                pulses: records.iter().map(pulse::of).collect(),
+                records,
+                removed: Vec::new(),
+                sweeps,
+            };
+            write_new(path, &snapshot)?;
+            let kept = dir.join(format!("{}.migrated", legacy::FILE_NAME));
+            std::fs::rename(&old, kept).map_err(|e| io_err(&old, e))?;
+            Ok(None)
         }
-        // A file cut short or made of junk reads past its end.
-        DatabaseError::Storage(StorageError::Io(io)) => {
-            matches!(
-                io.kind(),
-                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
-            )
-        }
-        _ => false,
+        Err(_) => move_aside(dir, &old).map(Some),
     }
-}
-
-/// Brings the schema to [`SCHEMA`], or refuses a newer one.
-fn migrate(store: &HistoryStore) -> Result<(), Error> {
-    let tx = store.begin_write()?;
-    let found = {
-        let meta = tx.open_table(META).map_err(|e| store.err(e))?;
-        let v = meta.get(SCHEMA_KEY).map_err(|e| store.err(e))?;
-        v.map(|v| v.value())
-    };
-    let found = match found {
-        Some(v) => v,
-        // A new file: the tables are created empty at the current schema.
-        None => SCHEMA,
-    };
-    if found > SCHEMA {
-        return Err(Error::Newer {
-            path: store.path.clone(),
-            found,
-        });
-    }
-    for step in MIGRATIONS.iter().skip(found.saturating_sub(1) as usize) {
-        step(&tx).map_err(|e| store.err(e))?;
-    }
-    {
-        let mut meta = tx.open_table(META).map_err(|e| store.err(e))?;
-        meta.insert(SCHEMA_KEY, SCHEMA).map_err(|e| store.err(e))?;
-        tx.open_table(HOSTS).map_err(|e| store.err(e))?;
-        tx.open_table(SWEEPS).map_err(|e| store.err(e))?;
-        tx.open_table(PULSES).map_err(|e| store.err(e))?;
-    }
-    tx.commit().map_err(|e| store.err(e))
-}
-
-/// Every record, with its pulse put back.
-fn load_records(store: &HistoryStore) -> Result<(Vec<HostHistory>, usize), Error> {
-    let tx = store.db.begin_read().map_err(|e| store.err(e))?;
-    let pulses: std::collections::HashMap<String, HostPulse> = {
-        let table = tx.open_table(PULSES).map_err(|e| store.err(e))?;
-        let value = table.get(PULSE_KEY).map_err(|e| store.err(e))?;
-        value
-            .and_then(|v| Pulse::decode(v.value()).ok())
-            .map(|p| p.hosts.into_iter().map(|h| (h.key.clone(), h)).collect())
-            .unwrap_or_default()
-    };
-    let now = crate::db::store::now_unix();
-    let hosts = tx.open_table(HOSTS).map_err(|e| store.err(e))?;
-    let mut out = Vec::new();
-    let mut bad = 0;
-    for row in hosts.iter().map_err(|e| store.err(e))? {
-        let (key, value) = row.map_err(|e| store.err(e))?;
-        match HostHistory::decode(value.value()) {
-            Ok(mut r) => {
-                if let Some(h) = r.host.as_mut() {
-                    h.key = key.value().to_string();
-                }
-                if let Some(p) = pulses.get(key.value()) {
-                    pulse::apply(&mut r, p, now);
-                }
-                out.push(r);
-            }
-            Err(_) => bad += 1,
-        }
-    }
-    Ok((out, bad))
-}
-
-fn load_sweeps(store: &HistoryStore) -> Result<Vec<SweepSummary>, Error> {
-    let tx = store.db.begin_read().map_err(|e| store.err(e))?;
-    let sweeps = tx.open_table(SWEEPS).map_err(|e| store.err(e))?;
-    let mut out = Vec::new();
-    for row in sweeps.iter().map_err(|e| store.err(e))?.rev() {
-        let (_, value) = row.map_err(|e| store.err(e))?;
-        if let Ok(s) = SweepSummary::decode(value.value()) {
-            out.push(s);
-        }
-        if out.len() >= RECENT_SWEEPS {
-            break;
-        }
-    }
-    Ok(out)
 }
 
 /// Writes `schema` into the store at `dir`: for tests of a store left by a
@@ -365,12 +473,40 @@ fn load_sweeps(store: &HistoryStore) -> Result<Vec<SweepSummary>, Error> {
 pub fn force_schema(dir: &Path, schema: u64) -> Result<(), Error> {
     let opened = open(dir)?;
     let s = opened.store;
-    let tx = s.db.begin_write().map_err(|e| s.err(e))?;
-    {
-        let mut meta = tx.open_table(META).map_err(|e| s.err(e))?;
-        meta.insert(SCHEMA_KEY, schema).map_err(|e| s.err(e))?;
+    let inner = s.lock();
+    inner
+        .file
+        .write_all_at(&schema.to_le_bytes(), 8)
+        .and_then(|()| inner.file.sync_data())
+        .map_err(|e| s.err(e))
+}
+
+/// CRC-32 (IEEE), enough to tell a torn frame from a whole one.
+fn crc32(data: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut t = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            t[i] = c;
+            i += 1;
+        }
+        t
+    };
+    let mut c = !0u32;
+    for b in data {
+        c = TABLE[((c ^ u32::from(*b)) & 0xff) as usize] ^ (c >> 8);
     }
-    tx.commit().map_err(|e| s.err(e))
+    !c
 }
 
 #[cfg(test)]
@@ -389,40 +525,129 @@ mod tests {
         }
     }
 
+    fn batch(records: Vec<HostHistory>, at: i64) -> Batch {
+        Batch {
+            records,
+            sweep: SweepSummary {
+                at_unix: at,
+                ..Default::default()
+            },
+            at_ms: at as u64 * 1000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_checksum_is_crc_32() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
     #[test]
     fn a_sweep_written_is_there_after_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let opened = open(dir.path()).unwrap();
         assert!(opened.records.is_empty() && opened.set_aside.is_none());
-        let batch = Batch {
-            records: vec![
-                record("mac:00:16:3e:00:00:01", 7),
-                record("ip:198.18.0.9", 8),
-            ],
-            sweep: SweepSummary {
-                at_unix: 100,
-                answered: 2,
-                ..Default::default()
-            },
-            at_ms: 100_000,
-            ..Default::default()
-        };
-        opened.store.write(&batch).unwrap();
+        let two = vec![
+            record("mac:00:16:3e:00:00:01", 7),
+            record("ip:198.18.0.9", 8),
+        ];
+        opened.store.write(&batch(two, 100)).unwrap();
         opened
             .store
             .write(&Batch {
                 removed: vec!["ip:198.18.0.9".into()],
-                at_ms: 200_000,
-                keep_sweeps_since: 150,
-                ..Default::default()
+                ..batch(Vec::new(), 200)
             })
             .unwrap();
         drop(opened);
         let again = open(dir.path()).unwrap();
         assert_eq!(again.records.len(), 1);
         assert_eq!(again.records[0].host.as_ref().unwrap().first_seen_unix, 7);
-        assert_eq!(again.sweeps.len(), 1, "the sweep before 150 s is gone");
+        assert_eq!(again.sweeps.len(), 2);
+        assert_eq!(again.sweeps[0].at_unix, 200, "newest first");
         assert!(!again.recovered);
+    }
+
+    /// A sweep where nothing but the pulse changed appends no record; after
+    /// reopening, the pulse is back in every record.
+    #[test]
+    fn unchanged_records_are_not_rewritten_and_the_pulse_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open(dir.path()).unwrap();
+        let mut r = record("mac:00:16:3e:00:00:01", 7);
+        opened.store.write(&batch(vec![r.clone()], 1)).unwrap();
+        let after_first = opened.store.size();
+        r.host.as_mut().unwrap().last_seen_unix = 500;
+        opened.store.write(&batch(vec![r.clone()], 2)).unwrap();
+        let bytes = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
+        let second = StoreFrame::decode(&bytes[after_first as usize + 8..]).unwrap();
+        assert!(second.records.is_empty(), "only the pulse: {second:?}");
+        assert_eq!(second.pulses[0].last_seen_unix, 500);
+        drop(opened);
+        let again = open(dir.path()).unwrap();
+        assert_eq!(again.records[0].host.as_ref().unwrap().last_seen_unix, 500);
+    }
+
+    #[test]
+    fn a_torn_last_frame_is_cut_and_nothing_before_it_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open(dir.path()).unwrap();
+        opened
+            .store
+            .write(&batch(vec![record("ip:198.18.0.1", 1)], 1))
+            .unwrap();
+        let whole = opened.store.size();
+        drop(opened);
+        let path = dir.path().join(FILE_NAME);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(&[40, 0, 0, 0, 1, 2, 3, 4, 9, 9]).unwrap();
+        drop(f);
+        let again = open(dir.path()).unwrap();
+        assert!(again.recovered);
+        assert_eq!(again.records.len(), 1);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), whole);
+        again
+            .store
+            .write(&batch(vec![record("ip:198.18.0.2", 2)], 2))
+            .unwrap();
+        drop(again);
+        assert_eq!(open(dir.path()).unwrap().records.len(), 2);
+    }
+
+    #[test]
+    fn the_log_is_compacted_and_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open(dir.path()).unwrap();
+        let hosts: Vec<HostHistory> = (0..50)
+            .map(|i| record(&format!("ip:198.18.0.{i}"), i))
+            .collect();
+        let mut sizes = Vec::new();
+        for k in 0..400 {
+            let mut now = hosts.clone();
+            for r in &mut now {
+                r.host.as_mut().unwrap().last_seen_unix = k;
+            }
+            opened.store.write(&batch(now, k)).unwrap();
+            sizes.push(opened.store.size());
+        }
+        let max = *sizes.iter().max().unwrap();
+        assert!(
+            sizes.windows(2).any(|w| w[1] < w[0]),
+            "compacted at least once: {sizes:?}"
+        );
+        assert!(max < 200_000, "bounded: {max}");
+        drop(opened);
+        let again = open(dir.path()).unwrap();
+        assert_eq!(again.records.len(), 50);
+        assert!(again
+            .records
+            .iter()
+            .all(|r| r.host.as_ref().unwrap().last_seen_unix == 399));
+        assert_eq!(again.sweeps.len(), RECENT_SWEEPS);
+        assert_eq!(again.sweeps[0].at_unix, 399);
     }
 
     #[test]
@@ -435,65 +660,6 @@ mod tests {
             "{e}"
         );
         assert!(dir.path().join(FILE_NAME).exists());
-    }
-
-    /// A sweep where nothing but the pulse changed writes no record; after
-    /// reopening, the pulse is back in every record.
-    #[test]
-    fn unchanged_records_are_not_rewritten_and_the_pulse_comes_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let opened = open(dir.path()).unwrap();
-        let mut r = record("mac:00:16:3e:00:00:01", 7);
-        opened
-            .store
-            .write(&Batch {
-                records: vec![r.clone()],
-                at_ms: 1,
-                ..Default::default()
-            })
-            .unwrap();
-        let before = opened.store.written.lock().unwrap().digests.clone();
-        r.host.as_mut().unwrap().last_seen_unix = 500;
-        opened
-            .store
-            .write(&Batch {
-                records: vec![r.clone()],
-                at_ms: 2,
-                ..Default::default()
-            })
-            .unwrap();
-        // The stored record is still the first one: only the pulse moved.
-        let tx = opened.store.db.begin_read().unwrap();
-        let raw = tx.open_table(HOSTS).unwrap();
-        let stored =
-            HostHistory::decode(raw.get("mac:00:16:3e:00:00:01").unwrap().unwrap().value())
-                .unwrap();
-        assert_eq!(stored.host.unwrap().last_seen_unix, 0);
-        assert_eq!(opened.store.written.lock().unwrap().digests, before);
-        drop((raw, tx, opened));
-        let again = open(dir.path()).unwrap();
-        assert_eq!(again.records[0].host.as_ref().unwrap().last_seen_unix, 500);
-    }
-
-    #[test]
-    fn a_schema_1_store_is_migrated_and_keeps_its_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let opened = open(dir.path()).unwrap();
-        opened
-            .store
-            .write(&Batch {
-                records: vec![record("ip:198.18.0.9", 8)],
-                at_ms: 1,
-                ..Default::default()
-            })
-            .unwrap();
-        drop(opened);
-        force_schema(dir.path(), 1).unwrap();
-        let again = open(dir.path()).unwrap();
-        assert_eq!(again.records.len(), 1);
-        let tx = again.store.db.begin_read().unwrap();
-        let meta = tx.open_table(META).unwrap();
-        assert_eq!(meta.get(SCHEMA_KEY).unwrap().unwrap().value(), SCHEMA);
     }
 
     #[test]
@@ -512,5 +678,36 @@ mod tests {
         let _first = open(dir.path()).unwrap();
         let e = open(dir.path()).err().expect("refused").to_string();
         assert!(e.contains("open in another process"), "{e}");
+    }
+
+    #[test]
+    fn an_older_redb_store_is_carried_over_once() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = redb::Database::create(dir.path().join(legacy::FILE_NAME)).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let hosts: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("hosts");
+                let mut t = tx.open_table(hosts).unwrap();
+                let r = record("ip:198.18.0.9", 8);
+                t.insert("ip:198.18.0.9", r.encode_to_vec().as_slice())
+                    .unwrap();
+                let sweeps: redb::TableDefinition<u64, &[u8]> =
+                    redb::TableDefinition::new("sweeps");
+                let mut s = tx.open_table(sweeps).unwrap();
+                let sum = SweepSummary {
+                    at_unix: 77,
+                    ..Default::default()
+                };
+                s.insert(77_000, sum.encode_to_vec().as_slice()).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let opened = open(dir.path()).unwrap();
+        assert_eq!(opened.records.len(), 1);
+        assert_eq!(opened.sweeps[0].at_unix, 77);
+        assert!(dir.path().join("history.redb.migrated").exists());
+        drop(opened);
+        assert_eq!(open(dir.path()).unwrap().records.len(), 1);
     }
 }
