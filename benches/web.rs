@@ -1,6 +1,7 @@
 //! The web page's cost: server time to render the machines page for a
-//! generated 10,000-machine database (the whole page, unfiltered and
-//! filtered), and the page weight in bytes. Bounded: 200 renders each.
+//! generated 10,000-machine database (unfiltered and filtered), and the
+//! discovered-hosts list of a 5,000-device campus (first page, last page,
+//! a search), with each page's weight. Bounded: 200 renders each.
 //!
 //! Run: cargo bench --bench web   (MDB_BENCH_MACHINES to change the size)
 
@@ -58,6 +59,54 @@ fn main() {
         }
         println!(
             "machines page, {n} machines, {what:<28} {}  weight {:.1} KiB",
+            percentiles(times),
+            bytes as f64 / 1024.0
+        );
+    }
+    discovered_pages();
+}
+
+/// `/discovered` with 5,000 hosts: its list, a page at a time.
+fn discovered_pages() {
+    use mdb::proto::{DiscoveredHost, HostState, Presence};
+    let hosts: Vec<DiscoveredHost> = (0..5000u32)
+        .map(|i| {
+            let ip =
+                std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(198, 18, 0, 10)) + i);
+            let mac = format!("dc:a6:32:00:{:02x}:{:02x}", i >> 8, i & 255);
+            DiscoveredHost {
+                ip: ip.to_string(),
+                key: format!("mac:{mac}"),
+                mac,
+                vendor: "Raspberry Pi Trading Ltd".into(),
+                state: HostState::New as i32,
+                presence: Presence::Up as i32,
+                detail: "not in the database".into(),
+                ..Default::default()
+            }
+        })
+        .collect();
+    for (what, query) in [
+        ("first page", HashMap::new()),
+        (
+            "last page",
+            HashMap::from([("page".to_string(), "50".to_string())]),
+        ),
+        (
+            "search q=dc:a6:32:00:13",
+            HashMap::from([("q".to_string(), "dc:a6:32:00:13".to_string())]),
+        ),
+    ] {
+        let mut times = Vec::with_capacity(200);
+        let mut bytes = 0;
+        for _ in 0..200 {
+            let t = Instant::now();
+            let html = mdb::serve::web::discovered_list(&hosts, &query).into_string();
+            times.push(t.elapsed());
+            bytes = html.len();
+        }
+        println!(
+            "discovered page, 5000 hosts, {what:<24} {}  weight {:.1} KiB",
             percentiles(times),
             bytes as f64 / 1024.0
         );

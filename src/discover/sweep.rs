@@ -234,12 +234,14 @@ fn sweep_budget(interval: Duration) -> Duration {
 
 /// What earlier probes found of hosts that are up and were probed within
 /// `refresh`: found at the same address with the same MAC, they are not
-/// probed again.
+/// probed again. Database machines are probed every sweep: a closed SSH
+/// port makes one `unprovisionable` at once.
 pub fn fresh(history: &History, refresh: Duration, now: i64) -> HashMap<IpAddr, scan::Carried> {
     let since = now - refresh.as_secs() as i64;
     history
         .hosts()
         .filter(|h| h.presence == Presence::Up as i32 && h.probed_unix > since)
+        .filter(|h| h.machine.is_empty())
         .filter_map(|h| {
             let ip = h.ip.parse().ok()?;
             let mac = if h.mac.is_empty() {
@@ -353,6 +355,7 @@ pub async fn run(
                     },
                 );
                 let _ = results.send(Some(Arc::new(result)));
+                crate::memory::give_back_freed();
             }
             Err(e) => {
                 warn!(error = %e, "sweep failed");

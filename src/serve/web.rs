@@ -26,8 +26,8 @@ mod hosts;
 mod machines;
 mod paging;
 
-pub use hosts::filter_hosts;
 use hosts::{discovered, discovered_host, overview};
+pub use hosts::{discovered_list, filter_hosts};
 use machines::{clusters, machine, machines};
 pub use machines::{filter_machines, machines_body, source_link, Around};
 pub use paging::Paging;

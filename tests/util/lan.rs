@@ -277,6 +277,18 @@ impl Lan {
         }
     }
 
+    /// `mdb discovered --json` of the server at `server`, by IP (empty
+    /// while it does not answer).
+    pub fn discovered(&self, server: &str) -> std::collections::HashMap<String, serde_json::Value> {
+        let out = self.mdb(&["discovered", "--json", "--server", server]);
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| (h["ip"].as_str().unwrap_or_default().to_string(), h.clone()))
+            .collect()
+    }
+
     pub fn mdb_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("mdb.log")).unwrap_or_default()
     }

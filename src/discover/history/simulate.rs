@@ -110,6 +110,7 @@ pub fn run(dir: &Path, plan: &Plan) -> Result<Report, store::Error> {
         records.iter().map(|r| r.encoded_len() as u64).sum::<u64>() / records.len() as u64
     };
     drop(history);
+    disk.settle();
     let newest = disk.newest()?;
     times.sort_by(f64::total_cmp);
     let pick = |q: f64| {

@@ -9,8 +9,10 @@
 //! `kill -9` or a power cut mid-write leaves at most a torn last frame: its
 //! checksum fails, it is cut off at the next start and nothing before it is
 //! lost; there is no repair walk. When the log has grown past half again
-//! its last snapshot, it is compacted: one snapshot frame written to a new
-//! file, synced and renamed over the log. A store of an older mdb (redb,
+//! its last snapshot, it is compacted off the sweep's path, in a thread:
+//! one snapshot frame of what the log held is written to a new file; then,
+//! briefly holding the store, the frames appended meanwhile are copied
+//! after it, and it is synced and renamed over the log. A store of an older mdb (redb,
 //! `history.redb`) is carried over once and kept as `history.redb.migrated`.
 
 use std::{
@@ -79,6 +81,8 @@ pub struct HistoryStore {
 
 struct Inner {
     file: File,
+    /// The compaction running in the background, if one is.
+    compaction: Option<std::thread::JoinHandle<()>>,
     /// The flock that keeps a second scanner out, held while open.
     _lock: File,
     /// Where the next frame goes: the end of the last whole frame.
@@ -178,14 +182,74 @@ impl HistoryStore {
             inner.pulses.insert(p.key.clone(), p);
         }
         inner.keep_sweeps_since = batch.keep_sweeps_since;
-        if inner.len > inner.snapshot_len + inner.snapshot_len / 2 + COMPACT_SLACK {
-            // The sweep is safe already; a failed compaction is retried at
-            // the next sweep.
-            if let Err(e) = compact(&self.path, &mut inner) {
-                tracing::warn!(error = %e, "history log not compacted; retried after the next sweep");
-            }
+        let due = inner.len > inner.snapshot_len + inner.snapshot_len / 2 + COMPACT_SLACK;
+        let idle = inner.compaction.as_ref().is_none_or(|t| t.is_finished());
+        if due && idle {
+            let store = self.clone();
+            let snapshot_at = inner.len;
+            inner.compaction = Some(std::thread::spawn(move || {
+                // The sweep is safe already; a failed compaction is retried
+                // after the next sweep.
+                if let Err(e) = store.compact(snapshot_at) {
+                    tracing::warn!(error = %e, "history log not compacted; retried after the next sweep");
+                }
+            }));
         }
         Ok(started.elapsed())
+    }
+
+    /// Waits for a compaction in progress (tests, benchmarks, shutdown).
+    pub fn settle(&self) {
+        let running = self.lock().compaction.take();
+        if let Some(t) = running {
+            let _ = t.join();
+        }
+    }
+
+    /// Rewrites the log as one snapshot of its first `upto` bytes, then the
+    /// frames appended since, in a new file renamed over it.
+    fn compact(&self, upto: u64) -> Result<(), Error> {
+        let path = &self.path;
+        let mut f = File::open(path).map_err(|e| self.err(e))?;
+        let mut bytes = vec![0u8; upto as usize];
+        f.read_exact(&mut bytes).map_err(|e| self.err(e))?;
+        let keep = self.lock().keep_sweeps_since;
+        let log = replay(&bytes);
+        drop(bytes);
+        let snapshot = StoreFrame {
+            snapshot: true,
+            records: log.records.into_values().collect(),
+            removed: Vec::new(),
+            pulses: log.pulses.into_values().collect(),
+            sweeps: log
+                .sweeps
+                .into_iter()
+                .filter(|s| s.at_unix >= keep)
+                .collect(),
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let tmp = dir.join(TMP_NAME);
+        let io = |e: std::io::Error| self.err(e);
+        let mut out = File::create(&tmp).map_err(io)?;
+        out.write_all(&header(SCHEMA)).map_err(io)?;
+        out.write_all(&framed(&snapshot)).map_err(io)?;
+        let snapshot_len = out.metadata().map_err(io)?.len();
+        // Only the tail appended meanwhile is copied with the store held.
+        let mut inner = self.lock();
+        let mut tail = vec![0u8; (inner.len - upto) as usize];
+        inner.file.read_exact_at(&mut tail, upto).map_err(io)?;
+        out.write_all(&tail).map_err(io)?;
+        out.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        inner.file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io)?;
+        inner.len = snapshot_len + tail.len() as u64;
+        inner.snapshot_len = snapshot_len;
+        Ok(())
     }
 }
 
@@ -296,29 +360,6 @@ fn replay(bytes: &[u8]) -> Log {
     log
 }
 
-/// Rewrites the log as one snapshot frame, in a new file renamed over it.
-fn compact(path: &Path, inner: &mut Inner) -> Result<(), Error> {
-    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    let log = replay(&bytes[..(inner.len as usize).min(bytes.len())]);
-    let keep = inner.keep_sweeps_since;
-    let snapshot = StoreFrame {
-        snapshot: true,
-        records: log.records.into_values().collect(),
-        removed: Vec::new(),
-        pulses: log.pulses.into_values().collect(),
-        sweeps: log
-            .sweeps
-            .into_iter()
-            .filter(|s| s.at_unix >= keep)
-            .collect(),
-    };
-    let (file, len) = write_new(path, &snapshot)?;
-    inner.file = file;
-    inner.len = len;
-    inner.snapshot_len = len;
-    Ok(())
-}
-
 /// A new log holding `snapshot`, written beside `path`, synced and renamed
 /// over it; returns it opened, and its length.
 fn write_new(path: &Path, snapshot: &StoreFrame) -> Result<(File, u64), Error> {
@@ -406,6 +447,7 @@ pub fn open(dir: &Path) -> Result<Opened, Error> {
         path: path.clone(),
         inner: Arc::new(Mutex::new(Inner {
             file,
+            compaction: None,
             _lock: lock,
             len: log.good_len,
             snapshot_len: log.good_len,
@@ -631,6 +673,7 @@ mod tests {
                 r.host.as_mut().unwrap().last_seen_unix = k;
             }
             opened.store.write(&batch(now, k)).unwrap();
+            opened.store.settle();
             sizes.push(opened.store.size());
         }
         let max = *sizes.iter().max().unwrap();

@@ -303,33 +303,19 @@ pub fn sweep(
             continue;
         }
         // Bounded, so a flood of frames cannot hold off sending or the finish.
-        for _ in 0..MAX_DRAIN {
-            let n = match packet::recv(sock, &mut buf, libc::MSG_DONTWAIT) {
-                Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    break
-                }
-                Err(e) => return Err(e),
-            };
-            let Some((ip, mac)) = parse_reply(&buf[..n]) else {
-                continue;
+        packet::drain(sock, &mut buf, MAX_DRAIN, |frame| {
+            let Some((ip, mac)) = parse_reply(frame) else {
+                return;
             };
             let Some(i) = targets.index_of(ip) else {
-                continue;
+                return;
             };
             // A host spoofing MACs for an address would otherwise grow this
             // without end; the conflict is plain long before the cap.
             if out.replies.len() >= len.saturating_add(MAX_EXTRA_REPLIES)
                 || !pairs.insert((ip, mac))
             {
-                continue;
+                return;
             }
             let at = Instant::now();
             let first = start + Duration::from_micros(u64::from(book.sent_at[i]));
@@ -353,7 +339,7 @@ pub fn sweep(
             }
             last_new_reply = at;
             out.replies.push(reply);
-        }
+        })?;
     }
     tracing::debug!(
         iface = %iface.name,

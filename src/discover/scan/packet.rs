@@ -149,3 +149,31 @@ pub fn recv(sock: &Socket, buf: &mut [u8], flags: libc::c_int) -> io::Result<usi
         Ok(n as usize)
     }
 }
+
+/// Reads what is queued without waiting, at most `max` frames (so a flood
+/// cannot hold off the caller), handing each to `each`.
+pub fn drain(
+    sock: &Socket,
+    buf: &mut [u8],
+    max: usize,
+    mut each: impl FnMut(&[u8]),
+) -> io::Result<()> {
+    for _ in 0..max {
+        let n = match recv(sock, buf, libc::MSG_DONTWAIT) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        };
+        each(&buf[..n]);
+    }
+    Ok(())
+}

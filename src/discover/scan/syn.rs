@@ -227,31 +227,16 @@ fn read_answers(
     sport: u16,
     cookies: &Cookies,
 ) -> io::Result<()> {
-    for _ in 0..MAX_DRAIN {
-        let n = match packet::recv(sock, buf, libc::MSG_DONTWAIT) {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                return Ok(())
-            }
-            Err(e) => return Err(e),
-        };
-        let Some(a) = parse_answer(&buf[..n], iface.ip, sport) else {
-            continue;
+    packet::drain(sock, buf, MAX_DRAIN, |frame| {
+        let Some(a) = parse_answer(frame, iface.ip, sport) else {
+            return;
         };
         if a.syn_ack && a.ack == cookies.of(a.from, a.port).wrapping_add(1) {
             if let Some(h) = hosts.get_mut(&a.from) {
                 h.open.push(a.port);
             }
         }
-    }
-    Ok(())
+    })
 }
 
 /// The fields of a TCP answer that matter.

@@ -187,12 +187,24 @@ pub fn filter_hosts<'a>(
         .collect()
 }
 
+/// The list part of `/discovered` (also what the benchmark renders): the
+/// filters, the page links and one page of the hosts `q` keeps.
+pub fn discovered_list(all: &[DiscoveredHost], q: &HashMap<String, String>) -> Markup {
+    let hosts = filter_hosts(all, q);
+    let paging = Paging::of(q, hosts.len());
+    html! {
+        (hosts_filters(q))
+        (paging.nav("/discovered", q, "hosts"))
+        (hosts_table(paging.slice(&hosts)))
+    }
+}
+
 pub(super) async fn discovered(State(w): State<Web>, q: Params) -> Response {
     let disc = w.store.discovery();
-    let hosts = filter_hosts(&disc.hosts, &q);
-    let paging = Paging::of(&q, hosts.len());
-    let shown = paging.slice(&hosts);
     if wants_json(&q) {
+        let hosts = filter_hosts(&disc.hosts, &q);
+        let paging = Paging::of(&q, hosts.len());
+        let shown = paging.slice(&hosts);
         return json_response(json!({
             "last_sweep_unix": disc.last_sweep_unix, "stale": disc.stale,
             "source": disc.source.to_string(),
@@ -211,9 +223,7 @@ pub(super) async fn discovered(State(w): State<Web>, q: Params) -> Response {
             h1 { "Discovered hosts" }
             @if disc.stale { p class="stale" { "Stale: this server cannot reach its scanner; the state below is of " (ago(disc.last_sweep_unix)) "." } }
             p { "Last sweep " (ago(disc.last_sweep_unix)) "." @if let Some(url) = &issues { " " a href=(url) { "Issues mdb filed" } } }
-            (hosts_filters(&q))
-            (paging.nav("/discovered", &q, "hosts"))
-            (hosts_table(shown))
+            (discovered_list(&disc.hosts, &q))
         },
     )
 }
