@@ -7,7 +7,7 @@ use std::hash::{Hash, Hasher};
 
 use prost::Message;
 
-use super::record::set_uptime;
+use super::{record::set_uptime, UPTIME_WINDOW};
 use crate::proto::{HostHistory, HostPulse};
 
 /// The record without what every sweep changes: what decides whether it
@@ -32,8 +32,10 @@ fn stable(rec: &HostHistory) -> HostHistory {
     {
         a.last_seen_unix = 0;
     }
-    // The current hour is in the pulse; a finished one is stable.
-    r.hours.pop();
+    // Every sweep's pulse carries its hour; the log's pulses, in order,
+    // hold the finished hours too (`merge_hour`), so a new hour rewrites
+    // no record.
+    r.hours.clear();
     r
 }
 
@@ -71,14 +73,22 @@ pub fn apply(rec: &mut HostHistory, p: &HostPulse, now: i64) {
     {
         a.last_seen_unix = a.last_seen_unix.max(seen);
     }
-    if let Some(hour) = &p.hour {
-        match rec.hours.last_mut() {
-            Some(last) if last.hour_unix == hour.hour_unix => *last = *hour,
-            Some(last) if last.hour_unix > hour.hour_unix => {}
-            _ => rec.hours.push(*hour),
-        }
-    }
+    merge_hour(rec, p);
     set_uptime(rec, now);
+}
+
+/// Puts a pulse's hour into the record's hours: the same hour is replaced,
+/// a newer one added; hours past the uptime window are dropped.
+pub fn merge_hour(rec: &mut HostHistory, p: &HostPulse) {
+    let Some(hour) = &p.hour else { return };
+    match rec.hours.last_mut() {
+        Some(last) if last.hour_unix == hour.hour_unix => *last = *hour,
+        Some(last) if last.hour_unix > hour.hour_unix => {}
+        _ => rec.hours.push(*hour),
+    }
+    let newest = hour.hour_unix;
+    rec.hours
+        .retain(|h| h.hour_unix + 3600 > newest - UPTIME_WINDOW);
 }
 
 #[cfg(test)]
@@ -127,5 +137,23 @@ mod tests {
         assert_eq!(loaded.addresses[0].last_seen_unix, 1300);
         assert_eq!(loaded.hours, later.hours);
         assert!((loaded.host.as_ref().unwrap().uptime_24h - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_new_hour_rewrites_no_record_and_the_pulses_keep_the_finished_one() {
+        let written = rec(1000, 3);
+        let mut next_hour = rec(4000, 3);
+        next_hour.hours.push(UptimeHour {
+            hour_unix: 3600,
+            swept: 1,
+            answered: 0,
+        });
+        assert_eq!(digest(&written), digest(&next_hour));
+        // Replayed in order: the first hour's last pulse, then the new one.
+        let mut loaded = written.clone();
+        loaded.hours.clear();
+        merge_hour(&mut loaded, &of(&written));
+        merge_hour(&mut loaded, &of(&next_hour));
+        assert_eq!(loaded.hours, next_hour.hours);
     }
 }

@@ -304,6 +304,11 @@ impl Log {
             self.records.insert(key_of(&r).to_string(), r);
         }
         for p in f.pulses {
+            // Each pulse's hour, in order: the finished hours of a record
+            // that was not rewritten.
+            if let Some(r) = self.records.get_mut(&p.key) {
+                pulse::merge_hour(r, &p);
+            }
             self.pulses.insert(p.key.clone(), p);
         }
         for s in f.sweeps {
