@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The history store side by side with SQLite (NetAlertX's store): the same
-# number and size of writes per sweep, one durable transaction each.
+# The history store side by side with SQLite (NetAlertX's store) on the same
+# simulated sweeps: SQLite rewrites every host's row (records of mdb's mean
+# size) in one durable transaction per sweep, as NetAlertX updates each
+# device's last-seen; mdb appends and syncs what changed.
 #   bash bench/history.sh [HOSTS] [SWEEPS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +12,7 @@ cargo build --release --quiet
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 mdb=$(./target/release/mdb history-bench "$dir/redb" --hosts "$hosts" --sweeps "$sweeps" --interval 5m)
-echo "mdb (redb):    $mdb"
+echo "mdb (log):     $mdb"
 bytes=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["record_bytes_mean"])' "$mdb")
 peer=$(python3 bench/history_sqlite.py "$dir/sqlite.db" "$hosts" "$sweeps" "$bytes")
 echo "SQLite (WAL):  $peer"

@@ -1,8 +1,8 @@
-"""The peer side of bench/history.sh: the same writes as `mdb history-bench`
-(one transaction per sweep: HOSTS records of RECORD_BYTES each, replaced,
-plus one sweep summary row), into SQLite as NetAlertX keeps its presence
+"""The peer side of bench/history.sh: per simulated sweep one transaction
+replacing HOSTS records of RECORD_BYTES each (mdb's mean record size) plus
+one sweep summary row, into SQLite as NetAlertX keeps its presence
 history, with WAL and synchronous=FULL so that a commit is as durable as
-redb's. Prints the same JSON figures."""
+mdb's synced frame. Prints the same JSON figures."""
 
 import json
 import os
