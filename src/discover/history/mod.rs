@@ -6,6 +6,7 @@
 
 mod identity;
 mod legacy;
+mod log;
 mod pulse;
 mod record;
 pub mod simulate;
