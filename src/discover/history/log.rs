@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use prost::Message;
 
-use super::{pulse, store::RECENT_SWEEPS};
+use super::pulse;
 use crate::proto::{HostHistory, HostPulse, StoreFrame, SweepSummary};
 
 pub(super) const MAGIC: &[u8; 8] = b"MDBHIST\0";
@@ -14,7 +14,11 @@ pub(super) const HEADER_LEN: u64 = 16;
 /// A frame claiming more is damage (65,536 hosts of a few KB are far less).
 const MAX_FRAME: usize = 1 << 30;
 
-fn key_of(r: &HostHistory) -> &str {
+/// Sweep summaries loaded at start and served (a day of 5-minute sweeps).
+pub const RECENT_SWEEPS: usize = 288;
+
+/// A record's history key.
+pub(super) fn key_of(r: &HostHistory) -> &str {
     r.host.as_ref().map(|h| h.key.as_str()).unwrap_or_default()
 }
 

@@ -27,7 +27,7 @@ use std::{
 
 use super::{
     legacy,
-    log::{framed, header, replay, HEADER_LEN, MAGIC},
+    log::{framed, header, key_of, replay, HEADER_LEN, MAGIC},
     pulse,
 };
 use crate::proto::{HostHistory, HostPulse, StoreFrame, SweepSummary};
@@ -39,8 +39,7 @@ pub const FILE_NAME: &str = "history.log";
 /// Held (flock) while a scanner uses the store: one scanner per state_dir.
 const LOCK_NAME: &str = "history.lock";
 const TMP_NAME: &str = "history.log.tmp";
-/// Sweep summaries loaded at start and served (a day of 5-minute sweeps).
-pub const RECENT_SWEEPS: usize = 288;
+pub use super::log::RECENT_SWEEPS;
 /// The log is compacted when it passes its last snapshot by half, and by
 /// at least this much.
 const COMPACT_SLACK: u64 = 64 * 1024;
@@ -102,10 +101,6 @@ pub struct Batch {
     pub at_ms: u64,
     /// Sweep summaries older than this (unix seconds) are dropped.
     pub keep_sweeps_since: i64,
-}
-
-fn key_of(r: &HostHistory) -> &str {
-    r.host.as_ref().map(|h| h.key.as_str()).unwrap_or_default()
 }
 
 impl HistoryStore {
