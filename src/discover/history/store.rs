@@ -16,7 +16,7 @@
 //! `history.redb`) is carried over once and kept as `history.redb.migrated`.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     fs::File,
     io::{Read, Write},
     os::unix::fs::FileExt,
@@ -30,7 +30,7 @@ use super::{
     log::{framed, header, key_of, replay, HEADER_LEN, MAGIC},
     pulse,
 };
-use crate::proto::{HostHistory, HostPulse, StoreFrame, SweepSummary};
+use crate::proto::{HostHistory, StoreFrame, SweepSummary};
 
 /// The schema this build writes; a newer one is refused, since this build
 /// would drop what it cannot read. 1 and 2 were redb files (`legacy.rs`).
@@ -85,9 +85,8 @@ struct Inner {
     /// Where the next frame goes: the end of the last whole frame.
     len: u64,
     snapshot_len: u64,
-    /// Each record's stable digest, and every host's pulse, as written.
+    /// Each record's stable digest, as written.
     digests: HashMap<String, u64>,
-    pulses: BTreeMap<String, HostPulse>,
     keep_sweeps_since: i64,
 }
 
@@ -168,12 +167,8 @@ impl HistoryStore {
         inner.len += bytes.len() as u64;
         for k in &batch.removed {
             inner.digests.remove(k);
-            inner.pulses.remove(k);
         }
         inner.digests.extend(digests);
-        for p in frame.pulses {
-            inner.pulses.insert(p.key.clone(), p);
-        }
         inner.keep_sweeps_since = batch.keep_sweeps_since;
         let due = inner.len > inner.snapshot_len + inner.snapshot_len / 2 + COMPACT_SLACK;
         let idle = inner.compaction.as_ref().is_none_or(|t| t.is_finished());
@@ -348,7 +343,6 @@ pub fn open(dir: &Path) -> Result<Opened, Error> {
                 .iter()
                 .map(|r| (key_of(r).to_string(), pulse::digest(r)))
                 .collect(),
-            pulses: log.pulses.clone(),
             keep_sweeps_since: 0,
         })),
     };
