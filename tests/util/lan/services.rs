@@ -83,12 +83,22 @@ impl Lan {
                 key.to_str().expect("path"),
             ]);
         }
+        // sshd runs commands through the login shell, and bash sources
+        // ~/.bashrc for them: the machine's own (a pyenv init that waits on
+        // a stale rehash lock, say) would decide how long a test host takes
+        // to answer. The host's sshd sees an empty one in its own mount
+        // namespace; the machine's file is untouched.
+        let empty_rc = self.dir.path().join("empty_bashrc");
+        std::fs::write(&empty_rc, "").expect("empty bashrc");
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
         let h = &self.hosts[i];
         let child = Command::new("ip")
+            .args(["netns", "exec", &h.ns])
+            .args(["unshare", "--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"for f in .bashrc .bash_profile .profile; do [ -e "$HOME/$f" ] && mount --bind "$0" "$HOME/$f"; done; exec "$@""#)
+            .arg(&empty_rc)
+            .env("HOME", &home)
             .args([
-                "netns",
-                "exec",
-                &h.ns,
                 "/usr/sbin/sshd",
                 "-D",
                 "-e",
