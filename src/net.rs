@@ -122,9 +122,34 @@ impl fmt::Display for IpRange {
     }
 }
 
+/// `_ipp._tcp`: an underscore label of a service, then `_tcp` or `_udp`.
+pub fn is_service_type(s: &str) -> bool {
+    let mut parts = s.split('.');
+    let (Some(service), Some(proto), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    (proto == "_tcp" || proto == "_udp")
+        && service.len() > 1
+        && service.len() <= 16
+        && service.starts_with('_')
+        && service[1..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_types_are_checked() {
+        assert!(is_service_type("_ipp._tcp"));
+        assert!(is_service_type("_printer._tcp"));
+        assert!(!is_service_type("_ipp._tcp.x"));
+        assert!(!is_service_type("ipp._tcp"));
+        assert!(!is_service_type("_a b._tcp"));
+        assert!(!is_service_type("_waytoolongservicename._tcp"));
+    }
 
     #[test]
     fn mac_accepts_common_spellings_and_normalises() {

@@ -293,6 +293,13 @@ pub struct ScanArgs {
     /// Do not use raw ARP even where it is possible.
     #[arg(long)]
     pub no_arp: bool,
+    /// Do not ask found hosts for their mDNS names and services.
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// A DHCP lease file whose hostnames name hosts (dnsmasq, ISC dhcpd,
+    /// Kea CSV); repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub leases: Vec<PathBuf>,
     /// Probes per second at most [default: the range sent in 10 s, 5000 to 20000].
     #[arg(long)]
     pub rate: Option<u32>,

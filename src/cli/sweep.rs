@@ -40,6 +40,7 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     let cfg = discovery::Config {
         subnets: targets,
         db_subnets: false,
+        leases: a.leases.clone(),
         interval: discovery::DEFAULT_INTERVAL,
         options: crate::discover::scan::Options {
             ports: a.ports.clone(),
@@ -47,6 +48,7 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
             tries: a.tries,
             rate: a.rate,
             reverse_dns: !a.no_rdns,
+            mdns: !a.no_mdns,
             allow_large: a.allow_large,
             interface: a.interface.clone(),
             arp: !a.no_arp,

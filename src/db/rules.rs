@@ -41,6 +41,9 @@ pub struct Rule {
     /// The MAC starts with one of these (hex digits, lower case, no
     /// separators), e.g. a vendor's OUI.
     pub mac_prefix: Vec<String>,
+    /// The host announces one of these DNS-SD service types over mDNS
+    /// (`_ipp._tcp`).
+    pub service: Vec<String>,
     /// A matching new device is proposed as a node of this cluster.
     pub join: Option<Join>,
 }
@@ -63,6 +66,8 @@ pub struct Seen<'a> {
     pub vendor: &'a str,
     pub banner: &'a str,
     pub open_ports: &'a [u16],
+    /// DNS-SD service types announced over mDNS.
+    pub services: &'a [String],
 }
 
 impl Rule {
@@ -75,6 +80,7 @@ impl Rule {
             banner: None,
             subnet: None,
             mac_prefix: vec![],
+            service: vec![],
             join: None,
         }
     }
@@ -97,6 +103,7 @@ impl Rule {
                 .is_none_or(|net| seen.ip.is_some_and(|ip| net.contains(ip)))
             && (self.mac_prefix.is_empty()
                 || mac_hex.is_some_and(|m| self.mac_prefix.iter().any(|p| m.starts_with(p))))
+            && (self.service.is_empty() || self.service.iter().any(|s| seen.services.contains(s)))
     }
 }
 
@@ -105,11 +112,20 @@ pub fn first_match<'r>(rules: &'r [Rule], seen: &Seen) -> Option<&'r Rule> {
     rules.iter().find(|r| r.matches(seen))
 }
 
-/// Kubernetes ports mean a cluster node; printer-only ports mean a device;
-/// a Raspberry Pi is most likely headed for a cluster; a desktop SSH banner
-/// is a development box.
+/// What a device announces says most: a printer's service is a device, an
+/// SSH service a server. Then Kubernetes ports mean a cluster node;
+/// printer-only ports mean a device; a Raspberry Pi is most likely headed
+/// for a cluster; a desktop SSH banner is a development box.
 pub fn default_rules() -> Vec<Rule> {
     vec![
+        Rule {
+            service: PRINTER_SERVICES.iter().map(|s| s.to_string()).collect(),
+            ..Rule::with_guess(UseKind::Device)
+        },
+        Rule {
+            service: vec!["_ssh._tcp".into(), "_sftp-ssh._tcp".into()],
+            ..Rule::with_guess(UseKind::Development)
+        },
         Rule {
             any_port: vec![6443, 10250],
             ..Rule::with_guess(UseKind::Cluster)
@@ -141,7 +157,16 @@ const FIELDS: &[&str] = &[
     "banner",
     "subnet",
     "mac_prefix",
+    "service",
     "join",
+];
+
+/// DNS-SD service types only printers announce.
+pub const PRINTER_SERVICES: &[&str] = &[
+    "_ipp._tcp",
+    "_ipps._tcp",
+    "_printer._tcp",
+    "_pdl-datastream._tcp",
 ];
 
 /// The subnets a rule's `subnet:` may name: name and network.
@@ -177,6 +202,7 @@ pub fn parse(
         banner: f.str("banner", problems).map(str::to_lowercase),
         subnet: subnet(&f, subnets, problems),
         mac_prefix: mac_prefixes(&f, problems),
+        service: services(&f, problems),
         join,
     };
     let conditions = FIELDS
@@ -187,10 +213,29 @@ pub fn parse(
         problems.push(f.problem(
             node,
             "",
-            "a rule needs at least one of any_port, only_ports, vendor, banner, subnet, mac_prefix",
+            "a rule needs at least one of any_port, only_ports, vendor, banner, subnet, mac_prefix, service",
         ));
     }
     (problems.len() == before).then_some(r)
+}
+
+/// `service: _ipp._tcp` or a list of them, lower case.
+fn services(f: &Fields, problems: &mut Vec<Problem>) -> Vec<String> {
+    f.strs("service", problems)
+        .into_iter()
+        .filter_map(|n| {
+            let text = n.as_str().unwrap_or_default().to_ascii_lowercase();
+            let ok = crate::net::is_service_type(&text);
+            if !ok {
+                problems.push(f.problem(
+                    n,
+                    "service",
+                    format!("{text:?} is not a DNS-SD service type like _ipp._tcp"),
+                ));
+            }
+            ok.then_some(text)
+        })
+        .collect()
 }
 
 fn join(f: &Fields, node: &yaml::Node, problems: &mut Vec<Problem>) -> Option<Join> {

@@ -82,6 +82,8 @@ pub struct ScanSettings {
     /// keeps its MAC and address and stays up is probed again only this
     /// often (a new, changed or returning host at once).
     pub refresh: Duration,
+    /// Which name source an entry's name comes from first.
+    pub names: Vec<super::words::NameSource>,
 }
 
 pub const DEFAULT_PORTS: &[u16] = &[22, 80, 443, 631, 6443, 9100, 10250];
@@ -134,6 +136,7 @@ impl Default for ScanSettings {
             file_missing: FileMissing::default(),
             rules: default_rules(),
             refresh: DEFAULT_REFRESH,
+            names: super::words::DEFAULT_NAME_ORDER.to_vec(),
         }
     }
 }
@@ -204,11 +207,15 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
                 "file_missing",
                 "rules",
                 "refresh",
+                "names",
             ],
             problems,
         ) {
             if let Some(d) = sf.duration("refresh", problems) {
                 out.scan.refresh = d;
+            }
+            if sf.get("names").is_some() {
+                out.scan.names = name_order(&sf, problems);
             }
             if sf.get("ports").is_some() {
                 out.scan.ports = sf.ports("ports", problems);
@@ -249,6 +256,19 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
         }
     }
     out
+}
+
+/// `names: [dhcp, mdns]`: the sources named come first, in that order;
+/// the others follow in the default order.
+fn name_order(f: &Fields, problems: &mut Vec<Problem>) -> Vec<super::words::NameSource> {
+    let given = f.choices("names", super::words::NAME_SOURCES, problems);
+    let mut order = Vec::new();
+    for s in given.iter().chain(super::words::DEFAULT_NAME_ORDER) {
+        if !order.contains(s) {
+            order.push(*s);
+        }
+    }
+    order
 }
 
 fn file_missing(node: &yaml::Node, problems: &mut Vec<Problem>) -> FileMissing {

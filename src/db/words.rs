@@ -6,6 +6,36 @@ use crate::proto::{
     machine::Use, DevelopmentKind, HostState, Machine, Presence, Provisioner, Role, UseKind,
 };
 
+/// Where a discovered host's name came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameSource {
+    /// The client hostname of its DHCP lease.
+    Dhcp,
+    /// What it announces over mDNS.
+    Mdns,
+    /// Reverse DNS of its address.
+    Rdns,
+}
+
+/// Name sources as `scan.names` of mdb.yaml and every view spell them.
+pub const NAME_SOURCES: &[(&str, NameSource)] = &[
+    ("dhcp", NameSource::Dhcp),
+    ("mdns", NameSource::Mdns),
+    ("rdns", NameSource::Rdns),
+];
+
+/// Which name a proposed entry takes when `scan.names` says nothing: what
+/// the device announces, then what it asked its lease for, then what the
+/// router's DNS says.
+pub const DEFAULT_NAME_ORDER: &[NameSource] =
+    &[NameSource::Mdns, NameSource::Dhcp, NameSource::Rdns];
+
+impl NameSource {
+    pub fn word(self) -> &'static str {
+        word_in(NAME_SOURCES, self)
+    }
+}
+
 /// Uses as `use:` and `scan.rules[].guess` spell them.
 pub const USE_KINDS: &[(&str, UseKind)] = &[
     ("cluster", UseKind::Cluster),

@@ -54,6 +54,7 @@ pub fn seen(o: &Observation) -> crate::db::rules::Seen<'_> {
         vendor: &o.vendor,
         banner: &o.ssh_banner,
         open_ports: &o.open_ports,
+        services: &o.services,
     }
 }
 
@@ -78,6 +79,9 @@ pub fn observed(o: &Observation) -> DiscoveredHost {
         seen_by: o.seen_by.join(","),
         other_macs: o.also_macs.iter().map(|m| m.to_string()).collect(),
         probed_unix: o.probed_unix,
+        names: super::names::of(o),
+        services: o.services.clone(),
+        lease_expires_unix: o.lease_expires_unix,
         ..Default::default()
     }
 }

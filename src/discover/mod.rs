@@ -7,6 +7,7 @@ pub mod classify;
 pub mod follow;
 pub mod history;
 pub mod metrics;
+pub mod names;
 pub mod scan;
 pub mod settings;
 pub mod sweep;

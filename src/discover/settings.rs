@@ -42,6 +42,12 @@ pub struct RawScan {
     #[serde(default)]
     pub allow_large: bool,
     pub reverse_dns: Option<bool>,
+    /// Ask found hosts for their mDNS names and service types (default on).
+    pub mdns: Option<bool>,
+    /// DHCP lease files whose client hostnames name hosts (dnsmasq, ISC
+    /// dhcpd, Kea memfile CSV), read each sweep up to a size limit.
+    #[serde(default)]
+    pub leases: Vec<PathBuf>,
     pub arp: Option<bool>,
     /// Where the sweep history is kept (a persistent volume); without it
     /// the history lives in memory only.
@@ -141,6 +147,7 @@ pub fn resolve(
         retention,
         subnets,
         db_subnets: raw.db_subnets,
+        leases: raw.leases.clone(),
         interval,
         options: scan::Options {
             timeout,
@@ -149,6 +156,7 @@ pub fn resolve(
             interface: raw.interface.clone(),
             allow_large: raw.allow_large,
             reverse_dns: raw.reverse_dns.unwrap_or(true),
+            mdns: raw.mdns.unwrap_or(true),
             arp: raw.arp.unwrap_or(true),
             ..scan::Options::default()
         },

@@ -38,6 +38,8 @@ pub struct Config {
     pub subnets: Vec<IpNetwork>,
     /// Also sweep the subnets of `mdb.yaml` marked `scan: true`.
     pub db_subnets: bool,
+    /// DHCP lease files that name hosts by their MAC.
+    pub leases: Vec<std::path::PathBuf>,
     pub interval: Duration,
     /// Rate, timeout, tries, interface...; targets and ports are filled in
     /// per sweep from the configuration and the database.
@@ -139,7 +141,17 @@ pub async fn look<'a>(
             o
         }
     };
-    let report = scan::sweep(&opts, progress).await?;
+    let mut report = scan::sweep(&opts, progress).await?;
+    if !cfg.leases.is_empty() {
+        let files = cfg.leases.clone();
+        let mut hosts = std::mem::take(&mut report.hosts);
+        report.hosts = tokio::task::spawn_blocking(move || {
+            super::names::join_leases(&mut hosts, &files, now_unix());
+            hosts
+        })
+        .await
+        .unwrap_or_default();
+    }
     let (hosts, unseen) = match snap {
         Some(s) => classify::classify(&report.hosts, s, &opts.targets, &s.settings.scan.rules),
         None => (
@@ -177,7 +189,8 @@ pub async fn sweep_once(
     let mut cfg = cfg.clone();
     cfg.options.carried = Arc::new(fresh(history, snap.settings.scan.refresh, now_unix()));
     cfg.options.deadline = Some(started + sweep_budget(cfg.interval));
-    let look = look(&cfg, Some(snap), Arc::new(|_| {})).await?;
+    let mut look = look(&cfg, Some(snap), Arc::new(|_| {})).await?;
+    super::names::keep_mdns(history.hosts(), &mut look.hosts);
     for w in &look.report.warnings {
         warn!("{w}");
     }

@@ -96,7 +96,11 @@ impl Entry {
         };
         let (r#use, guess_note) = use_of(h, snap);
         Ok(Entry {
-            name: unique_name(&base_name(h, mac, seen_at), snap, held)?,
+            name: unique_name(
+                &base_name(h, mac, seen_at, &snap.settings.scan.names),
+                snap,
+                held,
+            )?,
             ip,
             mac,
             ssh: match &r#use {
@@ -176,16 +180,16 @@ fn reserve(
     ipam::next_free(subnet, snap, &taken).ok_or_else(|| Error::NoFreeAddress(subnet.name.clone()))
 }
 
-/// Reverse DNS where it gives a DNS label; else vendor and MAC tail
-/// (`pi-dca632-0060`); else the address (`host-198-18-10-5`).
-fn base_name(h: &DiscoveredHost, mac: Option<Mac>, ip: IpAddr) -> String {
-    let from_dns = h
-        .dns_name
-        .split('.')
-        .next()
-        .map(str::to_ascii_lowercase)
-        .filter(|n| check_dns_label(n).is_ok() && !n.starts_with("host-"));
-    if let Some(n) = from_dns {
+/// The best name the LAN gives (DHCP, mDNS, reverse DNS, by `order`)
+/// where it is a DNS label; else vendor and MAC tail (`pi-dca632-0060`);
+/// else the address (`host-198-18-10-5`).
+fn base_name(
+    h: &DiscoveredHost,
+    mac: Option<Mac>,
+    ip: IpAddr,
+    order: &[db::words::NameSource],
+) -> String {
+    if let Some(n) = crate::discover::names::entry_label(h, order) {
         return n;
     }
     match mac {
@@ -253,6 +257,7 @@ fn use_of(h: &DiscoveredHost, snap: &Snapshot) -> (Use, Option<String>) {
         vendor: &h.vendor,
         banner: &h.ssh_banner,
         open_ports: &ports,
+        services: &h.services,
     };
     if let Some(j) =
         db::rules::first_match(&snap.settings.scan.rules, &seen).and_then(|r| r.join.as_ref())
@@ -281,19 +286,29 @@ fn use_of(h: &DiscoveredHost, snap: &Snapshot) -> (Use, Option<String>) {
         ),
         "games" => (Use::Games(GamesUse {}), None),
         "device" => {
-            let what = if h.vendor.is_empty() {
-                "unknown device"
-            } else {
-                h.vendor.as_str()
-            };
             (
                 Use::Device(DeviceUse {
-                    description: what.to_string(),
+                    description: device_description(h),
                 }),
                 None,
             )
         }
         _ => (Use::Discover(DiscoverUse {}), None),
+    }
+}
+
+/// What a device is: a printer when it announces a printer's service,
+/// with its vendor where known.
+fn device_description(h: &DiscoveredHost) -> String {
+    let printer = h
+        .services
+        .iter()
+        .any(|s| db::rules::PRINTER_SERVICES.contains(&s.as_str()));
+    match (printer, h.vendor.is_empty()) {
+        (true, true) => "printer".into(),
+        (true, false) => format!("printer ({})", h.vendor),
+        (false, true) => "unknown device".into(),
+        (false, false) => h.vendor.clone(),
     }
 }
 

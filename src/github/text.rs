@@ -79,7 +79,12 @@ pub fn seen_table(h: &DiscoveredHost) -> String {
         ("IP", h.ip.clone()),
         ("MAC", h.mac.clone()),
         ("vendor", h.vendor.clone()),
-        ("reverse DNS", h.dns_name.clone()),
+        (
+            "names",
+            crate::discover::names::described(h, crate::db::words::DEFAULT_NAME_ORDER),
+        ),
+        ("mDNS services", h.services.join(", ")),
+        ("DHCP lease ends", time(h.lease_expires_unix)),
         ("open ports", ports.join(", ")),
         ("SSH banner", h.ssh_banner.clone()),
         ("answered", h.seen_by.clone()),

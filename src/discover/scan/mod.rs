@@ -12,6 +12,7 @@ pub mod arp;
 mod follow;
 pub mod icmp;
 pub mod iface;
+pub mod mdns;
 pub mod neighbors;
 pub mod packet;
 mod plan;
@@ -58,6 +59,8 @@ pub struct Options {
     /// ICMP probes in flight at most.
     pub concurrency: usize,
     pub reverse_dns: bool,
+    /// Ask each host found by ARP for its mDNS name and service types.
+    pub mdns: bool,
     pub allow_large: bool,
     /// Restricts ARP to this interface.
     pub interface: Option<String>,
@@ -106,6 +109,7 @@ impl Default for Options {
             rate: None,
             concurrency: DEFAULT_CONCURRENCY,
             reverse_dns: true,
+            mdns: true,
             allow_large: false,
             interface: None,
             arp: true,
@@ -122,6 +126,14 @@ pub struct Observation {
     pub mac: Option<Mac>,
     pub vendor: String,
     pub dns_name: String,
+    /// What it calls itself over mDNS, cleaned; may be empty.
+    pub mdns_name: String,
+    /// DNS-SD service types it announces, e.g. `_ipp._tcp`.
+    pub services: Vec<String>,
+    /// The client hostname of its DHCP lease, cleaned; may be empty.
+    pub dhcp_name: String,
+    /// When that lease ends (0: no lease seen).
+    pub lease_expires_unix: i64,
     pub rtt: Option<Duration>,
     /// "arp", "icmp": which probes it answered.
     pub seen_by: Vec<&'static str>,
@@ -354,16 +366,21 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
         tries,
         concurrency: opts.concurrency,
     };
+    let mut on_link = Vec::new();
     let (arp, follow) = {
         let collect = async {
             while let Some((ip, mac)) = found.recv().await {
                 follow.start(ip, mac, Some(WITNESS_WAIT));
+                if let IpAddr::V4(v4) = ip {
+                    on_link.push(v4);
+                }
             }
         };
         let (arp, ()) = tokio::join!(arp, collect);
         (arp?, follow)
     };
     phase("ARP done");
+    let mdns = ask_mdns(on_link, gap, opts);
     let pinged = icmp::sweep(&plan.ping, &icmp_params, progress.clone())
         .await
         .map_err(Error::Icmp)?;
@@ -371,9 +388,47 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
     report.sent.icmp += pinged.sent;
     report.sent.icmp_failed += pinged.failed;
     assemble(&mut report, arp, pinged, follow, &plan, opts.deadline).await?;
+    names_from_mdns(&mut report, mdns).await;
     phase("ports, names and ICMP witness done");
     report.duration = started.elapsed();
     Ok(report)
+}
+
+/// Starts asking the hosts ARP found for their mDNS names, alongside the
+/// other follow-ups; within the sweep's deadline.
+fn ask_mdns(
+    hosts: Vec<std::net::Ipv4Addr>,
+    gap: Duration,
+    opts: &Options,
+) -> Option<tokio::task::JoinHandle<HashMap<IpAddr, mdns::Answer>>> {
+    if !opts.mdns || hosts.is_empty() {
+        return None;
+    }
+    let sending = gap * hosts.len().min(u32::MAX as usize) as u32;
+    let mut until = Instant::now() + sending + mdns::WINDOW;
+    if let Some(d) = opts.deadline {
+        until = until.min(d);
+    }
+    Some(tokio::spawn(mdns::ask(hosts, gap, until)))
+}
+
+/// The mDNS answers into the hosts they came from.
+async fn names_from_mdns(
+    report: &mut Report,
+    mdns: Option<tokio::task::JoinHandle<HashMap<IpAddr, mdns::Answer>>>,
+) {
+    let Some(Ok(answers)) = (match mdns {
+        Some(task) => Some(task.await),
+        None => None,
+    }) else {
+        return;
+    };
+    for o in &mut report.hosts {
+        if let Some(a) = o.ip.and_then(|ip| answers.get(&ip)) {
+            o.mdns_name = a.name.clone();
+            o.services = a.services.clone();
+        }
+    }
 }
 
 /// The follow-ups that finish by the deadline; the rest are stopped.

@@ -105,7 +105,7 @@ pub(super) fn short(rev: &str) -> &str {
 pub(super) fn hosts_table(hosts: &[&DiscoveredHost]) -> Markup {
     html! {
         table class="hosts" {
-            thead { tr { th { "state" } th { "IP" } th { "MAC" } th { "vendor" } th { "machine" } th { "presence" } th { "first seen" } th { "last seen" } th { "up 24 h" } th { "up 7 d" } th { "why" } } }
+            thead { tr { th { "state" } th { "IP" } th { "MAC" } th { "vendor" } th { "names" } th { "machine" } th { "presence" } th { "first seen" } th { "last seen" } th { "up 24 h" } th { "up 7 d" } th { "why" } } }
             tbody {
                 @for h in hosts {
                     tr {
@@ -113,6 +113,7 @@ pub(super) fn hosts_table(hosts: &[&DiscoveredHost]) -> Markup {
                         td { @if h.key.is_empty() { (h.ip) } @else { a href=(format!("/discovered/{}", path_segment(&h.key))) { (h.ip) } } }
                         td { code { (h.mac) } }
                         td { (h.vendor) }
+                        td { (crate::discover::names::described(h, crate::db::words::DEFAULT_NAME_ORDER)) }
                         td { @if !h.machine.is_empty() { a href=(format!("/machines/{}", h.machine)) { (h.machine) } } }
                         td class=(format!("presence {}", presence_name(h.presence))) { (presence_name(h.presence)) " " small { (ago(h.state_since_unix)) } }
                         td { (ago(h.first_seen_unix)) }
@@ -182,6 +183,7 @@ pub fn filter_hosts<'a>(
                     .iter()
                     .any(|f| f.to_lowercase().contains(s))
                     || h.vendor.to_lowercase().contains(s)
+                    || h.names.iter().any(|n| n.name.to_lowercase().contains(s))
             })
         })
         .collect()

@@ -155,6 +155,68 @@ impl Lan {
         }
     }
 
+    /// Starts Debian's `avahi-daemon` on host `i`, announcing `hostname`
+    /// and one service of each type in `services` (e.g. `_ipp._tcp`). It
+    /// runs in its own mount namespace: its services directory and its
+    /// runtime directory are the test's own, bound over the machine's.
+    /// Returns once the daemon says its host name is established.
+    pub fn start_avahi(&mut self, i: usize, hostname: &str, services: &[&str]) {
+        let base = self.dir.path().join(format!("avahi{i}"));
+        let (svc, rundir) = (base.join("services"), base.join("run"));
+        std::fs::create_dir_all(&svc).expect("avahi services dir");
+        std::fs::create_dir_all(&rundir).expect("avahi run dir");
+        std::fs::create_dir_all("/run/avahi-daemon").expect("/run/avahi-daemon");
+        for (n, kind) in services.iter().enumerate() {
+            std::fs::write(
+                svc.join(format!("s{n}.service")),
+                format!("<?xml version=\"1.0\" standalone='no'?>\n<!DOCTYPE service-group SYSTEM \"avahi-service.dtd\">\n<service-group><name>test {n}</name><service><type>{kind}</type><port>631</port></service></service-group>\n"),
+            )
+            .expect("service file");
+        }
+        let conf = base.join("avahi.conf");
+        std::fs::write(
+            &conf,
+            format!("[server]\nhost-name={hostname}\ndomain-name=local\nuse-ipv4=yes\nuse-ipv6=no\nenable-dbus=no\nallow-interfaces=eth0\n[publish]\npublish-addresses=yes\npublish-workstation=no\npublish-hinfo=no\n"),
+        )
+        .expect("avahi.conf");
+        let ns = self.hosts[i].ns.clone();
+        // Its own multicast needs a route in a namespace without a default.
+        run(&[
+            "ip",
+            "-n",
+            &ns,
+            "route",
+            "add",
+            "224.0.0.0/4",
+            "dev",
+            "eth0",
+        ]);
+        let log = base.join("avahi.log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .args(["unshare", "--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount --bind "$0" /etc/avahi/services && mount --bind "$1" /run/avahi-daemon && exec avahi-daemon -f "$2" --no-drop-root --no-chroot --no-rlimits"#)
+            .args([&svc, &rundir, &conf])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("avahi log"))
+            .spawn()
+            .expect("avahi-daemon");
+        self.helpers.push(child);
+        for _ in 0..100 {
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            if said.contains("Server startup complete")
+                && (services.is_empty() || said.contains("successfully established"))
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "avahi-daemon on host {i} did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
     /// Stops every program started with `spawn_ready`.
     pub fn stop_helpers(&mut self) {
         for mut c in self.helpers.drain(..) {

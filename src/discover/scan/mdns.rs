@@ -1,0 +1,309 @@
+//! What hosts call themselves over mDNS (RFC 6762) and which DNS-SD service
+//! types they announce (RFC 6763), asked of each host the ARP sweep found.
+//!
+//! Each host gets one "legacy unicast" query, sent to its own address on
+//! port 5353 from an ephemeral port, holding two questions: the PTR of its
+//! reverse name (`5.10.18.198.in-addr.arpa`, which an mDNS responder such
+//! as Avahi answers with `NAME.local`) and `_services._dns-sd._udp.local`
+//! (its service types). The responder answers by unicast to our port, so
+//! no socket on 5353 and no multicast membership is needed, and a campus
+//! of silent devices costs one small datagram each.
+//!
+//! Everything in an answer is the device's own words: only answers from an
+//! asked address, from port 5353, with our query id, are read; names are
+//! decoded with a bound on length and compression jumps, and cleaned.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    time::{Duration, Instant},
+};
+
+use tokio::net::UdpSocket;
+
+/// How long answers are awaited after the last query went out.
+pub const WINDOW: Duration = Duration::from_millis(700);
+const PORT: u16 = 5353;
+/// The largest answer read (an mDNS packet fits a jumbo frame).
+const MAX_PACKET: usize = 9000;
+/// Service types kept per host.
+const MAX_SERVICES: usize = 16;
+/// Resource records read per answer.
+const MAX_RECORDS: usize = 64;
+/// A DNS name is at most 255 bytes on the wire.
+const MAX_NAME: usize = 255;
+const MAX_JUMPS: usize = 16;
+const TYPE_A: u16 = 1;
+const TYPE_PTR: u16 = 12;
+const SERVICES: &str = "_services._dns-sd._udp.local";
+
+/// What one host said of itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// Its host name without `.local`, cleaned; may be empty.
+    pub name: String,
+    /// Service types without `.local`, e.g. `_ipp._tcp`, sorted.
+    pub services: Vec<String>,
+}
+
+/// Asks every host in `hosts`, one query each `gap` apart, and gathers the
+/// answers until each asked host answered or `until` (at the latest
+/// [`WINDOW`] after the last query).
+pub async fn ask(hosts: Vec<Ipv4Addr>, gap: Duration, until: Instant) -> HashMap<IpAddr, Answer> {
+    let mut out = HashMap::new();
+    if hosts.is_empty() {
+        return out;
+    }
+    let Ok(sock) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await else {
+        return out;
+    };
+    let id: u16 = rand::random();
+    let mut waiting: HashSet<Ipv4Addr> = hosts.iter().copied().collect();
+    let send = async {
+        for ip in &hosts {
+            let _ = sock.send_to(&query(id, *ip), (*ip, PORT)).await;
+            tokio::time::sleep(gap).await;
+        }
+    };
+    let _ = tokio::time::timeout_at(until.into(), send).await;
+    let end = until.min(Instant::now() + WINDOW);
+    let mut buf = vec![0u8; MAX_PACKET];
+    while !waiting.is_empty() {
+        let got = tokio::time::timeout_at(end.into(), sock.recv_from(&mut buf)).await;
+        let Ok(Ok((n, SocketAddr::V4(from)))) = got else {
+            if matches!(got, Ok(Ok(_))) {
+                continue;
+            }
+            break;
+        };
+        if from.port() != PORT || !waiting.contains(from.ip()) {
+            continue;
+        }
+        if let Some(answer) = read_answer(&buf[..n], id, *from.ip()) {
+            waiting.remove(from.ip());
+            out.insert(IpAddr::V4(*from.ip()), answer);
+        }
+    }
+    out
+}
+
+/// The reverse name of an address: `4.3.2.1.in-addr.arpa`.
+fn reverse_name(ip: Ipv4Addr) -> String {
+    let o = ip.octets();
+    format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+}
+
+/// A query with two PTR questions: the host's reverse name and its
+/// service types.
+fn query(id: u16, ip: Ipv4Addr) -> Vec<u8> {
+    let mut q = Vec::with_capacity(96);
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 0, 0, 0]);
+    for name in [reverse_name(ip).as_str(), SERVICES] {
+        for label in name.split('.') {
+            q.push(label.len() as u8);
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.push(0);
+        q.extend_from_slice(&TYPE_PTR.to_be_bytes());
+        q.extend_from_slice(&1u16.to_be_bytes());
+    }
+    q
+}
+
+/// Reads a response to query `id` from `from`; `None` when it is none.
+fn read_answer(msg: &[u8], id: u16, from: Ipv4Addr) -> Option<Answer> {
+    if msg.len() < 12 || u16::from_be_bytes([msg[0], msg[1]]) != id || msg[2] & 0x80 == 0 {
+        return None;
+    }
+    let count = |i: usize| u16::from_be_bytes([msg[i], msg[i + 1]]) as usize;
+    let questions = count(4);
+    let records = (count(6) + count(8) + count(10)).min(MAX_RECORDS);
+    let mut at = 12;
+    for _ in 0..questions.min(MAX_RECORDS) {
+        at = name_at(msg, at)?.1 + 4;
+    }
+    let reverse = reverse_name(from);
+    let mut answer = Answer::default();
+    let mut by_address = String::new();
+    for _ in 0..records {
+        let (owner, next) = name_at(msg, at)?;
+        let head = msg.get(next..next + 10)?;
+        let kind = u16::from_be_bytes([head[0], head[1]]);
+        let len = u16::from_be_bytes([head[8], head[9]]) as usize;
+        let data = next + 10;
+        msg.get(data..data + len)?;
+        match kind {
+            TYPE_PTR if owner.eq_ignore_ascii_case(&reverse) => {
+                if let Some((target, _)) = name_at(msg, data) {
+                    answer.name = local_part(&target);
+                }
+            }
+            TYPE_PTR if owner.eq_ignore_ascii_case(SERVICES) => {
+                if let Some((target, _)) = name_at(msg, data) {
+                    let service = local_part(&target).to_ascii_lowercase();
+                    if crate::net::is_service_type(&service)
+                        && !answer.services.contains(&service)
+                        && answer.services.len() < MAX_SERVICES
+                    {
+                        answer.services.push(service);
+                    }
+                }
+            }
+            TYPE_A if len == 4 && msg[data..data + 4] == from.octets() => {
+                by_address = local_part(&owner);
+            }
+            _ => {}
+        }
+        at = data + len;
+    }
+    if answer.name.is_empty() {
+        answer.name = by_address;
+    }
+    answer.services.sort();
+    Some(answer)
+}
+
+/// A name without its `.local` suffix, cleaned of control characters.
+fn local_part(name: &str) -> String {
+    let trimmed = name.trim_end_matches('.');
+    let bare = match trimmed.len().checked_sub(6) {
+        Some(cut)
+            if trimmed.is_char_boundary(cut) && trimmed[cut..].eq_ignore_ascii_case(".local") =>
+        {
+            &trimmed[..cut]
+        }
+        _ => trimmed,
+    };
+    crate::escape::clean(bare, MAX_NAME)
+}
+
+/// The name at `at` (compression followed, bounded) and where the record
+/// goes on after it; `None` for a malformed or over-long name.
+fn name_at(msg: &[u8], mut at: usize) -> Option<(String, usize)> {
+    let mut labels: Vec<String> = Vec::new();
+    let mut wire = 0;
+    let mut after = None;
+    let mut jumps = 0;
+    loop {
+        let len = *msg.get(at)? as usize;
+        match len {
+            0 => break,
+            l if l & 0xc0 == 0xc0 => {
+                let target = ((l & 0x3f) << 8) | *msg.get(at + 1)? as usize;
+                jumps += 1;
+                // Pointers go backwards only, a bounded number of times:
+                // no loop and no amplification.
+                if jumps > MAX_JUMPS || target >= at {
+                    return None;
+                }
+                after.get_or_insert(at + 2);
+                at = target;
+            }
+            l if l > 63 => return None,
+            l => {
+                wire += l + 1;
+                if wire > MAX_NAME {
+                    return None;
+                }
+                let label = msg.get(at + 1..at + 1 + l)?;
+                labels.push(String::from_utf8_lossy(label).into_owned());
+                at += l + 1;
+            }
+        }
+    }
+    Some((labels.join("."), after.unwrap_or(at + 1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(out: &mut Vec<u8>, n: &str) {
+        for l in n.split('.') {
+            out.push(l.len() as u8);
+            out.extend_from_slice(l.as_bytes());
+        }
+        out.push(0);
+    }
+
+    fn record(out: &mut Vec<u8>, owner: &str, kind: u16, data: &[u8]) {
+        name(out, owner);
+        out.extend_from_slice(&kind.to_be_bytes());
+        out.extend_from_slice(&[0x80, 1, 0, 0, 0, 120]);
+        out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        out.extend_from_slice(data);
+    }
+
+    fn response(id: u16, records: &[(&str, u16, Vec<u8>)]) -> Vec<u8> {
+        let mut m = id.to_be_bytes().to_vec();
+        m.extend_from_slice(&[0x84, 0, 0, 0]);
+        m.extend_from_slice(&(records.len() as u16).to_be_bytes());
+        m.extend_from_slice(&[0, 0, 0, 0]);
+        for (owner, kind, data) in records {
+            record(&mut m, owner, *kind, data);
+        }
+        m
+    }
+
+    fn target(n: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        name(&mut v, n);
+        v
+    }
+
+    const IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 5);
+
+    #[test]
+    fn the_query_asks_the_reverse_name_and_the_service_types() {
+        let q = query(7, IP);
+        assert_eq!(&q[..6], &[0, 7, 0, 0, 0, 2]);
+        let (first, next) = name_at(&q, 12).unwrap();
+        assert_eq!(first, "5.0.18.198.in-addr.arpa");
+        assert_eq!(name_at(&q, next + 4).unwrap().0, SERVICES);
+    }
+
+    #[test]
+    fn an_answer_gives_the_name_and_the_service_types() {
+        let m = response(
+            9,
+            &[
+                ("5.0.18.198.in-addr.arpa", TYPE_PTR, target("printer.local")),
+                (SERVICES, TYPE_PTR, target("_ipp._tcp.local")),
+                (SERVICES, TYPE_PTR, target("_http._tcp.local")),
+                (SERVICES, TYPE_PTR, target("<b>.local")),
+            ],
+        );
+        let a = read_answer(&m, 9, IP).unwrap();
+        assert_eq!(a.name, "printer");
+        assert_eq!(a.services, ["_http._tcp", "_ipp._tcp"]);
+        assert!(read_answer(&m, 10, IP).is_none(), "another query's id");
+    }
+
+    #[test]
+    fn the_a_record_names_a_host_without_a_reverse_answer() {
+        let m = response(1, &[("nas.local", TYPE_A, vec![198, 18, 0, 5])]);
+        assert_eq!(read_answer(&m, 1, IP).unwrap().name, "nas");
+        let other = response(1, &[("nas.local", TYPE_A, vec![198, 18, 0, 6])]);
+        assert_eq!(read_answer(&other, 1, IP).unwrap().name, "");
+    }
+
+    #[test]
+    fn hostile_names_are_bounded_cleaned_and_loops_refused() {
+        let evil = "a\u{1b}[31m<script>\r\n.local";
+        let m = response(1, &[("5.0.18.198.in-addr.arpa", TYPE_PTR, target(evil))]);
+        let a = read_answer(&m, 1, IP).unwrap();
+        assert!(!a.name.chars().any(char::is_control), "{:?}", a.name);
+        // 300 bytes of labels: more than a DNS name may hold.
+        let long = vec!["x".repeat(60); 5].join(".");
+        let m = response(1, &[("5.0.18.198.in-addr.arpa", TYPE_PTR, target(&long))]);
+        assert_eq!(read_answer(&m, 1, IP).unwrap().name, "");
+        // A pointer to itself, and one forwards.
+        let mut m = response(1, &[]);
+        m[7] = 1;
+        let at = m.len();
+        m.extend_from_slice(&[0xc0, at as u8]);
+        assert!(read_answer(&m, 1, IP).is_none());
+        assert!(name_at(&[0xc0, 5, 0, 0, 0, 0], 0).is_none());
+    }
+}

@@ -1,0 +1,214 @@
+//! Names and types from the LAN, end to end on a namespace LAN: Debian's
+//! `avahi-daemon` announces host names and an `_ipp._tcp` service, Debian's
+//! `dnsmasq` leases an address to a client that asks under its hostname,
+//! and `mdb serve` names each host with its source, proposes the printer
+//! under its announced name, and keeps a hostile announced name inert.
+
+mod util;
+
+use util::{
+    fake_github::{FakeGithub, OWNER, REPO, TOKEN},
+    lan::{HostSpec, Lan},
+    wait_for,
+};
+
+const PRINTER: &str = "198.18.0.21";
+const HOSTILE: &str = "198.18.0.22";
+const PLAIN: &str = "198.18.0.24";
+/// What the hostile host announces: markup, a mention, an image.
+const HOSTILE_NAME: &str = "<img src=x onerror=alert(1)>@lab-admins ![](https://evil/p)";
+
+fn names_of(h: &serde_json::Value) -> Vec<(String, String)> {
+    h["names"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            (
+                n["source"].as_str().unwrap_or_default().to_string(),
+                n["name"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn mdns_and_dhcp_leases_name_hosts_and_the_printer_is_proposed_by_its_name() {
+    let mut lan = Lan::new(&[
+        HostSpec {
+            ip: PRINTER,
+            mac: "00:26:ab:00:00:21",
+            ..Default::default()
+        },
+        HostSpec {
+            ip: HOSTILE,
+            mac: "00:16:3e:00:00:22",
+            ..Default::default()
+        },
+        HostSpec {
+            mac: "dc:a6:32:00:00:23",
+            dhcp: true,
+            ..Default::default()
+        },
+        HostSpec {
+            ip: PLAIN,
+            mac: "00:16:3e:00:00:24",
+            ..Default::default()
+        },
+    ]);
+    lan.start_avahi(0, "laser", &["_ipp._tcp"]);
+    lan.start_avahi(1, HOSTILE_NAME, &[]);
+    let leases = lan.dir().join("dnsmasq.leases");
+    lan.spawn_in_scanner(
+        &[
+            "dnsmasq",
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--interface=br0",
+            "--bind-interfaces",
+            "--user=root",
+            "--pid-file=",
+            "--dhcp-range=198.18.0.100,198.18.0.199,255.255.255.0,10m",
+            &format!("--dhcp-leasefile={}", leases.display()),
+        ],
+        &[],
+        &lan.dir().join("dnsmasq.log"),
+    );
+    lan.start_dhcp_client(2, "kitchen-pi");
+    let leased = wait_for("the Pi's lease", 30, || lan.address_of(2));
+    // A second lease file that is cut mid-line and has junk: a warning,
+    // not a crash, and the good file still names its host.
+    let broken = lan.dir().join("broken.leases");
+    std::fs::write(&broken, "not a lease\n1 dc:a6:32:00:00:99 198.18.0.1").expect("broken");
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let gh = rt.block_on(async { FakeGithub::start(lan.listen_in_scanner()) });
+    let mut repo = util::TestRepo::new();
+    gh.attach_git(&repo.path());
+    repo.write(
+        "mdb.yaml",
+        "subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\n    static: 198.18.0.10-198.18.0.99\n    dynamic: 198.18.0.100-198.18.0.199\nscan:\n  ports: [22, 631]\n",
+    );
+    repo.write(
+        "machines/lab.yaml",
+        "machines:\n  - name: scanner\n    ip: 198.18.0.1\n    use: discover\n",
+    );
+    repo.commit("lab");
+    let cfg = lan.dir().join("mdb.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"200ms\"\n\n[server]\ngrpc_listen = \"127.0.0.1:50051\"\nmetrics_listen = \"127.0.0.1:9090\"\n\n[scan]\nsubnets = [\"198.18.0.0/24\"]\ninterval = \"500ms\"\nleases = [\"{}\", \"{}\"]\n\n[github]\nrepo = \"{OWNER}/{REPO}\"\napi_url = \"{}\"\nwrite_gap = \"10ms\"\nretry_base = \"50ms\"\n",
+            repo.url(),
+            lan.dir().join("checkout").display(),
+            leases.display(),
+            broken.display(),
+            gh.url()
+        ),
+    )
+    .expect("config");
+    lan.spawn_mdb(
+        &["serve", "--config", cfg.to_str().expect("path")],
+        &[("MDB_GITHUB_TOKEN", TOKEN), ("MDB_LOG", "info")],
+    );
+
+    let hosts = wait_for("every host named", 60, || {
+        let d = lan.discovered("http://127.0.0.1:50051");
+        let named = |ip: &str, source: &str| {
+            d.get(ip)
+                .is_some_and(|h| names_of(h).iter().any(|(s, _)| s == source))
+        };
+        (named(PRINTER, "mdns") && named(HOSTILE, "mdns") && named(&leased, "dhcp")).then_some(d)
+    });
+    let printer = &hosts[PRINTER];
+    assert!(
+        names_of(printer).contains(&("mdns".into(), "laser".into())),
+        "{printer}"
+    );
+    assert_eq!(printer["services"], serde_json::json!(["_ipp._tcp"]));
+    assert_eq!(printer["guessed_use"], "device", "{printer}");
+    let pi = &hosts[&leased];
+    assert!(
+        names_of(pi).contains(&("dhcp".into(), "kitchen-pi".into())),
+        "{pi}"
+    );
+    assert!(pi["lease_expires_unix"].as_i64().unwrap_or(0) > 0, "{pi}");
+    let hostile = &hosts[HOSTILE];
+    assert_eq!(
+        names_of(hostile)
+            .iter()
+            .find(|(s, _)| s == "mdns")
+            .map(|(_, n)| n.as_str()),
+        Some(HOSTILE_NAME),
+        "kept as data, shown escaped"
+    );
+    let rdns = hosts
+        .values()
+        .filter(|h| names_of(h).iter().any(|(s, _)| s == "rdns"))
+        .count();
+    let any = hosts.values().filter(|h| !names_of(h).is_empty()).count();
+    eprintln!(
+        "named hosts: {any} of {} with rdns, mdns and dhcp; {rdns} by reverse DNS alone",
+        hosts.len()
+    );
+    assert!(
+        lan.mdb_log()
+            .contains("broken.leases: 2 lines or blocks did not parse and were skipped"),
+        "{}",
+        lan.mdb_log()
+    );
+
+    // The printer's pull request proposes its announced name, as a printer.
+    let pulls = wait_for("the printer's pull request", 60, || {
+        let p = gh.pulls();
+        p.iter().any(|p| p.body.contains(PRINTER)).then_some(p)
+    });
+    let pr = pulls.iter().find(|p| p.body.contains(PRINTER)).expect("pr");
+    let branch = pr.pull.clone().expect("pull").head;
+    let check = lan.dir().join("check");
+    git2::build::RepoBuilder::new()
+        .branch(&branch)
+        .clone(&repo.url(), &check)
+        .expect("clone the branch");
+    util::mdb([std::path::Path::new("validate"), &check]).ok();
+    let entry = std::fs::read_to_string(check.join("machines/enrol/laser.yaml"))
+        .expect("the entry is named laser");
+    assert!(entry.contains("name: laser\n"), "{entry}");
+    assert!(entry.contains("device:"), "{entry}");
+    assert!(entry.contains("printer"), "{entry}");
+
+    // The hostile name: no entry takes it, and no issue body carries it live.
+    let hostile_issue = wait_for("the hostile host's issue", 60, || {
+        gh.plain_issues()
+            .into_iter()
+            .find(|i| i.body.contains(HOSTILE))
+    });
+    for item in gh.issues() {
+        for live in [
+            "<img",
+            "@lab-admins",
+            "](https://evil/",
+            "onerror=alert(1)>",
+        ] {
+            assert!(!item.body.contains(live), "{live:?} live in {}", item.body);
+        }
+        assert!(!item.title.contains("<img"), "{}", item.title);
+    }
+    assert!(
+        hostile_issue.body.contains("lab\\-admins") && hostile_issue.body.contains("\\(mdns\\)"),
+        "the name is shown, inert: {}",
+        hostile_issue.body
+    );
+    let (_, page) = lan.http_in_scanner(
+        "GET",
+        "127.0.0.1:9090".parse().expect("addr"),
+        "/discovered",
+        &[],
+        "",
+    );
+    assert!(page.contains("laser (mdns)"), "{page}");
+    assert!(page.contains("&lt;img src=x"), "escaped on the page");
+    assert!(!page.contains("<img src=x"), "never live on the page");
+    lan.stop_mdb();
+}
