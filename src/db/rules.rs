@@ -380,4 +380,30 @@ mod tests {
             "{problems:?}"
         );
     }
+
+    #[test]
+    fn a_service_rule_matches_what_a_host_announces_and_bad_types_name_their_line() {
+        let (r, problems) = rules(
+            "- { service: [_IPP._tcp], guess: device }
+- { service: ipp, guess: device }
+",
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("mdb.yaml:2:")
+                && problems[0].contains("\"ipp\" is not a DNS-SD service type"),
+            "{problems:?}"
+        );
+        let announced = vec!["_ipp._tcp".to_string()];
+        let seen = Seen {
+            services: &announced,
+            ..Default::default()
+        };
+        assert!(r[0].matches(&seen));
+        assert!(!r[0].matches(&Seen::default()));
+        assert_eq!(
+            first_match(&default_rules(), &seen).map(|r| r.guess),
+            Some(UseKind::Device)
+        );
+    }
 }
