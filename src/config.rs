@@ -51,6 +51,8 @@ pub struct RawConfig {
     pub github: Option<RawGithub>,
     pub provision: Option<RawProvision>,
     pub dhcp: Option<crate::dhcp::settings::RawDhcp>,
+    #[serde(default)]
+    pub notify: Vec<crate::notify::settings::RawSink>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,9 +142,20 @@ pub fn resolve(raw: RawConfig, env: &Env, flags: &Flags) -> Result<Config, Error
         }
         Some(g) => Some(crate::github::settings::resolve(g, env, Some(&source))?),
     };
+    if !raw.notify.is_empty() && scan.is_none() {
+        return Err(Error(
+            "notify: [[notify]] tells what this process's sweeps find, and it sweeps nothing: add a [scan] section, or move [[notify]] to the scanner's configuration".into(),
+        ));
+    }
+    let notify = crate::notify::settings::resolve(
+        &raw.notify,
+        env,
+        scan.as_ref().and_then(|s| s.state_dir.as_deref()),
+    )?;
     Ok(Config {
         scan,
         github,
+        notify,
         source,
         timing,
         grpc_listen,
@@ -322,8 +335,15 @@ mod tests {
         let env = env(&[
             (ENV_DB_TOKEN_FILE, token.to_str().unwrap()),
             (ENV_GITHUB_TOKEN_FILE, token.to_str().unwrap()),
+            ("MDB_WEBHOOK_SECRET", "s3cret"),
         ]);
         let c = resolve(raw, &env, &Flags::default()).unwrap();
+        let n = c.notify.as_ref().unwrap();
+        assert_eq!(n.sinks.len(), 2);
+        assert_eq!(
+            n.ledger,
+            Some(PathBuf::from("/var/lib/mdb/state/notify.told"))
+        );
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(
             c.source.token.as_ref().map(|t| t.expose()),

@@ -33,6 +33,7 @@ pub mod github;
 pub mod memory;
 pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod provision;
 pub mod secret;
 pub mod serve;

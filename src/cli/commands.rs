@@ -252,6 +252,16 @@ pub async fn serve(cfg: config::Config) -> anyhow::Result<()> {
             results,
             shutdown.child_token(),
         )));
+        if let Some(n) = cfg.notify.clone() {
+            let names: Vec<&str> = n.sinks.iter().map(|s| s.name.as_str()).collect();
+            let nm = crate::notify::deliver::NotifyMetrics::register(metrics.registry(), &names);
+            tasks.push(Box::pin(crate::notify::run(
+                n,
+                store.clone(),
+                nm,
+                shutdown.child_token(),
+            )));
+        }
         if let Some(gh) = cfg.github.clone() {
             tasks.push(Box::pin(crate::github::run(
                 gh,

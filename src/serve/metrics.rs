@@ -115,6 +115,11 @@ impl Metrics {
         })
     }
 
+    /// For a subsystem whose series depend on its configuration.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn render(&self) -> String {
         String::from_utf8(m::encode(&self.registry)).unwrap_or_default()
     }

@@ -32,6 +32,8 @@ pub struct Config {
     pub scan: Option<crate::discover::sweep::Config>,
     /// The GitHub filer; only with `scan`, since sweeps feed it.
     pub github: Option<crate::github::Config>,
+    /// Where news goes (`[[notify]]`); only with `scan`, like `github`.
+    pub notify: Option<crate::notify::Config>,
     /// A provisioning runner (`mdb provision`) whose statuses the page shows.
     pub runner: Option<String>,
     /// The scanner whose discovery this API replica mirrors.

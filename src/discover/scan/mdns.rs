@@ -21,8 +21,10 @@ use std::{
 
 use tokio::net::UdpSocket;
 
-/// How long answers are awaited after the last query went out.
-pub const WINDOW: Duration = Duration::from_millis(700);
+/// How long answers are awaited after the last query went out (a
+/// responder answers a unicast query at once; this is the port probes'
+/// budget too, so a sweep of silent devices waits no longer for it).
+pub const WINDOW: Duration = Duration::from_millis(300);
 const PORT: u16 = 5353;
 /// The largest answer read (an mDNS packet fits a jumbo frame).
 const MAX_PACKET: usize = 9000;

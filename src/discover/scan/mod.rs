@@ -370,10 +370,11 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
     let (arp, follow) = {
         let collect = async {
             while let Some((ip, mac)) = found.recv().await {
-                follow.start(ip, mac, Some(WITNESS_WAIT));
-                if let IpAddr::V4(v4) = ip {
+                // A host whose probes are fresh keeps its names too.
+                if let (IpAddr::V4(v4), None) = (ip, follow.carried_for(ip, mac)) {
                     on_link.push(v4);
                 }
+                follow.start(ip, mac, Some(WITNESS_WAIT));
             }
         };
         let (arp, ()) = tokio::join!(arp, collect);

@@ -1,0 +1,260 @@
+//! `[[notify]]` of the service configuration: where news goes.
+//!
+//! ```toml
+//! [[notify]]
+//! name = "hooks"                      # metric label and ledger name
+//! kind = "webhook"                    # or "ntfy"
+//! url = "https://hooks.example/mdb"
+//! secret_file = "/run/secrets/hook"   # webhook: HMAC-SHA256 key (or secret_env = "VAR")
+//! events = ["new_device", "conflict", "machine_missing", "machine_back"]
+//! min_gap = "1s"                      # between two messages of this sink
+//! ```
+
+use std::{path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+use super::{EventKind, EVENT_KINDS};
+use crate::{
+    secret::Secret,
+    setting::{duration, Env, Error},
+};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSink {
+    pub name: Option<String>,
+    pub kind: String,
+    pub url: String,
+    /// Webhook: the HMAC key; ntfy: an access token.
+    pub secret_file: Option<PathBuf>,
+    /// The environment variable holding that secret.
+    pub secret_env: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub min_gap: Option<String>,
+    /// ntfy: a priority (min, low, default, high, urgent) per event.
+    #[serde(default)]
+    pub priority: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub sinks: Vec<Sink>,
+    /// What each sink was told (next to the history); memory only without.
+    pub ledger: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Sink {
+    pub name: String,
+    pub kind: SinkKind,
+    pub url: String,
+    pub events: Vec<EventKind>,
+    pub min_gap: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub enum SinkKind {
+    Webhook {
+        secret: Option<Secret>,
+    },
+    Ntfy {
+        token: Option<Secret>,
+        priorities: Priorities,
+    },
+}
+
+/// ntfy priorities per event; high for what needs a person.
+#[derive(Clone, Debug)]
+pub struct Priorities(Vec<(EventKind, &'static str)>);
+
+pub const PRIORITIES: &[&str] = &["min", "low", "default", "high", "urgent"];
+
+impl Priorities {
+    fn defaults() -> Priorities {
+        Priorities(vec![
+            (EventKind::NewDevice, "high"),
+            (EventKind::Conflict, "urgent"),
+            (EventKind::MachineMissing, "high"),
+            (EventKind::MachineBack, "default"),
+        ])
+    }
+
+    pub fn of(&self, kind: EventKind) -> &'static str {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or("default", |(_, p)| p)
+    }
+}
+
+pub const DEFAULT_MIN_GAP: Duration = Duration::from_secs(1);
+
+/// Every `[[notify]]` checked; `state_dir` keeps the ledger.
+pub fn resolve(
+    raw: &[RawSink],
+    env: &Env,
+    state_dir: Option<&std::path::Path>,
+) -> Result<Option<Config>, Error> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let mut sinks: Vec<Sink> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let sink = sink(i, r, env)?;
+        if sinks.iter().any(|s| s.name == sink.name) {
+            return Err(Error(format!(
+                "notify[{i}].name: {:?} is used twice",
+                sink.name
+            )));
+        }
+        sinks.push(sink);
+    }
+    Ok(Some(Config {
+        sinks,
+        ledger: state_dir.map(|d| d.join("notify.told")),
+    }))
+}
+
+fn sink(i: usize, r: &RawSink, env: &Env) -> Result<Sink, Error> {
+    let at = |field: &str, why: String| Error(format!("notify[{i}].{field}: {why}"));
+    let name = r.name.clone().unwrap_or_else(|| r.kind.clone());
+    if name.is_empty()
+        || name.len() > 32
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(at(
+            "name",
+            format!("{name:?} must be 1 to 32 letters, digits, - or _"),
+        ));
+    }
+    let url: http::Uri = r
+        .url
+        .parse()
+        .map_err(|_| at("url", format!("{:?} is not a URL", r.url)))?;
+    if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
+        return Err(at(
+            "url",
+            format!("{:?} must be an http:// or https:// URL", r.url),
+        ));
+    }
+    if url.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(at(
+            "url",
+            "credentials go in secret_file or secret_env, never in the URL".into(),
+        ));
+    }
+    let secret = match (&r.secret_file, &r.secret_env) {
+        (Some(p), _) => Some(Secret::from_file(p).map_err(|e| at("secret_file", e.to_string()))?),
+        (None, Some(var)) => Some(Secret::new(
+            env.get(var)
+                .ok_or_else(|| at("secret_env", format!("{var} is not set")))?
+                .as_str(),
+        )),
+        (None, None) => None,
+    };
+    let events = match &r.events {
+        None => EVENT_KINDS.iter().map(|(_, k)| *k).collect(),
+        Some(words) => words
+            .iter()
+            .map(|w| {
+                EVENT_KINDS
+                    .iter()
+                    .find(|(x, _)| x == w)
+                    .map(|(_, k)| *k)
+                    .ok_or_else(|| at("events", format!("{w:?} is not one of {}", words_of())))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let kind = match r.kind.as_str() {
+        "webhook" => SinkKind::Webhook { secret },
+        "ntfy" => SinkKind::Ntfy {
+            token: secret,
+            priorities: priorities(&r.priority).map_err(|w| at("priority", w))?,
+        },
+        other => return Err(at("kind", format!("{other:?} is not webhook or ntfy"))),
+    };
+    Ok(Sink {
+        name,
+        kind,
+        url: r.url.clone(),
+        events,
+        min_gap: duration(
+            &format!("notify[{i}].min_gap"),
+            r.min_gap.clone(),
+            DEFAULT_MIN_GAP,
+        )?,
+    })
+}
+
+fn words_of() -> String {
+    EVENT_KINDS
+        .iter()
+        .map(|(w, _)| *w)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn priorities(given: &std::collections::BTreeMap<String, String>) -> Result<Priorities, String> {
+    let mut out = Priorities::defaults();
+    for (event, p) in given {
+        let kind = EVENT_KINDS
+            .iter()
+            .find(|(w, _)| w == event)
+            .map(|(_, k)| *k)
+            .ok_or_else(|| format!("{event:?} is not one of {}", words_of()))?;
+        let p = PRIORITIES
+            .iter()
+            .find(|x| **x == p.as_str())
+            .ok_or_else(|| format!("{p:?} is not one of {}", PRIORITIES.join(", ")))?;
+        out.0.retain(|(k, _)| *k != kind);
+        out.0.push((kind, p));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(toml_text: &str) -> Result<Option<Config>, Error> {
+        #[derive(Deserialize)]
+        struct F {
+            notify: Vec<RawSink>,
+        }
+        let f: F = toml::from_str(toml_text).unwrap();
+        resolve(&f.notify, &Env::default(), None)
+    }
+
+    #[test]
+    fn bad_sinks_name_their_setting_and_credentials_stay_out_of_urls() {
+        let e = |t: &str| one(t).unwrap_err().to_string();
+        assert!(
+            e("[[notify]]\nkind = \"email\"\nurl = \"https://x\"\n").starts_with("notify[0].kind:")
+        );
+        assert!(
+            e("[[notify]]\nkind = \"ntfy\"\nurl = \"ftp://x/t\"\n").starts_with("notify[0].url:")
+        );
+        let creds = e("[[notify]]\nkind = \"webhook\"\nurl = \"https://u:pw@x/h\"\n");
+        assert!(
+            creds.starts_with("notify[0].url:") && !creds.contains("pw"),
+            "{creds}"
+        );
+        assert!(
+            e("[[notify]]\nkind = \"ntfy\"\nurl = \"https://x/t\"\nevents = [\"reboot\"]\n")
+                .starts_with("notify[0].events:")
+        );
+        assert!(e("[[notify]]\nkind = \"ntfy\"\nurl = \"https://x/t\"\npriority = { conflict = \"loud\" }\n").starts_with("notify[0].priority:"));
+        assert!(e("[[notify]]\nkind = \"ntfy\"\nurl = \"https://x/a\"\n[[notify]]\nkind = \"ntfy\"\nurl = \"https://x/b\"\n").contains("used twice"));
+        let ok = one("[[notify]]\nkind = \"ntfy\"\nurl = \"https://x/t\"\n")
+            .unwrap()
+            .unwrap();
+        let SinkKind::Ntfy { priorities, .. } = &ok.sinks[0].kind else {
+            panic!()
+        };
+        assert_eq!(priorities.of(EventKind::Conflict), "urgent");
+        assert_eq!(ok.sinks[0].events.len(), EVENT_KINDS.len());
+    }
+}
