@@ -82,13 +82,13 @@ pub fn described(h: &DiscoveredHost, order: &[NameSource]) -> String {
 /// announced, until it announces others.
 pub fn keep_mdns<'h>(
     before: impl Iterator<Item = &'h DiscoveredHost>,
-    hosts: &mut [super::classify::Classified],
+    hosts: &mut [&mut DiscoveredHost],
 ) {
     let mdns = NameSource::Mdns.word();
     let wanting: HashSet<&str> = hosts
         .iter()
-        .filter(|c| !c.host.mac.is_empty() && !c.host.names.iter().any(|n| n.source == mdns))
-        .map(|c| c.host.ip.as_str())
+        .filter(|h| !h.mac.is_empty() && !h.names.iter().any(|n| n.source == mdns))
+        .map(|h| h.ip.as_str())
         .collect();
     if wanting.is_empty() {
         return;
@@ -97,8 +97,7 @@ pub fn keep_mdns<'h>(
         .filter(|h| wanting.contains(h.ip.as_str()))
         .map(|h| (h.ip.clone(), h))
         .collect();
-    for c in hosts.iter_mut() {
-        let h = &mut c.host;
+    for h in hosts.iter_mut() {
         let Some(old) = before.get(&h.ip).filter(|o| o.mac == h.mac) else {
             continue;
         };

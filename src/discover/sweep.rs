@@ -190,7 +190,8 @@ pub async fn sweep_once(
     cfg.options.carried = Arc::new(fresh(history, snap.settings.scan.refresh, now_unix()));
     cfg.options.deadline = Some(started + sweep_budget(cfg.interval));
     let mut look = look(&cfg, Some(snap), Arc::new(|_| {})).await?;
-    super::names::keep_mdns(history.hosts(), &mut look.hosts);
+    let mut seen: Vec<&mut DiscoveredHost> = look.hosts.iter_mut().map(|c| &mut c.host).collect();
+    super::names::keep_mdns(history.hosts(), &mut seen);
     for w in &look.report.warnings {
         warn!("{w}");
     }
