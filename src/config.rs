@@ -177,7 +177,14 @@ pub fn resolve_provision(
     env: &Env,
     flags: &ProvisionFlags,
 ) -> Result<crate::provision::Config, Error> {
-    crate::provision::settings::resolve(raw.provision.as_ref(), raw.github.as_ref(), env, flags)
+    let mut cfg = crate::provision::settings::resolve(
+        raw.provision.as_ref(),
+        raw.github.as_ref(),
+        env,
+        flags,
+    )?;
+    cfg.notify = crate::notify::settings::resolve(&raw.notify, env, Some(&cfg.state_dir))?;
+    Ok(cfg)
 }
 
 /// Resolves the file's `[dhcp]` < env < flags into `mdb dhcp --follow`'s
@@ -339,7 +346,7 @@ mod tests {
         ]);
         let c = resolve(raw, &env, &Flags::default()).unwrap();
         let n = c.notify.as_ref().unwrap();
-        assert_eq!(n.sinks.len(), 2);
+        assert_eq!(n.sinks.len(), 3);
         assert_eq!(
             n.ledger,
             Some(PathBuf::from("/var/lib/mdb/state/notify.told"))

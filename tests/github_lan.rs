@@ -34,6 +34,9 @@ fn serve_files_once_survives_restarts_and_closes_on_a_real_lan() {
         },
     ]);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let hook_listener = lan.listen_in_scanner();
+    let hook_port = hook_listener.local_addr().expect("addr").port();
+    let hook = util::receiver::receiver(hook_listener, false);
     let listener = lan.listen_in_scanner();
     let gh = rt.block_on(async { FakeGithub::start(listener) });
     // The first create is carried out but its answer is lost.
@@ -59,7 +62,7 @@ fn serve_files_once_survives_restarts_and_closes_on_a_real_lan() {
     std::fs::write(
         &cfg,
         format!(
-            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"200ms\"\n\n[server]\ngrpc_listen = \"127.0.0.1:50051\"\nmetrics_listen = \"127.0.0.1:9090\"\n\n[scan]\nsubnets = [\"198.18.0.0/24\"]\ninterval = \"300ms\"\nreverse_dns = false\n\n[github]\nrepo = \"{OWNER}/{REPO}\"\napi_url = \"{}\"\nwrite_gap = \"10ms\"\nretry_base = \"50ms\"\n",
+            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"200ms\"\n\n[server]\ngrpc_listen = \"127.0.0.1:50051\"\nmetrics_listen = \"127.0.0.1:9090\"\n\n[scan]\nsubnets = [\"198.18.0.0/24\"]\ninterval = \"300ms\"\nreverse_dns = false\n\n[github]\nrepo = \"{OWNER}/{REPO}\"\napi_url = \"{}\"\nwrite_gap = \"10ms\"\nretry_base = \"50ms\"\n\n[[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\nmin_gap = \"10ms\"\nevents = [\"pull_opened\", \"pull_merged\"]\n",
             repo.url(),
             lan.dir().join("checkout").display(),
             gh.url()
@@ -199,6 +202,11 @@ fn serve_files_once_survives_restarts_and_closes_on_a_real_lan() {
         (1, 1),
         "nothing new over the next sweeps"
     );
+    // The webhook heard of the pull request once, and of its merge once.
+    wait("the merge on the webhook", &|| {
+        util::receiver::events(&hook, "pull_merged") == 1
+    });
+    assert_eq!(util::receiver::events(&hook, "pull_opened"), 1);
     println!("FIGURE mdb serve start to open pull request on the LAN: {to_pull_request:?} (sweep interval 300 ms); GitHub requests so far: {}", gh.requests().len());
 
     // devbox's sshd stops: unprovisionable; it comes back: closed.

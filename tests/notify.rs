@@ -7,93 +7,18 @@
 mod util;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
     net::TcpListener,
-    sync::{Arc, Mutex},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use util::{
     lan::{HostSpec, Lan},
+    receiver::{events, receiver},
     wait_for,
 };
 
 const SECRET: &str = "hook-secret-for-tests";
-
-#[derive(Clone, Debug)]
-struct Received {
-    path: String,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// A tiny HTTP/1.1 receiver: records each request and answers 200, or
-/// (`hang`) reads it and never answers.
-fn receiver(listener: TcpListener, hang: bool) -> Arc<Mutex<Vec<Received>>> {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let keep = got.clone();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming().flatten() {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                let mut headers = Vec::new();
-                let mut len = 0;
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = h.trim_end().split_once(':') {
-                        if k.eq_ignore_ascii_case("content-length") {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                        headers.push((k.to_string(), v.trim().to_string()));
-                    }
-                }
-                let mut body = vec![0; len.min(1 << 20)];
-                if reader.read_exact(&mut body).is_err() {
-                    break;
-                }
-                keep.lock().expect("lock").push(Received {
-                    path,
-                    headers,
-                    body: String::from_utf8_lossy(&body).into_owned(),
-                });
-                if hang {
-                    held.push(stream.try_clone().expect("clone"));
-                    break;
-                }
-                let mut s = stream.try_clone().expect("clone");
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
-            }
-        }
-    });
-    got
-}
-
-fn events(got: &Arc<Mutex<Vec<Received>>>, what: &str) -> usize {
-    got.lock()
-        .expect("lock")
-        .iter()
-        .filter(|r| r.body.contains(what) || r.header("x-tags") == Some(what))
-        .count()
-}
 
 #[test]
 fn events_reach_a_signed_webhook_and_ntfy_once_each_across_restarts_and_a_hung_sink_slows_nothing()
@@ -233,4 +158,184 @@ fn events_reach_a_signed_webhook_and_ntfy_once_each_across_restarts_and_a_hung_s
         .unwrap_or(-1.0);
     assert!(failures >= 0.0, "the sink's series exist after a restart");
     lan.stop_mdb();
+}
+
+/// Lines `mosquitto_sub -F '%U %t %p'` wrote: (unix time, topic, payload).
+fn mqtt_lines(path: &std::path::Path) -> Vec<(f64, String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut p = l.splitn(3, ' ');
+            Some((
+                p.next()?.parse().ok()?,
+                p.next()?.to_string(),
+                p.next().unwrap_or("").to_string(),
+            ))
+        })
+        .collect()
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+}
+
+#[test]
+fn home_assistant_gets_a_retained_tracker_per_machine_and_presence_once_per_change() {
+    let mut lan = Lan::new(&[HostSpec {
+        ip: "198.18.0.11",
+        mac: "00:16:3e:00:00:11",
+        ..Default::default()
+    }]);
+    let dir = lan.dir().to_path_buf();
+    lan.spawn_in_scanner(
+        &["mosquitto", "-p", "1883"],
+        &[],
+        &dir.join("mosquitto.log"),
+    );
+    let sub_log = dir.join("sub.log");
+    let wait_broker = || {
+        wait_for("the broker", 20, || {
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &lan.scanner,
+                    "mosquitto_pub",
+                    "-p",
+                    "1883",
+                    "-t",
+                    "probe",
+                    "-m",
+                    "x",
+                ])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .ok()
+                .filter(|s| s.success())
+        })
+    };
+    wait_broker();
+    lan.spawn_in_scanner(
+        &["sh", "-c", &format!("exec stdbuf -oL mosquitto_sub -p 1883 -v -F '%U %t %p' -t 'mdb/#' -t 'homeassistant/#' > {}", sub_log.display())],
+        &[],
+        &dir.join("sub.err"),
+    );
+    let mut repo = util::TestRepo::new();
+    repo.write(
+        "mdb.yaml",
+        "subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\nscan:\n  down_after: 3\n",
+    );
+    repo.write(
+        "machines/lab.yaml",
+        "machines:\n  - name: scanner\n    ip: 198.18.0.1\n    use: discover\n  - name: nas\n    ip: 198.18.0.11\n    mac: 00:16:3e:00:00:11\n    use: { device: nas }\n  - name: spare-pi\n    mac: dc:a6:32:00:00:99\n    use: discover\n",
+    );
+    repo.commit("lab");
+    let cfg = dir.join("mdb.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"200ms\"\n\n[server]\ngrpc_listen = \"127.0.0.1:50051\"\nmetrics_listen = \"127.0.0.1:9090\"\n\n[scan]\nsubnets = [\"198.18.0.0/24\"]\ninterval = \"1s\"\nreverse_dns = false\n\n[[notify]]\nname = \"ha\"\nkind = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1883\"\n",
+            repo.url(),
+            dir.join("checkout").display(),
+        ),
+    )
+    .expect("config");
+    lan.spawn_mdb(
+        &["serve", "--config", cfg.to_str().expect("path")],
+        &[("MDB_LOG", "info")],
+    );
+    let has = |topic: &str, payload: &str| {
+        mqtt_lines(&sub_log)
+            .iter()
+            .any(|(_, t, p)| t == topic && p == payload)
+    };
+    wait_for("nas at home", 60, || {
+        has("mdb/nas/state", "home").then_some(())
+    });
+    assert!(has("mdb/status", "online"));
+    assert!(has("mdb/spare-pi/state", "not_home"));
+
+    let down = unix_now();
+    lan.set_link(0, false);
+    let gone = wait_for("nas not_home", 60, || {
+        mqtt_lines(&sub_log)
+            .into_iter()
+            .find(|(at, t, p)| *at >= down && t == "mdb/nas/state" && p == "not_home")
+    });
+    let up = unix_now();
+    lan.set_link(0, true);
+    let back = wait_for("nas home again", 60, || {
+        mqtt_lines(&sub_log)
+            .into_iter()
+            .find(|(at, t, p)| *at >= up && t == "mdb/nas/state" && p == "home")
+    });
+    eprintln!(
+        "down to not_home: {:.2} s; up to home: {:.2} s (down_after = 3, 1 s sweeps)",
+        gone.0 - down,
+        back.0 - up
+    );
+    // Three more sweeps: still once each.
+    let seen = lan
+        .metric_in_scanner("127.0.0.1:9090", "mdb_sweeps_total{result=\"ok\"}")
+        .unwrap_or(0.0);
+    wait_for("three more sweeps", 30, || {
+        (lan.metric_in_scanner("127.0.0.1:9090", "mdb_sweeps_total{result=\"ok\"}")
+            .unwrap_or(0.0)
+            >= seen + 3.0)
+            .then_some(())
+    });
+    let states: Vec<String> = mqtt_lines(&sub_log)
+        .into_iter()
+        .filter(|(at, t, _)| *at >= down && t == "mdb/nas/state")
+        .map(|(_, _, p)| p)
+        .collect();
+    assert_eq!(states, ["not_home", "home"]);
+
+    // A subscriber that comes later gets the retained discovery config.
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lan.scanner,
+            "mosquitto_sub",
+            "-p",
+            "1883",
+            "-v",
+            "-W",
+            "3",
+            "-C",
+            "3",
+            "-t",
+            "homeassistant/#",
+        ])
+        .output()
+        .expect("mosquitto_sub");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let config_line = text
+        .lines()
+        .find(|l| l.starts_with("homeassistant/device_tracker/mdb_nas/config "))
+        .unwrap_or_else(|| panic!("retained config: {text}"));
+    let config: serde_json::Value =
+        serde_json::from_str(config_line.split_once(' ').expect("payload").1).expect("JSON");
+    assert_eq!(config["state_topic"], "mdb/nas/state");
+    assert_eq!(config["availability_topic"], "mdb/status");
+    assert_eq!(config["payload_not_home"], "not_home");
+    assert_eq!(config["device"]["connections"][0][1], "00:16:3e:00:00:11");
+    lan.stop_mdb();
+    wait_for("offline at the end", 20, || {
+        has("mdb/status", "offline").then_some(())
+    });
+    let before_first_sweep = mqtt_lines(&sub_log)
+        .into_iter()
+        .find(|(_, t, _)| t == "mdb/nas/state")
+        .map(|(_, _, p)| p);
+    assert_eq!(
+        before_first_sweep.as_deref(),
+        Some("home"),
+        "no not_home before the first sweep"
+    );
 }

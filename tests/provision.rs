@@ -212,19 +212,26 @@ fn bad_commands_failing_playbooks_and_hangs_are_statuses_and_retries() {
     let mut b = Bench::new(1);
     b.commit(&[machine("cp", "198.18.0.11", "control-plane")], "cp");
     b.start_server();
-    for (command, expect) in [
+    let hook_listener = b.lan.listen_in_scanner();
+    let hook_port = hook_listener.local_addr().expect("addr").port();
+    let hook = util::receiver::receiver(hook_listener, false);
+    for (runs, (command, expect)) in [
         ("/nonexistent/ansible-playbook {hosts}", "not found"),
         (
             "PLAYBOOK -i {inventory} --limit {hosts} /nonexistent/site.yml",
             "failed",
         ),
         ("sleep 60", "timeout"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let _ = std::fs::remove_dir_all(b.dir.join("state"));
         let cfg = b.config(command);
         let cfg_text = std::fs::read_to_string(&cfg)
             .expect("config")
-            .replace("timeout = \"20s\"", "timeout = \"2s\"");
+            .replace("timeout = \"20s\"", "timeout = \"2s\"")
+            + &format!("\n[[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\nmin_gap = \"10ms\"\nevents = [\"provision_failed\", \"provision_recovered\"]\n");
         std::fs::write(&cfg, cfg_text).expect("config");
         b.start_runner(&cfg);
         b.wait("a failed status", 60, || {
@@ -235,6 +242,14 @@ fn bad_commands_failing_playbooks_and_hangs_are_statuses_and_retries() {
         let st = b.status("cp").expect("status");
         let reason = st["reason"].as_str().unwrap_or("").to_lowercase();
         assert!(reason.contains(expect), "{expect:?} in {st}");
+        // Told once per runner (its ledger went with its state), not per
+        // attempt.
+        assert_eq!(
+            util::receiver::events(&hook, "provision_failed"),
+            runs + 1,
+            "{:#?}",
+            hook.lock().expect("lock")
+        );
         b.kill_runner();
     }
     let log = std::fs::read_to_string(b.dir.join("provision.log")).unwrap_or_default();

@@ -257,7 +257,7 @@ pub async fn serve(cfg: config::Config) -> anyhow::Result<()> {
             let nm = crate::notify::deliver::NotifyMetrics::register(metrics.registry(), &names);
             tasks.push(Box::pin(crate::notify::run(
                 n,
-                store.clone(),
+                Some(store.clone()),
                 nm,
                 shutdown.child_token(),
             )));

@@ -395,6 +395,15 @@ impl Enroller {
             pulls::delete_branch(http, &self.repo, &pull.head).await?;
             self.remote.branches.remove(&pull.head);
             info!(pull = pull.number, branch = %pull.head, "enrolment merged and served; branch deleted");
+            crate::notify::announce(crate::notify::Event::about(
+                crate::notify::EventKind::PullMerged,
+                pull.head.clone(),
+                format!(
+                    "{} is in the database: enrolment #{} merged",
+                    pull.name, pull.number
+                ),
+                &pull.name,
+            ));
             summary.branches_deleted += 1;
         }
         Ok(())
@@ -453,6 +462,19 @@ impl Enroller {
             pulls::comment(http, &self.repo, issue, &text).await?;
         }
         info!(pull = number, fingerprint = %fp, name = %entry.name, ip = %entry.ip, "enrolment pull request opened");
+        crate::notify::announce(crate::notify::Event {
+            ip: entry.ip.to_string(),
+            mac: h.mac.clone(),
+            ..crate::notify::Event::about(
+                crate::notify::EventKind::PullOpened,
+                branch.clone(),
+                format!(
+                    "Enrolment #{number} proposes {} at {}",
+                    entry.name, entry.ip
+                ),
+                &entry.name,
+            )
+        });
         self.metrics.pull(Operation::Created);
         self.pulls.insert(
             fp.clone(),

@@ -58,6 +58,14 @@ impl NotifyMetrics {
     pub fn dropped(&self, sink: &str) {
         self.dropped.with_label_values(&[sink]).inc();
     }
+
+    pub fn sent(&self, sink: &str) {
+        self.sent.with_label_values(&[sink]).inc();
+    }
+
+    pub fn failed(&self, sink: &str) {
+        self.failed.with_label_values(&[sink]).inc();
+    }
 }
 
 type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
@@ -100,7 +108,7 @@ pub async fn run(
         };
         if done {
             ledger.mark(&sink.name, &event.key);
-            metrics.sent.with_label_values(&[&sink.name]).inc();
+            metrics.sent(&sink.name);
             info!(sink = %sink.name, event = event.kind.word(), key = %event.key, "notified");
         } else {
             metrics.dropped(&sink.name);
@@ -128,7 +136,7 @@ async fn deliver(
         match outcome {
             Ok(()) => return true,
             Err(why) => {
-                metrics.failed.with_label_values(&[&sink.name]).inc();
+                metrics.failed(&sink.name);
                 warn!(sink = %sink.name, attempt, error = %why, "notification not delivered");
             }
         }
@@ -188,6 +196,7 @@ fn request(sink: &Sink, event: &Event) -> Result<hyper::Request<Full<Bytes>>, ht
             b.header("x-mdb-event", event.kind.word())
                 .body(Full::new(Bytes::from(body)))
         }
+        SinkKind::Mqtt(_) => unreachable!("MQTT sinks publish state, not requests"),
         SinkKind::Ntfy { token, priorities } => {
             let mut b = b
                 .header("content-type", "text/plain; charset=utf-8")

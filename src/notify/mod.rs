@@ -9,6 +9,7 @@
 
 pub mod deliver;
 pub mod ledger;
+pub mod mqtt;
 pub mod settings;
 
 use std::sync::Arc;
@@ -30,6 +31,10 @@ pub enum EventKind {
     Conflict,
     MachineMissing,
     MachineBack,
+    PullOpened,
+    PullMerged,
+    ProvisionFailed,
+    ProvisionRecovered,
 }
 
 /// Event kinds as config, JSON and ntfy tags spell them.
@@ -38,7 +43,39 @@ pub const EVENT_KINDS: &[(&str, EventKind)] = &[
     ("conflict", EventKind::Conflict),
     ("machine_missing", EventKind::MachineMissing),
     ("machine_back", EventKind::MachineBack),
+    ("pull_opened", EventKind::PullOpened),
+    ("pull_merged", EventKind::PullMerged),
+    ("provision_failed", EventKind::ProvisionFailed),
+    ("provision_recovered", EventKind::ProvisionRecovered),
 ];
+
+/// Events that the filer and the runner announce as they act (sweep events
+/// come from the store). Nobody listens unless `[[notify]]` is set.
+static BUS: std::sync::OnceLock<tokio::sync::broadcast::Sender<Event>> = std::sync::OnceLock::new();
+
+fn bus() -> &'static tokio::sync::broadcast::Sender<Event> {
+    BUS.get_or_init(|| tokio::sync::broadcast::channel(256).0)
+}
+
+/// Tells the sinks of this process about `event` (if any listen).
+pub fn announce(event: Event) {
+    let _ = bus().send(event);
+}
+
+impl Event {
+    /// An event about a target that is no host: a pull request, a run.
+    pub fn about(kind: EventKind, key: String, title: String, machine: &str) -> Event {
+        Event {
+            kind,
+            key: format!("{}:{key}", kind.word()),
+            title,
+            at_unix: crate::db::store::now_unix(),
+            ip: String::new(),
+            mac: String::new(),
+            machine: machine.to_string(),
+        }
+    }
+}
 
 impl EventKind {
     pub fn word(self) -> &'static str {
@@ -126,6 +163,7 @@ fn title_of(kind: EventKind, h: &DiscoveredHost) -> String {
         EventKind::Conflict => format!("Address conflict at {}: {}", h.ip, h.detail),
         EventKind::MachineMissing => format!("{} is missing (last at {})", h.machine, h.ip),
         EventKind::MachineBack => format!("{} is back up at {}", h.machine, h.ip),
+        _ => format!("{} {}", kind.word(), h.ip),
     }
 }
 
@@ -133,13 +171,25 @@ fn title_of(kind: EventKind, h: &DiscoveredHost) -> String {
 /// that wants it, until cancelled.
 pub async fn run(
     cfg: Config,
-    store: Arc<Store>,
+    store: Option<Arc<Store>>,
     metrics: deliver::NotifyMetrics,
     shutdown: CancellationToken,
 ) {
     let ledger = Arc::new(ledger::Ledger::open(cfg.ledger.clone()));
     let mut queues = Vec::new();
     for sink in cfg.sinks {
+        if let SinkKind::Mqtt(broker) = &sink.kind {
+            if let Some(store) = &store {
+                tokio::spawn(mqtt::run(
+                    sink.name.clone(),
+                    broker.clone(),
+                    store.clone(),
+                    metrics.clone(),
+                    shutdown.child_token(),
+                ));
+            }
+            continue;
+        }
         let (tx, rx) = mpsc::channel(deliver::QUEUE);
         let name = sink.name.clone();
         let kinds = sink.events.clone();
@@ -152,24 +202,36 @@ pub async fn run(
         ));
         queues.push((name, kinds, tx));
     }
-    let mut events = store.subscribe();
+    use tokio::sync::broadcast::error::RecvError;
+    let mut sweeps = store.as_ref().map(|s| s.subscribe());
+    let mut announced = bus().subscribe();
     loop {
-        let ev = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = events.recv() => r,
-        };
-        let ev = match ev {
-            Ok(ev) => ev,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                warn!(
-                    missed = n,
-                    "notifications fell behind the sweeps; some events were not told"
-                );
-                continue;
+        let next_sweep = async {
+            match sweeps.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
             }
-            Err(_) => return,
         };
-        for e in events_of(&ev) {
+        let found: Vec<Event> = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = next_sweep => match r {
+                Ok(ev) => events_of(&ev),
+                Err(RecvError::Lagged(n)) => {
+                    warn!(missed = n, "notifications fell behind the sweeps; some events were not told");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            r = announced.recv() => match r {
+                Ok(e) => vec![e],
+                Err(RecvError::Lagged(n)) => {
+                    warn!(missed = n, "notifications fell behind; some events were not told");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            },
+        };
+        for e in found {
             for (name, kinds, tx) in &queues {
                 if !kinds.contains(&e.kind) || ledger.told(name, &e.key) {
                     continue;

@@ -26,7 +26,13 @@ pub struct RawSink {
     pub name: Option<String>,
     pub kind: String,
     pub url: String,
-    /// Webhook: the HMAC key; ntfy: an access token.
+    /// MQTT: the broker's user name.
+    pub username: Option<String>,
+    /// MQTT: Home Assistant's discovery prefix (default `homeassistant`).
+    pub discovery_prefix: Option<String>,
+    /// MQTT: the prefix of mdb's own topics (default `mdb`).
+    pub topic_prefix: Option<String>,
+    /// Webhook: the HMAC key; ntfy: an access token; MQTT: the password.
     pub secret_file: Option<PathBuf>,
     /// The environment variable holding that secret.
     pub secret_env: Option<String>,
@@ -62,6 +68,7 @@ pub enum SinkKind {
         token: Option<Secret>,
         priorities: Priorities,
     },
+    Mqtt(super::mqtt::Broker),
 }
 
 /// ntfy priorities per event; high for what needs a person.
@@ -77,6 +84,10 @@ impl Priorities {
             (EventKind::Conflict, "urgent"),
             (EventKind::MachineMissing, "high"),
             (EventKind::MachineBack, "default"),
+            (EventKind::PullOpened, "default"),
+            (EventKind::PullMerged, "low"),
+            (EventKind::ProvisionFailed, "high"),
+            (EventKind::ProvisionRecovered, "default"),
         ])
     }
 
@@ -134,11 +145,19 @@ fn sink(i: usize, r: &RawSink, env: &Env) -> Result<Sink, Error> {
         .url
         .parse()
         .map_err(|_| at("url", format!("{:?} is not a URL", r.url)))?;
-    if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
-        return Err(at(
-            "url",
-            format!("{:?} must be an http:// or https:// URL", r.url),
-        ));
+    let mqtt = r.kind == "mqtt";
+    let scheme_ok = match url.scheme_str() {
+        Some("http" | "https") => !mqtt,
+        Some("mqtt") => mqtt,
+        _ => false,
+    };
+    if !scheme_ok || url.host().is_none() {
+        let want = if mqtt {
+            "an mqtt://HOST:PORT"
+        } else {
+            "an http:// or https://"
+        };
+        return Err(at("url", format!("{:?} must be {want} URL", r.url)));
     }
     if url.authority().is_some_and(|a| a.as_str().contains('@')) {
         return Err(at(
@@ -174,7 +193,25 @@ fn sink(i: usize, r: &RawSink, env: &Env) -> Result<Sink, Error> {
             token: secret,
             priorities: priorities(&r.priority).map_err(|w| at("priority", w))?,
         },
-        other => return Err(at("kind", format!("{other:?} is not webhook or ntfy"))),
+        "mqtt" => SinkKind::Mqtt(super::mqtt::Broker {
+            host: url.host().unwrap_or_default().to_string(),
+            port: url.port_u16().unwrap_or(1883),
+            username: r.username.clone(),
+            password: secret,
+            discovery_prefix: topic_part(
+                i,
+                "discovery_prefix",
+                &r.discovery_prefix,
+                "homeassistant",
+            )?,
+            topic_prefix: topic_part(i, "topic_prefix", &r.topic_prefix, "mdb")?,
+        }),
+        other => {
+            return Err(at(
+                "kind",
+                format!("{other:?} is not webhook, ntfy or mqtt"),
+            ))
+        }
     };
     Ok(Sink {
         name,
@@ -187,6 +224,29 @@ fn sink(i: usize, r: &RawSink, env: &Env) -> Result<Sink, Error> {
             DEFAULT_MIN_GAP,
         )?,
     })
+}
+
+/// A topic prefix: parts of letters, digits, `-` and `_`, joined by `/`;
+/// no wildcard.
+fn topic_part(
+    i: usize,
+    field: &str,
+    given: &Option<String>,
+    default: &str,
+) -> Result<String, Error> {
+    let v = given.clone().unwrap_or_else(|| default.to_string());
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if v.len() <= 64 && v.split('/').all(part_ok) {
+        Ok(v)
+    } else {
+        Err(Error(format!(
+            "notify[{i}].{field}: {v:?} must be parts of letters, digits, - and _, joined by /"
+        )))
+    }
 }
 
 fn words_of() -> String {

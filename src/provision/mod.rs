@@ -55,6 +55,8 @@ pub struct Config {
     pub dry_run: bool,
     /// Where failures are filed as issues, if anywhere.
     pub github: Option<crate::github::Config>,
+    /// Where news of runs goes (`[[notify]]`).
+    pub notify: Option<crate::notify::Config>,
     pub shutdown_grace: Duration,
 }
 
@@ -95,6 +97,11 @@ pub async fn serve(
     if let Some(gh) = &cfg.github {
         let gh_metrics = crate::github::GithubMetrics::register(&registry);
         runner.report_to(report::Reporter::new(gh, gh_metrics)?);
+    }
+    if let (Some(n), false) = (cfg.notify.clone(), cfg.dry_run) {
+        let names: Vec<&str> = n.sinks.iter().map(|s| s.name.as_str()).collect();
+        let nm = crate::notify::deliver::NotifyMetrics::register(&registry, &names);
+        tokio::spawn(crate::notify::run(n, None, nm, shutdown.child_token()));
     }
     if cfg.dry_run {
         runner.run(shutdown).await;

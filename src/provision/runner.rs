@@ -51,6 +51,8 @@ pub struct Runner {
     /// Failing targets: failures in a row, and when to try again.
     pub(super) backoff: HashMap<(bool, String), (u32, Instant)>,
     pub(super) reporter: Option<super::report::Reporter>,
+    /// Targets whose failure was announced, for their recovery.
+    pub(super) failing: std::collections::HashSet<(bool, String)>,
     /// Why the revision received is refused (it does not validate); empty
     /// while the runner acts on it. Shared with the gRPC service.
     pub(super) refused: Refusal,
@@ -92,6 +94,7 @@ impl Runner {
             metrics,
             backoff: HashMap::new(),
             reporter: None,
+            failing: Default::default(),
             refused: Refusal::default(),
         })
     }
@@ -109,10 +112,52 @@ impl Runner {
             .lock()
             .map(|s| s.values().cloned().collect())
             .unwrap_or_default();
+        for s in &statuses {
+            self.announce(s);
+        }
         if let Some(r) = self.reporter.as_mut() {
             if let Err(e) = r.report(&statuses).await {
                 warn!(error = %e, "cannot report provisioning problems to GitHub");
             }
+        }
+    }
+
+    /// Announces a target that starts failing (once per episode: the key
+    /// is the revision it last succeeded at) and one that recovers.
+    fn announce(&mut self, s: &ProvisionStatus) {
+        use crate::notify::{announce, Event, EventKind};
+        let key = (s.cluster, s.target.clone());
+        let what = if s.cluster {
+            format!("cluster {}", s.target)
+        } else {
+            s.target.clone()
+        };
+        let result = ProvisionResult::try_from(s.result);
+        let failing = matches!(
+            result,
+            Ok(ProvisionResult::Failed | ProvisionResult::NotReady)
+        ) && s.treatment != crate::db::policy::Treatment::Readiness.word();
+        let episode = format!("{what}:{}", s.applied_revision);
+        if failing && self.failing.insert(key.clone()) {
+            let reason = crate::escape::clean(&s.reason, 300);
+            let title = format!("Provisioning {what} failed: {reason}");
+            announce(Event::about(
+                EventKind::ProvisionFailed,
+                episode,
+                title,
+                &s.target,
+            ));
+        } else if !failing && self.failing.remove(&key) && result == Ok(ProvisionResult::Ok) {
+            let title = format!(
+                "{what} is provisioned again (revision {})",
+                s.applied_revision
+            );
+            announce(Event::about(
+                EventKind::ProvisionRecovered,
+                episode,
+                title,
+                &s.target,
+            ));
         }
     }
 

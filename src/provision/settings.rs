@@ -201,6 +201,7 @@ pub fn resolve(
             p::DEFAULT_METRICS_LISTEN,
         )?,
         dry_run: flags.dry_run,
+        notify: None,
         github: match github {
             Some(g) => {
                 let mut g = crate::github::settings::resolve(g, env, None)?;

@@ -15,6 +15,7 @@ pub mod enrol_lab;
 pub mod fake_github;
 pub mod lan;
 pub mod process;
+pub mod receiver;
 
 use git2::{Oid, Repository};
 use mdb::{

@@ -1,0 +1,85 @@
+//! A tiny HTTP/1.1 receiver for webhook and ntfy tests: records every
+//! request and answers 200, or holds it unanswered.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpListener,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A tiny HTTP/1.1 receiver: records each request and answers 200, or
+/// (`hang`) reads it and never answers.
+pub fn receiver(listener: TcpListener, hang: bool) -> Arc<Mutex<Vec<Received>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let keep = got.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let mut headers = Vec::new();
+                let mut len = 0;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.trim_end().split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                        headers.push((k.to_string(), v.trim().to_string()));
+                    }
+                }
+                let mut body = vec![0; len.min(1 << 20)];
+                if reader.read_exact(&mut body).is_err() {
+                    break;
+                }
+                keep.lock().expect("lock").push(Received {
+                    path,
+                    headers,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                });
+                if hang {
+                    held.push(stream.try_clone().expect("clone"));
+                    break;
+                }
+                let mut s = stream.try_clone().expect("clone");
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+            }
+        }
+    });
+    got
+}
+
+pub fn events(got: &Arc<Mutex<Vec<Received>>>, what: &str) -> usize {
+    got.lock()
+        .expect("lock")
+        .iter()
+        .filter(|r| r.body.contains(what) || r.header("x-tags") == Some(what))
+        .count()
+}
