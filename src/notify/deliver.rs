@@ -9,11 +9,11 @@ use std::{sync::Arc, time::Duration};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-use prometheus::IntCounterVec;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use super::metrics::NotifyMetrics;
 use super::{ledger::Ledger, settings::Sink, Event, SinkKind};
 
 /// Events waiting per sink; more are dropped and counted.
@@ -24,49 +24,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const TRIES: u32 = 5;
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
-
-#[derive(Clone)]
-pub struct NotifyMetrics {
-    sent: IntCounterVec,
-    failed: IntCounterVec,
-    dropped: IntCounterVec,
-}
-
-impl NotifyMetrics {
-    /// Every sink's series exist at 0 from the start.
-    pub fn register(r: &prometheus::Registry, sinks: &[&str]) -> NotifyMetrics {
-        use crate::metrics as m;
-        NotifyMetrics {
-            sent: m::counter_by(r, "notify_sent_total", "Notifications delivered, by sink.", "sink", sinks),
-            failed: m::counter_by(
-                r,
-                "notify_failures_total",
-                "Notification attempts that failed (a refused answer, a timeout, no connection), by sink.",
-                "sink",
-                sinks,
-            ),
-            dropped: m::counter_by(
-                r,
-                "notify_dropped_total",
-                "Notifications given up: the sink's queue was full or every try failed, by sink.",
-                "sink",
-                sinks,
-            ),
-        }
-    }
-
-    pub fn dropped(&self, sink: &str) {
-        self.dropped.with_label_values(&[sink]).inc();
-    }
-
-    pub fn sent(&self, sink: &str) {
-        self.sent.with_label_values(&[sink]).inc();
-    }
-
-    pub fn failed(&self, sink: &str) {
-        self.failed.with_label_values(&[sink]).inc();
-    }
-}
 
 type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
 

@@ -9,6 +9,7 @@
 
 pub mod deliver;
 pub mod ledger;
+pub mod metrics;
 pub mod mqtt;
 pub mod settings;
 

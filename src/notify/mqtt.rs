@@ -14,7 +14,7 @@ use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::deliver::NotifyMetrics;
+use super::metrics::NotifyMetrics;
 use crate::{
     db::Store,
     proto::{DiscoveredHost, Presence},
