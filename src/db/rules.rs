@@ -221,19 +221,36 @@ pub fn parse(
 
 /// `service: _ipp._tcp` or a list of them, lower case.
 fn services(f: &Fields, problems: &mut Vec<Problem>) -> Vec<String> {
-    f.strs("service", problems)
+    checked(
+        f,
+        "service",
+        problems,
+        str::to_ascii_lowercase,
+        crate::net::is_service_type,
+        "a DNS-SD service type like _ipp._tcp",
+    )
+}
+
+/// Every word of `key` (one or a list), normalised by `norm`; each that
+/// `ok` refuses is a problem at its line, saying it is not `like`.
+fn checked(
+    f: &Fields,
+    key: &str,
+    problems: &mut Vec<Problem>,
+    norm: impl Fn(&str) -> String,
+    ok: impl Fn(&str) -> bool,
+    like: &str,
+) -> Vec<String> {
+    f.strs(key, problems)
         .into_iter()
         .filter_map(|n| {
-            let text = n.as_str().unwrap_or_default().to_ascii_lowercase();
-            let ok = crate::net::is_service_type(&text);
-            if !ok {
-                problems.push(f.problem(
-                    n,
-                    "service",
-                    format!("{text:?} is not a DNS-SD service type like _ipp._tcp"),
-                ));
+            let text = n.as_str().unwrap_or_default();
+            let value = norm(text);
+            if !ok(&value) {
+                problems.push(f.problem(n, key, format!("{text:?} is not {like}")));
+                return None;
             }
-            ok.then_some(text)
+            Some(value)
         })
         .collect()
 }
@@ -284,28 +301,25 @@ fn subnet(f: &Fields, subnets: &NamedNetworks, problems: &mut Vec<Problem>) -> O
 }
 
 fn mac_prefixes(f: &Fields, problems: &mut Vec<Problem>) -> Vec<String> {
-    f.strs("mac_prefix", problems)
-        .into_iter()
-        .filter_map(|n| {
-            let text = n.as_str().unwrap_or_default();
-            let hex: String = text
-                .chars()
-                .filter(|c| !matches!(c, ':' | '-' | '.'))
-                .collect::<String>()
-                .to_ascii_lowercase();
-            let ok = (2..=12).contains(&hex.len())
-                && hex.len() % 2 == 0
-                && hex.chars().all(|c| c.is_ascii_hexdigit());
-            if !ok {
-                problems.push(f.problem(
-                    n,
-                    "mac_prefix",
-                    format!("{text:?} is not a MAC prefix like dc:a6:32"),
-                ));
-            }
-            ok.then_some(hex)
-        })
-        .collect()
+    let hex = |text: &str| {
+        text.chars()
+            .filter(|c| !matches!(c, ':' | '-' | '.'))
+            .collect::<String>()
+            .to_ascii_lowercase()
+    };
+    let ok = |hex: &str| {
+        (2..=12).contains(&hex.len())
+            && hex.len() % 2 == 0
+            && hex.chars().all(|c| c.is_ascii_hexdigit())
+    };
+    checked(
+        f,
+        "mac_prefix",
+        problems,
+        hex,
+        ok,
+        "a MAC prefix like dc:a6:32",
+    )
 }
 
 #[cfg(test)]
