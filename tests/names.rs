@@ -143,15 +143,25 @@ fn mdns_and_dhcp_leases_name_hosts_and_the_printer_is_proposed_by_its_name() {
         Some(HOSTILE_NAME),
         "kept as data, shown escaped"
     );
-    let rdns = hosts
-        .values()
-        .filter(|h| names_of(h).iter().any(|(s, _)| s == "rdns"))
-        .count();
-    let any = hosts.values().filter(|h| !names_of(h).is_empty()).count();
+    // The figure: devices named by each source, and by any, of the LAN's
+    // devices (the scanner itself aside).
+    let devices: Vec<&serde_json::Value> =
+        hosts.values().filter(|h| h["ip"] != "198.18.0.1").collect();
+    let by = |source: &str| {
+        devices
+            .iter()
+            .filter(|h| names_of(h).iter().any(|(s, _)| s == source))
+            .count()
+    };
+    let any = devices.iter().filter(|h| !names_of(h).is_empty()).count();
     eprintln!(
-        "named hosts: {any} of {} with rdns, mdns and dhcp; {rdns} by reverse DNS alone",
-        hosts.len()
+        "FIGURE named devices: {any} of {} with every source (mdns {}, dhcp {}); by reverse DNS alone {}",
+        devices.len(),
+        by("mdns"),
+        by("dhcp"),
+        by("rdns")
     );
+    assert_eq!(any, devices.len(), "every device named");
     assert!(
         lan.mdb_log()
             .contains("broken.leases: 2 lines or blocks did not parse and were skipped"),
