@@ -199,6 +199,8 @@ async fn every_dashboard_metric_exists_in_a_real_scrape() {
     let registry = mdb::metrics::registry();
     let provision = mdb::provision::metrics::ProvisionMetrics::register(&registry);
     provision.cluster("alpha", true, 1);
+    // A scanner's notification sinks, as `[[notify]]` makes them.
+    mdb::notify::deliver::NotifyMetrics::register(&registry, &["hooks"]);
     let mut buf = Vec::new();
     prometheus::Encoder::encode(
         &prometheus::TextEncoder::new(),
