@@ -65,6 +65,12 @@ pub struct RawServer {
     pub runner: Option<String>,
     /// The scanner this API replica mirrors discovery from.
     pub scanner: Option<String>,
+    /// Several scanners (one per network segment), merged into one view.
+    #[serde(default)]
+    pub scanners: Vec<String>,
+    /// Where a replica keeps each scanner's last view, so that it starts
+    /// with it (stale) while that scanner is away.
+    pub mirror_cache: Option<PathBuf>,
 }
 
 /// Flags of `mdb serve`; `None` leaves the setting to env or file.
@@ -166,7 +172,8 @@ pub fn resolve(raw: RawConfig, env: &Env, flags: &Flags) -> Result<Config, Error
             DEFAULT_SHUTDOWN_GRACE,
         )?,
         runner: pick(&flags.runner, env, ENV_RUNNER, &raw.server.runner),
-        scanner,
+        scanners: scanner,
+        mirror_cache: raw.server.mirror_cache.clone(),
     })
 }
 
@@ -235,24 +242,37 @@ fn listen(server: &RawServer, env: &Env, flags: &Flags) -> Result<(SocketAddr, S
     Ok((grpc, http))
 }
 
-/// The scanner an API replica follows: a gRPC address, and never on a
-/// process that sweeps itself.
+/// The scanners an API replica follows (`scanner`, or `scanners`, one per
+/// segment; the flag and the environment take a comma-separated list):
+/// gRPC addresses, each once, and never on a process that sweeps itself.
 fn resolve_scanner(
     raw: &RawServer,
     env: &Env,
     flags: &Flags,
     sweeps: bool,
-) -> Result<Option<String>, Error> {
-    let Some(addr) = pick(&flags.scanner, env, ENV_SCANNER, &raw.scanner) else {
-        return Ok(None);
+) -> Result<Vec<String>, Error> {
+    let mut given: Vec<String> = match pick(&flags.scanner, env, ENV_SCANNER, &raw.scanner) {
+        Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
+        None => Vec::new(),
     };
-    if sweeps {
-        return Err(Error(format!(
-            "server.scanner: this process sweeps itself ([scan]); a replica that follows {addr} must not sweep"
-        )));
+    if flags.scanner.is_none() && env.get(ENV_SCANNER).is_none() {
+        given.extend(raw.scanners.iter().cloned());
     }
-    crate::dial::endpoint(&addr, None).map_err(|e| Error(format!("server.scanner: {e}")))?;
-    Ok(Some(addr))
+    given.retain(|s| !s.is_empty());
+    let mut out: Vec<String> = Vec::new();
+    for addr in given {
+        if sweeps {
+            return Err(Error(format!(
+                "server.scanner: this process sweeps itself ([scan]); a replica that follows {addr} must not sweep"
+            )));
+        }
+        crate::dial::endpoint(&addr, None).map_err(|e| Error(format!("server.scanner: {e}")))?;
+        if out.contains(&addr) {
+            return Err(Error(format!("server.scanners: {addr} is named twice")));
+        }
+        out.push(addr);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -390,7 +410,21 @@ mod tests {
 
         let replica = "[db]\nurl = \"file:///a\"\n[server]\nscanner = \"mdb-scanner:50052\"\n";
         let c = resolve_text(replica, &env(&[])).unwrap();
-        assert_eq!(c.scanner.as_deref(), Some("mdb-scanner:50052"));
+        assert_eq!(c.scanners, ["mdb-scanner:50052"]);
+        let two = resolve_text(
+            &replica.replace(
+                "scanner = \"mdb-scanner:50052\"",
+                "scanners = [\"scan-lab:50052\", \"scan-iot:50052\"]",
+            ),
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(two.scanners, ["scan-lab:50052", "scan-iot:50052"]);
+        let twice = replica.replace(
+            "scanner = \"mdb-scanner:50052\"",
+            "scanners = [\"a:1\", \"a:1\"]",
+        );
+        assert!(resolve_text(&twice, &env(&[])).is_err());
         let e = resolve_text(
             &format!("{replica}[scan]\nsubnets = [\"198.18.0.0/30\"]\n"),
             &env(&[]),

@@ -235,10 +235,15 @@ pub async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let shutdown = shutdown::on_signal();
     let mut tasks: Vec<server::Task> = Vec::new();
-    if let Some(scanner) = cfg.scanner.clone() {
+    let mirrors = crate::discover::mirrors::Mirrors::new(
+        store.clone(),
+        &cfg.scanners,
+        cfg.mirror_cache.clone(),
+    );
+    for scanner in cfg.scanners.clone() {
         tasks.push(Box::pin(crate::discover::follow::run(
             scanner,
-            store.clone(),
+            mirrors.clone(),
             shutdown.child_token(),
         )));
     }

@@ -38,6 +38,7 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
         "--rate and --tries must be at least 1"
     );
     let cfg = discovery::Config {
+        segment: crate::discover::settings::DEFAULT_SEGMENT.into(),
         subnets: targets,
         db_subnets: false,
         leases: a.leases.clone(),

@@ -1,8 +1,9 @@
-//! An API replica's discovery: it never sweeps, it mirrors the scanner.
-//! It follows the scanner's Watch stream and, on every sweep event, reads
-//! the whole history again (`ListHostHistory`), then answers as the scanner
-//! would. While the scanner is away it keeps the last state, marked stale,
-//! and reconnects with backoff.
+//! An API replica's discovery: it never sweeps, it mirrors its scanners
+//! (one per network segment; `mirrors` merges them). It follows each
+//! scanner's Watch stream and, on every sweep event, reads that scanner's
+//! whole history again (`ListHostHistory`). While a scanner is away its
+//! hosts keep their last state, marked stale, and it reconnects with
+//! backoff.
 
 use std::{sync::Arc, time::Duration};
 
@@ -10,11 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tracing::{info, warn};
 
+use super::mirrors::Mirrors;
 use crate::{
-    db::{
-        store::{carries_discovery, Discovery, DiscoverySource, News},
-        Store,
-    },
+    db::store::{carries_discovery, Discovery, DiscoverySource, News},
     proto::{machine_db_client::MachineDbClient, ListHostHistoryRequest, WatchEvent, WatchRequest},
 };
 
@@ -45,16 +44,7 @@ pub enum Error {
 }
 
 /// Follows `scanner` until cancelled.
-pub async fn run(scanner: String, store: Arc<Store>, shutdown: CancellationToken) {
-    let source = DiscoverySource::Replica(scanner.clone());
-    store.publish_discovery(
-        Discovery {
-            source: source.clone(),
-            stale: true,
-            ..Default::default()
-        },
-        News::default(),
-    );
+pub async fn run(scanner: String, store: Arc<Mirrors>, shutdown: CancellationToken) {
     let mut wait = RETRY_MIN;
     let mut last_error = String::new();
     loop {
@@ -62,7 +52,7 @@ pub async fn run(scanner: String, store: Arc<Store>, shutdown: CancellationToken
             _ = shutdown.cancelled() => return,
             r = follow(&scanner, &store, &mut wait) => r,
         };
-        store.discovery_stale(true);
+        store.stale(&scanner, true);
         if let Err(e) = outcome {
             let text = e.to_string();
             if text != last_error {
@@ -80,7 +70,7 @@ pub async fn run(scanner: String, store: Arc<Store>, shutdown: CancellationToken
 
 /// One connection: subscribe, read everything, then read again on every
 /// sweep the scanner announces. Returns when the connection fails.
-async fn follow(scanner: &str, store: &Store, wait: &mut Duration) -> Result<(), Error> {
+async fn follow(scanner: &str, store: &Mirrors, wait: &mut Duration) -> Result<(), Error> {
     let mut client = connect(scanner).await?;
     // Subscribe first, so no sweep falls between the read and the stream.
     let mut events = timed(
@@ -145,7 +135,7 @@ async fn timed<T>(
 async fn mirror(
     scanner: &str,
     client: &mut MachineDbClient<Channel>,
-    store: &Store,
+    store: &Mirrors,
     news: News,
 ) -> Result<(), Error> {
     let mut histories = Vec::new();
@@ -180,7 +170,7 @@ async fn mirror(
     let source = DiscoverySource::Replica(scanner.to_string());
     let mut next = Discovery::of(histories, sweeps, source);
     next.last_sweep_unix = as_of;
-    store.set_reserved(reserved);
-    store.publish_discovery(next, news);
+    store.set_reserved(scanner, reserved);
+    store.update(scanner, next, news);
     Ok(())
 }

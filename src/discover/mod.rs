@@ -7,6 +7,8 @@ pub mod classify;
 pub mod follow;
 pub mod history;
 pub mod metrics;
+pub mod mirror_cache;
+pub mod mirrors;
 pub mod names;
 pub mod scan;
 pub mod settings;

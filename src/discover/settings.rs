@@ -13,6 +13,8 @@ use crate::{
 
 pub const ENV_SCAN_SUBNETS: &str = "MDB_SCAN_SUBNETS";
 pub const ENV_STATE_DIR: &str = "MDB_STATE_DIR";
+/// The segment of a scanner that names none.
+pub const DEFAULT_SEGMENT: &str = "default";
 
 /// What the flags of `mdb serve` say about sweeps; each adds to or
 /// overrides the file.
@@ -54,6 +56,9 @@ pub struct RawScan {
     pub state_dir: Option<PathBuf>,
     /// How long hosts that are gone and old transitions are kept, e.g. "90d".
     pub retention: Option<String>,
+    /// The network segment (VLAN) this scanner sweeps, e.g. "iot": a DNS
+    /// label that names its hosts' segment in a merged view.
+    pub segment: Option<String>,
 }
 
 /// A sweep's per-address wait: `auto`, or a duration of at least 1 ms
@@ -141,7 +146,14 @@ pub fn resolve(
         .or_else(|| env.get(ENV_STATE_DIR).map(PathBuf::from))
         .or(raw.state_dir.clone())
         .filter(|p| !p.as_os_str().is_empty());
+    let segment = raw
+        .segment
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SEGMENT.into());
+    crate::db::load::check_dns_label(&segment)
+        .map_err(|why| Error(format!("scan.segment: {segment:?} {why}")))?;
     Ok(Some(crate::discover::sweep::Config {
+        segment,
         ports: crate::discover::sweep::Ports::Database,
         state_dir,
         retention,

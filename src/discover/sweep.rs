@@ -34,6 +34,8 @@ use crate::{
 
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The network segment this scanner sweeps (`scan.segment`).
+    pub segment: String,
     /// Subnets named in the service configuration.
     pub subnets: Vec<IpNetwork>,
     /// Also sweep the subnets of `mdb.yaml` marked `scan: true`.
@@ -190,6 +192,9 @@ pub async fn sweep_once(
     cfg.options.carried = Arc::new(fresh(history, snap.settings.scan.refresh, now_unix()));
     cfg.options.deadline = Some(started + sweep_budget(cfg.interval));
     let mut look = look(&cfg, Some(snap), Arc::new(|_| {})).await?;
+    for c in look.hosts.iter_mut() {
+        c.host.segments = vec![cfg.segment.clone()];
+    }
     let mut seen: Vec<&mut DiscoveredHost> = look.hosts.iter_mut().map(|c| &mut c.host).collect();
     super::names::keep_mdns(history.hosts(), &mut seen);
     for w in &look.report.warnings {

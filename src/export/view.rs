@@ -125,6 +125,8 @@ pub fn host_json(h: &DiscoveredHost) -> Value {
         "macs_seen": h.macs_seen,
         "key": h.key,
         "probed_unix": h.probed_unix,
+        "segments": h.segments,
+        "segment_stale": h.segment_stale,
     })
 }
 

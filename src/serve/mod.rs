@@ -36,8 +36,11 @@ pub struct Config {
     pub notify: Option<crate::notify::Config>,
     /// A provisioning runner (`mdb provision`) whose statuses the page shows.
     pub runner: Option<String>,
-    /// The scanner whose discovery this API replica mirrors.
-    pub scanner: Option<String>,
+    /// The scanners (one per segment) whose discovery this API replica
+    /// mirrors, merged.
+    pub scanners: Vec<String>,
+    /// Each scanner's last view, kept for a start while it is away.
+    pub mirror_cache: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -128,7 +128,7 @@ pub(super) fn replay(bytes: &[u8]) -> Log {
 }
 
 /// CRC-32 (IEEE), enough to tell a torn frame from a whole one.
-fn crc32(data: &[u8]) -> u32 {
+pub fn crc32(data: &[u8]) -> u32 {
     const TABLE: [u32; 256] = {
         let mut t = [0u32; 256];
         let mut i = 0;

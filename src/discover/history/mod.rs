@@ -6,7 +6,7 @@
 
 mod identity;
 mod legacy;
-mod log;
+pub mod log;
 mod pulse;
 mod record;
 pub mod simulate;

@@ -1,0 +1,377 @@
+//! The merged view of an API replica that follows several scanners, one
+//! per network segment. Each follower hands in its scanner's latest view;
+//! the store serves the merge:
+//! - a host (one history key: its MAC, or its name for a random MAC) seen
+//!   by two scanners is one host, whose `segments` name both; the newest
+//!   sighting decides its address and state, and the addresses and
+//!   transitions of both are kept, so a host that moved from one segment
+//!   to another is a move with one history;
+//! - an address that two segments see answered by different MACs is a
+//!   conflict on both;
+//! - a scanner that cannot be reached makes only the hosts that no other
+//!   scanner sees stale (`segment_stale`), and the view is stale when any
+//!   scanner is.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+    sync::{Arc, Mutex},
+};
+
+use crate::{
+    db::{
+        store::{Discovery, DiscoverySource, News},
+        Store,
+    },
+    proto::{HostHistory, HostState, Presence},
+};
+
+/// Every followed scanner's latest view, and where the merge is served.
+pub struct Mirrors {
+    store: Arc<Store>,
+    /// Where each scanner's last view is kept, for a start while it is away.
+    cache: Option<std::path::PathBuf>,
+    views: Mutex<BTreeMap<String, Discovery>>,
+    reserved: Mutex<BTreeMap<String, std::collections::HashSet<IpAddr>>>,
+}
+
+impl Mirrors {
+    /// Followers of `scanners` start stale, with the view `cache` kept of
+    /// each (empty without).
+    pub fn new(
+        store: Arc<Store>,
+        scanners: &[String],
+        cache: Option<std::path::PathBuf>,
+    ) -> Arc<Mirrors> {
+        let views = scanners
+            .iter()
+            .map(|s| {
+                let mut view = cache
+                    .as_deref()
+                    .and_then(|dir| super::mirror_cache::load(dir, s))
+                    .unwrap_or_default();
+                view.source = DiscoverySource::Replica(s.clone());
+                view.stale = true;
+                (s.clone(), view)
+            })
+            .collect();
+        let mirrors = Arc::new(Mirrors {
+            store,
+            cache,
+            views: Mutex::new(views),
+            reserved: Mutex::default(),
+        });
+        if !scanners.is_empty() {
+            let merged = merge(&mirrors.lock());
+            mirrors.store.publish_discovery(merged, News::default());
+        }
+        mirrors
+    }
+
+    /// `scanner`'s new view; the merge is served with its news.
+    pub fn update(&self, scanner: &str, view: Discovery, news: News) {
+        if let Some(dir) = &self.cache {
+            super::mirror_cache::save(dir, scanner, &view);
+        }
+        let merged = {
+            let mut views = self.lock();
+            views.insert(scanner.to_string(), view);
+            merge(&views)
+        };
+        self.store.publish_discovery(merged, news);
+    }
+
+    /// The addresses `scanner` says enrolments reserve; the store serves
+    /// every scanner's.
+    pub fn set_reserved(&self, scanner: &str, reserved: std::collections::HashSet<IpAddr>) {
+        let mut all = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        all.insert(scanner.to_string(), reserved);
+        self.store
+            .set_reserved(all.values().flatten().copied().collect());
+    }
+
+    /// Marks `scanner` unreachable (or back); its hosts stay.
+    pub fn stale(&self, scanner: &str, stale: bool) {
+        let merged = {
+            let mut views = self.lock();
+            match views.get_mut(scanner) {
+                Some(v) if v.stale != stale => v.stale = stale,
+                _ => return,
+            }
+            merge(&views)
+        };
+        self.store.publish_discovery(merged, News::default());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Discovery>> {
+        self.views.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One view of every scanner's hosts (see the module's words).
+pub fn merge(views: &BTreeMap<String, Discovery>) -> Discovery {
+    if views.len() == 1 {
+        if let Some(only) = views.values().next() {
+            let mut one = only.clone();
+            let hosts = one.histories.iter_mut().filter_map(|h| h.host.as_mut());
+            for h in one.hosts.iter_mut().chain(hosts) {
+                h.segment_stale = only.stale;
+            }
+            return one;
+        }
+    }
+    let mut by_key: BTreeMap<String, (HostHistory, bool)> = BTreeMap::new();
+    for view in views.values() {
+        for h in &view.histories {
+            let Some(host) = &h.host else { continue };
+            match by_key.get_mut(&host.key) {
+                None => {
+                    by_key.insert(host.key.clone(), (h.clone(), view.stale));
+                }
+                Some((seen, stale)) => {
+                    join(seen, h);
+                    *stale &= view.stale;
+                }
+            }
+        }
+    }
+    let mut histories: Vec<HostHistory> = by_key
+        .into_values()
+        .map(|(mut h, stale)| {
+            if let Some(host) = h.host.as_mut() {
+                host.segment_stale = stale;
+            }
+            h
+        })
+        .collect();
+    conflicts_across_segments(&mut histories);
+    histories.sort_by_key(|h| {
+        h.host
+            .as_ref()
+            .and_then(|x| x.ip.parse::<IpAddr>().ok())
+            .map_or((1, None), |ip| (0, Some(ip)))
+    });
+    let mut sweeps: Vec<_> = views.values().flat_map(|v| v.sweeps.clone()).collect();
+    sweeps.sort_by_key(|s| std::cmp::Reverse(s.at_unix));
+    sweeps.truncate(super::history::store::RECENT_SWEEPS);
+    let mut merged = Discovery::of(
+        histories,
+        sweeps,
+        DiscoverySource::Replica(views.keys().cloned().collect::<Vec<_>>().join(", ")),
+    );
+    merged.last_sweep_unix = views.values().map(|v| v.last_sweep_unix).max().unwrap_or(0);
+    merged.stale = views.values().any(|v| v.stale);
+    merged
+}
+
+/// `other`'s sighting of the same host joined into `into`: the newer one
+/// is the host, both histories are kept.
+fn join(into: &mut HostHistory, other: &HostHistory) {
+    let (Some(a), Some(b)) = (into.host.as_ref(), other.host.as_ref()) else {
+        return;
+    };
+    let mut segments = a.segments.clone();
+    for s in &b.segments {
+        if !segments.contains(s) {
+            segments.push(s.clone());
+        }
+    }
+    let first_seen = min_known(a.first_seen_unix, b.first_seen_unix);
+    if b.last_seen_unix > a.last_seen_unix {
+        into.host = Some(b.clone());
+    }
+    if let Some(h) = into.host.as_mut() {
+        h.segments = segments;
+        h.first_seen_unix = first_seen;
+    }
+    for addr in &other.addresses {
+        match into
+            .addresses
+            .iter_mut()
+            .find(|x| x.ip == addr.ip && x.mac == addr.mac)
+        {
+            Some(x) => {
+                x.first_seen_unix = min_known(x.first_seen_unix, addr.first_seen_unix);
+                x.last_seen_unix = x.last_seen_unix.max(addr.last_seen_unix);
+            }
+            None => into.addresses.push(addr.clone()),
+        }
+    }
+    into.transitions.extend(other.transitions.iter().cloned());
+    into.transitions.sort_by_key(|t| t.at_unix);
+    into.transitions.dedup();
+}
+
+fn min_known(a: i64, b: i64) -> i64 {
+    match (a, b) {
+        (0, x) | (x, 0) => x,
+        (x, y) => x.min(y),
+    }
+}
+
+/// Up hosts of different segments answering for one address with
+/// different MACs: each is a conflict.
+fn conflicts_across_segments(histories: &mut [HostHistory]) {
+    let mut by_ip: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, h) in histories.iter().enumerate() {
+        let Some(host) = &h.host else { continue };
+        let candidate = host.presence == Presence::Up as i32
+            && host.state != HostState::Scanner as i32
+            && !host.mac.is_empty()
+            && !host.ip.is_empty();
+        if candidate {
+            by_ip.entry(host.ip.clone()).or_default().push(i);
+        }
+    }
+    for (ip, idx) in by_ip.into_iter().filter(|(_, v)| v.len() > 1) {
+        let claims: Vec<String> = idx
+            .iter()
+            .filter_map(|&i| histories[i].host.as_ref())
+            .map(|h| format!("{} on {}", h.mac, h.segments.join("+")))
+            .collect();
+        let detail = format!("{ip} answered on several segments: {}", claims.join(", "));
+        for &i in &idx {
+            if let Some(h) = histories[i].host.as_mut() {
+                h.state = HostState::Conflict as i32;
+                h.detail = detail.clone();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{AddressSeen, DiscoveredHost, PresenceTransition};
+
+    fn record(key: &str, ip: &str, mac: &str, segment: &str, last: i64) -> HostHistory {
+        HostHistory {
+            host: Some(DiscoveredHost {
+                key: key.into(),
+                ip: ip.into(),
+                mac: mac.into(),
+                segments: vec![segment.into()],
+                presence: Presence::Up as i32,
+                state: HostState::Known as i32,
+                first_seen_unix: last - 100,
+                last_seen_unix: last,
+                ..Default::default()
+            }),
+            addresses: vec![AddressSeen {
+                mac: mac.into(),
+                ip: ip.into(),
+                first_seen_unix: last - 100,
+                last_seen_unix: last,
+            }],
+            transitions: vec![PresenceTransition {
+                key: key.into(),
+                presence: Presence::Up as i32,
+                at_unix: last - 100,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn view(stale: bool, histories: Vec<HostHistory>) -> Discovery {
+        let mut d = Discovery::of(histories, vec![], DiscoverySource::Scanner);
+        d.stale = stale;
+        d
+    }
+
+    #[test]
+    fn a_host_on_two_segments_is_one_host_and_a_move_keeps_one_history() {
+        let mut views = BTreeMap::new();
+        views.insert(
+            "lab".to_string(),
+            view(
+                false,
+                vec![record("mac:aa", "198.18.0.5", "aa", "lab", 1000)],
+            ),
+        );
+        views.insert(
+            "iot".to_string(),
+            view(
+                false,
+                vec![record("mac:aa", "198.18.1.5", "aa", "iot", 2000)],
+            ),
+        );
+        let m = merge(&views);
+        assert_eq!(m.hosts.len(), 1);
+        let h = &m.hosts[0];
+        assert_eq!(h.ip, "198.18.1.5", "the newest sighting");
+        assert_eq!(h.segments, ["iot", "lab"]);
+        assert_eq!(h.first_seen_unix, 900);
+        assert_eq!(m.histories[0].addresses.len(), 2);
+        assert_eq!(m.histories[0].transitions.len(), 2);
+    }
+
+    #[test]
+    fn one_address_claimed_by_two_macs_on_two_segments_is_a_conflict() {
+        let mut views = BTreeMap::new();
+        views.insert(
+            "lab".to_string(),
+            view(
+                false,
+                vec![record("mac:aa", "198.18.0.5", "aa", "lab", 1000)],
+            ),
+        );
+        views.insert(
+            "iot".to_string(),
+            view(
+                false,
+                vec![record("mac:bb", "198.18.0.5", "bb", "iot", 1000)],
+            ),
+        );
+        let m = merge(&views);
+        assert_eq!(m.hosts.len(), 2);
+        assert!(
+            m.hosts
+                .iter()
+                .all(|h| h.state == HostState::Conflict as i32),
+            "{:?}",
+            m.hosts
+        );
+        assert!(
+            m.hosts[0].detail.contains("aa on lab"),
+            "{}",
+            m.hosts[0].detail
+        );
+    }
+
+    #[test]
+    fn a_dead_scanner_makes_only_its_own_hosts_stale() {
+        let mut views = BTreeMap::new();
+        views.insert(
+            "lab".to_string(),
+            view(
+                true,
+                vec![
+                    record("mac:aa", "198.18.0.5", "aa", "lab", 1000),
+                    record("mac:cc", "198.18.0.7", "cc", "lab", 1000),
+                ],
+            ),
+        );
+        views.insert(
+            "iot".to_string(),
+            view(
+                false,
+                vec![
+                    record("mac:bb", "198.18.1.6", "bb", "iot", 1000),
+                    record("mac:cc", "198.18.1.7", "cc", "iot", 1100),
+                ],
+            ),
+        );
+        let m = merge(&views);
+        let stale: Vec<(&str, bool)> = m
+            .hosts
+            .iter()
+            .map(|h| (h.key.as_str(), h.segment_stale))
+            .collect();
+        assert_eq!(
+            stale,
+            [("mac:aa", true), ("mac:bb", false), ("mac:cc", false)]
+        );
+        assert!(m.stale);
+    }
+}
