@@ -138,7 +138,12 @@ pub fn resolve(raw: RawConfig, env: &Env, flags: &Flags) -> Result<Config, Error
     let timing = crate::sync::settings::timing(&raw.db, env, &flags.db())?;
     let (grpc_listen, metrics_listen) = listen(&raw.server, env, flags)?;
     let scan = crate::discover::settings::resolve(raw.scan.as_ref(), env, &flags.scan())?;
-    let scanner = resolve_scanner(&raw.server, env, flags, scan.is_some())?;
+    let scanner = resolve_scanner(
+        &raw.server,
+        env,
+        flags,
+        scan.is_some() && raw.github.is_none(),
+    )?;
     let github = match &raw.github {
         None => None,
         Some(_) if scan.is_none() => {
@@ -244,7 +249,9 @@ fn listen(server: &RawServer, env: &Env, flags: &Flags) -> Result<(SocketAddr, S
 
 /// The scanners an API replica follows (`scanner`, or `scanners`, one per
 /// segment; the flag and the environment take a comma-separated list):
-/// gRPC addresses, each once, and never on a process that sweeps itself.
+/// gRPC addresses, each once. A process that sweeps follows others only
+/// when it is the filer (`[github]`): the one that files from the merged
+/// view of every segment.
 fn resolve_scanner(
     raw: &RawServer,
     env: &Env,
@@ -263,7 +270,7 @@ fn resolve_scanner(
     for addr in given {
         if sweeps {
             return Err(Error(format!(
-                "server.scanner: this process sweeps itself ([scan]); a replica that follows {addr} must not sweep"
+                "server.scanner: this process sweeps itself ([scan]) and files nothing; only the filer (the scanner with [github]) follows other scanners such as {addr}, and a replica that follows must not sweep"
             )));
         }
         crate::dial::endpoint(&addr, None).map_err(|e| Error(format!("server.scanner: {e}")))?;

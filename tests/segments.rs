@@ -10,6 +10,7 @@ use std::{collections::HashMap, process::Command};
 
 use serde_json::Value;
 use util::{
+    fake_github::{FakeGithub, OWNER, REPO, TOKEN},
     lan::{HostSpec, Lan},
     wait_for,
 };
@@ -60,15 +61,14 @@ fn segments(h: &Value) -> Vec<String> {
 fn scanner_config(
     lan: &Lan,
     repo: &util::TestRepo,
-    segment: &str,
-    grpc: &str,
-    metrics: u16,
+    (segment, grpc, metrics): (&str, &str, u16),
+    more: &str,
 ) -> std::path::PathBuf {
     let cfg = lan.dir().join(format!("{segment}.toml"));
     std::fs::write(
         &cfg,
         format!(
-            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"200ms\"\n\n[server]\ngrpc_listen = \"{grpc}\"\nmetrics_listen = \"127.0.0.1:{metrics}\"\n\n[scan]\nsegment = \"{segment}\"\nsubnets = [\"198.18.0.0/24\"]\ninterval = \"300ms\"\nreverse_dns = false\nmdns = false\nstate_dir = \"{}\"\n",
+            "{more}\n[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"200ms\"\n\n[server]\ngrpc_listen = \"{grpc}\"\nmetrics_listen = \"127.0.0.1:{metrics}\"\n\n[scan]\nsegment = \"{segment}\"\nsubnets = [\"198.18.0.0/24\"]\ninterval = \"300ms\"\nreverse_dns = false\nmdns = false\nstate_dir = \"{}\"\n",
             repo.url(),
             lan.dir().join(format!("checkout-{segment}")).display(),
             lan.dir().join(format!("state-{segment}")).display(),
@@ -144,18 +144,37 @@ fn two_segments_merge_into_one_view_and_a_dead_scanner_makes_only_its_segment_st
     let mut repo = util::TestRepo::new();
     repo.write(
         "mdb.yaml",
-        "subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\nscan:\n  down_after: 2\n",
+        "subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\n    static: 198.18.0.100-198.18.0.199\nscan:\n  down_after: 2\n",
     );
     repo.write(
         "machines/lab.yaml",
         "machines:\n  - name: nas\n    ip: 198.18.0.21\n    mac: 00:16:3e:00:0a:21\n    use: { device: nas }\n",
     );
     repo.commit("lab");
-    let lab_cfg = scanner_config(&lab, &repo, "lab", "127.0.0.1:50052", 9092);
-    let iot_cfg = scanner_config(&iot, &repo, "iot", &format!("{LINK_B}:50052"), 9093);
+    // The lab scanner is the one filer: it follows the iot scanner and
+    // files from the merged view.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let gh = rt.block_on(async { FakeGithub::start(lab.listen_in_scanner()) });
+    gh.attach_git(&repo.path());
+    let filer = format!(
+        "[github]\nrepo = \"{OWNER}/{REPO}\"\napi_url = \"{}\"\nwrite_gap = \"5ms\"\nretry_base = \"50ms\"\n",
+        gh.url()
+    );
+    let lab_cfg = scanner_config(&lab, &repo, ("lab", "127.0.0.1:50052", 9092), &filer);
+    let iot_cfg = scanner_config(&iot, &repo, ("iot", &format!("{LINK_B}:50052"), 9093), "");
+    let text = std::fs::read_to_string(&lab_cfg).expect("lab config");
+    std::fs::write(
+        &lab_cfg,
+        text.replacen(
+            "[server]\n",
+            &format!("[server]\nscanners = [\"http://{LINK_B}:50052\"]\n"),
+            1,
+        ),
+    )
+    .expect("lab config");
     lab.spawn_mdb(
         &["serve", "--config", lab_cfg.to_str().expect("path")],
-        &[("MDB_LOG", "info")],
+        &[("MDB_LOG", "info"), ("MDB_GITHUB_TOKEN", TOKEN)],
     );
     let iot_scanner = iot
         .spawn_mdb(
@@ -221,6 +240,32 @@ fn two_segments_merge_into_one_view_and_a_dead_scanner_makes_only_its_segment_st
     assert_eq!(moved.1, 4, "a move, not a new host");
     assert_eq!(moved.0["first_seen_unix"], first_seen, "one history");
     assert_eq!(moved.0["ip"], "198.18.0.31");
+
+    // One filer: each new device of either segment, the moved one too, has
+    // one issue and one pull request.
+    let new_devices = [
+        "dc:a6:32:00:0a:22",
+        "00:16:3e:00:0b:31",
+        "00:16:3e:00:0b:33",
+    ];
+    wait_for("an issue and a pull request per new device", 60, || {
+        (gh.plain_issues().len() >= 3 && gh.pulls().len() >= 3).then_some(())
+    });
+    let passes = || lab.metric_in_scanner("127.0.0.1:9092", "mdb_github_passes_total");
+    let seen = passes().unwrap_or(0.0);
+    wait_for("three more filer passes", 60, || {
+        (passes()? >= seen + 3.0).then_some(())
+    });
+    for mac in new_devices {
+        let issues = gh
+            .plain_issues()
+            .iter()
+            .filter(|i| i.body.contains(mac))
+            .count();
+        let pulls = gh.pulls().iter().filter(|p| p.body.contains(mac)).count();
+        assert_eq!((issues, pulls), (1, 1), "{mac}: {:#?}", gh.issues());
+    }
+    assert_eq!((gh.plain_issues().len(), gh.pulls().len()), (3, 3));
 
     // kill -9 of the iot scanner: only its own hosts go stale.
     kill(iot_scanner, "-9");

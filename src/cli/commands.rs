@@ -235,6 +235,9 @@ pub async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let shutdown = shutdown::on_signal();
     let mut tasks: Vec<server::Task> = Vec::new();
+    if cfg.github.is_some() {
+        store.set_files_github();
+    }
     let mirrors = crate::discover::mirrors::Mirrors::new(
         store.clone(),
         &cfg.scanners,
@@ -249,10 +252,16 @@ pub async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     }
     if let (Some(scan), Some(start)) = (cfg.scan.clone(), start) {
         let (results, receiver) = tokio::sync::watch::channel(None);
+        let publish = if cfg.scanners.is_empty() {
+            discovery::Publish::Store(store.clone())
+        } else {
+            discovery::Publish::Merged(mirrors.clone(), format!("this scanner ({})", scan.segment))
+        };
         tasks.push(Box::pin(discovery::run(
             scan,
             start,
             store.clone(),
+            publish,
             metrics.sweep.clone(),
             results,
             shutdown.child_token(),

@@ -107,6 +107,8 @@ pub struct Store {
     discovery: ArcSwap<Discovery>,
     status: Mutex<SyncStatus>,
     events: broadcast::Sender<Arc<WatchEvent>>,
+    /// This process files GitHub issues (said in GetStats).
+    files_github: std::sync::atomic::AtomicBool,
 }
 
 /// Slow watchers that fall this far behind are told to re-read.
@@ -120,6 +122,7 @@ impl Default for Store {
             discovery: ArcSwap::from_pointee(Discovery::default()),
             status: Mutex::new(SyncStatus::default()),
             events: broadcast::channel(WATCH_BUFFER).0,
+            files_github: Default::default(),
         }
     }
 }
@@ -203,6 +206,16 @@ impl Store {
         if let Ok(mut s) = self.status.lock() {
             s.last_error = error;
         }
+    }
+
+    /// Marks this process as the one that files GitHub issues.
+    pub fn set_files_github(&self) {
+        self.files_github
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn files_github(&self) -> bool {
+        self.files_github.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Replaces the discovery view and tells watchers the news.

@@ -41,6 +41,8 @@ pub enum Error {
     Ended(String),
     #[error("scanner {0}: more than {MAX_PAGES} pages of history")]
     TooLong(String),
+    #[error("scanner {0} files GitHub issues itself, and so does this process: two filers would file every device of its segment twice; remove [github] from one of them (this segment is not merged meanwhile)")]
+    TwoFilers(String),
 }
 
 /// Follows `scanner` until cancelled.
@@ -72,6 +74,14 @@ pub async fn run(scanner: String, store: Arc<Mirrors>, shutdown: CancellationTok
 /// sweep the scanner announces. Returns when the connection fails.
 async fn follow(scanner: &str, store: &Mirrors, wait: &mut Duration) -> Result<(), Error> {
     let mut client = connect(scanner).await?;
+    if store.files_github() {
+        let stats = timed(scanner, client.get_stats(crate::proto::GetStatsRequest {}))
+            .await?
+            .into_inner();
+        if stats.files_github {
+            return Err(Error::TwoFilers(scanner.to_string()));
+        }
+    }
     // Subscribe first, so no sweep falls between the read and the stream.
     let mut events = timed(
         scanner,

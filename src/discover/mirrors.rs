@@ -90,7 +90,14 @@ impl Mirrors {
             .set_reserved(all.values().flatten().copied().collect());
     }
 
-    /// Marks `scanner` unreachable (or back); its hosts stay.
+    /// Whether this process is the filer (it must follow no other).
+    pub fn files_github(&self) -> bool {
+        self.store.files_github()
+    }
+
+    /// Marks `scanner` unreachable (or back); its hosts stay. The hosts
+    /// whose staleness changed are news, so that whoever follows this
+    /// process reads it again.
     pub fn stale(&self, scanner: &str, stale: bool) {
         let merged = {
             let mut views = self.lock();
@@ -100,7 +107,25 @@ impl Mirrors {
             }
             merge(&views)
         };
-        self.store.publish_discovery(merged, News::default());
+        let before = self.store.discovery();
+        let was: HashMap<&str, bool> = before
+            .hosts
+            .iter()
+            .map(|h| (h.key.as_str(), h.segment_stale))
+            .collect();
+        let changed = merged
+            .hosts
+            .iter()
+            .filter(|h| was.get(h.key.as_str()) != Some(&h.segment_stale))
+            .cloned()
+            .collect();
+        self.store.publish_discovery(
+            merged,
+            News {
+                changed,
+                ..Default::default()
+            },
+        );
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Discovery>> {
@@ -124,13 +149,16 @@ pub fn merge(views: &BTreeMap<String, Discovery>) -> Discovery {
     for view in views.values() {
         for h in &view.histories {
             let Some(host) = &h.host else { continue };
+            // Stale when its view is, or when the scanner that merged it
+            // upstream (a filer following others) said so.
+            let stale_here = view.stale || host.segment_stale;
             match by_key.get_mut(&host.key) {
                 None => {
-                    by_key.insert(host.key.clone(), (h.clone(), view.stale));
+                    by_key.insert(host.key.clone(), (h.clone(), stale_here));
                 }
                 Some((seen, stale)) => {
                     join(seen, h);
-                    *stale &= view.stale;
+                    *stale &= stale_here;
                 }
             }
         }

@@ -316,18 +316,36 @@ impl Start {
     }
 }
 
+/// Where a scanner's view goes: the store, or (the filer that follows the
+/// other segments' scanners) the merge of every segment.
+pub enum Publish {
+    Store(Arc<Store>),
+    Merged(Arc<super::mirrors::Mirrors>, String),
+}
+
+impl Publish {
+    fn view(&self, view: Discovery, news: News) {
+        match self {
+            Publish::Store(s) => s.publish_discovery(view, news),
+            Publish::Merged(m, own) => m.update(own, view, news),
+        }
+    }
+}
+
 /// Sweeps every `interval` until cancelled. Waits for the first database
 /// revision, since classification needs it. What `start` holds is served
-/// at once, before the first sweep.
+/// at once, before the first sweep. Listeners (the filer) get the hosts
+/// served after each sweep: with `Publish::Merged`, every segment's.
 pub async fn run(
     cfg: Config,
     mut start: Start,
     store: Arc<Store>,
+    publish: Publish,
     metrics: SweepMetrics,
     results: watch::Sender<Option<Arc<SweepResult>>>,
     shutdown: CancellationToken,
 ) {
-    store.publish_discovery(start.discovery(start.history.records()), News::default());
+    publish.view(start.discovery(start.history.records()), News::default());
     let mut rx = store.subscribe();
     let mut overrun = Overrun::default();
     loop {
@@ -346,7 +364,7 @@ pub async fn run(
         };
         match outcome {
             Ok(Swept {
-                result,
+                mut result,
                 fold,
                 summary,
                 records,
@@ -365,7 +383,7 @@ pub async fn run(
                 persist(&start, &cfg, &fold, &summary, &metrics).await;
                 start.sweeps.insert(0, summary.clone());
                 start.sweeps.truncate(store::RECENT_SWEEPS);
-                store.publish_discovery(
+                publish.view(
                     start.discovery(records),
                     News {
                         changed: fold.changed,
@@ -373,6 +391,9 @@ pub async fn run(
                         sweep: Some(summary),
                     },
                 );
+                if let Publish::Merged(..) = publish {
+                    result.hosts = store.discovery().hosts.clone();
+                }
                 let _ = results.send(Some(Arc::new(result)));
                 crate::memory::give_back_freed();
             }

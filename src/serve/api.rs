@@ -72,6 +72,7 @@ impl Api {
             last_sweep_unix: disc.last_sweep_unix,
             discovery_source: disc.source.to_string(),
             discovery_stale: disc.stale,
+            files_github: self.store.files_github(),
             ..Stats::default()
         };
         if let Some(s) = self.store.snapshot() {
