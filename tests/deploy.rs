@@ -194,6 +194,19 @@ async fn every_dashboard_metric_exists_in_a_real_scrape() {
     let repo = util::TestRepo::with_demo();
     let server = util::start_server(&repo.url(), "1s", "1h").await;
     server.wait_for_revision(repo.head.expect("head")).await;
+    // A host of a segment, as a scanner would serve it.
+    server.publish_hosts(
+        vec![mdb::proto::HostHistory {
+            host: Some(mdb::proto::DiscoveredHost {
+                key: "mac:dc:a6:32:00:00:01".into(),
+                ip: "198.18.0.5".into(),
+                segments: vec!["lab".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        vec![],
+    );
     let mut scrape = server.metrics_text().await;
     // The runner's metrics, as `mdb provision` serves them.
     let registry = mdb::metrics::registry();
@@ -595,6 +608,68 @@ fn the_shipped_scanner_configs_file_issues_and_enrolment_pull_requests() {
             "{path}: the history is kept on the claim"
         );
     }
+}
+
+#[test]
+fn the_two_vlan_overlay_has_one_filer_following_the_other_segment() {
+    let docs = yaml_docs(&render("deploy/overlays/two-vlans"));
+    let cm = docs
+        .iter()
+        .find(|d| {
+            d["kind"] == "ConfigMap"
+                && d["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("mdb-config"))
+        })
+        .expect("the config map");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "ghp_example\n").expect("token");
+    let env: std::collections::HashMap<String, String> = [
+        (
+            mdb::config::ENV_DB_TOKEN_FILE,
+            token.to_str().expect("path"),
+        ),
+        (
+            mdb::config::ENV_GITHUB_TOKEN_FILE,
+            token.to_str().expect("path"),
+        ),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let resolve = |file: &str| {
+        let text = cm["data"][file]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file} in the config map"));
+        let raw: mdb::config::RawConfig = toml::from_str(text).expect(file);
+        mdb::config::resolve(raw, &env, &Default::default())
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+    };
+    let lab = resolve("scanner.toml");
+    assert!(lab.github.is_some(), "the lab scanner is the filer");
+    assert_eq!(lab.scanners, ["http://mdb-scanner-iot:50052"]);
+    assert_eq!(lab.scan.expect("lab sweeps").segment, "lab");
+    let iot = resolve("scanner-iot.toml");
+    assert!(
+        iot.github.is_none() && iot.scanners.is_empty(),
+        "one filer only"
+    );
+    assert_eq!(iot.scan.expect("iot sweeps").segment, "iot");
+    let api = resolve("api.toml");
+    assert!(api.scan.is_none());
+    assert_eq!(api.scanners.len(), 2);
+    let selectors: Vec<String> = ["mdb-scanner", "mdb-scanner-iot"]
+        .iter()
+        .map(|n| {
+            find(&docs, "Deployment", n)["spec"]["template"]["spec"]["nodeSelector"]
+                ["mdb.lab/segment"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(selectors, ["lab", "iot"]);
 }
 
 fn static_binary(triple: &str) -> std::path::PathBuf {

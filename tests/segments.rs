@@ -275,6 +275,17 @@ fn two_segments_merge_into_one_view_and_a_dead_scanner_makes_only_its_segment_st
     });
     assert_eq!(stale["00:16:3e:00:0a:21"]["segment_stale"], false);
     assert_eq!(stale["dc:a6:32:00:0a:22"]["segment_stale"], false);
+    let stale_metric = |segment: &str| {
+        lab.metric_in_scanner(
+            "127.0.0.1:9090",
+            &format!("mdb_discovery_segment_stale{{segment=\"{segment}\"}}"),
+        )
+    };
+    wait_for(
+        "the replica's metrics say iot is stale, lab is not",
+        30,
+        || (stale_metric("iot")? == 1.0 && stale_metric("lab")? == 0.0).then_some(()),
+    );
     assert_eq!(
         stale["00:16:3e:00:0b:31"]["segment_stale"], false,
         "the lab scanner sees it"

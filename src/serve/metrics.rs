@@ -82,6 +82,8 @@ pub struct Metrics {
     /// Set at each scrape from what is served (scanner and replicas alike).
     discovery_stale: prometheus::IntGauge,
     discovery_as_of: prometheus::Gauge,
+    segment_hosts: prometheus::IntGaugeVec,
+    segment_stale: prometheus::IntGaugeVec,
 }
 
 impl Metrics {
@@ -111,8 +113,48 @@ impl Metrics {
                 "discovery_last_sweep_timestamp_seconds",
                 "When the sweep that discovery answers come from ended (scanner or mirrored).",
             ),
+            segment_hosts: m::int_gauge_vec(
+                &registry,
+                "discovered_hosts_by_segment",
+                "Discovered hosts each network segment sees (scan.segment; a host on two counts on both).",
+                &["segment"],
+            ),
+            segment_stale: m::int_gauge_vec(
+                &registry,
+                "discovery_segment_stale",
+                "1 while the hosts seen only on a segment are all stale (its scanner is unreachable): they are served as last seen.",
+                &["segment"],
+            ),
             registry,
         })
+    }
+
+    /// Hosts and staleness per segment, from what is served now.
+    fn segments(&self, disc: &crate::db::store::Discovery) {
+        /// Label values come from scanners' configs; a bound all the same.
+        const MAX_SEGMENTS: usize = 64;
+        let mut by: std::collections::BTreeMap<&str, (i64, Option<bool>)> = Default::default();
+        for h in &disc.hosts {
+            for s in &h.segments {
+                if by.len() >= MAX_SEGMENTS && !by.contains_key(s.as_str()) {
+                    continue;
+                }
+                let e = by.entry(s.as_str()).or_insert((0, None));
+                e.0 += 1;
+                // A host seen on several segments says nothing of one.
+                if h.segments.len() == 1 {
+                    e.1 = Some(e.1.unwrap_or(true) && h.segment_stale);
+                }
+            }
+        }
+        self.segment_hosts.reset();
+        self.segment_stale.reset();
+        for (segment, (hosts, stale)) in by {
+            self.segment_hosts.with_label_values(&[segment]).set(hosts);
+            self.segment_stale
+                .with_label_values(&[segment])
+                .set(i64::from(stale.unwrap_or(false)));
+        }
     }
 
     /// For a subsystem whose series depend on its configuration.
@@ -143,6 +185,7 @@ async fn render(State(s): State<HttpState>) -> impl IntoResponse {
     let disc = s.store.discovery();
     s.metrics.discovery_stale.set(i64::from(disc.stale));
     s.metrics.discovery_as_of.set(disc.last_sweep_unix as f64);
+    s.metrics.segments(&disc);
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         s.metrics.render(),
