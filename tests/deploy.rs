@@ -568,24 +568,23 @@ fn every_kustomize_command_in_the_readme_renders_and_validates() {
     }
 }
 
+/// The environment of a config that reads its tokens from files in `dir`.
+fn token_env(dir: &Path) -> std::collections::HashMap<String, String> {
+    let token = dir.join("token");
+    std::fs::write(&token, "ghp_example\n").expect("token");
+    [
+        mdb::config::ENV_DB_TOKEN_FILE,
+        mdb::config::ENV_GITHUB_TOKEN_FILE,
+    ]
+    .iter()
+    .map(|k| (k.to_string(), token.display().to_string()))
+    .collect()
+}
+
 #[test]
 fn the_shipped_scanner_configs_file_issues_and_enrolment_pull_requests() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let token = dir.path().join("token");
-    std::fs::write(&token, "ghp_example\n").expect("token");
-    let env: std::collections::HashMap<String, String> = [
-        (
-            mdb::config::ENV_DB_TOKEN_FILE,
-            token.to_str().expect("path"),
-        ),
-        (
-            mdb::config::ENV_GITHUB_TOKEN_FILE,
-            token.to_str().expect("path"),
-        ),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let env = token_env(dir.path());
     for path in [
         "deploy/base/scanner.toml",
         "deploy/overlays/example/scanner.toml",
@@ -623,21 +622,7 @@ fn the_two_vlan_overlay_has_one_filer_following_the_other_segment() {
         })
         .expect("the config map");
     let dir = tempfile::tempdir().expect("tempdir");
-    let token = dir.path().join("token");
-    std::fs::write(&token, "ghp_example\n").expect("token");
-    let env: std::collections::HashMap<String, String> = [
-        (
-            mdb::config::ENV_DB_TOKEN_FILE,
-            token.to_str().expect("path"),
-        ),
-        (
-            mdb::config::ENV_GITHUB_TOKEN_FILE,
-            token.to_str().expect("path"),
-        ),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let env = token_env(dir.path());
     let resolve = |file: &str| {
         let text = cm["data"][file]
             .as_str()

@@ -307,22 +307,19 @@ mod tests {
         d
     }
 
+    /// A fresh lab view and a fresh iot view, one record each.
+    fn two(lab: HostHistory, iot: HostHistory) -> BTreeMap<String, Discovery> {
+        BTreeMap::from([
+            ("lab".to_string(), view(false, vec![lab])),
+            ("iot".to_string(), view(false, vec![iot])),
+        ])
+    }
+
     #[test]
     fn a_host_on_two_segments_is_one_host_and_a_move_keeps_one_history() {
-        let mut views = BTreeMap::new();
-        views.insert(
-            "lab".to_string(),
-            view(
-                false,
-                vec![record("mac:aa", "198.18.0.5", "aa", "lab", 1000)],
-            ),
-        );
-        views.insert(
-            "iot".to_string(),
-            view(
-                false,
-                vec![record("mac:aa", "198.18.1.5", "aa", "iot", 2000)],
-            ),
+        let views = two(
+            record("mac:aa", "198.18.0.5", "aa", "lab", 1000),
+            record("mac:aa", "198.18.1.5", "aa", "iot", 2000),
         );
         let m = merge(&views);
         assert_eq!(m.hosts.len(), 1);
@@ -336,20 +333,9 @@ mod tests {
 
     #[test]
     fn one_address_claimed_by_two_macs_on_two_segments_is_a_conflict() {
-        let mut views = BTreeMap::new();
-        views.insert(
-            "lab".to_string(),
-            view(
-                false,
-                vec![record("mac:aa", "198.18.0.5", "aa", "lab", 1000)],
-            ),
-        );
-        views.insert(
-            "iot".to_string(),
-            view(
-                false,
-                vec![record("mac:bb", "198.18.0.5", "bb", "iot", 1000)],
-            ),
+        let views = two(
+            record("mac:aa", "198.18.0.5", "aa", "lab", 1000),
+            record("mac:bb", "198.18.0.5", "bb", "iot", 1000),
         );
         let m = merge(&views);
         assert_eq!(m.hosts.len(), 2);
