@@ -241,6 +241,48 @@ fn two_segments_merge_into_one_view_and_a_dead_scanner_makes_only_its_segment_st
     assert_eq!(moved.0["first_seen_unix"], first_seen, "one history");
     assert_eq!(moved.0["ip"], "198.18.0.31");
 
+    // The iot scanner's changes reach followers as deltas: .33 goes down,
+    // the replica shows it, and nobody reads iot's whole history again.
+    let reads = || {
+        iot.metric_in_scanner(
+            "127.0.0.1:9093",
+            "mdb_grpc_request_duration_seconds_count{method=\"ListHostHistory\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let before = reads();
+    assert!(before >= 2.0, "the filer and the replica each read it once");
+    iot.set_link(1, false);
+    // The lag from the scanner's view to the replica's (both polled in
+    // turn, so within one poll).
+    let down_on = |server: &str| {
+        let out = lab.mdb(&["discovered", "--json", "--server", server]);
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .any(|h| h["mac"] == "00:16:3e:00:0b:33" && h["presence"] == "down")
+    };
+    let on_scanner = wait_for(".33 down on the iot scanner", 60, || {
+        down_on(&format!("http://{LINK_B}:50052")).then(std::time::Instant::now)
+    });
+    let on_replica = wait_for(".33 down on the replica", 60, || {
+        down_on(REPLICA).then(std::time::Instant::now)
+    });
+    eprintln!(
+        "FIGURE lag from the scanner's view to the replica's (2 scanners): {:?}",
+        on_replica - on_scanner
+    );
+    iot.set_link(1, true);
+    wait_for(".33 up again on the replica", 60, || {
+        (by_mac(&lab).get("00:16:3e:00:0b:33")?["presence"] == "up").then_some(())
+    });
+    assert_eq!(
+        reads(),
+        before,
+        "deltas applied, no whole history read again"
+    );
+
     // One filer: each new device of either segment, the moved one too, has
     // one issue and one pull request.
     let new_devices = [
@@ -323,4 +365,78 @@ fn two_segments_merge_into_one_view_and_a_dead_scanner_makes_only_its_segment_st
             .then_some(())
     });
     lab.stop_mdb();
+}
+
+/// The bytes one follower receives for one sweep in which one host of
+/// `hosts` changed: a whole read (every page of `ListHostHistory`, as
+/// before) against the sweep event carrying the change (now).
+fn mirror_bytes(hosts: u32) -> (usize, usize) {
+    use mdb::discover::history::{simulate, store};
+    use prost::Message;
+    let dir = tempfile::tempdir().expect("tempdir");
+    simulate::run(
+        dir.path(),
+        &simulate::Plan {
+            hosts,
+            sweeps: 24,
+            interval: std::time::Duration::from_secs(300),
+            start_unix: 1_790_000_000,
+            announce: false,
+        },
+    )
+    .expect("simulated sweeps");
+    let opened = store::open(dir.path()).expect("store");
+    let records = opened.records;
+    let sweep = opened.sweeps.first().cloned().unwrap_or_default();
+    let whole: usize = records
+        .chunks(1000)
+        .enumerate()
+        .map(|(i, page)| {
+            mdb::proto::ListHostHistoryResponse {
+                hosts: page.to_vec(),
+                sweeps: if i == 0 {
+                    opened.sweeps.clone()
+                } else {
+                    vec![]
+                },
+                next_page_token: "x".repeat(8),
+                ..Default::default()
+            }
+            .encoded_len()
+        })
+        .sum();
+    let one = records.first().cloned().expect("a record");
+    let event = mdb::proto::WatchEvent {
+        revision: "0".repeat(40),
+        discovered: one.host.clone().into_iter().collect(),
+        transitions: one.transitions.last().cloned().into_iter().collect(),
+        sweep: Some(sweep.clone()),
+        histories: vec![one],
+        histories_complete: true,
+        ..Default::default()
+    };
+    let bare = mdb::proto::WatchEvent {
+        revision: "0".repeat(40),
+        sweep: Some(sweep),
+        ..Default::default()
+    };
+    (whole + bare.encoded_len(), event.encoded_len())
+}
+
+#[test]
+fn a_sweep_that_changes_one_host_costs_a_follower_the_same_bytes_at_any_size() {
+    let (before_200, after_200) = mirror_bytes(200);
+    let (before_2000, after_2000) = mirror_bytes(2000);
+    eprintln!(
+        "FIGURE bytes per sweep per follower, 1 host changed: 200 hosts {before_200} -> {after_200}; 2,000 hosts {before_2000} -> {after_2000}"
+    );
+    assert!(
+        before_2000 > 5 * before_200,
+        "a whole read grows with the hosts"
+    );
+    assert!(
+        after_2000 <= after_200 + 512,
+        "the event does not grow with the hosts: {after_200} vs {after_2000}"
+    );
+    assert!(after_2000 * 100 < before_2000);
 }

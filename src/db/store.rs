@@ -85,6 +85,11 @@ pub struct News {
     pub changed: Vec<DiscoveredHost>,
     pub transitions: Vec<PresenceTransition>,
     pub sweep: Option<SweepSummary>,
+    /// The histories the sweep changed and the keys it dropped (for
+    /// followers), when `complete`.
+    pub histories: Vec<crate::proto::HostHistory>,
+    pub removed_hosts: Vec<String>,
+    pub complete: bool,
 }
 
 impl News {
@@ -233,6 +238,9 @@ impl Store {
             discovered: news.changed,
             transitions: news.transitions,
             sweep: news.sweep,
+            histories: news.histories,
+            removed_hosts: news.removed_hosts,
+            histories_complete: news.complete,
             ..Default::default()
         }));
     }

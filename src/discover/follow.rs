@@ -92,15 +92,34 @@ async fn follow(scanner: &str, store: &Mirrors, wait: &mut Duration) -> Result<(
     )
     .await?
     .into_inner();
-    mirror(scanner, &mut client, store, News::default()).await?;
+    let mut at = mirror(scanner, &mut client, store, News::default()).await?;
     info!(scanner, "discovery mirror caught up");
     *wait = RETRY_MIN;
     loop {
         let next = tokio::time::timeout(REFRESH, events.message()).await;
         match next {
-            Err(_) => mirror(scanner, &mut client, store, News::default()).await?,
+            Err(_) => at = mirror(scanner, &mut client, store, News::default()).await?,
             Ok(Ok(Some(ev))) if carries_discovery(&ev) => {
-                mirror(scanner, &mut client, store, news(ev)).await?
+                // The next sweep of the same run, with its whole change:
+                // applied. A gap, a restarted scanner or a partial event:
+                // everything is read again.
+                let next_in_line = ev
+                    .sweep
+                    .as_ref()
+                    .zip(at)
+                    .is_some_and(|(s, (epoch, seq))| s.epoch == epoch && s.seq == seq + 1);
+                if next_in_line && ev.histories_complete {
+                    let sweep = ev.sweep.clone().unwrap_or_default();
+                    at = Some((sweep.epoch, sweep.seq));
+                    let delta = super::mirrors::Delta {
+                        histories: ev.histories.clone(),
+                        removed: ev.removed_hosts.clone(),
+                        sweep,
+                    };
+                    store.apply(scanner, delta, news(ev));
+                } else {
+                    at = mirror(scanner, &mut client, store, news(ev)).await?;
+                }
             }
             Ok(Ok(Some(_))) => {}
             Ok(Ok(None)) => return Err(Error::Ended(scanner.to_string())),
@@ -127,6 +146,9 @@ fn news(ev: WatchEvent) -> News {
         changed: ev.discovered,
         transitions: ev.transitions,
         sweep: ev.sweep,
+        histories: ev.histories,
+        removed_hosts: ev.removed_hosts,
+        complete: ev.histories_complete,
     }
 }
 
@@ -141,13 +163,14 @@ async fn timed<T>(
     }
 }
 
-/// Reads the scanner's whole history, page by page, and serves it.
+/// Reads the scanner's whole history, page by page, and serves it; the run
+/// and number of the scanner's last sweep (none before its first).
 async fn mirror(
     scanner: &str,
     client: &mut MachineDbClient<Channel>,
     store: &Mirrors,
     news: News,
-) -> Result<(), Error> {
+) -> Result<Option<(u64, u64)>, Error> {
     let mut histories = Vec::new();
     let mut sweeps = Vec::new();
     let mut as_of = 0;
@@ -180,7 +203,8 @@ async fn mirror(
     let source = DiscoverySource::Replica(scanner.to_string());
     let mut next = Discovery::of(histories, sweeps, source);
     next.last_sweep_unix = as_of;
+    let at = next.sweeps.first().map(|s| (s.epoch, s.seq));
     store.set_reserved(scanner, reserved);
     store.update(scanner, next, news);
-    Ok(())
+    Ok(at)
 }

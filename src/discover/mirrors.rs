@@ -73,11 +73,28 @@ impl Mirrors {
         if let Some(dir) = &self.cache {
             super::mirror_cache::save(dir, scanner, &view);
         }
-        let merged = {
+        let (merged, news) = {
             let mut views = self.lock();
             views.insert(scanner.to_string(), view);
-            merge(&views)
+            (merge(&views), forwarded(news, views.len()))
         };
+        self.store.publish_discovery(merged, news);
+    }
+
+    /// One sweep's change to `scanner`'s view, applied in place.
+    pub fn apply(&self, scanner: &str, delta: Delta, news: News) {
+        let (merged, news, kept) = {
+            let mut views = self.lock();
+            let Some(view) = views.get_mut(scanner) else {
+                return;
+            };
+            apply(view, delta);
+            let kept = self.cache.as_ref().map(|_| view.clone());
+            (merge(&views), forwarded(news, views.len()), kept)
+        };
+        if let (Some(dir), Some(view)) = (&self.cache, kept) {
+            super::mirror_cache::save(dir, scanner, &view);
+        }
         self.store.publish_discovery(merged, news);
     }
 
@@ -133,6 +150,69 @@ impl Mirrors {
     }
 }
 
+/// What one sweep changed of a scanner's view.
+pub struct Delta {
+    pub histories: Vec<HostHistory>,
+    pub removed: Vec<String>,
+    pub sweep: crate::proto::SweepSummary,
+}
+
+/// A merge of several views differs from each: whoever follows this
+/// process reads it whole. One view is served as it is, so its changes are
+/// passed on.
+fn forwarded(mut news: News, views: usize) -> News {
+    if views > 1 {
+        news.histories.clear();
+        news.removed_hosts.clear();
+        news.complete = false;
+    }
+    news
+}
+
+/// `delta` applied to `view`. Sweeps do not send every host's pulse: a host
+/// that was up and is not in the change was seen by this sweep, as far as
+/// a follower can tell (a full read, every few minutes, sets it right).
+fn apply(view: &mut Discovery, delta: Delta) {
+    let key = |h: &HostHistory| h.host.as_ref().map(|x| x.key.clone()).unwrap_or_default();
+    let mut by: BTreeMap<String, HostHistory> = std::mem::take(&mut view.histories)
+        .into_iter()
+        .map(|h| (key(&h), h))
+        .collect();
+    for k in &delta.removed {
+        by.remove(k);
+    }
+    let changed: std::collections::HashSet<String> = delta.histories.iter().map(key).collect();
+    for h in delta.histories {
+        by.insert(key(&h), h);
+    }
+    let at = delta.sweep.at_unix;
+    for (_, h) in by.iter_mut().filter(|(k, _)| !changed.contains(*k)) {
+        if let Some(host) = h
+            .host
+            .as_mut()
+            .filter(|x| x.presence == Presence::Up as i32)
+        {
+            host.last_seen_unix = at;
+        }
+    }
+    let mut histories: Vec<HostHistory> = by.into_values().collect();
+    in_address_order(&mut histories);
+    let mut sweeps = std::mem::take(&mut view.sweeps);
+    sweeps.insert(0, delta.sweep);
+    sweeps.truncate(super::history::store::RECENT_SWEEPS);
+    let source = view.source.clone();
+    *view = Discovery::of(histories, sweeps, source);
+}
+
+fn in_address_order(histories: &mut [HostHistory]) {
+    histories.sort_by_key(|h| {
+        h.host
+            .as_ref()
+            .and_then(|x| x.ip.parse::<IpAddr>().ok())
+            .map_or((1, None), |ip| (0, Some(ip)))
+    });
+}
+
 /// One view of every scanner's hosts (see the module's words).
 pub fn merge(views: &BTreeMap<String, Discovery>) -> Discovery {
     if views.len() == 1 {
@@ -173,12 +253,7 @@ pub fn merge(views: &BTreeMap<String, Discovery>) -> Discovery {
         })
         .collect();
     conflicts_across_segments(&mut histories);
-    histories.sort_by_key(|h| {
-        h.host
-            .as_ref()
-            .and_then(|x| x.ip.parse::<IpAddr>().ok())
-            .map_or((1, None), |ip| (0, Some(ip)))
-    });
+    in_address_order(&mut histories);
     let mut sweeps: Vec<_> = views.values().flat_map(|v| v.sweeps.clone()).collect();
     sweeps.sort_by_key(|s| std::cmp::Reverse(s.at_unix));
     sweeps.truncate(super::history::store::RECENT_SWEEPS);

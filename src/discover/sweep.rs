@@ -230,6 +230,7 @@ pub async fn sweep_once(
         down: count(&hosts, Presence::Down),
         changed: fold.changed.len() as u32,
         subnets: look.opts.targets.iter().map(|n| n.to_string()).collect(),
+        ..Default::default()
     };
     Ok(Swept {
         result: SweepResult {
@@ -347,6 +348,10 @@ pub async fn run(
 ) {
     publish.view(start.discovery(start.history.records()), News::default());
     let mut rx = store.subscribe();
+    // This run's sweeps, numbered: followers apply each sweep's delta and
+    // read everything again when a number is missing.
+    let epoch = rand::random::<u64>() | 1;
+    let mut seq = 0u64;
     let mut overrun = Overrun::default();
     loop {
         let snap = loop {
@@ -366,10 +371,12 @@ pub async fn run(
             Ok(Swept {
                 mut result,
                 fold,
-                summary,
+                mut summary,
                 records,
                 shed,
             }) => {
+                seq += 1;
+                (summary.epoch, summary.seq) = (epoch, seq);
                 overrun.note(shed, cfg.interval);
                 metrics.swept(&result.hosts, result.at_unix);
                 metrics.transitions(&fold.transitions);
@@ -383,12 +390,16 @@ pub async fn run(
                 persist(&start, &cfg, &fold, &summary, &metrics).await;
                 start.sweeps.insert(0, summary.clone());
                 start.sweeps.truncate(store::RECENT_SWEEPS);
+                let (histories, complete) = delta(&start.history, &fold.written);
                 publish.view(
                     start.discovery(records),
                     News {
                         changed: fold.changed,
                         transitions: fold.transitions,
                         sweep: Some(summary),
+                        histories,
+                        removed_hosts: if complete { fold.removed } else { Vec::new() },
+                        complete,
                     },
                 );
                 if let Publish::Merged(..) = publish {
@@ -407,6 +418,23 @@ pub async fn run(
             _ = tokio::time::sleep(cfg.interval) => {}
         }
     }
+}
+
+/// Histories one sweep event carries at most; a sweep that changed more
+/// (the first, a new campus) sends none, and followers read everything.
+pub const MAX_DELTA: usize = 1000;
+
+/// The histories a sweep changed, for followers, and whether they are all
+/// of its changes.
+fn delta(history: &History, written: &[String]) -> (Vec<HostHistory>, bool) {
+    if written.len() > MAX_DELTA {
+        return (Vec::new(), false);
+    }
+    let out: Vec<HostHistory> = written
+        .iter()
+        .filter_map(|k| history.get(k).cloned())
+        .collect();
+    (out, true)
 }
 
 /// Whether sweeps are shedding follow-ups, said once when it starts and

@@ -451,6 +451,9 @@ impl MachineDb for Api {
                                 ev.discovered.clear();
                                 ev.transitions.clear();
                                 ev.sweep = None;
+                                ev.histories.clear();
+                                ev.removed_hosts.clear();
+                                ev.histories_complete = false;
                             }
                             pending.extend(chunks(ev));
                         }
@@ -490,6 +493,11 @@ pub fn chunks(mut ev: WatchEvent) -> Vec<WatchEvent> {
     if let Some(first) = out.first_mut() {
         first.removed = std::mem::take(&mut ev.removed);
         first.discovered = std::mem::take(&mut ev.discovered);
+        first.transitions = std::mem::take(&mut ev.transitions);
+        first.sweep = ev.sweep.take();
+        first.histories = std::mem::take(&mut ev.histories);
+        first.removed_hosts = std::mem::take(&mut ev.removed_hosts);
+        first.histories_complete = ev.histories_complete;
     }
     out
 }
