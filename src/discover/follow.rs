@@ -22,8 +22,10 @@ const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 /// Each call to the scanner has this long.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Without any event for this long the mirror is read again anyway, and a
-/// dead connection is found by HTTP/2 keep-alive well before.
+/// The mirror is read whole again at least this often (deltas carry no
+/// pulses, so uptime shares and missed sweeps drift until then), and
+/// without any event for this long; a dead connection is found by HTTP/2
+/// keep-alive well before.
 const REFRESH: Duration = Duration::from_secs(600);
 const PAGE: u32 = 1000;
 /// Pages read at most per mirror (a million hosts).
@@ -93,12 +95,16 @@ async fn follow(scanner: &str, store: &Mirrors, wait: &mut Duration) -> Result<(
     .await?
     .into_inner();
     let mut at = mirror(scanner, &mut client, store, News::default()).await?;
+    let mut read_whole = std::time::Instant::now();
     info!(scanner, "discovery mirror caught up");
     *wait = RETRY_MIN;
     loop {
         let next = tokio::time::timeout(REFRESH, events.message()).await;
         match next {
-            Err(_) => at = mirror(scanner, &mut client, store, News::default()).await?,
+            Err(_) => {
+                at = mirror(scanner, &mut client, store, News::default()).await?;
+                read_whole = std::time::Instant::now();
+            }
             Ok(Ok(Some(ev))) if carries_discovery(&ev) => {
                 // The next sweep of the same run, with its whole change:
                 // applied. A gap, a restarted scanner or a partial event:
@@ -108,7 +114,7 @@ async fn follow(scanner: &str, store: &Mirrors, wait: &mut Duration) -> Result<(
                     .as_ref()
                     .zip(at)
                     .is_some_and(|(s, (epoch, seq))| s.epoch == epoch && s.seq == seq + 1);
-                if next_in_line && ev.histories_complete {
+                if next_in_line && ev.histories_complete && read_whole.elapsed() < REFRESH {
                     let sweep = ev.sweep.clone().unwrap_or_default();
                     at = Some((sweep.epoch, sweep.seq));
                     let delta = super::mirrors::Delta {
@@ -119,6 +125,7 @@ async fn follow(scanner: &str, store: &Mirrors, wait: &mut Duration) -> Result<(
                     store.apply(scanner, delta, news(ev));
                 } else {
                     at = mirror(scanner, &mut client, store, news(ev)).await?;
+                    read_whole = std::time::Instant::now();
                 }
             }
             Ok(Ok(Some(_))) => {}
