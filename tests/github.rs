@@ -4,83 +4,17 @@
 
 mod util;
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
 use mdb::{
-    db::{validate, Snapshot, SourceFile},
-    discover::sweep::SweepResult,
+    db::{validate, SourceFile},
     github::{self, Filer},
-    proto::{DiscoveredHost, HostState, UseKind},
-    secret::Secret,
+    proto::{DiscoveredHost, HostState},
     serve::metrics::Metrics,
 };
-use util::fake_github::{FakeGithub, Fault, OWNER, REPO, TOKEN};
+use util::fake_github::{Fault, OWNER, REPO, TOKEN};
 
-fn config(fake: &FakeGithub) -> github::Config {
-    github::Config {
-        repo: format!("{OWNER}/{REPO}"),
-        token: Secret::new(TOKEN),
-        api_url: fake.url(),
-        labels: github::DEFAULT_LABELS
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        assignee: Some("lab-admin".into()),
-        caps: github::Caps::default(),
-        write_gap: Duration::from_millis(5),
-        retry_base: Duration::from_millis(20),
-        max_wait: Duration::from_secs(10),
-        timeout: Duration::from_secs(5),
-        enrol: None,
-    }
-}
-
-async fn fake() -> FakeGithub {
-    FakeGithub::start(std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-}
-
-fn demo(extra: &str) -> Snapshot {
-    let mut files = mdb::demo::source_files();
-    if !extra.is_empty() {
-        files.push(SourceFile {
-            path: "machines/extra.yaml".into(),
-            text: extra.into(),
-        });
-    }
-    validate(&files, "rev").unwrap_or_else(|r| panic!("{r}"))
-}
-
-fn host(ip: &str, mac: &str, state: HostState, machine: &str) -> DiscoveredHost {
-    DiscoveredHost {
-        ip: ip.into(),
-        mac: mac.into(),
-        vendor: if mac.starts_with("dc:a6:32") {
-            "Raspberry Pi Trading Ltd".into()
-        } else {
-            String::new()
-        },
-        state: state as i32,
-        machine: machine.into(),
-        guessed_use: UseKind::Cluster as i32,
-        detail: "not in the database".into(),
-        open_ports: vec![22],
-        first_seen_unix: 1_790_000_000,
-        last_seen_unix: 1_790_000_000,
-        ..Default::default()
-    }
-}
-
-fn sweep(hosts: Vec<DiscoveredHost>) -> SweepResult {
-    SweepResult {
-        hosts,
-        revision: "rev".into(),
-        swept: vec![],
-        at_unix: 1_790_000_000,
-    }
-}
+use util::filer_bench::{config, demo, fake, host, sweep};
 
 const NEW_MAC: &str = "dc:a6:32:77:00:01";
 
@@ -516,56 +450,4 @@ async fn the_fake_rejects_what_github_would_reject() {
     assert_eq!(h("user-agent"), "octocrab");
     assert_eq!(h("x-github-api-version"), "2022-11-28");
     assert_eq!(h("content-type"), "application/json");
-}
-
-/// Logs of a failing reconcile name the problem, never the token.
-#[tokio::test]
-async fn token_never_appears_in_logs() {
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("lock").extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let gh = fake().await;
-    gh.fail_next(Fault {
-        method: Some("GET"),
-        status: 500,
-        headers: vec![],
-        apply: false,
-    });
-    gh.fail_next(Fault {
-        method: Some("POST"),
-        status: 429,
-        headers: vec![("retry-after", "1".into())],
-        apply: false,
-    });
-    let mut f = Filer::new(config(&gh), Metrics::new().github.clone()).expect("filer");
-    f.reconcile(
-        &sweep(vec![host("198.18.10.230", NEW_MAC, HostState::New, "")]),
-        &demo(""),
-    )
-    .await
-    .expect("reconcile");
-    let log = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf8");
-    assert!(
-        log.contains("GitHub server error"),
-        "the failure is logged:\n{log}"
-    );
-    assert!(log.contains("GitHub rate limit"), "{log}");
-    assert!(!log.contains(TOKEN), "token leaked:\n{log}");
-    assert!(!format!("{:?}", config(&gh)).contains(TOKEN));
 }

@@ -13,6 +13,7 @@ use std::{
 pub mod bench;
 pub mod enrol_lab;
 pub mod fake_github;
+pub mod filer_bench;
 pub mod lan;
 pub mod process;
 pub mod receiver;
