@@ -20,11 +20,13 @@ use git2::{build::CheckoutBuilder, Oid, Repository, ResetType};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+mod backoff;
 pub mod metrics;
 mod network;
 pub mod propose;
 pub mod settings;
 
+use backoff::Backoff;
 pub(crate) use network::{callbacks, network_error};
 use network::{on_thread, FetchJob};
 pub use network::{redact_url, set_git_timeouts};
@@ -64,9 +66,6 @@ pub struct Timing {
 pub const DEFAULT_POLL: Duration = Duration::from_secs(120);
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(3600);
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
-/// First retry after a failed fetch; doubles up to the poll interval (Flux's
-/// source-controller starts at 750 ms too).
-const FIRST_RETRY: Duration = Duration::from_millis(750);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -474,39 +473,6 @@ pub async fn run(
     }
 }
 
-/// When the sync loop looks again: every poll while steps work; after a
-/// failure sooner, from `FIRST_RETRY` doubling up to the poll.
-struct Backoff {
-    next: Duration,
-    poll: Duration,
-}
-
-impl Backoff {
-    fn new(poll: Duration) -> Backoff {
-        Backoff {
-            next: FIRST_RETRY,
-            poll,
-        }
-    }
-
-    /// The wait after a step that worked; failures start over.
-    fn succeeded(&mut self) -> Duration {
-        self.next = FIRST_RETRY;
-        self.poll
-    }
-
-    /// The wait after a failed step.
-    fn failed(&mut self, e: &Error) -> Duration {
-        if matches!(e, Error::Invalid { .. }) {
-            // Retrying sooner cannot fix a bad commit; a new push will.
-            return self.poll;
-        }
-        let wait = self.next.min(self.poll);
-        self.next = (self.next * 2).min(self.poll);
-        wait
-    }
-}
-
 /// Serves the checkout's last good revision, if there is one, before the
 /// remote is asked: a restart while the remote is away keeps serving.
 async fn serve_last_good(checkout: &Arc<Mutex<Checkout>>, store: &Store, metrics: &SyncMetrics) {
@@ -562,40 +528,4 @@ fn report_failure(e: &Error, store: &Store, metrics: &SyncMetrics, last_logged: 
     }
     store.sync_failed(text);
     metrics.failed(e);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failures_retry_from_750_ms_doubling_up_to_the_poll() {
-        let fetch = Error::Fetch {
-            url: "file:///r".into(),
-            message: "gone".into(),
-        };
-        let mut b = Backoff::new(Duration::from_secs(10));
-        let waits: Vec<u64> = (0..6)
-            .map(|_| b.failed(&fetch).as_millis() as u64)
-            .collect();
-        assert_eq!(waits, [750, 1500, 3000, 6000, 10_000, 10_000]);
-        assert_eq!(b.succeeded(), Duration::from_secs(10));
-        assert_eq!(b.failed(&fetch), FIRST_RETRY, "a success starts over");
-        let invalid = Error::Invalid {
-            revision: "abc".into(),
-            report: Report(Vec::new()),
-        };
-        assert_eq!(
-            b.failed(&invalid),
-            Duration::from_secs(10),
-            "a bad commit waits for a push"
-        );
-        assert_eq!(b.failed(&fetch), Duration::from_millis(1500));
-        let mut fast = Backoff::new(Duration::from_millis(100));
-        assert_eq!(
-            fast.failed(&fetch),
-            Duration::from_millis(100),
-            "never past the poll"
-        );
-    }
 }

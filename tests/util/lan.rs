@@ -5,10 +5,13 @@
 #![allow(dead_code)]
 
 use std::{
+    collections::BTreeMap,
     path::PathBuf,
     process::{Child, Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
 };
+
+use serde_json::Value;
 
 mod services;
 
@@ -230,6 +233,22 @@ impl Lan {
             .args(args)
             .output()
             .expect("run mdb in the scanner namespace")
+    }
+
+    /// `mdb scan 198.18.0.0/24 --json ARGS` in the scanner namespace, by IP.
+    pub fn scan_json(&self, extra: &[&str]) -> BTreeMap<String, Value> {
+        let mut args = vec!["scan", "198.18.0.0/24", "--json"];
+        args.extend_from_slice(extra);
+        let out = self.mdb(&args);
+        assert!(
+            out.status.success(),
+            "mdb scan failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+        v.into_iter()
+            .map(|h| (h["ip"].as_str().unwrap_or_default().to_string(), h))
+            .collect()
     }
 
     /// Starts the mdb binary in the scanner namespace in the background.

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod enrol_lab;
 pub mod fake_github;
 pub mod filer_bench;
+pub mod kube;
 pub mod lan;
 pub mod process;
 pub mod receiver;
@@ -104,6 +105,14 @@ pub struct TestServer {
 }
 
 /// Starts a real server on 127.0.0.1 ports syncing from `url`.
+/// A server on the embedded demo database, its first revision served.
+pub async fn demo_server() -> (TestRepo, TestServer) {
+    let repo = TestRepo::with_demo();
+    let server = start_server(&repo.url(), "1s", "1h").await;
+    server.wait_for_revision(repo.head.expect("head")).await;
+    (repo, server)
+}
+
 pub async fn start_server(url: &str, poll: &str, resync: &str) -> TestServer {
     let dir = tempfile::tempdir().expect("tempdir");
     let checkout = dir.path().join("checkout");
