@@ -1,7 +1,7 @@
 //! A sweep's follow-ups (ports, SSH banner, name) on a real LAN of network
 //! namespaces, with `mdb serve` as the scanner: a host whose probes are
-//! fresh is not probed again until its MAC changes, and a sweep that would
-//! overrun its interval sheds follow-ups and says so once.
+//! fresh is not probed again until its MAC or the ports asked change, and a
+//! sweep that would overrun its interval sheds follow-ups and says so once.
 
 mod util;
 
@@ -122,6 +122,42 @@ fn a_fresh_host_is_not_probed_again_until_its_mac_changes() {
     });
     assert_eq!(ports(&h), Vec::<u64>::new(), "probed again at once: {h}");
     assert!(h["probed_unix"].as_i64() >= Some(probed), "{h}");
+}
+
+/// A merge that changes `scan.ports` asks every host a new question: the
+/// next sweep probes them all again although the refresh (1 h) has not
+/// passed, and so does the first sweep after a restart whose database
+/// changed them meanwhile (the ports asked are kept with each sweep).
+#[test]
+fn a_change_of_scan_ports_probes_every_host_again_also_across_a_restart() {
+    let mut lan = Lan::new(&[HostSpec {
+        ip: "198.18.0.30",
+        mac: "00:16:3e:00:00:30",
+        ports: vec![80, 8080],
+        ..Default::default()
+    }]);
+    let mut repo = repo();
+    let cfg = config(&lan, &repo, "300ms");
+    serve(&mut lan, &cfg);
+    let open_ports = |lan: &Lan, want: &[u64]| {
+        util::wait_for(&format!("open ports {want:?}"), 30, || {
+            let h = lan.discovered(GRPC).remove("198.18.0.30")?;
+            (ports(&h) == want).then_some(())
+        })
+    };
+    open_ports(&lan, &[80]);
+    let asks = |ports: &str| {
+        format!("subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\nscan:\n  ports: [{ports}]\n")
+    };
+    repo.write("mdb.yaml", &asks("22, 80, 8080"));
+    repo.commit("ask port 8080 too");
+    open_ports(&lan, &[80, 8080]);
+    more_sweeps(&lan, 1);
+    lan.stop_mdb();
+    repo.write("mdb.yaml", &asks("22, 8080"));
+    repo.commit("port 80 no more");
+    serve(&mut lan, &cfg);
+    open_ports(&lan, &[8080]);
 }
 
 #[test]

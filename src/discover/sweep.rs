@@ -181,15 +181,20 @@ pub struct Swept {
 }
 
 /// One sweep, classified and folded into `history`.
+/// `last` is the previous sweep's summary: what it probed decides whether
+/// earlier probes still answer this sweep's question.
 pub async fn sweep_once(
     cfg: &Config,
     snap: &Snapshot,
     history: &mut History,
+    last: Option<&SweepSummary>,
     metrics: &SweepMetrics,
 ) -> Result<Swept, scan::Error> {
     let started = Instant::now();
     let mut cfg = cfg.clone();
-    cfg.options.carried = Arc::new(fresh(history, snap.settings.scan.refresh, now_unix()));
+    if same_ports(last, &plan(&cfg, snap).ports) {
+        cfg.options.carried = Arc::new(fresh(history, snap.settings.scan.refresh, now_unix()));
+    }
     cfg.options.deadline = Some(started + sweep_budget(cfg.interval));
     let mut look = look(&cfg, Some(snap), Arc::new(|_| {})).await?;
     for c in look.hosts.iter_mut() {
@@ -230,6 +235,7 @@ pub async fn sweep_once(
         down: count(&hosts, Presence::Down),
         changed: fold.changed.len() as u32,
         subnets: look.opts.targets.iter().map(|n| n.to_string()).collect(),
+        ports: look.opts.ports.iter().map(|p| u32::from(*p)).collect(),
         ..Default::default()
     };
     Ok(Swept {
@@ -250,6 +256,18 @@ pub async fn sweep_once(
 /// classifying, writing and publishing.
 fn sweep_budget(interval: Duration) -> Duration {
     interval.mul_f64(0.9).max(Duration::from_secs(1))
+}
+
+/// Whether the last sweep probed exactly `ports`. No last sweep (a new
+/// store) counts as the same; a store from before summaries kept their
+/// ports says none, so probing any is a change, once.
+fn same_ports(last: Option<&SweepSummary>, ports: &[u16]) -> bool {
+    last.is_none_or(|l| {
+        l.ports
+            .iter()
+            .copied()
+            .eq(ports.iter().map(|p| u32::from(*p)))
+    })
 }
 
 /// What earlier probes found of hosts that are up and were probed within
@@ -365,7 +383,7 @@ pub async fn run(
         };
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = sweep_once(&cfg, &snap, &mut start.history, &metrics) => r,
+            r = sweep_once(&cfg, &snap, &mut start.history, start.sweeps.first(), &metrics) => r,
         };
         match outcome {
             Ok(Swept {
@@ -496,5 +514,33 @@ async fn persist(
             warn!(error = %e, "history writer panicked");
             metrics.store_failed();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asked(ports: &[u32]) -> SweepSummary {
+        SweepSummary {
+            ports: ports.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn earlier_probes_count_only_for_the_same_ports() {
+        assert!(
+            same_ports(None, &[22, 80]),
+            "a new store has nothing to carry"
+        );
+        assert!(same_ports(Some(&asked(&[22, 80])), &[22, 80]));
+        assert!(!same_ports(Some(&asked(&[22, 80])), &[22, 80, 8080]));
+        assert!(!same_ports(Some(&asked(&[22, 80])), &[22]));
+        assert!(
+            !same_ports(Some(&asked(&[])), &[22]),
+            "a summary from before ports were kept: probe again, once"
+        );
+        assert!(same_ports(Some(&asked(&[])), &[]), "--no-ports");
     }
 }
