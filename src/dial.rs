@@ -1,8 +1,18 @@
 //! How mdb reaches a gRPC server: `host:port` and `http://` in plaintext,
 //! `https://` over TLS (rustls) with the system's roots or one CA file.
 //! Any other scheme is refused rather than silently spoken in plaintext.
+//! The same roots make the rustls client of mdb's other TLS clients (MQTT).
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use tokio_rustls::rustls::{
+    self,
+    pki_types::{pem::PemObject, CertificateDer},
+    RootCertStore,
+};
 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
@@ -17,6 +27,10 @@ pub enum Error {
     Address(String, String),
     #[error("CA file {}: {why}", .path.display())]
     CaFile { path: PathBuf, why: String },
+    #[error("no CA certificates on this system; name a ca_file")]
+    NoRoots,
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// The URL tonic is given: `host:port` gets `http://`.
@@ -103,7 +117,42 @@ pub async fn channel(
     Ok(endpoint(addr, ca_file)?.connect().await)
 }
 
+/// A rustls client trusting `ca_file` alone, or the system's roots.
+pub fn rustls_client(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, Error> {
+    let mut roots = RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let bad = |why: String| Error::CaFile {
+                path: path.to_path_buf(),
+                why,
+            };
+            for cert in CertificateDer::pem_slice_iter(&read_ca_pem(path)?) {
+                let cert = cert.map_err(|e| bad(e.to_string()))?;
+                roots.add(cert).map_err(|e| bad(e.to_string()))?;
+            }
+        }
+        None => {
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            if roots.is_empty() {
+                return Err(Error::NoRoots);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 fn read_ca(path: &Path) -> Result<Certificate, Error> {
+    Ok(Certificate::from_pem(read_ca_pem(path)?))
+}
+
+/// The CA file's PEM, bounded, with at least one certificate in it.
+fn read_ca_pem(path: &Path) -> Result<Vec<u8>, Error> {
     use std::io::Read;
     let bad = |why: String| Error::CaFile {
         path: path.to_path_buf(),
@@ -120,7 +169,7 @@ fn read_ca(path: &Path) -> Result<Certificate, Error> {
     if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
         return Err(bad("no PEM certificate in it".into()));
     }
-    Ok(Certificate::from_pem(pem))
+    Ok(pem)
 }
 
 #[cfg(test)]
@@ -137,6 +186,27 @@ mod tests {
             "\"grpcs://a:443\": unsupported scheme (use host:port, http:// or https://)"
         );
         assert!(endpoint("https://mdb.example:443", None).is_ok());
+    }
+
+    #[test]
+    fn a_rustls_client_trusts_the_ca_file_or_says_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        std::fs::write(&path, params.self_signed(&key).unwrap().pem()).unwrap();
+        assert!(rustls_client(Some(&path)).is_ok());
+        let broken = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n";
+        std::fs::write(&path, broken).unwrap();
+        let e = rustls_client(Some(&path)).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("CA file {}: ", path.display())),
+            "{e}"
+        );
+        std::fs::write(&path, "no certificate").unwrap();
+        let e = rustls_client(Some(&path)).unwrap_err().to_string();
+        assert!(e.ends_with("ca.pem: no PEM certificate in it"), "{e}");
     }
 
     #[test]

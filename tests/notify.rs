@@ -2,7 +2,8 @@
 //! webhook and an ntfy topic (local HTTP receivers in the scanner's
 //! namespace) of a new device, a database machine going missing and
 //! coming back, one message per event across 3 restarts, while a third
-//! sink that never answers slows no sweep.
+//! sink that never answers slows no sweep. Home Assistant gets its
+//! trackers from a real mosquitto, in the clear and over TLS.
 
 mod util;
 
@@ -14,6 +15,7 @@ use std::{
 
 use util::{
     lan::{HostSpec, Lan},
+    pki::Pki,
     receiver::{events, receiver},
     wait_for,
 };
@@ -338,4 +340,146 @@ fn home_assistant_gets_a_retained_tracker_per_machine_and_presence_once_per_chan
         Some("home"),
         "no not_home before the first sweep"
     );
+}
+
+/// `mosquitto_sub`/`mosquitto_pub` in the scanner's namespace, over TLS
+/// to `localhost:8883` with the test CA and mdb's login.
+fn mosquitto_tls(
+    lan: &Lan,
+    tool: &str,
+    ca: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", &lan.scanner, tool])
+        .args(["-h", "localhost", "-p", "8883", "--cafile"])
+        .arg(ca)
+        .args(["-u", "mdb", "-P", MQTT_PASSWORD])
+        .args(args)
+        .output()
+        .expect("mosquitto client")
+}
+
+const MQTT_PASSWORD: &str = "mqtt-password-for-tests";
+
+/// Home Assistant's broker over TLS with a password (`mqtts://`): mdb
+/// checks the broker's certificate against its `ca_file` before it sends
+/// the password. A broker whose certificate another CA signed gets no
+/// login and no message, and the failures are counted and retried.
+#[test]
+fn home_assistant_over_tls_checks_the_brokers_certificate_before_logging_in() {
+    let mut lan = Lan::new(&[]);
+    let dir = lan.dir().to_path_buf();
+    let broker_pki = Pki::for_host("localhost").write(&dir.join("pki"));
+    let other_pki = Pki::for_host("localhost").write(&dir.join("other"));
+    let ca = broker_pki.join("ca.pem");
+    let passwd = dir.join("passwd");
+    let mut c = Command::new("mosquitto_passwd");
+    c.args(["-b", "-c"])
+        .arg(&passwd)
+        .args(["mdb", MQTT_PASSWORD]);
+    util::run_ok(c);
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\nlistener 8883 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nallow_anonymous false\npassword_file {}\n",
+            ca.display(),
+            broker_pki.join("cert.pem").display(),
+            broker_pki.join("key.pem").display(),
+            passwd.display(),
+        ),
+    )
+    .expect("mosquitto.conf");
+    let broker_log = dir.join("mosquitto.log");
+    lan.spawn_in_scanner(
+        &["mosquitto", "-v", "-c", conf.to_str().expect("path")],
+        &[],
+        &broker_log,
+    );
+    wait_for("the TLS broker", 20, || {
+        let out = mosquitto_tls(&lan, "mosquitto_pub", &ca, &["-t", "probe", "-m", "x"]);
+        out.status.success().then_some(())
+    });
+    let mut repo = util::TestRepo::new();
+    repo.write(
+        "machines/lab.yaml",
+        "machines:\n  - name: nas\n    ip: 198.18.0.11\n    mac: 00:16:3e:00:00:11\n    use: { device: nas }\n",
+    );
+    repo.commit("lab");
+    std::fs::write(dir.join("mqtt.secret"), format!("{MQTT_PASSWORD}\n")).expect("secret");
+    let config = |trusted: &std::path::Path| {
+        let cfg = dir.join("mdb.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"200ms\"\n\n[server]\ngrpc_listen = \"127.0.0.1:50051\"\nmetrics_listen = \"127.0.0.1:9090\"\n\n[scan]\nsubnets = [\"198.18.0.0/24\"]\ninterval = \"1s\"\nreverse_dns = false\n\n[[notify]]\nname = \"ha\"\nkind = \"mqtt\"\nurl = \"mqtts://localhost:8883\"\nca_file = \"{}\"\nusername = \"mdb\"\nsecret_file = \"{}\"\n",
+                repo.url(),
+                dir.join("checkout").display(),
+                trusted.join("ca.pem").display(),
+                dir.join("mqtt.secret").display(),
+            ),
+        )
+        .expect("config");
+        cfg
+    };
+    let retained = |lan: &Lan| {
+        let out = mosquitto_tls(
+            lan,
+            "mosquitto_sub",
+            &ca,
+            &["-v", "-W", "2", "-C", "1", "-t", "homeassistant/#"],
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    // Another CA signed the broker's certificate: no login, no message.
+    let cfg = config(&other_pki);
+    lan.spawn_mdb(
+        &["serve", "--config", cfg.to_str().expect("path")],
+        &[("MDB_LOG", "info")],
+    );
+    wait_for("failed TLS handshakes, retried", 30, || {
+        let n =
+            lan.metric_in_scanner("127.0.0.1:9090", "mdb_notify_failures_total{sink=\"ha\"}")?;
+        (n >= 2.0).then_some(())
+    });
+    assert_eq!(
+        retained(&lan),
+        "",
+        "nothing published to an untrusted broker"
+    );
+    let log = std::fs::read_to_string(&broker_log).unwrap_or_default();
+    // mdb's client id is `mdb-PID`; the test's own clients are `auto-…`.
+    assert!(
+        !log.contains(" as mdb-"),
+        "no login of mdb reached the broker:\n{log}"
+    );
+    assert!(
+        log.contains("OpenSSL Error"),
+        "the handshake was refused:\n{log}"
+    );
+    lan.stop_mdb();
+    // The broker's own CA: logged in with the password, the tracker there.
+    let cfg = config(&broker_pki);
+    lan.spawn_mdb(
+        &["serve", "--config", cfg.to_str().expect("path")],
+        &[("MDB_LOG", "info")],
+    );
+    let text = wait_for("the retained tracker config over TLS", 30, || {
+        let text = retained(&lan);
+        text.starts_with("homeassistant/device_tracker/mdb_nas/config ")
+            .then_some(text)
+    });
+    assert!(text.contains("\"state_topic\":\"mdb/nas/state\""), "{text}");
+    let log = std::fs::read_to_string(&broker_log).unwrap_or_default();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("as mdb-") && l.contains("u'mdb'")),
+        "mdb logged in as mdb:\n{log}"
+    );
+    assert!(
+        !lan.mdb_log().contains(MQTT_PASSWORD),
+        "the password is never logged"
+    );
+    lan.stop_mdb();
 }

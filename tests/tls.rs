@@ -13,33 +13,21 @@ use tokio_rustls::{
     },
     TlsAcceptor,
 };
-use util::{start_server, TestRepo};
+use util::{pki::Pki, start_server, TestRepo};
 
 /// A CA and a certificate for `localhost` signed by it; the CA's PEM is
 /// written to `dir/ca.pem`.
 fn test_pki(dir: &Path) -> rustls::ServerConfig {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "mdb test CA");
-    let ca_key = KeyPair::generate().expect("ca key");
-    let ca = ca_params.self_signed(&ca_key).expect("ca cert");
-    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write ca");
-    let key = KeyPair::generate().expect("key");
-    let cert = CertificateParams::new(vec!["localhost".to_string()])
-        .expect("params")
-        .signed_by(&key, &ca, &ca_key)
-        .expect("cert");
+    let pki = Pki::for_host("localhost");
+    pki.write(dir);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_no_client_auth()
         .with_single_cert(
-            vec![CertificateDer::from(cert.der().to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            vec![CertificateDer::from(pki.cert_der)],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.key_der)),
         )
         .expect("server config");
     cfg.alpn_protocols = vec![b"h2".to_vec()];

@@ -10,7 +10,9 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{
+    AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -31,6 +33,9 @@ pub struct Broker {
     pub discovery_prefix: String,
     /// mdb's own topics: `PREFIX/status`, `PREFIX/NAME/state`.
     pub topic_prefix: String,
+    /// `mqtts://`: TLS, the broker's certificate checked against these
+    /// roots, so the password never crosses the LAN in the clear.
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 const RETRY_MIN: Duration = Duration::from_millis(500);
@@ -54,6 +59,9 @@ pub async fn run(
     );
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_last_will(LastWill::new(&status, "offline", QoS::AtLeastOnce, true));
+    if let Some(tls) = &broker.tls {
+        opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls.clone())));
+    }
     if let Some(user) = &broker.username {
         let pass = broker
             .password
@@ -218,6 +226,7 @@ mod tests {
             username: None,
             password: None,
             discovery_prefix: "homeassistant".into(),
+            tls: None,
             topic_prefix: "mdb".into(),
         };
         let machines = vec![

@@ -8,6 +8,13 @@
 //! secret_file = "/run/secrets/hook"   # webhook: HMAC-SHA256 key (or secret_env = "VAR")
 //! events = ["new_device", "conflict", "machine_missing", "machine_back"]
 //! min_gap = "1s"                      # between two messages of this sink
+//!
+//! [[notify]]
+//! kind = "mqtt"                       # Home Assistant
+//! url = "mqtts://broker.lab:8883"     # mqtt:// in the clear, port 1883
+//! ca_file = "/etc/mdb/broker-ca.pem"  # else the system's roots
+//! username = "mdb"
+//! secret_file = "/run/secrets/mqtt"   # the password
 //! ```
 
 use std::{path::PathBuf, time::Duration};
@@ -36,6 +43,9 @@ pub struct RawSink {
     pub secret_file: Option<PathBuf>,
     /// The environment variable holding that secret.
     pub secret_env: Option<String>,
+    /// MQTT over TLS (`mqtts://`): the PEM of the CA that signed the
+    /// broker's certificate; the system's roots without it.
+    pub ca_file: Option<PathBuf>,
     pub events: Option<Vec<String>>,
     pub min_gap: Option<String>,
     /// ntfy: a priority (min, low, default, high, urgent) per event.
@@ -148,12 +158,12 @@ fn sink(i: usize, r: &RawSink, env: &Env) -> Result<Sink, Error> {
     let mqtt = r.kind == "mqtt";
     let scheme_ok = match url.scheme_str() {
         Some("http" | "https") => !mqtt,
-        Some("mqtt") => mqtt,
+        Some("mqtt" | "mqtts") => mqtt,
         _ => false,
     };
     if !scheme_ok || url.host().is_none() {
         let want = if mqtt {
-            "an mqtt://HOST:PORT"
+            "an mqtt:// or mqtts://HOST:PORT"
         } else {
             "an http:// or https://"
         };
@@ -187,6 +197,10 @@ fn sink(i: usize, r: &RawSink, env: &Env) -> Result<Sink, Error> {
             })
             .collect::<Result<_, _>>()?,
     };
+    let tls = url.scheme_str() == Some("mqtts");
+    if r.ca_file.is_some() && !tls {
+        return Err(at("ca_file", "is for an mqtts:// broker only".into()));
+    }
     let kind = match r.kind.as_str() {
         "webhook" => SinkKind::Webhook { secret },
         "ntfy" => SinkKind::Ntfy {
@@ -195,7 +209,7 @@ fn sink(i: usize, r: &RawSink, env: &Env) -> Result<Sink, Error> {
         },
         "mqtt" => SinkKind::Mqtt(super::mqtt::Broker {
             host: url.host().unwrap_or_default().to_string(),
-            port: url.port_u16().unwrap_or(1883),
+            port: url.port_u16().unwrap_or(if tls { 8883 } else { 1883 }),
             username: r.username.clone(),
             password: secret,
             discovery_prefix: topic_part(
@@ -205,6 +219,12 @@ fn sink(i: usize, r: &RawSink, env: &Env) -> Result<Sink, Error> {
                 "homeassistant",
             )?,
             topic_prefix: topic_part(i, "topic_prefix", &r.topic_prefix, "mdb")?,
+            tls: if tls {
+                let roots = crate::dial::rustls_client(r.ca_file.as_deref());
+                Some(roots.map_err(|e| at("ca_file", e.to_string()))?)
+            } else {
+                None
+            },
         }),
         other => {
             return Err(at(
@@ -316,5 +336,33 @@ mod tests {
         };
         assert_eq!(priorities.of(EventKind::Conflict), "urgent");
         assert_eq!(ok.sinks[0].events.len(), EVENT_KINDS.len());
+    }
+
+    #[test]
+    fn mqtts_speaks_tls_on_8883_and_a_ca_file_needs_it() {
+        let e = |t: &str| one(t).unwrap_err().to_string();
+        let plain = e("[[notify]]\nkind = \"mqtt\"\nurl = \"mqtt://b\"\nca_file = \"/x.pem\"\n");
+        assert_eq!(plain, "notify[0].ca_file: is for an mqtts:// broker only");
+        let missing = e(
+            "[[notify]]\nkind = \"mqtt\"\nurl = \"mqtts://b\"\nca_file = \"/nonexistent.pem\"\n",
+        );
+        assert!(
+            missing.starts_with("notify[0].ca_file: CA file /nonexistent.pem: "),
+            "{missing}"
+        );
+        let broker = |t: &str| match &one(t).unwrap().unwrap().sinks[0].kind {
+            SinkKind::Mqtt(b) => (b.port, b.tls.is_some()),
+            _ => panic!(),
+        };
+        assert_eq!(
+            broker("[[notify]]\nkind = \"mqtt\"\nurl = \"mqtt://b\"\n"),
+            (1883, false)
+        );
+        if crate::dial::rustls_client(None).is_ok() {
+            assert_eq!(
+                broker("[[notify]]\nkind = \"mqtt\"\nurl = \"mqtts://b\"\n"),
+                (8883, true)
+            );
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod fake_github;
 pub mod filer_bench;
 pub mod kube;
 pub mod lan;
+pub mod pki;
 pub mod process;
 pub mod receiver;
 
