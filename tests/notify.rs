@@ -362,16 +362,12 @@ fn mosquitto_tls(
 
 const MQTT_PASSWORD: &str = "mqtt-password-for-tests";
 
-/// Home Assistant's broker over TLS with a password (`mqtts://`): mdb
-/// checks the broker's certificate against its `ca_file` before it sends
-/// the password. A broker whose certificate another CA signed gets no
-/// login and no message, and the failures are counted and retried.
-#[test]
-fn home_assistant_over_tls_checks_the_brokers_certificate_before_logging_in() {
-    let mut lan = Lan::new(&[]);
+/// A mosquitto in the scanner's namespace on `localhost:8883`, TLS only,
+/// with a certificate of its own test CA and one login (mdb's); returns
+/// its PKI directory and its log.
+fn start_tls_broker(lan: &mut Lan) -> (std::path::PathBuf, std::path::PathBuf) {
     let dir = lan.dir().to_path_buf();
     let broker_pki = Pki::for_host("localhost").write(&dir.join("pki"));
-    let other_pki = Pki::for_host("localhost").write(&dir.join("other"));
     let ca = broker_pki.join("ca.pem");
     let passwd = dir.join("passwd");
     let mut c = Command::new("mosquitto_passwd");
@@ -398,9 +394,23 @@ fn home_assistant_over_tls_checks_the_brokers_certificate_before_logging_in() {
         &broker_log,
     );
     wait_for("the TLS broker", 20, || {
-        let out = mosquitto_tls(&lan, "mosquitto_pub", &ca, &["-t", "probe", "-m", "x"]);
+        let out = mosquitto_tls(lan, "mosquitto_pub", &ca, &["-t", "probe", "-m", "x"]);
         out.status.success().then_some(())
     });
+    (broker_pki, broker_log)
+}
+
+/// Home Assistant's broker over TLS with a password (`mqtts://`): mdb
+/// checks the broker's certificate against its `ca_file` before it sends
+/// the password. A broker whose certificate another CA signed gets no
+/// login and no message, and the failures are counted and retried.
+#[test]
+fn home_assistant_over_tls_checks_the_brokers_certificate_before_logging_in() {
+    let mut lan = Lan::new(&[]);
+    let dir = lan.dir().to_path_buf();
+    let (broker_pki, broker_log) = start_tls_broker(&mut lan);
+    let ca = broker_pki.join("ca.pem");
+    let other_pki = Pki::for_host("localhost").write(&dir.join("other"));
     let mut repo = util::TestRepo::new();
     repo.write(
         "machines/lab.yaml",
