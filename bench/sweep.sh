@@ -23,6 +23,7 @@
 #          printed
 #
 # Usage (root): bash bench/sweep.sh [MODE=lan24] [RUNS=3] [DEVICES=5000]
+#   MDB_BIN=path/to/mdb uses that binary instead of building one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-lan24}
@@ -39,8 +40,9 @@ NET="198.18.0.0/$PREFIX"
 for tool in arp-scan nmap fping nft; do
   command -v "$tool" >/dev/null || { echo "== installing peers"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq arp-scan nmap fping nftables >/dev/null; break; }
 done
-cargo build --release --quiet
-MDB="$PWD/target/release/mdb"
+# MDB_BIN: a release binary built already (the static one CI builds).
+if [ -z "${MDB_BIN:-}" ]; then cargo build --release --quiet; fi
+MDB="${MDB_BIN:-$PWD/target/release/mdb}"
 PY=${MDB_PYTHON:-python3}
 
 TAG="mdbb$$"
