@@ -1,7 +1,8 @@
 //! How mdb reaches a gRPC server: `host:port` and `http://` in plaintext,
 //! `https://` over TLS (rustls) with the system's roots or one CA file.
 //! Any other scheme is refused rather than silently spoken in plaintext.
-//! The same roots make the rustls client of mdb's other TLS clients (MQTT).
+//! The same roots make the rustls client of mdb's other TLS clients
+//! (notifications over https:// and mqtts://).
 
 use std::{
     path::{Path, PathBuf},
@@ -138,6 +139,16 @@ pub fn rustls_client(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>
             }
         }
     }
+    trusting(roots)
+}
+
+/// A rustls client that trusts nobody: for connectors that need one but
+/// only ever speak plain HTTP.
+pub fn rustls_untrusting() -> Result<Arc<rustls::ClientConfig>, Error> {
+    trusting(RootCertStore::empty())
+}
+
+fn trusting(roots: RootCertStore) -> Result<Arc<rustls::ClientConfig>, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -2,8 +2,9 @@
 //! webhook and an ntfy topic (local HTTP receivers in the scanner's
 //! namespace) of a new device, a database machine going missing and
 //! coming back, one message per event across 3 restarts, while a third
-//! sink that never answers slows no sweep. Home Assistant gets its
-//! trackers from a real mosquitto, in the clear and over TLS.
+//! sink that never answers slows no sweep. ntfy behind TLS trusts the
+//! lab's own CA; Home Assistant gets its trackers from a real mosquitto,
+//! in the clear and over TLS.
 
 mod util;
 
@@ -16,7 +17,7 @@ use std::{
 use util::{
     lan::{HostSpec, Lan},
     pki::Pki,
-    receiver::{events, receiver},
+    receiver::{events, receiver, receiver_tls},
     wait_for,
 };
 
@@ -490,6 +491,68 @@ fn home_assistant_over_tls_checks_the_brokers_certificate_before_logging_in() {
     assert!(
         !lan.mdb_log().contains(MQTT_PASSWORD),
         "the password is never logged"
+    );
+    lan.stop_mdb();
+}
+
+/// ntfy behind TLS with the lab's own CA (`ca_file`): the new device's
+/// message arrives over https://. A sink trusting another CA sends
+/// nothing the server can read, and its failures are counted.
+#[test]
+fn ntfy_over_https_trusts_the_labs_own_ca_and_no_other() {
+    let mut lan = Lan::new(&[HostSpec {
+        ip: "198.18.0.23",
+        mac: "dc:a6:32:00:00:23",
+        ..Default::default()
+    }]);
+    let dir = lan.dir().to_path_buf();
+    let lab_ca = Pki::for_host("localhost");
+    let lab_dir = lab_ca.write(&dir.join("pki"));
+    let other_dir = Pki::for_host("localhost").write(&dir.join("other"));
+    let (good_l, bad_l) = (lan.listen_in_scanner(), lan.listen_in_scanner());
+    let port = |l: &TcpListener| l.local_addr().expect("addr").port();
+    let (good_port, bad_port) = (port(&good_l), port(&bad_l));
+    let good = receiver_tls(good_l, lab_ca.server_config());
+    let bad = receiver_tls(bad_l, lab_ca.server_config());
+    let mut repo = util::TestRepo::new();
+    repo.write(
+        "mdb.yaml",
+        "subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\n",
+    );
+    repo.write(
+        "machines/lab.yaml",
+        "machines:\n  - name: scanner\n    ip: 198.18.0.1\n    use: discover\n",
+    );
+    repo.commit("lab");
+    let cfg = dir.join("mdb.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"200ms\"\n\n[server]\ngrpc_listen = \"127.0.0.1:50051\"\nmetrics_listen = \"127.0.0.1:9090\"\n\n[scan]\nsubnets = [\"198.18.0.0/24\"]\ninterval = \"300ms\"\nreverse_dns = false\n\n[[notify]]\nname = \"lab\"\nkind = \"ntfy\"\nurl = \"https://localhost:{good_port}/lab\"\nca_file = \"{}\"\n\n[[notify]]\nname = \"wrong-ca\"\nkind = \"ntfy\"\nurl = \"https://localhost:{bad_port}/lab\"\nca_file = \"{}\"\n",
+            repo.url(),
+            dir.join("checkout").display(),
+            lab_dir.join("ca.pem").display(),
+            other_dir.join("ca.pem").display(),
+        ),
+    )
+    .expect("config");
+    lan.spawn_mdb(
+        &["serve", "--config", cfg.to_str().expect("path")],
+        &[("MDB_LOG", "info")],
+    );
+    wait_for("the new device over https", 30, || {
+        (events(&good, "new_device") == 1).then_some(())
+    });
+    let got = good.lock().expect("lock")[0].clone();
+    assert_eq!(got.path, "/lab");
+    assert!(got.body.contains("198.18.0.23"), "{got:?}");
+    wait_for("the other CA's sink failing", 30, || {
+        let series = "mdb_notify_failures_total{sink=\"wrong-ca\"}";
+        (lan.metric_in_scanner("127.0.0.1:9090", series)? >= 2.0).then_some(())
+    });
+    assert!(
+        bad.lock().expect("lock").is_empty(),
+        "nothing reached a server another CA vouches for"
     );
     lan.stop_mdb();
 }

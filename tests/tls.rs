@@ -6,13 +6,7 @@ mod util;
 use std::{path::Path, sync::Arc};
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::{
-    rustls::{
-        self,
-        pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
-    },
-    TlsAcceptor,
-};
+use tokio_rustls::{rustls, TlsAcceptor};
 use util::{pki::Pki, start_server, TestRepo};
 
 /// A CA and a certificate for `localhost` signed by it; the CA's PEM is
@@ -20,16 +14,7 @@ use util::{pki::Pki, start_server, TestRepo};
 fn test_pki(dir: &Path) -> rustls::ServerConfig {
     let pki = Pki::for_host("localhost");
     pki.write(dir);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(pki.cert_der)],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.key_der)),
-        )
-        .expect("server config");
+    let mut cfg = pki.server_config();
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     cfg
 }

@@ -184,6 +184,7 @@ pub async fn run(
                 tokio::spawn(mqtt::run(
                     sink.name.clone(),
                     broker.clone(),
+                    sink.tls.clone(),
                     store.clone(),
                     metrics.clone(),
                     shutdown.child_token(),

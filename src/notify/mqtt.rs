@@ -33,9 +33,6 @@ pub struct Broker {
     pub discovery_prefix: String,
     /// mdb's own topics: `PREFIX/status`, `PREFIX/NAME/state`.
     pub topic_prefix: String,
-    /// `mqtts://`: TLS, the broker's certificate checked against these
-    /// roots, so the password never crosses the LAN in the clear.
-    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 const RETRY_MIN: Duration = Duration::from_millis(500);
@@ -44,9 +41,12 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 const QUEUE: usize = 4096;
 
 /// Keeps the broker's retained topics equal to the lab until cancelled.
+/// `tls` (`mqtts://`): the broker's certificate is checked against its
+/// roots, so the password never crosses the LAN in the clear.
 pub async fn run(
     name: String,
     broker: Broker,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     store: Arc<Store>,
     metrics: NotifyMetrics,
     shutdown: CancellationToken,
@@ -59,8 +59,8 @@ pub async fn run(
     );
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_last_will(LastWill::new(&status, "offline", QoS::AtLeastOnce, true));
-    if let Some(tls) = &broker.tls {
-        opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls.clone())));
+    if let Some(tls) = tls {
+        opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls)));
     }
     if let Some(user) = &broker.username {
         let pass = broker
@@ -226,7 +226,6 @@ mod tests {
             username: None,
             password: None,
             discovery_prefix: "homeassistant".into(),
-            tls: None,
             topic_prefix: "mdb".into(),
         };
         let machines = vec![

@@ -17,7 +17,7 @@
 //! secret_file = "/run/secrets/mqtt"   # the password
 //! ```
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use serde::Deserialize;
 
@@ -43,8 +43,8 @@ pub struct RawSink {
     pub secret_file: Option<PathBuf>,
     /// The environment variable holding that secret.
     pub secret_env: Option<String>,
-    /// MQTT over TLS (`mqtts://`): the PEM of the CA that signed the
-    /// broker's certificate; the system's roots without it.
+    /// https:// and mqtts://: the PEM of the CA that signed the server's
+    /// certificate (a lab's own CA); the system's roots without it.
     pub ca_file: Option<PathBuf>,
     pub events: Option<Vec<String>>,
     pub min_gap: Option<String>,
@@ -65,6 +65,9 @@ pub struct Sink {
     pub name: String,
     pub kind: SinkKind,
     pub url: String,
+    /// https:// and mqtts://: the server's certificate is checked against
+    /// these roots (`ca_file`, else the system's) before anything is sent.
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     pub events: Vec<EventKind>,
     pub min_gap: Duration,
 }
@@ -197,10 +200,19 @@ fn sink(i: usize, r: &RawSink, env: &Env) -> Result<Sink, Error> {
             })
             .collect::<Result<_, _>>()?,
     };
-    let tls = url.scheme_str() == Some("mqtts");
-    if r.ca_file.is_some() && !tls {
-        return Err(at("ca_file", "is for an mqtts:// broker only".into()));
-    }
+    let tls = match url.scheme_str() {
+        Some("https" | "mqtts") => {
+            let roots = crate::dial::rustls_client(r.ca_file.as_deref());
+            Some(roots.map_err(|e| at("ca_file", e.to_string()))?)
+        }
+        _ if r.ca_file.is_some() => {
+            return Err(at(
+                "ca_file",
+                "is for an https:// or mqtts:// URL only".into(),
+            ))
+        }
+        _ => None,
+    };
     let kind = match r.kind.as_str() {
         "webhook" => SinkKind::Webhook { secret },
         "ntfy" => SinkKind::Ntfy {
@@ -209,7 +221,9 @@ fn sink(i: usize, r: &RawSink, env: &Env) -> Result<Sink, Error> {
         },
         "mqtt" => SinkKind::Mqtt(super::mqtt::Broker {
             host: url.host().unwrap_or_default().to_string(),
-            port: url.port_u16().unwrap_or(if tls { 8883 } else { 1883 }),
+            port: url
+                .port_u16()
+                .unwrap_or(if tls.is_some() { 8883 } else { 1883 }),
             username: r.username.clone(),
             password: secret,
             discovery_prefix: topic_part(
@@ -219,12 +233,6 @@ fn sink(i: usize, r: &RawSink, env: &Env) -> Result<Sink, Error> {
                 "homeassistant",
             )?,
             topic_prefix: topic_part(i, "topic_prefix", &r.topic_prefix, "mdb")?,
-            tls: if tls {
-                let roots = crate::dial::rustls_client(r.ca_file.as_deref());
-                Some(roots.map_err(|e| at("ca_file", e.to_string()))?)
-            } else {
-                None
-            },
         }),
         other => {
             return Err(at(
@@ -237,6 +245,7 @@ fn sink(i: usize, r: &RawSink, env: &Env) -> Result<Sink, Error> {
         name,
         kind,
         url: r.url.clone(),
+        tls,
         events,
         min_gap: duration(
             &format!("notify[{i}].min_gap"),
@@ -339,10 +348,13 @@ mod tests {
     }
 
     #[test]
-    fn mqtts_speaks_tls_on_8883_and_a_ca_file_needs_it() {
+    fn mqtts_speaks_tls_on_8883_and_a_ca_file_needs_tls() {
         let e = |t: &str| one(t).unwrap_err().to_string();
         let plain = e("[[notify]]\nkind = \"mqtt\"\nurl = \"mqtt://b\"\nca_file = \"/x.pem\"\n");
-        assert_eq!(plain, "notify[0].ca_file: is for an mqtts:// broker only");
+        assert_eq!(
+            plain,
+            "notify[0].ca_file: is for an https:// or mqtts:// URL only"
+        );
         let missing = e(
             "[[notify]]\nkind = \"mqtt\"\nurl = \"mqtts://b\"\nca_file = \"/nonexistent.pem\"\n",
         );
@@ -350,9 +362,12 @@ mod tests {
             missing.starts_with("notify[0].ca_file: CA file /nonexistent.pem: "),
             "{missing}"
         );
-        let broker = |t: &str| match &one(t).unwrap().unwrap().sinks[0].kind {
-            SinkKind::Mqtt(b) => (b.port, b.tls.is_some()),
-            _ => panic!(),
+        let broker = |t: &str| {
+            let sink = &one(t).unwrap().unwrap().sinks[0];
+            match &sink.kind {
+                SinkKind::Mqtt(b) => (b.port, sink.tls.is_some()),
+                _ => panic!(),
+            }
         };
         assert_eq!(
             broker("[[notify]]\nkind = \"mqtt\"\nurl = \"mqtt://b\"\n"),

@@ -1,5 +1,6 @@
 //! A tiny HTTP/1.1 receiver for webhook and ntfy tests: records every
-//! request and answers 200, or holds it unanswered.
+//! request and answers 200, or holds it unanswered; in the clear or
+//! behind TLS.
 #![allow(dead_code)]
 
 use std::{
@@ -8,6 +9,8 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
+
+use tokio_rustls::rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 #[derive(Clone, Debug)]
 pub struct Received {
@@ -28,52 +31,80 @@ impl Received {
 /// A tiny HTTP/1.1 receiver: records each request and answers 200, or
 /// (`hang`) reads it and never answers.
 pub fn receiver(listener: TcpListener, hang: bool) -> Arc<Mutex<Vec<Received>>> {
+    serve(listener, hang, None)
+}
+
+/// The same receiver behind TLS with `tls`'s certificate (always answers).
+pub fn receiver_tls(listener: TcpListener, tls: ServerConfig) -> Arc<Mutex<Vec<Received>>> {
+    serve(listener, false, Some(Arc::new(tls)))
+}
+
+fn serve(
+    listener: TcpListener,
+    hang: bool,
+    tls: Option<Arc<ServerConfig>>,
+) -> Arc<Mutex<Vec<Received>>> {
     let got = Arc::new(Mutex::new(Vec::new()));
     let keep = got.clone();
     std::thread::spawn(move || {
         let mut held = Vec::new();
         for stream in listener.incoming().flatten() {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
+            match &tls {
+                None => held.extend(conversation(stream, &keep, hang)),
+                Some(cfg) => {
+                    let Ok(conn) = ServerConnection::new(cfg.clone()) else {
+                        continue;
+                    };
+                    conversation(StreamOwned::new(conn, stream), &keep, false);
                 }
-                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                let mut headers = Vec::new();
-                let mut len = 0;
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = h.trim_end().split_once(':') {
-                        if k.eq_ignore_ascii_case("content-length") {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                        headers.push((k.to_string(), v.trim().to_string()));
-                    }
-                }
-                let mut body = vec![0; len.min(1 << 20)];
-                if reader.read_exact(&mut body).is_err() {
-                    break;
-                }
-                keep.lock().expect("lock").push(Received {
-                    path,
-                    headers,
-                    body: String::from_utf8_lossy(&body).into_owned(),
-                });
-                if hang {
-                    held.push(stream.try_clone().expect("clone"));
-                    break;
-                }
-                let mut s = stream.try_clone().expect("clone");
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
             }
         }
     });
     got
+}
+
+/// Reads the requests of one connection, recording each, and answers 200;
+/// with `hang`, returns the connection unanswered after its first request,
+/// to be held open.
+fn conversation<S: Read + Write>(stream: S, got: &Mutex<Vec<Received>>, hang: bool) -> Option<S> {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        let mut len = 0;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.trim_end().split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                headers.push((k.to_string(), v.trim().to_string()));
+            }
+        }
+        let mut body = vec![0; len.min(1 << 20)];
+        if reader.read_exact(&mut body).is_err() {
+            return None;
+        }
+        got.lock().expect("lock").push(Received {
+            path,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+        if hang {
+            return Some(reader.into_inner());
+        }
+        let s = reader.get_mut();
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+        let _ = s.flush();
+    }
 }
 
 pub fn events(got: &Arc<Mutex<Vec<Received>>>, what: &str) -> usize {
