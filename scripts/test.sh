@@ -49,6 +49,9 @@ bash scripts/build-static.sh amd64
 CARGO_PROFILE_RELEASE_OPT_LEVEL="${MDB_ARM64_OPT_LEVEL:-1}" bash scripts/build-static.sh arm64
 
 echo "== $SECONDS s in: cargo test"
+# A one-off build: no incremental state to write, and line tables are all
+# a failing test's backtrace needs (full debug info doubles the link time).
+export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only
 log=$(mktemp)
 set +e
 cargo test --locked --no-fail-fast --lib --bins --tests -- --test-threads="${MDB_TEST_THREADS:-4}" 2>&1 | tee "$log"
