@@ -143,6 +143,16 @@ pub async fn look<'a>(
             o
         }
     };
+    look_planned(cfg, snap, opts, progress).await
+}
+
+/// [`look`] with the sweep's options planned already.
+async fn look_planned<'a>(
+    cfg: &Config,
+    snap: Option<&'a Snapshot>,
+    opts: scan::Options,
+    progress: scan::Progress,
+) -> Result<Look<'a>, scan::Error> {
     let mut report = scan::sweep(&opts, progress).await?;
     if !cfg.leases.is_empty() {
         let files = cfg.leases.clone();
@@ -191,12 +201,12 @@ pub async fn sweep_once(
     metrics: &SweepMetrics,
 ) -> Result<Swept, scan::Error> {
     let started = Instant::now();
-    let mut cfg = cfg.clone();
-    if same_ports(last, &plan(&cfg, snap).ports) {
-        cfg.options.carried = Arc::new(fresh(history, snap.settings.scan.refresh, now_unix()));
+    let mut opts = plan(cfg, snap);
+    if same_ports(last, &opts.ports) {
+        opts.carried = Arc::new(fresh(history, snap.settings.scan.refresh, now_unix()));
     }
-    cfg.options.deadline = Some(started + sweep_budget(cfg.interval));
-    let mut look = look(&cfg, Some(snap), Arc::new(|_| {})).await?;
+    opts.deadline = Some(started + sweep_budget(cfg.interval));
+    let mut look = look_planned(cfg, Some(snap), opts, Arc::new(|_| {})).await?;
     for c in look.hosts.iter_mut() {
         c.host.segments = vec![cfg.segment.clone()];
     }
