@@ -143,12 +143,7 @@ pub fn resolve(
 fn sink(i: usize, r: &RawSink, env: &Env) -> Result<Sink, Error> {
     let at = |field: &str, why: String| Error(format!("notify[{i}].{field}: {why}"));
     let name = r.name.clone().unwrap_or_else(|| r.kind.clone());
-    if name.is_empty()
-        || name.len() > 32
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if name.len() > 32 || !is_word(&name) {
         return Err(at(
             "name",
             format!("{name:?} must be 1 to 32 letters, digits, - or _"),
@@ -264,18 +259,20 @@ fn topic_part(
     default: &str,
 ) -> Result<String, Error> {
     let v = given.clone().unwrap_or_else(|| default.to_string());
-    let part_ok = |p: &str| {
-        !p.is_empty()
-            && p.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if v.len() <= 64 && v.split('/').all(part_ok) {
+    if v.len() <= 64 && v.split('/').all(is_word) {
         Ok(v)
     } else {
         Err(Error(format!(
             "notify[{i}].{field}: {v:?} must be parts of letters, digits, - and _, joined by /"
         )))
     }
+}
+
+/// One or more letters, digits, `-` and `_`: a sink's name, a topic part.
+fn is_word(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn words_of() -> String {
