@@ -196,7 +196,19 @@ pub fn resolve_provision(
         flags,
     )?;
     cfg.notify = crate::notify::settings::resolve(&raw.notify, env, Some(&cfg.state_dir))?;
+    let secrets = secret_envs(&raw);
+    for name in &cfg.env {
+        crate::child::check_allowed(name, &secrets)
+            .map_err(|why| Error(format!("provision.env: {why}")))?;
+    }
     Ok(cfg)
+}
+
+/// The environment variables that hold mdb's own secrets: never passed on.
+fn secret_envs(raw: &RawConfig) -> Vec<&str> {
+    let mut names = vec![ENV_GITHUB_TOKEN, ENV_DB_TOKEN];
+    names.extend(raw.notify.iter().filter_map(|s| s.secret_env.as_deref()));
+    names
 }
 
 /// Resolves the file's `[dhcp]` < env < flags into `mdb dhcp --follow`'s
@@ -206,7 +218,13 @@ pub fn resolve_dhcp(
     env: &Env,
     flags: &crate::dhcp::settings::DhcpFlags,
 ) -> Result<crate::dhcp::Config, Error> {
-    crate::dhcp::settings::resolve(raw.dhcp.as_ref(), env, flags)
+    let cfg = crate::dhcp::settings::resolve(raw.dhcp.as_ref(), env, flags)?;
+    let secrets = secret_envs(&raw);
+    for name in &cfg.env {
+        crate::child::check_allowed(name, &secrets)
+            .map_err(|why| Error(format!("dhcp.env: {why}")))?;
+    }
+    Ok(cfg)
 }
 
 /// The gRPC and HTTP addresses, which must differ.

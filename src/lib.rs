@@ -19,6 +19,7 @@
 //! - `net`, `secret`, `escape`, `units`: small shared types (MACs and ranges; tokens that never print;
 //!   untrusted text cleaned at capture and escaped per sink; durations and sizes).
 
+pub mod child;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -30,6 +31,7 @@ pub mod escape;
 pub mod export;
 pub mod gen;
 pub mod github;
+pub mod hostkey;
 pub mod memory;
 pub mod metrics;
 pub mod net;

@@ -34,7 +34,13 @@ pub struct Database {
 }
 
 impl Database {
-    fn apply(&mut self, ev: WatchEvent) {
+    /// Applies one message; true once its revision is complete (no more
+    /// pieces of it follow). A whole revision replaces everything held, so
+    /// a removal missed while behind is not kept.
+    fn apply(&mut self, ev: WatchEvent) -> bool {
+        if ev.whole {
+            self.machines.clear();
+        }
         self.revision = ev.revision;
         for m in ev.changed {
             self.machines.insert(m.name.clone(), m);
@@ -42,18 +48,13 @@ impl Database {
         for name in ev.removed {
             self.machines.remove(&name);
         }
+        !ev.more
     }
 
     /// Why the revision as received does not validate, if it does not.
     pub fn problems(&self) -> Option<String> {
         let machines: Vec<Machine> = self.machines.values().cloned().collect();
-        let files = crate::db::emit::received(&crate::db::emit::Received {
-            machines: &machines,
-            readiness: &self.readiness,
-        });
-        crate::db::validate(&files, &self.revision)
-            .err()
-            .map(|report| report.to_string())
+        crate::db::received::check(&self.revision, &machines, &self.readiness).err()
     }
 }
 
@@ -137,8 +138,10 @@ async fn connection(
             _ = shutdown.cancelled() => return Ok(()),
             msg = stream.message() => match msg {
                 Ok(Some(ev)) => {
-                    db.apply(ev);
-                    due = Some(tokio::time::Instant::now() + debounce);
+                    // A revision is acted on only once all its pieces are in.
+                    due = db
+                        .apply(ev)
+                        .then(|| tokio::time::Instant::now() + debounce);
                 }
                 Ok(None) => return Err("the server ended the stream".into()),
                 Err(s) => return Err(s.message().to_string()),
@@ -150,9 +153,10 @@ async fn connection(
                     .map(|r| r.into_inner())
                     .map_err(|s| s.message().to_string())?;
                 if let Some(problems) = db.problems() {
-                    let why = format!("revision {} from {server} does not validate, so {what} does nothing with it: {problems}", db.revision);
+                    let shown = crate::escape::clean(&db.revision, 64);
+                    let why = format!("revision {shown:?} from {server} does not validate, so {what} does nothing with it: {problems}");
                     if refused_revision != db.revision {
-                        error!(revision = %db.revision, server, "{why}");
+                        error!(revision = %shown, server, "{why}");
                         refused_revision = db.revision.clone();
                     }
                     actor.refuse(Some(&why));

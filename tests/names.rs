@@ -222,3 +222,57 @@ fn mdns_and_dhcp_leases_name_hosts_and_the_printer_is_proposed_by_its_name() {
     assert!(!page.contains("<img src=x"), "never live on the page");
     lan.stop_mdb();
 }
+
+#[test]
+fn a_forged_mdns_answer_does_not_rename_a_neighbour() {
+    // The forger's address is lower: it is asked first, and its forged
+    // answers for the printer arrive before the printer's own would.
+    const FORGER: &str = "198.18.0.20";
+    const LASER: &str = "198.18.0.30";
+    let mut lan = Lan::new(&[
+        HostSpec {
+            ip: FORGER,
+            mac: "00:16:3e:00:00:20",
+            ..Default::default()
+        },
+        HostSpec {
+            ip: LASER,
+            mac: "00:26:ab:00:00:30",
+            ..Default::default()
+        },
+    ]);
+    lan.start_avahi(1, "laser", &["_ipp._tcp"]);
+    let count = lan.dir().join("forged");
+    let (python, script) = Lan::python_script("mdns_forge.py");
+    lan.spawn_ready(
+        0,
+        &[
+            &python,
+            &script,
+            LASER,
+            "evil",
+            count.to_str().expect("path"),
+        ],
+    );
+    for _ in 0..3 {
+        let hosts = lan.scan_json(&["--no-rdns"]);
+        let laser = &hosts[LASER];
+        assert_eq!(
+            names_of(laser),
+            [("mdns".to_string(), "laser".to_string())],
+            "{laser}"
+        );
+        assert_eq!(
+            laser["services"],
+            serde_json::json!(["_ipp._tcp"]),
+            "{laser}"
+        );
+        let all = serde_json::to_string(&hosts).expect("json");
+        assert!(!all.contains("evil"), "a forged name was taken: {all}");
+    }
+    let forged = std::fs::read_to_string(&count).unwrap_or_default();
+    assert!(
+        forged.lines().count() >= 3,
+        "the forger answered every sweep's query to it: {forged:?}"
+    );
+}

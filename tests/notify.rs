@@ -125,15 +125,39 @@ fn events_reach_a_signed_webhook_and_ntfy_once_each_across_restarts_and_a_hung_s
         }
     }
 
-    // Every webhook message is JSON, signed with the secret.
+    // Every webhook message is JSON, signed with the secret over its
+    // timestamp and body: the README's receiver takes it, and refuses the
+    // same message replayed five minutes later.
+    let verify = |r: &util::receiver::Received, late: i64| {
+        let ts = r.header("x-mdb-timestamp").unwrap_or_default().to_string();
+        let body = lan.dir().join("hook-body");
+        std::fs::write(&body, &r.body).expect("body");
+        let now = ts.parse::<i64>().unwrap_or(0) + late;
+        let (python, script) = util::lan::Lan::python_script("webhook_verify.py");
+        std::process::Command::new(python)
+            .args([&script, SECRET, &ts])
+            .arg(r.header("x-mdb-signature").unwrap_or_default())
+            .arg(&body)
+            .arg(now.to_string())
+            .output()
+            .expect("python")
+    };
     for r in hook.lock().expect("lock").iter() {
         assert_eq!(r.path, "/hook");
         let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
         assert!(v["event"].is_string() && v["key"].is_string(), "{v}");
+        let fresh = verify(r, 1);
+        assert!(fresh.status.success(), "{fresh:?}");
+        let replayed = verify(r, 301);
+        assert!(
+            !replayed.status.success(),
+            "a replay was taken: {replayed:?}"
+        );
         let signed = mdb::notify::deliver::sign(SECRET.as_bytes(), r.body.as_bytes());
-        assert_eq!(
+        assert_ne!(
             r.header("x-mdb-signature"),
-            Some(format!("sha256={signed}").as_str())
+            Some(format!("sha256={signed}").as_str()),
+            "the body alone is not what is signed"
         );
     }
     let new = hook

@@ -73,16 +73,27 @@ pub async fn list_all(
 ) -> Result<(String, Vec<Machine>), Error> {
     let mut out = Vec::new();
     let mut revision = None;
-    loop {
+    for _ in 0..MAX_PAGES {
         let page = client.list_machines(req.clone()).await?.into_inner();
         revision.get_or_insert(page.revision);
         out.extend(page.machines);
         if page.next_page_token.is_empty() {
             return Ok((revision.unwrap_or_default(), out));
         }
+        if out.len() > MAX_MACHINES {
+            break;
+        }
         req.page_token = page.next_page_token;
     }
+    Err(Error::Rpc(Box::new(tonic::Status::out_of_range(format!(
+        "the server's list goes on past {MAX_PAGES} pages or {MAX_MACHINES} machines; stopped reading"
+    )))))
 }
+
+/// Pages of a list read at most: a server that never ends one is cut off.
+pub const MAX_PAGES: usize = 1000;
+/// Machines of a list read at most.
+pub const MAX_MACHINES: usize = 1_000_000;
 
 pub use crate::export::view::{history_json, host_json, machine_json, use_detail};
 

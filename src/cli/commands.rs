@@ -49,7 +49,7 @@ pub fn validate(
         }
     };
     let read = intake.files.len();
-    match intake.validate("working tree") {
+    match intake.validate(crate::db::received::WORKING_TREE) {
         Ok(snap) => {
             println!(
                 "ok: {} machines, {} clusters in {} files",

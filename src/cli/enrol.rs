@@ -18,9 +18,11 @@ pub async fn run(a: EnrolArgs) -> anyhow::Result<()> {
     let intake = db::read_dir(&a.db, db::Limits::default())
         .with_context(|| format!("reading {}", a.db.display()))?;
     let files = intake.files.clone();
-    let snap = intake.validate("working tree").map_err(|r| {
-        anyhow::anyhow!("the database at {} is invalid already: {r}", a.db.display())
-    })?;
+    let snap = intake
+        .validate(crate::db::received::WORKING_TREE)
+        .map_err(|r| {
+            anyhow::anyhow!("the database at {} is invalid already: {r}", a.db.display())
+        })?;
     let host = match &a.from_server {
         Some(server) => from_server(server, &a.key).await?,
         None => from_args(&a)?,

@@ -12,7 +12,7 @@ use anyhow::Context;
 pub(super) fn load_checkout(path: &std::path::Path) -> anyhow::Result<db::Snapshot> {
     db::read_dir(path, db::Limits::default())
         .with_context(|| format!("reading {}", path.display()))?
-        .validate("working tree")
+        .validate(crate::db::received::WORKING_TREE)
         .map_err(|report| {
             anyhow::anyhow!("the database at {} is invalid: {report}", path.display())
         })
@@ -32,6 +32,20 @@ async fn snapshot(source: &cli::Source) -> anyhow::Result<db::Snapshot> {
         },
     )
     .await?;
+    let readiness = c
+        .get_readiness(crate::proto::GetReadinessRequest {})
+        .await
+        .map_err(client::Error::from)?
+        .into_inner();
+    // Nothing is written out from what a server says before it validates
+    // as `mdb validate` would validate it.
+    db::received::check(&revision, &machines, &readiness).map_err(|why| {
+        anyhow::anyhow!(
+            "{} sent a database that does not validate, so nothing is written: {}",
+            source.server,
+            crate::escape::terminal(&why)
+        )
+    })?;
     Ok(db::Snapshot::new(
         revision,
         machines,
@@ -46,6 +60,7 @@ pub async fn inventory(
     runner: Option<&str>,
 ) -> anyhow::Result<()> {
     let mut snap = snapshot(source).await?;
+    crate::export::plain::check(&snap)?;
     if let Some(r) = runner {
         let statuses = client::provision_statuses(r).await?;
         snap = client::label_statuses(snap, &statuses);
@@ -62,7 +77,7 @@ pub async fn inventory(
             )
         }
         (None, cli::InventoryFormat::Yaml) => {
-            print!("{}", crate::export::inventory::static_yaml(&snap))
+            print!("{}", crate::export::inventory::static_yaml(&snap)?)
         }
     }
     Ok(())
@@ -79,12 +94,12 @@ pub async fn cluster(
         cli::ClusterFormat::K3s => {
             print!(
                 "{}",
-                crate::export::inventory::k3s(&snap, name).ok_or_else(missing)?
+                crate::export::inventory::k3s(&snap, name)?.ok_or_else(missing)?
             )
         }
         cli::ClusterFormat::Kubespray => print!(
             "{}",
-            crate::export::inventory::kubespray(&snap, name).ok_or_else(missing)?
+            crate::export::inventory::kubespray(&snap, name)?.ok_or_else(missing)?
         ),
         cli::ClusterFormat::Json => {
             let c = snap.cluster_view(name).ok_or_else(missing)?;
@@ -147,6 +162,6 @@ pub async fn dhcp(source: &cli::Source, format: cli::DhcpFormat) -> anyhow::Resu
         cli::DhcpFormat::Isc => crate::export::dhcp::Format::Isc,
         cli::DhcpFormat::Kea => crate::export::dhcp::Format::Kea,
     };
-    print!("{}", crate::export::dhcp::render(&snap, f));
+    print!("{}", crate::export::dhcp::render(&snap, f)?);
     Ok(())
 }

@@ -83,6 +83,8 @@ pub async fn get(server: &str, key: &str, json: bool, runner: Option<&str>) -> a
         }
         Err(e) => return Err(e.into()),
     };
+    db::received::check_machine(&m)
+        .map_err(|why| anyhow::anyhow!("{server}: {}", crate::escape::terminal(&why)))?;
     let statuses = match runner {
         Some(r) => Some(client::provision_statuses(r).await?),
         None => None,

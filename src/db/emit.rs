@@ -120,6 +120,12 @@ pub fn machine(m: &Machine) -> String {
         if s.port != 0 {
             let _ = writeln!(y, "      port: {}", s.port);
         }
+        if !s.host_keys.is_empty() {
+            y.push_str("      host_keys:\n");
+            for k in &s.host_keys {
+                let _ = writeln!(y, "        - {}", quote(k));
+            }
+        }
     }
     if !m.labels.is_empty() {
         let mut labels: Vec<(&String, &String)> = m.labels.iter().collect();
@@ -329,6 +335,7 @@ mod tests {
             ssh: Some(Ssh {
                 user: "pi".into(),
                 port: 2222,
+                ..Default::default()
             }),
             labels: [
                 ("arch".to_string(), "arm64".to_string()),
@@ -427,6 +434,7 @@ mod tests {
             ssh: Some(Ssh {
                 user: "-oProxyCommand=touch /tmp/pwned #".into(),
                 port: 22,
+                ..Default::default()
             }),
             labels: [("x".to_string(), "{hosts}".to_string())].into(),
             source: "../../etc/passwd:1".into(),

@@ -151,7 +151,7 @@ fn machine(file: &str, node: &Node, problems: &mut Vec<Problem>) -> Option<Entry
     });
 
     let ssh = f.get("ssh").and_then(|n| {
-        let sf = Fields::of(file, n, "ssh", &["user", "port"], problems)?;
+        let sf = Fields::of(file, n, "ssh", &["user", "port", "host_keys"], problems)?;
         let port = sf.parse::<u16>("port", "a port number (1-65535)", problems);
         if let (Some(0), Some(pn)) = (port, sf.get("port")) {
             problems.push(sf.problem(pn, "port", "0 is not a port number (1-65535)"));
@@ -163,6 +163,7 @@ fn machine(file: &str, node: &Node, problems: &mut Vec<Problem>) -> Option<Entry
         Some(Ssh {
             user: user.to_string(),
             port: port.unwrap_or(0).into(),
+            host_keys: host_keys(&sf, problems),
         })
     });
 
@@ -342,6 +343,33 @@ fn parse_use(f: &Fields, node: &Node, problems: &mut Vec<Problem>) -> Option<Use
         }
         _ => None, // reported by Fields::of
     }
+}
+
+/// Host keys a machine may have at most.
+pub const MAX_HOST_KEYS: usize = 8;
+
+/// `ssh.host_keys`: each `TYPE BASE64` (a comment after it is dropped).
+fn host_keys(sf: &Fields, problems: &mut Vec<Problem>) -> Vec<String> {
+    let nodes = sf.strs("host_keys", problems);
+    if nodes.len() > MAX_HOST_KEYS {
+        problems.push(sf.problem(
+            nodes[MAX_HOST_KEYS],
+            "host_keys",
+            format!("more than {MAX_HOST_KEYS} host keys"),
+        ));
+    }
+    let mut keys = Vec::new();
+    for n in nodes.iter().take(MAX_HOST_KEYS) {
+        let text = n.as_str().unwrap_or_default();
+        match text.parse::<crate::hostkey::HostKey>() {
+            Ok(k) => keys.push(k.to_string()),
+            Err(why) => {
+                let shown: String = text.chars().take(40).collect();
+                problems.push(sf.problem(n, "host_keys", format!("{shown:?} {why}")));
+            }
+        }
+    }
+    keys
 }
 
 /// Names are used as host names and Ansible inventory names.

@@ -9,6 +9,7 @@ pub mod inventory_settings;
 pub mod load;
 pub mod policy;
 pub mod problem;
+pub mod received;
 pub mod rules;
 pub mod settings;
 pub mod snapshot;

@@ -180,7 +180,7 @@ pub fn development_kind_name(kind: i32) -> &'static str {
 }
 
 /// A provisioning result in words: "ok", "failed", "not ready", "pending",
-/// "skipped", "no address", "ready".
+/// "skipped", "no address", "ready", "host key changed".
 pub fn provision_result_name(r: i32) -> &'static str {
     use crate::proto::ProvisionResult;
     match ProvisionResult::try_from(r) {
@@ -191,6 +191,7 @@ pub fn provision_result_name(r: i32) -> &'static str {
         Ok(ProvisionResult::Skipped) => "skipped",
         Ok(ProvisionResult::NoAddress) => "no address",
         Ok(ProvisionResult::Ready) => "ready",
+        Ok(ProvisionResult::HostKeyChanged) => "host key changed",
         _ => "unknown",
     }
 }

@@ -63,10 +63,13 @@ pub fn read(path: &Path, now: i64) -> Result<Read, Error> {
 
 /// The leases in `text`, live at `now`.
 pub fn parse(text: &str, now: i64) -> Read {
-    let mut out = if text.contains("lease ") && text.contains('{') {
-        isc(text)
-    } else if text.starts_with("address,") {
+    let isc_like = (text.contains("lease ") && text.contains('{'))
+        || text.contains("authoring-byte-order")
+        || text.contains("server-duid");
+    let mut out = if text.starts_with("address,") {
         kea(text)
+    } else if isc_like {
+        isc(text)
     } else {
         dnsmasq(text)
     };
@@ -109,6 +112,30 @@ fn dnsmasq(text: &str) -> Read {
     out
 }
 
+/// Kea's CSV writes a character that would end a field as `&#xHH`
+/// (a comma as `&#x2c`).
+fn kea_unescape(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut rest = field;
+    while let Some(at) = rest.find("&#x") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 3..];
+        let hex = after.get(..2).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(v) => {
+                out.push(char::from(v));
+                rest = &after[2..];
+            }
+            None => {
+                out.push_str("&#x");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn kea(text: &str) -> Read {
     let mut out = Read::default();
     let mut lines = text.lines();
@@ -136,7 +163,7 @@ fn kea(text: &str) -> Read {
                 expires_unix: f.get(e)?.trim().parse().ok()?,
                 hostname: name_col
                     .and_then(|c| f.get(c))
-                    .map_or(String::new(), |n| hostname(n)),
+                    .map_or(String::new(), |n| hostname(&kea_unescape(n))),
             })
         })();
         match lease {
@@ -150,40 +177,186 @@ fn kea(text: &str) -> Read {
     out
 }
 
+/// A token of ISC dhcpd's lease file: a word, a quoted string (its
+/// escapes decoded), or one of `{ } ; =`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Token {
+    Word(String),
+    Quoted(Vec<u8>),
+    Open,
+    Close,
+    End,
+}
+
+/// Tokens of `text` as dhcpd writes and reads them: a `#` starts a comment
+/// (outside quotes), and inside quotes `\"`, `\\` and octal `\ooo` are
+/// escapes, so a client's hostname never ends a statement or a block.
+fn isc_tokens(text: &str) -> Vec<Token> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            c if c.is_ascii_whitespace() => i += 1,
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'{' => {
+                out.push(Token::Open);
+                i += 1;
+            }
+            b'}' => {
+                out.push(Token::Close);
+                i += 1;
+            }
+            b';' | b'=' => {
+                out.push(if b[i] == b';' {
+                    Token::End
+                } else {
+                    Token::Word("=".into())
+                });
+                i += 1;
+            }
+            b'"' => {
+                let (s, next) = isc_quoted(b, i + 1);
+                out.push(Token::Quoted(s));
+                i = next;
+            }
+            _ => {
+                let start = i;
+                while i < b.len() && !b[i].is_ascii_whitespace() && !b"{};=\"#".contains(&b[i]) {
+                    i += 1;
+                }
+                out.push(Token::Word(text[start..i].to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// A quoted string from just after its opening quote: its bytes and where
+/// reading goes on. An unterminated string runs to the end.
+fn isc_quoted(b: &[u8], mut i: usize) -> (Vec<u8>, usize) {
+    let mut s = Vec::new();
+    while i < b.len() {
+        match b[i] {
+            b'"' => return (s, i + 1),
+            b'\\'
+                if i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) =>
+            {
+                let v = b[i + 1..i + 4]
+                    .iter()
+                    .fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+                s.push(v as u8);
+                i += 4;
+            }
+            b'\\' if i + 1 < b.len() => {
+                s.push(match b[i + 1] {
+                    b'n' => b'\n',
+                    b't' => b'\t',
+                    b'r' => b'\r',
+                    other => other,
+                });
+                i += 2;
+            }
+            c => {
+                s.push(c);
+                i += 1;
+            }
+        }
+    }
+    (s, i)
+}
+
+/// The statements of one block, each its tokens without the `;`; nested
+/// blocks (`on expiry { … }`) are skipped whole. Returns where the block
+/// ends (after its `}`).
+fn isc_block(tokens: &[Token], mut i: usize) -> (Vec<Vec<Token>>, usize) {
+    let mut statements = Vec::new();
+    let mut current = Vec::new();
+    while i < tokens.len() {
+        match &tokens[i] {
+            Token::Close => return (statements, i + 1),
+            Token::End => statements.push(std::mem::take(&mut current)),
+            Token::Open => {
+                let (_, next) = isc_block(tokens, i + 1);
+                current.clear();
+                i = next;
+                continue;
+            }
+            t => current.push(t.clone()),
+        }
+        i += 1;
+    }
+    (statements, i)
+}
+
 fn isc(text: &str) -> Read {
+    let tokens = isc_tokens(text);
     let mut out = Read::default();
-    for block in text.split("lease ").skip(1) {
-        let Some((head, body)) = block.split_once('{') else {
-            out.skipped += 1;
+    let mut i = 0;
+    while i < tokens.len() {
+        let is_lease = matches!(&tokens[i], Token::Word(w) if w == "lease");
+        let (Some(Token::Word(ip)), Some(Token::Open), true) =
+            (tokens.get(i + 1), tokens.get(i + 2), is_lease)
+        else {
+            // Any other statement or block at the top (server-duid, a
+            // host declaration): passed over whole.
+            i = match tokens[i] {
+                Token::Open => isc_block(&tokens, i + 1).1,
+                _ => i + 1,
+            };
             continue;
         };
-        let body = body.split('}').next().unwrap_or("");
-        let field = |key: &str| {
-            body.split(';')
-                .map(str::trim)
-                .find_map(|s| s.strip_prefix(key))
-                .map(|v| v.trim().trim_matches('"').to_string())
-        };
-        let ends = field("ends ").and_then(|v| isc_time(&v));
-        let active = field("binding state ").is_none_or(|s| s == "active");
-        let lease = (|| {
-            Some(Lease {
-                ip: head.trim().parse().ok()?,
-                mac: field("hardware ethernet ")?.parse().ok()?,
-                hostname: field("client-hostname ").map_or(String::new(), |n| hostname(&n)),
-                expires_unix: ends?,
-            })
-        })();
-        match lease {
-            Some(l) if active => {
+        let (body, next) = isc_block(&tokens, i + 3);
+        i = next;
+        match isc_lease(ip, &body) {
+            Some((l, true)) => {
                 out.leases.retain(|old| old.ip != l.ip);
                 out.leases.push(l);
             }
-            Some(_) => {}
+            Some((_, false)) => {}
             None => out.skipped += 1,
         }
     }
     out
+}
+
+/// One `lease IP { … }`: the lease, and whether it is active.
+fn isc_lease(ip: &str, body: &[Vec<Token>]) -> Option<(Lease, bool)> {
+    let words = |s: &[Token]| -> Vec<String> {
+        s.iter()
+            .map(|t| match t {
+                Token::Word(w) => w.clone(),
+                Token::Quoted(q) => String::from_utf8_lossy(q).into_owned(),
+                _ => String::new(),
+            })
+            .collect()
+    };
+    let (mut ends, mut mac, mut name, mut active) = (None, None, String::new(), true);
+    for st in body {
+        let w = words(st);
+        match w.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+            ["ends", rest @ ..] => ends = isc_time(&rest.join(" ")),
+            ["binding", "state", state] => active = *state == "active",
+            ["hardware", "ethernet", m] => mac = m.parse().ok(),
+            ["client-hostname", _] => {
+                if let Some(Token::Quoted(q)) = st.get(1) {
+                    name = crate::escape::clean_bytes(q, 253);
+                }
+            }
+            _ => {}
+        }
+    }
+    let lease = Lease {
+        ip: ip.parse().ok()?,
+        mac: mac?,
+        hostname: hostname(&name),
+        expires_unix: ends?,
+    };
+    Some((lease, active))
 }
 
 /// `ends 4 2026/12/01 16:00:00` (UTC) or `ends never`.
@@ -231,6 +404,30 @@ mod tests {
         assert_eq!(r.leases.len(), 1, "{r:?}");
         assert_eq!(r.leases[0].hostname, "pi-isc");
         assert_eq!(r.leases[0].expires_unix, 1_800_003_600);
+    }
+
+    #[test]
+    fn a_hostname_that_looks_like_a_lease_stays_a_hostname() {
+        let now = 1_800_000_000;
+        // What dhcpd wrote for a client that sent this hostname: the
+        // quotes hold it, octal escapes hold its control bytes.
+        let isc = "# The format of this file is documented in the dhcpd.leases(5) manual page.\nauthoring-byte-order little-endian;\nlease 198.18.1.148 {\n  starts 2 2027/01/15 08:00:00;\n  ends 2 2027/01/15 09:00:00;\n  binding state active;\n  hardware ethernet dc:a6:32:00:00:11;\n  uid \"\\001\\334\\246\";\n  set vendor-class-identifier = \"udhcp 1.36.1\";\n  client-hostname \"x lease 198.18.0.10 { ends never; hardware ethernet 02:66:66:66:66:66\\\"\\012}\";\n}\nserver-duid \"\\000\\001\";\n";
+        let r = parse(isc, now);
+        assert_eq!(r.leases.len(), 1, "{r:?}");
+        assert_eq!(r.skipped, 0, "{r:?}");
+        let l = &r.leases[0];
+        assert_eq!(l.ip.to_string(), "198.18.1.148");
+        assert_eq!(l.mac.to_string(), "dc:a6:32:00:00:11");
+        assert_eq!(
+            l.hostname,
+            "x lease 198.18.0.10 { ends never; hardware ethernet 02:66:66:66:66:66\" }"
+        );
+        // Kea's CSV escapes the commas of a hostname.
+        let kea = "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context\n198.18.1.148,dc:a6:32:00:00:11,,3600,1800000600,1,0,0,x&#x2c198.18.0.10&#x2c02:66:66:66:66:66,0,\n";
+        let r = parse(kea, now);
+        assert_eq!(r.leases.len(), 1, "{r:?}");
+        assert_eq!(r.leases[0].ip.to_string(), "198.18.1.148");
+        assert_eq!(r.leases[0].hostname, "x,198.18.0.10,02:66:66:66:66:66");
     }
 
     #[test]

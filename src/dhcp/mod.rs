@@ -38,6 +38,8 @@ pub struct Config {
     /// A command run after each change; `{file}` is a file of every
     /// reservation in dnsmasq's `MAC,IP,NAME` lines.
     pub hook: Vec<String>,
+    /// What the hook inherits beyond [`crate::child::ALWAYS`] (`[dhcp] env`).
+    pub env: Vec<String>,
     /// Lease files of the DHCP server: a reservation another MAC's live
     /// lease holds is refused.
     pub leases: Vec<PathBuf>,
@@ -175,7 +177,7 @@ impl Follower {
                     return;
                 }
                 let file = targets::hook_file(&self.cfg.state_dir);
-                targets::hook(&self.cfg.hook, &file, all).await
+                targets::hook(&self.cfg.hook, &self.cfg.env, &file, all).await
             }
         };
         let now = crate::db::store::now_unix();

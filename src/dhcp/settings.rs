@@ -29,6 +29,10 @@ pub struct RawDhcp {
     pub recheck_interval: Option<String>,
     pub metrics_listen: Option<String>,
     pub shutdown_grace: Option<String>,
+    /// Environment variables the hook inherits beyond PATH, HOME, LANG and
+    /// the like; never one of mdb's secrets.
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 /// Flags of `mdb dhcp --follow`; each over the file's.
@@ -96,6 +100,7 @@ pub fn resolve(
         hostsdir,
         kea,
         hook,
+        env: r.env.clone(),
         leases,
         state_dir: flags
             .state_dir

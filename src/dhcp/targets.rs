@@ -174,7 +174,13 @@ pub async fn kea_command(socket: &Path, command: &str) -> Result<serde_json::Val
 /// A command for any other DHCP server: `{file}` in its arguments is a file
 /// with every reservation in dnsmasq's `MAC,IP,NAME` lines. Run with a
 /// timeout, in its own process group (killed whole when it overruns).
-pub async fn hook(argv: &[String], file: &Path, all: &[Reservation]) -> Result<(), Error> {
+/// It inherits only the allowlist of [`crate::child`] and `env`.
+pub async fn hook(
+    argv: &[String],
+    env: &[String],
+    file: &Path,
+    all: &[Reservation],
+) -> Result<(), Error> {
     let text: String = all.iter().map(dnsmasq_line).collect();
     write_atomic(file, &text)?;
     let program = argv.first().cloned().unwrap_or_default();
@@ -187,7 +193,11 @@ pub async fn hook(argv: &[String], file: &Path, all: &[Reservation]) -> Result<(
         .iter()
         .map(|a| a.replace("{file}", "{inventory}"))
         .collect();
-    let o = crate::provision::run::run(&argv, &vars, HOOK_TIMEOUT).await;
+    let env = crate::provision::run::Environment {
+        inherit: env.to_vec(),
+        set: Vec::new(),
+    };
+    let o = crate::provision::run::run_in(&argv, &vars, HOOK_TIMEOUT, None, &env).await;
     if o.ok {
         Ok(())
     } else {

@@ -75,6 +75,7 @@ pub fn observed(o: &Observation) -> DiscoveredHost {
             .map_or(0, |d| d.as_micros().min(u32::MAX as u128) as u32),
         open_ports: o.open_ports.iter().map(|p| u32::from(*p)).collect(),
         ssh_banner: o.ssh_banner.clone(),
+        ssh_host_key: o.ssh_host_key.clone(),
         mac_is_local: o.mac.is_some_and(|m| m.is_local()),
         seen_by: o.seen_by.join(","),
         other_macs: o.also_macs.iter().map(|m| m.to_string()).collect(),

@@ -305,6 +305,7 @@ pub fn fresh(history: &History, refresh: Duration, now: i64) -> HashMap<IpAddr, 
                     .filter_map(|p| u16::try_from(*p).ok())
                     .collect(),
                 ssh_banner: h.ssh_banner.clone(),
+                ssh_host_key: h.ssh_host_key.clone(),
                 dns_name: h.dns_name.clone(),
             };
             Some((ip, carried))

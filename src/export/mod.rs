@@ -5,4 +5,5 @@
 pub mod dhcp;
 pub mod inventory;
 pub mod ipam;
+pub mod plain;
 pub mod view;

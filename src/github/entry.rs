@@ -103,10 +103,13 @@ impl Entry {
             )?,
             ip,
             mac,
-            ssh: match &r#use {
-                Use::Cluster(c) => cluster_ssh(snap, &c.cluster),
-                _ => None,
-            },
+            ssh: with_host_key(
+                match &r#use {
+                    Use::Cluster(c) => cluster_ssh(snap, &c.cluster),
+                    _ => None,
+                },
+                &h.ssh_host_key,
+            ),
             r#use,
             subnet: subnet.map(|s| s.name.clone()),
             notes: notes(h, seen_at, ip, guess_note),
@@ -325,7 +328,22 @@ fn cluster_ssh(snap: &Snapshot, cluster: &str) -> Option<Ssh> {
         *count.entry((s.user.clone(), s.port)).or_default() += 1;
     }
     let ((user, port), _) = count.into_iter().max_by_key(|(_, n)| *n)?;
-    Some(Ssh { user, port })
+    Some(Ssh {
+        user,
+        port,
+        ..Default::default()
+    })
+}
+
+/// The host key the device offered, proposed for a DB writer to pin (a
+/// key that does not parse is no proposal).
+fn with_host_key(ssh: Option<Ssh>, offered: &str) -> Option<Ssh> {
+    let Ok(key) = offered.parse::<crate::hostkey::HostKey>() else {
+        return ssh;
+    };
+    let mut ssh = ssh.unwrap_or_default();
+    ssh.host_keys = vec![key.to_string()];
+    Some(ssh)
 }
 
 fn notes(h: &DiscoveredHost, seen_at: IpAddr, ip: IpAddr, guess: Option<String>) -> String {
@@ -547,7 +565,8 @@ mod tests {
             e.ssh,
             Some(Ssh {
                 user: "pi".into(),
-                port: 2222
+                port: 2222,
+                ..Default::default()
             })
         );
         assert!(

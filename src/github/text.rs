@@ -87,6 +87,13 @@ pub fn seen_table(h: &DiscoveredHost) -> String {
         ("DHCP lease ends", time(h.lease_expires_unix)),
         ("open ports", ports.join(", ")),
         ("SSH banner", h.ssh_banner.clone()),
+        (
+            "SSH host key",
+            h.ssh_host_key
+                .parse::<crate::hostkey::HostKey>()
+                .map(|k| format!("{} {}", k.kind(), k.fingerprint()))
+                .unwrap_or_default(),
+        ),
         ("answered", h.seen_by.clone()),
         ("database machine", h.machine.clone()),
         (

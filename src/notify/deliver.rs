@@ -1,7 +1,8 @@
 //! Delivering to one sink: its own queue, a gap between messages, retries
 //! with backoff, a deadline on every request, and counters. A webhook gets
 //! the event as JSON with `X-Mdb-Signature: sha256=HEX` (HMAC-SHA256 of
-//! the body under the sink's secret); ntfy gets the title as the message,
+//! `X-Mdb-Timestamp.body` under the sink's secret, so a receiver can refuse
+//! a replay); ntfy gets the title as the message,
 //! with a priority and tags per event.
 
 use std::{sync::Arc, time::Duration};
@@ -149,11 +150,17 @@ fn request(sink: &Sink, event: &Event) -> Result<hyper::Request<Full<Bytes>>, ht
     match &sink.kind {
         SinkKind::Webhook { secret } => {
             let body = json_of(event).to_string();
-            let mut b = b.header("content-type", "application/json");
+            let now = crate::db::store::now_unix().to_string();
+            let mut b = b
+                .header("content-type", "application/json")
+                .header("x-mdb-timestamp", &now);
             if let Some(s) = secret {
+                // Over the timestamp too: a captured message replayed later
+                // carries an old timestamp, which a receiver refuses.
+                let signed = format!("{now}.{body}");
                 b = b.header(
                     "x-mdb-signature",
-                    format!("sha256={}", sign(s.expose().as_bytes(), body.as_bytes())),
+                    format!("sha256={}", sign(s.expose().as_bytes(), signed.as_bytes())),
                 );
             }
             b.header("x-mdb-event", event.kind.word())

@@ -51,6 +51,10 @@ pub struct RawSink {
     /// ntfy: a priority (min, low, default, high, urgent) per event.
     #[serde(default)]
     pub priority: std::collections::BTreeMap<String, String>,
+    /// Send an ntfy token or an MQTT password over http:// or mqtt:// to a
+    /// host other than loopback (anyone on the path reads it).
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -208,6 +212,14 @@ fn sink(i: usize, r: &RawSink, env: &Env) -> Result<Sink, Error> {
         }
         _ => None,
     };
+    let sends_secret = matches!(r.kind.as_str(), "ntfy" | "mqtt") && secret.is_some();
+    if sends_secret && tls.is_none() && !r.allow_plaintext && !is_loopback(&url) {
+        let what = if mqtt { "password" } else { "token" };
+        return Err(at(
+            "url",
+            format!("{:?} would carry the {what} in the clear to another host: use https:// or mqtts://, or set allow_plaintext = true", r.url),
+        ));
+    }
     let kind = match r.kind.as_str() {
         "webhook" => SinkKind::Webhook { secret },
         "ntfy" => SinkKind::Ntfy {
@@ -248,6 +260,16 @@ fn sink(i: usize, r: &RawSink, env: &Env) -> Result<Sink, Error> {
             DEFAULT_MIN_GAP,
         )?,
     })
+}
+
+/// Whether a URL's host is this machine (nothing leaves it).
+fn is_loopback(url: &http::Uri) -> bool {
+    let host = url.host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A topic prefix: parts of letters, digits, `-` and `_`, joined by `/`;

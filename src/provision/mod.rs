@@ -8,6 +8,7 @@
 
 pub mod metrics;
 pub mod output;
+pub mod pins;
 pub mod plan;
 pub mod ready;
 pub mod report;
@@ -53,6 +54,9 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     /// Print what would run; run nothing and change no state.
     pub dry_run: bool,
+    /// Environment variables commands inherit beyond [`crate::child::ALWAYS`]
+    /// (`[provision] env`); never one of mdb's own secrets.
+    pub env: Vec<String>,
     /// Where failures are filed as issues, if anywhere.
     pub github: Option<crate::github::Config>,
     /// Where news of runs goes (`[[notify]]`).

@@ -1,7 +1,9 @@
 //! "Can we provision it?": SSH key authentication as the machine's user
 //! with the provisioner's key (the system `ssh` in batch mode, so no prompt
-//! can hang it), then the readiness checks of its use from `mdb.yaml`
-//! (TCP connect, HTTP status). Every check has its own deadline.
+//! can hang it), only once the machine offers the host key pinned for it
+//! (`pins`; a machine with none pins the key of its first successful login,
+//! and only at its own address), then the readiness checks of its use from
+//! `mdb.yaml` (TCP connect, HTTP status). Every check has its own deadline.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -11,8 +13,10 @@ use std::{
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::pins::Trusted;
 use crate::{
     db::policy::Treatment,
+    hostkey::HostKey,
     proto::{readiness_check::Check, Machine, ReadinessCheck},
 };
 
@@ -21,75 +25,181 @@ use crate::{
 pub struct SshLogin {
     /// The private key; `None` leaves it to ssh's defaults.
     pub key: Option<PathBuf>,
-    /// Where host keys seen the first time are kept.
+    /// The known-hosts file of every trusted key, by machine name.
     pub known_hosts: PathBuf,
     /// The user for machines that name none.
     pub default_user: String,
     pub timeout: Duration,
 }
 
-/// Why a machine is not ready, in one line; `Ok` when it is. A machine
-/// under `readiness` is judged by its checks alone and never SSH'd.
+/// How one machine may be reached: the keys it may offer, and whether it
+/// is seen away from its own address.
+#[derive(Clone, Debug)]
+pub struct Reach {
+    /// `None`: no key is pinned yet; its first successful login pins the
+    /// key it offers (never away from home).
+    pub trusted: Option<Trusted>,
+    /// Reached at an address the database does not give it.
+    pub away: bool,
+}
+
+/// Why a machine is not ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotReady {
+    /// A check failed, or it cannot be reached as asked.
+    Check(String),
+    /// It offers a host key other than the one pinned for it.
+    HostKeyChanged(String),
+}
+
+impl NotReady {
+    pub fn reason(&self) -> &str {
+        match self {
+            NotReady::Check(r) | NotReady::HostKeyChanged(r) => r,
+        }
+    }
+}
+
+/// `Ok` when it is ready, with the key to pin when this was its first
+/// login. A machine under `readiness` is judged by its checks alone and
+/// never SSH'd.
 pub async fn check(
     m: &Machine,
     treatment: &Treatment,
     login: &SshLogin,
     checks: &[ReadinessCheck],
-) -> Result<(), String> {
+    reach: &Reach,
+) -> Result<Option<HostKey>, NotReady> {
     let ip: IpAddr = m
         .ips
         .first()
         .and_then(|i| i.parse().ok())
-        .ok_or_else(|| format!("{} has no address to reach", m.name))?;
+        .ok_or_else(|| NotReady::Check(format!("{} has no address to reach", m.name)))?;
+    let mut first = None;
     if *treatment != Treatment::Readiness {
-        ssh(m, ip, login).await?;
+        first = ssh(m, ip, login, reach).await?;
     }
     let kind = crate::db::use_kind(m.r#use.as_ref()) as i32;
     for c in checks.iter().filter(|c| c.r#use == kind) {
-        probe(ip, c, login.timeout).await?;
+        probe(ip, c, login.timeout).await.map_err(NotReady::Check)?;
     }
-    Ok(())
+    Ok(first)
 }
 
-async fn ssh(m: &Machine, ip: IpAddr, login: &SshLogin) -> Result<(), String> {
-    let (user, port) = match &m.ssh {
-        Some(s) => (
-            if s.user.is_empty() {
-                login.default_user.clone()
-            } else {
-                s.user.clone()
-            },
-            if s.port == 0 { 22 } else { s.port },
-        ),
-        None => (login.default_user.clone(), 22),
+fn user_and_port(m: &Machine, login: &SshLogin) -> (String, u16) {
+    let s = m.ssh.clone().unwrap_or_default();
+    let user = if s.user.is_empty() {
+        login.default_user.clone()
+    } else {
+        s.user
     };
+    let port = u16::try_from(s.port).ok().filter(|p| *p != 0).unwrap_or(22);
+    (user, port)
+}
+
+/// Before any session: the key the machine offers now is one it may
+/// offer. OpenSSH checks it again (and the machine's proof that it holds
+/// it) when the session is made.
+async fn offers_trusted(addr: SocketAddr, t: &Trusted, timeout: Duration) -> Result<(), NotReady> {
+    let mut algorithms: Vec<&str> = Vec::new();
+    for k in &t.keys {
+        for a in k.algorithms() {
+            if !algorithms.contains(a) {
+                algorithms.push(a);
+            }
+        }
+    }
+    let pinned: Vec<String> = t.keys.iter().map(|k| k.fingerprint()).collect();
+    let changed = |offered: String| {
+        NotReady::HostKeyChanged(format!(
+            "host key changed: {addr} offers {offered}, not the key {} ({}); no session was made",
+            t.source.words(),
+            pinned.join(", ")
+        ))
+    };
+    match crate::hostkey::scan(addr, &algorithms, timeout).await {
+        Ok(s) if t.keys.contains(&s.key) => Ok(()),
+        Ok(s) => Err(changed(format!("{} {}", s.key.kind(), s.key.fingerprint()))),
+        Err(crate::hostkey::ScanError::NoCommonKey(_)) => {
+            Err(changed("no key of the pinned types".into()))
+        }
+        Err(e) => Err(NotReady::Check(format!(
+            "ssh {addr}: its host key cannot be read: {e}"
+        ))),
+    }
+}
+
+async fn ssh(
+    m: &Machine,
+    ip: IpAddr,
+    login: &SshLogin,
+    reach: &Reach,
+) -> Result<Option<HostKey>, NotReady> {
+    let (user, port) = user_and_port(m, login);
+    let addr = SocketAddr::new(ip, port);
+    let (known_hosts, first) = match &reach.trusted {
+        Some(t) => {
+            offers_trusted(addr, t, login.timeout).await?;
+            (login.known_hosts.clone(), None)
+        }
+        None if reach.away => {
+            return Err(NotReady::Check(format!(
+                "{} answers at {ip}, away from its own address, and no host key is pinned for it: away from home it is reached only with a pinned key",
+                m.name
+            )))
+        }
+        None => {
+            let offered = crate::hostkey::scan(addr, &[], login.timeout)
+                .await
+                .map_err(|e| NotReady::Check(format!("ssh {addr}: its host key cannot be read: {e}")))?;
+            let file = first_use_file(&login.known_hosts, &m.name);
+            super::pins::write_atomic(
+                &file,
+                &crate::hostkey::known_hosts_line(&m.name, &offered.key),
+            )
+            .map_err(|e| NotReady::Check(format!("cannot write {}: {e}", file.display())))?;
+            (file, Some(offered.key))
+        }
+    };
+    login_once(m, addr, &user, login, &known_hosts).await?;
+    Ok(first)
+}
+
+/// The one-key known-hosts file of a machine's first login.
+fn first_use_file(known_hosts: &std::path::Path, name: &str) -> PathBuf {
+    known_hosts.with_file_name(format!("first_use.{name}"))
+}
+
+/// `ssh -l USER -p PORT -- IP true` with the provisioner's key, checking
+/// the host key against `known_hosts` under the machine's name.
+async fn login_once(
+    m: &Machine,
+    addr: SocketAddr,
+    user: &str,
+    login: &SshLogin,
+    known_hosts: &std::path::Path,
+) -> Result<(), NotReady> {
+    let (ip, port) = (addr.ip(), addr.port());
     let secs = login.timeout.as_secs().max(1).to_string();
     let mut cmd = tokio::process::Command::new("ssh");
-    cmd.args([
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=accept-new",
-    ])
-    .arg("-o")
-    .arg(format!(
-        "UserKnownHostsFile={}",
-        login.known_hosts.display()
-    ))
-    .args([
-        "-o",
-        &format!("ConnectTimeout={secs}"),
-        "-o",
-        "LogLevel=ERROR",
-    ])
-    .args(["-p", &port.to_string()]);
+    crate::child::clean_env(cmd.as_std_mut(), &[]);
+    cmd.args(["-o", "BatchMode=yes"])
+        .args(super::pins::ssh_options(&m.name, known_hosts))
+        .args([
+            "-o",
+            &format!("ConnectTimeout={secs}"),
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .args(["-p", &port.to_string()]);
     if let Some(key) = &login.key {
         cmd.arg("-i").arg(key).args(["-o", "IdentitiesOnly=yes"]);
     }
     // The user goes in its own argument after -l, and `--` ends the
     // options: nothing from the database can be read as one.
-    crate::db::load::check_user(&user).map_err(|why| format!("ssh user {user:?} {why}"))?;
-    cmd.args(["-l", &user, "--"])
+    crate::db::load::check_user(user)
+        .map_err(|why| NotReady::Check(format!("ssh user {user:?} {why}")))?;
+    cmd.args(["-l", user, "--"])
         .arg(ip.to_string())
         .arg("true")
         .stdin(std::process::Stdio::null())
@@ -97,25 +207,33 @@ async fn ssh(m: &Machine, ip: IpAddr, login: &SshLogin) -> Result<(), String> {
     let out = tokio::time::timeout(login.timeout + Duration::from_secs(2), cmd.output())
         .await
         .map_err(|_| {
-            format!(
+            NotReady::Check(format!(
                 "ssh {user}@{ip}:{port} did not answer within {:?}",
                 login.timeout
-            )
+            ))
         })?
-        .map_err(|e| format!("cannot run ssh: {e}"))?;
+        .map_err(|e| NotReady::Check(format!("cannot run ssh: {e}")))?;
     if out.status.success() {
         return Ok(());
     }
     let said = String::from_utf8_lossy(&out.stderr);
+    if said.contains("Host key verification failed")
+        || said.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+    {
+        return Err(NotReady::HostKeyChanged(format!(
+            "host key changed: ssh {ip}:{port} refused the key it offers as not {}'s; no session was made",
+            m.name
+        )));
+    }
     let said = said
         .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("")
         .trim();
-    Err(format!(
+    Err(NotReady::Check(format!(
         "ssh key authentication as {user}@{ip}:{port} failed: {said}"
-    ))
+    )))
 }
 
 async fn probe(ip: IpAddr, c: &ReadinessCheck, timeout: Duration) -> Result<(), String> {

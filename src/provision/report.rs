@@ -57,6 +57,9 @@ fn body(s: &ProvisionStatus, fp: &Fingerprint) -> String {
         what(s),
         markdown(&s.reason)
     );
+    if s.result == ProvisionResult::HostKeyChanged as i32 {
+        b.push_str("No session is made with a machine that offers another host key than its own: a device that took its MAC or address gets nothing. If the machine was reinstalled, put the key it offers now in its entry (`ssh: { host_keys: [...] }`, as `ssh-keyscan` prints it); a key in the database is pinned instead of the one first seen.\n\n");
+    }
     if !s.output_tail.is_empty() {
         b.push_str("The end of the run's output:\n\n");
         b.push_str(&markdown_block(&s.output_tail));
@@ -96,6 +99,7 @@ impl Reporter {
             // provisioned: its absence is a missing machine's issue, if any.
             let watched_only = s.treatment == Treatment::Readiness.word();
             match result {
+                Ok(ProvisionResult::HostKeyChanged) => self.failing(s, fp, known).await?,
                 Ok(ProvisionResult::Failed | ProvisionResult::NotReady) if !watched_only => {
                     self.failing(s, fp, known).await?
                 }

@@ -72,19 +72,30 @@ pub struct Outcome {
     pub took: Duration,
 }
 
-/// Runs `argv` with `vars` for at most `timeout`.
+/// The environment of a command beyond its `MDB_*` values: what it may
+/// inherit from the runner's own (`[provision] env`), and what the runner
+/// sets (Ansible's host key checking, the provisioner's key).
+#[derive(Clone, Debug, Default)]
+pub struct Environment {
+    pub inherit: Vec<String>,
+    pub set: Vec<(String, String)>,
+}
+
+/// Runs `argv` with `vars` for at most `timeout`, in a clean environment.
 pub async fn run(argv: &[String], vars: &Vars, timeout: Duration) -> Outcome {
-    run_in(argv, vars, timeout, None).await
+    run_in(argv, vars, timeout, None, &Environment::default()).await
 }
 
 /// [`run`], with the command's process group written to `ledger` while it
 /// runs, so that a runner killed with `kill -9` finds it on its next start
-/// and ends it ([`reap_leftover`]) before redoing anything.
+/// and ends it ([`reap_leftover`]) before redoing anything. The command
+/// inherits only the allowlist of [`crate::child`] and `env.inherit`.
 pub async fn run_in(
     argv: &[String],
     vars: &Vars,
     timeout: Duration,
     ledger: Option<&std::path::Path>,
+    env: &Environment,
 ) -> Outcome {
     let started = Instant::now();
     let fail = |reason: String, tail: String| Outcome {
@@ -97,6 +108,8 @@ pub async fn run_in(
         return fail("no command configured".into(), String::new());
     };
     let mut cmd = tokio::process::Command::new(vars.fill(program));
+    crate::child::clean_env(cmd.as_std_mut(), &env.inherit);
+    cmd.envs(env.set.iter().map(|(k, v)| (k, v)));
     cmd.args(args.iter().map(|a| vars.fill(a)))
         .env("MDB_REVISION", &vars.revision)
         .env("MDB_HOSTS", &vars.hosts)

@@ -56,6 +56,8 @@ pub struct Runner {
     /// Why the revision received is refused (it does not validate); empty
     /// while the runner acts on it. Shared with the gRPC service.
     pub(super) refused: Refusal,
+    /// The host keys each machine may offer (the DB's, or pinned on first use).
+    pub(super) pins: super::pins::Pins,
 }
 
 impl Runner {
@@ -84,7 +86,6 @@ impl Runner {
             }
         }
         Ok(Runner {
-            cfg,
             file,
             state,
             revision: String::new(),
@@ -96,6 +97,8 @@ impl Runner {
             reporter: None,
             failing: Default::default(),
             refused: Refusal::default(),
+            pins: super::pins::Pins::load(&cfg.state_dir),
+            cfg,
         })
     }
 
@@ -135,7 +138,9 @@ impl Runner {
         let result = ProvisionResult::try_from(s.result);
         let failing = matches!(
             result,
-            Ok(ProvisionResult::Failed | ProvisionResult::NotReady)
+            Ok(ProvisionResult::Failed
+                | ProvisionResult::NotReady
+                | ProvisionResult::HostKeyChanged)
         ) && s.treatment != crate::db::policy::Treatment::Readiness.word();
         let episode = format!("{what}:{}", s.applied_revision);
         if failing && self.failing.insert(key.clone()) {

@@ -41,6 +41,10 @@ pub struct RawProvision {
     pub grpc_listen: Option<String>,
     pub metrics_listen: Option<String>,
     pub shutdown_grace: Option<String>,
+    /// Environment variables the commands inherit beyond PATH, HOME, LANG
+    /// and the like (e.g. `ANSIBLE_CONFIG`); never one of mdb's secrets.
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 /// Flags of `mdb provision`.
@@ -201,6 +205,7 @@ pub fn resolve(
             p::DEFAULT_METRICS_LISTEN,
         )?,
         dry_run: flags.dry_run,
+        env: r.env.clone(),
         notify: None,
         github: match github {
             Some(g) => {

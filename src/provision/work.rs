@@ -17,6 +17,7 @@ use super::{
 use crate::{
     db::{policy::Treatment, store::now_unix, Snapshot},
     export::inventory,
+    hostkey::HostKey,
     proto::{Machine, ProvisionResult, ProvisionStatus},
 };
 
@@ -73,52 +74,66 @@ impl Runner {
                 && self.due(&(false, m.name.clone()))
         });
         to_check.extend(watched.map(|m| (m, Treatment::Readiness)));
+        self.write_known_hosts(&snap.machines);
         let checked = self.check_all(&to_check, shutdown).await;
         let mut by_action: BTreeMap<String, Vec<&Machine>> = BTreeMap::new();
         let mut not_ready = 0;
         for ((m, t), outcome) in to_check.iter().zip(checked) {
+            if let Ok(Some(key)) = &outcome {
+                self.pin_first_key(m, key.clone());
+            }
             match (t, outcome) {
-                (Treatment::Readiness | Treatment::None, Ok(())) => {
+                (Treatment::Readiness | Treatment::None, Ok(_)) => {
                     self.settle(m, t, ProvisionResult::Ready, "")
                 }
-                (Treatment::Action(a), Ok(())) => by_action.entry(a.clone()).or_default().push(m),
+                (Treatment::Action(a), Ok(_)) => by_action.entry(a.clone()).or_default().push(m),
                 (_, Err(why)) => {
                     not_ready += 1;
                     self.metrics.ran("machine", "not_ready", 0.0);
+                    let result = match &why {
+                        ready::NotReady::HostKeyChanged(_) => ProvisionResult::HostKeyChanged,
+                        ready::NotReady::Check(_) => ProvisionResult::NotReady,
+                    };
                     let why = Why {
-                        reason: &why,
+                        reason: why.reason(),
                         treatment: t.word(),
                         ..Why::default()
                     };
-                    self.failed((false, m.name.clone()), ProvisionResult::NotReady, why);
+                    self.failed((false, m.name.clone()), result, why);
                 }
             }
         }
+        self.write_known_hosts(&snap.machines);
         self.metrics.not_ready(not_ready);
         for (action, ms) in by_action {
             self.run_action(&action, &ms, snap).await;
         }
     }
 
-    /// SSH and readiness checks of many machines at once, in their order.
+    /// SSH and readiness checks of many machines at once, in their order;
+    /// a machine's first login gives the key to pin.
     async fn check_all(
         &self,
         machines: &[(&Machine, Treatment)],
         shutdown: &CancellationToken,
-    ) -> Vec<Result<(), String>> {
+    ) -> Vec<Result<Option<HostKey>, ready::NotReady>> {
         let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(CHECKS_IN_FLIGHT));
         let mut tasks = tokio::task::JoinSet::new();
         for (i, (m, t)) in machines.iter().enumerate() {
             let (m, t, slots) = ((*m).clone(), t.clone(), slots.clone());
             let (login, checks) = (self.cfg.ssh.clone(), self.readiness.checks.clone());
+            let reach = ready::Reach {
+                trusted: self.pins.trusted(&m),
+                away: self.elsewhere.contains_key(&m.name),
+            };
             tasks.spawn(async move {
                 let _slot = slots.acquire_owned().await;
-                (i, ready::check(&m, &t, &login, &checks).await)
+                (i, ready::check(&m, &t, &login, &checks, &reach).await)
             });
         }
-        let mut out: Vec<Result<(), String>> = machines
+        let mut out: Vec<Result<Option<HostKey>, ready::NotReady>> = machines
             .iter()
-            .map(|_| Err("shutting down".into()))
+            .map(|_| Err(ready::NotReady::Check("shutting down".into())))
             .collect();
         loop {
             tokio::select! {
@@ -149,11 +164,27 @@ impl Runner {
             }
             return;
         };
+        let connect = |m: &Machine| self.connection_vars(m);
+        let text = match inventory::static_yaml_with(snap, &connect) {
+            Ok(t) => t,
+            Err(e) => {
+                let reason = e.to_string();
+                for name in names {
+                    let why = Why {
+                        reason: &reason,
+                        treatment: action,
+                        ..Why::default()
+                    };
+                    self.failed((false, name), ProvisionResult::Failed, why);
+                }
+                return;
+            }
+        };
         let vars = Vars {
             revision: self.revision.clone(),
             hosts: names.join(","),
             cluster: String::new(),
-            inventory: self.write_file("inventory.yaml", &inventory::static_yaml(snap)),
+            inventory: self.write_file("inventory.yaml", &text),
         };
         info!(action, hosts = %vars.hosts, revision = %vars.revision, "provisioning machines");
         let o = self.command(&argv, &vars).await;
@@ -184,7 +215,59 @@ impl Runner {
     /// the state directory while it runs.
     async fn command(&self, argv: &[String], vars: &Vars) -> run::Outcome {
         let ledger = self.cfg.state_dir.join(run::LEDGER);
-        run::run_in(argv, vars, self.cfg.timeout, Some(&ledger)).await
+        let mut set = vec![("ANSIBLE_HOST_KEY_CHECKING".to_string(), "True".to_string())];
+        if let Some(key) = &self.cfg.ssh.key {
+            set.push(("ANSIBLE_PRIVATE_KEY_FILE".into(), key.display().to_string()));
+        }
+        let env = run::Environment {
+            inherit: self.cfg.env.clone(),
+            set,
+        };
+        run::run_in(argv, vars, self.cfg.timeout, Some(&ledger), &env).await
+    }
+
+    /// What Ansible is told of how to reach `m`: its key checked strictly
+    /// against the runner's known hosts under its name, whatever address
+    /// it is reached at. Host variables outrank every other setting of
+    /// Ansible's, and these options come first on ssh's command line.
+    fn connection_vars(&self, m: &Machine) -> serde_json::Map<String, serde_json::Value> {
+        let mut args = vec![
+            "-C".to_string(),
+            "-o".into(),
+            "ControlMaster=auto".into(),
+            "-o".into(),
+            "ControlPersist=60s".into(),
+        ];
+        args.extend(super::pins::ssh_options(&m.name, &self.cfg.ssh.known_hosts));
+        if self.cfg.ssh.key.is_some() {
+            args.extend(["-o".into(), "IdentitiesOnly=yes".into()]);
+        }
+        let args: Vec<String> = args.iter().map(|a| shell_word(a)).collect();
+        let mut v = serde_json::Map::new();
+        v.insert("ansible_ssh_args".into(), args.join(" ").into());
+        v.insert("ansible_host_key_checking".into(), true.into());
+        v
+    }
+
+    /// The known-hosts file every `ssh` of the runner and Ansible reads.
+    fn write_known_hosts(&self, machines: &[Machine]) {
+        let path = &self.cfg.ssh.known_hosts;
+        if let Err(e) = super::pins::write_atomic(path, &self.pins.known_hosts(machines)) {
+            warn!(path = %path.display(), error = %e, "cannot write the known hosts");
+        }
+    }
+
+    /// Pins the key of a machine's first successful login.
+    fn pin_first_key(&mut self, m: &Machine, key: HostKey) {
+        let fingerprint = key.fingerprint();
+        match self.pins.pin(&m.name, key) {
+            Ok(()) => {
+                info!(machine = %m.name, key = %fingerprint, "host key pinned on its first successful login")
+            }
+            Err(e) => {
+                warn!(machine = %m.name, error = %e, "cannot save a pinned host key; the next login pins it again")
+            }
+        }
     }
 
     /// `m` as the runner reaches it: at the address the sweeps see it at
@@ -266,6 +349,9 @@ impl Runner {
                 }
             }
             self.state.applied.machines.remove(name);
+            if let Err(e) = self.pins.forget(name) {
+                warn!(machine = %name, error = %e, "cannot forget a removed machine's host key");
+            }
             if let Ok(mut s) = self.statuses.lock() {
                 s.remove(&(false, name.clone()));
             }
@@ -301,11 +387,23 @@ impl Runner {
             if !self.cfg.cluster_command.is_empty() {
                 let here: Vec<Machine> = snap.machines.iter().map(|m| self.reached_at(m)).collect();
                 let here = Snapshot::new(snap.revision.clone(), here, snap.settings.clone());
+                let connect = |m: &Machine| self.connection_vars(m);
                 let text = match self.cfg.cluster_format {
-                    ClusterFormat::K3s => inventory::k3s(&here, name),
-                    ClusterFormat::Kubespray => inventory::kubespray(&here, name),
-                }
-                .unwrap_or_default();
+                    ClusterFormat::K3s => inventory::k3s_with(&here, name, &connect),
+                    ClusterFormat::Kubespray => inventory::kubespray_with(&here, name, &connect),
+                };
+                let text = match text {
+                    Ok(t) => t.unwrap_or_default(),
+                    Err(e) => {
+                        let reason = e.to_string();
+                        let why = Why {
+                            reason: &reason,
+                            ..Why::default()
+                        };
+                        self.failed(key, ProvisionResult::Failed, why);
+                        continue;
+                    }
+                };
                 let vars = Vars {
                     revision: self.revision.clone(),
                     hosts: String::new(),
@@ -422,6 +520,19 @@ impl Runner {
                 false => println!("  {m} was removed: would run a removal"),
             }
         }
+    }
+}
+
+/// `word` as a shell word (Ansible splits `ansible_ssh_args` like a
+/// shell): quoted when it holds anything but plain path characters.
+fn shell_word(word: &str) -> String {
+    if word
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-=:,@+".contains(&b))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 

@@ -476,21 +476,26 @@ impl MachineDb for Api {
 pub const WATCH_CHUNK: usize = 1000;
 
 /// Cuts an event into messages of at most `WATCH_CHUNK` machines, all with
-/// the same revision; removals and discovery ride on the first.
+/// the same revision; removals, discovery and `whole` ride on the first,
+/// and every message but the last says `more`.
 pub fn chunks(mut ev: WatchEvent) -> Vec<WatchEvent> {
     if ev.changed.len() <= WATCH_CHUNK {
         return vec![ev];
     }
     let changed = std::mem::take(&mut ev.changed);
+    let parts = changed.len().div_ceil(WATCH_CHUNK);
     let mut out: Vec<WatchEvent> = changed
         .chunks(WATCH_CHUNK)
-        .map(|c| WatchEvent {
+        .enumerate()
+        .map(|(i, c)| WatchEvent {
             revision: ev.revision.clone(),
             changed: c.to_vec(),
+            more: i + 1 < parts,
             ..Default::default()
         })
         .collect();
     if let Some(first) = out.first_mut() {
+        first.whole = ev.whole;
         first.removed = std::mem::take(&mut ev.removed);
         first.discovered = std::mem::take(&mut ev.discovered);
         first.transitions = std::mem::take(&mut ev.transitions);
@@ -502,10 +507,13 @@ pub fn chunks(mut ev: WatchEvent) -> Vec<WatchEvent> {
     out
 }
 
+/// The whole revision (or only its name): a follower holding an older one
+/// drops what it has before applying this.
 fn first_event(s: &Snapshot, all: bool) -> WatchEvent {
     WatchEvent {
         revision: s.revision.clone(),
         changed: if all { s.machines.clone() } else { Vec::new() },
+        whole: all,
         ..Default::default()
     }
 }
@@ -513,6 +521,61 @@ fn first_event(s: &Snapshot, all: bool) -> WatchEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn machines(names: &[&str]) -> Vec<Machine> {
+        names
+            .iter()
+            .map(|n| Machine {
+                name: n.to_string(),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_falls_behind_gets_the_whole_revision_marked_whole() {
+        use futures::StreamExt;
+        let store = Store::new();
+        store.publish(Snapshot::new(
+            "r1".into(),
+            machines(&["a", "b"]),
+            Default::default(),
+        ));
+        let registry = crate::metrics::registry();
+        let api = Api::new(
+            store.clone(),
+            GrpcMetrics::register(&registry),
+            CancellationToken::new(),
+        );
+        let req = Request::new(WatchRequest {
+            initial_snapshot: true,
+            discovery: false,
+        });
+        let mut stream = api.watch(req).await.expect("watch").into_inner();
+        let first = stream.next().await.expect("first").expect("ok");
+        assert!(first.whole && first.changed.len() == 2);
+        // More revisions than the stream buffers while it is not read: b is
+        // removed in one of those it misses.
+        for i in 2..200 {
+            let names: &[&str] = if i < 100 { &["a", "b"] } else { &["a"] };
+            store.publish(Snapshot::new(
+                format!("r{i}"),
+                machines(names),
+                Default::default(),
+            ));
+        }
+        let next = stream.next().await.expect("next").expect("ok");
+        assert!(next.whole, "a whole revision after the lag: {next:?}");
+        assert_eq!(next.revision, "r199");
+        assert_eq!(
+            next.changed
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>(),
+            ["a"],
+            "what the follower holds is replaced, so b's removal is not lost"
+        );
+    }
 
     #[test]
     fn big_events_are_cut_into_messages_of_one_revision() {
@@ -532,6 +595,11 @@ mod tests {
             [1000, 1000, 500]
         );
         assert!(parts.iter().all(|p| p.revision == "r"));
+        assert_eq!(
+            parts.iter().map(|p| p.more).collect::<Vec<_>>(),
+            [true, true, false],
+            "only the last piece completes the revision"
+        );
         assert_eq!(parts[0].removed, ["gone"]);
         assert_eq!(parts[2].changed[499].name, "m2499");
     }

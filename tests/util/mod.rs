@@ -14,6 +14,7 @@ pub mod bench;
 pub mod enrol_lab;
 pub mod fake_github;
 pub mod filer_bench;
+pub mod impostor;
 pub mod kube;
 pub mod lan;
 pub mod pki;

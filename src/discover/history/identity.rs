@@ -6,18 +6,32 @@ use std::collections::HashSet;
 
 use crate::{discover::classify::Classified, proto::HostState};
 
-/// Names that more than one live host announces this sweep: none of them
-/// is anyone's identity (a rogue device announcing a known phone's name
-/// must not take over its history, its issue or its dismissal).
+/// Names that more than one MAC claims this sweep, by any source (reverse
+/// DNS, mDNS, a DHCP lease): none of them is anyone's identity (a rogue
+/// device announcing a known phone's name must not take over its history,
+/// its issue or its dismissal).
 pub(super) fn shared_names(seen: &[Classified]) -> HashSet<String> {
-    let mut once = HashSet::new();
-    let mut twice = HashSet::new();
-    for c in seen.iter().filter(|c| !c.host.dns_name.is_empty()) {
-        if !once.insert(c.host.dns_name.as_str()) {
-            twice.insert(c.host.dns_name.clone());
+    let mut claimed: std::collections::HashMap<&str, &str> = Default::default();
+    let mut shared = HashSet::new();
+    for c in seen {
+        let who = if c.host.mac.is_empty() {
+            c.key.as_str()
+        } else {
+            c.host.mac.as_str()
+        };
+        let names = std::iter::once(c.host.dns_name.as_str())
+            .chain(c.host.names.iter().map(|n| n.name.as_str()))
+            .filter(|n| !n.is_empty());
+        for name in names {
+            match claimed.insert(name, who) {
+                Some(other) if other != who => {
+                    shared.insert(name.to_string());
+                }
+                _ => {}
+            }
         }
     }
-    twice
+    shared
 }
 
 /// The name a random MAC is known by: one it alone announces, and a real
@@ -90,14 +104,31 @@ mod tests {
         let alone = [phone("198.18.0.20", "phone.lan")];
         let shared = shared_names(&alone);
         assert_eq!(history_key(&alone[0], &shared), "name:phone.lan");
-        let rogue = [
-            phone("198.18.0.20", "phone.lan"),
-            phone("198.18.0.21", "phone.lan"),
-        ];
+        let mut impostor = phone("198.18.0.21", "phone.lan");
+        impostor.host.mac = "da:00:00:00:00:09".into();
+        let rogue = [phone("198.18.0.20", "phone.lan"), impostor];
         let shared = shared_names(&rogue);
         assert_eq!(history_key(&rogue[0], &shared), "ip:198.18.0.20");
         assert_eq!(history_key(&rogue[1], &shared), "ip:198.18.0.21");
         assert_eq!(aliases(&rogue[1], &shared), ["ip:198.18.0.21"]);
+        // The same name from another MAC through mDNS: nobody's either.
+        let mut other = phone("198.18.0.23", "");
+        other.host.mac = "da:00:00:00:00:02".into();
+        other.host.names = vec![crate::proto::HostName {
+            name: "phone.lan".into(),
+            source: "mdns".into(),
+        }];
+        let by_mdns = [phone("198.18.0.20", "phone.lan"), other];
+        assert_eq!(
+            history_key(&by_mdns[0], &shared_names(&by_mdns)),
+            "ip:198.18.0.20"
+        );
+        // One MAC at two addresses announcing its name is still one claim.
+        let aliases_of_one = [
+            phone("198.18.0.20", "phone.lan"),
+            phone("198.18.0.24", "phone.lan"),
+        ];
+        assert!(shared_names(&aliases_of_one).is_empty());
         let odd = [phone("198.18.0.22", "not a <name>")];
         assert_eq!(history_key(&odd[0], &shared_names(&odd)), "ip:198.18.0.22");
     }

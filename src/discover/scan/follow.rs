@@ -45,7 +45,7 @@ async fn reverse_dns(ip: IpAddr) -> String {
 pub(super) struct Found {
     pub ip: IpAddr,
     pub open: Vec<u16>,
-    pub ssh_banner: String,
+    pub ssh: ports::Ssh,
     pub dns_name: String,
     pub echoed: bool,
     /// TCP probes sent by connect (SYN frames are counted by their thread).
@@ -59,7 +59,10 @@ impl Found {
         Found {
             ip,
             open: c.open_ports.clone(),
-            ssh_banner: c.ssh_banner.clone(),
+            ssh: ports::Ssh {
+                banner: c.ssh_banner.clone(),
+                host_key: c.ssh_host_key.clone(),
+            },
             dns_name: c.dns_name.clone(),
             echoed,
             connects: 0,
@@ -178,11 +181,11 @@ impl FollowUps {
             self.tasks.spawn(async move {
                 let (open, name, echoed) = tokio::join!(open, name, echo);
                 let open = open.ok()?;
-                let ssh_banner = ports::banner_of(ip, &open, &ssh_ports, budget).await;
+                let ssh = ports::ssh_of(ip, &open, &ssh_ports, budget).await;
                 Some(Found {
                     ip,
                     open,
-                    ssh_banner,
+                    ssh,
                     dns_name: name,
                     echoed,
                     connects: 0,
@@ -203,7 +206,7 @@ impl FollowUps {
             Some(Found {
                 ip,
                 open: p.open,
-                ssh_banner: p.ssh_banner,
+                ssh: p.ssh,
                 dns_name: name,
                 echoed,
                 connects: p.sent,

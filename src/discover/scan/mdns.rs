@@ -9,13 +9,14 @@
 //! no socket on 5353 and no multicast membership is needed, and a campus
 //! of silent devices costs one small datagram each.
 //!
-//! Everything in an answer is the device's own words: only answers from an
-//! asked address, from port 5353, with our query id, are read; names are
+//! Everything in an answer is the device's own words: each host is asked
+//! from its own socket with its own random query id, and only an answer
+//! from that host's address and port 5353 with that id is read; names are
 //! decoded with a bound on length and compression jumps, and cleaned.
 
 use std::{
-    collections::{HashMap, HashSet},
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr},
     time::{Duration, Instant},
 };
 
@@ -48,45 +49,62 @@ pub struct Answer {
     pub services: Vec<String>,
 }
 
+/// Queries awaiting their answer at once, at most (a socket each).
+const MAX_IN_FLIGHT: usize = 1024;
+
 /// Asks every host in `hosts`, one query each `gap` apart, and gathers the
-/// answers until each asked host answered or `until` (at the latest
-/// [`WINDOW`] after the last query).
+/// answers until each asked host answered (or said it has no responder)
+/// or `until` (at the latest [`WINDOW`] after its own query).
+///
+/// Each host gets its own socket, connected to its address and port 5353
+/// (the kernel hands that socket nothing from anyone else), and its own
+/// random query id: a device that sees its own query learns nothing that
+/// would let it answer for a neighbour.
 pub async fn ask(hosts: Vec<Ipv4Addr>, gap: Duration, until: Instant) -> HashMap<IpAddr, Answer> {
-    let mut out = HashMap::new();
-    if hosts.is_empty() {
-        return out;
-    }
-    let Ok(sock) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await else {
-        return out;
-    };
-    let id: u16 = rand::random();
-    let mut waiting: HashSet<Ipv4Addr> = hosts.iter().copied().collect();
-    let send = async {
-        for ip in &hosts {
-            let _ = sock.send_to(&query(id, *ip), (*ip, PORT)).await;
-            tokio::time::sleep(gap).await;
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let mut tasks = tokio::task::JoinSet::new();
+    for ip in hosts {
+        if Instant::now() >= until {
+            break;
         }
-    };
-    let _ = tokio::time::timeout_at(until.into(), send).await;
-    let end = until.min(Instant::now() + WINDOW);
-    let mut buf = vec![0u8; MAX_PACKET];
-    while !waiting.is_empty() {
-        let got = tokio::time::timeout_at(end.into(), sock.recv_from(&mut buf)).await;
-        let Ok(Ok((n, SocketAddr::V4(from)))) = got else {
-            if matches!(got, Ok(Ok(_))) {
-                continue;
-            }
+        let Ok(Ok(slot)) =
+            tokio::time::timeout_at(until.into(), slots.clone().acquire_owned()).await
+        else {
             break;
         };
-        if from.port() != PORT || !waiting.contains(from.ip()) {
-            continue;
-        }
-        if let Some(answer) = read_answer(&buf[..n], id, *from.ip()) {
-            waiting.remove(from.ip());
-            out.insert(IpAddr::V4(*from.ip()), answer);
+        tasks.spawn(async move {
+            let _slot = slot;
+            let end = until.min(Instant::now() + WINDOW);
+            ask_one(ip, end).await.map(|a| (IpAddr::V4(ip), a))
+        });
+        tokio::time::sleep(gap).await;
+    }
+    let mut out = HashMap::new();
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(Some((ip, a))) = r {
+            out.insert(ip, a);
         }
     }
     out
+}
+
+/// One host's query and its answer, if one comes by `end`.
+async fn ask_one(ip: Ipv4Addr, end: Instant) -> Option<Answer> {
+    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await.ok()?;
+    sock.connect((ip, PORT)).await.ok()?;
+    let id: u16 = rand::random();
+    sock.send(&query(id, ip)).await.ok()?;
+    let mut buf = vec![0u8; MAX_PACKET];
+    loop {
+        // An error is the host's port unreachable: no responder there.
+        let n = tokio::time::timeout_at(end.into(), sock.recv(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if let Some(answer) = read_answer(&buf[..n], id, ip) {
+            return Some(answer);
+        }
+    }
 }
 
 /// The reverse name of an address: `4.3.2.1.in-addr.arpa`.

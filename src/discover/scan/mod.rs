@@ -79,6 +79,7 @@ pub struct Carried {
     pub mac: Option<Mac>,
     pub open_ports: Vec<u16>,
     pub ssh_banner: String,
+    pub ssh_host_key: String,
     pub dns_name: String,
 }
 
@@ -139,6 +140,8 @@ pub struct Observation {
     pub seen_by: Vec<&'static str>,
     pub open_ports: Vec<u16>,
     pub ssh_banner: String,
+    /// The SSH host key it offered (`TYPE BASE64`); empty when none.
+    pub ssh_host_key: String,
     /// Further MACs that answered ARP for this address: a conflict.
     pub also_macs: Vec<Mac>,
     /// One of the scanner's own addresses (never probed, never filed).
@@ -501,7 +504,8 @@ async fn assemble(
             }
             o.probed_unix = if f.probed { now } else { 0 };
             o.open_ports = f.open;
-            o.ssh_banner = f.ssh_banner;
+            o.ssh_banner = f.ssh.banner;
+            o.ssh_host_key = f.ssh.host_key;
             o.dns_name = f.dns_name;
         }
     }
@@ -512,6 +516,7 @@ async fn assemble(
         if let Some(c) = follow.carried_for(*ip, o.mac) {
             o.open_ports = c.open_ports.clone();
             o.ssh_banner = c.ssh_banner.clone();
+            o.ssh_host_key = c.ssh_host_key.clone();
             o.dns_name = c.dns_name.clone();
         }
     }

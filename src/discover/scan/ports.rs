@@ -1,23 +1,31 @@
-//! TCP connect probes of a few ports on a live host, and the SSH banner
-//! when an SSH port answers.
+//! TCP connect probes of a few ports on a live host, and what an SSH port
+//! says of itself: its banner and the host key it offers (`hostkey`).
 
 use std::{net::IpAddr, time::Duration};
 
-use tokio::{io::AsyncReadExt, net::TcpStream, time::timeout};
+use tokio::{net::TcpStream, time::timeout};
 
 /// The longest SSH banner kept (RFC 4253 allows 255 bytes with CR LF).
-pub const MAX_BANNER_CHARS: usize = 253;
-/// sshd speaks first; a banner that has not come by then is none.
+pub const MAX_BANNER_CHARS: usize = crate::hostkey::MAX_BANNER;
+/// sshd speaks first; a banner and key that have not come by then are none.
 const BANNER_WAIT: Duration = Duration::from_secs(2);
 
 pub struct Outcome {
     pub open: Vec<u16>,
-    pub ssh_banner: String,
+    pub ssh: Ssh,
     pub sent: u64,
 }
 
-/// Connects to every port (in parallel); reads a banner from open ports
-/// in `ssh_ports`.
+/// What an SSH port said: its banner and host key (`TYPE BASE64`), each
+/// empty when it gave none.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ssh {
+    pub banner: String,
+    pub host_key: String,
+}
+
+/// Connects to every port (in parallel); reads a banner and host key from
+/// open ports in `ssh_ports`.
 pub async fn probe(ip: IpAddr, ports: &[u16], ssh_ports: &[u16], wait: Duration) -> Outcome {
     let mut tasks = tokio::task::JoinSet::new();
     for &port in ports {
@@ -27,59 +35,53 @@ pub async fn probe(ip: IpAddr, ports: &[u16], ssh_ports: &[u16], wait: Duration)
                 Ok(Ok(s)) => s,
                 _ => return None,
             };
-            let banner = if want_banner {
-                read_banner(&mut stream).await
+            let ssh = if want_banner {
+                read_ssh(&mut stream).await
             } else {
-                String::new()
+                Ssh::default()
             };
-            Some((port, banner))
+            Some((port, ssh))
         });
     }
     let mut open = Vec::new();
-    let mut ssh_banner = String::new();
+    let mut found = Ssh::default();
     while let Some(r) = tasks.join_next().await {
-        if let Ok(Some((port, banner))) = r {
+        if let Ok(Some((port, ssh))) = r {
             open.push(port);
-            if ssh_banner.is_empty() {
-                ssh_banner = banner;
+            if found.banner.is_empty() {
+                found = ssh;
             }
         }
     }
     open.sort_unstable();
     Outcome {
         open,
-        ssh_banner,
+        ssh: found,
         sent: ports.len() as u64,
     }
 }
 
-/// The SSH banner of the first of `open` that is an SSH port and has one
-/// (ports a SYN probe found open).
-pub async fn banner_of(ip: IpAddr, open: &[u16], ssh_ports: &[u16], wait: Duration) -> String {
+/// The banner and host key of the first of `open` that is an SSH port and
+/// has a banner (ports a SYN probe found open).
+pub async fn ssh_of(ip: IpAddr, open: &[u16], ssh_ports: &[u16], wait: Duration) -> Ssh {
     for port in open.iter().filter(|p| ssh_ports.contains(p)) {
         if let Ok(Ok(mut stream)) = timeout(wait, TcpStream::connect((ip, *port))).await {
-            let banner = read_banner(&mut stream).await;
-            if !banner.is_empty() {
-                return banner;
+            let ssh = read_ssh(&mut stream).await;
+            if !ssh.banner.is_empty() {
+                return ssh;
             }
         }
     }
-    String::new()
+    Ssh::default()
 }
 
-async fn read_banner(stream: &mut TcpStream) -> String {
-    let mut buf = [0u8; 256];
-    // sshd speaks first: "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n".
-    let Ok(Ok(n)) = timeout(BANNER_WAIT, stream.read(&mut buf)).await else {
-        return String::new();
-    };
-    // The device's own words: the first line only, kept bounded and
-    // without control characters.
-    let line = buf[..n].split(|b| *b == b'\n').next().unwrap_or_default();
-    let text = crate::escape::clean_bytes(line, MAX_BANNER_CHARS);
-    if text.starts_with("SSH-") {
-        text
-    } else {
-        String::new()
+/// sshd speaks first: "SSH-2.0-OpenSSH_9.2p1 Debian-2", then its key
+/// exchange offer; one key exchange request later its host key comes.
+async fn read_ssh(stream: &mut TcpStream) -> Ssh {
+    let deadline = tokio::time::Instant::now() + BANNER_WAIT;
+    let offer = crate::hostkey::offer(stream, &[], deadline).await;
+    Ssh {
+        banner: offer.banner,
+        host_key: offer.key.map(|k| k.to_string()).unwrap_or_default(),
     }
 }

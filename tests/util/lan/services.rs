@@ -69,6 +69,35 @@ impl Lan {
     }
 
     pub fn start_sshd(&mut self, i: usize) {
+        let keys = format!("AuthorizedKeysFile={}", self.authorized_keys(i).display());
+        self.start_sshd_with(i, &["-o", &keys], Stdio::null());
+    }
+
+    /// An impostor's sshd on host `i`: its own host key, and an
+    /// `AuthorizedKeysCommand` that echoes whatever key a client offers, so
+    /// it accepts any key. Returns its log (every key offered, every
+    /// session accepted).
+    pub fn start_any_key_sshd(&mut self, i: usize) -> PathBuf {
+        let log = self.dir.path().join(format!("sshd-any-key{i}.log"));
+        let file = std::fs::File::create(&log).expect("sshd log");
+        self.start_sshd_with(
+            i,
+            &[
+                "-o",
+                "AuthorizedKeysFile=none",
+                "-o",
+                "AuthorizedKeysCommand=/bin/echo %t %k",
+                "-o",
+                "AuthorizedKeysCommandUser=root",
+                "-o",
+                "LogLevel=VERBOSE",
+            ],
+            Stdio::from(file),
+        );
+        log
+    }
+
+    fn start_sshd_with(&mut self, i: usize, auth: &[&str], stderr: Stdio) {
         std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
         let key = self.dir.path().join(format!("hostkey{i}"));
         if !key.exists() {
@@ -122,12 +151,9 @@ impl Lan {
                 "-o",
                 "StrictModes=no",
             ])
-            .args([
-                "-o",
-                &format!("AuthorizedKeysFile={}", self.authorized_keys(i).display()),
-            ])
+            .args(auth)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("sshd");
         self.hosts[i].sshd = Some(child);
@@ -279,7 +305,8 @@ impl Lan {
             ])
             .arg("-s")
             .arg(script)
-            .args(["-x", &format!("hostname:{hostname}")])
+            // Option 12 as raw bytes: busybox would cut `hostname:` at a space.
+            .args(["-x", &format!("0x0c:{}", hex(hostname.as_bytes()))])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -461,4 +488,8 @@ impl Lan {
             self.http_in_scanner("GET", addr.parse().expect("addr"), "/metrics", &[], "");
         crate::util::metric(&text, series)
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
