@@ -22,14 +22,6 @@ const PI_MAC: &str = "dc:a6:32:00:00:23";
 
 const LAB: &str = "subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\n    static: 198.18.0.10-198.18.0.99\n    dynamic: 198.18.0.100-198.18.0.199\nscan:\n  ports: [22]\n  rules:\n    - { mac_prefix: dc:a6:32, subnet: lab, join: { cluster: alpha, role: worker } }\n";
 
-/// `mdb dhcp --follow`'s /status, asked inside the scanner's namespace.
-fn status_in(b: &Bench, port: u16) -> Value {
-    let (_, body) = b
-        .lan
-        .http_in_scanner("GET", ([127, 0, 0, 1], port).into(), "/status", &[], "");
-    serde_json::from_str(&body).unwrap_or(Value::Null)
-}
-
 fn wait_for(what: &str, secs: u64, b: &Bench, cond: &dyn Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !cond() {
@@ -115,26 +107,12 @@ fn a_device_from_the_dhcp_pool_is_provisioned_and_ends_at_its_reservation() {
     );
     let cfg = b.config("PLAYBOOK -i {inventory} --limit {hosts} SITE");
     b.start_runner(&cfg);
-    let follow_port = free_port();
-    b.lan.spawn_in_scanner(
-        &[
-            util::bin(),
-            "dhcp",
-            "--follow",
-            "--server",
-            "127.0.0.1:50051",
-            "--hostsdir",
-            hosts.to_str().expect("path"),
-            "--leases",
-            leases.to_str().expect("path"),
-            "--state-dir",
-            b.dir.join("dhcp-state").to_str().expect("path"),
-            "--metrics-listen",
-            &format!("127.0.0.1:{follow_port}"),
-        ],
-        &[("MDB_LOG", "info")],
-        &b.dir.join("dhcp.log"),
-    );
+    let follow_port = b.start_dhcp_follower(&[
+        "--hostsdir",
+        hosts.to_str().expect("path"),
+        "--leases",
+        leases.to_str().expect("path"),
+    ]);
 
     wait_for("the Pi's pull request", 60, &b, &|| {
         !b.gh.pulls().is_empty()
@@ -244,7 +222,7 @@ fn a_device_from_the_dhcp_pool_is_provisioned_and_ends_at_its_reservation() {
         1,
         "said once: {comments:?}"
     );
-    let follow = status_in(&b, follow_port);
+    let follow = b.dhcp_status(follow_port);
     assert_eq!(follow["targets"]["hostsdir"]["ok"], true, "{follow}");
 
     // The machine leaves the database: its reservation goes.
@@ -270,26 +248,11 @@ fn kea_takes_reservations_through_its_control_socket() {
     let reservations = b.dir.join("kea-reservations.json");
     std::fs::write(&reservations, "[]\n").expect("empty reservations");
     let socket = b.dir.join("kea.sock");
-    let conf = b.dir.join("kea.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "{{\"Dhcp4\": {{\n \"interfaces-config\": {{\"interfaces\": [\"br0\"], \"dhcp-socket-type\": \"raw\"}},\n \"control-socket\": {{\"socket-type\": \"unix\", \"socket-name\": \"{}\"}},\n \"lease-database\": {{\"type\": \"memfile\", \"persist\": true, \"name\": \"{}\", \"lfc-interval\": 0}},\n \"valid-lifetime\": 600,\n \"reservations-global\": true,\n \"reservations-in-subnet\": false,\n \"reservations\": <?include \"{}\"?>,\n \"subnet4\": [{{\"id\": 1, \"subnet\": \"198.18.0.0/24\", \"pools\": [{{\"pool\": \"198.18.0.100 - 198.18.0.199\"}}]}}],\n \"loggers\": [{{\"name\": \"kea-dhcp4\", \"output_options\": [{{\"output\": \"stdout\"}}], \"severity\": \"INFO\"}}]\n}}}}\n",
-            socket.display(),
-            b.dir.join("kea-leases.csv").display(),
-            reservations.display()
-        ),
-    )
-    .expect("kea config");
-    let run_dir = b.dir.to_str().expect("path").to_string();
-    b.lan.spawn_in_scanner(
-        &["kea-dhcp4", "-c", conf.to_str().expect("path")],
-        &[
-            ("KEA_LOCKFILE_DIR", &run_dir),
-            ("KEA_PIDFILE_DIR", &run_dir),
-        ],
-        &b.dir.join("kea.log"),
-    );
+    b.start_kea(&format!(
+        "\"control-socket\": {{\"socket-type\": \"unix\", \"socket-name\": \"{}\"}},\n \"reservations-global\": true,\n \"reservations-in-subnet\": false,\n \"reservations\": <?include \"{}\"?>,",
+        socket.display(),
+        reservations.display()
+    ));
     wait_for("Kea's control socket", 30, &b, &|| socket.exists());
     b.commit_with(
         util::bench::MDB_YAML,
@@ -299,29 +262,15 @@ fn kea_takes_reservations_through_its_control_socket() {
         "the Pi's reservation",
     );
     b.start_server();
-    let follow_port = free_port();
     let started = Instant::now();
-    b.lan.spawn_in_scanner(
-        &[
-            util::bin(),
-            "dhcp",
-            "--follow",
-            "--server",
-            "127.0.0.1:50051",
-            "--kea-reservations",
-            reservations.to_str().expect("path"),
-            "--kea-socket",
-            socket.to_str().expect("path"),
-            "--state-dir",
-            b.dir.join("dhcp-state").to_str().expect("path"),
-            "--metrics-listen",
-            &format!("127.0.0.1:{follow_port}"),
-        ],
-        &[("MDB_LOG", "info")],
-        &b.dir.join("dhcp.log"),
-    );
+    let follow_port = b.start_dhcp_follower(&[
+        "--kea-reservations",
+        reservations.to_str().expect("path"),
+        "--kea-socket",
+        socket.to_str().expect("path"),
+    ]);
     wait_for("Kea to take the reservation", 60, &b, &|| {
-        status_in(&b, follow_port)["targets"]["kea"]["ok"] == true
+        b.dhcp_status(follow_port)["targets"]["kea"]["ok"] == true
     });
     let to_kea = started.elapsed();
     let kept: Value =

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use util::{
     bench::{Bench, MDB_YAML},
     lan::HostSpec,
-    process::free_port,
 };
 
 const CLIENT_MAC: &str = "dc:a6:32:00:00:31";
@@ -56,36 +55,16 @@ fn follower_keeps_the_reservation(b: &mut Bench, leases: &std::path::Path, hostn
     });
     let hosts = b.dir.join("hosts");
     std::fs::create_dir_all(&hosts).expect("hostsdir");
-    let port = free_port();
-    b.lan.spawn_in_scanner(
-        &[
-            util::bin(),
-            "dhcp",
-            "--follow",
-            "--server",
-            "127.0.0.1:50051",
-            "--hostsdir",
-            hosts.to_str().expect("path"),
-            "--leases",
-            leases.to_str().expect("path"),
-            "--state-dir",
-            b.dir.join("dhcp-state").to_str().expect("path"),
-            "--metrics-listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-        &[("MDB_LOG", "info")],
-        &b.dir.join("dhcp.log"),
-    );
-    let status = || {
-        let (_, body) =
-            b.lan
-                .http_in_scanner("GET", ([127, 0, 0, 1], port).into(), "/status", &[], "");
-        serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()
-    };
+    let port = b.start_dhcp_follower(&[
+        "--hostsdir",
+        hosts.to_str().expect("path"),
+        "--leases",
+        leases.to_str().expect("path"),
+    ]);
     wait("the follower to apply the database", 60, b, &|| {
-        status()["targets"]["hostsdir"]["ok"] == true
+        b.dhcp_status(port)["targets"]["hostsdir"]["ok"] == true
     });
-    let st = status();
+    let st = b.dhcp_status(port);
     assert_eq!(st["refused"], serde_json::json!([]), "{st}");
     assert!(hosts.join("mdb-printer").exists(), "{st}");
     // The client is named by what it said, at its own address only.
@@ -155,25 +134,8 @@ fn kea_leases_keep_a_hostname_in_its_field() {
         dhcp: true,
         ..Default::default()
     }]);
-    let leases = b.dir.join("kea-leases.csv");
-    let conf = b.dir.join("kea.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "{{\"Dhcp4\": {{\n \"interfaces-config\": {{\"interfaces\": [\"br0\"], \"dhcp-socket-type\": \"raw\"}},\n \"lease-database\": {{\"type\": \"memfile\", \"persist\": true, \"name\": \"{}\", \"lfc-interval\": 0}},\n \"valid-lifetime\": 600,\n \"hostname-char-set\": \"\",\n \"subnet4\": [{{\"id\": 1, \"subnet\": \"198.18.0.0/24\", \"pools\": [{{\"pool\": \"198.18.0.100 - 198.18.0.199\"}}]}}],\n \"loggers\": [{{\"name\": \"kea-dhcp4\", \"output_options\": [{{\"output\": \"stdout\"}}], \"severity\": \"INFO\"}}]\n}}}}\n",
-            leases.display()
-        ),
-    )
-    .expect("kea config");
-    let run_dir = b.dir.to_str().expect("path").to_string();
-    b.lan.spawn_in_scanner(
-        &["kea-dhcp4", "-c", conf.to_str().expect("path")],
-        &[
-            ("KEA_LOCKFILE_DIR", &run_dir),
-            ("KEA_PIDFILE_DIR", &run_dir),
-        ],
-        &b.dir.join("kea.log"),
-    );
+    // No sanitising of hostnames: what the client sent is what Kea keeps.
+    let leases = b.start_kea("\"hostname-char-set\": \"\",");
     follower_keeps_the_reservation(&mut b, &leases, HOSTILE_CSV);
     let text = std::fs::read_to_string(&leases).expect("leases");
     assert!(

@@ -367,6 +367,38 @@ mod tests {
     }
 
     #[test]
+    fn a_token_or_password_in_the_clear_to_another_host_needs_allow_plaintext() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let sink = |kind: &str, url: &str, extra: &str| {
+            format!(
+                "[[notify]]\nkind = \"{kind}\"\nurl = \"{url}\"\nsecret_file = \"{}\"\n{extra}",
+                secret.display()
+            )
+        };
+        for (kind, url) in [("ntfy", "http://ntfy.lab/t"), ("mqtt", "mqtt://broker.lab")] {
+            let e = one(&sink(kind, url, "")).unwrap_err().to_string();
+            assert!(
+                e.starts_with("notify[0].url:")
+                    && e.contains("allow_plaintext")
+                    && !e.contains("s3cret"),
+                "{e}"
+            );
+            assert!(one(&sink(kind, url, "allow_plaintext = true\n")).is_ok());
+        }
+        // Loopback, TLS, and a webhook (its key signs, it is never sent).
+        for (kind, url) in [
+            ("ntfy", "http://127.0.0.1:8080/t"),
+            ("mqtt", "mqtt://localhost"),
+            ("ntfy", "https://ntfy.lab/t"),
+            ("webhook", "http://hooks.lab/h"),
+        ] {
+            assert!(one(&sink(kind, url, "")).is_ok(), "{kind} {url}");
+        }
+    }
+
+    #[test]
     fn mqtts_speaks_tls_on_8883_and_a_ca_file_needs_tls() {
         let e = |t: &str| one(t).unwrap_err().to_string();
         let plain = e("[[notify]]\nkind = \"mqtt\"\nurl = \"mqtt://b\"\nca_file = \"/x.pem\"\n");

@@ -154,29 +154,14 @@ impl Runner {
         let names: Vec<String> = ms.iter().map(|m| m.name.clone()).collect();
         let Some(argv) = self.cfg.actions.get(action).cloned() else {
             let reason = format!("the DB's policy asks for the action {action:?}, which the runner's [provision.actions] does not name");
-            for name in names {
-                let why = Why {
-                    reason: &reason,
-                    treatment: action,
-                    ..Why::default()
-                };
-                self.failed((false, name), ProvisionResult::Failed, why);
-            }
+            self.fail_all(names, action, &reason);
             return;
         };
         let connect = |m: &Machine| self.connection_vars(m);
         let text = match inventory::static_yaml_with(snap, &connect) {
             Ok(t) => t,
             Err(e) => {
-                let reason = e.to_string();
-                for name in names {
-                    let why = Why {
-                        reason: &reason,
-                        treatment: action,
-                        ..Why::default()
-                    };
-                    self.failed((false, name), ProvisionResult::Failed, why);
-                }
+                self.fail_all(names, action, &e.to_string());
                 return;
             }
         };
@@ -208,6 +193,18 @@ impl Runner {
             } else {
                 self.failed((false, m.name.clone()), ProvisionResult::Failed, why);
             }
+        }
+    }
+
+    /// Every machine of an action that cannot run failed, for `reason`.
+    fn fail_all(&mut self, names: Vec<String>, action: &str, reason: &str) {
+        for name in names {
+            let why = Why {
+                reason,
+                treatment: action,
+                ..Why::default()
+            };
+            self.failed((false, name), ProvisionResult::Failed, why);
         }
     }
 

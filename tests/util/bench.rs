@@ -246,6 +246,63 @@ impl Bench {
         self.runner = Some(spawn(c, &self.dir.join("provision.log")));
     }
 
+    /// `mdb dhcp --follow` of the server, in the scanner's namespace, with
+    /// `args` (its targets, lease files); the port of its /status.
+    pub fn start_dhcp_follower(&mut self, args: &[&str]) -> u16 {
+        let port = super::process::free_port();
+        let state = self.dir.join("dhcp-state");
+        let listen = format!("127.0.0.1:{port}");
+        let mut argv = vec![
+            super::bin(),
+            "dhcp",
+            "--follow",
+            "--server",
+            "127.0.0.1:50051",
+            "--state-dir",
+            state.to_str().expect("path"),
+            "--metrics-listen",
+            &listen,
+        ];
+        argv.extend_from_slice(args);
+        self.lan
+            .spawn_in_scanner(&argv, &[("MDB_LOG", "info")], &self.dir.join("dhcp.log"));
+        port
+    }
+
+    /// The DHCP follower's /status, asked inside the scanner's namespace.
+    pub fn dhcp_status(&self, port: u16) -> Value {
+        let (_, body) =
+            self.lan
+                .http_in_scanner("GET", ([127, 0, 0, 1], port).into(), "/status", &[], "");
+        serde_json::from_str(&body).unwrap_or(Value::Null)
+    }
+
+    /// Debian's Kea serving br0's 198.18.0.100-199, its leases in
+    /// `kea-leases.csv` (returned); `more` adds settings to `Dhcp4` (each
+    /// `"key": value,`).
+    pub fn start_kea(&mut self, more: &str) -> PathBuf {
+        let leases = self.dir.join("kea-leases.csv");
+        let conf = self.dir.join("kea.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "{{\"Dhcp4\": {{\n \"interfaces-config\": {{\"interfaces\": [\"br0\"], \"dhcp-socket-type\": \"raw\"}},\n \"lease-database\": {{\"type\": \"memfile\", \"persist\": true, \"name\": \"{}\", \"lfc-interval\": 0}},\n \"valid-lifetime\": 600,\n {more}\n \"subnet4\": [{{\"id\": 1, \"subnet\": \"198.18.0.0/24\", \"pools\": [{{\"pool\": \"198.18.0.100 - 198.18.0.199\"}}]}}],\n \"loggers\": [{{\"name\": \"kea-dhcp4\", \"output_options\": [{{\"output\": \"stdout\"}}], \"severity\": \"INFO\"}}]\n}}}}\n",
+                leases.display()
+            ),
+        )
+        .expect("kea config");
+        let run_dir = self.dir.to_str().expect("path").to_string();
+        self.lan.spawn_in_scanner(
+            &["kea-dhcp4", "-c", conf.to_str().expect("path")],
+            &[
+                ("KEA_LOCKFILE_DIR", &run_dir),
+                ("KEA_PIDFILE_DIR", &run_dir),
+            ],
+            &self.dir.join("kea.log"),
+        );
+        leases
+    }
+
     /// kill -9: no chance to clean anything up.
     pub fn kill_runner(&mut self) {
         if let Some(mut c) = self.runner.take() {
