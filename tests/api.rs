@@ -1,7 +1,7 @@
 //! The read-only gRPC API over a real socket, its metrics checked by
 //! promtool, and a Python client that knows the API only by reflection.
 
-mod util;
+use crate::util;
 
 use std::process::Command;
 

@@ -4,7 +4,7 @@
 //! new MACs; a DB line (or whoever answers the runner's Watch) tries to
 //! reach an argv. Every case asserts the outcome, never a log line.
 
-mod util;
+use crate::util;
 
 use std::{collections::BTreeMap, path::Path};
 

@@ -3,7 +3,7 @@
 //! closing keyword, an image) and floods ARP with a new MAC for every
 //! request, over three restarts of `mdb serve` filing to the fake GitHub.
 
-mod util;
+use crate::util;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! what it suggests to try, `mdb list` and `mdb get` as tables and JSON, and
 //! a bad configuration refused with exit 64 before any port is bound.
 
-mod util;
+use crate::util;
 
 use std::process::Command;
 

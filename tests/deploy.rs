@@ -4,7 +4,7 @@
 //! exist in a real scrape, and the shipped configs resolve. Flux lives in
 //! tests/flux.rs, the image and binaries in tests/image.rs.
 
-mod util;
+use crate::util;
 
 use std::{path::Path, process::Command};
 

@@ -3,7 +3,7 @@
 //! namespace LAN, devices get their addresses with Debian's udhcpc, and
 //! `mdb dhcp --follow` applies what the database reserves.
 
-mod util;
+use crate::util;
 
 use std::{
     path::Path,

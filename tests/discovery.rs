@@ -1,7 +1,7 @@
 //! Discovery on a real LAN of network namespaces (198.18.0.0/24): real ARP,
 //! real ICMP, a real sshd, nftables dropping ICMP, real TCP listeners.
 
-mod util;
+use crate::util;
 
 use std::collections::BTreeMap;
 

@@ -2,7 +2,7 @@
 //! the DB remote (real pushes over file://) and the fake GitHub on a real
 //! socket, with mdb's own filer doing a reconcile pass per "sweep".
 
-mod util;
+use crate::util;
 
 use std::path::Path;
 

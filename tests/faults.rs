@@ -4,7 +4,7 @@
 //! `faults_remote.rs`, serving and exiting in `faults_serve.rs`.) Each case
 //! runs the real `mdb serve` and prints its figure.
 
-mod util;
+use crate::util;
 
 use std::{
     path::Path,

@@ -3,7 +3,7 @@
 //! hourly resync, remotes that hang or drip, and the cap on fetch threads
 //! left stuck. Each case runs the real `mdb serve` and prints its figure.
 
-mod util;
+use crate::util;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! connections, configuration that exits 64, broken pipes, logs off a
 //! terminal, hostile keys over gRPC, a CLI that fails in one line.
 
-mod util;
+use crate::util;
 
 use std::{
     process::{Command, Stdio},

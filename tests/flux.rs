@@ -3,7 +3,7 @@
 //! and public-DB variants render and validate, and the image is named in one
 //! place.
 
-mod util;
+use crate::util;
 
 use serde_json::Value;
 use util::kube::{

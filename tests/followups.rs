@@ -3,7 +3,7 @@
 //! fresh is not probed again until its MAC or the ports asked change, and a
 //! sweep that would overrun its interval sheds follow-ups and says so once.
 
-mod util;
+use crate::util;
 
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@
 //! REST server on a real socket: filed once, never duplicated across
 //! restarts or failures, updated, closed and reopened as hosts change.
 
-mod util;
+use crate::util;
 
 use std::time::Duration;
 

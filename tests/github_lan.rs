@@ -2,7 +2,7 @@
 //! files to the fake GitHub, once, across restarts and a lost answer, and
 //! closes what is resolved.
 
-mod util;
+use crate::util;
 
 use std::time::Duration;
 

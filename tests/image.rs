@@ -3,7 +3,7 @@
 //! buildah builds the release image from them and runs it, and actionlint
 //! checks the workflows that publish them.
 
-mod util;
+use crate::util;
 
 use std::{path::Path, process::Command};
 

@@ -5,7 +5,7 @@
 //! streams and half revisions. Nothing is run or written from any of it,
 //! and no command learns one of mdb's secrets.
 
-mod util;
+use crate::util;
 
 use std::{
     path::Path,

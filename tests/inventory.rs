@@ -2,7 +2,7 @@
 //! `ansible-playbook` from PyPI's ansible-core), and the DHCP leases as
 //! dnsmasq sees them.
 
-mod util;
+use crate::util;
 
 use std::{
     path::{Path, PathBuf},

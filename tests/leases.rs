@@ -5,7 +5,7 @@
 //! host and claims nothing else: `mdb dhcp --follow` keeps the reservation
 //! the forged lease would have taken.
 
-mod util;
+use crate::util;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! and `mdb serve` names each host with its source, proposes the printer
 //! under its announced name, and keeps a hostile announced name inert.
 
-mod util;
+use crate::util;
 
 use util::{
     fake_github::{FakeGithub, OWNER, REPO, TOKEN},

@@ -6,7 +6,7 @@
 //! lab's own CA; Home Assistant gets its trackers from a real mosquitto,
 //! in the clear and over TLS.
 
-mod util;
+use crate::util;
 
 use std::{
     net::TcpListener,

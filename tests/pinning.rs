@@ -3,7 +3,7 @@
 //! (with an sshd that accepts any key) gets no session, no playbook and one
 //! issue, and the real machine is provisioned again once it is back.
 
-mod util;
+use crate::util;
 
 use std::time::Instant;
 

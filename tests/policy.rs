@@ -3,7 +3,7 @@
 //! `ansible-playbook`, real `mdb serve` and `mdb provision` processes, a
 //! bare DB repository and the fake GitHub whose merge button merges.
 
-mod util;
+use crate::util;
 
 use std::time::Instant;
 

@@ -4,7 +4,7 @@
 //! the scanner dies by `kill -9` mid-sweep, and the history is checked
 //! through the real CLI and a real gRPC client.
 
-mod util;
+use crate::util;
 
 use std::{
     collections::HashMap,

@@ -3,7 +3,7 @@
 //! the DB remote, real `mdb serve` and `mdb provision` processes, and the
 //! fake GitHub for the problems it files.
 
-mod util;
+use crate::util;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! debug phases on a terminal, an unroutable target, a host that answers
 //! ARP late, and a flood of ARP replies.
 
-mod util;
+use crate::util;
 
 use util::lan::{HostSpec, Lan};
 

@@ -4,7 +4,7 @@
 //! a dead scanner that makes only its own segment stale, and a replica
 //! restarted while a scanner is away that serves that segment's last view.
 
-mod util;
+use crate::util;
 
 use std::{collections::HashMap, process::Command};
 

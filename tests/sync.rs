@@ -1,7 +1,7 @@
 //! Git sync end to end: a real bare repository over file://, a real server,
 //! a real gRPC client on a TCP socket.
 
-mod util;
+use crate::util;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The CLI over TLS: `mdb serve` behind a TLS-terminating proxy (rustls,
 //! ALPN h2, a test CA made here), reached with `--server https://…`.
 
-mod util;
+use crate::util;
 
 use std::{path::Path, sync::Arc};
 

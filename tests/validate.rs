@@ -1,7 +1,7 @@
 //! Every validation problem names its file, line and field, and all
 //! problems of a revision are reported together.
 
-mod util;
+use crate::util;
 
 use std::path::Path;
 

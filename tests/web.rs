@@ -2,7 +2,7 @@
 //! the HTML checked by a validator, and then driven in a real headless
 //! Chromium (filters, search, live updates, an inert XSS note, a screenshot).
 
-mod util;
+use crate::util;
 
 use std::{
     io::{BufRead, BufReader, Write},

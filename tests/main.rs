@@ -1,0 +1,39 @@
+//! Every integration test in one binary, as ripgrep keeps them: the
+//! helpers of `util` are compiled and linked once, not once per file.
+//! `github_log.rs` keeps a binary of its own: tracing caches per log site,
+//! process-wide, whether anyone listens, so its thread-scoped subscriber
+//! must be the only one.
+
+mod util;
+
+mod api;
+mod attack;
+mod attack_lan;
+mod cli;
+mod deploy;
+mod dhcp;
+mod discovery;
+mod enrol;
+mod faults;
+mod faults_remote;
+mod faults_serve;
+mod flux;
+mod followups;
+mod github;
+mod github_lan;
+mod image;
+mod impostor;
+mod inventory;
+mod leases;
+mod names;
+mod notify;
+mod pinning;
+mod policy;
+mod presence;
+mod provision;
+mod scan_edges;
+mod segments;
+mod sync;
+mod tls;
+mod validate;
+mod web;
