@@ -47,6 +47,13 @@ pub fn check_allowed(name: &str, secrets: &[&str]) -> Result<(), String> {
             "{name} holds one of mdb's own secrets and is never passed to a command"
         ));
     }
+    // mdb's own settings (a DB URL may carry credentials; token files)
+    // are its own; a command gets the run's MDB_* values only.
+    if name.starts_with("MDB_") {
+        return Err(format!(
+            "{name} is one of mdb's own settings and is never passed to a command"
+        ));
+    }
     Ok(())
 }
 
@@ -76,6 +83,8 @@ mod tests {
     fn secrets_and_bad_names_are_never_allowed() {
         assert!(check_allowed("ANSIBLE_CONFIG", &["MDB_GITHUB_TOKEN"]).is_ok());
         assert!(check_allowed("MDB_GITHUB_TOKEN", &["MDB_GITHUB_TOKEN"]).is_err());
+        assert!(check_allowed("HOOK_SECRET", &["HOOK_SECRET"]).is_err());
+        assert!(check_allowed("MDB_DB_URL", &[]).is_err());
         assert!(check_allowed("A=B", &[]).is_err());
         assert!(check_allowed("", &[]).is_err());
     }

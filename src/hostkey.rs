@@ -355,10 +355,15 @@ fn p256_init() -> Vec<u8> {
     m
 }
 
-/// KEXDH_INIT with e = 2 (1 < e < p - 1, as RFC 4253 asks).
+/// KEXDH_INIT with a random e of 2,039 bits: below the group's p (2,048
+/// bits, its top bits set), and with enough bits set for OpenSSH's check.
 fn dh_init() -> Vec<u8> {
+    let mut e = [0u8; 255];
+    rand::fill(&mut e[..]);
+    e[0] &= 0x7f;
+    e[0] |= 0x40;
     let mut m = vec![30];
-    put_string(&mut m, &[2]);
+    put_string(&mut m, &e);
     m
 }
 
@@ -439,9 +444,10 @@ struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
     fn string(&mut self) -> Option<&'a [u8]> {
-        let len = u32::from_be_bytes(self.0.get(..4)?.try_into().ok()?) as usize;
-        let s = self.0.get(4..4 + len)?;
-        self.0 = &self.0[4 + len..];
+        let len = usize::try_from(u32::from_be_bytes(self.0.get(..4)?.try_into().ok()?)).ok()?;
+        let end = len.checked_add(4)?;
+        let s = self.0.get(4..end)?;
+        self.0 = &self.0[end..];
         Some(s)
     }
 }
@@ -601,57 +607,10 @@ mod tests {
         assert!(matches!(e, Err(ScanError::BadKey(_))), "{e:?}");
     }
 
-    /// Debian's sshd on a loopback port, with host keys of three types.
-    fn real_sshd(dir: &std::path::Path) -> (std::process::Child, u16) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut args = vec![
-            "-D".to_string(),
-            "-e".into(),
-            "-f".into(),
-            "/dev/null".into(),
-        ];
-        for (kind, bits) in [("ed25519", "256"), ("ecdsa", "256"), ("rsa", "2048")] {
-            let key = dir.join(kind);
-            let ok = std::process::Command::new("ssh-keygen")
-                .args(["-q", "-t", kind, "-b", bits, "-N", "", "-f"])
-                .arg(&key)
-                .status()
-                .expect("ssh-keygen (.ci/run installs openssh)");
-            assert!(ok.success());
-            args.extend(["-o".into(), format!("HostKey={}", key.display())]);
-        }
-        args.extend(
-            [
-                format!("ListenAddress=127.0.0.1:{port}"),
-                "PidFile=none".into(),
-                "UsePAM=no".into(),
-            ]
-            .into_iter()
-            .flat_map(|o| ["-o".to_string(), o]),
-        );
-        std::fs::create_dir_all("/run/sshd").unwrap();
-        let child = std::process::Command::new("/usr/sbin/sshd")
-            .args(&args)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("sshd (.ci/run installs openssh-server)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        (child, port)
-    }
-
     #[tokio::test]
     async fn a_real_sshd_offers_its_own_host_key_of_each_type() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut sshd, port) = real_sshd(dir.path());
+        let (mut sshd, port) = test_sshd::start(dir.path());
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let timeout = Duration::from_secs(5);
         for (kind, want) in [
@@ -691,5 +650,65 @@ mod tests {
         });
         let e = scan(addr, &[], Duration::from_millis(300)).await;
         assert!(matches!(e, Err(ScanError::Timeout(_))), "{e:?}");
+    }
+}
+
+/// A real sshd for the tests of the code that dials one.
+#[cfg(test)]
+pub(crate) mod test_sshd {
+    use std::time::Duration;
+
+    /// Debian's sshd on a loopback port, with host keys of three types in
+    /// `dir` (`ed25519`, `ecdsa`, `rsa` and their `.pub`), accepting the
+    /// keys in `dir/authorized_keys`.
+    pub fn start(dir: &std::path::Path) -> (std::process::Child, u16) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut args = vec![
+            "-D".to_string(),
+            "-e".into(),
+            "-f".into(),
+            "/dev/null".into(),
+        ];
+        for (kind, bits) in [("ed25519", "256"), ("ecdsa", "256"), ("rsa", "2048")] {
+            let key = dir.join(kind);
+            let ok = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", kind, "-b", bits, "-N", "", "-f"])
+                .arg(&key)
+                .status()
+                .expect("ssh-keygen (.ci/run installs openssh)");
+            assert!(ok.success());
+            args.extend(["-o".into(), format!("HostKey={}", key.display())]);
+        }
+        args.extend(
+            [
+                format!("ListenAddress=127.0.0.1:{port}"),
+                "PidFile=none".into(),
+                "UsePAM=no".into(),
+                "StrictModes=no".into(),
+                format!(
+                    "AuthorizedKeysFile={}",
+                    dir.join("authorized_keys").display()
+                ),
+            ]
+            .into_iter()
+            .flat_map(|o| ["-o".to_string(), o]),
+        );
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let child = std::process::Command::new("/usr/sbin/sshd")
+            .args(&args)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sshd (.ci/run installs openssh-server)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (child, port)
     }
 }

@@ -23,9 +23,15 @@ const RECONNECT_FIRST: Duration = Duration::from_millis(500);
 /// ...up to this.
 const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
+/// Machines a followed database may hold: a stream that sends more is
+/// dropped (a campus has thousands).
+pub const MAX_MACHINES: usize = 200_000;
+
 /// The server's database as followed: a revision that validated.
 #[derive(Clone, Debug, Default)]
 pub struct Database {
+    /// Pieces of `revision` are still to come.
+    in_pieces: bool,
     pub revision: String,
     /// By name.
     pub machines: BTreeMap<String, Machine>,
@@ -36,8 +42,13 @@ pub struct Database {
 impl Database {
     /// Applies one message; true once its revision is complete (no more
     /// pieces of it follow). A whole revision replaces everything held, so
-    /// a removal missed while behind is not kept.
-    fn apply(&mut self, ev: WatchEvent) -> bool {
+    /// a removal missed while behind is not kept. A piece of another
+    /// revision than the one in pieces, or more machines than
+    /// [`MAX_MACHINES`], is a broken stream.
+    fn apply(&mut self, ev: WatchEvent) -> Result<bool, String> {
+        if self.in_pieces && ev.revision != self.revision {
+            return Err("a piece of another revision came before the last one's end".into());
+        }
         if ev.whole {
             self.machines.clear();
         }
@@ -48,7 +59,11 @@ impl Database {
         for name in ev.removed {
             self.machines.remove(&name);
         }
-        !ev.more
+        if self.machines.len() > MAX_MACHINES {
+            return Err(format!("more than {MAX_MACHINES} machines"));
+        }
+        self.in_pieces = ev.more;
+        Ok(!ev.more)
     }
 
     /// Why the revision as received does not validate, if it does not.
@@ -140,7 +155,7 @@ async fn connection(
                 Ok(Some(ev)) => {
                     // A revision is acted on only once all its pieces are in.
                     due = db
-                        .apply(ev)
+                        .apply(ev)?
                         .then(|| tokio::time::Instant::now() + debounce);
                 }
                 Ok(None) => return Err("the server ended the stream".into()),

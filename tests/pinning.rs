@@ -142,3 +142,118 @@ fn a_mac_clone_gets_no_session_and_the_real_machine_is_provisioned_when_back() {
         back.elapsed()
     );
 }
+
+/// Ansible as the runner sets it up (`pins::ansible_vars` in the
+/// inventory, the `ssh` wrapper), against a real sshd on the LAN: a session
+/// only when the known hosts pin the machine's own key under its name, and
+/// none when a playbook's variables drop the runner's ssh options.
+#[test]
+fn ansible_reaches_a_machine_only_with_its_pinned_key_whatever_a_playbook_says() {
+    use mdb::{
+        db::Snapshot,
+        export::inventory,
+        proto::{machine::Use, Machine, Ssh},
+        provision::{pins, ready::SshLogin},
+    };
+    let b = Bench::with(&[HostSpec {
+        ip: "198.18.0.11",
+        mac: SRV_MAC,
+        sshd: true,
+        ..Default::default()
+    }]);
+    let state = b.dir.join("state");
+    std::fs::create_dir_all(&state).expect("state");
+    let login = SshLogin {
+        key: Some(b.key.clone()),
+        known_hosts: state.join("known_hosts"),
+        default_user: "root".into(),
+        timeout: std::time::Duration::from_secs(5),
+    };
+    pins::write_ssh_wrapper(&state, &login.known_hosts).expect("wrapper");
+    let srv = Machine {
+        name: "srv-1".into(),
+        ips: vec!["198.18.0.11".into()],
+        r#use: Some(Use::Games(Default::default())),
+        ssh: Some(Ssh {
+            user: "root".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let snap = Snapshot::new("abcd".into(), vec![srv], Default::default());
+    let more = |m: &Machine| pins::ansible_vars(&m.name, &login, &state);
+    let inv = b.dir.join("inventory.yaml");
+    std::fs::write(
+        &inv,
+        inventory::static_yaml_with(&snap, &more).expect("plain"),
+    )
+    .expect("inventory");
+    let marker = b.dir.join("markers/reached");
+    let play = b.dir.join("reach.yml");
+    std::fs::write(
+        &play,
+        format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.raw: echo reached > {}\n",
+            marker.display()
+        ),
+    )
+    .expect("playbook");
+    let playbook = util::venv_tool("ansible-playbook")
+        .get_program()
+        .to_string_lossy()
+        .into_owned();
+    let run = |extra: &[&str]| {
+        let _ = std::fs::remove_file(&marker);
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &b.lan.scanner, &playbook, "-i"])
+            .arg(&inv)
+            .args(extra)
+            .arg(&play)
+            .env("ANSIBLE_HOST_KEY_CHECKING", "True")
+            .env("ANSIBLE_PRIVATE_KEY_FILE", &b.key)
+            .env("ANSIBLE_LOCAL_TEMP", b.dir.join("ansible-tmp"))
+            .env("ANSIBLE_HOME", b.dir.join("ansible-home"))
+            .output()
+            .expect("ansible-playbook");
+        let said = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (marker.exists(), said)
+    };
+    let own = std::fs::read_to_string(b.lan.dir().join("hostkey0.pub")).expect("host key");
+    let own: mdb::hostkey::HostKey = own.parse().expect("key");
+    let other = std::fs::read_to_string(b.key.with_extension("pub")).expect("key");
+    let other: mdb::hostkey::HostKey = other.parse().expect("key");
+    for (known, why) in [
+        (String::new(), "nothing pinned"),
+        (
+            mdb::hostkey::known_hosts_line("srv-1", &other),
+            "another key",
+        ),
+        (
+            mdb::hostkey::known_hosts_line("srv-2", &own),
+            "its key under another name",
+        ),
+    ] {
+        std::fs::write(&login.known_hosts, known).expect("known hosts");
+        let (reached, said) = run(&[]);
+        assert!(!reached, "{why}: a session was made:\n{said}");
+        assert!(
+            said.contains("Host key verification failed"),
+            "{why}:\n{said}"
+        );
+    }
+    std::fs::write(
+        &login.known_hosts,
+        mdb::hostkey::known_hosts_line("srv-1", &own),
+    )
+    .expect("known hosts");
+    let (reached, said) = run(&[]);
+    assert!(reached, "its own key pinned under its name:\n{said}");
+    // A playbook's variables that drop the runner's options: the wrapper
+    // still checks strictly, and the address alone is known to no one.
+    let (reached, said) = run(&["-e", "ansible_ssh_args=-oStrictHostKeyChecking=no"]);
+    assert!(
+        !reached,
+        "a playbook's variables turned checking off:\n{said}"
+    );
+}

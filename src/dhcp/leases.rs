@@ -63,19 +63,52 @@ pub fn read(path: &Path, now: i64) -> Result<Read, Error> {
 
 /// The leases in `text`, live at `now`.
 pub fn parse(text: &str, now: i64) -> Read {
-    let isc_like = (text.contains("lease ") && text.contains('{'))
-        || text.contains("authoring-byte-order")
-        || text.contains("server-duid");
-    let mut out = if text.starts_with("address,") {
-        kea(text)
-    } else if isc_like {
-        isc(text)
-    } else {
-        dnsmasq(text)
+    let mut out = match Format::of(text) {
+        Format::Kea => kea(text),
+        Format::Isc => isc(text),
+        Format::Dnsmasq => dnsmasq(text),
     };
     out.leases
         .retain(|l| l.expires_unix == 0 || l.expires_unix > now);
     out
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Format {
+    Dnsmasq,
+    Isc,
+    Kea,
+}
+
+impl Format {
+    /// Told by how lines start (a hostname never starts a line: dnsmasq
+    /// keeps one lease a line, dhcpd writes a newline in a string as an
+    /// escape): Kea's CSV header; a dnsmasq line (an expiry time, or
+    /// `duid`); else dhcpd's comments and statements; anything else is read
+    /// as dnsmasq's, whose junk lines are counted.
+    fn of(text: &str) -> Format {
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .take(64)
+            .collect();
+        let first_word = |l: &str| l.split_whitespace().next().unwrap_or_default().to_string();
+        let dnsmasq = |l: &&str| {
+            let w = first_word(l);
+            w == "duid" || (!w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()))
+        };
+        let isc = |l: &&str| l.starts_with('#') || ISC_STATEMENTS.contains(&first_word(l).as_str());
+        if lines.first().is_some_and(|l| l.starts_with("address,")) {
+            Format::Kea
+        } else if lines.iter().any(dnsmasq) {
+            Format::Dnsmasq
+        } else if lines.iter().any(isc) {
+            Format::Isc
+        } else {
+            Format::Dnsmasq
+        }
+    }
 }
 
 /// The live leases by address, for the follower's conflict check.
@@ -271,8 +304,9 @@ fn isc_quoted(b: &[u8], mut i: usize) -> (Vec<u8>, usize) {
 }
 
 /// The statements of one block, each its tokens without the `;`; nested
-/// blocks (`on expiry { … }`) are skipped whole. Returns where the block
-/// ends (after its `}`).
+/// blocks (`on expiry { … }`) are skipped whole, by counting braces (no
+/// recursion: a file of braces is no stack overflow). Returns where the
+/// block ends (after its `}`).
 fn isc_block(tokens: &[Token], mut i: usize) -> (Vec<Vec<Token>>, usize) {
     let mut statements = Vec::new();
     let mut current = Vec::new();
@@ -281,9 +315,8 @@ fn isc_block(tokens: &[Token], mut i: usize) -> (Vec<Vec<Token>>, usize) {
             Token::Close => return (statements, i + 1),
             Token::End => statements.push(std::mem::take(&mut current)),
             Token::Open => {
-                let (_, next) = isc_block(tokens, i + 1);
+                i = isc_skip_block(tokens, i + 1);
                 current.clear();
-                i = next;
                 continue;
             }
             t => current.push(t.clone()),
@@ -291,6 +324,42 @@ fn isc_block(tokens: &[Token], mut i: usize) -> (Vec<Vec<Token>>, usize) {
         i += 1;
     }
     (statements, i)
+}
+
+/// What dhcpd writes at the top of its lease file.
+const ISC_STATEMENTS: &[&str] = &[
+    "authoring-byte-order",
+    "server-duid",
+    "host",
+    "failover",
+    "lease",
+];
+
+/// Where the top-level statement starting at `i` ends: after its `;`, or
+/// after the block it opens.
+fn isc_statement_end(tokens: &[Token], mut i: usize) -> usize {
+    while i < tokens.len() {
+        match tokens[i] {
+            Token::End => return i + 1,
+            Token::Open => return isc_skip_block(tokens, i + 1),
+            _ => i += 1,
+        }
+    }
+    i
+}
+
+/// Where the block opened just before `i` ends (after its `}`).
+fn isc_skip_block(tokens: &[Token], mut i: usize) -> usize {
+    let mut depth = 1usize;
+    while i < tokens.len() && depth > 0 {
+        match tokens[i] {
+            Token::Open => depth += 1,
+            Token::Close => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    i
 }
 
 fn isc(text: &str) -> Read {
@@ -302,12 +371,14 @@ fn isc(text: &str) -> Read {
         let (Some(Token::Word(ip)), Some(Token::Open), true) =
             (tokens.get(i + 1), tokens.get(i + 2), is_lease)
         else {
-            // Any other statement or block at the top (server-duid, a
-            // host declaration): passed over whole.
-            i = match tokens[i] {
-                Token::Open => isc_block(&tokens, i + 1).1,
-                _ => i + 1,
-            };
+            // Any other statement or block at the top: passed over whole;
+            // one dhcpd does not write is counted.
+            let known =
+                matches!(&tokens[i], Token::Word(w) if ISC_STATEMENTS.contains(&w.as_str()));
+            if !known {
+                out.skipped += 1;
+            }
+            i = isc_statement_end(&tokens, i);
             continue;
         };
         let (body, next) = isc_block(&tokens, i + 3);
@@ -428,6 +499,27 @@ mod tests {
         assert_eq!(r.leases.len(), 1, "{r:?}");
         assert_eq!(r.leases[0].ip.to_string(), "198.18.1.148");
         assert_eq!(r.leases[0].hostname, "x,198.18.0.10,02:66:66:66:66:66");
+    }
+
+    #[test]
+    fn the_format_comes_from_the_shape_of_the_first_line_and_braces_are_no_recursion() {
+        // A dnsmasq client called `server-duid` keeps its file dnsmasq's.
+        let r = parse(
+            "1800000600 dc:a6:32:00:00:11 198.18.1.148 server-duid *\n",
+            1,
+        );
+        assert_eq!(r.leases.len(), 1, "{r:?}");
+        assert_eq!(Format::of("# The format of this file\nlease"), Format::Isc);
+        assert_eq!(Format::of("duid 00:01\n1 a b c"), Format::Dnsmasq);
+        assert_eq!(
+            Format::of("not a lease\n1 dc:a6:32:00:00:99"),
+            Format::Dnsmasq
+        );
+        let junk = parse("authoring-byte-order little-endian;\nwhat is this;\n", 1);
+        assert_eq!(junk.skipped, 1, "{junk:?}");
+        let braces = format!("lease 1.2.3.4 {}", "{".repeat(1 << 20));
+        let r = parse(&braces, 1);
+        assert!(r.leases.is_empty());
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! for OpenSSH as a known-hosts file keyed by machine name, which every
 //! `ssh` of the runner and of Ansible reads with `HostKeyAlias=NAME` and
 //! strict checking: whatever address a machine is reached at, only its own
-//! key is accepted, and a clone of its MAC gets no session.
+//! key is accepted, and a clone of its MAC gets no session. A pin outlives
+//! the machine's removal: a new machine under an old name brings its key in
+//! the database.
 
 use std::{
     collections::BTreeMap,
@@ -104,15 +106,6 @@ impl Pins {
         self.save()
     }
 
-    /// Forgets a removed machine's pin: a new machine of that name is a
-    /// new machine.
-    pub fn forget(&mut self, name: &str) -> std::io::Result<()> {
-        if self.by_name.remove(name).is_some() {
-            self.save()?;
-        }
-        Ok(())
-    }
-
     fn save(&self) -> std::io::Result<()> {
         let text: String = self
             .by_name
@@ -141,7 +134,9 @@ impl Pins {
 /// Writes `path` whole or not at all (a synced temporary file renamed).
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("mdb-tmp");
+    // Beside it under its own whole name: two files never share one.
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.mdb-tmp"));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
@@ -163,6 +158,67 @@ pub fn ssh_options(alias: &str, known_hosts: &Path) -> Vec<String> {
     .into_iter()
     .flat_map(|o| ["-o".to_string(), o])
     .collect()
+}
+
+/// The wrapper Ansible runs as `ssh`, in the state directory.
+pub const SSH_WRAPPER: &str = "ssh-pinned";
+
+/// What Ansible is told of how to reach machine `name`: `ssh_options`
+/// first on ssh's command line (`ansible_ssh_args`), host key checking on,
+/// no shared connection (a master made to one address would serve another
+/// machine reported there), and `ssh` as [`write_ssh_wrapper`] wrote it,
+/// which checks strictly against the known hosts even when a playbook's
+/// own variables change the rest.
+pub fn ansible_vars(
+    name: &str,
+    login: &super::ready::SshLogin,
+    state_dir: &Path,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut args: Vec<String> = ["ControlMaster=no", "ControlPath=none"]
+        .iter()
+        .flat_map(|o| ["-o".to_string(), o.to_string()])
+        .collect();
+    args.extend(ssh_options(name, &login.known_hosts));
+    if login.key.is_some() {
+        args.extend(["-o".into(), "IdentitiesOnly=yes".into()]);
+    }
+    let args: Vec<String> = args.iter().map(|a| shell_word(a)).collect();
+    let mut v = serde_json::Map::new();
+    v.insert("ansible_ssh_args".into(), args.join(" ").into());
+    v.insert("ansible_host_key_checking".into(), true.into());
+    v.insert(
+        "ansible_ssh_executable".into(),
+        state_dir.join(SSH_WRAPPER).display().to_string().into(),
+    );
+    v
+}
+
+/// Writes the `ssh` Ansible runs: the real one with strict checking
+/// against `known_hosts` first, so a playbook that drops the runner's
+/// options gets no unchecked session (without `HostKeyAlias` no key is
+/// known, and the session is refused).
+pub fn write_ssh_wrapper(state_dir: &Path, known_hosts: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = state_dir.join(SSH_WRAPPER);
+    let known = shell_word(&known_hosts.display().to_string());
+    write_atomic(
+        &path,
+        &format!("#!/bin/sh\n# Written by mdb provision: host keys are checked strictly, always.\nexec ssh -o StrictHostKeyChecking=yes -o UserKnownHostsFile={known} -o GlobalKnownHostsFile=/dev/null -o UpdateHostKeys=no \"$@\"\n"),
+    )?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+}
+
+/// `word` as a shell word (Ansible splits `ansible_ssh_args` like a
+/// shell): quoted when it holds anything but plain path characters.
+fn shell_word(word: &str) -> String {
+    if word
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-=:,@+".contains(&b))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 #[cfg(test)]
@@ -212,14 +268,5 @@ mod tests {
             format!("srv-1 {A}\n"),
             "a machine with no key has no line"
         );
-    }
-
-    #[test]
-    fn a_removed_machines_pin_is_forgotten() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut pins = Pins::load(dir.path());
-        pins.pin("srv-1", A.parse().unwrap()).unwrap();
-        pins.forget("srv-1").unwrap();
-        assert_eq!(Pins::load(dir.path()).trusted(&machine("srv-1", &[])), None);
     }
 }

@@ -60,30 +60,53 @@ impl NotReady {
     }
 }
 
-/// `Ok` when it is ready, with the key to pin when this was its first
-/// login. A machine under `readiness` is judged by its checks alone and
-/// never SSH'd.
+/// What a check found: whether the machine is ready, and the key of its
+/// first successful login (to pin whatever the checks after it say).
+#[derive(Debug)]
+pub struct Checked {
+    pub ready: Result<(), NotReady>,
+    pub first_key: Option<HostKey>,
+}
+
+/// Whether `m` is ready. A machine under `readiness` is judged by its
+/// checks alone and never SSH'd.
 pub async fn check(
     m: &Machine,
     treatment: &Treatment,
     login: &SshLogin,
     checks: &[ReadinessCheck],
     reach: &Reach,
-) -> Result<Option<HostKey>, NotReady> {
-    let ip: IpAddr = m
-        .ips
-        .first()
-        .and_then(|i| i.parse().ok())
-        .ok_or_else(|| NotReady::Check(format!("{} has no address to reach", m.name)))?;
-    let mut first = None;
+) -> Checked {
+    let Some(ip) = m.ips.first().and_then(|i| i.parse::<IpAddr>().ok()) else {
+        return Checked {
+            ready: Err(NotReady::Check(format!(
+                "{} has no address to reach",
+                m.name
+            ))),
+            first_key: None,
+        };
+    };
+    let mut first_key = None;
     if *treatment != Treatment::Readiness {
-        first = ssh(m, ip, login, reach).await?;
+        match ssh(m, ip, login, reach).await {
+            Ok(key) => first_key = key,
+            Err(e) => {
+                return Checked {
+                    ready: Err(e),
+                    first_key: None,
+                }
+            }
+        }
     }
     let kind = crate::db::use_kind(m.r#use.as_ref()) as i32;
+    let mut ready = Ok(());
     for c in checks.iter().filter(|c| c.r#use == kind) {
-        probe(ip, c, login.timeout).await.map_err(NotReady::Check)?;
+        if let Err(why) = probe(ip, c, login.timeout).await {
+            ready = Err(NotReady::Check(why));
+            break;
+        }
     }
-    Ok(first)
+    Checked { ready, first_key }
 }
 
 fn user_and_port(m: &Machine, login: &SshLogin) -> (String, u16) {
@@ -294,6 +317,82 @@ async fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
 mod tests {
     use super::*;
     use crate::proto::HttpCheck;
+
+    /// ssh as the runner runs it, against a real sshd whose host keys are
+    /// in `dir`: refused unless `known_hosts` pins its key under the name.
+    #[tokio::test]
+    async fn ssh_makes_a_session_only_with_the_key_pinned_under_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sshd, port) = crate::hostkey::test_sshd::start(dir.path());
+        let client_key = dir.path().join("client");
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", ""])
+            .arg("-f")
+            .arg(&client_key)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::fs::copy(
+            client_key.with_extension("pub"),
+            dir.path().join("authorized_keys"),
+        )
+        .unwrap();
+        let known = dir.path().join("known_hosts");
+        let login = SshLogin {
+            key: Some(client_key),
+            known_hosts: known.clone(),
+            default_user: "root".into(),
+            timeout: Duration::from_secs(5),
+        };
+        let m = Machine {
+            name: "srv-1".into(),
+            ..Default::default()
+        };
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let key = |kind: &str| -> HostKey {
+            std::fs::read_to_string(dir.path().join(format!("{kind}.pub")))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let other: HostKey =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK7CL7qdyysL8ApCuCLisxTDQkFqLalr/TSEeKw1869s"
+                .parse()
+                .unwrap();
+        // Nothing known under the name (no first-use acceptance), then the
+        // right key under another name, then another key under the name.
+        for (line, why) in [
+            (String::new(), "nothing pinned"),
+            (
+                crate::hostkey::known_hosts_line("srv-2", &key("ed25519")),
+                "another name",
+            ),
+            (
+                crate::hostkey::known_hosts_line("srv-1", &other),
+                "another key",
+            ),
+        ] {
+            std::fs::write(&known, line).unwrap();
+            let r = login_once(&m, addr, "root", &login, &known).await;
+            assert!(
+                matches!(r, Err(NotReady::HostKeyChanged(_))),
+                "{why}: {r:?}"
+            );
+        }
+        std::fs::write(
+            &known,
+            crate::hostkey::known_hosts_line("srv-1", &key("ecdsa")),
+        )
+        .unwrap();
+        let r = login_once(&m, addr, "root", &login, &known).await;
+        assert_eq!(
+            r,
+            Ok(()),
+            "a key of another type pinned for it is its key too"
+        );
+        let _ = sshd.kill();
+        let _ = sshd.wait();
+    }
 
     #[tokio::test]
     async fn tcp_and_http_checks_pass_and_fail_with_reasons() {

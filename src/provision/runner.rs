@@ -6,7 +6,7 @@
 //! served over gRPC (`mdb.v1.Provisioning`) and counted in metrics.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -58,6 +58,9 @@ pub struct Runner {
     pub(super) refused: Refusal,
     /// The host keys each machine may offer (the DB's, or pinned on first use).
     pub(super) pins: super::pins::Pins,
+    /// The machines of the last revision acted on, by name: a removed one's
+    /// last entry is what its removal command is given.
+    pub(super) last_seen: BTreeMap<String, Machine>,
 }
 
 impl Runner {
@@ -69,6 +72,11 @@ impl Runner {
                 group = pgid,
                 "ended the command group a killed runner left running"
             );
+        }
+        if !cfg.dry_run {
+            if let Err(e) = super::pins::write_ssh_wrapper(&cfg.state_dir, &cfg.ssh.known_hosts) {
+                warn!(error = %e, "cannot write the ssh wrapper Ansible runs; its runs will fail");
+            }
         }
         let file = StateFile::new(cfg.state_dir.join("state.json"));
         let state = file.load()?;
@@ -98,6 +106,7 @@ impl Runner {
             failing: Default::default(),
             refused: Refusal::default(),
             pins: super::pins::Pins::load(&cfg.state_dir),
+            last_seen: BTreeMap::new(),
             cfg,
         })
     }
@@ -206,6 +215,11 @@ impl Runner {
         self.machines(&work, &snap, shutdown).await;
         self.removals(&work).await;
         self.clusters(&work, &snap, shutdown).await;
+        self.last_seen = snap
+            .machines
+            .iter()
+            .map(|m| (m.name.clone(), m.clone()))
+            .collect();
         self.metrics.pass_took(started.elapsed().as_secs_f64());
         let done = plan(&self.state.applied, &snap.machines).is_empty();
         if done {
@@ -349,7 +363,15 @@ async fn elsewhere(
         .filter(|h| h.presence == crate::proto::Presence::Up as i32)
         .filter_map(|h| {
             let own = db.machines.get(&h.machine)?.ips.first()?.clone();
-            (own != h.ip).then_some((h.machine, Away { seen: h.ip, own }))
+            // The server's word for where it is: an address, or nothing.
+            let seen: std::net::IpAddr = h.ip.parse().ok()?;
+            (own != h.ip).then_some((
+                h.machine,
+                Away {
+                    seen: seen.to_string(),
+                    own,
+                },
+            ))
         })
         .collect()
 }

@@ -78,11 +78,11 @@ impl Runner {
         let checked = self.check_all(&to_check, shutdown).await;
         let mut by_action: BTreeMap<String, Vec<&Machine>> = BTreeMap::new();
         let mut not_ready = 0;
-        for ((m, t), outcome) in to_check.iter().zip(checked) {
-            if let Ok(Some(key)) = &outcome {
-                self.pin_first_key(m, key.clone());
+        for ((m, t), checked) in to_check.iter().zip(checked) {
+            if let Some(key) = checked.first_key {
+                self.pin_first_key(m, key);
             }
-            match (t, outcome) {
+            match (t, checked.ready) {
                 (Treatment::Readiness | Treatment::None, Ok(_)) => {
                     self.settle(m, t, ProvisionResult::Ready, "")
                 }
@@ -116,7 +116,7 @@ impl Runner {
         &self,
         machines: &[(&Machine, Treatment)],
         shutdown: &CancellationToken,
-    ) -> Vec<Result<Option<HostKey>, ready::NotReady>> {
+    ) -> Vec<ready::Checked> {
         let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(CHECKS_IN_FLIGHT));
         let mut tasks = tokio::task::JoinSet::new();
         for (i, (m, t)) in machines.iter().enumerate() {
@@ -131,9 +131,12 @@ impl Runner {
                 (i, ready::check(&m, &t, &login, &checks, &reach).await)
             });
         }
-        let mut out: Vec<Result<Option<HostKey>, ready::NotReady>> = machines
+        let mut out: Vec<ready::Checked> = machines
             .iter()
-            .map(|_| Err(ready::NotReady::Check("shutting down".into())))
+            .map(|_| ready::Checked {
+                ready: Err(ready::NotReady::Check("shutting down".into())),
+                first_key: None,
+            })
             .collect();
         loop {
             tokio::select! {
@@ -223,27 +226,9 @@ impl Runner {
         run::run_in(argv, vars, self.cfg.timeout, Some(&ledger), &env).await
     }
 
-    /// What Ansible is told of how to reach `m`: its key checked strictly
-    /// against the runner's known hosts under its name, whatever address
-    /// it is reached at. Host variables outrank every other setting of
-    /// Ansible's, and these options come first on ssh's command line.
+    /// What Ansible is told of how to reach `m` (see `pins::ansible_vars`).
     fn connection_vars(&self, m: &Machine) -> serde_json::Map<String, serde_json::Value> {
-        let mut args = vec![
-            "-C".to_string(),
-            "-o".into(),
-            "ControlMaster=auto".into(),
-            "-o".into(),
-            "ControlPersist=60s".into(),
-        ];
-        args.extend(super::pins::ssh_options(&m.name, &self.cfg.ssh.known_hosts));
-        if self.cfg.ssh.key.is_some() {
-            args.extend(["-o".into(), "IdentitiesOnly=yes".into()]);
-        }
-        let args: Vec<String> = args.iter().map(|a| shell_word(a)).collect();
-        let mut v = serde_json::Map::new();
-        v.insert("ansible_ssh_args".into(), args.join(" ").into());
-        v.insert("ansible_host_key_checking".into(), true.into());
-        v
+        super::pins::ansible_vars(&m.name, &self.cfg.ssh, &self.cfg.state_dir)
     }
 
     /// The known-hosts file every `ssh` of the runner and Ansible reads.
@@ -326,6 +311,7 @@ impl Runner {
                 let vars = Vars {
                     revision: self.revision.clone(),
                     hosts: name.clone(),
+                    inventory: self.removed_inventory(name),
                     ..Vars::default()
                 };
                 let argv = self.cfg.removal_command.clone();
@@ -346,13 +332,25 @@ impl Runner {
                 }
             }
             self.state.applied.machines.remove(name);
-            if let Err(e) = self.pins.forget(name) {
-                warn!(machine = %name, error = %e, "cannot forget a removed machine's host key");
-            }
             if let Ok(mut s) = self.statuses.lock() {
                 s.remove(&(false, name.clone()));
             }
             self.save();
+        }
+    }
+
+    /// An inventory of a removed machine's last entry, with its pinned
+    /// connection settings, for its removal command; empty when the runner
+    /// never saw it (it was removed while the runner was away).
+    fn removed_inventory(&self, name: &str) -> String {
+        let Some(m) = self.last_seen.get(name) else {
+            return String::new();
+        };
+        let snap = Snapshot::new(self.revision.clone(), vec![m.clone()], Default::default());
+        let connect = |m: &Machine| self.connection_vars(m);
+        match inventory::static_yaml_with(&snap, &connect) {
+            Ok(text) => self.write_file(&format!("removed-{name}.yaml"), &text),
+            Err(_) => String::new(),
         }
     }
 
@@ -517,19 +515,6 @@ impl Runner {
                 false => println!("  {m} was removed: would run a removal"),
             }
         }
-    }
-}
-
-/// `word` as a shell word (Ansible splits `ansible_ssh_args` like a
-/// shell): quoted when it holds anything but plain path characters.
-fn shell_word(word: &str) -> String {
-    if word
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"/._-=:,@+".contains(&b))
-    {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 

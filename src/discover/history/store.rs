@@ -269,6 +269,10 @@ fn write_new(path: &Path, snapshot: &StoreFrame) -> Result<(File, u64), Error> {
     Ok((file, HEADER_LEN + body.len() as u64))
 }
 
+/// How long a held lock is waited for before another scanner is said to
+/// hold it.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Takes the store's lock file, or says another scanner has it.
 fn lock(dir: &Path, path: &Path) -> Result<File, Error> {
     use std::os::fd::AsRawFd;
@@ -278,14 +282,23 @@ fn lock(dir: &Path, path: &Path) -> Result<File, Error> {
         .write(true)
         .open(dir.join(LOCK_NAME))
         .map_err(|e| io_err(path, format!("cannot create its lock file: {e}")))?;
-    // SAFETY: flock on a descriptor this function owns.
-    let taken = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    if !taken {
-        return Err(Error::InUse {
-            path: path.to_path_buf(),
-        });
+    // A lock is held by an open file, and a child forked just now holds
+    // ours until it execs: a lock that frees within a moment was not
+    // another scanner's.
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        // SAFETY: flock on a descriptor this function owns.
+        let taken = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if taken {
+            return Ok(f);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::InUse {
+                path: path.to_path_buf(),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    Ok(f)
 }
 
 /// Opens (or creates) the store in `dir`. A file that is not a history log
