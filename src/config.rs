@@ -198,7 +198,7 @@ pub fn resolve_provision(
     cfg.notify = crate::notify::settings::resolve(&raw.notify, env, Some(&cfg.state_dir))?;
     let secrets = secret_envs(&raw);
     for name in &cfg.env {
-        crate::child::check_allowed(name, &secrets)
+        crate::command::env::check_allowed(name, &secrets)
             .map_err(|why| Error(format!("provision.env: {why}")))?;
     }
     Ok(cfg)
@@ -221,7 +221,7 @@ pub fn resolve_dhcp(
     let cfg = crate::dhcp::settings::resolve(raw.dhcp.as_ref(), env, flags)?;
     let secrets = secret_envs(&raw);
     for name in &cfg.env {
-        crate::child::check_allowed(name, &secrets)
+        crate::command::env::check_allowed(name, &secrets)
             .map_err(|why| Error(format!("dhcp.env: {why}")))?;
     }
     Ok(cfg)

@@ -19,8 +19,8 @@
 //! - `net`, `secret`, `escape`, `units`: small shared types (MACs and ranges; tokens that never print;
 //!   untrusted text cleaned at capture and escaped per sink; durations and sizes).
 
-pub mod child;
 pub mod cli;
+pub mod command;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -32,6 +32,7 @@ pub mod export;
 pub mod gen;
 pub mod github;
 pub mod hostkey;
+pub mod leases;
 pub mod memory;
 pub mod metrics;
 pub mod net;

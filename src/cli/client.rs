@@ -230,7 +230,7 @@ pub fn discovered_table(hosts: &[crate::proto::DiscoveredHost], with_state: bool
                 h.ip.clone(),
                 h.mac.clone(),
                 h.vendor.clone(),
-                crate::discover::names::described(h, crate::db::words::DEFAULT_NAME_ORDER),
+                crate::export::names::described(h, crate::db::words::DEFAULT_NAME_ORDER),
                 ports.join(","),
             ];
             if with_state {

@@ -6,10 +6,9 @@
 //! A reservation whose address a live lease gives another MAC is refused
 //! and reported, and a failing target keeps its last good reservations.
 //!
-//! `reservations` decides (pure), `leases` reads live leases, `targets`
+//! `reservations` decides (pure), `crate::leases` reads live leases, `targets`
 //! writes.
 
-pub mod leases;
 pub mod reservations;
 pub mod settings;
 pub mod targets;
@@ -38,7 +37,7 @@ pub struct Config {
     /// A command run after each change; `{file}` is a file of every
     /// reservation in dnsmasq's `MAC,IP,NAME` lines.
     pub hook: Vec<String>,
-    /// What the hook inherits beyond [`crate::child::ALWAYS`] (`[dhcp] env`).
+    /// What the hook inherits beyond [`crate::command::env::ALWAYS`] (`[dhcp] env`).
     pub env: Vec<String>,
     /// Lease files of the DHCP server: a reservation another MAC's live
     /// lease holds is refused.
@@ -133,7 +132,7 @@ impl Follower {
         let (wanted, mut refused) = reservations::wanted(machines);
         let mut live = Vec::new();
         for path in &self.cfg.leases {
-            match leases::read(path, crate::db::store::now_unix()) {
+            match crate::leases::read(path, crate::db::store::now_unix()) {
                 Ok(r) => {
                     if r.truncated || r.skipped > 0 {
                         warn!(path = %path.display(), skipped = r.skipped, truncated = r.truncated, "a lease file was only partly read");
@@ -145,7 +144,8 @@ impl Follower {
                 }
             }
         }
-        let (kept, by_lease) = reservations::against_leases(wanted, &leases::by_address(&live));
+        let (kept, by_lease) =
+            reservations::against_leases(wanted, &crate::leases::by_address(&live));
         refused.extend(by_lease);
         (kept, refused)
     }

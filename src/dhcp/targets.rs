@@ -174,7 +174,7 @@ pub async fn kea_command(socket: &Path, command: &str) -> Result<serde_json::Val
 /// A command for any other DHCP server: `{file}` in its arguments is a file
 /// with every reservation in dnsmasq's `MAC,IP,NAME` lines. Run with a
 /// timeout, in its own process group (killed whole when it overruns).
-/// It inherits only the allowlist of [`crate::child`] and `env`.
+/// It inherits only the allowlist of [`crate::command::env`] and `env`.
 pub async fn hook(
     argv: &[String],
     env: &[String],
@@ -184,7 +184,7 @@ pub async fn hook(
     let text: String = all.iter().map(dnsmasq_line).collect();
     write_atomic(file, &text)?;
     let program = argv.first().cloned().unwrap_or_default();
-    let vars = crate::provision::run::Vars {
+    let vars = crate::command::Vars {
         inventory: file.display().to_string(),
         ..Default::default()
     };
@@ -193,11 +193,11 @@ pub async fn hook(
         .iter()
         .map(|a| a.replace("{file}", "{inventory}"))
         .collect();
-    let env = crate::provision::run::Environment {
+    let env = crate::command::Environment {
         inherit: env.to_vec(),
         set: Vec::new(),
     };
-    let o = crate::provision::run::run_in(&argv, &vars, HOOK_TIMEOUT, None, &env).await;
+    let o = crate::command::run_in(&argv, &vars, HOOK_TIMEOUT, None, &env).await;
     if o.ok {
         Ok(())
     } else {

@@ -1,9 +1,8 @@
 //! A discovered host's names, each with its source: the client hostname
 //! of its DHCP lease (lease files the scanner is pointed at), what it
 //! announces over mDNS (`scan::mdns`) and reverse DNS. Every one is the
-//! device's or the network's own words, cleaned where it was captured;
-//! a name becomes an entry name only through [`entry_label`], which takes
-//! a valid DNS label or nothing.
+//! device's or the network's own words, cleaned where it was captured.
+//! How names are shown and chosen is `export::names`.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -16,7 +15,7 @@ use tracing::warn;
 use super::scan::Observation;
 use crate::{
     db::words::NameSource,
-    dhcp::leases,
+    leases,
     net::Mac,
     proto::{DiscoveredHost, HostName},
 };
@@ -35,46 +34,6 @@ pub fn of(o: &Observation) -> Vec<HostName> {
         source: source.word().into(),
     })
     .collect()
-}
-
-/// The host's names, the first source of `order` first.
-pub fn ordered<'h>(h: &'h DiscoveredHost, order: &[NameSource]) -> Vec<&'h HostName> {
-    let rank = |n: &HostName| {
-        order
-            .iter()
-            .position(|s| s.word() == n.source)
-            .unwrap_or(order.len())
-    };
-    let mut names: Vec<&HostName> = h.names.iter().collect();
-    names.sort_by_key(|n| rank(n));
-    names
-}
-
-/// The best name for a new entry: the first, by `order`, whose first label
-/// is a DNS label (lower case, not `host-…`, which routers make up).
-pub fn entry_label(h: &DiscoveredHost, order: &[NameSource]) -> Option<String> {
-    let mut candidates: Vec<&str> = ordered(h, order)
-        .into_iter()
-        .map(|n| n.name.as_str())
-        .collect();
-    if h.names.is_empty() {
-        // Histories written before names had sources.
-        candidates.push(&h.dns_name);
-    }
-    candidates.into_iter().find_map(|name| {
-        let label = name.split('.').next()?.to_ascii_lowercase();
-        (crate::db::load::check_dns_label(&label).is_ok() && !label.starts_with("host-"))
-            .then_some(label)
-    })
-}
-
-/// "name (source)" of each name, for tables and issue bodies.
-pub fn described(h: &DiscoveredHost, order: &[NameSource]) -> String {
-    ordered(h, order)
-        .iter()
-        .map(|n| format!("{} ({})", n.name, n.source))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// An mDNS answer lost in one sweep does not unname a host: a host at the
@@ -182,38 +141,6 @@ fn warn_once(path: &std::path::Path, kind: &str, what: impl FnOnce() -> String) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn host(names: &[(&str, &str)]) -> DiscoveredHost {
-        DiscoveredHost {
-            names: names
-                .iter()
-                .map(|(n, s)| HostName {
-                    name: n.to_string(),
-                    source: s.to_string(),
-                })
-                .collect(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn the_order_decides_and_bad_labels_are_passed_over() {
-        let h = host(&[
-            ("Laser-1", "dhcp"),
-            ("printer.local-x", "mdns"),
-            ("host-198-18-0-5.lan", "rdns"),
-        ]);
-        let mdns_first = crate::db::words::DEFAULT_NAME_ORDER;
-        assert_eq!(entry_label(&h, mdns_first).as_deref(), Some("printer"));
-        let dhcp_first = [NameSource::Dhcp, NameSource::Mdns, NameSource::Rdns];
-        assert_eq!(entry_label(&h, &dhcp_first).as_deref(), Some("laser-1"));
-        let hostile = host(&[("<b>x</b>", "mdns"), ("host-1-2", "rdns")]);
-        assert_eq!(entry_label(&hostile, mdns_first), None);
-        assert_eq!(
-            described(&h, &dhcp_first),
-            "Laser-1 (dhcp), printer.local-x (mdns), host-198-18-0-5.lan (rdns)"
-        );
-    }
 
     #[test]
     fn leases_name_hosts_by_mac_and_bad_files_are_no_crash() {

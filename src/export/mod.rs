@@ -5,5 +5,6 @@
 pub mod dhcp;
 pub mod inventory;
 pub mod ipam;
+pub mod names;
 pub mod plain;
 pub mod view;

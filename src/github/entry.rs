@@ -192,7 +192,7 @@ fn base_name(
     ip: IpAddr,
     order: &[db::words::NameSource],
 ) -> String {
-    if let Some(n) = crate::discover::names::entry_label(h, order) {
+    if let Some(n) = crate::export::names::entry_label(h, order) {
         return n;
     }
     match mac {

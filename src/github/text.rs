@@ -81,7 +81,7 @@ pub fn seen_table(h: &DiscoveredHost) -> String {
         ("vendor", h.vendor.clone()),
         (
             "names",
-            crate::discover::names::described(h, crate::db::words::DEFAULT_NAME_ORDER),
+            crate::export::names::described(h, crate::db::words::DEFAULT_NAME_ORDER),
         ),
         ("mDNS services", h.services.join(", ")),
         ("DHCP lease ends", time(h.lease_expires_unix)),

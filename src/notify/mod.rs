@@ -153,7 +153,7 @@ fn event(kind: EventKind, key: String, h: &DiscoveredHost, title: String) -> Eve
 }
 
 fn title_of(kind: EventKind, h: &DiscoveredHost) -> String {
-    let name = crate::discover::names::described(h, crate::db::words::DEFAULT_NAME_ORDER);
+    let name = crate::export::names::described(h, crate::db::words::DEFAULT_NAME_ORDER);
     let what = if name.is_empty() {
         h.vendor.clone()
     } else {

@@ -7,12 +7,10 @@
 //! triggers nothing unless a removal command is configured.
 
 pub mod metrics;
-pub mod output;
 pub mod pins;
 pub mod plan;
 pub mod ready;
 pub mod report;
-pub mod run;
 pub mod runner;
 pub mod settings;
 pub mod state;
@@ -54,7 +52,7 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     /// Print what would run; run nothing and change no state.
     pub dry_run: bool,
-    /// Environment variables commands inherit beyond [`crate::child::ALWAYS`]
+    /// Environment variables commands inherit beyond [`crate::command::env::ALWAYS`]
     /// (`[provision] env`); never one of mdb's own secrets.
     pub env: Vec<String>,
     /// Where failures are filed as issues, if anywhere.

@@ -205,7 +205,7 @@ async fn login_once(
     let (ip, port) = (addr.ip(), addr.port());
     let secs = login.timeout.as_secs().max(1).to_string();
     let mut cmd = tokio::process::Command::new("ssh");
-    crate::child::clean_env(cmd.as_std_mut(), &[]);
+    crate::command::env::clean_env(cmd.as_std_mut(), &[]);
     cmd.args(["-o", "BatchMode=yes"])
         .args(super::pins::ssh_options(&m.name, known_hosts))
         .args([

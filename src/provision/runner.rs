@@ -67,7 +67,9 @@ impl Runner {
     pub fn new(cfg: Config, metrics: ProvisionMetrics) -> Result<Runner, super::state::Error> {
         // A runner killed mid-run (kill -9, a crash) may have left its
         // command's group running: it ends before anything is redone.
-        if let Some(pgid) = super::run::reap_leftover(&cfg.state_dir.join(super::run::LEDGER)) {
+        if let Some(pgid) =
+            crate::command::reap_leftover(&cfg.state_dir.join(crate::command::LEDGER))
+        {
             warn!(
                 group = pgid,
                 "ended the command group a killed runner left running"

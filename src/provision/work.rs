@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use super::{
     plan::{cluster_signatures, machine_signature, Work},
     ready,
-    run::{self, Vars},
     runner::{Runner, Why},
     ClusterFormat,
 };
 use crate::{
+    command::{self, Vars},
     db::{policy::Treatment, store::now_unix, Snapshot},
     export::inventory,
     hostkey::HostKey,
@@ -213,17 +213,17 @@ impl Runner {
 
     /// Runs one command of the runner, its process group in the ledger of
     /// the state directory while it runs.
-    async fn command(&self, argv: &[String], vars: &Vars) -> run::Outcome {
-        let ledger = self.cfg.state_dir.join(run::LEDGER);
+    async fn command(&self, argv: &[String], vars: &Vars) -> command::Outcome {
+        let ledger = self.cfg.state_dir.join(command::LEDGER);
         let mut set = vec![("ANSIBLE_HOST_KEY_CHECKING".to_string(), "True".to_string())];
         if let Some(key) = &self.cfg.ssh.key {
             set.push(("ANSIBLE_PRIVATE_KEY_FILE".into(), key.display().to_string()));
         }
-        let env = run::Environment {
+        let env = command::Environment {
             inherit: self.cfg.env.clone(),
             set,
         };
-        run::run_in(argv, vars, self.cfg.timeout, Some(&ledger), &env).await
+        command::run_in(argv, vars, self.cfg.timeout, Some(&ledger), &env).await
     }
 
     /// What Ansible is told of how to reach `m` (see `pins::ansible_vars`).

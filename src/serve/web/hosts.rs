@@ -113,7 +113,7 @@ pub(super) fn hosts_table(hosts: &[&DiscoveredHost]) -> Markup {
                         td { @if h.key.is_empty() { (h.ip) } @else { a href=(format!("/discovered/{}", path_segment(&h.key))) { (h.ip) } } }
                         td { code { (h.mac) } }
                         td { (h.vendor) }
-                        td { (crate::discover::names::described(h, crate::db::words::DEFAULT_NAME_ORDER)) }
+                        td { (crate::export::names::described(h, crate::db::words::DEFAULT_NAME_ORDER)) }
                         td { @if !h.machine.is_empty() { a href=(format!("/machines/{}", h.machine)) { (h.machine) } } }
                         td class=(format!("presence {}", presence_name(h.presence))) { (presence_name(h.presence)) " " small { (ago(h.state_since_unix)) } }
                         td { (ago(h.first_seen_unix)) }

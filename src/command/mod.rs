@@ -1,7 +1,11 @@
-//! Runs one configured command (typically `ansible-playbook`) for one
-//! target: placeholders filled in, what changed in the environment, its own
-//! process group so a timeout kills the whole tree, and the end of its
-//! output kept for the status and the issue.
+//! Runs one configured command (an `ansible-playbook` of the runner, a
+//! DHCP hook) for one target: placeholders filled in, a clean environment
+//! (`env`) with what changed in it, its own process group so a timeout
+//! kills the whole tree, and the end of its output kept (`output`) for the
+//! status and the issue. Below both of its users; knows neither.
+
+pub mod env;
+mod output;
 
 use std::{
     collections::BTreeMap,
@@ -10,8 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use super::output::TAIL_BYTES;
-use super::output::{capture, Captured, Stream};
+pub use output::TAIL_BYTES;
+use output::{capture, Captured, Stream};
 
 /// What a command is told: `{name}` placeholders in its arguments and
 /// `MDB_*` variables in its environment.
@@ -89,7 +93,7 @@ pub async fn run(argv: &[String], vars: &Vars, timeout: Duration) -> Outcome {
 /// [`run`], with the command's process group written to `ledger` while it
 /// runs, so that a runner killed with `kill -9` finds it on its next start
 /// and ends it ([`reap_leftover`]) before redoing anything. The command
-/// inherits only the allowlist of [`crate::child`] and `env.inherit`.
+/// inherits only the allowlist of [`env`] and `env.inherit`.
 pub async fn run_in(
     argv: &[String],
     vars: &Vars,
@@ -108,7 +112,7 @@ pub async fn run_in(
         return fail("no command configured".into(), String::new());
     };
     let mut cmd = tokio::process::Command::new(vars.fill(program));
-    crate::child::clean_env(cmd.as_std_mut(), &env.inherit);
+    env::clean_env(cmd.as_std_mut(), &env.inherit);
     cmd.envs(env.set.iter().map(|(k, v)| (k, v)));
     cmd.args(args.iter().map(|a| vars.fill(a)))
         .env("MDB_REVISION", &vars.revision)
