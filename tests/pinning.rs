@@ -181,7 +181,8 @@ fn ansible_reaches_a_machine_only_with_its_pinned_key_whatever_a_playbook_says()
         ..Default::default()
     };
     let snap = Snapshot::new("abcd".into(), vec![srv], Default::default());
-    let more = |m: &Machine| pins::ansible_vars(&m.name, &login, &state);
+    let more =
+        |m: &Machine| pins::ansible_vars(&m.name, &login.known_hosts, login.key.as_deref(), &state);
     let inv = b.dir.join("inventory.yaml");
     std::fs::write(
         &inv,

@@ -171,15 +171,16 @@ pub const SSH_WRAPPER: &str = "ssh-pinned";
 /// own variables change the rest.
 pub fn ansible_vars(
     name: &str,
-    login: &super::ready::SshLogin,
+    known_hosts: &Path,
+    key: Option<&Path>,
     state_dir: &Path,
 ) -> serde_json::Map<String, serde_json::Value> {
     let mut args: Vec<String> = ["ControlMaster=no", "ControlPath=none"]
         .iter()
         .flat_map(|o| ["-o".to_string(), o.to_string()])
         .collect();
-    args.extend(ssh_options(name, &login.known_hosts));
-    if login.key.is_some() {
+    args.extend(ssh_options(name, known_hosts));
+    if key.is_some() {
         args.extend(["-o".into(), "IdentitiesOnly=yes".into()]);
     }
     let args: Vec<String> = args.iter().map(|a| shell_word(a)).collect();

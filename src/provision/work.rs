@@ -228,7 +228,13 @@ impl Runner {
 
     /// What Ansible is told of how to reach `m` (see `pins::ansible_vars`).
     fn connection_vars(&self, m: &Machine) -> serde_json::Map<String, serde_json::Value> {
-        super::pins::ansible_vars(&m.name, &self.cfg.ssh, &self.cfg.state_dir)
+        let login = &self.cfg.ssh;
+        super::pins::ansible_vars(
+            &m.name,
+            &login.known_hosts,
+            login.key.as_deref(),
+            &self.cfg.state_dir,
+        )
     }
 
     /// The known-hosts file every `ssh` of the runner and Ansible reads.
