@@ -317,14 +317,16 @@ async fn campus_clients(url: &str) {
         ..Default::default()
     };
     let cfg = config::resolve(RawConfig::default(), &Default::default(), &flags).expect("config");
-    let bound = mdb::serve::bind(&cfg).await.expect("bind");
-    let addr = bound.grpc_addr();
+    let ports = mdb::app::serve::Ports::bind(&cfg).await.expect("bind");
+    let addr = ports.grpc_addr();
     let store = mdb::db::Store::new();
     let metrics = mdb::serve::metrics::Metrics::new();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = {
         let (store, metrics, shutdown) = (store.clone(), metrics.clone(), shutdown.clone());
-        tokio::spawn(async move { bound.run(cfg, store, metrics, Vec::new(), shutdown).await })
+        tokio::spawn(async move {
+            mdb::app::serve::serve(cfg, None, ports, store, metrics, shutdown).await
+        })
     };
     let t = Instant::now();
     while store.snapshot().is_none() {

@@ -19,6 +19,7 @@
 //! - `net`, `secret`, `escape`, `units`: small shared types (MACs and ranges; tokens that never print;
 //!   untrusted text cleaned at capture and escaped per sink; durations and sizes).
 
+pub mod app;
 pub mod cli;
 pub mod command;
 pub mod config;

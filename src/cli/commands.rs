@@ -8,10 +8,6 @@ use std::{collections::HashMap, process::ExitCode};
 use crate::{
     cli::{args as cli, client},
     config, db, demo,
-    discover::sweep as discovery,
-    serve as server,
-    serve::metrics::Metrics,
-    serve::shutdown,
 };
 use anyhow::Context;
 
@@ -225,102 +221,6 @@ pub async fn provisioned(runner: &str, name: Option<&str>, json: bool) -> anyhow
     Ok(())
 }
 
-pub async fn serve(cfg: config::Config) -> anyhow::Result<()> {
-    let start = match cfg.scan.as_ref() {
-        Some(scan) => Some(history_start(scan)?),
-        None => None,
-    };
-    let bound = server::bind(&cfg).await?;
-    let store = db::Store::new();
-    let metrics = Metrics::new();
-    let shutdown = shutdown::on_signal();
-    let mut tasks: Vec<server::Task> = Vec::new();
-    if cfg.github.is_some() {
-        store.set_files_github();
-    }
-    let mirrors = crate::discover::mirrors::Mirrors::new(
-        store.clone(),
-        &cfg.scanners,
-        cfg.mirror_cache.clone(),
-    );
-    for scanner in cfg.scanners.clone() {
-        tasks.push(Box::pin(crate::discover::follow::run(
-            scanner,
-            mirrors.clone(),
-            shutdown.child_token(),
-        )));
-    }
-    if let (Some(scan), Some(start)) = (cfg.scan.clone(), start) {
-        let (results, receiver) = tokio::sync::watch::channel(None);
-        let publish = if cfg.scanners.is_empty() {
-            discovery::Publish::Store(store.clone())
-        } else {
-            discovery::Publish::Merged(mirrors.clone(), format!("this scanner ({})", scan.segment))
-        };
-        tasks.push(Box::pin(discovery::run(
-            scan,
-            start,
-            store.clone(),
-            publish,
-            metrics.sweep.clone(),
-            results,
-            shutdown.child_token(),
-        )));
-        if let Some(n) = cfg.notify.clone() {
-            let names: Vec<&str> = n.sinks.iter().map(|s| s.name.as_str()).collect();
-            let nm = crate::notify::deliver::NotifyMetrics::register(metrics.registry(), &names);
-            tasks.push(Box::pin(crate::notify::run(
-                n,
-                Some(store.clone()),
-                nm,
-                shutdown.child_token(),
-            )));
-        }
-        if let Some(gh) = cfg.github.clone() {
-            tasks.push(Box::pin(crate::github::run(
-                gh,
-                store.clone(),
-                metrics.github.clone(),
-                receiver,
-                shutdown.child_token(),
-            )));
-        }
-    }
-    bound.run(cfg, store, metrics, tasks, shutdown).await?;
-    Ok(())
-}
-
-/// Opens the scanner's history store, before any port is bound: a store
-/// from a newer mdb, or one another scanner holds, stops the start.
-fn history_start(scan: &discovery::Config) -> anyhow::Result<discovery::Start> {
-    use crate::discover::history::store;
-    let Some(dir) = &scan.state_dir else {
-        tracing::warn!(
-            "no scan.state_dir: the sweep history lives in memory only and a restart forgets it"
-        );
-        return Ok(discovery::Start::empty());
-    };
-    let opened = store::open(dir)?;
-    if let Some(aside) = &opened.set_aside {
-        tracing::warn!(moved_to = %aside.display(), "the history store was unreadable; moved it aside and started an empty history");
-    }
-    if opened.undecodable > 0 {
-        tracing::warn!(
-            records = opened.undecodable,
-            "history records that do not decode were skipped"
-        );
-    }
-    tracing::info!(
-        path = %opened.store.path().display(),
-        hosts = opened.records.len(),
-        sweeps = opened.sweeps.len(),
-        recovered = opened.recovered,
-        took_ms = opened.took.as_millis() as u64,
-        "history store opened"
-    );
-    Ok(discovery::Start::from(opened))
-}
-
 pub async fn run_demo(args: cli::DemoArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("mdb-demo-{}", std::process::id()));
     let origin = dir.join("origin.git");
@@ -349,7 +249,7 @@ pub async fn run_demo(args: cli::DemoArgs) -> anyhow::Result<()> {
         "       grpcurl -plaintext {} mdb.v1.MachineDb/GetStats",
         args.grpc_listen
     );
-    let result = serve(cfg).await;
+    let result = crate::app::serve::run(cfg).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }

@@ -38,7 +38,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            commands::serve(cfg).await
+            crate::app::serve::run(cfg).await
         }
         Command::Demo(args) => commands::run_demo(args).await,
         Command::List(args) => show::list(args).await,
@@ -78,7 +78,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            crate::dhcp::serve(cfg, crate::serve::shutdown::on_signal()).await
+            crate::app::dhcp::run(cfg).await
         }
         Command::Dhcp { source, format, .. } => feed::dhcp(&source, format).await,
         Command::Enrol(args) => enrol::run(args).await,
@@ -101,7 +101,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            crate::provision::serve(cfg, crate::serve::shutdown::on_signal()).await
+            crate::app::provision::run(cfg).await
         }
         Command::Provisioned { name, runner, json } => {
             commands::provisioned(&runner, name.as_deref(), json).await

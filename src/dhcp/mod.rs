@@ -101,8 +101,8 @@ impl From<&Refused> for RefusedView {
 
 pub type SharedStatus = Arc<Mutex<Status>>;
 
-/// The follower: applies each revision's reservations to every target.
-pub struct Follower {
+/// The reserver: applies each revision's reservations to every target.
+pub struct Reserver {
     cfg: Config,
     status: SharedStatus,
     metrics: metrics::DhcpMetrics,
@@ -112,9 +112,9 @@ pub struct Follower {
 
 pub mod metrics;
 
-impl Follower {
-    pub fn new(cfg: Config, metrics: metrics::DhcpMetrics) -> Follower {
-        Follower {
+impl Reserver {
+    pub fn new(cfg: Config, metrics: metrics::DhcpMetrics) -> Reserver {
+        Reserver {
             cfg,
             status: SharedStatus::default(),
             metrics,
@@ -211,7 +211,7 @@ impl Follower {
 /// The targets in the order they are applied.
 pub const TARGETS: &[&str] = &["hostsdir", "kea", "hook"];
 
-impl crate::watcher::Acts for Follower {
+impl crate::watcher::Acts for Reserver {
     async fn act(
         &mut self,
         db: &crate::watcher::Database,
@@ -242,71 +242,4 @@ impl crate::watcher::Acts for Follower {
             st.revision_refused = why.unwrap_or_default().to_string();
         }
     }
-}
-
-/// Runs `mdb dhcp --follow`: binds its HTTP port first (metrics, `/status`,
-/// `/healthz`), then follows the server until `shutdown`.
-pub async fn serve(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    use anyhow::Context;
-    std::fs::create_dir_all(&cfg.state_dir)
-        .with_context(|| format!("creating {}", cfg.state_dir.display()))?;
-    let registry = crate::metrics::registry();
-    let metrics = metrics::DhcpMetrics::register(&registry);
-    let mut follower = Follower::new(cfg.clone(), metrics);
-    let http = tokio::net::TcpListener::bind(cfg.metrics_listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.metrics_listen))?;
-    let registry = Arc::new(registry);
-    let status = follower.status();
-    let router = axum::Router::new()
-        .route(
-            "/metrics",
-            axum::routing::get(move || {
-                let registry = registry.clone();
-                async move {
-                    (
-                        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-                        crate::metrics::encode(&registry),
-                    )
-                }
-            }),
-        )
-        .route(
-            "/status",
-            axum::routing::get(move || {
-                let status = status.clone();
-                async move {
-                    let s = status.lock().map(|s| s.clone()).unwrap_or_default();
-                    (
-                        [("content-type", "application/json")],
-                        serde_json::to_string_pretty(&s).unwrap_or_default(),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }));
-    let tasks = tokio_util::task::TaskTracker::new();
-    tasks.spawn(crate::serve::serve_http(http, router, shutdown.clone()));
-    info!(server = %cfg.server, listen = %cfg.metrics_listen, "mdb dhcp following");
-    let (server, debounce) = (cfg.server.clone(), cfg.debounce);
-    let follow_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        crate::watcher::follow(
-            &server,
-            "the DHCP follower",
-            debounce,
-            &mut follower,
-            follow_shutdown,
-        )
-        .await;
-    });
-    shutdown.cancelled().await;
-    tasks.close();
-    if tokio::time::timeout(crate::serve::drain_budget(cfg.shutdown_grace), tasks.wait())
-        .await
-        .is_err()
-    {
-        warn!("shutdown grace exceeded");
-    }
-    Ok(())
 }

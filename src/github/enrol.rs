@@ -74,6 +74,8 @@ pub struct Enroller {
     /// (pull request, base) pairs already told why they cannot be moved on.
     explained: HashSet<(u64, Oid)>,
     metrics: GithubMetrics,
+    /// Where an opened and a merged enrolment are told.
+    pub(super) announcer: crate::notify::Announcer,
 }
 
 fn git_error(e: impl std::fmt::Display) -> Error {
@@ -91,6 +93,7 @@ impl Enroller {
             remote: Remote::default(),
             explained: HashSet::new(),
             metrics,
+            announcer: Default::default(),
         }
     }
 
@@ -395,7 +398,7 @@ impl Enroller {
             pulls::delete_branch(http, &self.repo, &pull.head).await?;
             self.remote.branches.remove(&pull.head);
             info!(pull = pull.number, branch = %pull.head, "enrolment merged and served; branch deleted");
-            crate::notify::announce(crate::notify::Event::about(
+            self.announcer.announce(crate::notify::Event::about(
                 crate::notify::EventKind::PullMerged,
                 pull.head.clone(),
                 format!(
@@ -462,7 +465,7 @@ impl Enroller {
             pulls::comment(http, &self.repo, issue, &text).await?;
         }
         info!(pull = number, fingerprint = %fp, name = %entry.name, ip = %entry.ip, "enrolment pull request opened");
-        crate::notify::announce(crate::notify::Event {
+        self.announcer.announce(crate::notify::Event {
             ip: entry.ip.to_string(),
             mac: h.mac.clone(),
             ..crate::notify::Event::about(

@@ -79,6 +79,13 @@ impl Filer {
         })
     }
 
+    /// Tells what the enroller opens and sees merged through `announcer`.
+    pub fn announce_to(&mut self, announcer: crate::notify::Announcer) {
+        if let Some(e) = self.enroller.as_mut() {
+            e.announcer = announcer;
+        }
+    }
+
     pub fn known(&self) -> &HashMap<Fingerprint, Known> {
         &self.book.known
     }
@@ -346,6 +353,7 @@ pub async fn run(
     store: Arc<Store>,
     metrics: GithubMetrics,
     mut results: watch::Receiver<Option<Arc<SweepResult>>>,
+    announcer: crate::notify::Announcer,
     shutdown: CancellationToken,
 ) {
     let mut filer = match Filer::new(cfg, metrics.clone()) {
@@ -355,6 +363,7 @@ pub async fn run(
             return;
         }
     };
+    filer.announce_to(announcer);
     let mut capped = Capped::default();
     loop {
         tokio::select! {

@@ -16,7 +16,7 @@ pub mod settings;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::warn;
 
 use crate::{
@@ -50,17 +50,31 @@ pub const EVENT_KINDS: &[(&str, EventKind)] = &[
     ("provision_recovered", EventKind::ProvisionRecovered),
 ];
 
-/// Events that the filer and the runner announce as they act (sweep events
-/// come from the store). Nobody listens unless `[[notify]]` is set.
-static BUS: std::sync::OnceLock<tokio::sync::broadcast::Sender<Event>> = std::sync::OnceLock::new();
+/// How the filer and the runner tell what they do (sweep events come from
+/// the store): a handle the daemon's wiring gives them. The default one
+/// tells no one (no `[[notify]]`).
+#[derive(Clone, Debug, Default)]
+pub struct Announcer(Option<tokio::sync::broadcast::Sender<Event>>);
 
-fn bus() -> &'static tokio::sync::broadcast::Sender<Event> {
-    BUS.get_or_init(|| tokio::sync::broadcast::channel(256).0)
+/// What an [`Announcer`] tells, for [`run`] to hand to the sinks.
+pub struct Announcements(tokio::sync::broadcast::Receiver<Event>);
+
+/// Events announced and not yet taken by the sinks' task, at most.
+const ANNOUNCED: usize = 256;
+
+/// A connected pair: what the announcer tells, the announcements carry.
+pub fn announcer() -> (Announcer, Announcements) {
+    let (tx, rx) = tokio::sync::broadcast::channel(ANNOUNCED);
+    (Announcer(Some(tx)), Announcements(rx))
 }
 
-/// Tells the sinks of this process about `event` (if any listen).
-pub fn announce(event: Event) {
-    let _ = bus().send(event);
+impl Announcer {
+    /// Tells the sinks about `event` (if any listen).
+    pub fn announce(&self, event: Event) {
+        if let Some(tx) = &self.0 {
+            let _ = tx.send(event);
+        }
+    }
 }
 
 impl Event {
@@ -168,12 +182,15 @@ fn title_of(kind: EventKind, h: &DiscoveredHost) -> String {
     }
 }
 
-/// Follows the store's sweep events and hands each event to every sink
-/// that wants it, until cancelled.
+/// Follows the store's sweep events and what is announced, and hands each
+/// event to every sink that wants it, until cancelled. Each sink's task
+/// joins `tasks`, so the daemon's drain waits for it.
 pub async fn run(
     cfg: Config,
     store: Option<Arc<Store>>,
+    Announcements(mut announced): Announcements,
     metrics: deliver::NotifyMetrics,
+    tasks: TaskTracker,
     shutdown: CancellationToken,
 ) {
     let ledger = Arc::new(ledger::Ledger::open(cfg.ledger.clone()));
@@ -181,7 +198,7 @@ pub async fn run(
     for sink in cfg.sinks {
         if let SinkKind::Mqtt(broker) = &sink.kind {
             if let Some(store) = &store {
-                tokio::spawn(mqtt::run(
+                tasks.spawn(mqtt::run(
                     sink.name.clone(),
                     broker.clone(),
                     sink.tls.clone(),
@@ -195,7 +212,7 @@ pub async fn run(
         let (tx, rx) = mpsc::channel(deliver::QUEUE);
         let name = sink.name.clone();
         let kinds = sink.events.clone();
-        tokio::spawn(deliver::run(
+        tasks.spawn(deliver::run(
             sink,
             rx,
             ledger.clone(),
@@ -206,7 +223,7 @@ pub async fn run(
     }
     use tokio::sync::broadcast::error::RecvError;
     let mut sweeps = store.as_ref().map(|s| s.subscribe());
-    let mut announced = bus().subscribe();
+    let mut announcing = true;
     loop {
         let next_sweep = async {
             match sweeps.as_mut() {
@@ -224,13 +241,17 @@ pub async fn run(
                 }
                 Err(RecvError::Closed) => return,
             },
-            r = announced.recv() => match r {
+            r = announced.recv(), if announcing => match r {
                 Ok(e) => vec![e],
                 Err(RecvError::Lagged(n)) => {
                     warn!(missed = n, "notifications fell behind; some events were not told");
                     continue;
                 }
-                Err(RecvError::Closed) => return,
+                // Nothing announces (no filer): the sweeps still do.
+                Err(RecvError::Closed) => {
+                    announcing = false;
+                    continue;
+                }
             },
         };
         for e in found {

@@ -61,6 +61,8 @@ pub struct Runner {
     /// The machines of the last revision acted on, by name: a removed one's
     /// last entry is what its removal command is given.
     pub(super) last_seen: BTreeMap<String, Machine>,
+    /// Where a failure and a recovery are told.
+    announcer: crate::notify::Announcer,
 }
 
 impl Runner {
@@ -109,8 +111,14 @@ impl Runner {
             refused: Refusal::default(),
             pins: super::pins::Pins::load(&cfg.state_dir),
             last_seen: BTreeMap::new(),
+            announcer: Default::default(),
             cfg,
         })
+    }
+
+    /// Tells failures and recoveries through `announcer`.
+    pub fn announce_to(&mut self, announcer: crate::notify::Announcer) {
+        self.announcer = announcer;
     }
 
     /// Files failures as GitHub issues, closed when a run succeeds.
@@ -139,7 +147,7 @@ impl Runner {
     /// Announces a target that starts failing (once per episode: the key
     /// is the revision it last succeeded at) and one that recovers.
     fn announce(&mut self, s: &ProvisionStatus) {
-        use crate::notify::{announce, Event, EventKind};
+        use crate::notify::{Event, EventKind};
         let key = (s.cluster, s.target.clone());
         let what = if s.cluster {
             format!("cluster {}", s.target)
@@ -157,7 +165,7 @@ impl Runner {
         if failing && self.failing.insert(key.clone()) {
             let reason = crate::escape::clean(&s.reason, 300);
             let title = format!("Provisioning {what} failed: {reason}");
-            announce(Event::about(
+            self.announcer.announce(Event::about(
                 EventKind::ProvisionFailed,
                 episode,
                 title,
@@ -168,7 +176,7 @@ impl Runner {
                 "{what} is provisioned again (revision {})",
                 s.applied_revision
             );
-            announce(Event::about(
+            self.announcer.announce(Event::about(
                 EventKind::ProvisionRecovered,
                 episode,
                 title,

@@ -128,16 +128,15 @@ pub async fn start_server(url: &str, poll: &str, resync: &str) -> TestServer {
         ..Default::default()
     };
     let cfg = config::resolve(RawConfig::default(), &Default::default(), &flags).expect("config");
-    let bound = mdb::serve::bind(&cfg).await.expect("bind");
-    let (grpc, metrics_addr) = (bound.grpc_addr(), bound.metrics_addr());
+    let ports = mdb::app::serve::Ports::bind(&cfg).await.expect("bind");
+    let (grpc, metrics_addr) = (ports.grpc_addr(), ports.metrics_addr());
     let store = Store::new();
     let shutdown = CancellationToken::new();
     let handle = {
         let store = store.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            bound
-                .run(cfg, store, Metrics::new(), Vec::new(), shutdown)
+            mdb::app::serve::serve(cfg, None, ports, store, Metrics::new(), shutdown)
                 .await
                 .expect("server run");
         })
