@@ -309,11 +309,14 @@ async fn campus_clients(url: &str) {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let flags = Flags {
-        db_url: Some(url.to_string()),
-        checkout: Some(dir.path().join("checkout")),
+        db: config::DbFlags {
+            db_url: Some(url.to_string()),
+            checkout: Some(dir.path().join("checkout")),
+            poll_interval: Some("1h".into()),
+            ..Default::default()
+        },
         grpc_listen: Some("127.0.0.1:0".into()),
         metrics_listen: Some("127.0.0.1:0".into()),
-        poll_interval: Some("1h".into()),
         ..Default::default()
     };
     let cfg = config::resolve(RawConfig::default(), &Default::default(), &flags).expect("config");

@@ -73,47 +73,26 @@ pub struct RawServer {
     pub mirror_cache: Option<PathBuf>,
 }
 
-/// Flags of `mdb serve`; `None` leaves the setting to env or file.
-#[derive(Debug, Default, Clone)]
+/// Flags of `mdb serve`, each declared once beside its subsystem's
+/// settings; `None` leaves the setting to env or file.
+#[derive(clap::Args, Debug, Default, Clone)]
 pub struct Flags {
-    pub db_url: Option<String>,
-    pub branch: Option<String>,
-    pub token_file: Option<PathBuf>,
-    pub checkout: Option<PathBuf>,
+    #[command(flatten)]
+    pub db: DbFlags,
+    #[command(flatten)]
+    pub scan: ScanFlags,
+    /// The gRPC port's address, e.g. 0.0.0.0:50051.
+    #[arg(long, value_name = "ADDR")]
     pub grpc_listen: Option<String>,
+    /// The HTTP port's address (metrics, health, the page), e.g. 0.0.0.0:9090.
+    #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
-    pub poll_interval: Option<String>,
-    pub resync_interval: Option<String>,
-    /// Subnets to sweep (repeatable); adds to the file's.
-    pub scan: Vec<String>,
-    pub scan_interval: Option<String>,
     /// A provisioning runner whose statuses the web page shows.
+    #[arg(long)]
     pub runner: Option<String>,
-    /// The scanner an API replica follows.
+    /// Mirror discovery from this scanner (an API replica; never sweeps).
+    #[arg(long)]
     pub scanner: Option<String>,
-    /// Where the scanner keeps its history.
-    pub state_dir: Option<PathBuf>,
-}
-
-impl Flags {
-    fn db(&self) -> DbFlags {
-        DbFlags {
-            db_url: self.db_url.clone(),
-            branch: self.branch.clone(),
-            token_file: self.token_file.clone(),
-            checkout: self.checkout.clone(),
-            poll_interval: self.poll_interval.clone(),
-            resync_interval: self.resync_interval.clone(),
-        }
-    }
-
-    fn scan(&self) -> ScanFlags {
-        ScanFlags {
-            subnets: self.scan.clone(),
-            interval: self.scan_interval.clone(),
-            state_dir: self.state_dir.clone(),
-        }
-    }
 }
 
 /// Validated settings of `mdb serve` (defined where they are used).
@@ -134,10 +113,10 @@ pub fn read_file(path: &Path) -> Result<RawConfig, Error> {
 
 /// Resolves file < env < flags into a validated [`Config`].
 pub fn resolve(raw: RawConfig, env: &Env, flags: &Flags) -> Result<Config, Error> {
-    let source = crate::sync::settings::source(&raw.db, env, &flags.db())?;
-    let timing = crate::sync::settings::timing(&raw.db, env, &flags.db())?;
+    let source = crate::sync::settings::source(&raw.db, env, &flags.db)?;
+    let timing = crate::sync::settings::timing(&raw.db, env, &flags.db)?;
     let (grpc_listen, metrics_listen) = listen(&raw.server, env, flags)?;
-    let scan = crate::discover::settings::resolve(raw.scan.as_ref(), env, &flags.scan())?;
+    let scan = crate::discover::settings::resolve(raw.scan.as_ref(), env, &flags.scan)?;
     let scanner = resolve_scanner(
         &raw.server,
         env,
@@ -217,8 +196,9 @@ pub fn resolve_dhcp(
     raw: RawConfig,
     env: &Env,
     flags: &crate::dhcp::settings::DhcpFlags,
+    server: Option<String>,
 ) -> Result<crate::dhcp::Config, Error> {
-    let cfg = crate::dhcp::settings::resolve(raw.dhcp.as_ref(), env, flags)?;
+    let cfg = crate::dhcp::settings::resolve(raw.dhcp.as_ref(), env, flags, server)?;
     let secrets = secret_envs(&raw);
     for name in &cfg.env {
         crate::command::env::check_allowed(name, &secrets)
@@ -321,7 +301,10 @@ mod tests {
         assert_eq!(c.source.branch, "y");
         let raw: RawConfig = toml::from_str("[db]\nurl = \"file:///a\"\n").unwrap();
         let flags = Flags {
-            db_url: Some("file:///b".into()),
+            db: DbFlags {
+                db_url: Some("file:///b".into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let c = resolve(raw, &env(&[(ENV_DB_URL, "file:///c")]), &flags).unwrap();

@@ -231,42 +231,8 @@ pub struct ServeArgs {
     /// TOML configuration file (see README "Configuration").
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// DB repository URL (https://, file:// or a path).
-    #[arg(long)]
-    pub db_url: Option<String>,
-    #[arg(long)]
-    pub branch: Option<String>,
-    /// File holding the GitHub token for the DB repository.
-    #[arg(long)]
-    pub token_file: Option<PathBuf>,
-    /// Where the local checkout lives.
-    #[arg(long)]
-    pub checkout: Option<PathBuf>,
-    #[arg(long)]
-    pub grpc_listen: Option<String>,
-    #[arg(long)]
-    pub metrics_listen: Option<String>,
-    /// How often to ask the remote for changes, e.g. 2m.
-    #[arg(long)]
-    pub poll_interval: Option<String>,
-    /// How often to hard-reset the checkout to the remote, e.g. 1h.
-    #[arg(long)]
-    pub resync_interval: Option<String>,
-    /// Sweep this subnet (repeatable); nothing is swept unless configured.
-    #[arg(long = "scan")]
-    pub scan: Vec<String>,
-    /// How often to sweep, e.g. 5m.
-    #[arg(long)]
-    pub scan_interval: Option<String>,
-    /// A provisioning runner whose statuses the web page shows.
-    #[arg(long)]
-    pub runner: Option<String>,
-    /// Mirror discovery from this scanner (an API replica; never sweeps).
-    #[arg(long)]
-    pub scanner: Option<String>,
-    /// Where the scanner keeps its sweep history across restarts.
-    #[arg(long)]
-    pub state_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub flags: crate::config::Flags,
 }
 
 #[derive(Args, Debug)]
@@ -384,19 +350,8 @@ pub struct ProvisionArgs {
     /// TOML configuration file with a `[provision]` section.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// The mdb server to follow.
-    #[arg(long)]
-    pub server: Option<String>,
-    /// State file, inventories and known hosts.
-    #[arg(long)]
-    pub state_dir: Option<PathBuf>,
-    #[arg(long)]
-    pub grpc_listen: Option<String>,
-    #[arg(long)]
-    pub metrics_listen: Option<String>,
-    /// Print what would run for the current revision and exit.
-    #[arg(long)]
-    pub dry_run: bool,
+    #[command(flatten)]
+    pub flags: crate::config::ProvisionFlags,
 }
 
 /// Where `mdb dhcp --follow` applies reservations.
@@ -405,28 +360,8 @@ pub struct DhcpFollowArgs {
     /// TOML configuration file with a `[dhcp]` section.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// A dnsmasq (or Pi-hole) --dhcp-hostsdir: one file per machine.
-    #[arg(long, requires = "follow")]
-    pub hostsdir: Option<PathBuf>,
-    /// The reservations file Kea's configuration includes.
-    #[arg(long, requires = "follow")]
-    pub kea_reservations: Option<PathBuf>,
-    /// Kea's control socket (config-reload is sent after each change).
-    #[arg(long, requires = "follow")]
-    pub kea_socket: Option<PathBuf>,
-    /// A command run after each change, one argument per --hook; {file} is
-    /// a file of every reservation (MAC,IP,NAME lines).
-    #[arg(long, requires = "follow", allow_hyphen_values = true)]
-    pub hook: Vec<String>,
-    /// A DHCP lease file (dnsmasq, ISC dhcpd or Kea CSV); repeatable. A
-    /// reservation another MAC's live lease holds is refused.
-    #[arg(long, requires = "follow")]
-    pub leases: Vec<PathBuf>,
-    #[arg(long, requires = "follow")]
-    pub state_dir: Option<PathBuf>,
-    /// Metrics, /status and /healthz.
-    #[arg(long, requires = "follow")]
-    pub metrics_listen: Option<String>,
+    #[command(flatten)]
+    pub flags: crate::dhcp::settings::DhcpFlags,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -92,44 +92,22 @@ fn github_annotation(p: &db::Problem) -> String {
     )
 }
 
+/// A configuration file's settings, or none.
+fn read_config(path: &Option<std::path::PathBuf>) -> Result<config::RawConfig, config::Error> {
+    match path {
+        Some(p) => config::read_file(p),
+        None => Ok(config::RawConfig::default()),
+    }
+}
+
 pub fn serve_config(a: &cli::ServeArgs) -> Result<config::Config, config::Error> {
-    let raw = match &a.config {
-        Some(p) => config::read_file(p)?,
-        None => config::RawConfig::default(),
-    };
     let env: HashMap<String, String> = std::env::vars().collect();
-    let flags = config::Flags {
-        db_url: a.db_url.clone(),
-        branch: a.branch.clone(),
-        token_file: a.token_file.clone(),
-        checkout: a.checkout.clone(),
-        grpc_listen: a.grpc_listen.clone(),
-        metrics_listen: a.metrics_listen.clone(),
-        poll_interval: a.poll_interval.clone(),
-        resync_interval: a.resync_interval.clone(),
-        scan: a.scan.clone(),
-        scan_interval: a.scan_interval.clone(),
-        runner: a.runner.clone(),
-        scanner: a.scanner.clone(),
-        state_dir: a.state_dir.clone(),
-    };
-    config::resolve(raw, &env, &flags)
+    config::resolve(read_config(&a.config)?, &env, &a.flags)
 }
 
 pub fn provision_config(a: &cli::ProvisionArgs) -> Result<crate::provision::Config, config::Error> {
-    let raw = match &a.config {
-        Some(p) => config::read_file(p)?,
-        None => config::RawConfig::default(),
-    };
     let env: HashMap<String, String> = std::env::vars().collect();
-    let flags = config::ProvisionFlags {
-        server: a.server.clone(),
-        state_dir: a.state_dir.clone(),
-        grpc_listen: a.grpc_listen.clone(),
-        metrics_listen: a.metrics_listen.clone(),
-        dry_run: a.dry_run,
-    };
-    config::resolve_provision(raw, &env, &flags)
+    config::resolve_provision(read_config(&a.config)?, &env, &a.flags)
 }
 
 /// `mdb dhcp --follow`'s settings: `[dhcp]` < environment < flags (the
@@ -138,22 +116,9 @@ pub fn dhcp_config(
     source: &cli::Source,
     a: &cli::DhcpFollowArgs,
 ) -> Result<crate::dhcp::Config, config::Error> {
-    let raw = match &a.config {
-        Some(p) => config::read_file(p)?,
-        None => config::RawConfig::default(),
-    };
     let env: HashMap<String, String> = std::env::vars().collect();
-    let flags = crate::dhcp::settings::DhcpFlags {
-        server: Some(source.server.clone()).filter(|s| s != crate::cli::client::DEFAULT_SERVER),
-        hostsdir: a.hostsdir.clone(),
-        kea_reservations: a.kea_reservations.clone(),
-        kea_socket: a.kea_socket.clone(),
-        hook: a.hook.clone(),
-        leases: a.leases.clone(),
-        state_dir: a.state_dir.clone(),
-        metrics_listen: a.metrics_listen.clone(),
-    };
-    config::resolve_dhcp(raw, &env, &flags)
+    let server = Some(source.server.clone()).filter(|s| s != crate::cli::client::DEFAULT_SERVER);
+    config::resolve_dhcp(read_config(&a.config)?, &env, &a.flags, server)
 }
 
 /// `mdb provisioned [NAME]`: the runner's statuses as a table or JSON;
@@ -227,13 +192,19 @@ pub async fn run_demo(args: cli::DemoArgs) -> anyhow::Result<()> {
     demo::create_repo(&origin).context("creating the demo repository")?;
     let env = HashMap::new();
     let flags = config::Flags {
-        db_url: Some(origin.display().to_string()),
-        checkout: Some(dir.join("checkout")),
+        db: config::DbFlags {
+            db_url: Some(origin.display().to_string()),
+            checkout: Some(dir.join("checkout")),
+            poll_interval: Some("10s".into()),
+            ..Default::default()
+        },
+        scan: config::ScanFlags {
+            interval: Some("30s".into()),
+            state_dir: Some(dir.join("state")),
+            ..Default::default()
+        },
         grpc_listen: Some(args.grpc_listen.clone()),
         metrics_listen: Some(args.metrics_listen.clone()),
-        poll_interval: Some("10s".into()),
-        scan_interval: Some("30s".into()),
-        state_dir: Some(dir.join("state")),
         ..Default::default()
     };
     // The demo sweeps only the loopback subnet of its own mdb.yaml.

@@ -35,28 +35,44 @@ pub struct RawDhcp {
     pub env: Vec<String>,
 }
 
-/// Flags of `mdb dhcp --follow`; each over the file's.
-#[derive(Debug, Default, Clone)]
+/// Flags of `mdb dhcp --follow` (where it applies reservations); each over
+/// the file's. The server is `mdb dhcp`'s own `--server`.
+#[derive(clap::Args, Debug, Default, Clone)]
 pub struct DhcpFlags {
-    pub server: Option<String>,
+    /// A dnsmasq (or Pi-hole) --dhcp-hostsdir: one file per machine.
+    #[arg(long, requires = "follow")]
     pub hostsdir: Option<PathBuf>,
+    /// The reservations file Kea's configuration includes.
+    #[arg(long, requires = "follow")]
     pub kea_reservations: Option<PathBuf>,
+    /// Kea's control socket (config-reload is sent after each change).
+    #[arg(long, requires = "follow")]
     pub kea_socket: Option<PathBuf>,
+    /// A command run after each change, one argument per --hook; {file} is
+    /// a file of every reservation (MAC,IP,NAME lines).
+    #[arg(long, requires = "follow", allow_hyphen_values = true)]
     pub hook: Vec<String>,
+    /// A DHCP lease file (dnsmasq, ISC dhcpd or Kea CSV); repeatable. A
+    /// reservation another MAC's live lease holds is refused.
+    #[arg(long, requires = "follow")]
     pub leases: Vec<PathBuf>,
+    #[arg(long, requires = "follow")]
     pub state_dir: Option<PathBuf>,
+    /// Metrics, /status and /healthz.
+    #[arg(long, requires = "follow")]
     pub metrics_listen: Option<String>,
 }
 
+/// Resolves `[dhcp]` < env < flags; `server` is the `--server` given, if
+/// one was.
 pub fn resolve(
     raw: Option<&RawDhcp>,
     env: &Env,
     flags: &DhcpFlags,
+    server: Option<String>,
 ) -> Result<super::Config, Error> {
     let r = raw.cloned().unwrap_or_default();
-    let server = flags
-        .server
-        .clone()
+    let server = server
         .or_else(|| env.get(ENV_DHCP_SERVER).cloned())
         .or(r.server.clone())
         .unwrap_or_else(|| "http://127.0.0.1:50051".into());

@@ -16,14 +16,18 @@ pub const ENV_STATE_DIR: &str = "MDB_STATE_DIR";
 /// The segment of a scanner that names none.
 pub const DEFAULT_SEGMENT: &str = "default";
 
-/// What the flags of `mdb serve` say about sweeps; each adds to or
-/// overrides the file.
-#[derive(Debug, Default, Clone)]
+/// The flags of `mdb serve` about sweeps; each adds to or overrides the
+/// file.
+#[derive(clap::Args, Debug, Default, Clone)]
 pub struct ScanFlags {
-    /// Subnets to sweep (repeatable); adds to the file's.
+    /// Sweep this subnet (repeatable); nothing is swept unless configured.
+    #[arg(long = "scan", value_name = "CIDR")]
     pub subnets: Vec<String>,
+    /// How often to sweep, e.g. 5m.
+    #[arg(long = "scan-interval", value_name = "DURATION")]
     pub interval: Option<String>,
-    /// Where the scanner keeps its history.
+    /// Where the scanner keeps its sweep history across restarts.
+    #[arg(long)]
     pub state_dir: Option<PathBuf>,
 }
 

@@ -47,13 +47,21 @@ pub struct RawProvision {
     pub env: Vec<String>,
 }
 
-/// Flags of `mdb provision`.
-#[derive(Debug, Default, Clone)]
+/// Flags of `mdb provision`; each over the environment and the file.
+#[derive(clap::Args, Debug, Default, Clone)]
 pub struct ProvisionFlags {
+    /// The mdb server to follow.
+    #[arg(long)]
     pub server: Option<String>,
+    /// State file, inventories and known hosts.
+    #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    #[arg(long)]
     pub grpc_listen: Option<String>,
+    #[arg(long)]
     pub metrics_listen: Option<String>,
+    /// Print what would run for the current revision and exit.
+    #[arg(long)]
     pub dry_run: bool,
 }
 

@@ -39,14 +39,26 @@ pub struct RawDb {
     pub max_repo_size: Option<String>,
 }
 
-/// What the flags of `mdb serve` say about the database.
-#[derive(Debug, Default, Clone)]
+/// The flags of `mdb serve` about the database; each over the
+/// environment and the file.
+#[derive(clap::Args, Debug, Default, Clone)]
 pub struct DbFlags {
+    /// DB repository URL (https://, file:// or a path).
+    #[arg(long)]
     pub db_url: Option<String>,
+    #[arg(long)]
     pub branch: Option<String>,
+    /// File holding the GitHub token for the DB repository.
+    #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// Where the local checkout lives.
+    #[arg(long)]
     pub checkout: Option<PathBuf>,
+    /// How often to ask the remote for changes, e.g. 2m.
+    #[arg(long)]
     pub poll_interval: Option<String>,
+    /// How often to hard-reset the checkout to the remote, e.g. 1h.
+    #[arg(long)]
     pub resync_interval: Option<String>,
 }
 

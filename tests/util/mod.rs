@@ -119,12 +119,15 @@ pub async fn start_server(url: &str, poll: &str, resync: &str) -> TestServer {
     let dir = tempfile::tempdir().expect("tempdir");
     let checkout = dir.path().join("checkout");
     let flags = Flags {
-        db_url: Some(url.to_string()),
-        checkout: Some(checkout.clone()),
+        db: mdb::config::DbFlags {
+            db_url: Some(url.to_string()),
+            checkout: Some(checkout.clone()),
+            poll_interval: Some(poll.into()),
+            resync_interval: Some(resync.into()),
+            ..Default::default()
+        },
         grpc_listen: Some("127.0.0.1:0".into()),
         metrics_listen: Some("127.0.0.2:0".into()),
-        poll_interval: Some(poll.into()),
-        resync_interval: Some(resync.into()),
         ..Default::default()
     };
     let cfg = config::resolve(RawConfig::default(), &Default::default(), &flags).expect("config");
