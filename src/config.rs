@@ -12,7 +12,7 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::setting::{duration, pick};
+use crate::settings::{duration, pick};
 pub use crate::{
     discover::settings::{scan_timeout, RawScan, ScanFlags, ENV_SCAN_SUBNETS, ENV_STATE_DIR},
     github::settings::{
@@ -22,7 +22,7 @@ pub use crate::{
         ProvisionFlags, RawProvision, ENV_PROVISION_SERVER, ENV_PROVISION_SSH_KEY,
         ENV_PROVISION_STATE_DIR,
     },
-    setting::{Env, Error, DEFAULT_SHUTDOWN_GRACE},
+    settings::{Env, Error, DEFAULT_SHUTDOWN_GRACE},
     sync::settings::{
         DbFlags, RawDb, DEFAULT_BRANCH, DEFAULT_CHECKOUT, ENV_CHECKOUT, ENV_DB_BRANCH,
         ENV_DB_TOKEN, ENV_DB_TOKEN_FILE, ENV_DB_URL, ENV_POLL, ENV_RESYNC,

@@ -1,23 +1,36 @@
 //! mdb, the machine database.
 //!
 //! # Layout
-//! One folder per subsystem; a module imports only modules below it here.
+//! One folder per subsystem; a module imports only modules on a lower line
+//! of this list (or its own line's peers that do not import it back).
 //! - `cli`: clap definitions, one function per subcommand, client helpers and tables.
-//! - `config`: the service's configuration (file < env < flags), validated before any port is bound.
-//! - `dhcp`: `mdb dhcp --follow`, reservations applied to the DHCP server (dnsmasq, Kea, a hook).
-//! - `provision`: `mdb provision`, the runner that acts on merged machines and changed clusters.
-//! - `serve`: wiring of `mdb serve` (ports, one drain deadline), the gRPC `api`, `metrics`, the `web` page.
-//! - `github`: fingerprints, issue text, proposed entries, the pure plan, the HTTP layer, the filer, enrolment pull requests.
-//! - `discover`: one sweep (`scan`: ARP, ICMP, ports, names), `classify` (pure) and the `sweep` loop.
-//! - `export`: Ansible inventory and cluster exports, DHCP leases, free addresses, a machine's views.
-//! - `sync`: git2 fetch with a hard deadline, hard resync, re-clone only on damage, enrolment branches.
+//! - `app`: the daemons (`serve`, `provision`, `dhcp`), each wired in one place on
+//!   `app::shell` (ports bound first, one admin router, one task tracker, one drain).
+//! - `config`: the service's configuration file, layered (file < env < flags) over each
+//!   subsystem's own `settings`, validated before any port is bound.
+//! - `serve`: what an API replica serves: the gRPC `api`, `metrics`, the `web` page.
+//! - `provision`: the runner that acts on merged machines and changed clusters
+//!   (plan, pinned host keys, readiness, reports).
+//! - `github`: fingerprints, issue text, proposed entries, the pure plan, the HTTP layer,
+//!   the filer, enrolment pull requests.
+//! - `notify`, `dhcp`: news to sinks (with the `Announcer` the filer and runner tell
+//!   through); reservations applied to DHCP servers.
+//! - `discover`: one sweep (`scan`), `classify` (pure), the `history`, the `sweep` loop,
+//!   `mirroring` of other segments' scanners and their merged view (`mirrors`).
+//! - `export`: Ansible inventories, DHCP leases, free addresses, views and names of
+//!   a host, and the plain-value check every emitter makes.
+//! - `sync`: git2 fetch with a hard deadline, hard resync, re-clone only on damage,
+//!   enrolment branches.
+//! - `watcher`: watching a server's database to act on it, every revision validated first.
 //! - `demo`, `gen`: the embedded demo database; generated databases.
-//! - `metrics`: the registry and its helpers; each subsystem owns what it records.
-//! - `db`: YAML with positions and bounds, validation, `Snapshot`, `Store`, the words of every enum.
-//! - `watcher`: following a server's database to act on it, every revision validated first.
-//! - `dial`: reaching a gRPC server, plaintext or TLS (system roots or a CA file).
-//! - `net`, `secret`, `escape`, `units`: small shared types (MACs and ranges; tokens that never print;
-//!   untrusted text cleaned at capture and escaped per sink; durations and sizes).
+//! - `db`: YAML with positions and bounds, validation, the DB's `mdb_yaml`, `Snapshot`,
+//!   `Store`, what is `received` from a server, the words of every enum.
+//! - `command`, `hostkey`, `leases`, `settings`: commands run with a timeout in a clean
+//!   environment; SSH host keys and reading one; DHCP lease files; one setting's layers.
+//! - `net`, `secret`, `escape`, `units`, `metrics`, `dial`, `memory`: small shared parts
+//!   (MACs and ranges; tokens that never print; untrusted text cleaned at capture and
+//!   escaped per sink; durations and sizes; the registry; reaching a gRPC server; the
+//!   allocator's settings).
 
 pub mod app;
 pub mod cli;
@@ -41,7 +54,7 @@ pub mod notify;
 pub mod provision;
 pub mod secret;
 pub mod serve;
-pub mod setting;
+pub mod settings;
 pub mod sync;
 pub mod units;
 pub mod watcher;

@@ -95,7 +95,7 @@ pub trait Acts {
 
 /// Follows `server` until `shutdown`, reconnecting with backoff; `what`
 /// names the follower in logs.
-pub async fn follow(
+pub async fn watch(
     server: &str,
     what: &str,
     debounce: Duration,

@@ -198,10 +198,10 @@ fn validate_command_exits_1_with_problems_and_0_when_clean() {
 fn readiness_checks_parse_and_bad_ones_name_their_line() {
     let good = "readiness:\n  cluster: [ { tcp: 10250 } ]\n  device:\n    - { http: /, port: 80, status: 200 }\n    - { http: /status }\n";
     let snap = validate(&files(&[("mdb.yaml", good)]), "t").unwrap_or_else(|r| panic!("{r}"));
-    assert_eq!(snap.settings.readiness.len(), 3);
+    assert_eq!(snap.mdb_yaml.readiness.len(), 3);
     assert_eq!(
-        snap.settings.readiness[2].check,
-        mdb::db::settings::Check::Http {
+        snap.mdb_yaml.readiness[2].check,
+        mdb::db::mdb_yaml::Check::Http {
             port: 80,
             path: "/status".into(),
             status: 200
@@ -310,10 +310,10 @@ fn validate_speaks_github_annotations() {
 
 #[test]
 fn presence_settings_parse_and_bad_ones_name_their_line() {
-    use mdb::db::settings::MissingAfter;
+    use mdb::db::mdb_yaml::MissingAfter;
     let good = "scan:\n  down_after: 4\n  missing_after: 2h\n  file_missing: { uses: [cluster], machines: [printer] }\n";
     let snap = validate(&files(&[("mdb.yaml", good)]), "t").unwrap_or_else(|r| panic!("{r}"));
-    let scan = &snap.settings.scan;
+    let scan = &snap.mdb_yaml.scan;
     assert_eq!(scan.down_after, 4);
     assert_eq!(
         scan.missing_after,
@@ -322,7 +322,7 @@ fn presence_settings_parse_and_bad_ones_name_their_line() {
     assert_eq!(scan.file_missing.machines, ["printer"]);
     let legacy = validate(&files(&[("mdb.yaml", "scan:\n  missing_after: 3\n")]), "t")
         .unwrap_or_else(|r| panic!("{r}"));
-    assert_eq!(legacy.settings.scan.missing_after, MissingAfter::Sweeps(3));
+    assert_eq!(legacy.mdb_yaml.scan.missing_after, MissingAfter::Sweeps(3));
     let p = one(&[("mdb.yaml", "scan:\n  missing_after: soon\n")]);
     assert!(p.starts_with("mdb.yaml:2:"), "{p}");
     assert!(

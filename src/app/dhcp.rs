@@ -42,7 +42,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let (server, debounce) = (cfg.server.clone(), cfg.debounce);
     let stop = shell.shutdown.clone();
     shell.spawn(async move {
-        crate::watcher::follow(&server, "the DHCP follower", debounce, &mut reserver, stop).await;
+        crate::watcher::watch(&server, "the DHCP follower", debounce, &mut reserver, stop).await;
     });
     shell.run_until_shutdown().await;
     Ok(())

@@ -84,7 +84,7 @@ pub async fn serve(
     let mirrors =
         discover::mirrors::Mirrors::new(store.clone(), &cfg.scanners, cfg.mirror_cache.clone());
     for scanner in cfg.scanners.clone() {
-        shell.spawn(discover::follow::run(
+        shell.spawn(discover::mirroring::run(
             scanner,
             mirrors.clone(),
             shell.shutdown.child_token(),

@@ -453,5 +453,5 @@ pub fn label_statuses(
                 .insert("mdb_provision_revision".into(), s.applied_revision.clone());
         }
     }
-    crate::db::Snapshot::new(snap.revision.clone(), machines, snap.settings.clone())
+    crate::db::Snapshot::new(snap.revision.clone(), machines, snap.mdb_yaml.clone())
 }

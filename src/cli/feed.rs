@@ -49,7 +49,7 @@ async fn snapshot(source: &cli::Source) -> anyhow::Result<db::Snapshot> {
     Ok(db::Snapshot::new(
         revision,
         machines,
-        db::Settings::default(),
+        db::MdbYaml::default(),
     ))
 }
 
@@ -136,7 +136,7 @@ pub async fn ip_next(subnet: &str, source: &cli::Source) -> anyhow::Result<()> {
     if source.db.is_some() {
         let snap = snapshot(source).await?;
         let s = snap
-            .settings
+            .mdb_yaml
             .subnet(subnet)
             .ok_or_else(|| anyhow::anyhow!("no subnet {subnet:?} in mdb.yaml"))?;
         let ip = crate::export::ipam::next_free(s, &snap, &Default::default())

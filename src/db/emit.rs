@@ -280,7 +280,7 @@ pub fn received(got: &Received) -> Vec<SourceFile> {
         })
         .collect();
     files.push(SourceFile {
-        path: super::settings::FILE.into(),
+        path: super::mdb_yaml::FILE.into(),
         text: readiness(checks)
             + &policy(
                 &got.readiness.policy_by_use,

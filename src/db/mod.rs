@@ -5,13 +5,12 @@
 
 pub mod emit;
 pub mod fields;
-pub mod inventory_settings;
 pub mod load;
+pub mod mdb_yaml;
 pub mod policy;
 pub mod problem;
 pub mod received;
 pub mod rules;
-pub mod settings;
 pub mod snapshot;
 pub mod store;
 pub mod validate;
@@ -20,8 +19,8 @@ pub mod yaml;
 
 use std::path::Path;
 
+pub use mdb_yaml::MdbYaml;
 pub use problem::{Problem, Report};
-pub use settings::Settings;
 pub use snapshot::Snapshot;
 pub use store::Store;
 pub use validate::{validate, validate_with};
@@ -43,7 +42,7 @@ pub fn in_machines(path: &str) -> bool {
 /// Whether a repository path is part of the database: `mdb.yaml` and
 /// `machines/**/*.yaml`. Everything else (README, CI config) is ignored.
 pub fn is_db_file(path: &str) -> bool {
-    path == settings::FILE
+    path == mdb_yaml::FILE
         || (path.starts_with("machines/") && (path.ends_with(".yaml") || path.ends_with(".yml")))
 }
 

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use super::settings::Settings;
+use super::mdb_yaml::MdbYaml;
 use crate::{
     net::Mac,
     proto::{machine::Use, Machine, Role},
@@ -16,7 +16,8 @@ pub struct Snapshot {
     pub revision: String,
     /// Sorted by name, so listings are stable and pageable by name.
     pub machines: Vec<Machine>,
-    pub settings: Settings,
+    /// The revision's `mdb.yaml`.
+    pub mdb_yaml: MdbYaml,
     by_ip: HashMap<IpAddr, usize>,
     by_mac: HashMap<Mac, usize>,
     /// Cluster name → (control-plane, worker) machine indexes.
@@ -27,11 +28,11 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Callers guarantee uniqueness (`validate` checks it).
-    pub fn new(revision: String, mut machines: Vec<Machine>, settings: Settings) -> Snapshot {
+    pub fn new(revision: String, mut machines: Vec<Machine>, mdb_yaml: MdbYaml) -> Snapshot {
         machines.sort_by(|a, b| a.name.cmp(&b.name));
         let mut s = Snapshot {
             revision,
-            settings,
+            mdb_yaml,
             by_ip: HashMap::with_capacity(machines.len()),
             by_mac: HashMap::with_capacity(machines.len()),
             clusters: BTreeMap::new(),

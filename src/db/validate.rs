@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use super::{
     load::{self, Entry},
+    mdb_yaml::{self, MdbYaml},
     problem::{Problem, Report},
-    settings::{self, Settings},
     snapshot::Snapshot,
     yaml::Pos,
     SourceFile,
@@ -26,12 +26,12 @@ pub fn validate_with(
     revision: &str,
 ) -> Result<Snapshot, Report> {
     let mut problems = refused;
-    let mut settings = Settings::default();
+    let mut settings = MdbYaml::default();
     let mut entries: Vec<Entry> = Vec::new();
     let mut machine_files = Vec::new();
     for f in files {
-        if f.path == settings::FILE {
-            settings = settings::parse(&f.text, &mut problems);
+        if f.path == mdb_yaml::FILE {
+            settings = mdb_yaml::parse(&f.text, &mut problems);
         } else {
             machine_files.push(f);
         }
@@ -113,7 +113,7 @@ fn load_parallel(files: &[&SourceFile]) -> Vec<(Vec<Entry>, Vec<Problem>)> {
 
 /// A rule that joins new devices to a cluster must name one that exists
 /// (one with a control-plane node), or every entry it proposes would fail.
-fn joins(entries: &[Entry], settings: &Settings, problems: &mut Vec<Problem>) {
+fn joins(entries: &[Entry], settings: &MdbYaml, problems: &mut Vec<Problem>) {
     let with_control_plane: std::collections::HashSet<&str> = entries
         .iter()
         .filter_map(|e| match &e.machine.r#use {
@@ -127,7 +127,7 @@ fn joins(entries: &[Entry], settings: &Settings, problems: &mut Vec<Problem>) {
         let Some(j) = &r.join else { continue };
         if !with_control_plane.contains(j.cluster.as_str()) {
             problems.push(Problem::new(
-                settings::FILE,
+                mdb_yaml::FILE,
                 j.at,
                 &format!("scan.rules[{i}].join.cluster"),
                 format!(
@@ -248,7 +248,7 @@ fn provisioners(entries: &[Entry], problems: &mut Vec<Problem>) {
 
 /// With subnets declared, every fixed address must be in one of them and
 /// outside its DHCP pools.
-fn addresses(entries: &[Entry], settings: &Settings, problems: &mut Vec<Problem>) {
+fn addresses(entries: &[Entry], settings: &MdbYaml, problems: &mut Vec<Problem>) {
     if settings.subnets.is_empty() {
         return;
     }

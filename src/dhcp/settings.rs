@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
-use crate::setting::{duration, Env, Error, DEFAULT_SHUTDOWN_GRACE};
+use crate::settings::{duration, Env, Error, DEFAULT_SHUTDOWN_GRACE};
 
 pub const ENV_DHCP_SERVER: &str = "MDB_DHCP_SERVER";
 pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9094";

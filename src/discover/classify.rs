@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use ipnetwork::IpNetwork;
 
 use crate::{
-    db::{self, settings::Rule, Snapshot},
+    db::{self, mdb_yaml::Rule, Snapshot},
     discover::scan::Observation,
     net::Mac,
     proto::{machine::Use, DiscoveredHost, HostState, Machine, Provisioner, UseKind},
@@ -283,7 +283,7 @@ pub fn unanswered(m: &Machine, swept: &[IpNetwork]) -> DiscoveredHost {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{settings::default_rules, validate, SourceFile};
+    use crate::db::{mdb_yaml::default_rules, validate, SourceFile};
 
     fn snap() -> Snapshot {
         let yaml = [

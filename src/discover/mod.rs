@@ -4,10 +4,10 @@
 //! writes the database or talks to GitHub.
 
 pub mod classify;
-pub mod follow;
 pub mod history;
 pub mod metrics;
 pub mod mirror_cache;
+pub mod mirroring;
 pub mod mirrors;
 pub mod names;
 pub mod scan;

@@ -7,7 +7,7 @@ use std::{path::PathBuf, time::Duration};
 use serde::Deserialize;
 
 use crate::{
-    setting::{duration, Env, Error},
+    settings::{duration, Env, Error},
     units::parse_duration,
 };
 

@@ -82,13 +82,13 @@ pub fn plan(cfg: &Config, snap: &Snapshot) -> scan::Options {
     let mut opts = cfg.options.clone();
     opts.targets = cfg.subnets.clone();
     if cfg.db_subnets {
-        for s in snap.settings.subnets.iter().filter(|s| s.scan) {
+        for s in snap.mdb_yaml.subnets.iter().filter(|s| s.scan) {
             if !opts.targets.contains(&s.cidr) {
                 opts.targets.push(s.cidr);
             }
         }
     }
-    let mut ports = snap.settings.scan.ports.clone();
+    let mut ports = snap.mdb_yaml.scan.ports.clone();
     let mut ssh_ports = vec![22];
     for m in &snap.machines {
         let p = classify::ssh_port(m);
@@ -165,7 +165,7 @@ async fn look_planned<'a>(
         .unwrap_or_default();
     }
     let (hosts, unseen) = match snap {
-        Some(s) => classify::classify(&report.hosts, s, &opts.targets, &s.settings.scan.rules),
+        Some(s) => classify::classify(&report.hosts, s, &opts.targets, &s.mdb_yaml.scan.rules),
         None => (
             report.hosts.iter().map(classify::described).collect(),
             Vec::new(),
@@ -203,7 +203,7 @@ pub async fn sweep_once(
     let started = Instant::now();
     let mut opts = plan(cfg, snap);
     if same_ports(last, &opts.ports) {
-        opts.carried = Arc::new(fresh(history, snap.settings.scan.refresh, now_unix()));
+        opts.carried = Arc::new(fresh(history, snap.mdb_yaml.scan.refresh, now_unix()));
     }
     opts.deadline = Some(started + sweep_budget(cfg.interval));
     let mut look = look_planned(cfg, Some(snap), opts, Arc::new(|_| {})).await?;
@@ -220,8 +220,8 @@ pub async fn sweep_once(
     let shed = look.report.shed;
     let now = now_unix();
     let rules = history::Rules {
-        down_after: snap.settings.scan.down_after,
-        missing_after: snap.settings.scan.missing_after,
+        down_after: snap.mdb_yaml.scan.down_after,
+        missing_after: snap.mdb_yaml.scan.missing_after,
         retention: cfg.retention,
     };
     let in_db = |name: &str| snap.by_name(name).is_some();

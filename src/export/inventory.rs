@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::plain::Unplain;
 use crate::{
-    db::settings::KeyedGroup,
+    db::mdb_yaml::KeyedGroup,
     db::words::{development_kind_name, provisioner_name, role_name, GroupBy},
     db::{self, Snapshot},
     proto::{machine::Use, Machine, Role},
@@ -110,7 +110,7 @@ fn no_more(_: &Machine) -> Map<String, Value> {
 
 fn vars_with(snap: &Snapshot, m: &Machine, more: &More) -> Value {
     let mut v = hostvars(m);
-    for (name, path) in &snap.settings.inventory.compose {
+    for (name, path) in &snap.mdb_yaml.inventory.compose {
         if let Some(value) = lookup(&v, path).cloned() {
             v[name.as_str()] = value;
         }
@@ -128,7 +128,7 @@ fn lookup<'v>(vars: &'v Value, path: &str) -> Option<&'v Value> {
 
 /// Group name → members, every group of the inventory.
 fn groups(snap: &Snapshot) -> BTreeMap<String, Group> {
-    let inv = &snap.settings.inventory;
+    let inv = &snap.mdb_yaml.inventory;
     let mut g: BTreeMap<String, Group> = BTreeMap::new();
     for by in &inv.group_by {
         group_by(snap, *by, &mut g);

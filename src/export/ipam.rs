@@ -4,7 +4,7 @@
 
 use std::{collections::HashSet, net::IpAddr};
 
-use crate::db::{settings::Subnet, Snapshot};
+use crate::db::{mdb_yaml::Subnet, Snapshot};
 
 /// The lowest address in the subnet's static range (or, without one, its
 /// host range) that no machine has, that is not excluded, not in a DHCP

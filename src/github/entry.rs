@@ -5,7 +5,7 @@
 use std::{collections::HashSet, net::IpAddr};
 
 use crate::{
-    db::{self, emit, load::check_dns_label, settings::Subnet, Report, Snapshot, SourceFile},
+    db::{self, emit, load::check_dns_label, mdb_yaml::Subnet, Report, Snapshot, SourceFile},
     export::ipam,
     net::Mac,
     proto::{
@@ -97,7 +97,7 @@ impl Entry {
         let (r#use, guess_note) = use_of(h, snap);
         Ok(Entry {
             name: unique_name(
-                &base_name(h, mac, seen_at, &snap.settings.scan.names),
+                &base_name(h, mac, seen_at, &snap.mdb_yaml.scan.names),
                 snap,
                 held,
             )?,
@@ -153,10 +153,10 @@ impl Entry {
 }
 
 fn subnet_of(snap: &Snapshot, ip: IpAddr) -> Result<Option<&Subnet>, Error> {
-    if snap.settings.subnets.is_empty() {
+    if snap.mdb_yaml.subnets.is_empty() {
         return Ok(None);
     }
-    snap.settings
+    snap.mdb_yaml
         .subnets
         .iter()
         .find(|s| s.cidr.contains(ip))
@@ -263,7 +263,7 @@ fn use_of(h: &DiscoveredHost, snap: &Snapshot) -> (Use, Option<String>) {
         services: &h.services,
     };
     if let Some(j) =
-        db::rules::first_match(&snap.settings.scan.rules, &seen).and_then(|r| r.join.as_ref())
+        db::rules::first_match(&snap.mdb_yaml.scan.rules, &seen).and_then(|r| r.join.as_ref())
     {
         let use_ = Use::Cluster(ClusterUse {
             cluster: j.cluster.clone(),

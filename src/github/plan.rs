@@ -237,7 +237,7 @@ pub fn resolution(fp: &Fingerprint, hosts: &[DiscoveredHost], snap: &Snapshot) -
             None => Some(format!(
                 "`{name}` is no longer in the database (revision {rev})."
             )),
-            Some(m) if !snap.settings.scan.file_missing.covers(m) => Some(format!(
+            Some(m) if !snap.mdb_yaml.scan.file_missing.covers(m) => Some(format!(
                 "`{name}` is no longer filed when missing (scan.file_missing)."
             )),
             Some(_) => hosts

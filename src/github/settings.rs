@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::{
     secret::Secret,
-    setting::{duration, Env, Error},
+    settings::{duration, Env, Error},
     sync,
 };
 

@@ -32,7 +32,7 @@ pub fn files_issue(h: &DiscoveredHost, snap: Option<&Snapshot>) -> bool {
         Ok(HostState::New | HostState::Conflict | HostState::Unprovisionable) => true,
         Ok(HostState::Missing) => snap.is_some_and(|s| {
             s.by_name(&h.machine)
-                .is_some_and(|m| s.settings.scan.file_missing.covers(m))
+                .is_some_and(|m| s.mdb_yaml.scan.file_missing.covers(m))
         }),
         _ => false,
     }

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use super::{EventKind, EVENT_KINDS};
 use crate::{
     secret::Secret,
-    setting::{duration, Env, Error},
+    settings::{duration, Env, Error},
 };
 
 #[derive(Debug, Default, Deserialize)]

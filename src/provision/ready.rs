@@ -290,7 +290,7 @@ async fn probe(ip: IpAddr, c: &ReadinessCheck, timeout: Duration) -> Result<(), 
 
 /// The status of a plain HTTP/1.0 GET; reads at most the status line.
 async fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
-    crate::db::settings::check_http_path(path).map_err(std::io::Error::other)?;
+    crate::db::mdb_yaml::check_http_path(path).map_err(std::io::Error::other)?;
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     s.write_all(
         format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: mdb\r\n\r\n").as_bytes(),

@@ -197,7 +197,7 @@ impl Runner {
     /// validates, once its changes have been quiet for `debounce`.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let (server, debounce) = (self.cfg.server.clone(), self.cfg.debounce);
-        crate::watcher::follow(
+        crate::watcher::watch(
             &server,
             "the provisioning runner",
             debounce,

@@ -10,7 +10,7 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::setting::{duration, Env, Error, DEFAULT_SHUTDOWN_GRACE};
+use crate::settings::{duration, Env, Error, DEFAULT_SHUTDOWN_GRACE};
 
 /// `[provision]`: the provisioning runner (`mdb provision`).
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -40,7 +40,7 @@ impl Runner {
         let policy = self.policy();
         // Machines still on an old lease are reached where they are.
         let here: Vec<Machine> = snap.machines.iter().map(|m| self.reached_at(m)).collect();
-        let snap = &Snapshot::new(snap.revision.clone(), here, snap.settings.clone());
+        let snap = &Snapshot::new(snap.revision.clone(), here, snap.mdb_yaml.clone());
         let mut to_check: Vec<(&Machine, Treatment)> = Vec::new();
         for name in &work.machines {
             let Some(m) = snap.by_name(name) else {
@@ -387,7 +387,7 @@ impl Runner {
             }
             if !self.cfg.cluster_command.is_empty() {
                 let here: Vec<Machine> = snap.machines.iter().map(|m| self.reached_at(m)).collect();
-                let here = Snapshot::new(snap.revision.clone(), here, snap.settings.clone());
+                let here = Snapshot::new(snap.revision.clone(), here, snap.mdb_yaml.clone());
                 let connect = |m: &Machine| self.connection_vars(m);
                 let text = match self.cfg.cluster_format {
                     ClusterFormat::K3s => inventory::k3s_with(&here, name, &connect),

@@ -128,8 +128,8 @@ pub fn matches(m: &Machine, f: &ListMachinesRequest, labels: &[(&str, Option<&st
     use_ok && cluster_ok && prov_ok && labels_ok
 }
 
-fn readiness_check(p: &crate::db::settings::ReadinessProbe) -> crate::proto::ReadinessCheck {
-    use crate::{db::settings::Check, proto::readiness_check::Check as Wire};
+fn readiness_check(p: &crate::db::mdb_yaml::ReadinessProbe) -> crate::proto::ReadinessCheck {
+    use crate::{db::mdb_yaml::Check, proto::readiness_check::Check as Wire};
     crate::proto::ReadinessCheck {
         r#use: p.for_use as i32,
         check: Some(match &p.check {
@@ -359,7 +359,7 @@ impl MachineDb for Api {
         checked_key("subnet", key)?;
         let r = self.snapshot().and_then(|s| {
             let subnet = s
-                .settings
+                .mdb_yaml
                 .subnet(key)
                 .ok_or_else(|| Status::not_found(format!("no subnet {key:?} in mdb.yaml")))?;
             let mut seen: HashSet<IpAddr> = self
@@ -388,10 +388,10 @@ impl MachineDb for Api {
     ) -> Result<Response<crate::proto::GetReadinessResponse>, Status> {
         let started = std::time::Instant::now();
         let r = self.snapshot().map(|s| {
-            let policy = &s.settings.provision;
+            let policy = &s.mdb_yaml.provision;
             crate::proto::GetReadinessResponse {
                 revision: s.revision.clone(),
-                checks: s.settings.readiness.iter().map(readiness_check).collect(),
+                checks: s.mdb_yaml.readiness.iter().map(readiness_check).collect(),
                 policy_by_use: policy
                     .uses
                     .iter()

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{Source, Timing};
 use crate::{
     secret::Secret,
-    setting::{duration, pick, size, Env, Error},
+    settings::{duration, pick, size, Env, Error},
 };
 
 pub const ENV_DB_URL: &str = "MDB_DB_URL";

@@ -25,7 +25,7 @@ use std::{
 use ipnetwork::IpNetwork;
 
 use crate::{
-    db::settings::MissingAfter,
+    db::mdb_yaml::MissingAfter,
     discover::classify::{self, Classified},
     proto::{DiscoveredHost, HostHistory, HostState, Machine, Presence, PresenceTransition},
 };

@@ -10,7 +10,7 @@ use ipnetwork::IpNetwork;
 use prost::Message;
 
 use crate::{
-    db::settings::MissingAfter,
+    db::mdb_yaml::MissingAfter,
     discover::{
         classify::{self, Classified},
         history::{store, History, Rules, Sweep, DEFAULT_RETENTION},

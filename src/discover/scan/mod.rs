@@ -9,7 +9,6 @@
 //! pinged. The sweep never writes the database; `classify` compares.
 
 pub mod arp;
-mod follow;
 pub mod icmp;
 pub mod iface;
 pub mod mdns;
@@ -17,6 +16,7 @@ pub mod neighbors;
 pub mod packet;
 mod plan;
 pub mod ports;
+mod probes;
 pub mod syn;
 pub mod targets;
 
@@ -32,8 +32,8 @@ use std::{
 use ipnetwork::IpNetwork;
 
 use crate::net::Mac;
-use follow::FollowUps;
 use plan::{plan, Plan};
+use probes::Probes;
 
 /// The most addresses a sweep takes without `allow_large` (a /16).
 pub const MAX_ADDRESSES: u128 = 65_536;
@@ -103,7 +103,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             targets: Vec::new(),
-            ports: crate::db::settings::DEFAULT_PORTS.to_vec(),
+            ports: crate::db::mdb_yaml::DEFAULT_PORTS.to_vec(),
             ssh_ports: vec![22],
             timeout: None,
             tries: None,
@@ -350,7 +350,7 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
     report.unroutable = plan.unroutable.clone();
 
     // Port probes and names start while ARP is still sweeping.
-    let mut follow = FollowUps::new(opts);
+    let mut follow = Probes::new(opts);
     for (iface, _) in &plan.on_link {
         follow.probe_by_syn(iface, gap, opts);
     }
@@ -436,7 +436,7 @@ async fn names_from_mdns(
 }
 
 /// The follow-ups that finish by the deadline; the rest are stopped.
-async fn follow_ups(follow: &mut FollowUps, deadline: Option<Instant>) -> Vec<follow::Found> {
+async fn follow_ups(follow: &mut Probes, deadline: Option<Instant>) -> Vec<probes::Found> {
     let mut out = Vec::new();
     let collect = async {
         while let Some(r) = follow.tasks.join_next().await {
@@ -461,7 +461,7 @@ async fn assemble(
     report: &mut Report,
     arp: Vec<arp::Outcome>,
     pinged: icmp::Outcome,
-    mut follow: FollowUps,
+    mut follow: Probes,
     plan: &Plan,
     deadline: Option<Instant>,
 ) -> Result<(), Error> {

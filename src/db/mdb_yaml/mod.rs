@@ -1,6 +1,10 @@
-//! The DB repository's own settings file, `mdb.yaml`: the subnets the lab
-//! uses (for validation, IP suggestions and sweeps) and the scan rules. Lives
-//! in the DB repo because it changes with the data, not with the deployment.
+//! The DB repository's own file, `mdb.yaml`: the subnets the lab uses (for
+//! validation, IP suggestions and sweeps), the scan rules, the readiness
+//! checks, the provisioning policy and the inventory's shape (`inventory`).
+//! Lives in the DB repo because it changes with the data, not with the
+//! deployment; the service's own settings are `crate::config`'s.
+
+pub mod inventory;
 
 use std::{net::IpAddr, time::Duration};
 
@@ -17,19 +21,19 @@ use crate::{net::IpRange, proto::UseKind};
 pub const FILE: &str = "mdb.yaml";
 
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Settings {
+pub struct MdbYaml {
     pub subnets: Vec<Subnet>,
     pub scan: ScanSettings,
     /// Checks that say a machine of a use is ready to be provisioned,
     /// beyond SSH key authentication.
     pub readiness: Vec<ReadinessProbe>,
     /// How the Ansible inventory groups hosts and composes variables.
-    pub inventory: InventorySettings,
+    pub inventory: Inventory,
     /// What the provisioning runner does with each machine.
     pub provision: super::policy::Policy,
 }
 
-pub use super::inventory_settings::{InventorySettings, KeyedGroup};
+pub use inventory::{Inventory, KeyedGroup};
 
 /// One readiness check for the machines of one use.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,7 +145,7 @@ impl Default for ScanSettings {
     }
 }
 
-impl Settings {
+impl MdbYaml {
     pub fn subnet(&self, key: &str) -> Option<&Subnet> {
         self.subnets
             .iter()
@@ -150,8 +154,8 @@ impl Settings {
 }
 
 /// Parses `mdb.yaml`; problems are appended, and what parsed is kept.
-pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
-    let mut out = Settings::default();
+pub fn parse(text: &str, problems: &mut Vec<Problem>) -> MdbYaml {
+    let mut out = MdbYaml::default();
     let root = match yaml::parse(text) {
         Ok(Some(root)) => root,
         Ok(None) => return out,
@@ -190,7 +194,7 @@ pub fn parse(text: &str, problems: &mut Vec<Problem>) -> Settings {
         out.readiness = readiness(node, problems);
     }
     if let Some(node) = top.get("inventory") {
-        out.inventory = super::inventory_settings::parse(node, problems);
+        out.inventory = inventory::parse(node, problems);
     }
     if let Some(node) = top.get("provision") {
         out.provision = super::policy::parse(node, problems);

@@ -1,5 +1,5 @@
 //! An API replica's discovery: it never sweeps, it mirrors its scanners
-//! (one per network segment; `mirrors` merges them). It follows each
+//! (one per network segment; `mirrors` merges them). It watches each
 //! scanner's Watch stream and, on every sweep event, reads that scanner's
 //! whole history again (`ListHostHistory`). While a scanner is away its
 //! hosts keep their last state, marked stale, and it reconnects with
@@ -54,7 +54,7 @@ pub async fn run(scanner: String, store: Arc<Mirrors>, shutdown: CancellationTok
     loop {
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = follow(&scanner, &store, &mut wait) => r,
+            r = connection(&scanner, &store, &mut wait) => r,
         };
         store.stale(&scanner, true);
         if let Err(e) = outcome {
@@ -74,7 +74,7 @@ pub async fn run(scanner: String, store: Arc<Mirrors>, shutdown: CancellationTok
 
 /// One connection: subscribe, read everything, then read again on every
 /// sweep the scanner announces. Returns when the connection fails.
-async fn follow(scanner: &str, store: &Mirrors, wait: &mut Duration) -> Result<(), Error> {
+async fn connection(scanner: &str, store: &Mirrors, wait: &mut Duration) -> Result<(), Error> {
     let mut client = connect(scanner).await?;
     if store.files_github() {
         let stats = timed(scanner, client.get_stats(crate::proto::GetStatsRequest {}))

@@ -1,5 +1,6 @@
-//! The follow-ups of each found host: its ports, SSH banner, name and an
-//! ICMP witness, started as soon as the host answers.
+//! The probes of each found host (its follow-ups): its ports, SSH banner
+//! and host key, name and an ICMP witness, started as soon as the host
+//! answers.
 //!
 //! A host whose probes are still fresh (`Options::carried`: same address,
 //! same MAC, up, probed within the refresh) keeps what was found before and
@@ -79,7 +80,7 @@ struct SynProbe {
 }
 
 /// Ports, name and an ICMP witness of each host as soon as it is found.
-pub(super) struct FollowUps {
+pub(super) struct Probes {
     /// `None`: shed (the SYN prober stopped at the deadline).
     pub(super) tasks: tokio::task::JoinSet<Option<Found>>,
     /// For the ICMP witness; none where ICMP sockets are not allowed.
@@ -98,10 +99,10 @@ pub(super) struct FollowUps {
     pub(super) carried_count: usize,
 }
 
-impl FollowUps {
-    pub(super) fn new(opts: &Options) -> FollowUps {
+impl Probes {
+    pub(super) fn new(opts: &Options) -> Probes {
         let hosts_in_flight = (connect_budget() / opts.ports.len().max(1) as u64).max(64);
-        FollowUps {
+        Probes {
             tasks: tokio::task::JoinSet::new(),
             icmp: icmp::client(surge_ping::ICMP::V4).ok(),
             pings: std::process::id() as u16,

@@ -5,20 +5,20 @@
 //! another. A variable is named by a dotted path into the host's variables,
 //! such as `labels.rack` or `role`.
 
-use super::{
+use crate::db::{
     fields::Fields,
     problem::Problem,
     words::{GroupBy, DEFAULT_GROUP_BY, GROUP_BY},
     yaml::{self, Value},
 };
 
-const FILE: &str = "mdb.yaml";
+use super::FILE;
 /// Bounds on what one settings file can ask the inventory to build.
 const MAX_KEYED_GROUPS: usize = 64;
 const MAX_COMPOSE: usize = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InventorySettings {
+pub struct Inventory {
     /// The cluster whose nodes also form k3s-ansible's `k3s_cluster`,
     /// `server` and `agent` groups.
     pub k3s_groups: Option<String>,
@@ -28,9 +28,9 @@ pub struct InventorySettings {
     pub compose: Vec<(String, String)>,
 }
 
-impl Default for InventorySettings {
+impl Default for Inventory {
     fn default() -> Self {
-        InventorySettings {
+        Inventory {
             k3s_groups: None,
             group_by: DEFAULT_GROUP_BY.to_vec(),
             keyed_groups: Vec::new(),
@@ -48,8 +48,8 @@ pub struct KeyedGroup {
     pub separator: String,
 }
 
-pub fn parse(node: &yaml::Node, problems: &mut Vec<Problem>) -> InventorySettings {
-    let mut out = InventorySettings::default();
+pub fn parse(node: &yaml::Node, problems: &mut Vec<Problem>) -> Inventory {
+    let mut out = Inventory::default();
     let allowed = ["k3s_groups", "group_by", "keyed_groups", "compose"];
     let Some(f) = Fields::of(FILE, node, "inventory", &allowed, problems) else {
         return out;
@@ -72,11 +72,11 @@ fn group_by(f: &Fields, problems: &mut Vec<Problem>) -> Vec<GroupBy> {
     let mut out = Vec::new();
     for node in f.strs("group_by", problems) {
         let text = node.as_str().unwrap_or_default();
-        match super::fields::choose(text, GROUP_BY) {
+        match crate::db::fields::choose(text, GROUP_BY) {
             Some(g) if !out.contains(&g) => out.push(g),
             Some(_) => problems.push(f.problem(node, "group_by", format!("{text:?} given twice"))),
             None => {
-                let hint = super::fields::closest(&text.replace('_', "-"), &words)
+                let hint = crate::db::fields::closest(&text.replace('_', "-"), &words)
                     .map(|w| format!("did you mean `{w}`? "))
                     .unwrap_or_default();
                 problems.push(f.problem(
