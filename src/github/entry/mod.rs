@@ -5,14 +5,17 @@
 use std::{collections::HashSet, net::IpAddr};
 
 use crate::{
-    db::{self, emit, load::check_dns_label, mdb_yaml::Subnet, Report, Snapshot, SourceFile},
+    db::{self, emit, mdb_yaml::Subnet, Report, Snapshot, SourceFile},
     export::ipam,
     net::Mac,
-    proto::{
-        machine::Use, ClusterUse, DevelopmentKind, DevelopmentUse, DeviceUse, DiscoverUse,
-        DiscoveredHost, GamesUse, Machine, Ssh,
-    },
+    proto::{machine::Use, DiscoveredHost, Machine, Ssh},
 };
+
+mod naming;
+mod usage;
+
+use naming::{base_name, unique_name};
+use usage::{cluster_ssh, use_of, with_host_key};
 
 /// The folder enrolled machines are written to, one file each, so that two
 /// enrolments never touch the same file (and never conflict with each other).
@@ -183,169 +186,6 @@ fn reserve(
     ipam::next_free(subnet, snap, &taken).ok_or_else(|| Error::NoFreeAddress(subnet.name.clone()))
 }
 
-/// The best name the LAN gives (DHCP, mDNS, reverse DNS, by `order`)
-/// where it is a DNS label; else vendor and MAC tail (`pi-dca632-0060`);
-/// else the address (`host-198-18-10-5`).
-fn base_name(
-    h: &DiscoveredHost,
-    mac: Option<Mac>,
-    ip: IpAddr,
-    order: &[db::words::NameSource],
-) -> String {
-    if let Some(n) = crate::export::names::entry_label(h, order) {
-        return n;
-    }
-    match mac {
-        Some(m) => {
-            let b = m.0;
-            format!(
-                "{}-{:02x}{:02x}{:02x}-{:02x}{:02x}",
-                vendor_word(&h.vendor),
-                b[0],
-                b[1],
-                b[2],
-                b[4],
-                b[5]
-            )
-        }
-        None => format!("host-{}", ip.to_string().replace(['.', ':'], "-")),
-    }
-}
-
-/// A short lower-case word for a vendor: "Raspberry Pi Trading" → "pi".
-fn vendor_word(vendor: &str) -> String {
-    let lower = vendor.to_ascii_lowercase();
-    if lower.contains("raspberry") {
-        return "pi".into();
-    }
-    let word: String = lower
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .find(|w| !w.is_empty())
-        .unwrap_or("host")
-        .chars()
-        .take(20)
-        .collect();
-    word
-}
-
-/// `base`, or `base-2`, `base-3`... whichever no machine or enrolment has.
-fn unique_name(base: &str, snap: &Snapshot, held: &Held) -> Result<String, Error> {
-    let free = |n: &str| snap.by_name(n).is_none() && !held.names.contains(n);
-    let base: String = base.chars().take(56).collect();
-    let base = base.trim_end_matches('-').to_string();
-    (1..100)
-        .map(|i| {
-            if i == 1 {
-                base.clone()
-            } else {
-                format!("{base}-{i}")
-            }
-        })
-        .find(|n| check_dns_label(n).is_ok() && free(n))
-        .ok_or(Error::NoName(base))
-}
-
-/// The `use:` value, and a note: a rule of `scan.rules` that joins a
-/// cluster makes the device a node of it; a cluster guess without one
-/// names no cluster, so it is proposed as `discover`, with a note.
-fn use_of(h: &DiscoveredHost, snap: &Snapshot) -> (Use, Option<String>) {
-    let ports: Vec<u16> = h
-        .open_ports
-        .iter()
-        .filter_map(|p| u16::try_from(*p).ok())
-        .collect();
-    let seen = db::rules::Seen {
-        ip: h.ip.parse().ok(),
-        mac: h.mac.parse().ok(),
-        vendor: &h.vendor,
-        banner: &h.ssh_banner,
-        open_ports: &ports,
-        services: &h.services,
-    };
-    if let Some(j) =
-        db::rules::first_match(&snap.mdb_yaml.scan.rules, &seen).and_then(|r| r.join.as_ref())
-    {
-        let use_ = Use::Cluster(ClusterUse {
-            cluster: j.cluster.clone(),
-            role: j.role as i32,
-        });
-        let note = format!(
-            "joins cluster {} as a {} (scan.rules)",
-            j.cluster,
-            db::words::role_name(j.role as i32)
-        );
-        return (use_, Some(note));
-    }
-    match db::kind_name(h.guessed_use) {
-        "cluster" => (
-            Use::Discover(DiscoverUse {}),
-            Some("looks like a cluster node; to add it to one, set use: {cluster: {name: NAME, role: worker}}, or add a join rule to scan.rules".into()),
-        ),
-        "development" => (
-            Use::Development(DevelopmentUse {
-                kind: DevelopmentKind::Server as i32,
-            }),
-            None,
-        ),
-        "games" => (Use::Games(GamesUse {}), None),
-        "device" => {
-            (
-                Use::Device(DeviceUse {
-                    description: device_description(h),
-                }),
-                None,
-            )
-        }
-        _ => (Use::Discover(DiscoverUse {}), None),
-    }
-}
-
-/// What a device is: a printer when it announces a printer's service,
-/// with its vendor where known.
-fn device_description(h: &DiscoveredHost) -> String {
-    let printer = h
-        .services
-        .iter()
-        .any(|s| db::rules::PRINTER_SERVICES.contains(&s.as_str()));
-    match (printer, h.vendor.is_empty()) {
-        (true, true) => "printer".into(),
-        (true, false) => format!("printer ({})", h.vendor),
-        (false, true) => "unknown device".into(),
-        (false, false) => h.vendor.clone(),
-    }
-}
-
-/// The SSH user and port most of a cluster's nodes use, if they name one:
-/// a new node is reached like its peers.
-fn cluster_ssh(snap: &Snapshot, cluster: &str) -> Option<Ssh> {
-    let (cp, workers) = snap.cluster(cluster)?;
-    let mut count: std::collections::BTreeMap<(String, u32), usize> = Default::default();
-    for s in cp
-        .iter()
-        .chain(workers.iter())
-        .filter_map(|m| m.ssh.as_ref())
-    {
-        *count.entry((s.user.clone(), s.port)).or_default() += 1;
-    }
-    let ((user, port), _) = count.into_iter().max_by_key(|(_, n)| *n)?;
-    Some(Ssh {
-        user,
-        port,
-        ..Default::default()
-    })
-}
-
-/// The host key the device offered, proposed for a DB writer to pin (a
-/// key that does not parse is no proposal).
-fn with_host_key(ssh: Option<Ssh>, offered: &str) -> Option<Ssh> {
-    let Ok(key) = offered.parse::<crate::hostkey::HostKey>() else {
-        return ssh;
-    };
-    let mut ssh = ssh.unwrap_or_default();
-    ssh.host_keys = vec![key.to_string()];
-    Some(ssh)
-}
-
 fn notes(h: &DiscoveredHost, seen_at: IpAddr, ip: IpAddr, guess: Option<String>) -> String {
     let mut parts = vec![format!(
         "enrolled by mdb: first seen {}",
@@ -392,6 +232,7 @@ pub fn time(unix: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::{ClusterUse, DiscoverUse};
     use crate::proto::{HostState, UseKind};
 
     const MDB_YAML: &str = "subnets:\n  - name: lab\n    cidr: 198.18.10.0/24\n    static: 198.18.10.10-198.18.10.199\n    dynamic: 198.18.10.200-198.18.10.250\n";
