@@ -71,6 +71,25 @@ pub struct RawServer {
     /// Where a replica keeps each scanner's last view, so that it starts
     /// with it (stale) while that scanner is away.
     pub mirror_cache: Option<PathBuf>,
+    /// The tokens this server takes, by scope.
+    #[serde(default)]
+    pub tokens: crate::auth::settings::RawTokens,
+    /// TLS on the gRPC port, and the CA of mdb's own parts (mutual TLS).
+    #[serde(default)]
+    pub tls: crate::auth::settings::RawTls,
+    /// How the page is signed in to.
+    pub web_auth: Option<crate::auth::settings::RawWebAuth>,
+    /// The token this process shows the scanners it mirrors (`mirror`).
+    pub scanner_token_file: Option<PathBuf>,
+    /// The token this process shows the runner whose statuses the page
+    /// shows (`runner`).
+    pub runner_token_file: Option<PathBuf>,
+    /// The client certificate this process shows its scanners and runner.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// Send those tokens over plaintext to another host (not advised).
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 
 /// Flags of `mdb serve`, each declared once beside its subsystem's
@@ -142,6 +161,19 @@ pub fn resolve(raw: RawConfig, env: &Env, flags: &Flags) -> Result<Config, Error
         env,
         scan.as_ref().and_then(|s| s.state_dir.as_deref()),
     )?;
+    let auth = server_auth(&raw.server)?;
+    let (scanner_creds, runner_creds) = server_credentials(&raw.server, env)?;
+    for s in &scanner {
+        scanner_creds
+            .check_transport(s)
+            .map_err(|e| Error(format!("server.scanners: {e}")))?;
+    }
+    let runner = pick(&flags.runner, env, ENV_RUNNER, &raw.server.runner);
+    if let Some(r) = &runner {
+        runner_creds
+            .check_transport(r)
+            .map_err(|e| Error(format!("server.runner: {e}")))?;
+    }
     Ok(Config {
         scan,
         github,
@@ -150,15 +182,64 @@ pub fn resolve(raw: RawConfig, env: &Env, flags: &Flags) -> Result<Config, Error
         timing,
         grpc_listen,
         metrics_listen,
+        auth,
+        scanner_creds,
         shutdown_grace: duration(
             "shutdown_grace",
             raw.server.shutdown_grace.clone(),
             DEFAULT_SHUTDOWN_GRACE,
         )?,
-        runner: pick(&flags.runner, env, ENV_RUNNER, &raw.server.runner),
+        runner: runner.map(|addr| crate::dial::Remote {
+            addr,
+            creds: runner_creds,
+        }),
         scanners: scanner,
         mirror_cache: raw.server.mirror_cache.clone(),
     })
+}
+
+/// Who may ask `mdb serve`: its tokens, TLS and the page's login.
+fn server_auth(s: &RawServer) -> Result<crate::auth::settings::ServerAuth, Error> {
+    use crate::auth::{settings, Scope};
+    let tokens = settings::tokens(
+        &s.tokens,
+        &[Scope::Read, Scope::Mirror, Scope::Metrics],
+        "server",
+    )?;
+    let (tls, client_certs) = settings::tls(&s.tls, "server")?;
+    Ok(settings::ServerAuth {
+        tokens: std::sync::Arc::new(tokens),
+        tls,
+        client_certs,
+        login: settings::login(s.web_auth.as_ref(), "server")?,
+    })
+}
+
+/// What this process shows the scanners it mirrors and the runner.
+fn server_credentials(
+    s: &RawServer,
+    env: &Env,
+) -> Result<(crate::dial::Credentials, crate::dial::Credentials), Error> {
+    let (cert, key) = (s.client_cert.as_ref(), s.client_key.as_ref());
+    let scanner = crate::auth::settings::credentials(
+        s.scanner_token_file.as_ref(),
+        cert,
+        key,
+        s.allow_plaintext,
+        env,
+        "MDB_SCANNER",
+        "server",
+    )?;
+    let runner = crate::auth::settings::credentials(
+        s.runner_token_file.as_ref(),
+        cert,
+        key,
+        s.allow_plaintext,
+        env,
+        "MDB_RUNNER",
+        "server",
+    )?;
+    Ok((scanner, runner))
 }
 
 /// Resolves the file's `[provision]` (and `[github]`, for its issues) <
@@ -271,7 +352,8 @@ fn resolve_scanner(
                 "server.scanner: this process sweeps itself ([scan]) and files nothing; only the filer (the scanner with [github]) follows other scanners such as {addr}, and a replica that follows must not sweep"
             )));
         }
-        crate::dial::endpoint(&addr, None).map_err(|e| Error(format!("server.scanner: {e}")))?;
+        crate::dial::endpoint(&addr, None, None)
+            .map_err(|e| Error(format!("server.scanner: {e}")))?;
         if out.contains(&addr) {
             return Err(Error(format!("server.scanners: {addr} is named twice")));
         }

@@ -1,8 +1,10 @@
 //! How mdb reaches a gRPC server: `host:port` and `http://` in plaintext,
 //! `https://` over TLS (rustls) with the system's roots or one CA file.
 //! Any other scheme is refused rather than silently spoken in plaintext.
-//! The same roots make the rustls client of mdb's other TLS clients
-//! (notifications over https:// and mqtts://).
+//! A client says who it is with its [`Credentials`]: a bearer token on
+//! every call, or a client certificate (mutual TLS). The same roots make
+//! the rustls client of mdb's other TLS clients (notifications over
+//! https:// and mqtts://).
 
 use std::{
     path::{Path, PathBuf},
@@ -15,7 +17,12 @@ use tokio_rustls::rustls::{
     RootCertStore,
 };
 
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
+};
+
+use crate::secret::Secret;
 
 /// Largest CA bundle read: a system bundle is ~200 KiB.
 const MAX_CA_FILE: u64 = 4 << 20;
@@ -32,6 +39,106 @@ pub enum Error {
     NoRoots,
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("client certificate {}: {why}", .path.display())]
+    Identity { path: PathBuf, why: String },
+    #[error("a client certificate is for https:// servers only")]
+    IdentityInPlaintext,
+    #[error("{0} is plaintext to another host: the token goes over https:// only (or set allow_plaintext)")]
+    TokenInPlaintext(String),
+}
+
+/// Who a client is to the server it dials: a bearer token (read from a
+/// file or the environment, never a flag) and, for https://, a client
+/// certificate and its key (mutual TLS).
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
+    pub token: Option<Secret>,
+    pub identity: Option<ClientIdentity>,
+    /// Send the token over plaintext to a host other than this one (anyone
+    /// on the path, or answering in the server's place, would read it).
+    pub allow_plaintext: bool,
+}
+
+/// A client certificate and its key, as PEM files.
+#[derive(Clone, Debug)]
+pub struct ClientIdentity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A server to dial, and what to tell it of who is calling.
+#[derive(Clone, Debug, Default)]
+pub struct Remote {
+    pub addr: String,
+    pub creds: Credentials,
+}
+
+impl Remote {
+    /// A server reached with no credentials.
+    pub fn open(addr: &str) -> Remote {
+        Remote {
+            addr: addr.to_string(),
+            creds: Credentials::default(),
+        }
+    }
+}
+
+/// Adds `authorization: Bearer TOKEN` to every call, when there is a token.
+#[derive(Clone, Debug, Default)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A connection to a server that says who the client is on every call.
+pub type Conn = InterceptedService<Channel, Bearer>;
+
+impl Credentials {
+    /// The interceptor of these credentials; a token that cannot be a
+    /// header value (a control character in it) is refused.
+    pub fn bearer(&self) -> Result<Bearer, Error> {
+        let Some(t) = &self.token else {
+            return Ok(Bearer::default());
+        };
+        let value = format!("Bearer {}", t.expose())
+            .parse()
+            .map_err(|_| Error::Tls("the token holds characters a header cannot".into()))?;
+        Ok(Bearer(Some(value)))
+    }
+
+    /// Whether these credentials may go to `addr`: a token never goes in
+    /// plaintext to another host unless allowed.
+    pub fn check_transport(&self, addr: &str) -> Result<(), Error> {
+        if self.token.is_some() && !self.allow_plaintext && plaintext_off_host(addr) {
+            return Err(Error::TokenInPlaintext(addr.to_string()));
+        }
+        Ok(())
+    }
+
+    /// `channel` saying who this client is on every call.
+    pub fn on(&self, channel: Channel) -> Result<Conn, Error> {
+        Ok(InterceptedService::new(channel, self.bearer()?))
+    }
+}
+
+/// The credentials the CLI sends (from `--token-file`, `MDB_TOKEN_FILE`
+/// or `MDB_TOKEN`), set once at start.
+static CLI_CREDENTIALS: std::sync::OnceLock<Credentials> = std::sync::OnceLock::new();
+
+/// Sets the credentials the CLI's commands send to every server.
+pub fn use_credentials(c: Credentials) {
+    let _ = CLI_CREDENTIALS.set(c);
+}
+
+/// The CLI's credentials (none unless set).
+pub fn cli_credentials() -> Credentials {
+    CLI_CREDENTIALS.get().cloned().unwrap_or_default()
 }
 
 /// The URL tonic is given: `host:port` gets `http://`.
@@ -55,22 +162,54 @@ pub fn trust_ca_file(path: PathBuf) {
 
 /// The endpoint for `addr`; TLS for https://, trusting `ca_file` alone when
 /// given (else the one set by [`trust_ca_file`]), the system's roots
-/// otherwise.
-pub fn endpoint(addr: &str, ca_file: Option<&Path>) -> Result<Endpoint, Error> {
+/// otherwise, and presenting `identity` when given.
+pub fn endpoint(
+    addr: &str,
+    ca_file: Option<&Path>,
+    identity: Option<&ClientIdentity>,
+) -> Result<Endpoint, Error> {
     let ca_file = ca_file.or_else(|| CA_FILE.get().map(PathBuf::as_path));
     let url = url(addr)?;
     let endpoint = Endpoint::from_shared(url.clone())
         .map_err(|e| Error::Address(url.clone(), e.to_string()))?;
     if !url.starts_with("https://") {
+        if identity.is_some() {
+            return Err(Error::IdentityInPlaintext);
+        }
         return Ok(endpoint);
     }
-    let tls = match ca_file {
+    let mut tls = match ca_file {
         Some(path) => ClientTlsConfig::new().ca_certificate(read_ca(path)?),
         None => ClientTlsConfig::new().with_native_roots(),
     };
+    if let Some(id) = identity {
+        tls = tls.identity(read_identity(id)?);
+    }
     endpoint
         .tls_config(tls)
         .map_err(|e| Error::Address(url, e.to_string()))
+}
+
+/// A client certificate and key, bounded and checked to be PEM.
+pub fn read_identity(id: &ClientIdentity) -> Result<Identity, Error> {
+    let read = |path: &Path, marker: &str| -> Result<Vec<u8>, Error> {
+        let bad = |why: String| Error::Identity {
+            path: path.to_path_buf(),
+            why,
+        };
+        let text = std::fs::read(path).map_err(|e| bad(e.kind().to_string()))?;
+        if text.len() as u64 > MAX_CA_FILE {
+            return Err(bad(format!("larger than {MAX_CA_FILE} bytes")));
+        }
+        if !text.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+            return Err(bad(format!("no {marker} in it")));
+        }
+        Ok(text)
+    };
+    Ok(Identity::from_pem(
+        read(&id.cert, "-----BEGIN CERTIFICATE-----")?,
+        read(&id.key, "PRIVATE KEY-----")?,
+    ))
 }
 
 /// Whether `addr` is spoken in plaintext to a host other than this one.
@@ -110,12 +249,19 @@ pub fn warn_if_plaintext(addr: &str, what: &str) {
     }
 }
 
-/// Connects now; the error is tonic's, for the caller to word.
-pub async fn channel(
+/// Connects now, saying who this client is; the transport's error is
+/// tonic's, for the caller to word.
+pub async fn connect(
     addr: &str,
-    ca_file: Option<&Path>,
-) -> Result<Result<Channel, tonic::transport::Error>, Error> {
-    Ok(endpoint(addr, ca_file)?.connect().await)
+    creds: &Credentials,
+) -> Result<Result<Conn, tonic::transport::Error>, Error> {
+    creds.check_transport(addr)?;
+    let endpoint = endpoint(addr, None, creds.identity.as_ref())?;
+    let bearer = creds.bearer()?;
+    Ok(endpoint
+        .connect()
+        .await
+        .map(|ch| InterceptedService::new(ch, bearer)))
 }
 
 /// A rustls client trusting `ca_file` alone, or the system's roots.
@@ -196,7 +342,7 @@ mod tests {
             url("grpcs://a:443").unwrap_err().to_string(),
             "\"grpcs://a:443\": unsupported scheme (use host:port, http:// or https://)"
         );
-        assert!(endpoint("https://mdb.example:443", None).is_ok());
+        assert!(endpoint("https://mdb.example:443", None, None).is_ok());
     }
 
     #[test]
@@ -225,11 +371,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, "not a certificate").unwrap();
-        let e = endpoint("https://a:1", Some(&path))
+        let e = endpoint("https://a:1", Some(&path), None)
             .unwrap_err()
             .to_string();
         assert!(e.ends_with("ca.pem: no PEM certificate in it"), "{e}");
-        let e = endpoint("https://a:1", Some(&dir.path().join("absent")))
+        let e = endpoint("https://a:1", Some(&dir.path().join("absent")), None)
             .unwrap_err()
             .to_string();
         assert!(e.ends_with("absent: entity not found"), "{e}");

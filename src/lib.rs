@@ -33,6 +33,7 @@
 //!   allocator's settings).
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod command;
 pub mod config;

@@ -10,7 +10,6 @@
 use std::{collections::BTreeMap, future::Future, time::Duration};
 
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tracing::{error, info, warn};
 
 use crate::proto::{
@@ -80,7 +79,7 @@ pub trait Acts {
     fn act<'a>(
         &'a mut self,
         db: &'a Database,
-        server: &'a mut MachineDbClient<Channel>,
+        server: &'a mut MachineDbClient<crate::dial::Conn>,
         shutdown: &'a CancellationToken,
     ) -> impl Future<Output = Option<Duration>> + Send + 'a;
 
@@ -96,7 +95,7 @@ pub trait Acts {
 /// Follows `server` until `shutdown`, reconnecting with backoff; `what`
 /// names the follower in logs.
 pub async fn watch(
-    server: &str,
+    server: &crate::dial::Remote,
     what: &str,
     debounce: Duration,
     actor: &mut (impl Acts + Send),
@@ -106,7 +105,9 @@ pub async fn watch(
     loop {
         match connection(server, what, debounce, actor, &shutdown).await {
             Ok(()) => return,
-            Err(e) => warn!(server, error = %e, "{what} lost the server; reconnecting in {wait:?}"),
+            Err(e) => {
+                warn!(server = %server.addr, error = %e, "{what} lost the server; reconnecting in {wait:?}")
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -118,18 +119,19 @@ pub async fn watch(
 
 /// One connection: the full database first, then every change.
 async fn connection(
-    server: &str,
+    remote: &crate::dial::Remote,
     what: &str,
     debounce: Duration,
     actor: &mut (impl Acts + Send),
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
+    let server = remote.addr.as_str();
     crate::dial::warn_if_plaintext(server, what);
-    let channel = crate::dial::channel(server, None)
+    let conn = crate::dial::connect(server, &remote.creds)
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let mut client = MachineDbClient::new(channel);
+    let mut client = MachineDbClient::new(conn);
     let mut stream = client
         .watch(WatchRequest {
             initial_snapshot: true,

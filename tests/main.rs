@@ -9,6 +9,7 @@ mod util;
 mod api;
 mod attack;
 mod attack_lan;
+mod auth;
 mod cli;
 mod deploy;
 mod dhcp;

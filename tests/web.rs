@@ -320,12 +320,17 @@ async fn five_thousand_hosts_are_paged_searched_across_pages_and_valid() {
         "search covers every page"
     );
     std::fs::write(dir.path().join("found.html"), &found).expect("write");
-    let (_, _, down) = get_full(
+    let (status, head, down) = get_full(
         server.metrics,
         "/discovered?presence=down&per_page=1000&format=json",
     )
     .await;
-    let down: serde_json::Value = serde_json::from_str(&down).expect("json");
+    let down: serde_json::Value = serde_json::from_str(&down).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): status {status}, {head}, {} bytes",
+            down.len()
+        )
+    });
     assert_eq!(down["paging"]["total"], 500);
     assert_eq!(down["hosts"].as_array().map(Vec::len), Some(500));
     let (_, _, json) = get_full(server.metrics, "/discovered?format=json&page=2").await;

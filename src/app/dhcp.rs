@@ -17,6 +17,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let shell = Shell::new(super::shutdown::on_signal(), cfg.shutdown_grace);
     let registry = crate::metrics::registry();
     let metrics = DhcpMetrics::register(&registry);
+    let guard = crate::auth::web::Guard::new(Default::default(), cfg.tokens.clone(), &registry);
+    if guard.is_open() {
+        crate::auth::warn_open("mdb dhcp --follow");
+    }
     let mut reserver = Reserver::new(cfg.clone(), metrics);
     let registry = Arc::new(registry);
     let status = reserver.status();
@@ -37,8 +41,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             }
         }),
     );
-    shell.serve_http(http, routes);
-    tracing::info!(server = %cfg.server, listen = %cfg.metrics_listen, "mdb dhcp following");
+    shell.serve_http(http, shell::guarded(routes, guard));
+    tracing::info!(server = %cfg.server.addr, listen = %cfg.metrics_listen, "mdb dhcp following");
     let (server, debounce) = (cfg.server.clone(), cfg.debounce);
     let stop = shell.shutdown.clone();
     shell.spawn(async move {

@@ -1,7 +1,8 @@
 //! `mdb provision`, wired: its ports bound first, then the runner
 //! following the server's database, its statuses served over gRPC
-//! (`mdb.v1.Provisioning`), its failures filed on GitHub and told to the
-//! `[[notify]]` sinks, and the admin routes.
+//! (`mdb.v1.Provisioning`, behind the runner's tokens or client CA), its
+//! failures filed on GitHub and told to the `[[notify]]` sinks, and the
+//! admin routes.
 
 use anyhow::Context;
 
@@ -41,28 +42,41 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             shell.shutdown.child_token(),
         ));
     }
-    let registry = std::sync::Arc::new(registry);
-    shell.serve_http(
-        http,
-        shell::admin_router(
-            move || crate::metrics::encode(&registry),
-            || Ok("ok".into()),
-        ),
+    if cfg.auth.is_open() {
+        crate::auth::warn_open("mdb provision");
+    }
+    let auth = crate::auth::grpc::AuthLayer::new(
+        cfg.auth.tokens.clone(),
+        cfg.auth.client_certs,
+        crate::auth::grpc::Refused::register(&registry),
     );
+    let guard =
+        crate::auth::web::Guard::new(Default::default(), cfg.auth.tokens.clone(), &registry);
+    let registry = std::sync::Arc::new(registry);
+    let admin = shell::admin_router(
+        move || crate::metrics::encode(&registry),
+        || Ok("ok".into()),
+    );
+    shell.serve_http(http, shell::guarded(admin, guard));
     let service =
         crate::proto::provisioning_server::ProvisioningServer::new(status::StatusService {
             statuses: runner.statuses(),
             refused: runner.refusal(),
         });
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = cfg.auth.tls.clone() {
+        builder = builder.tls_config(tls).context("the runner's TLS")?;
+    }
     let stop = shell.shutdown.clone();
     let server = async move {
         let incoming = tonic::transport::server::TcpIncoming::from(grpc);
-        tonic::transport::Server::builder()
+        builder
+            .layer(auth)
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
             .await
     };
-    tracing::info!(server = %cfg.server, grpc = %cfg.grpc_listen, metrics = %cfg.metrics_listen, "mdb provision running");
+    tracing::info!(server = %cfg.server.addr, grpc = %cfg.grpc_listen, metrics = %cfg.metrics_listen, "mdb provision running");
     shell.spawn(runner.run(shell.shutdown.clone()));
     if let Err(e) = shell.run(server).await {
         tracing::warn!(error = %e, "provisioning status server stopped");

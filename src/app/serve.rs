@@ -86,6 +86,7 @@ pub async fn serve(
     for scanner in cfg.scanners.clone() {
         shell.spawn(discover::mirroring::run(
             scanner,
+            cfg.scanner_creds.clone(),
             mirrors.clone(),
             shell.shutdown.child_token(),
         ));
@@ -94,16 +95,31 @@ pub async fn serve(
         discovery(&shell, &cfg, scan, start, &store, &metrics, mirrors);
     }
     let (grpc_addr, metrics_addr) = (ports.grpc_addr(), ports.metrics_addr());
+    if cfg.auth.is_open() {
+        crate::auth::warn_open("mdb serve");
+    }
+    let guard = crate::auth::web::Guard::new(
+        cfg.auth.login.clone(),
+        cfg.auth.tokens.clone(),
+        metrics.registry(),
+    );
     let routes = serve::metrics::router(metrics.clone(), store.clone()).merge(serve::web::router(
         store.clone(),
         &cfg.source.url,
         cfg.runner.clone(),
     ));
-    shell.serve_http(ports.http, routes);
+    shell.serve_http(ports.http, shell::guarded(routes, guard));
+    let auth = crate::auth::grpc::AuthLayer::new(
+        cfg.auth.tokens.clone(),
+        cfg.auth.client_certs,
+        crate::auth::grpc::Refused::register(metrics.registry()),
+    );
     let grpc = serve::grpc(
         ports.grpc,
         store.clone(),
         metrics.grpc.clone(),
+        auth,
+        cfg.auth.tls.clone(),
         shell.shutdown.clone(),
     )
     .await?;

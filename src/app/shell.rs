@@ -17,6 +17,9 @@ use tracing::warn;
 /// Open connections the HTTP port (metrics, health) holds at most; more are
 /// closed at once, so idle or slow clients cannot take every file descriptor.
 pub const HTTP_MAX_CONNECTIONS: usize = 128;
+/// Open connections one address holds at most: one client cannot take the
+/// slots a probe or a scrape needs.
+pub const HTTP_MAX_PER_ADDRESS: usize = 32;
 /// A client must send its request headers within this time.
 pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest life of one HTTP connection, idle keep-alive included; a scrape
@@ -102,6 +105,15 @@ impl Shell {
     }
 }
 
+/// `router` behind the guard of its port (the page's login, the metrics
+/// token; health and readiness open).
+pub fn guarded(router: Router, guard: crate::auth::web::Guard) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        Arc::new(guard),
+        crate::auth::web::guard,
+    ))
+}
+
 /// The admin routes every daemon answers: `/metrics` (what `metrics`
 /// renders at each scrape), `/healthz` (the process is up) and `/readyz`
 /// (what `ready` says: why not, when it is not).
@@ -143,14 +155,15 @@ pub fn admin_router(
 pub async fn serve_http(listener: TcpListener, router: Router, shutdown: CancellationToken) {
     use hyper_util::{rt::TokioIo, rt::TokioTimer, service::TowerToHyperService};
     let slots = Arc::new(tokio::sync::Semaphore::new(HTTP_MAX_CONNECTIONS));
+    let per_address = Arc::new(PerAddress::default());
     let connections = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
             a = listener.accept() => a,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 // Out of descriptors, say: wait instead of spinning.
                 warn!(error = %e, "HTTP accept failed");
@@ -158,14 +171,22 @@ pub async fn serve_http(listener: TcpListener, router: Router, shutdown: Cancell
                 continue;
             }
         };
+        let Some(held) = per_address.take(peer.ip()) else {
+            drop(stream);
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             drop(stream);
             continue;
         };
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(
+            router
+                .clone()
+                .layer(axum::Extension(crate::auth::web::Peer(peer))),
+        );
         let shutdown = shutdown.clone();
         connections.spawn(async move {
-            let _slot = slot;
+            let _slot = (slot, held);
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HTTP_HEADER_TIMEOUT)
@@ -178,6 +199,37 @@ pub async fn serve_http(listener: TcpListener, router: Router, shutdown: Cancell
     }
     connections.close();
     connections.wait().await;
+}
+
+/// Connections held by each address.
+#[derive(Default)]
+struct PerAddress(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One connection of an address, given back when dropped.
+struct Held(Arc<PerAddress>, std::net::IpAddr);
+
+impl PerAddress {
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Held> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_default();
+        if *n >= HTTP_MAX_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(Held(self.clone(), ip))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut m = (self.0).0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
 }
 
 /// The part of the shutdown grace that draining may use; the rest is left

@@ -25,6 +25,10 @@ pub struct Cli {
     /// For https:// servers: trust this CA (PEM) instead of the system's roots.
     #[arg(long, global = true, env = "MDB_CA_FILE", value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
+    /// The token the CLI shows servers and runners (else MDB_TOKEN);
+    /// never the token itself on the command line.
+    #[arg(long, global = true, env = "MDB_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

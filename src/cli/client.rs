@@ -2,7 +2,6 @@
 //! `mdb stats`, `mdb clusters`): connect, ask, print a table or JSON.
 
 use serde_json::{json, Value};
-use tonic::transport::Channel;
 
 use crate::{
     db::{
@@ -37,10 +36,33 @@ impl From<tonic::Status> for Error {
 
 pub use crate::dial::trust_ca_file;
 
-/// A channel to `addr`, over TLS for https:// (checked against the CA of
-/// `--ca-file`, else the system's roots).
-pub async fn channel(addr: &str) -> Result<Channel, Error> {
-    crate::dial::channel(addr, None)
+/// The CLI's credentials: the token of `--token-file` (or
+/// `MDB_TOKEN_FILE`), else `MDB_TOKEN`; none without either.
+pub fn credentials(
+    token_file: Option<&std::path::Path>,
+) -> anyhow::Result<crate::dial::Credentials> {
+    let token = match token_file {
+        Some(p) => Some(
+            crate::secret::Secret::from_file(p)
+                .map_err(|e| anyhow::anyhow!("--token-file: {e}"))?,
+        ),
+        None => std::env::var("MDB_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .map(crate::secret::Secret::new),
+    };
+    Ok(crate::dial::Credentials {
+        token,
+        identity: None,
+        allow_plaintext: std::env::var("MDB_ALLOW_PLAINTEXT").is_ok_and(|v| v == "1"),
+    })
+}
+
+/// A connection to `addr`, over TLS for https:// (checked against the CA
+/// of `--ca-file`, else the system's roots), sending the CLI's token.
+pub async fn channel(addr: &str) -> Result<crate::dial::Conn, Error> {
+    crate::dial::connect(addr, &crate::dial::cli_credentials())
         .await?
         .map_err(|e| Error::Connect {
             why: root_cause(&e),
@@ -48,7 +70,7 @@ pub async fn channel(addr: &str) -> Result<Channel, Error> {
         })
 }
 
-pub async fn connect(addr: &str) -> Result<MachineDbClient<Channel>, Error> {
+pub async fn connect(addr: &str) -> Result<MachineDbClient<crate::dial::Conn>, Error> {
     Ok(MachineDbClient::new(channel(addr).await?))
 }
 
@@ -68,7 +90,7 @@ pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Every page of a listing, with the revision of its first page.
 pub async fn list_all(
-    client: &mut MachineDbClient<Channel>,
+    client: &mut MachineDbClient<crate::dial::Conn>,
     mut req: ListMachinesRequest,
 ) -> Result<(String, Vec<Machine>), Error> {
     let mut out = Vec::new();
@@ -169,7 +191,10 @@ pub fn machines_table(ms: &[Machine]) -> String {
     machines_table_with(ms, None, None)
 }
 
-pub async fn get(client: &mut MachineDbClient<Channel>, key: &str) -> Result<Machine, Error> {
+pub async fn get(
+    client: &mut MachineDbClient<crate::dial::Conn>,
+    key: &str,
+) -> Result<Machine, Error> {
     Ok(client
         .get_machine(GetMachineRequest {
             key: key.to_string(),
@@ -178,7 +203,9 @@ pub async fn get(client: &mut MachineDbClient<Channel>, key: &str) -> Result<Mac
         .into_inner())
 }
 
-pub async fn stats(client: &mut MachineDbClient<Channel>) -> Result<crate::proto::Stats, Error> {
+pub async fn stats(
+    client: &mut MachineDbClient<crate::dial::Conn>,
+) -> Result<crate::proto::Stats, Error> {
     Ok(client.get_stats(GetStatsRequest {}).await?.into_inner())
 }
 

@@ -23,6 +23,13 @@ pub async fn run(cli: Cli) -> ExitCode {
     if let Some(ca) = cli.ca_file {
         client::trust_ca_file(ca);
     }
+    match client::credentials(cli.token_file.as_deref()) {
+        Ok(c) => crate::dial::use_credentials(c),
+        Err(e) => {
+            eprintln!("mdb: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     let result = match cli.command {
         Command::Validate {
             path,

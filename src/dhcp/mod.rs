@@ -29,8 +29,11 @@ use reservations::{Refused, Reservation};
 /// Settings of `mdb dhcp --follow` (`[dhcp]` in the TOML file).
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The mdb server whose database is followed.
-    pub server: String,
+    /// The mdb server whose database is followed, and what the follower
+    /// shows it of who it is.
+    pub server: crate::dial::Remote,
+    /// The metrics tokens of its HTTP port.
+    pub tokens: std::sync::Arc<crate::auth::Tokens>,
     /// A dnsmasq or Pi-hole `--dhcp-hostsdir`.
     pub hostsdir: Option<PathBuf>,
     pub kea: Option<Kea>,
@@ -215,7 +218,7 @@ impl crate::watcher::Acts for Reserver {
     async fn act(
         &mut self,
         db: &crate::watcher::Database,
-        _server: &mut crate::proto::machine_db_client::MachineDbClient<tonic::transport::Channel>,
+        _server: &mut crate::proto::machine_db_client::MachineDbClient<crate::dial::Conn>,
         _shutdown: &CancellationToken,
     ) -> Option<Duration> {
         let machines: Vec<crate::proto::Machine> = db.machines.values().cloned().collect();

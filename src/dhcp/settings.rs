@@ -33,6 +33,17 @@ pub struct RawDhcp {
     /// the like; never one of mdb's secrets.
     #[serde(default)]
     pub env: Vec<String>,
+    /// The token the follower shows its server (scope `read`).
+    pub token_file: Option<PathBuf>,
+    /// The client certificate the follower shows its server (mutual TLS).
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// Send the token over plaintext to another host (not advised).
+    #[serde(default)]
+    pub allow_plaintext: bool,
+    /// The tokens its own HTTP port takes (`metrics`).
+    #[serde(default)]
+    pub tokens: crate::auth::settings::RawTokens,
 }
 
 /// Flags of `mdb dhcp --follow` (where it applies reservations); each over
@@ -77,6 +88,19 @@ pub fn resolve(
         .or(r.server.clone())
         .unwrap_or_else(|| "http://127.0.0.1:50051".into());
     crate::dial::url(&server).map_err(|e| Error(format!("dhcp.server: {e}")))?;
+    let creds = crate::auth::settings::credentials(
+        r.token_file.as_ref(),
+        r.client_cert.as_ref(),
+        r.client_key.as_ref(),
+        r.allow_plaintext,
+        env,
+        "MDB_DHCP",
+        "dhcp",
+    )?;
+    creds
+        .check_transport(&server)
+        .map_err(|e| Error(format!("dhcp.server: {e}")))?;
+    let tokens = crate::auth::settings::tokens(&r.tokens, &[crate::auth::Scope::Metrics], "dhcp")?;
     let kea = match (flags.kea_reservations.clone().or(r.kea_reservations.clone()), flags.kea_socket.clone().or(r.kea_socket.clone())) {
         (Some(reservations), Some(socket)) => Some(super::Kea { reservations, socket }),
         (None, None) => None,
@@ -112,7 +136,11 @@ pub fn resolve(
     let mut leases = r.leases.clone();
     leases.extend(flags.leases.iter().cloned());
     Ok(super::Config {
-        server,
+        server: crate::dial::Remote {
+            addr: server,
+            creds,
+        },
+        tokens: std::sync::Arc::new(tokens),
         hostsdir,
         kea,
         hook,

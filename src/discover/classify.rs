@@ -259,6 +259,50 @@ pub fn classify<'a>(
     (out, unseen)
 }
 
+/// Hosts of a merged view (each mirrored scanner classified its own against
+/// its database) classified again against `snap`: what this process acts
+/// on is its own judgement. A missing machine stays missing only when it
+/// is one of `snap`'s; a host a scanner called its own address stays so.
+pub fn again(hosts: &[DiscoveredHost], snap: &Snapshot, rules: &[Rule]) -> Vec<DiscoveredHost> {
+    let obs: Vec<Observation> = hosts.iter().map(observation_of).collect();
+    let (classified, _) = classify(&obs, snap, &[], rules);
+    hosts
+        .iter()
+        .zip(classified)
+        .filter_map(|(h, c)| {
+            let mut out = h.clone();
+            out.machine = c.host.machine;
+            if h.state == HostState::Missing as i32 {
+                return (!out.machine.is_empty()).then_some(out);
+            }
+            out.state = c.host.state;
+            out.detail = c.host.detail;
+            out.guessed_use = c.host.guessed_use;
+            Some(out)
+        })
+        .collect()
+}
+
+/// What a host record says was observed of it.
+fn observation_of(h: &DiscoveredHost) -> Observation {
+    Observation {
+        ip: h.ip.parse().ok(),
+        mac: h.mac.parse().ok(),
+        vendor: h.vendor.clone(),
+        open_ports: h
+            .open_ports
+            .iter()
+            .filter_map(|p| u16::try_from(*p).ok())
+            .collect(),
+        ssh_banner: h.ssh_banner.clone(),
+        ssh_host_key: h.ssh_host_key.clone(),
+        services: h.services.clone(),
+        also_macs: h.other_macs.iter().filter_map(|m| m.parse().ok()).collect(),
+        scanner: h.state == HostState::Scanner as i32,
+        ..Default::default()
+    }
+}
+
 /// The record of a database machine that has not answered: its address
 /// inside `swept`, its MAC and its use, as the database gives them.
 pub fn unanswered(m: &Machine, swept: &[IpNetwork]) -> DiscoveredHost {

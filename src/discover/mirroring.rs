@@ -3,12 +3,13 @@
 //! scanner's Watch stream and, on every sweep event, reads that scanner's
 //! whole history again (`ListHostHistory`). While a scanner is away its
 //! hosts keep their last state, marked stale, and it reconnects with
-//! backoff.
+//! backoff. Everything a scanner sends is held to mdb's own forms
+//! (`received`) and bounded (message size, pages, hosts, delta size);
+//! past a bound the scanner is an error and its last view stays.
 
 use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tracing::{info, warn};
 
 use super::mirrors::Mirrors;
@@ -28,8 +29,10 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// keep-alive well before.
 const REFRESH: Duration = Duration::from_secs(600);
 const PAGE: u32 = 1000;
-/// Pages read at most per mirror (a million hosts).
+/// Pages read at most per mirror.
 const MAX_PAGES: usize = 1000;
+/// The largest message taken from a scanner.
+const MAX_MESSAGE: usize = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,20 +44,27 @@ pub enum Error {
     Timeout(String, Duration),
     #[error("scanner {0} ended the Watch stream")]
     Ended(String),
-    #[error("scanner {0}: more than {MAX_PAGES} pages of history")]
+    #[error("scanner {0}: more than {MAX_PAGES} pages or {max} hosts of history", max = super::received::MAX_HOSTS)]
     TooLong(String),
+    #[error("scanner {0}: a sweep event of more than {max} histories", max = super::sweep::MAX_DELTA)]
+    DeltaTooLarge(String),
     #[error("scanner {0} files GitHub issues itself, and so does this process: two filers would file every device of its segment twice; remove [github] from one of them (this segment is not merged meanwhile)")]
     TwoFilers(String),
 }
 
 /// Follows `scanner` until cancelled.
-pub async fn run(scanner: String, store: Arc<Mirrors>, shutdown: CancellationToken) {
+pub async fn run(
+    scanner: String,
+    creds: crate::dial::Credentials,
+    store: Arc<Mirrors>,
+    shutdown: CancellationToken,
+) {
     let mut wait = RETRY_MIN;
     let mut last_error = String::new();
     loop {
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = connection(&scanner, &store, &mut wait) => r,
+            r = connection(&scanner, &creds, &store, &mut wait) => r,
         };
         store.stale(&scanner, true);
         if let Err(e) = outcome {
@@ -74,8 +84,13 @@ pub async fn run(scanner: String, store: Arc<Mirrors>, shutdown: CancellationTok
 
 /// One connection: subscribe, read everything, then read again on every
 /// sweep the scanner announces. Returns when the connection fails.
-async fn connection(scanner: &str, store: &Mirrors, wait: &mut Duration) -> Result<(), Error> {
-    let mut client = connect(scanner).await?;
+async fn connection(
+    scanner: &str,
+    creds: &crate::dial::Credentials,
+    store: &Mirrors,
+    wait: &mut Duration,
+) -> Result<(), Error> {
+    let mut client = connect(scanner, creds).await?;
     if store.files_github() {
         let stats = timed(scanner, client.get_stats(crate::proto::GetStatsRequest {}))
             .await?
@@ -114,6 +129,14 @@ async fn connection(scanner: &str, store: &Mirrors, wait: &mut Duration) -> Resu
                     .as_ref()
                     .zip(at)
                     .is_some_and(|(s, (epoch, seq))| s.epoch == epoch && s.seq == seq + 1);
+                let max = super::sweep::MAX_DELTA;
+                if ev.histories.len() > max
+                    || ev.removed_hosts.len() > max
+                    || ev.discovered.len() > max
+                {
+                    return Err(Error::DeltaTooLarge(scanner.to_string()));
+                }
+                let ev = received(ev);
                 if next_in_line && ev.histories_complete && read_whole.elapsed() < REFRESH {
                     let sweep = ev.sweep.clone().unwrap_or_default();
                     at = Some((sweep.epoch, sweep.seq));
@@ -135,17 +158,49 @@ async fn connection(scanner: &str, store: &Mirrors, wait: &mut Duration) -> Resu
     }
 }
 
-async fn connect(scanner: &str) -> Result<MachineDbClient<Channel>, Error> {
+async fn connect(
+    scanner: &str,
+    creds: &crate::dial::Credentials,
+) -> Result<MachineDbClient<crate::dial::Conn>, Error> {
     crate::dial::warn_if_plaintext(scanner, "this API replica");
     let err = |e: String| Error::Connect(scanner.to_string(), e);
-    let endpoint = crate::dial::endpoint(scanner, None)
+    creds
+        .check_transport(scanner)
+        .map_err(|e| err(e.to_string()))?;
+    let endpoint = crate::dial::endpoint(scanner, None, creds.identity.as_ref())
         .map_err(|e| err(e.to_string()))?
         .connect_timeout(Duration::from_secs(10))
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true);
     let channel = endpoint.connect().await.map_err(|e| err(e.to_string()))?;
-    Ok(MachineDbClient::new(channel))
+    let conn = creds.on(channel).map_err(|e| err(e.to_string()))?;
+    Ok(MachineDbClient::new(conn).max_decoding_message_size(MAX_MESSAGE))
+}
+
+/// A sweep event as mdb's own forms allow: hosts and histories that are
+/// none are dropped, keys checked, summaries bounded.
+fn received(mut ev: WatchEvent) -> WatchEvent {
+    use super::received;
+    ev.discovered = ev
+        .discovered
+        .into_iter()
+        .filter_map(received::host)
+        .collect();
+    ev.histories = ev
+        .histories
+        .into_iter()
+        .filter_map(received::history)
+        .collect();
+    ev.transitions = ev
+        .transitions
+        .into_iter()
+        .filter_map(received::transition)
+        .collect();
+    ev.removed_hosts
+        .retain(|k| k.len() <= 300 && !k.contains(char::is_control));
+    ev.sweep = ev.sweep.map(received::sweep);
+    ev
 }
 
 fn news(ev: WatchEvent) -> News {
@@ -174,7 +229,7 @@ async fn timed<T>(
 /// and number of the scanner's last sweep (none before its first).
 async fn mirror(
     scanner: &str,
-    client: &mut MachineDbClient<Channel>,
+    client: &mut MachineDbClient<crate::dial::Conn>,
     store: &Mirrors,
     news: News,
 ) -> Result<Option<(u64, u64)>, Error> {
@@ -196,11 +251,14 @@ async fn mirror(
         )
         .await?
         .into_inner();
-        histories.extend(r.hosts);
+        histories.extend(r.hosts.into_iter().filter_map(super::received::history));
+        if histories.len() > super::received::MAX_HOSTS {
+            return Err(Error::TooLong(scanner.to_string()));
+        }
         if page == 0 {
-            sweeps = r.sweeps;
+            sweeps = r.sweeps.into_iter().map(super::received::sweep).collect();
             as_of = r.as_of_unix;
-            reserved = r.reserved.iter().filter_map(|ip| ip.parse().ok()).collect();
+            reserved = super::received::reserved(&r.reserved);
         }
         if r.next_page_token.is_empty() {
             break;

@@ -10,6 +10,7 @@ pub mod mirror_cache;
 pub mod mirroring;
 pub mod mirrors;
 pub mod names;
+pub mod received;
 pub mod scan;
 pub mod settings;
 pub mod sweep;

@@ -431,8 +431,11 @@ pub async fn run(
                         complete,
                     },
                 );
-                if let Publish::Merged(..) = publish {
-                    result.hosts = store.discovery().hosts.clone();
+                if let (Publish::Merged(..), Some(snap)) = (&publish, store.snapshot()) {
+                    // The other segments' hosts as this process's database
+                    // sees them: the filer acts on its own judgement.
+                    let rules = &snap.mdb_yaml.scan.rules;
+                    result.hosts = classify::again(&store.discovery().hosts, &snap, rules);
                 }
                 let _ = results.send(Some(Arc::new(result)));
                 crate::memory::give_back_freed();

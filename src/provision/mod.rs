@@ -22,8 +22,11 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 /// Settings of `mdb provision` (`[provision]` in the TOML file).
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The mdb server whose `Watch` drives the runner.
-    pub server: String,
+    /// The mdb server whose `Watch` drives the runner, and what the runner
+    /// shows it of who it is.
+    pub server: crate::dial::Remote,
+    /// Who may ask the runner's own port.
+    pub auth: crate::auth::settings::ServerAuth,
     /// Where the state file, inventories and known hosts live.
     pub state_dir: PathBuf,
     /// Commands by action name (`machine` is `machine_command`), run for

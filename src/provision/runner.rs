@@ -355,7 +355,7 @@ pub struct Away {
 /// database does not give them (moved: a DHCP device on its old lease until
 /// it renews). None when the server does not sweep or does not answer.
 async fn elsewhere(
-    server: &mut crate::proto::machine_db_client::MachineDbClient<tonic::transport::Channel>,
+    server: &mut crate::proto::machine_db_client::MachineDbClient<crate::dial::Conn>,
     db: &crate::watcher::Database,
 ) -> std::collections::BTreeMap<String, Away> {
     let ask = crate::proto::ListDiscoveredRequest {
@@ -390,7 +390,7 @@ impl crate::watcher::Acts for Runner {
     async fn act(
         &mut self,
         db: &crate::watcher::Database,
-        server: &mut crate::proto::machine_db_client::MachineDbClient<tonic::transport::Channel>,
+        server: &mut crate::proto::machine_db_client::MachineDbClient<crate::dial::Conn>,
         shutdown: &CancellationToken,
     ) -> Option<Duration> {
         self.revision = db.revision.clone();

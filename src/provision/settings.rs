@@ -45,6 +45,20 @@ pub struct RawProvision {
     /// and the like (e.g. `ANSIBLE_CONFIG`); never one of mdb's secrets.
     #[serde(default)]
     pub env: Vec<String>,
+    /// The token the runner shows its server (scope `read`).
+    pub token_file: Option<PathBuf>,
+    /// The client certificate the runner shows its server (mutual TLS).
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// Send the token over plaintext to another host (not advised).
+    #[serde(default)]
+    pub allow_plaintext: bool,
+    /// The tokens the runner's own port takes (`runner`, `metrics`).
+    #[serde(default)]
+    pub tokens: crate::auth::settings::RawTokens,
+    /// TLS on the runner's own gRPC port.
+    #[serde(default)]
+    pub tls: crate::auth::settings::RawTls,
 }
 
 /// Flags of `mdb provision`; each over the environment and the file.
@@ -116,6 +130,19 @@ fn provision_ssh(
     })
 }
 
+/// Who may ask the runner's own port.
+fn runner_auth(r: &RawProvision) -> Result<crate::auth::settings::ServerAuth, Error> {
+    use crate::auth::{settings, Scope};
+    let tokens = settings::tokens(&r.tokens, &[Scope::Runner, Scope::Metrics], "provision")?;
+    let (tls, client_certs) = settings::tls(&r.tls, "provision")?;
+    Ok(settings::ServerAuth {
+        tokens: std::sync::Arc::new(tokens),
+        tls,
+        client_certs,
+        login: Default::default(),
+    })
+}
+
 /// A listen address of the runner: flag > file > default.
 fn provision_listen(
     name: &str,
@@ -150,6 +177,19 @@ pub fn resolve(
         .or(r.server.clone())
         .unwrap_or_else(|| "http://127.0.0.1:50051".into());
     crate::dial::url(&server).map_err(|e| Error(format!("provision.server: {e}")))?;
+    let creds = crate::auth::settings::credentials(
+        r.token_file.as_ref(),
+        r.client_cert.as_ref(),
+        r.client_key.as_ref(),
+        r.allow_plaintext,
+        env,
+        "MDB_PROVISION",
+        "provision",
+    )?;
+    creds
+        .check_transport(&server)
+        .map_err(|e| Error(format!("provision.server: {e}")))?;
+    let auth = runner_auth(&r)?;
     let state_dir = flags
         .state_dir
         .clone()
@@ -173,7 +213,11 @@ pub fn resolve(
             ))
         })?;
     Ok(p::Config {
-        server,
+        server: crate::dial::Remote {
+            addr: server,
+            creds,
+        },
+        auth,
         actions,
         recheck: duration(
             "provision.recheck_interval",

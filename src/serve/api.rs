@@ -30,12 +30,18 @@ pub const DEFAULT_PAGE_SIZE: usize = 1000;
 /// Keeps a page well below tonic's 4 MiB message limit.
 pub const MAX_PAGE_SIZE: usize = 10_000;
 
+/// Watch streams one server holds open at most; one more is refused
+/// (`RESOURCE_EXHAUSTED`) until one ends.
+pub const MAX_WATCHES: usize = 256;
+
 #[derive(Clone)]
 pub struct Api {
     store: Arc<Store>,
     metrics: GrpcMetrics,
     /// Ends open Watch streams on shutdown, so the server can drain.
     shutdown: CancellationToken,
+    /// A place per open Watch stream.
+    watches: Arc<tokio::sync::Semaphore>,
 }
 
 impl Api {
@@ -44,6 +50,7 @@ impl Api {
             store,
             metrics,
             shutdown,
+            watches: Arc::new(tokio::sync::Semaphore::new(MAX_WATCHES)),
         }
     }
 
@@ -411,16 +418,26 @@ impl MachineDb for Api {
 
     async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
         let started = std::time::Instant::now();
+        let Ok(slot) = self.watches.clone().try_acquire_owned() else {
+            self.metrics.watch_dropped("limit");
+            let full = Status::resource_exhausted(format!(
+                "this server holds {MAX_WATCHES} Watch streams already; try again later"
+            ));
+            return self.track(started, "Watch", Err(full));
+        };
         // Subscribe before reading, so no revision falls between the two.
         let rx = self.store.subscribe();
         let first = self.snapshot();
+        let metrics = self.metrics.clone();
         let stream = first.map(|first| {
             watch::stream(
                 req.into_inner(),
                 rx,
-                &first,
+                first,
                 self.store.clone(),
                 self.shutdown.clone(),
+                slot,
+                move || metrics.watch_dropped("slow"),
             )
         });
         self.track(started, "Watch", stream)

@@ -33,6 +33,7 @@ pub const GRPC_METHODS: &[&str] = &[
 pub struct GrpcMetrics {
     requests: IntCounterVec,
     handling: prometheus::HistogramVec,
+    watch_dropped: IntCounterVec,
 }
 
 impl GrpcMetrics {
@@ -54,7 +55,19 @@ impl GrpcMetrics {
                 GRPC_METHODS,
                 &[0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0],
             ),
+            watch_dropped: m::counter_by(
+                r,
+                "grpc_watch_refused_total",
+                "Watch streams refused (limit: the server holds its most) or dropped (slow: the client read nothing for 30 s).",
+                "reason",
+                &["limit", "slow"],
+            ),
         }
+    }
+
+    /// A Watch refused or dropped, for `reason` (`limit`, `slow`).
+    pub fn watch_dropped(&self, reason: &'static str) {
+        self.watch_dropped.with_label_values(&[reason]).inc();
     }
 
     /// One answered request; the code is tonic's own closed set.

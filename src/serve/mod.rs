@@ -30,7 +30,11 @@ pub struct Config {
     /// Where news goes (`[[notify]]`); only with `scan`, like `github`.
     pub notify: Option<crate::notify::Config>,
     /// A provisioning runner (`mdb provision`) whose statuses the page shows.
-    pub runner: Option<String>,
+    pub runner: Option<crate::dial::Remote>,
+    /// Who may ask this server, and how the page is signed in to.
+    pub auth: crate::auth::settings::ServerAuth,
+    /// What this process shows the scanners it mirrors.
+    pub scanner_creds: crate::dial::Credentials,
     /// The scanners (one per segment) whose discovery this API replica
     /// mirrors, merged.
     pub scanners: Vec<String>,
@@ -40,6 +44,8 @@ pub struct Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("reflection service: {0}")]
     Reflection(String),
     #[error("gRPC server: {0}")]
@@ -55,10 +61,16 @@ pub struct Grpc {
     pub health: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
+/// Streams one connection may open at once (HTTP/2's setting): one client
+/// cannot hold every Watch of the server over one connection.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 64;
+
 pub async fn grpc(
     listener: TcpListener,
     store: Arc<Store>,
     metrics: crate::serve::metrics::GrpcMetrics,
+    auth: crate::auth::grpc::AuthLayer,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: CancellationToken,
 ) -> Result<Grpc, Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -69,7 +81,15 @@ pub async fn grpc(
     let (reflection_v1, reflection_v1alpha) = reflection()?;
     let api = Api::new(store.clone(), metrics, shutdown.clone());
     let drain = not_serving_on(shutdown.clone(), reporter.clone());
-    let serve = tonic::transport::Server::builder()
+    let mut builder =
+        tonic::transport::Server::builder().max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| Error::Tls(e.to_string()))?;
+    }
+    let serve = builder
+        .layer(auth)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

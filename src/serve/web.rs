@@ -53,7 +53,9 @@ pub struct Web {
     /// `https://github.com/OWNER/REPO` when the DB repository is on GitHub.
     repo_web: Option<String>,
     /// The provisioning runner to ask for statuses, if one is configured.
-    runner: Option<String>,
+    runner: Option<crate::dial::Remote>,
+    /// A place per open `/events` stream.
+    event_streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// The GitHub web address of a DB repository URL, if it is a GitHub one.
@@ -68,7 +70,11 @@ pub fn github_web(url: &str) -> Option<String> {
     Some(format!("https://github.com/{owner}/{repo}"))
 }
 
-pub fn router(store: Arc<Store>, repo_url: &str, runner: Option<String>) -> Router {
+/// Event streams (`/events`) open at most: each holds a connection, so the
+/// rest of the port's connections stay for pages, probes and scrapes.
+pub const MAX_EVENT_STREAMS: usize = 64;
+
+pub fn router(store: Arc<Store>, repo_url: &str, runner: Option<crate::dial::Remote>) -> Router {
     Router::new()
         .route("/", get(overview))
         .route("/machines", get(machines))
@@ -97,6 +103,7 @@ pub fn router(store: Arc<Store>, repo_url: &str, runner: Option<String>) -> Rout
             store,
             repo_web: github_web(repo_url),
             runner,
+            event_streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
         })
 }
 
@@ -147,6 +154,9 @@ fn page(title: &str, active: &str, main: Markup) -> Response {
                         @for (href, label) in nav {
                             @if label == active { a href=(href) aria-current="page" { (label) } } @else { a href=(href) { (label) } }
                         }
+                    }
+                    @if let Some(user) = crate::auth::web::signed_in() {
+                        span class="user" { "signed in as " strong { (user) } }
                     }
                 }
                 main id="main" { (main) }
@@ -214,18 +224,28 @@ fn not_found(section: &str, what: &str, key: &str) -> Response {
 }
 
 /// Server-sent events: one `change` per new revision or discovery change.
-async fn events(State(w): State<Web>) -> impl IntoResponse {
+/// One past [`MAX_EVENT_STREAMS`] is told to come back later.
+async fn events(State(w): State<Web>) -> Response {
+    let Ok(place) = w.event_streams.clone().try_acquire_owned() else {
+        let mut r = (StatusCode::SERVICE_UNAVAILABLE, "too many event streams\n").into_response();
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        return r;
+    };
     let rx = w.store.subscribe();
-    let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(|ev| async move {
-        let revision = match ev {
-            Ok(e) => e.revision.clone(),
-            Err(_) => String::new(),
-        };
-        Some(Ok::<_, std::convert::Infallible>(
-            Event::default().event("change").data(revision),
-        ))
+    let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |ev| {
+        let _place = &place;
+        let ev = ev.map(|e| e.revision.clone());
+        async move {
+            let revision = ev.unwrap_or_default();
+            Some(Ok::<_, std::convert::Infallible>(
+                Event::default().event("change").data(revision),
+            ))
+        }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 #[cfg(test)]

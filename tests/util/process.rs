@@ -255,9 +255,22 @@ fn proc_status_kib(pid: i32, field: &str) -> u64 {
 
 /// A GET that reports a refused or dropped connection instead of panicking.
 pub async fn try_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    try_get_with(addr, path, &[]).await
+}
+
+/// [`try_get`] with request headers.
+pub async fn try_get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{extra}\r\n").as_bytes())
         .await?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).await?;
@@ -271,4 +284,13 @@ pub async fn try_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Stri
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// A GET with request headers, which must connect.
+pub async fn http_get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    try_get_with(addr, path, headers).await.expect("GET")
 }

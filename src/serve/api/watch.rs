@@ -2,10 +2,16 @@
 //! every change as the store broadcasts it, cut into messages of a size
 //! tonic takes; a client that fell behind gets the whole revision again,
 //! marked whole, so it drops what it holds and misses no removal.
+//!
+//! Bounded per client: a whole revision is cut from the shared snapshot as
+//! it is sent (never copied whole), a task feeds at most [`QUEUE`] messages
+//! ahead of what the client read, and a client that reads nothing for
+//! [`SLOW_CLIENT`] is dropped, told why. The server holds at most
+//! `MAX_WATCHES` streams (`Api`).
 
-use std::{collections::VecDeque, pin::Pin, sync::Arc};
+use std::{collections::VecDeque, pin::Pin, sync::Arc, time::Duration};
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
@@ -17,45 +23,126 @@ use crate::{
 
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
 
+/// Messages made ahead of what the client has read, at most: each is made
+/// only once there is room for it.
+pub const QUEUE: usize = 2;
+/// A client that takes no message for this long is dropped.
+pub const SLOW_CLIENT: Duration = Duration::from_secs(30);
+
+/// What is still to be sent: a whole revision, cut as it goes, then events.
+struct Pending {
+    whole: Option<(Arc<Snapshot>, usize)>,
+    events: VecDeque<WatchEvent>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.whole.is_none() && self.events.is_empty()
+    }
+
+    fn next(&mut self) -> Option<WatchEvent> {
+        if let Some((snap, at)) = self.whole.take() {
+            let end = (at + WATCH_CHUNK).min(snap.machines.len());
+            let ev = WatchEvent {
+                revision: snap.revision.clone(),
+                changed: snap.machines[at..end].to_vec(),
+                whole: at == 0,
+                more: end < snap.machines.len(),
+                ..Default::default()
+            };
+            if end < snap.machines.len() {
+                self.whole = Some((snap, end));
+            }
+            return Some(ev);
+        }
+        self.events.pop_front()
+    }
+
+    /// The whole revision of `snap` next, in place of what was pending.
+    fn restart(&mut self, snap: Arc<Snapshot>) {
+        self.events.clear();
+        self.whole = Some((snap, 0));
+    }
+}
+
 /// The stream of one Watch from `first` on; `rx` was subscribed to the
 /// store before `first` was read, so no revision falls between the two.
+/// `slot` is this stream's place among the server's, held while it runs;
+/// `dropped` is told when a slow client is dropped.
 pub fn stream(
     opts: WatchRequest,
-    rx: tokio::sync::broadcast::Receiver<Arc<WatchEvent>>,
-    first: &Snapshot,
+    mut rx: tokio::sync::broadcast::Receiver<Arc<WatchEvent>>,
+    first: Arc<Snapshot>,
     store: Arc<Store>,
     shutdown: CancellationToken,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    dropped: impl Fn() + Send + 'static,
 ) -> WatchStream {
-    // Events waiting to be sent, already cut to size.
-    let pending: VecDeque<WatchEvent> = chunks(first_event(first, opts.initial_snapshot)).into();
-    let stream = futures::stream::unfold(
-        (pending, rx, store, shutdown),
-        move |(mut pending, mut rx, store, shutdown)| async move {
-            loop {
-                if let Some(ev) = pending.pop_front() {
-                    return Some((Ok(ev), (pending, rx, store, shutdown)));
-                }
-                let next = tokio::select! {
-                    _ = shutdown.cancelled() => return None,
-                    r = rx.recv() => r,
-                };
-                match next {
-                    Ok(ev) => {
-                        if let Some(ev) = for_client(&ev, &opts) {
-                            pending.extend(chunks(ev));
+    let mut pending = Pending {
+        whole: None,
+        events: VecDeque::new(),
+    };
+    if opts.initial_snapshot {
+        pending.whole = Some((first, 0));
+    } else {
+        pending.events.push_back(WatchEvent {
+            revision: first.revision.clone(),
+            ..Default::default()
+        });
+    }
+    let (tx, out) = tokio::sync::mpsc::channel::<WatchEvent>(QUEUE);
+    let reason: Arc<std::sync::Mutex<Option<Status>>> = Arc::default();
+    let why = reason.clone();
+    tokio::spawn(async move {
+        let _slot = slot;
+        loop {
+            while !pending.is_empty() {
+                match tokio::time::timeout(SLOW_CLIENT, tx.reserve()).await {
+                    Ok(Ok(place)) => {
+                        if let Some(ev) = pending.next() {
+                            place.send(ev);
                         }
                     }
-                    // Fell behind: start over from the whole current revision.
-                    Err(RecvError::Lagged(_)) => {
-                        let ev = store.snapshot().map(|s| first_event(&s, true))?;
-                        pending.extend(chunks(ev));
+                    // The client is gone.
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        dropped();
+                        if let Ok(mut w) = why.lock() {
+                            *w = Some(Status::resource_exhausted(format!(
+                                "this Watch was not read for {SLOW_CLIENT:?}; dropped"
+                            )));
+                        }
+                        return;
                     }
-                    Err(RecvError::Closed) => return None,
                 }
             }
-        },
-    );
-    Box::pin(stream)
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                r = rx.recv() => r,
+            };
+            match next {
+                Ok(ev) => {
+                    if let Some(ev) = for_client(&ev, &opts) {
+                        pending.events.extend(chunks(ev));
+                    }
+                }
+                // Fell behind: start over from the whole current revision.
+                Err(RecvError::Lagged(_)) => match store.snapshot() {
+                    Some(s) => pending.restart(s),
+                    None => return,
+                },
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    let told = futures::stream::once(async move { reason.lock().ok().and_then(|mut r| r.take()) })
+        .filter_map(|r| async move { r.map(Err) });
+    Box::pin(
+        tokio_stream::wrappers::ReceiverStream::new(out)
+            .map(Ok)
+            .chain(told),
+    )
 }
 
 /// What of a broadcast event this client asked for: discovery only with
@@ -112,17 +199,6 @@ pub fn chunks(mut ev: WatchEvent) -> Vec<WatchEvent> {
         first.histories_complete = ev.histories_complete;
     }
     out
-}
-
-/// The whole revision (or only its name): a follower holding an older one
-/// drops what it has before applying this.
-fn first_event(s: &Snapshot, all: bool) -> WatchEvent {
-    WatchEvent {
-        revision: s.revision.clone(),
-        changed: if all { s.machines.clone() } else { Vec::new() },
-        whole: all,
-        ..Default::default()
-    }
 }
 
 #[cfg(test)]

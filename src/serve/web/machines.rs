@@ -54,7 +54,7 @@ pub struct Around {
 
 impl Around {
     async fn of(w: &Web) -> Around {
-        let statuses = runner_statuses(w.runner.as_deref()).await.map(|all| {
+        let statuses = runner_statuses(w.runner.as_ref()).await.map(|all| {
             all.into_iter()
                 .filter(|s| !s.cluster)
                 .map(|s| (s.target.clone(), s))
@@ -206,7 +206,7 @@ pub(super) async fn machine(State(w): State<Web>, Path(name): Path<String>, q: P
             "seen_at": sweeps_of(&disc.hosts, &m.name).map(|h| h.ip.clone()),
         }));
     }
-    let provisioning = provision_status(w.runner.as_deref(), &m.name).await;
+    let provisioning = provision_status(w.runner.as_ref(), &m.name).await;
     // Up at another address than its own: a DHCP device on its old lease.
     let away = sweeps_of(&disc.hosts, &m.name)
         .filter(|h| h.state == crate::proto::HostState::Moved as i32 && !m.ips.contains(&h.ip))
@@ -260,12 +260,15 @@ pub(super) async fn machine(State(w): State<Web>, Path(name): Path<String>, q: P
 
 /// Every status the runner serves. Bounded: the page never waits long for
 /// it, and a runner that does not answer is no status at all.
-async fn runner_statuses(runner: Option<&str>) -> Option<Vec<ProvisionStatus>> {
+async fn runner_statuses(runner: Option<&crate::dial::Remote>) -> Option<Vec<ProvisionStatus>> {
     use crate::proto::{provisioning_client::ProvisioningClient, ListProvisionStatusRequest};
-    let addr = runner?;
+    let runner = runner?;
     let ask = async {
-        let channel = crate::dial::channel(addr, None).await.ok()?.ok()?;
-        let mut c = ProvisioningClient::new(channel);
+        let conn = crate::dial::connect(&runner.addr, &runner.creds)
+            .await
+            .ok()?
+            .ok()?;
+        let mut c = ProvisioningClient::new(conn);
         let list = c
             .list_status(ListProvisionStatusRequest {})
             .await
@@ -280,7 +283,10 @@ async fn runner_statuses(runner: Option<&str>) -> Option<Vec<ProvisionStatus>> {
 
 /// A machine's provisioning status from the runner: result, applied
 /// revision, reason.
-async fn provision_status(runner: Option<&str>, name: &str) -> Option<(String, String, String)> {
+async fn provision_status(
+    runner: Option<&crate::dial::Remote>,
+    name: &str,
+) -> Option<(String, String, String)> {
     let s = runner_statuses(runner)
         .await?
         .into_iter()
