@@ -8,6 +8,9 @@
 //! of GetMachine and ListDiscovered, and the server's own handling-time
 //! p99 from `mdb_grpc_request_duration_seconds`.
 //!
+//! Last, the cost of authentication: GetMachine with 64 clients against a
+//! server without tokens and one with a read token, in one run.
+//!
 //! Run: cargo bench --bench db   (MDB_BENCH_MACHINES to change the size)
 
 use std::time::{Duration, Instant};
@@ -247,6 +250,7 @@ async fn main() {
     let _ = child.kill();
     let _ = child.wait();
     campus_clients(&repo_url(&dir)).await;
+    auth_cost(&repo_url(&dir)).await;
 }
 
 /// The bare repository of the run above, for the in-process server.
@@ -301,17 +305,21 @@ fn server_p99(metrics: &str, method: &str) -> String {
     format!("server p99 <= {at} s (n={total})")
 }
 
-async fn campus_clients(url: &str) {
-    use mdb::{
-        config::{self, Flags, RawConfig},
-        db::store::{Discovery, DiscoverySource, News},
-        proto::ListDiscoveredRequest,
-    };
-    let dir = tempfile::tempdir().expect("tempdir");
+/// A server in this process on loopback ports, loaded.
+struct InProcess {
+    addr: std::net::SocketAddr,
+    store: std::sync::Arc<mdb::db::Store>,
+    metrics: std::sync::Arc<mdb::serve::metrics::Metrics>,
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn in_process(url: &str, raw: mdb::config::RawConfig, dir: &std::path::Path) -> InProcess {
+    use mdb::config::{self, Flags};
     let flags = Flags {
         db: config::DbFlags {
             db_url: Some(url.to_string()),
-            checkout: Some(dir.path().join("checkout")),
+            checkout: Some(dir.join("checkout")),
             poll_interval: Some("1h".into()),
             ..Default::default()
         },
@@ -319,13 +327,13 @@ async fn campus_clients(url: &str) {
         metrics_listen: Some("127.0.0.1:0".into()),
         ..Default::default()
     };
-    let cfg = config::resolve(RawConfig::default(), &Default::default(), &flags).expect("config");
+    let cfg = config::resolve(raw, &Default::default(), &flags).expect("config");
     let ports = mdb::app::serve::Ports::bind(&cfg).await.expect("bind");
     let addr = ports.grpc_addr();
     let store = mdb::db::Store::new();
     let metrics = mdb::serve::metrics::Metrics::new();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = {
+    let task = {
         let (store, metrics, shutdown) = (store.clone(), metrics.clone(), shutdown.clone());
         tokio::spawn(async move {
             mdb::app::serve::serve(cfg, None, ports, store, metrics, shutdown).await
@@ -336,6 +344,124 @@ async fn campus_clients(url: &str) {
         assert!(t.elapsed() < Duration::from_secs(300), "no revision loaded");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    InProcess {
+        addr,
+        store,
+        metrics,
+        shutdown,
+        task,
+    }
+}
+
+impl InProcess {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// A client of `addr` that shows `token` on every call, when there is one.
+async fn client_with(
+    addr: std::net::SocketAddr,
+    token: Option<&str>,
+) -> MachineDbClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        impl tonic::service::Interceptor + Clone,
+    >,
+> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let value: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> =
+        token.map(|t| format!("Bearer {t}").parse().expect("ascii"));
+    MachineDbClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+        if let Some(v) = &value {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    })
+}
+
+/// `clients` concurrent clients calling GetMachine `per` times each; every
+/// latency, and the wall time.
+async fn get_machines(
+    addr: std::net::SocketAddr,
+    token: Option<&'static str>,
+    n: usize,
+    clients: usize,
+    per: usize,
+) -> (Vec<Duration>, Duration) {
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        tasks.push(tokio::spawn(async move {
+            let mut client = client_with(addr, token).await;
+            let mut lat = Vec::with_capacity(per);
+            for i in 0..per {
+                let key = format!("m{:06}", (c * 7919 + i * 104_729) % n.max(1));
+                let t = Instant::now();
+                client
+                    .get_machine(GetMachineRequest { key })
+                    .await
+                    .expect("get");
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let t = Instant::now();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("client"));
+    }
+    (all, t.elapsed())
+}
+
+/// What a token costs: GetMachine with 64 clients against a server without
+/// tokens and one that checks a read token on every call, in one run.
+async fn auth_cost(url: &str) {
+    const TOKEN: &str = "bench-read-token-0123456789abcdef";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("read");
+    std::fs::write(&token_file, TOKEN).expect("token file");
+    println!();
+    println!(
+        "authentication cost: GetMachine, {CAMPUS_CLIENTS} clients x 500 (server in this process)"
+    );
+    for tokens in [false, true] {
+        let raw: mdb::config::RawConfig = if tokens {
+            toml::from_str(&format!(
+                "[server.tokens]\nread = \"{}\"\n",
+                token_file.display()
+            ))
+            .expect("raw config")
+        } else {
+            Default::default()
+        };
+        let sub = dir.path().join(if tokens { "on" } else { "off" });
+        let server = in_process(url, raw, &sub).await;
+        let n = server.store.snapshot().map_or(0, |s| s.machines.len());
+        let token = tokens.then_some(TOKEN);
+        let (lat, wall) = get_machines(server.addr, token, n, CAMPUS_CLIENTS, 500).await;
+        println!(
+            "tokens {:<3}          {}  {:.0} req/s  {}",
+            if tokens { "on" } else { "off" },
+            percentiles(lat.clone()),
+            lat.len() as f64 / wall.as_secs_f64(),
+            server_p99(&server.metrics.render(), "GetMachine")
+        );
+        server.stop().await;
+    }
+}
+
+async fn campus_clients(url: &str) {
+    use mdb::db::store::{Discovery, DiscoverySource, News};
+    use mdb::proto::ListDiscoveredRequest;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = in_process(url, Default::default(), dir.path()).await;
+    let (addr, store, metrics) = (server.addr, server.store.clone(), server.metrics.clone());
     let n = store.snapshot().map_or(0, |s| s.machines.len());
     store.publish_discovery(
         Discovery::of(campus(), Vec::new(), DiscoverySource::Scanner),
@@ -343,50 +469,41 @@ async fn campus_clients(url: &str) {
     );
     println!();
     println!("{CAMPUS_CLIENTS} concurrent clients, {n} machines, {CAMPUS_HOSTS} discovered hosts (server in this process)");
-    for list in [false, true] {
-        let per = if list { 20 } else { 500 };
-        let mut tasks = Vec::new();
-        for c in 0..CAMPUS_CLIENTS {
-            tasks.push(tokio::spawn(async move {
-                let mut client = MachineDbClient::connect(format!("http://{addr}"))
+    let (lat, wall) = get_machines(addr, None, n, CAMPUS_CLIENTS, 500).await;
+    println!(
+        "GetMachine      {}  {:.0} req/s  {}",
+        percentiles(lat.clone()),
+        lat.len() as f64 / wall.as_secs_f64(),
+        server_p99(&metrics.render(), "GetMachine")
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..CAMPUS_CLIENTS {
+        tasks.push(tokio::spawn(async move {
+            let mut client = client_with(addr, None).await;
+            let mut lat = Vec::with_capacity(20);
+            for _ in 0..20 {
+                let t = Instant::now();
+                let r = client
+                    .list_discovered(ListDiscoveredRequest::default())
                     .await
-                    .expect("connect");
-                let mut lat = Vec::with_capacity(per);
-                for i in 0..per {
-                    let t = Instant::now();
-                    if list {
-                        let r = client
-                            .list_discovered(ListDiscoveredRequest::default())
-                            .await
-                            .expect("list")
-                            .into_inner();
-                        assert_eq!(r.hosts.len(), CAMPUS_HOSTS as usize);
-                    } else {
-                        let key = format!("m{:06}", (c * 7919 + i * 104_729) % n.max(1));
-                        client
-                            .get_machine(GetMachineRequest { key })
-                            .await
-                            .expect("get");
-                    }
-                    lat.push(t.elapsed());
-                }
-                lat
-            }));
-        }
-        let t = Instant::now();
-        let mut all = Vec::new();
-        for task in tasks {
-            all.extend(task.await.expect("client"));
-        }
-        let wall = t.elapsed();
-        let method = if list { "ListDiscovered" } else { "GetMachine" };
-        println!(
-            "{method:<15} {}  {:.0} req/s  {}",
-            percentiles(all.clone()),
-            all.len() as f64 / wall.as_secs_f64(),
-            server_p99(&metrics.render(), method)
-        );
+                    .expect("list")
+                    .into_inner();
+                assert_eq!(r.hosts.len(), CAMPUS_HOSTS as usize);
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
     }
-    shutdown.cancel();
-    let _ = server.await;
+    let t = Instant::now();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("client"));
+    }
+    println!(
+        "ListDiscovered  {}  {:.0} req/s  {}",
+        percentiles(all.clone()),
+        all.len() as f64 / t.elapsed().as_secs_f64(),
+        server_p99(&metrics.render(), "ListDiscovered")
+    );
+    server.stop().await;
 }

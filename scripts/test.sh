@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(prometheus iproute2 avahi-daemon mosquitto mosquitto-clients openssh-server openssh-client nftables dnsmasq-base udhcpc kea-dhcp4-server isc-dhcp-server strace python3-venv chromium chromium-driver default-jre-headless buildah file libcap2-bin libssl-dev pkg-config ca-certificates)
+APT_PACKAGES=(prometheus nginx-light iproute2 avahi-daemon mosquitto mosquitto-clients openssh-server openssh-client nftables dnsmasq-base udhcpc kea-dhcp4-server isc-dhcp-server strace python3-venv chromium chromium-driver default-jre-headless buildah file libcap2-bin libssl-dev pkg-config ca-certificates)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

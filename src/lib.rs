@@ -27,10 +27,10 @@
 //!   `Store`, what is `received` from a server, the words of every enum.
 //! - `command`, `hostkey`, `leases`, `settings`: commands run with a timeout in a clean
 //!   environment; SSH host keys and reading one; DHCP lease files; one setting's layers.
-//! - `net`, `secret`, `escape`, `units`, `metrics`, `dial`, `memory`: small shared parts
-//!   (MACs and ranges; tokens that never print; untrusted text cleaned at capture and
-//!   escaped per sink; durations and sizes; the registry; reaching a gRPC server; the
-//!   allocator's settings).
+//! - `net`, `secret`, `escape`, `units`, `metrics`, `dial`, `memory`, `limit`: small
+//!   shared parts (MACs and ranges; tokens that never print; untrusted text cleaned at
+//!   capture and escaped per sink; durations and sizes; the registry; reaching a gRPC
+//!   server; the allocator's settings; caps per client address).
 
 pub mod app;
 pub mod auth;
@@ -48,6 +48,7 @@ pub mod gen;
 pub mod github;
 pub mod hostkey;
 pub mod leases;
+pub mod limit;
 pub mod memory;
 pub mod metrics;
 pub mod net;

@@ -9,7 +9,9 @@ use crate::util;
 use std::{path::Path, process::Command};
 
 use serde_json::Value;
-use util::kube::{find, flux_substitute, mdb_config, render, root, validate, yaml_docs};
+use util::kube::{
+    find, flux_substitute, mdb_config, render, root, validate, with_secrets, yaml_docs,
+};
 
 #[test]
 fn kustomize_renders_objects_that_pass_the_kubernetes_schemas() {
@@ -32,7 +34,7 @@ fn kustomize_renders_objects_that_pass_the_kubernetes_schemas() {
             c["securityContext"]["capabilities"]["add"].is_null(),
             "the API adds no capability"
         );
-        assert_eq!(c["readinessProbe"]["grpc"]["port"], 50051);
+        assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
         let scanner = find(&docs, "Deployment", "mdb-scanner");
         assert_eq!(scanner["spec"]["replicas"], 1);
         assert_eq!(scanner["spec"]["strategy"]["type"], "Recreate");
@@ -82,9 +84,30 @@ fn kustomize_renders_objects_that_pass_the_kubernetes_schemas() {
             toml::from_str(cfg["data"]["api.toml"].as_str().expect("api.toml")).expect("api.toml");
         assert_eq!(
             api.server.scanner.as_deref(),
-            Some("http://mdb-scanner:50052"),
-            "{dir}: replicas mirror the scanner's discovery"
+            Some("https://mdb-scanner:50052"),
+            "{dir}: replicas mirror the scanner's discovery, over TLS"
         );
+        // The scanner's ports are bound to the node's own address.
+        let env = &scanner["spec"]["template"]["spec"]["containers"][0]["env"];
+        let value = |name: &str| {
+            env.as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["name"] == name)
+                .map(|e| e["value"].as_str().unwrap_or_default().to_string())
+        };
+        assert_eq!(
+            value("MDB_GRPC_LISTEN").as_deref(),
+            Some("$(MDB_NODE_IP):50052")
+        );
+        assert_eq!(
+            value("MDB_METRICS_LISTEN").as_deref(),
+            Some("$(MDB_NODE_IP):9091")
+        );
+        for name in ["mdb-ca", "mdb-api-tls", "mdb-scanner-tls"] {
+            let cert = find(&docs, "Certificate", name);
+            assert_eq!(cert["spec"]["secretName"], name, "{dir}");
+        }
     }
     // The validator does reject a bad object, so this test can fail.
     assert!(validate(
@@ -235,6 +258,68 @@ fn token_env(dir: &Path) -> std::collections::HashMap<String, String> {
 }
 
 #[test]
+fn every_shipped_config_authenticates_every_port_and_follows_over_tls_only() {
+    use mdb::auth::web::Login;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = Default::default();
+    let mut servers = 0;
+    for path in [
+        "deploy/base/api.toml",
+        "deploy/base/scanner.toml",
+        "deploy/overlays/example/api.toml",
+        "deploy/overlays/example/scanner.toml",
+        "deploy/overlays/flux/api.toml",
+        "deploy/overlays/flux/scanner.toml",
+        "deploy/components/segment-iot/api.toml",
+        "deploy/components/segment-iot/scanner.toml",
+        "deploy/components/segment-iot/scanner-iot.toml",
+    ] {
+        let text = with_secrets(&std::fs::read_to_string(path).expect(path), dir.path())
+            .replace("${MDB_DB_URL}", "https://github.com/example/lab-db.git");
+        let raw: mdb::config::RawConfig = toml::from_str(&text).expect(path);
+        let cfg = mdb::config::resolve(raw, &env, &Default::default())
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(!cfg.auth.is_open(), "{path}: open ports");
+        assert!(!cfg.auth.tokens.is_empty(), "{path}: no tokens");
+        assert!(cfg.auth.tls.is_some(), "{path}: plaintext gRPC");
+        assert!(
+            matches!(cfg.auth.login, Login::Basic { .. }),
+            "{path}: the page has no login"
+        );
+        for s in &cfg.scanners {
+            assert!(
+                s.starts_with("https://"),
+                "{path}: follows {s} in plaintext"
+            );
+            assert!(
+                cfg.scanner_creds.token.is_some(),
+                "{path}: follows {s} without a token"
+            );
+        }
+        servers += 1;
+    }
+    assert_eq!(servers, 9);
+    let text = with_secrets(
+        &std::fs::read_to_string("deploy/components/provisioner/provision.toml")
+            .expect("provision.toml"),
+        dir.path(),
+    );
+    let raw: mdb::config::RawConfig = toml::from_str(&text).expect("provision.toml");
+    let runner = mdb::config::resolve_provision(raw, &env, &Default::default())
+        .unwrap_or_else(|e| panic!("provision.toml: {e}"));
+    assert!(
+        runner.server.addr.starts_with("https://mdb:"),
+        "{}",
+        runner.server.addr
+    );
+    assert!(
+        runner.server.creds.token.is_some(),
+        "the runner reads with a token"
+    );
+    assert!(runner.auth.tls.is_some() && !runner.auth.tokens.is_empty());
+}
+
+#[test]
 fn the_shipped_scanner_configs_file_issues_and_enrolment_pull_requests() {
     let dir = tempfile::tempdir().expect("tempdir");
     let env = token_env(dir.path());
@@ -242,7 +327,8 @@ fn the_shipped_scanner_configs_file_issues_and_enrolment_pull_requests() {
         "deploy/base/scanner.toml",
         "deploy/overlays/example/scanner.toml",
     ] {
-        let raw = mdb::config::read_file(std::path::Path::new(path)).expect("parses");
+        let text = with_secrets(&std::fs::read_to_string(path).expect(path), dir.path());
+        let raw: mdb::config::RawConfig = toml::from_str(&text).expect("parses");
         let cfg = mdb::config::resolve(raw, &env, &Default::default())
             .unwrap_or_else(|e| panic!("{path}: {e}"));
         let gh = cfg.github.unwrap_or_else(|| panic!("{path}: no [github]"));
@@ -280,13 +366,14 @@ fn the_two_vlan_overlay_has_one_filer_following_the_other_segment() {
         let text = cm["data"][file]
             .as_str()
             .unwrap_or_else(|| panic!("{file} in the config map"));
-        let raw: mdb::config::RawConfig = toml::from_str(text).expect(file);
+        let text = with_secrets(text, dir.path());
+        let raw: mdb::config::RawConfig = toml::from_str(&text).expect(file);
         mdb::config::resolve(raw, &env, &Default::default())
             .unwrap_or_else(|e| panic!("{file}: {e}"))
     };
     let lab = resolve("scanner.toml");
     assert!(lab.github.is_some(), "the lab scanner is the filer");
-    assert_eq!(lab.scanners, ["http://mdb-scanner-iot:50052"]);
+    assert_eq!(lab.scanners, ["https://mdb-scanner-iot:50052"]);
     assert_eq!(lab.scan.expect("lab sweeps").segment, "lab");
     let iot = resolve("scanner-iot.toml");
     assert!(

@@ -7,7 +7,8 @@ use crate::util;
 
 use serde_json::Value;
 use util::kube::{
-    find, flux_substitute, images, mdb_config, render, render_variant, root, validate, yaml_docs,
+    find, flux_substitute, images, mdb_config, render, render_variant, root, validate,
+    with_secrets, yaml_docs,
 };
 
 #[test]
@@ -96,8 +97,11 @@ fn flux_example_renders_substituted_decrypts_its_secret_and_checks_its_deploymen
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let raw: mdb::config::RawConfig =
-        toml::from_str(cfg["data"]["scanner.toml"].as_str().expect("scanner.toml")).expect("toml");
+    let text = with_secrets(
+        cfg["data"]["scanner.toml"].as_str().expect("scanner.toml"),
+        dir.path(),
+    );
+    let raw: mdb::config::RawConfig = toml::from_str(&text).expect("toml");
     let resolved = mdb::config::resolve(raw, &env, &Default::default()).expect("resolves");
     assert_eq!(resolved.github.expect("github").repo, "change-me/lab-db");
 
@@ -118,6 +122,23 @@ fn flux_example_renders_substituted_decrypts_its_secret_and_checks_its_deploymen
     let key = volume["secret"]["items"][0]["key"].as_str().expect("key");
     assert!(secret["stringData"][key].is_string(), "{key}");
     assert!(secret["stringData"]["issues-token"].is_string());
+    // And the tokens and the page's users, with every key a pod mounts.
+    for (name, secret) in [("mdb-tokens", "tokens"), ("mdb-web", "web-users")] {
+        let s = find(&secret_docs, "Secret", name);
+        assert_eq!(s["metadata"]["namespace"], "mdb");
+        let volume = api["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .find(|v| v["name"] == secret)
+            .unwrap_or_else(|| panic!("{secret} volume"));
+        assert_eq!(volume["secret"]["secretName"], name);
+        assert!(volume["secret"]["optional"].is_null(), "{name} is required");
+        for item in volume["secret"]["items"].as_array().into_iter().flatten() {
+            let key = item["key"].as_str().expect("key");
+            assert!(s["stringData"][key].is_string(), "{name}: {key}");
+        }
+    }
     let sops = std::fs::read_to_string(root().join("flux/.sops.yaml")).expect(".sops.yaml");
     assert!(sops.contains("encrypted_regex: ^(data|stringData)$"));
 }
@@ -141,7 +162,7 @@ fn ingress_and_public_db_variants_render_and_validate() {
     let svc = find(&base, "Service", "mdb");
     assert_eq!(
         svc["metadata"]["annotations"]["traefik.ingress.kubernetes.io/service.serversscheme"],
-        "h2c"
+        "https"
     );
     let text = render_variant(
         "nginx-public",
@@ -153,7 +174,7 @@ fn ingress_and_public_db_variants_render_and_validate() {
     assert_eq!(ing["spec"]["ingressClassName"], "nginx");
     assert_eq!(
         ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"],
-        "GRPC"
+        "GRPCS"
     );
     for name in ["mdb-api", "mdb-scanner"] {
         let env =
@@ -168,23 +189,27 @@ fn ingress_and_public_db_variants_render_and_validate() {
     }
     // An empty MDB_DB_TOKEN_FILE really means "no token" to the binary,
     // over the file's token_file.
-    let raw: mdb::config::RawConfig = toml::from_str(
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api_toml = with_secrets(
         &std::fs::read_to_string(root().join("deploy/base/api.toml")).expect("api.toml"),
-    )
-    .expect("toml");
+        dir.path(),
+    );
+    let raw: mdb::config::RawConfig = toml::from_str(&api_toml).expect("toml");
     let env = [(mdb::config::ENV_DB_TOKEN_FILE.to_string(), String::new())].into();
     let cfg = mdb::config::resolve(raw, &env, &Default::default()).expect("resolves");
     assert!(cfg.source.token.is_none());
     // Without the component a missing Secret file names itself.
-    let raw: mdb::config::RawConfig = toml::from_str(
-        &std::fs::read_to_string(root().join("deploy/base/api.toml")).expect("api.toml"),
-    )
-    .expect("toml");
+    let db_token = dir.path().join("var/run/secrets/mdb/db-token");
+    std::fs::remove_file(&db_token).expect("remove");
+    let raw: mdb::config::RawConfig = toml::from_str(&api_toml).expect("toml");
     let e = mdb::config::resolve(raw, &Default::default(), &Default::default())
         .expect_err("token file absent");
     assert_eq!(
         e.0,
-        "token file /var/run/secrets/mdb/db-token does not exist (create its Secret, or leave token_file out for a public repository)"
+        format!(
+            "token file {} does not exist (create its Secret, or leave token_file out for a public repository)",
+            db_token.display()
+        )
     );
 }
 

@@ -17,7 +17,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let shell = Shell::new(super::shutdown::on_signal(), cfg.shutdown_grace);
     let registry = crate::metrics::registry();
     let metrics = DhcpMetrics::register(&registry);
-    let guard = crate::auth::web::Guard::new(Default::default(), cfg.tokens.clone(), &registry);
+    let guard = crate::auth::web::Guard::new(Default::default(), cfg.tokens.clone(), &registry)
+        .with_token_paths(&["/metrics", "/status"]);
     if guard.is_open() {
         crate::auth::warn_open("mdb dhcp --follow");
     }

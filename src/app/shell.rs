@@ -25,6 +25,14 @@ pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest life of one HTTP connection, idle keep-alive included; a scrape
 /// needs milliseconds.
 pub const HTTP_CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+/// Connections kept for probes when every other slot is taken: on these
+/// only `/healthz` and `/readyz` are answered, once each, so held streams
+/// and idle clients never starve the liveness probe.
+pub const HTTP_PROBE_SLOTS: usize = 16;
+/// Probe slots one address holds at most, and the time a probe has to send
+/// its headers: one client cannot sit on all of them.
+pub const HTTP_PROBE_SLOTS_PER_ADDRESS: usize = 2;
+const PROBE_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -155,7 +163,9 @@ pub fn admin_router(
 pub async fn serve_http(listener: TcpListener, router: Router, shutdown: CancellationToken) {
     use hyper_util::{rt::TokioIo, rt::TokioTimer, service::TowerToHyperService};
     let slots = Arc::new(tokio::sync::Semaphore::new(HTTP_MAX_CONNECTIONS));
-    let per_address = Arc::new(PerAddress::default());
+    let probe_slots = Arc::new(tokio::sync::Semaphore::new(HTTP_PROBE_SLOTS));
+    let per_address = Arc::new(crate::limit::PerAddress::new(HTTP_MAX_PER_ADDRESS));
+    let probes_per_address = Arc::new(crate::limit::PerAddress::new(HTTP_PROBE_SLOTS_PER_ADDRESS));
     let connections = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -171,25 +181,38 @@ pub async fn serve_http(listener: TcpListener, router: Router, shutdown: Cancell
                 continue;
             }
         };
-        let Some(held) = per_address.take(peer.ip()) else {
+        let admitted = match slots.clone().try_acquire_owned() {
+            Ok(slot) => per_address.take(peer.ip()).map(|held| (slot, held, false)),
+            Err(_) => probe_slots
+                .clone()
+                .try_acquire_owned()
+                .ok()
+                .and_then(|slot| probes_per_address.take(peer.ip()).map(|h| (slot, h, true))),
+        };
+        let Some((slot, held, probes_only)) = admitted else {
             drop(stream);
             continue;
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            drop(stream);
-            continue;
-        };
-        let service = TowerToHyperService::new(
+        let router = if probes_only {
             router
                 .clone()
-                .layer(axum::Extension(crate::auth::web::Peer(peer))),
-        );
+                .layer(axum::middleware::from_fn(probes_only_layer))
+        } else {
+            router.clone()
+        };
+        let service =
+            TowerToHyperService::new(router.layer(axum::Extension(crate::auth::web::Peer(peer))));
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             let _slot = (slot, held);
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HTTP_HEADER_TIMEOUT)
+                .header_read_timeout(if probes_only {
+                    PROBE_HEADER_TIMEOUT
+                } else {
+                    HTTP_HEADER_TIMEOUT
+                })
+                .keep_alive(!probes_only)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 _ = tokio::time::timeout(HTTP_CONNECTION_LIFETIME, conn) => {}
@@ -201,35 +224,20 @@ pub async fn serve_http(listener: TcpListener, router: Router, shutdown: Cancell
     connections.wait().await;
 }
 
-/// Connections held by each address.
-#[derive(Default)]
-struct PerAddress(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
-
-/// One connection of an address, given back when dropped.
-struct Held(Arc<PerAddress>, std::net::IpAddr);
-
-impl PerAddress {
-    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Held> {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = m.entry(ip).or_default();
-        if *n >= HTTP_MAX_PER_ADDRESS {
-            return None;
-        }
-        *n += 1;
-        Some(Held(self.clone(), ip))
+/// A connection on a probe slot: anything but a probe is told to come back.
+async fn probes_only_layer(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if matches!(req.uri().path(), "/healthz" | "/readyz") {
+        return next.run(req).await;
     }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let mut m = (self.0).0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&self.1) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.1);
-            }
-        }
-    }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [("retry-after", "5")],
+        "every connection of this port is taken; only /healthz and /readyz are answered\n",
+    )
+        .into_response()
 }
 
 /// The part of the shutdown grace that draining may use; the rest is left

@@ -3,7 +3,7 @@
 //! scope gets through with a token of that scope (`authorization: Bearer
 //! …`) or a client certificate the server's client CA verified (mdb's own
 //! parts, over mutual TLS); anything else is `UNAUTHENTICATED`, counted by
-//! reason. Health is always open, for Kubernetes' probes.
+//! reason. Health's Check is always open, for Kubernetes' probes.
 
 use std::{
     future::Future,
@@ -20,7 +20,9 @@ use super::{Denied, Scope, Tokens};
 pub fn required(path: &str) -> Option<&'static [Scope]> {
     /// What mirroring a scanner calls: a mirror token holds no more.
     const MIRRORED: &[&str] = &["Watch", "ListHostHistory", "GetHostHistory", "GetStats"];
-    if path.starts_with("/grpc.health.v1.Health/") {
+    // The probe's Check only: Health's Watch is a stream, and streams
+    // are for callers who can say who they are.
+    if path == "/grpc.health.v1.Health/Check" {
         return None;
     }
     if let Some(method) = path.strip_prefix("/mdb.v1.MachineDb/") {
@@ -166,6 +168,7 @@ mod tests {
     #[test]
     fn each_method_needs_its_scope_and_health_is_open() {
         assert_eq!(required("/grpc.health.v1.Health/Check"), None);
+        assert!(required("/grpc.health.v1.Health/Watch").is_some());
         assert_eq!(
             required("/mdb.v1.MachineDb/ListMachines"),
             Some(&[Scope::Read][..])

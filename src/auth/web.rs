@@ -55,6 +55,8 @@ const MAX_USERS: usize = 1000;
 const MAX_USER: usize = 64;
 /// Passwords checked with bcrypt at once: each costs tens of milliseconds.
 const CHECKS_AT_ONCE: usize = 4;
+/// How long a request waits for one of those checks.
+const CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// Sign-ins remembered (a digest of the credentials, never the password),
 /// so that each request of a signed-in page is not another bcrypt.
 const REMEMBERED: usize = 256;
@@ -106,7 +108,10 @@ pub struct Guard {
     login: Login,
     /// Tokens of the metrics scope, if `/metrics` needs one.
     metrics: Arc<Tokens>,
-    checks: tokio::sync::Semaphore,
+    /// The paths answered to the metrics token (`/metrics`, and a daemon's
+    /// machine-readable status).
+    token_paths: &'static [&'static str],
+    checks: Arc<tokio::sync::Semaphore>,
     /// Digests of credentials that signed in, by user.
     remembered: Mutex<HashMap<[u8; 32], String>>,
     refused: prometheus::IntCounterVec,
@@ -130,7 +135,8 @@ impl Guard {
         Guard {
             login,
             metrics,
-            checks: tokio::sync::Semaphore::new(CHECKS_AT_ONCE),
+            token_paths: &["/metrics"],
+            checks: Arc::new(tokio::sync::Semaphore::new(CHECKS_AT_ONCE)),
             remembered: Mutex::default(),
             refused: crate::metrics::counter_by(
                 registry,
@@ -140,6 +146,12 @@ impl Guard {
                 &["page", "metrics"],
             ),
         }
+    }
+
+    /// `paths` answered, like `/metrics`, to the metrics token only.
+    pub fn with_token_paths(mut self, paths: &'static [&'static str]) -> Guard {
+        self.token_paths = paths;
+        self
     }
 
     /// Whether the page and `/metrics` answer anyone.
@@ -158,8 +170,12 @@ impl Guard {
             Login::Forward { header, proxies } => {
                 let from_proxy =
                     peer.is_some_and(|p| proxies.iter().any(|n| n.contains(canonical(p.0.ip()))));
-                let user = headers
-                    .get(header)
+                // Exactly one: a proxy that appends would leave the
+                // client's own value first.
+                let mut values = headers.get_all(header).iter();
+                let user = values
+                    .next()
+                    .filter(|_| values.next().is_none())
                     .and_then(|v| v.to_str().ok())
                     .map(|v| crate::escape::clean(v, MAX_USER))
                     .filter(|v| !v.is_empty());
@@ -201,15 +217,30 @@ impl Guard {
         {
             return Ok(Some(u));
         }
-        let Some(hash) = users.get(&user).cloned() else {
-            return Err(challenge());
+        // A user not in the file costs one bcrypt too, at the file's cost,
+        // so the time of a refusal does not tell which users exist.
+        let known = users.get(&user).cloned();
+        let hash = known.clone();
+        let cost = cost_of(users);
+        // The slot goes with the check: a client that hangs up does not
+        // free it while bcrypt still runs; one that waits too long is told
+        // to come back.
+        let slot = tokio::time::timeout(CHECK_WAIT, self.checks.clone().acquire_owned()).await;
+        let Ok(Ok(slot)) = slot else {
+            let mut busy =
+                (StatusCode::SERVICE_UNAVAILABLE, "busy checking passwords\n").into_response();
+            busy.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Err(busy);
         };
-        let _slot = self.checks.acquire().await;
-        let ok =
-            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-                .await
-                .unwrap_or(false);
-        if !ok {
+        let ok = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let hash = hash.unwrap_or_else(|| stand_in(cost));
+            bcrypt::verify(password, &hash).unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        if !ok || known.is_none() {
             return Err(challenge());
         }
         if let Ok(mut m) = self.remembered.lock() {
@@ -220,6 +251,23 @@ impl Guard {
         }
         Ok(Some(user))
     }
+}
+
+/// The cost of the file's first hash (`$2y$NN$…`).
+fn cost_of(users: &HashMap<String, String>) -> u32 {
+    users
+        .values()
+        .next()
+        .and_then(|h| h.get(4..6)?.parse().ok())
+        .unwrap_or(bcrypt::DEFAULT_COST)
+}
+
+/// A hash of nobody's password at `cost`, made once (it is slow).
+fn stand_in(cost: u32) -> String {
+    static STAND_IN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    STAND_IN
+        .get_or_init(|| bcrypt::hash(rand::random::<u64>().to_string(), cost).unwrap_or_default())
+        .clone()
 }
 
 /// An IPv4-mapped IPv6 peer as the IPv4 address it is.
@@ -251,7 +299,7 @@ pub async fn guard(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Res
     if path == "/healthz" || path == "/readyz" {
         return next.run(req).await;
     }
-    if path == "/metrics" {
+    if g.token_paths.contains(&path) {
         if g.metrics.is_empty() {
             return next.run(req).await;
         }

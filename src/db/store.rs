@@ -107,7 +107,9 @@ pub fn carries_discovery(ev: &WatchEvent) -> bool {
 pub struct Store {
     current: ArcSwapOption<Snapshot>,
     /// Addresses open enrolment pull requests hold (known where this
-    /// process runs the enroller): not to be suggested to anyone else.
+    /// process runs the enroller, or said by the scanners it follows): not
+    /// to be suggested to anyone else. Each holder's, and all of them.
+    reserved_by: Mutex<std::collections::BTreeMap<String, HashSet<IpAddr>>>,
     reserved: ArcSwap<HashSet<IpAddr>>,
     discovery: ArcSwap<Discovery>,
     status: Mutex<SyncStatus>,
@@ -123,6 +125,7 @@ impl Default for Store {
     fn default() -> Self {
         Store {
             current: ArcSwapOption::empty(),
+            reserved_by: Mutex::default(),
             reserved: ArcSwap::from_pointee(HashSet::new()),
             discovery: ArcSwap::from_pointee(Discovery::default()),
             status: Mutex::new(SyncStatus::default()),
@@ -195,8 +198,13 @@ impl Store {
         self.reserved.load_full()
     }
 
-    pub fn set_reserved(&self, ips: HashSet<IpAddr>) {
-        self.reserved.store(Arc::new(ips));
+    /// What `holder` (this process's enroller, or a followed scanner)
+    /// reserves now; the others' stay.
+    pub fn set_reserved(&self, holder: &str, ips: HashSet<IpAddr>) {
+        let mut by = self.reserved_by.lock().unwrap_or_else(|p| p.into_inner());
+        by.insert(holder.to_string(), ips);
+        let all = by.values().flatten().copied().collect();
+        self.reserved.store(Arc::new(all));
     }
 
     /// A sync that found nothing new still counts as a success.

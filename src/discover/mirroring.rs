@@ -33,6 +33,12 @@ const PAGE: u32 = 1000;
 const MAX_PAGES: usize = 1000;
 /// The largest message taken from a scanner.
 const MAX_MESSAGE: usize = 4 << 20;
+/// The most history read from one scanner, encoded (a campus of 5,000
+/// devices is a few MiB; a scanner's full store of 65,536 hosts fits):
+/// decoded it is a few times larger, and the last view is kept while the
+/// next is read, so a scanner holds at most a few hundred MiB of the
+/// follower.
+pub const MAX_VIEW_BYTES: usize = 32 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -44,7 +50,7 @@ pub enum Error {
     Timeout(String, Duration),
     #[error("scanner {0} ended the Watch stream")]
     Ended(String),
-    #[error("scanner {0}: more than {MAX_PAGES} pages or {max} hosts of history", max = super::received::MAX_HOSTS)]
+    #[error("scanner {0}: more than {MAX_PAGES} pages, {max} hosts or {mib} MiB of history", max = super::received::MAX_HOSTS, mib = MAX_VIEW_BYTES >> 20)]
     TooLong(String),
     #[error("scanner {0}: a sweep event of more than {max} histories", max = super::sweep::MAX_DELTA)]
     DeltaTooLarge(String),
@@ -111,6 +117,9 @@ async fn connection(
     .into_inner();
     let mut at = mirror(scanner, &mut client, store, News::default()).await?;
     let mut read_whole = std::time::Instant::now();
+    // What the deltas applied since the last whole read weighed: past the
+    // bound of one read, everything is read again (and bounded) instead.
+    let mut delta_bytes = 0usize;
     info!(scanner, "discovery mirror caught up");
     *wait = RETRY_MIN;
     loop {
@@ -119,6 +128,7 @@ async fn connection(
             Err(_) => {
                 at = mirror(scanner, &mut client, store, News::default()).await?;
                 read_whole = std::time::Instant::now();
+                delta_bytes = 0;
             }
             Ok(Ok(Some(ev))) if carries_discovery(&ev) => {
                 // The next sweep of the same run, with its whole change:
@@ -136,8 +146,12 @@ async fn connection(
                 {
                     return Err(Error::DeltaTooLarge(scanner.to_string()));
                 }
+                delta_bytes += prost::Message::encoded_len(&ev);
                 let ev = received(ev);
-                if next_in_line && ev.histories_complete && read_whole.elapsed() < REFRESH {
+                let within = delta_bytes <= MAX_VIEW_BYTES
+                    && store.hosts_of(scanner) + ev.histories.len() <= super::received::MAX_HOSTS;
+                if next_in_line && within && ev.histories_complete && read_whole.elapsed() < REFRESH
+                {
                     let sweep = ev.sweep.clone().unwrap_or_default();
                     at = Some((sweep.epoch, sweep.seq));
                     let delta = super::mirrors::Delta {
@@ -149,6 +163,7 @@ async fn connection(
                 } else {
                     at = mirror(scanner, &mut client, store, news(ev)).await?;
                     read_whole = std::time::Instant::now();
+                    delta_bytes = 0;
                 }
             }
             Ok(Ok(Some(_))) => {}
@@ -238,8 +253,9 @@ async fn mirror(
     let mut as_of = 0;
     let mut reserved = std::collections::HashSet::new();
     let mut token = String::new();
+    let mut bytes = 0;
     for page in 0.. {
-        if page >= MAX_PAGES {
+        if page >= MAX_PAGES || bytes > MAX_VIEW_BYTES {
             return Err(Error::TooLong(scanner.to_string()));
         }
         let r = timed(
@@ -251,20 +267,27 @@ async fn mirror(
         )
         .await?
         .into_inner();
+        bytes += prost::Message::encoded_len(&r);
         histories.extend(r.hosts.into_iter().filter_map(super::received::history));
         if histories.len() > super::received::MAX_HOSTS {
             return Err(Error::TooLong(scanner.to_string()));
         }
         if page == 0 {
-            sweeps = r.sweeps.into_iter().map(super::received::sweep).collect();
-            as_of = r.as_of_unix;
-            reserved = super::received::reserved(&r.reserved);
+            sweeps = r
+                .sweeps
+                .into_iter()
+                .take(super::history::store::RECENT_SWEEPS)
+                .map(super::received::sweep)
+                .collect();
+            as_of = super::received::time(r.as_of_unix);
+            reserved = super::received::reserved(&r.reserved, &sweeps);
         }
         if r.next_page_token.is_empty() {
             break;
         }
         token = r.next_page_token;
     }
+    super::received::scanner_claims(&mut histories, &sweeps);
     let source = DiscoverySource::Replica(scanner.to_string());
     let mut next = Discovery::of(histories, sweeps, source);
     next.last_sweep_unix = as_of;

@@ -32,7 +32,6 @@ pub struct Mirrors {
     /// Where each scanner's last view is kept, for a start while it is away.
     cache: Option<std::path::PathBuf>,
     views: Mutex<BTreeMap<String, Discovery>>,
-    reserved: Mutex<BTreeMap<String, std::collections::HashSet<IpAddr>>>,
 }
 
 impl Mirrors {
@@ -59,10 +58,9 @@ impl Mirrors {
             store,
             cache,
             views: Mutex::new(views),
-            reserved: Mutex::default(),
         });
         if !scanners.is_empty() {
-            let merged = merge(&mirrors.lock());
+            let merged = mirrors.judged(merge(&mirrors.lock()));
             mirrors.store.publish_discovery(merged, News::default());
         }
         mirrors
@@ -76,9 +74,16 @@ impl Mirrors {
         let (merged, news) = {
             let mut views = self.lock();
             views.insert(scanner.to_string(), view);
-            (merge(&views), forwarded(news, views.len()))
+            let merged = self.judged(merge(&views));
+            let news = judged_news(forwarded(news, views.len()), &merged);
+            (merged, news)
         };
         self.store.publish_discovery(merged, news);
+    }
+
+    /// The hosts `scanner`'s view holds.
+    pub fn hosts_of(&self, scanner: &str) -> usize {
+        self.lock().get(scanner).map_or(0, |v| v.histories.len())
     }
 
     /// One sweep's change to `scanner`'s view, applied in place.
@@ -90,7 +95,9 @@ impl Mirrors {
             };
             apply(view, delta);
             let kept = self.cache.as_ref().map(|_| view.clone());
-            (merge(&views), forwarded(news, views.len()), kept)
+            let merged = self.judged(merge(&views));
+            let news = judged_news(forwarded(news, views.len()), &merged);
+            (merged, news, kept)
         };
         if let (Some(dir), Some(view)) = (&self.cache, kept) {
             super::mirror_cache::save(dir, scanner, &view);
@@ -101,10 +108,7 @@ impl Mirrors {
     /// The addresses `scanner` says enrolments reserve; the store serves
     /// every scanner's.
     pub fn set_reserved(&self, scanner: &str, reserved: std::collections::HashSet<IpAddr>) {
-        let mut all = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
-        all.insert(scanner.to_string(), reserved);
-        self.store
-            .set_reserved(all.values().flatten().copied().collect());
+        self.store.set_reserved(scanner, reserved);
     }
 
     /// Whether this process is the filer (it must follow no other).
@@ -122,7 +126,7 @@ impl Mirrors {
                 Some(v) if v.stale != stale => v.stale = stale,
                 _ => return,
             }
-            merge(&views)
+            self.judged(merge(&views))
         };
         let before = self.store.discovery();
         let was: HashMap<&str, bool> = before
@@ -143,6 +147,39 @@ impl Mirrors {
                 ..Default::default()
             },
         );
+    }
+
+    /// The merge as this process's own database classifies it: the states
+    /// a scanner sends are its word, not this process's judgement, and a
+    /// host they alone make (a missing machine this database lacks) goes.
+    /// Before the first revision the merge is served as it came.
+    fn judged(&self, mut merged: Discovery) -> Discovery {
+        let Some(snap) = self.store.snapshot() else {
+            return merged;
+        };
+        let hosts: Vec<_> = merged
+            .histories
+            .iter()
+            .filter_map(|h| h.host.clone())
+            .collect();
+        let judged: HashMap<String, crate::proto::DiscoveredHost> =
+            super::classify::again(&hosts, &snap, &snap.mdb_yaml.scan.rules)
+                .into_iter()
+                .map(|h| (h.key.clone(), h))
+                .collect();
+        merged.histories.retain_mut(|h| {
+            let Some(j) = h.host.as_ref().and_then(|x| judged.get(&x.key)) else {
+                return false;
+            };
+            h.host = Some(j.clone());
+            true
+        });
+        merged.hosts = merged
+            .histories
+            .iter()
+            .filter_map(|h| h.host.clone())
+            .collect();
+        merged
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Discovery>> {
@@ -166,6 +203,31 @@ fn forwarded(mut news: News, views: usize) -> News {
         news.removed_hosts.clear();
         news.complete = false;
     }
+    news
+}
+
+/// A scanner's news as this process's judgement of the merge has it: a
+/// changed host is the merge's record of it (none, when the merge dropped
+/// it), and a transition names the machine the merge says, only for a host
+/// the merge holds, at most `MAX_DELTA` of them; so what notify announces
+/// is this process's word, not the scanner's.
+fn judged_news(mut news: News, merged: &Discovery) -> News {
+    let by_key: HashMap<&str, &crate::proto::DiscoveredHost> =
+        merged.hosts.iter().map(|h| (h.key.as_str(), h)).collect();
+    news.changed = news
+        .changed
+        .iter()
+        .filter_map(|h| by_key.get(h.key.as_str()).map(|j| (*j).clone()))
+        .collect();
+    news.transitions.truncate(super::sweep::MAX_DELTA);
+    news.transitions
+        .retain_mut(|t| match by_key.get(t.key.as_str()) {
+            Some(h) => {
+                t.machine = h.machine.clone();
+                true
+            }
+            None => false,
+        });
     news
 }
 
@@ -196,10 +258,11 @@ fn apply(view: &mut Discovery, delta: Delta) {
         }
     }
     let mut histories: Vec<HostHistory> = by.into_values().collect();
-    in_address_order(&mut histories);
     let mut sweeps = std::mem::take(&mut view.sweeps);
     sweeps.insert(0, delta.sweep);
     sweeps.truncate(super::history::store::RECENT_SWEEPS);
+    super::received::scanner_claims(&mut histories, &sweeps);
+    in_address_order(&mut histories);
     let source = view.source.clone();
     *view = Discovery::of(histories, sweeps, source);
 }

@@ -13,12 +13,12 @@ use crate::{
     proto::{AddressSeen, DiscoveredHost, HostHistory, HostName, PresenceTransition, SweepSummary},
 };
 
-/// Histories one scanner's view may hold.
-pub const MAX_HOSTS: usize = 100_000;
+/// Histories one scanner's view may hold: as many as a scanner keeps.
+pub const MAX_HOSTS: usize = super::history::MAX_HOSTS;
 /// Addresses a follower takes as reserved from one scanner.
 pub const MAX_RESERVED: usize = 4096;
-const MAX_ADDRESSES: usize = 64;
-const MAX_TRANSITIONS: usize = 1024;
+const MAX_ADDRESSES: usize = super::history::MAX_ADDRESSES;
+const MAX_TRANSITIONS: usize = super::history::MAX_TRANSITIONS;
 const MAX_HOURS: usize = 24 * 8;
 const MAX_MACS: usize = 64;
 const MAX_NAMES: usize = 8;
@@ -26,6 +26,12 @@ const MAX_SERVICES: usize = 16;
 const MAX_SEGMENTS: usize = 16;
 const MAX_PORTS: usize = 64;
 const MAX_KEY: usize = 300;
+/// `t`, or this clock's now when `t` is later: no sighting outranks every
+/// other in the merge (the newest decides) by being dated in the future.
+/// A scanner whose clock runs ahead loses nothing but those seconds.
+fn not_ahead(t: i64) -> i64 {
+    t.min(crate::db::store::now_unix())
+}
 
 /// `ip` written canonically; empty stays empty; `None` when it is no address.
 fn address(ip: &str) -> Option<String> {
@@ -96,10 +102,9 @@ pub fn host(h: DiscoveredHost) -> Option<DiscoveredHost> {
             .map(|k| k.to_string())
             .unwrap_or_default(),
         detail: clean(&h.detail, 512),
-        seen_by: h
-            .seen_by
-            .split(',')
-            .filter(|w| matches!(*w, "icmp" | "arp" | "tcp"))
+        seen_by: ["icmp", "arp", "tcp"]
+            .into_iter()
+            .filter(|w| h.seen_by.split(',').any(|s| s == *w))
             .collect::<Vec<_>>()
             .join(","),
         names,
@@ -128,6 +133,8 @@ pub fn host(h: DiscoveredHost) -> Option<DiscoveredHost> {
         state: known(h.state, crate::proto::HostState::try_from),
         guessed_use: known(h.guessed_use, crate::proto::UseKind::try_from),
         presence: known(h.presence, crate::proto::Presence::try_from),
+        first_seen_unix: not_ahead(h.first_seen_unix),
+        last_seen_unix: not_ahead(h.last_seen_unix),
         ..h
     })
 }
@@ -151,7 +158,8 @@ pub fn history(h: HostHistory) -> Option<HostHistory> {
             Some(AddressSeen {
                 mac: mac(&a.mac)?,
                 ip: address(&a.ip)?,
-                ..a
+                first_seen_unix: not_ahead(a.first_seen_unix),
+                last_seen_unix: not_ahead(a.last_seen_unix),
             })
         })
         .take(MAX_ADDRESSES)
@@ -181,7 +189,7 @@ pub fn transition(t: PresenceTransition) -> Option<PresenceTransition> {
         ip: address(&t.ip)?,
         machine: label(&t.machine)?,
         presence: known(t.presence, crate::proto::Presence::try_from),
-        ..t
+        at_unix: not_ahead(t.at_unix),
     })
 }
 
@@ -202,16 +210,63 @@ pub fn sweep(s: SweepSummary) -> SweepSummary {
             .filter(|p| (1..=65535).contains(p))
             .take(MAX_PORTS)
             .collect(),
+        at_unix: not_ahead(s.at_unix),
         ..s
     }
 }
 
-/// The addresses a scanner says its enrolments hold, bounded.
-pub fn reserved(ips: &[String]) -> HashSet<IpAddr> {
+/// A scanner has one address of its own on each subnet it sweeps: a host
+/// it calls a scanner is believed to be one only when its address lies in
+/// a subnet its recent `sweeps` name and no other such host came first
+/// there. Any other
+/// such claim is no state at all, and the host is classified as what it
+/// is (a scanner's own address is never filed, so the claim would hide a
+/// device).
+pub fn scanner_claims(histories: &mut [HostHistory], sweeps: &[SweepSummary]) {
+    let subnets = swept(sweeps);
+    let mut claimed = HashSet::new();
+    let scanner = crate::proto::HostState::Scanner as i32;
+    for host in histories.iter_mut().filter_map(|h| h.host.as_mut()) {
+        if host.state != scanner {
+            continue;
+        }
+        let subnet = host
+            .ip
+            .parse::<IpAddr>()
+            .ok()
+            .and_then(|ip| subnets.iter().position(|n| n.contains(ip)));
+        if !subnet.is_some_and(|i| claimed.insert(i)) {
+            host.state = crate::proto::HostState::Unspecified as i32;
+        }
+    }
+}
+
+/// The addresses a scanner says its enrolments hold, bounded, and only
+/// those in a subnet its recent `sweeps` name (a scanner reserves nothing
+/// beyond its own segment).
+pub fn reserved(ips: &[String], sweeps: &[SweepSummary]) -> HashSet<IpAddr> {
+    let subnets = swept(sweeps);
     ips.iter()
-        .filter_map(|ip| ip.parse().ok())
+        .filter_map(|ip| ip.parse::<IpAddr>().ok())
+        .filter(|ip| subnets.iter().any(|n| n.contains(*ip)))
         .take(MAX_RESERVED)
         .collect()
+}
+
+/// The subnets recent sweeps name, each once.
+fn swept(sweeps: &[SweepSummary]) -> Vec<ipnetwork::IpNetwork> {
+    let mut subnets: Vec<ipnetwork::IpNetwork> = sweeps
+        .iter()
+        .flat_map(|s| s.subnets.iter().filter_map(|n| n.parse().ok()))
+        .collect();
+    subnets.sort();
+    subnets.dedup();
+    subnets
+}
+
+/// A sweep time, or a view's time, no later than now.
+pub fn time(t: i64) -> i64 {
+    not_ahead(t)
 }
 
 #[cfg(test)]
@@ -266,6 +321,68 @@ mod tests {
         ] {
             assert!(host(bad).is_none());
         }
-        assert_eq!(reserved(&vec!["198.18.0.9".to_string(); 10_000]).len(), 1);
+        let sweeps = [SweepSummary {
+            subnets: vec!["198.18.0.0/24".into()],
+            ..Default::default()
+        }];
+        let claimed: Vec<String> = (0..10_000)
+            .map(|i| ["198.18.0.9", "203.0.113.1"][i % 2].to_string())
+            .collect();
+        assert_eq!(reserved(&claimed, &sweeps).len(), 1);
+    }
+
+    #[test]
+    fn a_sighting_dated_in_the_future_is_dated_now() {
+        let now = crate::db::store::now_unix();
+        let far = now + 10 * 365 * 86_400;
+        let h = history(HostHistory {
+            host: Some(DiscoveredHost {
+                ip: "198.18.0.5".into(),
+                key: "ip:198.18.0.5".into(),
+                first_seen_unix: 1_000,
+                last_seen_unix: far,
+                ..Default::default()
+            }),
+            transitions: vec![PresenceTransition {
+                key: "ip:198.18.0.5".into(),
+                at_unix: far,
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .unwrap();
+        let host = h.host.unwrap();
+        assert_eq!(host.first_seen_unix, 1_000);
+        assert!(host.last_seen_unix <= now + 5);
+        assert!(h.transitions[0].at_unix <= now + 5);
+    }
+
+    #[test]
+    fn a_scanner_is_believed_at_one_address_per_subnet_it_sweeps() {
+        let scanner = crate::proto::HostState::Scanner as i32;
+        let claim = |ip: &str| HostHistory {
+            host: Some(DiscoveredHost {
+                ip: ip.into(),
+                state: scanner,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut hs = vec![
+            claim("198.18.0.1"),
+            claim("198.18.0.22"),
+            claim("198.18.1.1"),
+            claim("203.0.113.9"),
+        ];
+        let sweeps = [SweepSummary {
+            subnets: vec!["198.18.0.0/24".into(), "198.18.1.0/24".into()],
+            ..Default::default()
+        }];
+        scanner_claims(&mut hs, &sweeps);
+        let states: Vec<i32> = hs.iter().map(|h| h.host.as_ref().unwrap().state).collect();
+        assert_eq!(states, [scanner, 0, scanner, 0]);
+        let mut none = vec![claim("198.18.0.1")];
+        scanner_claims(&mut none, &[]);
+        assert_eq!(none[0].host.as_ref().unwrap().state, 0);
     }
 }

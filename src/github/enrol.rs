@@ -73,6 +73,9 @@ pub struct Enroller {
     remote: Remote,
     /// (pull request, base) pairs already told why they cannot be moved on.
     explained: HashSet<(u64, Oid)>,
+    /// Devices already told why no enrolment is proposed for them (each
+    /// reason is warned once, not every sweep).
+    declined: HashSet<(Fingerprint, String)>,
     metrics: GithubMetrics,
     /// Where an opened and a merged enrolment are told.
     pub(super) announcer: crate::notify::Announcer,
@@ -92,6 +95,7 @@ impl Enroller {
             pulls: HashMap::new(),
             remote: Remote::default(),
             explained: HashSet::new(),
+            declined: HashSet::new(),
             metrics,
             announcer: Default::default(),
         }
@@ -413,6 +417,17 @@ impl Enroller {
     }
 
     /// Pushes a branch with the host's entry and opens its pull request.
+    /// Warns why `fp` gets no enrolment, once per reason.
+    fn decline(&mut self, fp: &Fingerprint, why: String) {
+        const MAX_TOLD: usize = 4096;
+        if self.declined.len() >= MAX_TOLD {
+            self.declined.clear();
+        }
+        if self.declined.insert((fp.clone(), why.clone())) {
+            warn!(fingerprint = %fp, "{why}");
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn propose(
         &mut self,
@@ -428,12 +443,15 @@ impl Enroller {
         let entry = match Entry::for_host(h, snap, held) {
             Ok(e) => e,
             Err(e) => {
-                warn!(fingerprint = %fp, error = %e, "no enrolment proposed");
+                self.decline(fp, format!("no enrolment proposed: {e}"));
                 return Ok(false);
             }
         };
         if let Err(report) = entry.check(base_files) {
-            warn!(fingerprint = %fp, problems = %report, "no enrolment proposed: the revision would not validate");
+            self.decline(
+                fp,
+                format!("no enrolment proposed: the revision would not validate: {report}"),
+            );
             return Ok(false);
         }
         let branch = format!("{BRANCH_PREFIX}{}", fp.slug());

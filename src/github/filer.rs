@@ -381,7 +381,7 @@ pub async fn run(
             r = filer.reconcile(&result, &snap) => r,
         };
         if let Some(e) = filer.enroller() {
-            store.set_reserved(e.reserved());
+            store.set_reserved("this process's enrolments", e.reserved());
         }
         match outcome {
             Ok(s) => {

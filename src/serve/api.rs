@@ -33,6 +33,9 @@ pub const MAX_PAGE_SIZE: usize = 10_000;
 /// Watch streams one server holds open at most; one more is refused
 /// (`RESOURCE_EXHAUSTED`) until one ends.
 pub const MAX_WATCHES: usize = 256;
+/// Watch streams one client address holds at most: one token holder (an
+/// IoT segment's scanner node, say) cannot take every place.
+pub const MAX_WATCHES_PER_CLIENT: usize = 32;
 
 #[derive(Clone)]
 pub struct Api {
@@ -40,8 +43,9 @@ pub struct Api {
     metrics: GrpcMetrics,
     /// Ends open Watch streams on shutdown, so the server can drain.
     shutdown: CancellationToken,
-    /// A place per open Watch stream.
+    /// A place per open Watch stream, and per client address.
     watches: Arc<tokio::sync::Semaphore>,
+    watches_per_client: Arc<crate::limit::PerAddress>,
 }
 
 impl Api {
@@ -51,6 +55,7 @@ impl Api {
             metrics,
             shutdown,
             watches: Arc::new(tokio::sync::Semaphore::new(MAX_WATCHES)),
+            watches_per_client: Arc::new(crate::limit::PerAddress::new(MAX_WATCHES_PER_CLIENT)),
         }
     }
 
@@ -425,6 +430,20 @@ impl MachineDb for Api {
             ));
             return self.track(started, "Watch", Err(full));
         };
+        let client = req.remote_addr().map(|a| a.ip());
+        let held = match client {
+            Some(ip) => match self.watches_per_client.take(ip) {
+                Some(h) => Some(h),
+                None => {
+                    self.metrics.watch_dropped("limit");
+                    let full = Status::resource_exhausted(format!(
+                        "this address holds {MAX_WATCHES_PER_CLIENT} Watch streams already"
+                    ));
+                    return self.track(started, "Watch", Err(full));
+                }
+            },
+            None => None,
+        };
         // Subscribe before reading, so no revision falls between the two.
         let rx = self.store.subscribe();
         let first = self.snapshot();
@@ -436,7 +455,7 @@ impl MachineDb for Api {
                 first,
                 self.store.clone(),
                 self.shutdown.clone(),
-                slot,
+                (slot, held),
                 move || metrics.watch_dropped("slow"),
             )
         });

@@ -81,8 +81,12 @@ pub async fn grpc(
     let (reflection_v1, reflection_v1alpha) = reflection()?;
     let api = Api::new(store.clone(), metrics, shutdown.clone());
     let drain = not_serving_on(shutdown.clone(), reporter.clone());
-    let mut builder =
-        tonic::transport::Server::builder().max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
+    // Pings find a client that vanished without closing its connection, so
+    // its streams and places go back.
+    let mut builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)));
     if let Some(tls) = tls {
         builder = builder
             .tls_config(tls)

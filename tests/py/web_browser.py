@@ -10,42 +10,11 @@ import os
 import sys
 import time
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
-from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 
+from browser import check, driver, load, wait_for
+
 base, screenshot, new_machine = sys.argv[1], sys.argv[2], sys.argv[3]
-
-opts = webdriver.ChromeOptions()
-opts.binary_location = "/usr/bin/chromium"
-for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--no-first-run", "--window-size=1280,900"):
-    opts.add_argument(flag)
-opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-driver.set_page_load_timeout(30)
-
-
-def load(url):
-    """driver.get, once more after a renderer time-out (a loaded CI box)."""
-    for attempt in range(3):
-        try:
-            driver.get(url)
-            return
-        except TimeoutException:
-            if attempt == 2:
-                raise
-            time.sleep(1)
-
-
-def check(cond, what):
-    if not cond:
-        print("FAIL " + what, flush=True)
-        driver.quit()
-        sys.exit(1)
-    print("ok " + what, flush=True)
 
 
 def severe_logs():
@@ -54,16 +23,6 @@ def severe_logs():
 
 def rows():
     return len(driver.find_elements(By.CSS_SELECTOR, "#machines tbody tr"))
-
-
-def wait_for(cond, timeout=15):
-    """Polls cond until it holds or the deadline passes; its last value."""
-    deadline = time.time() + timeout
-    value = cond()
-    while not value and time.time() < deadline:
-        time.sleep(0.1)
-        value = cond()
-    return value
 
 
 def heading():

@@ -1,7 +1,9 @@
 //! An impostor mdb server: a real tonic server on loopback that answers
 //! `Watch`, `ListMachines`, `GetMachine` and `GetReadiness` with whatever
-//! the test gives it. It is what anyone on the path of a plaintext gRPC
-//! connection (or at a server's address) could send.
+//! the test gives it, and as a scanner `GetStats` and `ListHostHistory`
+//! (over TLS when given a certificate). It is what anyone on the path of a
+//! plaintext gRPC connection (or at a server's address) could send, or a
+//! scanner that was taken over.
 #![allow(dead_code)]
 
 use std::{
@@ -21,6 +23,14 @@ pub struct Impostor {
     /// Readiness checks and policy, as `GetReadiness` answers.
     pub readiness: Arc<Mutex<GetReadinessResponse>>,
     pub events: tokio::sync::broadcast::Sender<WatchEvent>,
+    /// What `ListHostHistory` answers, one page.
+    pub histories: Arc<Mutex<Vec<mdb::proto::HostHistory>>>,
+    /// Calls seen, and the `authorization` each carried.
+    pub calls: Arc<Mutex<Vec<String>>>,
+    /// What `ListHostHistory` answers besides the hosts.
+    pub page: Arc<Mutex<mdb::proto::ListHostHistoryResponse>>,
+    /// While set, every `ListHostHistory` page says another follows.
+    pub endless: Arc<std::sync::atomic::AtomicBool>,
 }
 
 type Events = Pin<Box<dyn futures::Stream<Item = Result<WatchEvent, Status>> + Send>>;
@@ -32,14 +42,71 @@ impl Impostor {
             machines: Arc::new(Mutex::new(machines)),
             readiness: Arc::default(),
             events: tokio::sync::broadcast::channel(64).0,
+            histories: Arc::default(),
+            calls: Arc::default(),
+            page: Arc::default(),
+            endless: Arc::default(),
         }
+    }
+
+    /// Serves over TLS with `cert.pem` and `key.pem` of `pki_dir`, on
+    /// loopback; its URL, as `https://localhost:PORT`.
+    pub async fn serve_tls(&self, pki_dir: &std::path::Path) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        self.serve_tls_on(listener, pki_dir).await
+    }
+
+    /// [`Impostor::serve_tls`] on `listener` (one in a namespace).
+    pub async fn serve_tls_on(
+        &self,
+        listener: std::net::TcpListener,
+        pki_dir: &std::path::Path,
+    ) -> String {
+        listener.set_nonblocking(true).expect("nonblocking");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+        let url = format!(
+            "https://localhost:{}",
+            listener.local_addr().expect("addr").port()
+        );
+        let identity = tonic::transport::Identity::from_pem(
+            std::fs::read(pki_dir.join("cert.pem")).expect("cert"),
+            std::fs::read(pki_dir.join("key.pem")).expect("key"),
+        );
+        let mut server = tonic::transport::Server::builder()
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .expect("tls");
+        tokio::spawn(
+            server
+                .add_service(mdb::proto::machine_db_server::MachineDbServer::new(
+                    self.clone(),
+                ))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        url
+    }
+
+    fn seen<T>(&self, method: &str, req: &Request<T>) {
+        let auth = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        self.calls
+            .lock()
+            .expect("lock")
+            .push(format!("{method} {auth}"));
     }
 
     /// Serves on a loopback port (in the current runtime); its URL.
     pub async fn serve(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        self.serve_on(listener).await
+    }
+
+    /// [`Impostor::serve`] on `listener` (one in a namespace), in plaintext.
+    pub async fn serve_on(&self, listener: std::net::TcpListener) -> String {
+        listener.set_nonblocking(true).expect("nonblocking");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(
             tonic::transport::Server::builder()
@@ -73,8 +140,9 @@ impl MachineDb for Impostor {
 
     async fn watch(
         &self,
-        _: Request<mdb::proto::WatchRequest>,
+        req: Request<mdb::proto::WatchRequest>,
     ) -> Result<Response<Events>, Status> {
+        self.seen("Watch", &req);
         use futures::StreamExt;
         let first = WatchEvent {
             revision: self.revision(),
@@ -138,9 +206,10 @@ impl MachineDb for Impostor {
     }
     async fn get_stats(
         &self,
-        _: Request<mdb::proto::GetStatsRequest>,
+        req: Request<mdb::proto::GetStatsRequest>,
     ) -> Result<Response<mdb::proto::Stats>, Status> {
-        Err(Status::unimplemented("impostor"))
+        self.seen("GetStats", &req);
+        Ok(Response::new(mdb::proto::Stats::default()))
     }
     async fn list_discovered(
         &self,
@@ -168,8 +237,19 @@ impl MachineDb for Impostor {
     }
     async fn list_host_history(
         &self,
-        _: Request<mdb::proto::ListHostHistoryRequest>,
+        req: Request<mdb::proto::ListHostHistoryRequest>,
     ) -> Result<Response<mdb::proto::ListHostHistoryResponse>, Status> {
-        Err(Status::unimplemented("impostor"))
+        self.seen("ListHostHistory", &req);
+        let endless = self.endless.load(std::sync::atomic::Ordering::SeqCst);
+        Ok(Response::new(mdb::proto::ListHostHistoryResponse {
+            hosts: self.histories.lock().expect("lock").clone(),
+            as_of_unix: mdb::db::store::now_unix(),
+            next_page_token: if endless {
+                "more".into()
+            } else {
+                String::new()
+            },
+            ..self.page.lock().expect("lock").clone()
+        }))
     }
 }

@@ -131,3 +131,33 @@ pub fn images(docs: &[Value]) -> Vec<String> {
     out.dedup();
     out
 }
+
+/// `text` with every `/var/run/secrets/...` path moved under `dir`, where
+/// each file is made as its Secret would hold it: tokens, mdb's CA and a
+/// certificate of it, a bcrypt password file, the GitHub token.
+pub fn with_secrets(text: &str, dir: &Path) -> String {
+    let pki = super::pki::Pki::for_host("mdb").write(&dir.join("pki"));
+    let mut out = text.to_string();
+    let mut paths: Vec<&str> = text
+        .split('"')
+        .filter(|s| s.starts_with("/var/run/secrets/"))
+        .collect();
+    paths.sort();
+    paths.dedup();
+    for path in paths {
+        let file = dir.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let content = match name {
+            "tls.crt" => std::fs::read_to_string(pki.join("cert.pem")).expect("cert"),
+            "tls.key" => std::fs::read_to_string(pki.join("key.pem")).expect("key"),
+            "ca.crt" => std::fs::read_to_string(pki.join("ca.pem")).expect("ca"),
+            "htpasswd" => format!("alice:{}\n", bcrypt::hash("pw", 4).expect("bcrypt")),
+            "db-token" | "issues-token" => "github_pat_example\n".into(),
+            _ => format!("{name}-token-0123456789abcdef\n"),
+        };
+        std::fs::write(&file, content).expect("secret file");
+        out = out.replace(&format!("\"{path}\""), &format!("\"{}\"", file.display()));
+    }
+    out
+}

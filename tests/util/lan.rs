@@ -278,11 +278,17 @@ impl Lan {
     /// belongs to the namespace it was made in, so a thread enters the
     /// namespace just to bind it.
     pub fn listen_in_scanner(&self) -> std::net::TcpListener {
+        self.listen_in_scanner_at("127.0.0.1:0")
+    }
+
+    /// [`Lan::listen_in_scanner`] at `addr` (the scanner's own
+    /// 198.18.0.1, say: an address that is not loopback).
+    pub fn listen_in_scanner_at(&self, addr: &'static str) -> std::net::TcpListener {
         let ns = PathBuf::from("/var/run/netns").join(&self.scanner);
         std::thread::spawn(move || {
             let f = std::fs::File::open(&ns).expect("netns file");
             nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            std::net::TcpListener::bind("127.0.0.1:0").expect("bind in scanner namespace")
+            std::net::TcpListener::bind(addr).expect("bind in scanner namespace")
         })
         .join()
         .expect("setns thread")

@@ -197,6 +197,11 @@ impl ServeProcess {
             .into_inner()
     }
 
+    /// The memory the process holds now (VmRSS), in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        proc_status_kib(self.pid(), "VmRSS:") as f64 / 1024.0
+    }
+
     /// The most memory the process has held (VmHWM), in MiB.
     pub fn peak_rss_mib(&self) -> f64 {
         proc_status_kib(self.pid(), "VmHWM:") as f64 / 1024.0
@@ -242,7 +247,7 @@ impl Drop for ServeProcess {
 }
 
 /// A `kB` field of /proc/PID/status; a failed test when it cannot be read.
-fn proc_status_kib(pid: i32, field: &str) -> u64 {
+pub fn proc_status_kib(pid: i32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status: {e}"));
     status

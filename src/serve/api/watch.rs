@@ -25,14 +25,17 @@ pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + S
 
 /// Messages made ahead of what the client has read, at most: each is made
 /// only once there is room for it.
-pub const QUEUE: usize = 2;
+pub const QUEUE: usize = 1;
 /// A client that takes no message for this long is dropped.
 pub const SLOW_CLIENT: Duration = Duration::from_secs(30);
 
-/// What is still to be sent: a whole revision, cut as it goes, then events.
+/// What is still to be sent: a whole revision, then broadcast events, each
+/// shared with every other client and cut as it goes (how far it was sent
+/// beside it), so a big change is never copied per client.
 struct Pending {
     whole: Option<(Arc<Snapshot>, usize)>,
-    events: VecDeque<WatchEvent>,
+    events: VecDeque<(Arc<WatchEvent>, usize)>,
+    opts: WatchRequest,
 }
 
 impl Pending {
@@ -55,7 +58,12 @@ impl Pending {
             }
             return Some(ev);
         }
-        self.events.pop_front()
+        let (ev, at) = self.events.pop_front()?;
+        let (piece, next) = piece(&ev, at, self.opts.discovery);
+        if let Some(next) = next {
+            self.events.push_front((ev, next));
+        }
+        Some(piece)
     }
 
     /// The whole revision of `snap` next, in place of what was pending.
@@ -75,20 +83,22 @@ pub fn stream(
     first: Arc<Snapshot>,
     store: Arc<Store>,
     shutdown: CancellationToken,
-    slot: tokio::sync::OwnedSemaphorePermit,
+    slot: impl Send + 'static,
     dropped: impl Fn() + Send + 'static,
 ) -> WatchStream {
     let mut pending = Pending {
         whole: None,
         events: VecDeque::new(),
+        opts,
     };
     if opts.initial_snapshot {
         pending.whole = Some((first, 0));
     } else {
-        pending.events.push_back(WatchEvent {
+        let revision = WatchEvent {
             revision: first.revision.clone(),
             ..Default::default()
-        });
+        };
+        pending.events.push_back((Arc::new(revision), 0));
     }
     let (tx, out) = tokio::sync::mpsc::channel::<WatchEvent>(QUEUE);
     let reason: Arc<std::sync::Mutex<Option<Status>>> = Arc::default();
@@ -122,11 +132,8 @@ pub fn stream(
                 r = rx.recv() => r,
             };
             match next {
-                Ok(ev) => {
-                    if let Some(ev) = for_client(&ev, &opts) {
-                        pending.events.extend(chunks(ev));
-                    }
-                }
+                Ok(ev) if wanted(&ev, &opts) => pending.events.push_back((ev, 0)),
+                Ok(_) => {}
                 // Fell behind: start over from the whole current revision.
                 Err(RecvError::Lagged(_)) => match store.snapshot() {
                     Some(s) => pending.restart(s),
@@ -145,58 +152,54 @@ pub fn stream(
     )
 }
 
-/// What of a broadcast event this client asked for: discovery only with
-/// `discovery`.
-fn for_client(ev: &WatchEvent, opts: &WatchRequest) -> Option<WatchEvent> {
+/// Whether this client asked for a broadcast event: one of discovery only
+/// with `discovery`.
+fn wanted(ev: &WatchEvent, opts: &WatchRequest) -> bool {
     let is_discovery =
         ev.changed.is_empty() && ev.removed.is_empty() && db::store::carries_discovery(ev);
-    if is_discovery && !opts.discovery {
-        return None;
-    }
-    let mut ev = ev.clone();
-    if !opts.discovery {
-        ev.discovered.clear();
-        ev.transitions.clear();
-        ev.sweep = None;
-        ev.histories.clear();
-        ev.removed_hosts.clear();
-        ev.histories_complete = false;
-    }
-    Some(ev)
+    opts.discovery || !is_discovery
 }
 
 /// Machines per Watch message: a whole 100k-machine revision in one
 /// message would pass tonic's 4 MiB limit.
-pub const WATCH_CHUNK: usize = 1000;
+pub const WATCH_CHUNK: usize = 250;
 
-/// Cuts an event into messages of at most `WATCH_CHUNK` machines, all with
-/// the same revision; removals, discovery and `whole` ride on the first,
-/// and every message but the last says `more`.
-pub fn chunks(mut ev: WatchEvent) -> Vec<WatchEvent> {
-    if ev.changed.len() <= WATCH_CHUNK {
-        return vec![ev];
+/// The message of `ev` whose machines start at `at`, at most `WATCH_CHUNK`
+/// of them, all messages with the same revision; removals, `whole` and
+/// (with `discovery`) the discovery ride on the first, and every message
+/// but the last says `more`. Where the next message starts, if any.
+fn piece(ev: &WatchEvent, at: usize, discovery: bool) -> (WatchEvent, Option<usize>) {
+    let end = (at + WATCH_CHUNK).min(ev.changed.len());
+    let more = end < ev.changed.len();
+    let mut out = WatchEvent {
+        revision: ev.revision.clone(),
+        changed: ev.changed[at.min(end)..end].to_vec(),
+        more,
+        ..Default::default()
+    };
+    if at == 0 {
+        out.whole = ev.whole;
+        out.removed = ev.removed.clone();
+        if discovery {
+            out.discovered = ev.discovered.clone();
+            out.transitions = ev.transitions.clone();
+            out.sweep = ev.sweep.clone();
+            out.histories = ev.histories.clone();
+            out.removed_hosts = ev.removed_hosts.clone();
+            out.histories_complete = ev.histories_complete;
+        }
     }
-    let changed = std::mem::take(&mut ev.changed);
-    let parts = changed.len().div_ceil(WATCH_CHUNK);
-    let mut out: Vec<WatchEvent> = changed
-        .chunks(WATCH_CHUNK)
-        .enumerate()
-        .map(|(i, c)| WatchEvent {
-            revision: ev.revision.clone(),
-            changed: c.to_vec(),
-            more: i + 1 < parts,
-            ..Default::default()
-        })
-        .collect();
-    if let Some(first) = out.first_mut() {
-        first.whole = ev.whole;
-        first.removed = std::mem::take(&mut ev.removed);
-        first.discovered = std::mem::take(&mut ev.discovered);
-        first.transitions = std::mem::take(&mut ev.transitions);
-        first.sweep = ev.sweep.take();
-        first.histories = std::mem::take(&mut ev.histories);
-        first.removed_hosts = std::mem::take(&mut ev.removed_hosts);
-        first.histories_complete = ev.histories_complete;
+    (out, more.then_some(end))
+}
+
+/// Every message of `ev`, as a client asking for discovery gets them.
+pub fn chunks(ev: WatchEvent) -> Vec<WatchEvent> {
+    let mut out = Vec::new();
+    let mut at = Some(0);
+    while let Some(from) = at {
+        let (p, next) = piece(&ev, from, true);
+        out.push(p);
+        at = next;
     }
     out
 }
@@ -270,14 +273,14 @@ mod tests {
         };
         let ev = WatchEvent {
             revision: "r".into(),
-            changed: (0..2500).map(m).collect(),
+            changed: (0..2 * WATCH_CHUNK + 100).map(m).collect(),
             removed: vec!["gone".into()],
             ..Default::default()
         };
         let parts = chunks(ev);
         assert_eq!(
             parts.iter().map(|p| p.changed.len()).collect::<Vec<_>>(),
-            [1000, 1000, 500]
+            [WATCH_CHUNK, WATCH_CHUNK, 100]
         );
         assert!(parts.iter().all(|p| p.revision == "r"));
         assert_eq!(
@@ -286,6 +289,10 @@ mod tests {
             "only the last piece completes the revision"
         );
         assert_eq!(parts[0].removed, ["gone"]);
-        assert_eq!(parts[2].changed[499].name, "m2499");
+        assert_eq!(
+            parts[2].changed[99].name,
+            format!("m{}", 2 * WATCH_CHUNK + 99)
+        );
+        assert!(parts[1].removed.is_empty(), "removals ride on the first");
     }
 }
