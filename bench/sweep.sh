@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sweep benchmark, side by side: builds a test LAN of network namespaces in
 # 198.18.0.0/16 (the benchmarking range) and times `mdb scan` at its
-# defaults next to arp-scan (defaults and tuned), nmap -sn (defaults and
-# -T5 --min-rate 5000) and fping, one run per tool in turn (interleaved),
+# defaults (and with each follow-up turned off, and with none) next to
+# arp-scan (defaults and tuned), nmap -sn (defaults and -T5 --min-rate
+# 5000) and fping, one run per tool in turn (interleaved),
 # the scanner's neighbour table flushed before each. Prints each tool's
 # median time, its ratio to mdb's and the hosts it found with the right
 # MAC (or at all, for the ICMP-only tools). Packets go only to the
@@ -134,6 +135,16 @@ RSS=$(mktemp)
 raw_mdb()       { in_ns /usr/bin/time -f %M -a -o "$RSS" "$MDB" scan "$NET" --json 2>/dev/null; }
 raw_mdbwait()   { in_ns "$MDB" scan "$NET" --json --timeout 500ms 2>/dev/null; }
 parse_mdbwait() { parse_mdb; }
+raw_mdbnomdns() { in_ns "$MDB" scan "$NET" --json --no-mdns 2>/dev/null; }
+parse_mdbnomdns() { parse_mdb; }
+raw_mdbnoports() { in_ns "$MDB" scan "$NET" --json --no-ports 2>/dev/null; }
+parse_mdbnoports() { parse_mdb; }
+raw_mdbnordns() { in_ns "$MDB" scan "$NET" --json --no-rdns 2>/dev/null; }
+parse_mdbnordns() { parse_mdb; }
+raw_mdbonce()   { in_ns "$MDB" scan "$NET" --json --tries 1 2>/dev/null; }
+parse_mdbonce() { parse_mdb; }
+raw_mdbbare()   { in_ns "$MDB" scan "$NET" --json --no-ports --no-mdns --no-rdns 2>/dev/null; }
+parse_mdbbare() { parse_mdb; }
 raw_arpscan()   { in_ns arp-scan -I br0 -q -x "$NET" 2>/dev/null; }
 raw_arptuned()  { in_ns arp-scan -I br0 -q -x -B 100M -t 100 -r 1 "$NET" 2>/dev/null; }
 raw_nmap()      { in_ns nmap -sn -n -oX - "$NET" 2>/dev/null; }
@@ -150,7 +161,7 @@ for h in ET.parse(sys.stdin).getroot().iter("host"):
 parse_nmapfast() { parse_nmap; }
 parse_fping()   { awk '{print $1, "-"}'; }
 
-TOOLS=(mdb arpscan arptuned nmap nmapfast fping)
+TOOLS=(mdb mdbnomdns mdbnoports mdbnordns mdbonce mdbbare arpscan arptuned nmap nmapfast fping)
 # At their defaults arp-scan (256 kbit/s) and nmap take minutes on a /16.
 [ "$MODE" = lan16 ] && TOOLS=(mdb arptuned nmapfast)
 # The late host: mdb's defaults trade it for speed; a timeout finds it.
@@ -179,16 +190,21 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[i
 sum() { tr ' ' '\n' | grep -v '^$' | awk '{s+=$1} END {print s}'; }
 name_of() { case $1 in
   mdb) echo "mdb scan (defaults)";; mdbwait) echo "mdb scan --timeout 500ms";; arpscan) echo "arp-scan (defaults)";;
+  mdbnomdns) echo "mdb scan --no-mdns";; mdbnoports) echo "mdb scan --no-ports";; mdbnordns) echo "mdb scan --no-rdns";;
+  mdbonce) echo "mdb scan --tries 1";;
+  mdbbare) echo "mdb scan, no follow-ups";;
   arptuned) echo "arp-scan -B100M -t100 -r1";; nmap) echo "nmap -sn (defaults)";;
   nmapfast) echo "nmap -sn -T5 --min-rate 5000";; fping) echo "fping -g";; esac; }
 if [ ${#TOOLS[@]} -gt 0 ]; then
 m_mdb=$(echo "${TIMES[mdb]}" | median)
-printf '\n%-30s %10s %16s %10s\n' tool "median ms" "found (all runs)" "time/mdb"
+m_arp=$(echo "${TIMES[arptuned]:-}" | median)
+printf '\n%-30s %10s %16s %10s %14s\n' tool "median ms" "found (all runs)" "time/mdb" "time/arp-scan"
 for tool in "${TOOLS[@]}"; do
   med=$(echo "${TIMES[$tool]}" | median)
   found=$(echo "${FOUND[$tool]}" | sum)
   ratio=$(awk -v a="$med" -v b="$m_mdb" 'BEGIN { printf "%.2fx", a / b }')
-  printf '%-30s %10s %16s %10s\n' "$(name_of "$tool")" "$med" "$found/$((HOSTS * RUNS))" "$ratio"
+  to_arp=$(awk -v a="$med" -v b="${m_arp:-0}" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')
+  printf '%-30s %10s %16s %10s %14s\n' "$(name_of "$tool")" "$med" "$found/$((HOSTS * RUNS))" "$ratio" "$to_arp"
 done
 echo "mdb peak RSS: $(sort -n "$RSS" | tail -1) KiB (largest of $RUNS runs)"
 fi

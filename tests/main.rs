@@ -11,6 +11,7 @@ mod attack;
 mod attack_lan;
 mod auth;
 mod cli;
+mod completeness;
 mod deploy;
 mod dhcp;
 mod discovery;

@@ -341,3 +341,72 @@ async fn unreachable_remote_is_retried_until_it_appears() {
     assert_eq!(util::http_get(server.metrics, "/readyz").await.0, 200);
     server.stop().await;
 }
+
+/// File descriptors of this process open on something under `dir` (the
+/// test binary runs other tests meanwhile; theirs are elsewhere).
+fn fds_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+/// A year of commits costs no more than a day's: 2,000 commits fetched one
+/// by one into a checkout keep its packs, its open files and the time of a
+/// poll that finds nothing new flat.
+#[test]
+fn a_long_history_keeps_packs_open_files_and_polls_flat() {
+    use mdb::sync::{packs, Checkout, Outcome, Source};
+    mdb::sync::set_git_timeouts(Duration::from_secs(10), Duration::from_secs(60));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut repo = TestRepo::with_demo();
+    let checkout_dir = dir.path().join("checkout");
+    let mut checkout = Checkout::new(Source {
+        url: repo.url(),
+        branch: "main".into(),
+        token: None,
+        checkout: checkout_dir.clone(),
+        fetch_timeout: Duration::from_secs(60),
+        limits: Default::default(),
+    });
+    let mut served = None;
+    let mut figures = Vec::new();
+    for n in 1..=2000 {
+        repo.write(
+            "machines/soak.yaml",
+            &format!("machines:\n  - name: soak\n    ip: 198.18.10.77\n    use: games\n    notes: commit {n}\n"),
+        );
+        repo.commit(&format!("commit {n}"));
+        match checkout.step(served.as_deref(), false).expect("step") {
+            Outcome::Loaded(snap) => served = Some(snap.revision.clone()),
+            Outcome::Unchanged(_) => panic!("commit {n} was not seen"),
+        }
+        if [10, 1000, 2000].contains(&n) {
+            let started = std::time::Instant::now();
+            let polls = 5;
+            for _ in 0..polls {
+                let o = checkout.step(served.as_deref(), false).expect("poll");
+                assert!(matches!(o, Outcome::Unchanged(_)));
+            }
+            let poll = started.elapsed() / polls;
+            let packs = packs::packs(&checkout_dir.join(".git")).len();
+            let fds = fds_under(dir.path());
+            figures.push((n, packs, fds, poll));
+        }
+    }
+    eprintln!("FIGURE commits fetched one by one: (commits, packs, open files, no-change poll) {figures:?}");
+    for (n, packs, fds, _) in &figures {
+        assert!(*packs <= packs::MAX_PACKS + 1, "{n} commits: {packs} packs");
+        assert!(
+            *fds <= packs::MAX_OPEN_PACKS + 8,
+            "{n} commits: {fds} open files"
+        );
+    }
+    let (first, last) = (figures[0].3, figures[2].3);
+    assert!(
+        last < first * 5 + Duration::from_millis(50),
+        "a poll grew from {first:?} to {last:?}"
+    );
+}

@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 mod backoff;
 pub mod metrics;
 mod network;
+pub mod packs;
 pub mod propose;
 pub mod settings;
 
@@ -187,6 +188,19 @@ impl Checkout {
             .ok_or_else(|| self.checkout_error("not open"))
     }
 
+    /// Past `packs::MAX_PACKS`, the checkout's packs written again as one;
+    /// the open repository goes with the old packs' file descriptors.
+    fn compact(&mut self) {
+        match packs::compact(&self.src.checkout) {
+            Ok(0) => {}
+            Ok(removed) => {
+                debug!(removed, "packs of the checkout written again as one");
+                self.repo = None;
+            }
+            Err(e) => warn!(error = %e, "cannot write the checkout's packs again as one"),
+        }
+    }
+
     /// Throws the checkout away; the next step re-creates it. Only for a
     /// checkout that is broken, never because the remote could not be reached.
     fn discard(&mut self) -> Result<(), Error> {
@@ -317,6 +331,7 @@ impl Checkout {
             }
             Err(e) => return Err(e),
         };
+        self.compact();
         let current = self.repo()?.head().ok().and_then(|h| h.target());
         if hard || current != Some(head) {
             if let Err(e) = self.reset(head) {

@@ -26,7 +26,8 @@ pub fn redact_url(url: &str) -> String {
     url.to_string()
 }
 
-/// Sets libgit2's global network timeouts; call once at start.
+/// Sets libgit2's global network timeouts, and its bound on open pack
+/// files; call once at start.
 pub fn set_git_timeouts(connect: Duration, io: Duration) {
     let ms = |d: Duration| d.as_millis().min(i32::MAX as u128) as i32;
     // SAFETY: called at start-up before any git operation runs.
@@ -34,6 +35,7 @@ pub fn set_git_timeouts(connect: Duration, io: Duration) {
         let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms(connect));
         let _ = git2::opts::set_server_timeout_in_milliseconds(ms(io));
     }
+    super::packs::limit_open_packs();
 }
 
 /// Threads for git's network operations. One that passed its deadline is

@@ -89,7 +89,7 @@ impl Proposer {
         let abandon = Arc::new(AtomicBool::new(false));
         let a = abandon.clone();
         let job_shown = shown.clone();
-        on_thread(&self.stop, abandon, &shown, after, move || {
+        let fetched = on_thread(&self.stop, abandon, &shown, after, move || {
             let repo = Repository::open_bare(&dir).map_err(|e| Error::Checkout {
                 path: dir.display().to_string(),
                 message: e.message().to_string(),
@@ -121,7 +121,13 @@ impl Proposer {
                 }
             }
             Ok(seen)
-        })
+        });
+        if fetched.is_ok() {
+            if let Err(e) = super::packs::compact(&self.dir) {
+                tracing::warn!(error = %e, "cannot write the enrolment repository's packs again as one");
+            }
+        }
+        fetched
     }
 
     /// The database files of a fetched commit.

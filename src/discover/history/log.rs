@@ -107,6 +107,11 @@ pub(super) fn replay(bytes: &[u8]) -> Log {
         };
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        if len == 0 && crc == 0 && bytes[at..].iter().all(|b| *b == 0) {
+            // The zeros a store writes ahead of its frames. (An empty
+            // frame has this header too, but something follows it.)
+            break;
+        }
         let payload = match bytes.get(at + 8..at + 8 + len) {
             Some(p) if len <= MAX_FRAME && crc32(p) == crc => p,
             _ => {

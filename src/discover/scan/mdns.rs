@@ -22,9 +22,12 @@ use std::{
 
 use tokio::net::UdpSocket;
 
-/// How long answers are awaited after the last query went out (a
-/// responder answers a unicast query at once; this is the port probes'
-/// budget too, so a sweep of silent devices waits no longer for it).
+/// How long a host that neither answered nor refused is waited for after
+/// its query. A host without a responder refuses at once (ICMP port
+/// unreachable) and one with a responder usually answers at once, so the
+/// window runs out only for a silent host, which may hold a slow
+/// responder; this is the port probes' budget too, so a sweep of silent
+/// devices waits no longer for it.
 pub const WINDOW: Duration = Duration::from_millis(300);
 const PORT: u16 = 5353;
 /// The largest answer read (an mDNS packet fits a jumbo frame).
@@ -51,6 +54,8 @@ pub struct Answer {
 
 /// Queries awaiting their answer at once, at most (a socket each).
 const MAX_IN_FLIGHT: usize = 1024;
+/// The timer's resolution: a query due sooner than this is sent at once.
+const PACE_TICK: Duration = Duration::from_millis(1);
 
 /// Asks every host in `hosts`, one query each `gap` apart, and gathers the
 /// answers until each asked host answered (or said it has no responder)
@@ -63,7 +68,15 @@ const MAX_IN_FLIGHT: usize = 1024;
 pub async fn ask(hosts: Vec<Ipv4Addr>, gap: Duration, until: Instant) -> HashMap<IpAddr, Answer> {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let mut tasks = tokio::task::JoinSet::new();
-    for ip in hosts {
+    let start = Instant::now();
+    for (i, ip) in hosts.into_iter().enumerate() {
+        // The i-th query goes out at start + i * gap: slept for only when
+        // that is a timer tick ahead, since a sleep of less rounds up to a
+        // millisecond and 100 hosts would wait 100 ms for a 10 ms pace.
+        let due = start + gap.saturating_mul(i.min(u32::MAX as usize) as u32);
+        if due > Instant::now() + PACE_TICK {
+            tokio::time::sleep_until(due.into()).await;
+        }
         if Instant::now() >= until {
             break;
         }
@@ -77,7 +90,6 @@ pub async fn ask(hosts: Vec<Ipv4Addr>, gap: Duration, until: Instant) -> HashMap
             let end = until.min(Instant::now() + WINDOW);
             ask_one(ip, end).await.map(|a| (IpAddr::V4(ip), a))
         });
-        tokio::time::sleep(gap).await;
     }
     let mut out = HashMap::new();
     while let Some(r) = tasks.join_next().await {

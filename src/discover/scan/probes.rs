@@ -133,6 +133,7 @@ impl Probes {
             // finds hosts.
             gap: (gap / self.ports.len() as u32).max(Duration::from_micros(5)),
             wait: self.budget,
+            adaptive: opts.timeout.is_none(),
             deadline: opts.deadline,
         };
         let iface_owned = iface.clone();

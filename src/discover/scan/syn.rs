@@ -7,9 +7,11 @@
 //! answers it with a reset); anything else, or silence, is closed.
 //!
 //! Hosts come in over a channel while the ARP sweep is still running; each
-//! one's open ports go back on its own channel once its last SYN has had
-//! `wait` to be answered. Past `deadline` the probe stops; hosts not done
-//! get no answer (their follow-ups are shed).
+//! one's open ports go back on its own channel as soon as every port has
+//! answered (a SYN-ACK or a reset), else once its last SYN has had its
+//! wait: a few of this sweep's round trips (as ARP's `auto`), at most
+//! `wait`, or exactly `wait` when it is fixed. Past `deadline` the probe
+//! stops; hosts not done get no answer (their follow-ups are shed).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -44,8 +46,10 @@ pub struct Params {
     pub ports: Vec<u16>,
     /// Gap between two SYNs.
     pub gap: Duration,
-    /// How long a host's last SYN waits for its answer.
+    /// How long a host's last SYN waits for its answer at most.
     pub wait: Duration,
+    /// Wait only a few of the round trips measured (at most `wait`).
+    pub adaptive: bool,
     /// No probing past this.
     pub deadline: Option<Instant>,
 }
@@ -59,9 +63,55 @@ pub fn open(iface: &Interface) -> io::Result<Socket> {
 struct Host {
     mac: Mac,
     open: Vec<u16>,
+    /// Ports that answered, open or not.
+    answered: Vec<u16>,
     unsent: usize,
+    first_sent: Option<Instant>,
     last_sent: Instant,
     done: Option<tokio::sync::oneshot::Sender<Vec<u16>>>,
+}
+
+/// The round trips of this sweep's answers, by the millisecond: the wait
+/// for a silent port is a few of their 95th percentile.
+struct RoundTrips {
+    by_ms: [u32; 1001],
+    count: u32,
+}
+
+impl RoundTrips {
+    fn new() -> RoundTrips {
+        RoundTrips {
+            by_ms: [0; 1001],
+            count: 0,
+        }
+    }
+
+    fn add(&mut self, rtt: Duration) {
+        let ms = (rtt.as_millis() as usize).min(1000);
+        self.by_ms[ms] += 1;
+        self.count += 1;
+    }
+
+    /// `RTT_FACTOR` × the 95th percentile, at least `GRACE`, at most
+    /// `cap`; `cap` before any answer.
+    fn wait(&self, cap: Duration) -> Duration {
+        if self.count == 0 {
+            return cap;
+        }
+        let rank = (self.count as u64 * 95).div_ceil(100).max(1);
+        let mut seen = 0u64;
+        let p95 = self
+            .by_ms
+            .iter()
+            .position(|n| {
+                seen += u64::from(*n);
+                seen >= rank
+            })
+            .unwrap_or(1000);
+        // A bucket holds round trips up to its next millisecond.
+        let p95 = Duration::from_millis(p95 as u64 + 1);
+        (p95 * super::arp::RTT_FACTOR).clamp(super::arp::GRACE, cap.max(super::arp::GRACE))
+    }
 }
 
 /// Sequence numbers no one else can guess: an answer must acknowledge one.
@@ -92,6 +142,7 @@ pub fn run(
     let mut sent = 0u64;
     let mut closed = false;
     let mut buf = [0u8; 1514];
+    let mut rtts = RoundTrips::new();
     loop {
         let now = Instant::now();
         if p.deadline.is_some_and(|d| now >= d) {
@@ -108,7 +159,12 @@ pub fn run(
             sport,
             &cookies,
         )?;
-        finish_done(&mut hosts, p.wait, now);
+        let wait = if p.adaptive {
+            rtts.wait(p.wait)
+        } else {
+            p.wait
+        };
+        finish_done(&mut hosts, p.ports.len(), wait, now);
         if closed && hosts.is_empty() {
             return Ok(sent);
         }
@@ -123,7 +179,9 @@ pub fn run(
                 .saturating_duration_since(now)
                 .max(Duration::from_micros(20)),
         )? {
-            read_answers(sock, iface, &mut hosts, &mut buf, sport, &cookies)?;
+            read_answers(
+                sock, iface, &mut hosts, &mut buf, sport, &cookies, &mut rtts,
+            )?;
         }
     }
 }
@@ -145,7 +203,9 @@ fn take_jobs(
                     Host {
                         mac: job.mac,
                         open: Vec::new(),
+                        answered: Vec::new(),
                         unsent: ports.len(),
+                        first_sent: None,
                         last_sent: now,
                         done: Some(job.done),
                     },
@@ -191,6 +251,7 @@ fn send_due(
             cookies.of(ip, port),
         ));
         h.unsent -= 1;
+        h.first_sent.get_or_insert(now);
         h.last_sent = now;
         *next_send += p.gap;
     }
@@ -203,10 +264,12 @@ fn send_due(
     Ok(frames.len() as u64)
 }
 
-/// Hands back the hosts whose last SYN has had its wait.
-fn finish_done(hosts: &mut HashMap<Ipv4Addr, Host>, wait: Duration, now: Instant) {
+/// Hands back the hosts every port of which answered, and those whose last
+/// SYN has had its wait.
+fn finish_done(hosts: &mut HashMap<Ipv4Addr, Host>, ports: usize, wait: Duration, now: Instant) {
     hosts.retain(|_, h| {
-        if h.unsent > 0 || now < h.last_sent + wait {
+        let all_answered = h.answered.len() >= ports;
+        if h.unsent > 0 || (!all_answered && now < h.last_sent + wait) {
             return true;
         }
         if let Some(done) = h.done.take() {
@@ -226,15 +289,29 @@ fn read_answers(
     buf: &mut [u8],
     sport: u16,
     cookies: &Cookies,
+    rtts: &mut RoundTrips,
 ) -> io::Result<()> {
+    let now = Instant::now();
     packet::drain(sock, buf, MAX_DRAIN, |frame| {
         let Some(a) = parse_answer(frame, iface.ip, sport) else {
             return;
         };
-        if a.syn_ack && a.ack == cookies.of(a.from, a.port).wrapping_add(1) {
-            if let Some(h) = hosts.get_mut(&a.from) {
-                h.open.push(a.port);
-            }
+        // Only an answer to our own SYN: it acknowledges our cookie.
+        if !(a.syn_ack || a.rst) || a.ack != cookies.of(a.from, a.port).wrapping_add(1) {
+            return;
+        }
+        let Some(h) = hosts.get_mut(&a.from) else {
+            return;
+        };
+        if h.answered.contains(&a.port) {
+            return;
+        }
+        h.answered.push(a.port);
+        if let Some(first) = h.first_sent {
+            rtts.add(now.saturating_duration_since(first));
+        }
+        if a.syn_ack {
+            h.open.push(a.port);
         }
     })
 }
@@ -246,6 +323,8 @@ pub struct Answer {
     pub port: u16,
     pub ack: u32,
     pub syn_ack: bool,
+    /// A reset: the port is closed, and has answered.
+    pub rst: bool,
 }
 
 /// A TCP segment to `me`:`sport`, if the frame is one.
@@ -270,6 +349,7 @@ pub fn parse_answer(frame: &[u8], me: Ipv4Addr, sport: u16) -> Option<Answer> {
         port: u16::from_be_bytes([tcp[0], tcp[1]]),
         ack: u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]),
         syn_ack: tcp[13] & 0x12 == 0x12,
+        rst: tcp[13] & 0x04 != 0,
     })
 }
 
@@ -372,7 +452,8 @@ mod tests {
                 from: to,
                 port: 22,
                 ack: 0xdead_bef0,
-                syn_ack: true
+                syn_ack: true,
+                rst: false,
             })
         );
         assert_eq!(
@@ -383,5 +464,25 @@ mod tests {
             parse_answer(&answer[..40], Ipv4Addr::new(198, 18, 0, 1), 40_001),
             None
         );
+    }
+
+    #[test]
+    fn a_silent_port_waits_a_few_round_trips_of_this_sweep_at_most_the_cap() {
+        let cap = Duration::from_millis(300);
+        let mut r = RoundTrips::new();
+        assert_eq!(r.wait(cap), cap, "before any answer: the cap");
+        for _ in 0..99 {
+            r.add(Duration::from_micros(300));
+        }
+        r.add(Duration::from_millis(900));
+        assert_eq!(r.wait(cap), super::super::arp::GRACE, "LAN round trips");
+        for _ in 0..100 {
+            r.add(Duration::from_millis(40));
+        }
+        assert_eq!(r.wait(cap), Duration::from_millis(41 * 4));
+        for _ in 0..1000 {
+            r.add(Duration::from_millis(200));
+        }
+        assert_eq!(r.wait(cap), cap, "never past the cap");
     }
 }

@@ -8,7 +8,9 @@
 //!
 //! `kill -9` or a power cut mid-write leaves at most a torn last frame: its
 //! checksum fails, it is cut off at the next start and nothing before it is
-//! lost; there is no repair walk. When the log has grown past half again
+//! lost; there is no repair walk. The file grows by zeros written ahead
+//! (`GROW`), which frames overwrite; eight zeros where a frame would start,
+//! and nothing but zeros after, are the log's end. When the log has grown past half again
 //! its last snapshot, it is compacted off the sweep's path, in a thread:
 //! one snapshot frame of what the log held is written to a new file; then,
 //! briefly holding the store, the frames appended meanwhile are copied
@@ -46,6 +48,12 @@ pub use super::log::RECENT_SWEEPS;
 /// The log is compacted when it passes its last snapshot by half, and by
 /// at least this much.
 const COMPACT_SLACK: u64 = 64 * 1024;
+/// The log grows by this much of zeros at a time, so that most sweeps
+/// overwrite blocks the file already has and their sync carries data
+/// alone, as SQLite's reused WAL does; growing the file costs a journal
+/// commit on every sync. Zeros are written, not `fallocate`d: a first
+/// write into an unwritten extent costs the same commit.
+const GROW: u64 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -87,10 +95,16 @@ struct Inner {
     _lock: File,
     /// Where the next frame goes: the end of the last whole frame.
     len: u64,
+    /// The file's length: zeros past `len`, written ahead (`GROW`).
+    allocated: u64,
     snapshot_len: u64,
     /// Each record's stable digest, as written.
     digests: HashMap<String, u64>,
     keep_sweeps_since: i64,
+    /// A compaction renamed its file over the log and has not yet synced
+    /// the directory (nor the tail it copied): a write that comes first
+    /// does both, so what it reports durable is.
+    rename_unsynced: bool,
 }
 
 /// One sweep's writes.
@@ -110,7 +124,13 @@ impl HistoryStore {
         &self.path
     }
 
+    /// Its length on disk, the zeros written ahead included.
     pub fn size(&self) -> u64 {
+        self.lock().allocated
+    }
+
+    /// The end of its last whole frame.
+    pub fn written(&self) -> u64 {
         self.lock().len
     }
 
@@ -160,6 +180,15 @@ impl HistoryStore {
             sweeps: vec![batch.sweep.clone()],
         };
         let bytes = framed(&frame);
+        let end = inner.len + bytes.len() as u64;
+        let allocated = inner.allocated.max(end.div_ceil(GROW) * GROW);
+        if allocated > inner.allocated {
+            let zeros = vec![0u8; (allocated - end) as usize];
+            inner
+                .file
+                .write_all_at(&zeros, end)
+                .map_err(|e| self.err(e))?;
+        }
         // At the end of the last whole frame: a write that failed halfway
         // is overwritten by the next.
         inner
@@ -167,6 +196,11 @@ impl HistoryStore {
             .write_all_at(&bytes, inner.len)
             .and_then(|()| inner.file.sync_data())
             .map_err(|e| self.err(e))?;
+        inner.allocated = allocated;
+        if inner.rename_unsynced {
+            sync_dir(&self.path).map_err(|e| self.err(e))?;
+            inner.rename_unsynced = false;
+        }
         inner.len += bytes.len() as u64;
         for k in &batch.removed {
             inner.digests.remove(k);
@@ -198,7 +232,11 @@ impl HistoryStore {
     }
 
     /// Rewrites the log as one snapshot of its first `upto` bytes, then the
-    /// frames appended since, in a new file renamed over it.
+    /// frames appended since, in a new file renamed over it. Every sync
+    /// happens with the store free: the snapshot's before the store is
+    /// taken, the tail's and the directory's after (a write that comes
+    /// between makes them itself); held, only the tail is copied and the
+    /// file renamed, so a sweep's write never waits for a disk.
     fn compact(&self, upto: u64) -> Result<(), Error> {
         let path = &self.path;
         let mut f = File::open(path).map_err(|e| self.err(e))?;
@@ -224,24 +262,34 @@ impl HistoryStore {
         let mut out = File::create(&tmp).map_err(io)?;
         out.write_all(&header(SCHEMA)).map_err(io)?;
         out.write_all(&framed(&snapshot)).map_err(io)?;
-        let snapshot_len = out.metadata().map_err(io)?.len();
-        // Only the tail appended meanwhile is copied with the store held.
-        let mut inner = self.lock();
-        let mut tail = vec![0u8; (inner.len - upto) as usize];
-        inner.file.read_exact_at(&mut tail, upto).map_err(io)?;
-        out.write_all(&tail).map_err(io)?;
         out.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        inner.file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(io)?;
-        inner.len = snapshot_len + tail.len() as u64;
-        inner.snapshot_len = snapshot_len;
+        let snapshot_len = out.metadata().map_err(io)?.len();
+        {
+            let mut inner = self.lock();
+            let mut tail = vec![0u8; (inner.len - upto) as usize];
+            inner.file.read_exact_at(&mut tail, upto).map_err(io)?;
+            out.write_all(&tail).map_err(io)?;
+            std::fs::rename(&tmp, path).map_err(io)?;
+            inner.file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(io)?;
+            inner.len = snapshot_len + tail.len() as u64;
+            inner.allocated = inner.len;
+            inner.snapshot_len = snapshot_len;
+            inner.rename_unsynced = true;
+        }
+        out.sync_data().map_err(io)?;
+        sync_dir(path).map_err(io)?;
+        self.lock().rename_unsynced = false;
         Ok(())
     }
+}
+
+/// Syncs the directory holding `path` (its entries: a rename).
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    File::open(path.parent().unwrap_or(Path::new("."))).and_then(|d| d.sync_all())
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -349,11 +397,13 @@ pub(super) mod tests {
         let opened = open(dir.path()).unwrap();
         let mut r = record("mac:00:16:3e:00:00:01", 7);
         opened.store.write(&batch(vec![r.clone()], 1)).unwrap();
-        let after_first = opened.store.size();
+        let after_first = opened.store.written();
         r.host.as_mut().unwrap().last_seen_unix = 500;
         opened.store.write(&batch(vec![r.clone()], 2)).unwrap();
         let bytes = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
-        let second = StoreFrame::decode(&bytes[after_first as usize + 8..]).unwrap();
+        let at = after_first as usize;
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let second = StoreFrame::decode(&bytes[at + 8..at + 8 + len]).unwrap();
         assert!(second.records.is_empty(), "only the pulse: {second:?}");
         assert_eq!(second.pulses[0].last_seen_unix, 500);
         drop(opened);
@@ -369,14 +419,13 @@ pub(super) mod tests {
             .store
             .write(&batch(vec![record("ip:198.18.0.1", 1)], 1))
             .unwrap();
-        let whole = opened.store.size();
+        let whole = opened.store.written();
         drop(opened);
         let path = dir.path().join(FILE_NAME);
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        // Into the zeros written ahead, where the next frame would go.
+        f.write_all_at(&[40, 0, 0, 0, 1, 2, 3, 4, 9, 9], whole)
             .unwrap();
-        f.write_all(&[40, 0, 0, 0, 1, 2, 3, 4, 9, 9]).unwrap();
         drop(f);
         let again = open(dir.path()).unwrap();
         assert!(again.recovered);
@@ -388,6 +437,39 @@ pub(super) mod tests {
             .unwrap();
         drop(again);
         assert_eq!(open(dir.path()).unwrap().records.len(), 2);
+    }
+
+    /// Sweeps overwrite zeros written ahead: the file grows by `GROW` at
+    /// a time, and reopening takes the zeros for the log's end, not for a
+    /// torn frame.
+    #[test]
+    fn the_file_grows_ahead_of_its_frames_and_reopens_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let opened = open(dir.path()).unwrap();
+        let mut lengths = std::collections::BTreeSet::new();
+        for k in 0..20 {
+            let r = record(&format!("ip:198.18.0.{k}"), k);
+            opened.store.write(&batch(vec![r], k)).unwrap();
+            let on_disk = std::fs::metadata(&path).unwrap().len();
+            assert_eq!(on_disk % GROW, 0, "grown by whole steps: {on_disk}");
+            assert!(opened.store.written() < on_disk);
+            lengths.insert(on_disk);
+        }
+        assert_eq!(lengths.len(), 1, "twenty small sweeps, one growth");
+        let written = opened.store.written();
+        drop(opened);
+        let again = open(dir.path()).unwrap();
+        assert!(!again.recovered, "zeros are no torn frame");
+        assert_eq!(again.records.len(), 20);
+        assert_eq!(again.store.written(), written);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), GROW);
+        again
+            .store
+            .write(&batch(vec![record("ip:198.18.0.99", 99)], 99))
+            .unwrap();
+        drop(again);
+        assert_eq!(open(dir.path()).unwrap().records.len(), 21);
     }
 
     #[test]

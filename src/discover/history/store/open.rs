@@ -77,7 +77,13 @@ pub fn open(dir: &Path) -> Result<Opened, Error> {
         bytes.clear();
     }
     if bytes.is_empty() {
-        write_new(&path, &StoreFrame::default())?;
+        // Marked a snapshot so that its frame is not empty: an empty
+        // frame's header is eight zeros, the log's end.
+        let empty = StoreFrame {
+            snapshot: true,
+            ..Default::default()
+        };
+        write_new(&path, &empty)?;
         bytes = std::fs::read(&path).map_err(|e| io(e.to_string()))?;
     }
     let mut schema = [0u8; 8];
@@ -92,11 +98,14 @@ pub fn open(dir: &Path) -> Result<Opened, Error> {
         .write(true)
         .open(&path)
         .map_err(|e| io(e.to_string()))?;
-    if log.good_len < bytes.len() as u64 {
+    let rest = &bytes[log.good_len as usize..];
+    let mut allocated = bytes.len() as u64;
+    if rest.iter().any(|b| *b != 0) {
         // A torn last frame: cut, so the next sweep follows the last whole one.
         file.set_len(log.good_len)
             .and_then(|()| file.sync_all())
             .map_err(|e| io(e.to_string()))?;
+        allocated = log.good_len;
     }
     let records = log.current(crate::db::store::now_unix());
     let store = HistoryStore {
@@ -104,8 +113,10 @@ pub fn open(dir: &Path) -> Result<Opened, Error> {
         inner: Arc::new(Mutex::new(Inner {
             file,
             compaction: None,
+            rename_unsynced: false,
             _lock: lock,
             len: log.good_len,
+            allocated,
             snapshot_len: log.good_len,
             digests: records
                 .iter()
