@@ -24,6 +24,7 @@ mod flux;
 mod followups;
 mod github;
 mod github_lan;
+mod history_store;
 mod image;
 mod impostor;
 mod impostor_scanner;
