@@ -107,6 +107,16 @@ fn events_reach_a_signed_webhook_and_ntfy_once_each_across_restarts_and_a_hung_s
 
     for restart in 0..3 {
         lan.stop_mdb();
+        if restart == 1 {
+            // The history is unreadable (moved aside, a new one starts), so
+            // every host is news again: only the ledger keeps each sink
+            // from being told twice.
+            std::fs::write(
+                lan.dir().join("state").join("history.log"),
+                "not a history log",
+            )
+            .expect("spoil the history");
+        }
         lan.spawn_mdb(&args, &env);
         let before = wait_for("the restarted server's metrics", 30, || {
             lan.metric_in_scanner("127.0.0.1:9090", "mdb_sweeps_total{result=\"ok\"}")
@@ -123,6 +133,10 @@ fn events_reach_a_signed_webhook_and_ntfy_once_each_across_restarts_and_a_hung_s
                 );
             }
         }
+        let sent = lan
+            .metric_in_scanner("127.0.0.1:9090", "mdb_notify_sent_total{sink=\"hooks\"}")
+            .unwrap_or(-1.0);
+        assert_eq!(sent, 0.0, "nothing told again after restart {restart}");
     }
 
     // Every webhook message is JSON, signed with the secret over its
@@ -180,10 +194,6 @@ fn events_reach_a_signed_webhook_and_ntfy_once_each_across_restarts_and_a_hung_s
     assert_eq!(ntfy_new.path, "/lab");
     assert_eq!(ntfy_new.header("x-priority"), Some("urgent"));
     assert!(ntfy_new.body.contains("198.18.0.23"), "{}", ntfy_new.body);
-    let failures = lan
-        .metric_in_scanner("127.0.0.1:9090", "mdb_notify_sent_total{sink=\"hooks\"}")
-        .unwrap_or(-1.0);
-    assert!(failures >= 0.0, "the sink's series exist after a restart");
     lan.stop_mdb();
 }
 

@@ -150,12 +150,16 @@ fn the_db_policy_decides_and_devices_are_judged_by_their_checks_alone() {
 }
 
 /// A removed machine triggers nothing unless `removal_command` is set, and
-/// nothing ever runs against a host the database does not have (this one
-/// answers SSH and would accept the provisioner's key).
+/// nothing ever runs against a host the database does not have, though the
+/// server's sweeps tell the runner of it on every pass (this one answers
+/// SSH and would accept any key).
 #[test]
 fn removals_run_only_when_configured_and_strangers_are_never_touched() {
     let mut b = Bench::new(3);
-    b.lan.watch_port(2, 22, false);
+    // The stranger's sshd takes any key: were anything to log in, its log
+    // would say so (the scanner's banner grab never authenticates).
+    b.lan.stop_sshd(2);
+    let stranger_log = b.lan.start_any_key_sshd(2);
     let (cp, w1) = (
         machine("cp", "198.18.0.11", "control-plane"),
         machine("w1", "198.18.0.12", "worker"),
@@ -164,10 +168,47 @@ fn removals_run_only_when_configured_and_strangers_are_never_touched() {
         &[cp.clone(), w1.clone()],
         "cp and w1; 198.18.0.13 is not in the database",
     );
-    b.start_server();
+    // The server sweeps the LAN, so the runner hears of .13 from it (as a
+    // new device) on every pass, and must leave it alone.
+    let (url, checkout) = (b.repo.url(), b.dir.join("checkout"));
+    b.start_server_with(
+        &[
+            "serve",
+            "--db-url",
+            &url,
+            "--poll-interval",
+            "100ms",
+            "--checkout",
+            checkout.to_str().expect("utf-8"),
+            "--grpc-listen",
+            "127.0.0.1:50051",
+            "--metrics-listen",
+            "127.0.0.1:9090",
+            "--scan",
+            "198.18.0.0/24",
+            "--scan-interval",
+            "1s",
+        ],
+        &[],
+    );
+    b.wait("the stranger seen by the server", 60, || {
+        b.lan
+            .discovered("http://127.0.0.1:50051")
+            .get("198.18.0.13")
+            .is_some_and(|h| h["state"] == "new" && h["presence"] == "up")
+    });
+    // Checked at every poll below: nothing ever logs in to the stranger.
+    let untouched = || {
+        let log = std::fs::read_to_string(&stranger_log).unwrap_or_default();
+        assert!(
+            !log.contains("Accepted"),
+            "nothing logs in to a host the database does not have: {log}"
+        );
+    };
     let cfg = b.config("PLAYBOOK -i {inventory} --limit {hosts} SITE");
     b.start_runner(&cfg);
     b.wait("the first build", 90, || {
+        untouched();
         b.status("w1").is_some_and(|s| s["result"] == "ok")
     });
 
@@ -203,6 +244,7 @@ fn removals_run_only_when_configured_and_strangers_are_never_touched() {
     b.start_runner(&cfg);
     b.commit(&[cp.clone(), w1.clone()], "w1 back");
     b.wait("w1 provisioned again", 90, || {
+        untouched();
         b.status("w1").is_some_and(|s| s["result"] == "ok")
     });
     b.commit(std::slice::from_ref(&cp), "w1 leaves again");
@@ -214,10 +256,11 @@ fn removals_run_only_when_configured_and_strangers_are_never_touched() {
         "removed w1\n",
         "once, for w1 alone"
     );
-    assert_eq!(
-        b.lan.port_hits(2),
-        0,
-        "no packet to port 22 of a host the database does not have"
+    untouched();
+    let stranger = std::fs::read_to_string(&stranger_log).expect("sshd log");
+    assert!(
+        stranger.contains("Connection from 198.18.0.1"),
+        "the scanner did reach the stranger's sshd: {stranger}"
     );
 }
 

@@ -133,24 +133,6 @@ fn scrape(lan: &Lan, port: u16) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs `f` on a Tokio runtime in a thread inside the scanner namespace:
-/// a socket belongs to the namespace of the thread that makes it.
-fn in_scanner<T: Send + 'static>(
-    lan: &Lan,
-    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let ns = PathBuf::from("/var/run/netns").join(&lan.scanner);
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&ns).expect("netns file");
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(f())
-    })
-}
-
 /// A sweep's identity on both streams.
 type SweepId = (i64, u32, u32);
 
@@ -162,7 +144,7 @@ fn follow_sweeps(
     n: usize,
     mut on_sweep: impl FnMut(usize) + Send + 'static,
 ) -> Vec<Duration> {
-    in_scanner(lan, move || {
+    lan.run_in_scanner(move || {
         Box::pin(async move {
             let req = || WatchRequest {
                 initial_snapshot: false,

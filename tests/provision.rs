@@ -234,9 +234,11 @@ fn bad_commands_failing_playbooks_and_hangs_are_statuses_and_retries() {
             + &format!("\n[[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\nmin_gap = \"10ms\"\nevents = [\"provision_failed\", \"provision_recovered\"]\n");
         std::fs::write(&cfg, cfg_text).expect("config");
         b.start_runner(&cfg);
-        b.wait("a failed status", 60, || {
+        // A third attempt ends after the first message had all the time it
+        // needed, so a message per attempt would be here by then.
+        b.wait("a failed status, three attempts", 90, || {
             b.status("cp").is_some_and(|s| {
-                s["result"] == "failed" && s["attempts"].as_u64().unwrap_or(0) >= 2
+                s["result"] == "failed" && s["attempts"].as_u64().unwrap_or(0) >= 3
             })
         });
         let st = b.status("cp").expect("status");
@@ -252,6 +254,32 @@ fn bad_commands_failing_playbooks_and_hangs_are_statuses_and_retries() {
         );
         b.kill_runner();
     }
+    assert_eq!(util::receiver::events(&hook, "provision_recovered"), 0);
+
+    // A playbook that is not there yet fails; once it is, the next retry
+    // provisions cp and says so, once.
+    let _ = std::fs::remove_dir_all(b.dir.join("state"));
+    let later = b.dir.join("later.yml");
+    let cfg = b.config(&format!(
+        "PLAYBOOK -i {{inventory}} --limit {{hosts}} {}",
+        later.display()
+    ));
+    let cfg_text = std::fs::read_to_string(&cfg).expect("config")
+        + &format!("\n[[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\nmin_gap = \"10ms\"\nevents = [\"provision_failed\", \"provision_recovered\"]\n");
+    std::fs::write(&cfg, cfg_text).expect("config");
+    b.start_runner(&cfg);
+    b.wait("cp failing", 60, || {
+        b.status("cp").is_some_and(|s| s["result"] == "failed")
+    });
+    std::fs::copy(b.dir.join("site.yml"), &later).expect("the playbook arrives");
+    b.wait("cp provisioned", 90, || {
+        b.status("cp").is_some_and(|s| s["result"] == "ok")
+    });
+    b.wait("provision_recovered told", 30, || {
+        util::receiver::events(&hook, "provision_recovered") == 1
+    });
+    assert_eq!(util::receiver::events(&hook, "provision_failed"), 4);
+    b.kill_runner();
     let log = std::fs::read_to_string(b.dir.join("provision.log")).unwrap_or_default();
     assert!(!log.contains("panicked"), "{log}");
 }

@@ -367,76 +367,135 @@ fn two_segments_merge_into_one_view_and_a_dead_scanner_makes_only_its_segment_st
     lab.stop_mdb();
 }
 
-/// The bytes one follower receives for one sweep in which one host of
-/// `hosts` changed: a whole read (every page of `ListHostHistory`, as
-/// before) against the sweep event carrying the change (now).
-fn mirror_bytes(hosts: u32) -> (usize, usize) {
-    use mdb::discover::history::{simulate, store};
+/// What a follower's Watch carries from a real scanner (`mdb serve` with
+/// [scan]) whose /24 holds `devices` answered by `tests/py/arp_campus.py`
+/// and two hosts, one of which leaves mid-way: the bytes of each sweep's
+/// event, and of a whole read (every page of ListHostHistory).
+fn follower_bytes(devices: u32) -> (usize, Vec<usize>) {
+    use mdb::proto::{machine_db_client::MachineDbClient, ListHostHistoryRequest, WatchRequest};
     use prost::Message;
-    let dir = tempfile::tempdir().expect("tempdir");
-    simulate::run(
-        dir.path(),
-        &simulate::Plan {
-            hosts,
-            sweeps: 24,
-            interval: std::time::Duration::from_secs(300),
-            start_unix: 1_790_000_000,
-            announce: false,
-        },
+    const SCANNER: &str = "127.0.0.1:50052";
+    let host = |ip, mac| HostSpec {
+        ip,
+        mac,
+        ..Default::default()
+    };
+    let mut lan = Lan::new(&[
+        host("198.18.0.2", "00:16:3e:00:02:02"),
+        host("198.18.0.3", "00:16:3e:00:02:03"),
+    ]);
+    let (python, script) = Lan::python_script("arp_campus.py");
+    let count = devices.to_string();
+    lan.spawn_ready(0, &[&python, &script, "eth0", "198.18.0.20", &count, "240"]);
+    let mut repo = util::TestRepo::new();
+    repo.write(
+        "mdb.yaml",
+        "subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\n",
+    );
+    repo.write(
+        "machines/lab.yaml",
+        "machines:\n  - name: scanner\n    ip: 198.18.0.1\n    use: discover\n",
+    );
+    repo.commit("lab");
+    let cfg = lan.dir().join("scanner.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\n\n[server]\ngrpc_listen = \"{SCANNER}\"\nmetrics_listen = \"127.0.0.1:9090\"\n\n[scan]\nsubnets = [\"198.18.0.0/24\"]\ninterval = \"1s\"\nreverse_dns = false\nstate_dir = \"{}\"\n",
+            repo.url(),
+            lan.dir().join("checkout").display(),
+            lan.dir().join("state").display(),
+        ),
     )
-    .expect("simulated sweeps");
-    let opened = store::open(dir.path()).expect("store");
-    let records = opened.records;
-    let sweep = opened.sweeps.first().cloned().unwrap_or_default();
-    let whole: usize = records
-        .chunks(1000)
-        .enumerate()
-        .map(|(i, page)| {
-            mdb::proto::ListHostHistoryResponse {
-                hosts: page.to_vec(),
-                sweeps: if i == 0 {
-                    opened.sweeps.clone()
-                } else {
-                    vec![]
-                },
-                next_page_token: "x".repeat(8),
-                ..Default::default()
-            }
-            .encoded_len()
+    .expect("config");
+    lan.spawn_mdb(
+        &["serve", "--config", cfg.to_str().expect("utf-8")],
+        &[("MDB_LOG", "info")],
+    );
+    wait_for("every device found", 90, || {
+        (lan.discovered(&format!("http://{SCANNER}")).len() >= devices as usize + 3).then_some(())
+    });
+    let leaver = lan.hosts[1].ns.clone();
+    let (whole, per_sweep) = lan
+        .run_in_scanner(move || {
+            Box::pin(async move {
+                let mut client = MachineDbClient::connect(format!("http://{SCANNER}"))
+                    .await
+                    .expect("scanner");
+                let mut stream = client
+                    .watch(WatchRequest {
+                        initial_snapshot: false,
+                        discovery: true,
+                    })
+                    .await
+                    .expect("watch")
+                    .into_inner();
+                let mut per_sweep = Vec::new();
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+                while per_sweep.len() < 8 {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    let ev = tokio::time::timeout(left, stream.message())
+                        .await
+                        .expect("sweeps keep coming")
+                        .expect("stream")
+                        .expect("event");
+                    if ev.sweep.is_some() {
+                        per_sweep.push(ev.encoded_len());
+                        if per_sweep.len() == 2 {
+                            // One host leaves: the sweeps after it change it.
+                            let _ = Command::new("ip")
+                                .args(["-n", &leaver, "link", "set", "eth0", "down"])
+                                .status();
+                        }
+                    }
+                }
+                let (mut whole, mut token) = (0, String::new());
+                loop {
+                    let page = client
+                        .list_host_history(ListHostHistoryRequest {
+                            page_size: 1000,
+                            page_token: token.clone(),
+                        })
+                        .await
+                        .expect("history page")
+                        .into_inner();
+                    whole += page.encoded_len();
+                    token = page.next_page_token;
+                    if token.is_empty() {
+                        break (whole, per_sweep);
+                    }
+                }
+            })
         })
-        .sum();
-    let one = records.first().cloned().expect("a record");
-    let event = mdb::proto::WatchEvent {
-        revision: "0".repeat(40),
-        discovered: one.host.clone().into_iter().collect(),
-        transitions: one.transitions.last().cloned().into_iter().collect(),
-        sweep: Some(sweep.clone()),
-        histories: vec![one],
-        histories_complete: true,
-        ..Default::default()
-    };
-    let bare = mdb::proto::WatchEvent {
-        revision: "0".repeat(40),
-        sweep: Some(sweep),
-        ..Default::default()
-    };
-    (whole + bare.encoded_len(), event.encoded_len())
+        .join()
+        .expect("watch thread");
+    let changed = lan.discovered(&format!("http://{SCANNER}"))["198.18.0.3"]["presence"].clone();
+    assert_eq!(
+        changed, "down",
+        "the leaver's change was among those sweeps"
+    );
+    (whole, per_sweep)
 }
 
+/// A follower pays per sweep for what changed, not for the LAN: the
+/// events of a real scanner are the same size with 20 devices and with
+/// 200 (a scanner that sent every history would send ten times more),
+/// while a whole read grows with the devices.
 #[test]
 fn a_sweep_that_changes_one_host_costs_a_follower_the_same_bytes_at_any_size() {
-    let (before_200, after_200) = mirror_bytes(200);
-    let (before_2000, after_2000) = mirror_bytes(2000);
+    let (whole_20, sweeps_20) = follower_bytes(20);
+    let (whole_200, sweeps_200) = follower_bytes(200);
+    let most = |v: &[usize]| v.iter().copied().max().unwrap_or(0);
     eprintln!(
-        "FIGURE bytes per sweep per follower, 1 host changed: 200 hosts {before_200} -> {after_200}; 2,000 hosts {before_2000} -> {after_2000}"
+        "FIGURE bytes a follower reads: 20 devices whole {whole_20}, per sweep {sweeps_20:?}; 200 devices whole {whole_200}, per sweep {sweeps_200:?}"
     );
     assert!(
-        before_2000 > 5 * before_200,
+        whole_200 > 5 * whole_20,
         "a whole read grows with the hosts"
     );
     assert!(
-        after_2000 <= after_200 + 512,
-        "the event does not grow with the hosts: {after_200} vs {after_2000}"
+        most(&sweeps_200) <= most(&sweeps_20) + 512,
+        "a sweep's event does not grow with the hosts: {sweeps_20:?} vs {sweeps_200:?}"
     );
-    assert!(after_2000 * 100 < before_2000);
+    assert!(most(&sweeps_200) * 10 < whole_200);
 }

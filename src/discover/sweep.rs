@@ -382,6 +382,7 @@ pub async fn run(
     let epoch = rand::random::<u64>() | 1;
     let mut seq = 0u64;
     let mut overrun = Overrun::default();
+    let mut published = Published::default();
     loop {
         let snap = loop {
             if let Some(s) = store.snapshot() {
@@ -419,7 +420,8 @@ pub async fn run(
                 persist(&start, &cfg, &fold, &summary, &metrics).await;
                 start.sweeps.insert(0, summary.clone());
                 start.sweeps.truncate(store::RECENT_SWEEPS);
-                let (histories, complete) = delta(&start.history, &fold.written);
+                let (histories, complete) =
+                    published.delta(&start.history, &fold.written, &fold.removed);
                 publish.view(
                     start.discovery(records),
                     News {
@@ -456,17 +458,37 @@ pub async fn run(
 /// (the first, a new campus) sends none, and followers read everything.
 pub const MAX_DELTA: usize = 1000;
 
-/// The histories a sweep changed, for followers, and whether they are all
-/// of its changes.
-fn delta(history: &History, written: &[String]) -> (Vec<HostHistory>, bool) {
-    if written.len() > MAX_DELTA {
-        return (Vec::new(), false);
+/// The stable digest of each history as followers last had it.
+#[derive(Default)]
+struct Published(std::collections::HashMap<String, u64>);
+
+impl Published {
+    /// The histories a sweep changed for followers, and whether they are
+    /// all of its changes. A sweep touches every host it saw (its pulse:
+    /// last seen, round trip), but only a record whose lasting content
+    /// changed is sent; a follower takes an up host to be seen by the
+    /// sweep, and its whole read every few minutes sets the pulses right.
+    fn delta(
+        &mut self,
+        history: &History,
+        written: &[String],
+        removed: &[String],
+    ) -> (Vec<HostHistory>, bool) {
+        for k in removed {
+            self.0.remove(k);
+        }
+        let mut out = Vec::new();
+        for (k, r) in written.iter().filter_map(|k| Some((k, history.get(k)?))) {
+            let digest = crate::discover::history::digest(r);
+            if self.0.insert(k.clone(), digest) != Some(digest) {
+                out.push(r.clone());
+            }
+        }
+        if out.len() > MAX_DELTA {
+            return (Vec::new(), false);
+        }
+        (out, true)
     }
-    let out: Vec<HostHistory> = written
-        .iter()
-        .filter_map(|k| history.get(k).cloned())
-        .collect();
-    (out, true)
 }
 
 /// Whether sweeps are shedding follow-ups, said once when it starts and

@@ -294,6 +294,26 @@ impl Lan {
         .expect("setns thread")
     }
 
+    /// Runs `f` on a Tokio runtime in a thread inside the scanner
+    /// namespace: a socket belongs to the namespace of the thread that
+    /// makes it (a gRPC client of a server bound to the scanner's
+    /// loopback, say).
+    pub fn run_in_scanner<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let ns = PathBuf::from("/var/run/netns").join(&self.scanner);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&ns).expect("netns file");
+            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(f())
+        })
+    }
+
     /// Stops every mdb started with `spawn_mdb`.
     pub fn stop_mdb(&mut self) {
         for mut c in self.extra.drain(..) {

@@ -1,13 +1,13 @@
 //! A tiny HTTP/1.1 receiver for webhook and ntfy tests: records every
-//! request and answers 200, or holds it unanswered; in the clear or
-//! behind TLS.
+//! request and when it came, and answers 200, or 503, or holds it
+//! unanswered; in the clear or behind TLS.
 #![allow(dead_code)]
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpListener,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio_rustls::rustls::{ServerConfig, ServerConnection, StreamOwned};
@@ -17,6 +17,17 @@ pub struct Received {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    pub at: Instant,
+}
+
+/// How the receiver answers each request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    Ok,
+    /// Never: the first request of a connection is held.
+    Hang,
+    /// 503, as a sink that is down behind its proxy.
+    Refuse,
 }
 
 impl Received {
@@ -31,17 +42,22 @@ impl Received {
 /// A tiny HTTP/1.1 receiver: records each request and answers 200, or
 /// (`hang`) reads it and never answers.
 pub fn receiver(listener: TcpListener, hang: bool) -> Arc<Mutex<Vec<Received>>> {
-    serve(listener, hang, None)
+    serve(listener, if hang { Reply::Hang } else { Reply::Ok }, None)
+}
+
+/// A receiver that records each request and answers 503.
+pub fn receiver_refusing(listener: TcpListener) -> Arc<Mutex<Vec<Received>>> {
+    serve(listener, Reply::Refuse, None)
 }
 
 /// The same receiver behind TLS with `tls`'s certificate (always answers).
 pub fn receiver_tls(listener: TcpListener, tls: ServerConfig) -> Arc<Mutex<Vec<Received>>> {
-    serve(listener, false, Some(Arc::new(tls)))
+    serve(listener, Reply::Ok, Some(Arc::new(tls)))
 }
 
 fn serve(
     listener: TcpListener,
-    hang: bool,
+    reply: Reply,
     tls: Option<Arc<ServerConfig>>,
 ) -> Arc<Mutex<Vec<Received>>> {
     let got = Arc::new(Mutex::new(Vec::new()));
@@ -51,12 +67,12 @@ fn serve(
         for stream in listener.incoming().flatten() {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
             match &tls {
-                None => held.extend(conversation(stream, &keep, hang)),
+                None => held.extend(conversation(stream, &keep, reply)),
                 Some(cfg) => {
                     let Ok(conn) = ServerConnection::new(cfg.clone()) else {
                         continue;
                     };
-                    conversation(StreamOwned::new(conn, stream), &keep, false);
+                    conversation(StreamOwned::new(conn, stream), &keep, Reply::Ok);
                 }
             }
         }
@@ -64,10 +80,10 @@ fn serve(
     got
 }
 
-/// Reads the requests of one connection, recording each, and answers 200;
-/// with `hang`, returns the connection unanswered after its first request,
-/// to be held open.
-fn conversation<S: Read + Write>(stream: S, got: &Mutex<Vec<Received>>, hang: bool) -> Option<S> {
+/// Reads the requests of one connection, recording each, and answers as
+/// `reply` says; `Hang` returns the connection unanswered after its first
+/// request, to be held open.
+fn conversation<S: Read + Write>(stream: S, got: &Mutex<Vec<Received>>, reply: Reply) -> Option<S> {
     let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
@@ -97,12 +113,15 @@ fn conversation<S: Read + Write>(stream: S, got: &Mutex<Vec<Received>>, hang: bo
             path,
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
+            at: Instant::now(),
         });
-        if hang {
-            return Some(reader.into_inner());
-        }
+        let answer: &[u8] = match reply {
+            Reply::Hang => return Some(reader.into_inner()),
+            Reply::Ok => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+            Reply::Refuse => b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\ndown",
+        };
         let s = reader.get_mut();
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+        let _ = s.write_all(answer);
         let _ = s.flush();
     }
 }

@@ -8,6 +8,8 @@ mod identity;
 mod legacy;
 pub mod log;
 mod pulse;
+/// A record's lasting content, digested: what followers and the store compare.
+pub use pulse::digest;
 mod record;
 pub mod simulate;
 pub mod store;

@@ -50,6 +50,10 @@ pub struct Report {
     pub last_sweep_unix: i64,
     pub newest_last_seen_unix: i64,
     pub undecodable: usize,
+    /// Opening cut a torn last frame.
+    pub recovered: bool,
+    /// The end of the last whole frame (the file may hold zeros after it).
+    pub written: u64,
 }
 
 pub fn run(dir: &Path, plan: &Plan) -> Result<Report, store::Error> {
@@ -57,6 +61,7 @@ pub fn run(dir: &Path, plan: &Plan) -> Result<Report, store::Error> {
     let open_ms = opened.took.as_secs_f64() * 1000.0;
     let records_at_open = opened.records.len();
     let undecodable = opened.undecodable;
+    let recovered = opened.recovered;
     let mut now = opened.sweeps.first().map_or(plan.start_unix, |s| {
         s.at_unix + plan.interval.as_secs() as i64
     });
@@ -131,6 +136,8 @@ pub fn run(dir: &Path, plan: &Plan) -> Result<Report, store::Error> {
         last_sweep_unix: newest.0,
         newest_last_seen_unix: newest.1,
         undecodable,
+        recovered,
+        written: disk.written(),
     })
 }
 

@@ -350,13 +350,13 @@ impl Lan {
     }
 
     /// Starts a program in the scanner's namespace for as long as the LAN
-    /// lives (a DHCP server), its output in `log`.
+    /// lives (a DHCP server), its output in `log`; its process id.
     pub fn spawn_in_scanner(
         &mut self,
         argv: &[&str],
         envs: &[(&str, &str)],
         log: &std::path::Path,
-    ) {
+    ) -> u32 {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.scanner]).args(argv);
         for (k, v) in envs {
@@ -368,7 +368,9 @@ impl Lan {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        let pid = child.id();
         self.helpers.push(child);
+        pid
     }
 
     /// Adds another address to host `i` (one namespace standing in for
