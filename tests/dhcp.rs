@@ -195,6 +195,40 @@ fn a_device_from_the_dhcp_pool_is_provisioned_and_ends_at_its_reservation() {
             .any(|i| i.number == issue.number && i.state == "open"),
         "not closed while it is elsewhere"
     );
+    // Away from its reservation: counted, shown on its page (headless
+    // Chromium), and the inventory keeps the database's address.
+    wait_for(
+        "the machine counted away from its reservation",
+        30,
+        &b,
+        &|| {
+            b.lan
+                .metric_in_scanner("127.0.0.1:9090", "mdb_machines_away_from_reservation")
+                == Some(1.0)
+        },
+    );
+    let (python, script) = util::lan::Lan::python_script("page_text.py");
+    let page = std::process::Command::new("ip")
+        .args(["netns", "exec", &b.lan.scanner, &python, &script])
+        .arg(format!("http://127.0.0.1:9090/machines/{name}"))
+        .arg(format!("reserved {reserved}, seen at {lease}"))
+        .output()
+        .expect("python with selenium (.ci/run installs it)");
+    assert!(
+        page.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&page.stdout),
+        String::from_utf8_lossy(&page.stderr)
+    );
+    let out = b
+        .lan
+        .mdb(&["inventory", "--list", "--server", "http://127.0.0.1:50051"]);
+    let inventory: Value = serde_json::from_slice(&out.stdout).expect("inventory");
+    assert_eq!(
+        inventory["_meta"]["hostvars"][&name]["ansible_host"],
+        reserved.as_str(),
+        "{inventory}"
+    );
 
     // Its renewal time comes: dnsmasq refuses the old lease (a static one
     // is available), and the Pi comes back at its reservation.

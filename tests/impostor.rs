@@ -415,3 +415,129 @@ async fn followers_drop_what_a_whole_revision_lacks_wait_for_every_piece_and_pas
     let st = dhcp_status(dhcp).await;
     assert_eq!(st["revision_refused"], "", "{st}");
 }
+
+/// `mdb dhcp --follow` set up by `[dhcp]` of `--config` alone: its hook
+/// runs after each change with `{file}` holding every reservation as
+/// `MAC,IP,NAME`; a revision that does not validate (a name that would be
+/// a path) is refused whole: no file written, no hook run, the refusal in
+/// `/status` and `mdb_dhcp_revision_refused` until a valid one comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dhcp_follower_set_up_by_its_section_hooks_each_change_and_refuses_a_bad_revision() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let impostor = Impostor::new(REV, vec![reserved("m1", 11), reserved("m2", 12)]);
+    let server = impostor.serve().await;
+    let port = free_port();
+    let hosts = d.join("hosts");
+    std::fs::create_dir_all(&hosts).expect("hostsdir");
+    let runs = d.join("hook-runs");
+    std::fs::create_dir_all(&runs).expect("runs");
+    std::fs::write(
+        d.join("mdb.toml"),
+        format!(
+            "[dhcp]\nserver = \"{server}\"\nhostsdir = \"{}\"\nhook = [\"sh\", \"-c\", \"cp \\\"$1\\\" {}/run-$(date +%s%N)\", \"hook\", \"{{file}}\"]\nstate_dir = \"{}\"\ndebounce = \"100ms\"\nmetrics_listen = \"127.0.0.1:{port}\"\n",
+            hosts.display(),
+            runs.display(),
+            d.join("state").display(),
+        ),
+    )
+    .expect("config");
+    let config = d.join("mdb.toml").display().to_string();
+    let _dhcp = Reaped(
+        std::process::Command::new(util::bin())
+            .args(["dhcp", "--follow", "--config", &config])
+            .stderr(std::fs::File::create(d.join("dhcp.log")).expect("log"))
+            .spawn()
+            .expect("mdb dhcp --follow"),
+    );
+    let log = || std::fs::read_to_string(d.join("dhcp.log")).unwrap_or_default();
+    let hook_runs = || {
+        let mut all: Vec<String> = std::fs::read_dir(&runs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().display().to_string())
+            .collect();
+        all.sort();
+        all.iter()
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    let both = "02:00:00:00:00:0b,198.18.0.11,m1\n02:00:00:00:00:0c,198.18.0.12,m2\n";
+    wait(
+        "the hook with both reservations",
+        60,
+        || {
+            files(&hosts) == ["mdb-m1", "mdb-m2"]
+                && hook_runs().last().map(String::as_str) == Some(both)
+        },
+        log,
+    );
+    let refused = || async {
+        let (_, metrics) = util::http_get(([127, 0, 0, 1], port).into(), "/metrics").await;
+        util::metric(&metrics, "mdb_dhcp_revision_refused")
+    };
+    assert_eq!(refused().await, Some(0.0));
+
+    // A whole revision with a machine named like a path: refused whole.
+    let runs_before = hook_runs().len();
+    let mut evil = reserved("x", 13);
+    evil.name = "../../etc/cron.d/x".into();
+    impostor.set(
+        "aaaa000000000000000000000000000000000002",
+        vec![reserved("m1", 11), evil],
+    );
+    impostor.send(WatchEvent {
+        revision: "aaaa000000000000000000000000000000000002".into(),
+        changed: vec![reserved("m1", 11), {
+            let mut e = reserved("x", 13);
+            e.name = "../../etc/cron.d/x".into();
+            e
+        }],
+        whole: true,
+        ..Default::default()
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let st = loop {
+        let st = dhcp_status(port).await;
+        if st["revision_refused"] != "" {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "{st}\n{}", log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        st["revision_refused"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cron.d"),
+        "{st}"
+    );
+    assert_eq!(refused().await, Some(1.0));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(files(&hosts), ["mdb-m1", "mdb-m2"], "nothing written");
+    assert_eq!(hook_runs().len(), runs_before, "no hook run");
+
+    // A valid revision: acted on, and the refusal is over.
+    impostor.set(
+        "aaaa000000000000000000000000000000000003",
+        vec![reserved("m1", 11)],
+    );
+    impostor.send(WatchEvent {
+        revision: "aaaa000000000000000000000000000000000003".into(),
+        changed: vec![reserved("m1", 11)],
+        whole: true,
+        ..Default::default()
+    });
+    wait(
+        "the valid revision",
+        30,
+        || {
+            files(&hosts) == ["mdb-m1"]
+                && hook_runs().last().map(String::as_str)
+                    == Some("02:00:00:00:00:0b,198.18.0.11,m1\n")
+        },
+        log,
+    );
+    assert_eq!(refused().await, Some(0.0));
+}

@@ -284,3 +284,102 @@ fn a_forged_mdns_answer_does_not_rename_a_neighbour() {
         "the forger answered every sweep's query to it: {forged:?}"
     );
 }
+
+/// Serve with a scanner sweeping `198.18.0.0/24` every 500 ms whose
+/// database's `scan.refresh` is `refresh`; its discovered hosts read back.
+fn serve_mdns(lan: &mut Lan, refresh: &str) -> util::TestRepo {
+    let mut repo = util::TestRepo::new();
+    repo.write(
+        "mdb.yaml",
+        &format!("subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\nscan:\n  refresh: {refresh}\n"),
+    );
+    repo.write(
+        "machines/lab.yaml",
+        "machines:\n  - name: scanner\n    ip: 198.18.0.1\n    use: discover\n",
+    );
+    repo.commit("lab");
+    let cfg = lan.dir().join("mdb.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"200ms\"\n\n[server]\ngrpc_listen = \"127.0.0.1:50051\"\nmetrics_listen = \"127.0.0.1:9090\"\n\n[scan]\nsubnets = [\"198.18.0.0/24\"]\ninterval = \"500ms\"\nreverse_dns = false\n",
+            repo.url(),
+            lan.dir().join("checkout").display(),
+        ),
+    )
+    .expect("config");
+    lan.spawn_mdb(
+        &["serve", "--config", cfg.to_str().expect("path")],
+        &[("MDB_LOG", "info")],
+    );
+    repo
+}
+
+fn mdns_name(lan: &Lan, ip: &str) -> Option<String> {
+    let d = lan.discovered("http://127.0.0.1:50051");
+    d.get(ip).and_then(|h| {
+        names_of(h)
+            .into_iter()
+            .find(|(s, _)| s == "mdns")
+            .map(|(_, n)| n)
+    })
+}
+
+fn sweeps(lan: &Lan) -> f64 {
+    lan.metric_in_scanner("127.0.0.1:9090", "mdb_sweeps_total{result=\"ok\"}")
+        .unwrap_or(0.0)
+}
+
+/// A named host is not asked again while its probe is fresh (the queries
+/// reaching its port 5353 are counted); asked again after `scan.refresh`
+/// with its answers lost on the way, it keeps the name it last announced.
+#[test]
+fn a_fresh_host_is_not_asked_again_and_a_lost_answer_keeps_its_name() {
+    const LASER: &str = "198.18.0.30";
+    let host = HostSpec {
+        ip: LASER,
+        mac: "00:26:ab:00:00:30",
+        ..Default::default()
+    };
+    // Fresh for an hour: one question, however many sweeps.
+    let mut lan = Lan::new(std::slice::from_ref(&host));
+    lan.watch_udp(0, 5353);
+    lan.start_avahi(0, "laser", &["_ipp._tcp"]);
+    let _repo = serve_mdns(&mut lan, "1h");
+    wait_for("laser named", 60, || {
+        (mdns_name(&lan, LASER).as_deref() == Some("laser")).then_some(())
+    });
+    let asked = lan.udp_hits(0);
+    let start = sweeps(&lan);
+    wait_for("five more sweeps", 30, || {
+        (sweeps(&lan) >= start + 5.0).then_some(())
+    });
+    assert!(asked >= 1);
+    assert_eq!(lan.udp_hits(0), asked, "not asked again while fresh");
+    lan.stop_mdb();
+    drop(lan);
+
+    // Fresh for 2 s: asked again, its answers lost; the name stays.
+    let mut lan = Lan::new(&[host]);
+    lan.watch_udp(0, 5353);
+    lan.start_avahi(0, "laser", &["_ipp._tcp"]);
+    let _repo = serve_mdns(&mut lan, "2s");
+    wait_for("laser named", 60, || {
+        (mdns_name(&lan, LASER).as_deref() == Some("laser")).then_some(())
+    });
+    lan.drop_udp(0, 5353);
+    let asked = lan.udp_hits(0);
+    wait_for("asked again after the refresh", 30, || {
+        (lan.udp_hits(0) >= asked + 2).then_some(())
+    });
+    let start = sweeps(&lan);
+    wait_for("two more sweeps", 30, || {
+        (sweeps(&lan) >= start + 2.0).then_some(())
+    });
+    assert_eq!(
+        mdns_name(&lan, LASER).as_deref(),
+        Some("laser"),
+        "the last announced name stays"
+    );
+    lan.stop_mdb();
+}

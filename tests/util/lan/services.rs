@@ -392,10 +392,38 @@ impl Lan {
     /// host `i`: [`Lan::port_hits`] reads the count.
     pub fn watch_port(&self, i: usize, port: u16, drop: bool) {
         let verdict = if drop { " drop" } else { "" };
-        let rules = format!(
-            "table inet mdbwatch {{\n chain input {{\n  type filter hook input priority -10;\n  tcp dport {port} counter{verdict}\n }}\n}}\n"
+        self.load_nft(i, "mdbwatch", &format!("tcp dport {port} counter{verdict}"));
+    }
+
+    /// Counts UDP datagrams from the scanner (198.18.0.1) to `port`
+    /// arriving at host `i` ([`Lan::udp_hits`]); the host's own multicast
+    /// (an mDNS responder's announcements) is not counted.
+    pub fn watch_udp(&self, i: usize, port: u16) {
+        self.load_nft(
+            i,
+            "mdbwatchudp",
+            &format!("ip saddr 198.18.0.1 udp dport {port} counter"),
         );
-        let path = self.dir.path().join(format!("watch-{i}-{port}.nft"));
+    }
+
+    /// Drops UDP datagrams to `port` at host `i` from now on, silently (no
+    /// ICMP refusal): an answer lost on the way. Counted first.
+    pub fn drop_udp(&self, i: usize, port: u16) {
+        self.load_nft(i, "mdbdropudp", &format!("udp dport {port} drop"));
+    }
+
+    /// Loads one input rule into its own table in host `i`'s namespace
+    /// (priority -10: before a drop table's rules, which come at -5).
+    fn load_nft(&self, i: usize, table: &str, rule: &str) {
+        let priority = if table.starts_with("mdbdrop") {
+            -5
+        } else {
+            -10
+        };
+        let rules = format!(
+            "table inet {table} {{\n chain input {{\n  type filter hook input priority {priority};\n  {rule}\n }}\n}}\n"
+        );
+        let path = self.dir.path().join(format!("{table}-{i}.nft"));
         std::fs::write(&path, rules).expect("nft rules");
         run(&[
             "ip",
@@ -410,6 +438,15 @@ impl Lan {
 
     /// TCP packets to the watched port of host `i` so far.
     pub fn port_hits(&self, i: usize) -> u64 {
+        self.counter(i, "mdbwatch")
+    }
+
+    /// UDP datagrams to the watched port of host `i` so far.
+    pub fn udp_hits(&self, i: usize) -> u64 {
+        self.counter(i, "mdbwatchudp")
+    }
+
+    fn counter(&self, i: usize, table: &str) -> u64 {
         let out = run(&[
             "ip",
             "netns",
@@ -419,7 +456,7 @@ impl Lan {
             "list",
             "table",
             "inet",
-            "mdbwatch",
+            table,
         ]);
         let text = String::from_utf8_lossy(&out.stdout);
         text.split("packets ")
