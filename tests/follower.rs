@@ -1,0 +1,231 @@
+//! When a replica reads a scanner's whole history again, counted at the
+//! scanner's end: a real `mdb serve --scanner` follows a gRPC server of
+//! the test's (`util::impostor`) that plays a scanner's Watch stream. The
+//! next sweep of the same run is applied in place; a skipped sweep, a
+//! restarted scanner (a new epoch) and a sweep that changed over 1,000
+//! hosts each cost one whole read (`ListHostHistory`).
+
+use crate::util;
+
+use std::time::Duration;
+
+use mdb::proto::{
+    DiscoveredHost, HostHistory, HostState, Presence, PresenceTransition, SweepSummary, WatchEvent,
+};
+use util::{
+    impostor::Impostor,
+    process::{free_port, Reaped},
+};
+
+fn host(last: u32, presence: Presence) -> HostHistory {
+    let now = mdb::db::store::now_unix();
+    let mac = format!("00:16:3e:00:{:02x}:{:02x}", last / 256, last % 256);
+    let h = DiscoveredHost {
+        ip: format!("198.18.{}.{}", last / 256, last % 256),
+        key: format!("mac:{mac}"),
+        mac,
+        state: HostState::New as i32,
+        presence: presence as i32,
+        seen_by: "arp".into(),
+        first_seen_unix: now - 60,
+        last_seen_unix: now,
+        ..Default::default()
+    };
+    HostHistory {
+        transitions: vec![PresenceTransition {
+            key: h.key.clone(),
+            ip: h.ip.clone(),
+            presence: h.presence,
+            at_unix: h.first_seen_unix,
+            ..Default::default()
+        }],
+        host: Some(h),
+        ..Default::default()
+    }
+}
+
+fn sweep(epoch: u64, seq: u64) -> SweepSummary {
+    SweepSummary {
+        at_unix: mdb::db::store::now_unix(),
+        subnets: vec!["198.18.0.0/20".into()],
+        epoch,
+        seq,
+        ..Default::default()
+    }
+}
+
+struct Scanner {
+    impostor: Impostor,
+}
+
+impl Scanner {
+    /// Whole reads so far.
+    fn reads(&self) -> usize {
+        self.impostor
+            .calls
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|c| c.starts_with("ListHostHistory"))
+            .count()
+    }
+
+    /// What a whole read answers from now on: `hosts`, newest sweep `at`.
+    fn state(&self, hosts: Vec<HostHistory>, at: SweepSummary) {
+        *self.impostor.histories.lock().expect("lock") = hosts;
+        self.impostor.page.lock().expect("lock").sweeps = vec![at];
+    }
+
+    fn sweep(&self, at: SweepSummary, histories: Vec<HostHistory>) {
+        self.impostor.send(WatchEvent {
+            sweep: Some(at),
+            histories,
+            histories_complete: true,
+            ..Default::default()
+        });
+    }
+}
+
+/// `mdb discovered --json` of the replica: presence by address.
+fn presence_of(replica: &str, ip: &str) -> Option<String> {
+    let out = util::mdb(["discovered", "--json", "--server", replica]);
+    let list: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+    list.as_array()?
+        .iter()
+        .find(|h| h["ip"] == ip)
+        .and_then(|h| h["presence"].as_str().map(String::from))
+}
+
+fn wait(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_reads_everything_again_on_a_gap_a_new_run_and_a_huge_sweep_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scanner = Scanner {
+        impostor: Impostor::new("", vec![]),
+    };
+    scanner.state(vec![host(31, Presence::Up)], sweep(7, 1));
+    let url = scanner.impostor.serve().await;
+    let mut repo = util::TestRepo::new();
+    repo.write("machines/lab.yaml", "machines: []\n");
+    repo.commit("empty");
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let cfg = dir.path().join("replica.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"200ms\"\n\n[server]\ngrpc_listen = \"{grpc}\"\nmetrics_listen = \"127.0.0.1:{}\"\nscanner = \"{url}\"\n",
+            repo.url(),
+            dir.path().join("checkout").display(),
+            free_port(),
+        ),
+    )
+    .expect("config");
+    let _replica = Reaped(
+        std::process::Command::new(util::bin())
+            .args(["serve", "--config", cfg.to_str().expect("utf-8")])
+            .stderr(std::fs::File::create(dir.path().join("replica.log")).expect("log"))
+            .spawn()
+            .expect("mdb serve"),
+    );
+    let replica = format!("http://{grpc}");
+    let ip = "198.18.0.31";
+    let replica_says = |presence: &str| {
+        let (r, p) = (replica.clone(), presence.to_string());
+        move || presence_of(&r, ip).as_deref() == Some(p.as_str())
+    };
+    // Blocking waits run off the runtime that serves the impostor.
+    let block = |f: Box<dyn FnOnce() + Send>| tokio::task::spawn_blocking(f);
+    block(Box::new({
+        let up = replica_says("up");
+        move || wait("the first whole read", up)
+    }))
+    .await
+    .expect("wait");
+    assert_eq!(scanner.reads(), 1);
+
+    // The next sweep of the same run: applied in place.
+    scanner.sweep(sweep(7, 2), vec![host(31, Presence::Down)]);
+    block(Box::new({
+        let down = replica_says("down");
+        move || wait("the delta applied", down)
+    }))
+    .await
+    .expect("wait");
+    assert_eq!(scanner.reads(), 1, "no whole read for the next sweep");
+
+    // Sweep 3 never arrives: 4 is a gap, and everything is read again.
+    scanner.state(vec![host(31, Presence::Up)], sweep(7, 4));
+    scanner.sweep(sweep(7, 4), vec![host(31, Presence::Up)]);
+    block(Box::new({
+        let up = replica_says("up");
+        move || wait("the read after a gap", up)
+    }))
+    .await
+    .expect("wait");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while scanner.reads() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no whole read after a gap"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(scanner.reads(), 2);
+
+    // The scanner restarted: a new epoch, read whole, even where its
+    // count happens to follow the old run's.
+    scanner.state(vec![host(31, Presence::Down)], sweep(9, 5));
+    scanner.sweep(sweep(9, 5), vec![host(31, Presence::Down)]);
+    block(Box::new({
+        let down = replica_says("down");
+        move || wait("the read after a restart", down)
+    }))
+    .await
+    .expect("wait");
+    while scanner.reads() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no whole read after a restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(scanner.reads(), 3);
+
+    // The next sweep changed 1,001 hosts: more than a delta carries.
+    let many: Vec<HostHistory> = (0..1001).map(|i| host(256 + i, Presence::Up)).collect();
+    scanner.state(
+        [vec![host(31, Presence::Up)], many.clone()].concat(),
+        sweep(9, 6),
+    );
+    scanner.sweep(sweep(9, 6), many);
+    block(Box::new({
+        let up = replica_says("up");
+        move || wait("the read after a huge sweep", up)
+    }))
+    .await
+    .expect("wait");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while scanner.reads() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no whole read after a huge sweep"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(scanner.reads(), 4);
+    assert_eq!(
+        presence_of(&replica, "198.18.4.0").as_deref(),
+        Some("up"),
+        "the huge sweep's hosts are there"
+    );
+}
