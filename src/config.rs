@@ -71,6 +71,11 @@ pub struct RawServer {
     /// Where a replica keeps each scanner's last view, so that it starts
     /// with it (stale) while that scanner is away.
     pub mirror_cache: Option<PathBuf>,
+    /// How often a replica reads each scanner whole again (default 10m):
+    /// sweep events carry the histories that changed, not every host's
+    /// pulse, so round trips, uptime shares and missed sweeps are as fresh
+    /// as this.
+    pub mirror_refresh: Option<String>,
     /// The tokens this server takes, by scope.
     #[serde(default)]
     pub tokens: crate::auth::settings::RawTokens,
@@ -195,6 +200,11 @@ pub fn resolve(raw: RawConfig, env: &Env, flags: &Flags) -> Result<Config, Error
         }),
         scanners: scanner,
         mirror_cache: raw.server.mirror_cache.clone(),
+        mirror_refresh: duration(
+            "mirror_refresh",
+            raw.server.mirror_refresh.clone(),
+            crate::discover::mirroring::DEFAULT_REFRESH,
+        )?,
     })
 }
 

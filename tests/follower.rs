@@ -3,7 +3,8 @@
 //! the test's (`util::impostor`) that plays a scanner's Watch stream. The
 //! next sweep of the same run is applied in place; a skipped sweep, a
 //! restarted scanner (a new epoch) and a sweep that changed over 1,000
-//! hosts each cost one whole read (`ListHostHistory`).
+//! hosts each cost one whole read (`ListHostHistory`), and so does the
+//! age of the last one (`mirror_refresh`), however steadily sweeps come.
 
 use crate::util;
 
@@ -107,8 +108,11 @@ fn wait(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
+/// `mirror_refresh`: long enough that the steps before it end well inside.
+const REFRESH_S: u64 = 10;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_reads_everything_again_on_a_gap_a_new_run_and_a_huge_sweep_only() {
+async fn a_replica_reads_everything_again_on_a_gap_a_new_run_a_huge_sweep_and_its_age_only() {
     let dir = tempfile::tempdir().expect("tempdir");
     let scanner = Scanner {
         impostor: Impostor::new("", vec![]),
@@ -123,7 +127,7 @@ async fn a_replica_reads_everything_again_on_a_gap_a_new_run_and_a_huge_sweep_on
     std::fs::write(
         &cfg,
         format!(
-            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"200ms\"\n\n[server]\ngrpc_listen = \"{grpc}\"\nmetrics_listen = \"127.0.0.1:{}\"\nscanner = \"{url}\"\n",
+            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"200ms\"\n\n[server]\ngrpc_listen = \"{grpc}\"\nmetrics_listen = \"127.0.0.1:{}\"\nscanner = \"{url}\"\nmirror_refresh = \"{REFRESH_S}s\"\n",
             repo.url(),
             dir.path().join("checkout").display(),
             free_port(),
@@ -227,5 +231,26 @@ async fn a_replica_reads_everything_again_on_a_gap_a_new_run_and_a_huge_sweep_on
         presence_of(&replica, "198.18.4.0").as_deref(),
         Some("up"),
         "the huge sweep's hosts are there"
+    );
+
+    // Sweeps in line every 500 ms: none is a reason to read, but the age
+    // of the last read is, once it passes mirror_refresh.
+    let read_at = std::time::Instant::now();
+    let mut seq = 6;
+    while scanner.reads() < 5 {
+        assert!(
+            read_at.elapsed() < Duration::from_secs(3 * REFRESH_S),
+            "no whole read after {REFRESH_S} s of deltas"
+        );
+        seq += 1;
+        scanner.state(vec![host(31, Presence::Up)], sweep(9, seq));
+        scanner.sweep(sweep(9, seq), vec![]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let after = read_at.elapsed();
+    eprintln!("FIGURE whole read again after {after:?} of deltas (mirror_refresh {REFRESH_S} s)");
+    assert!(
+        after >= Duration::from_secs(REFRESH_S - 2),
+        "read too early: {after:?}"
     );
 }

@@ -81,8 +81,12 @@ pub async fn serve(
         metrics.sync.clone(),
         shell.shutdown.child_token(),
     ));
-    let mirrors =
-        discover::mirrors::Mirrors::new(store.clone(), &cfg.scanners, cfg.mirror_cache.clone());
+    let mirrors = discover::mirrors::Mirrors::new(
+        store.clone(),
+        &cfg.scanners,
+        cfg.mirror_cache.clone(),
+        cfg.mirror_refresh,
+    );
     for scanner in cfg.scanners.clone() {
         shell.spawn(discover::mirroring::run(
             scanner,

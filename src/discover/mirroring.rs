@@ -23,11 +23,11 @@ const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 /// Each call to the scanner has this long.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// The mirror is read whole again at least this often (deltas carry no
-/// pulses, so uptime shares and missed sweeps drift until then), and
-/// without any event for this long; a dead connection is found by HTTP/2
-/// keep-alive well before.
-const REFRESH: Duration = Duration::from_secs(600);
+/// The mirror is read whole again at least this often by default
+/// (`server.mirror_refresh`: deltas carry no pulses, so uptime shares and
+/// missed sweeps drift until then), and without any event for this long;
+/// a dead connection is found by HTTP/2 keep-alive well before.
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(600);
 const PAGE: u32 = 1000;
 /// Pages read at most per mirror.
 const MAX_PAGES: usize = 1000;
@@ -123,7 +123,7 @@ async fn connection(
     info!(scanner, "discovery mirror caught up");
     *wait = RETRY_MIN;
     loop {
-        let next = tokio::time::timeout(REFRESH, events.message()).await;
+        let next = tokio::time::timeout(store.refresh(), events.message()).await;
         match next {
             Err(_) => {
                 at = mirror(scanner, &mut client, store, News::default()).await?;
@@ -150,7 +150,10 @@ async fn connection(
                 let ev = received(ev);
                 let within = delta_bytes <= MAX_VIEW_BYTES
                     && store.hosts_of(scanner) + ev.histories.len() <= super::received::MAX_HOSTS;
-                if next_in_line && within && ev.histories_complete && read_whole.elapsed() < REFRESH
+                if next_in_line
+                    && within
+                    && ev.histories_complete
+                    && read_whole.elapsed() < store.refresh()
                 {
                     let sweep = ev.sweep.clone().unwrap_or_default();
                     at = Some((sweep.epoch, sweep.seq));

@@ -32,15 +32,18 @@ pub struct Mirrors {
     /// Where each scanner's last view is kept, for a start while it is away.
     cache: Option<std::path::PathBuf>,
     views: Mutex<BTreeMap<String, Discovery>>,
+    /// How often each scanner is read whole again.
+    refresh: std::time::Duration,
 }
 
 impl Mirrors {
     /// Followers of `scanners` start stale, with the view `cache` kept of
-    /// each (empty without).
+    /// each (empty without); each is read whole every `refresh`.
     pub fn new(
         store: Arc<Store>,
         scanners: &[String],
         cache: Option<std::path::PathBuf>,
+        refresh: std::time::Duration,
     ) -> Arc<Mirrors> {
         let views = scanners
             .iter()
@@ -58,6 +61,7 @@ impl Mirrors {
             store,
             cache,
             views: Mutex::new(views),
+            refresh,
         });
         if !scanners.is_empty() {
             let merged = mirrors.judged(merge(&mirrors.lock()));
@@ -109,6 +113,11 @@ impl Mirrors {
     /// every scanner's.
     pub fn set_reserved(&self, scanner: &str, reserved: std::collections::HashSet<IpAddr>) {
         self.store.set_reserved(scanner, reserved);
+    }
+
+    /// How often each scanner is read whole again.
+    pub fn refresh(&self) -> std::time::Duration {
+        self.refresh
     }
 
     /// Whether this process is the filer (it must follow no other).

@@ -40,6 +40,8 @@ pub struct Config {
     pub scanners: Vec<String>,
     /// Each scanner's last view, kept for a start while it is away.
     pub mirror_cache: Option<std::path::PathBuf>,
+    /// How often each scanner is read whole again.
+    pub mirror_refresh: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
