@@ -10,11 +10,9 @@ use crate::util;
 
 use std::time::Duration;
 
-use mdb::proto::{
-    DiscoveredHost, HostHistory, HostState, Presence, PresenceTransition, SweepSummary, WatchEvent,
-};
+use mdb::proto::{DiscoveredHost, HostHistory, HostState, Presence, SweepSummary, WatchEvent};
 use util::{
-    impostor::Impostor,
+    impostor::{self, Impostor},
     process::{free_port, Reaped},
 };
 
@@ -32,17 +30,7 @@ fn host(last: u32, presence: Presence) -> HostHistory {
         last_seen_unix: now,
         ..Default::default()
     };
-    HostHistory {
-        transitions: vec![PresenceTransition {
-            key: h.key.clone(),
-            ip: h.ip.clone(),
-            presence: h.presence,
-            at_unix: h.first_seen_unix,
-            ..Default::default()
-        }],
-        host: Some(h),
-        ..Default::default()
-    }
+    impostor::history(h)
 }
 
 fn sweep(epoch: u64, seq: u64) -> SweepSummary {

@@ -18,7 +18,7 @@ use mdb::proto::{
 };
 use util::{
     fake_github::{FakeGithub, Issue, OWNER, REPO, TOKEN},
-    impostor::Impostor,
+    impostor::{history, Impostor},
     lan::{HostSpec, Lan},
     pki::Pki,
     wait_for,
@@ -40,20 +40,6 @@ fn host(ip: &str, mac: &str, state: HostState) -> DiscoveredHost {
         seen_by: "arp".into(),
         first_seen_unix: mdb::db::store::now_unix() - 60,
         last_seen_unix: mdb::db::store::now_unix(),
-        ..Default::default()
-    }
-}
-
-fn history(h: DiscoveredHost) -> HostHistory {
-    HostHistory {
-        transitions: vec![PresenceTransition {
-            key: h.key.clone(),
-            ip: h.ip.clone(),
-            presence: h.presence,
-            at_unix: h.first_seen_unix,
-            ..Default::default()
-        }],
-        host: Some(h),
         ..Default::default()
     }
 }

@@ -253,3 +253,19 @@ impl MachineDb for Impostor {
         }))
     }
 }
+
+/// `h` as a scanner serves it: its history, with the transition that made
+/// it what it is.
+pub fn history(h: mdb::proto::DiscoveredHost) -> mdb::proto::HostHistory {
+    mdb::proto::HostHistory {
+        transitions: vec![mdb::proto::PresenceTransition {
+            key: h.key.clone(),
+            ip: h.ip.clone(),
+            presence: h.presence,
+            at_unix: h.first_seen_unix,
+            ..Default::default()
+        }],
+        host: Some(h),
+        ..Default::default()
+    }
+}
