@@ -52,7 +52,7 @@ pub enum Error {
     Ended(String),
     #[error("scanner {0}: more than {MAX_PAGES} pages, {max} hosts or {mib} MiB of history", max = super::received::MAX_HOSTS, mib = MAX_VIEW_BYTES >> 20)]
     TooLong(String),
-    #[error("scanner {0}: a sweep event of more than {max} histories", max = super::sweep::MAX_DELTA)]
+    #[error("scanner {0}: a sweep event of more than {max} histories", max = super::history::MAX_DELTA)]
     DeltaTooLarge(String),
     #[error("scanner {0} files GitHub issues itself, and so does this process: two filers would file every device of its segment twice; remove [github] from one of them (this segment is not merged meanwhile)")]
     TwoFilers(String),
@@ -139,7 +139,7 @@ async fn connection(
                     .as_ref()
                     .zip(at)
                     .is_some_and(|(s, (epoch, seq))| s.epoch == epoch && s.seq == seq + 1);
-                let max = super::sweep::MAX_DELTA;
+                let max = super::history::MAX_DELTA;
                 if ev.histories.len() > max
                     || ev.removed_hosts.len() > max
                     || ev.discovered.len() > max

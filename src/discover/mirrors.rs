@@ -228,7 +228,7 @@ fn judged_news(mut news: News, merged: &Discovery) -> News {
         .iter()
         .filter_map(|h| by_key.get(h.key.as_str()).map(|j| (*j).clone()))
         .collect();
-    news.transitions.truncate(super::sweep::MAX_DELTA);
+    news.transitions.truncate(super::history::MAX_DELTA);
     news.transitions
         .retain_mut(|t| match by_key.get(t.key.as_str()) {
             Some(h) => {

@@ -454,9 +454,7 @@ pub async fn run(
     }
 }
 
-/// Histories one sweep event carries at most; a sweep that changed more
-/// (the first, a new campus) sends none, and followers read everything.
-pub const MAX_DELTA: usize = 1000;
+use super::history::MAX_DELTA;
 
 /// The stable digest of each history as followers last had it.
 #[derive(Default)]

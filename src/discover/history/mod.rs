@@ -38,6 +38,9 @@ pub const MAX_TRANSITIONS: usize = 256;
 pub const MAX_ADDRESSES: usize = 64;
 /// Hosts kept at most; past it the longest unseen (not in the database) go.
 pub const MAX_HOSTS: usize = 65_536;
+/// Histories one sweep event carries at most; a sweep that changed more
+/// (the first, a new campus) sends none, and followers read everything.
+pub const MAX_DELTA: usize = 1000;
 /// Uptime is counted per hour over the longest window shown (7 days).
 pub const UPTIME_WINDOW: i64 = 7 * 24 * 3600;
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
