@@ -25,8 +25,9 @@ pub struct Refused {
 
 /// Every machine with a MAC and a fixed IPv4 address (its first), in name
 /// order. A machine whose MAC or address another machine also claims is
-/// refused, both of them (validation refuses such a revision; this is the
-/// follower's own guard).
+/// refused, both of them, and so is a name that is no DNS label (it names
+/// a file and a dnsmasq line): validation refuses such a revision; this is
+/// the follower's own guard.
 pub fn wanted(machines: &[Machine]) -> (Vec<Reservation>, Vec<Refused>) {
     let mut all: Vec<Reservation> = machines
         .iter()
@@ -52,7 +53,13 @@ pub fn wanted(machines: &[Machine]) -> (Vec<Reservation>, Vec<Refused>) {
     let by_mac = count(&|r| r.mac.to_string());
     let (mut kept, mut refused) = (Vec::new(), Vec::new());
     for r in all {
-        if by_ip[&r.ip.to_string()] > 1 {
+        if let Err(why) = crate::db::load::check_dns_label(&r.name) {
+            let why = format!("its name {} {why}", crate::escape::clean(&r.name, 64));
+            refused.push(Refused {
+                reservation: r,
+                why,
+            });
+        } else if by_ip[&r.ip.to_string()] > 1 {
             let why = format!("{} is claimed by more than one machine", r.ip);
             refused.push(Refused {
                 reservation: r,
@@ -121,6 +128,21 @@ mod tests {
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].ip, Ipv4Addr::new(198, 18, 1, 11));
         assert_eq!(refused.len(), 2, "both twins: {refused:?}");
+    }
+
+    /// A name becomes a file name and a dnsmasq line: one that is no DNS
+    /// label is refused here too, whatever validation let through.
+    #[test]
+    fn a_name_that_is_no_label_is_refused() {
+        let (kept, refused) = wanted(&[
+            m("pi", "dc:a6:32:00:00:11", &["198.18.1.11"]),
+            m("../../etc/cron.d/x", "dc:a6:32:00:00:12", &["198.18.1.12"]),
+            m("a,b", "dc:a6:32:00:00:13", &["198.18.1.13"]),
+        ]);
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(kept[0].name, "pi");
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert!(refused.iter().all(|r| r.why.starts_with("its name")));
     }
 
     #[test]
