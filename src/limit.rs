@@ -1,5 +1,5 @@
 //! Caps per client: what one address may hold of a port (connections,
-//! streams). An IPv6 client is counted by its /64, since one host may use
+//! streams), and a listener's connections held to them (`capped`). An IPv6 client is counted by its /64, since one host may use
 //! any address of its prefix, and an IPv4-mapped one as the IPv4 address.
 
 use std::sync::Arc;
@@ -54,6 +54,83 @@ impl Drop for Held {
                 m.remove(&self.1);
             }
         }
+    }
+}
+
+/// A connection that holds its place among its address's until closed.
+pub struct Capped {
+    io: tokio::net::TcpStream,
+    _held: Held,
+}
+
+/// The connections `incoming` accepts, past `per`'s cap for an address
+/// closed at once: one client cannot take every connection of a port.
+pub fn capped<S>(
+    incoming: S,
+    per: Arc<PerAddress>,
+) -> impl futures::Stream<Item = std::io::Result<Capped>>
+where
+    S: futures::Stream<Item = std::io::Result<tokio::net::TcpStream>>,
+{
+    use futures::StreamExt;
+    incoming.filter_map(move |accepted| {
+        let per = per.clone();
+        async move {
+            let io = match accepted {
+                Ok(io) => io,
+                Err(e) => return Some(Err(e)),
+            };
+            let ip = io.peer_addr().ok()?.ip();
+            match per.take(ip) {
+                Some(held) => Some(Ok(Capped { io, _held: held })),
+                None => {
+                    tracing::debug!(client = %client_of(ip), "connection refused: this address holds its share");
+                    None
+                }
+            }
+        }
+    })
+}
+
+impl tokio::io::AsyncRead for Capped {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Capped {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for Capped {
+    type ConnectInfo = <tokio::net::TcpStream as tonic::transport::server::Connected>::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
     }
 }
 

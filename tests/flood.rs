@@ -235,3 +235,73 @@ async fn unread_watch_streams_and_held_event_streams_starve_neither_probes_nor_r
         Some(refused as f64)
     );
 }
+
+/// One address holds at most `MAX_CONNECTIONS_PER_ADDRESS` connections of
+/// the gRPC port, idle ones included: past them its connections are closed
+/// at once, another address is served, and a closed one frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_a_bounded_share_of_the_grpc_port() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut repo = util::TestRepo::new();
+    repo.write("machines/lab.yaml", "machines: []\n");
+    repo.commit("empty");
+    let mut s = ServeProcess::for_repo(dir.path(), &repo.url(), &[]);
+    s.wait_ready().await;
+    let cap = mdb::serve::MAX_CONNECTIONS_PER_ADDRESS;
+    let mut held = Vec::new();
+    for _ in 0..cap {
+        held.push(
+            connect_from([127, 0, 0, 60], s.grpc)
+                .await
+                .expect("connect"),
+        );
+    }
+    // Past the cap: accepted by the kernel, closed by mdb without a byte.
+    let mut extra = connect_from([127, 0, 0, 60], s.grpc)
+        .await
+        .expect("connect");
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut byte)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "a connection past the cap is closed at once: {read:?}"
+    );
+    // Another address is served, over gRPC.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", s.grpc))
+        .expect("url")
+        .local_address(Some([127, 0, 0, 61].into()))
+        .connect()
+        .await
+        .expect("another address connects");
+    let stats = MachineDbClient::new(channel)
+        .get_stats(mdb::proto::GetStatsRequest {})
+        .await;
+    assert!(stats.is_ok(), "{stats:?}");
+    // One of the first closes: the address may connect again.
+    drop(held.pop());
+    let served = async {
+        loop {
+            let c = connect_from([127, 0, 0, 60], s.grpc)
+                .await
+                .expect("connect");
+            let mut c = c;
+            // An HTTP/2 preface: a connection mdb kept answers with SETTINGS.
+            c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+                .await
+                .expect("preface");
+            let mut frame = [0u8; 9];
+            if tokio::time::timeout(Duration::from_secs(2), c.read_exact(&mut frame))
+                .await
+                .is_ok_and(|r| r.is_ok())
+            {
+                return frame[3];
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let kind = tokio::time::timeout(Duration::from_secs(20), served)
+        .await
+        .expect("the freed place is taken again");
+    assert_eq!(kind, 4, "a SETTINGS frame");
+    drop(held);
+}

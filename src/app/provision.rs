@@ -69,7 +69,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     let stop = shell.shutdown.clone();
     let server = async move {
-        let incoming = tonic::transport::server::TcpIncoming::from(grpc);
+        let incoming = crate::limit::capped(
+            tonic::transport::server::TcpIncoming::from(grpc),
+            std::sync::Arc::new(crate::limit::PerAddress::new(
+                crate::serve::MAX_CONNECTIONS_PER_ADDRESS,
+            )),
+        );
         builder
             .layer(auth)
             .add_service(service)

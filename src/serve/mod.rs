@@ -66,6 +66,10 @@ pub struct Grpc {
 /// Streams one connection may open at once (HTTP/2's setting): one client
 /// cannot hold every Watch of the server over one connection.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 64;
+/// Connections one address (an IPv6 client by its /64) may hold at once:
+/// mdb's own parts and a lab's clients use one or two each, and pods behind
+/// one node's address share it.
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
 
 pub async fn grpc(
     listener: TcpListener,
@@ -102,7 +106,10 @@ pub async fn grpc(
         .add_service(MachineDbServer::new(api))
         .serve_with_incoming_shutdown(
             // Small responses must not wait for delayed ACKs (Nagle).
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            crate::limit::capped(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                Arc::new(crate::limit::PerAddress::new(MAX_CONNECTIONS_PER_ADDRESS)),
+            ),
             drain,
         );
     Ok(Grpc {
