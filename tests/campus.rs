@@ -60,9 +60,7 @@ fn a_thousand_devices_are_found_by_a_scan_and_a_sweep_at_a_bounded_cost_per_host
         .output()
         .expect("ip");
     assert!(out.status.success(), "{out:?}");
-    let (python, script) = Lan::python_script("arp_campus.py");
-    let count = DEVICES.to_string();
-    lan.spawn_ready(0, &[&python, &script, "eth0", FIRST, &count, "240"]);
+    lan.start_campus(0, FIRST, DEVICES);
 
     // One scan, at its defaults.
     let out = lan.mdb(&["scan", "198.18.4.0/22"]);

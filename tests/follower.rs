@@ -65,6 +65,16 @@ impl Scanner {
         self.impostor.page.lock().expect("lock").sweeps = vec![at];
     }
 
+    /// Waits (30 s at most) until `n` whole reads were made, and no more.
+    async fn reads_reach(&self, n: usize, what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.reads() < n {
+            assert!(std::time::Instant::now() < deadline, "no whole read {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(self.reads(), n, "{what}");
+    }
+
     fn sweep(&self, at: SweepSummary, histories: Vec<HostHistory>) {
         self.impostor.send(WatchEvent {
             sweep: Some(at),
@@ -94,6 +104,19 @@ fn wait(what: &str, cond: impl Fn() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Waits (30 s at most, off the runtime that serves the impostor) until
+/// the replica shows the watched host with `presence`.
+async fn replica_shows(replica: &str, presence: &'static str, what: &'static str) {
+    let replica = replica.to_string();
+    tokio::task::spawn_blocking(move || {
+        wait(what, || {
+            presence_of(&replica, "198.18.0.31").as_deref() == Some(presence)
+        })
+    })
+    .await
+    .expect("wait");
 }
 
 /// `mirror_refresh`: long enough that the steps before it end well inside.
@@ -130,68 +153,26 @@ async fn a_replica_reads_everything_again_on_a_gap_a_new_run_a_huge_sweep_and_it
             .expect("mdb serve"),
     );
     let replica = format!("http://{grpc}");
-    let ip = "198.18.0.31";
-    let replica_says = |presence: &str| {
-        let (r, p) = (replica.clone(), presence.to_string());
-        move || presence_of(&r, ip).as_deref() == Some(p.as_str())
-    };
-    // Blocking waits run off the runtime that serves the impostor.
-    let block = |f: Box<dyn FnOnce() + Send>| tokio::task::spawn_blocking(f);
-    block(Box::new({
-        let up = replica_says("up");
-        move || wait("the first whole read", up)
-    }))
-    .await
-    .expect("wait");
+    replica_shows(&replica, "up", "the first whole read").await;
     assert_eq!(scanner.reads(), 1);
 
     // The next sweep of the same run: applied in place.
     scanner.sweep(sweep(7, 2), vec![host(31, Presence::Down)]);
-    block(Box::new({
-        let down = replica_says("down");
-        move || wait("the delta applied", down)
-    }))
-    .await
-    .expect("wait");
+    replica_shows(&replica, "down", "the delta applied").await;
     assert_eq!(scanner.reads(), 1, "no whole read for the next sweep");
 
     // Sweep 3 never arrives: 4 is a gap, and everything is read again.
     scanner.state(vec![host(31, Presence::Up)], sweep(7, 4));
     scanner.sweep(sweep(7, 4), vec![host(31, Presence::Up)]);
-    block(Box::new({
-        let up = replica_says("up");
-        move || wait("the read after a gap", up)
-    }))
-    .await
-    .expect("wait");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while scanner.reads() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no whole read after a gap"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(scanner.reads(), 2);
+    replica_shows(&replica, "up", "the read after a gap").await;
+    scanner.reads_reach(2, "after a gap").await;
 
     // The scanner restarted: a new epoch, read whole, even where its
     // count happens to follow the old run's.
     scanner.state(vec![host(31, Presence::Down)], sweep(9, 5));
     scanner.sweep(sweep(9, 5), vec![host(31, Presence::Down)]);
-    block(Box::new({
-        let down = replica_says("down");
-        move || wait("the read after a restart", down)
-    }))
-    .await
-    .expect("wait");
-    while scanner.reads() < 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no whole read after a restart"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(scanner.reads(), 3);
+    replica_shows(&replica, "down", "the read after a restart").await;
+    scanner.reads_reach(3, "after a restart").await;
 
     // The next sweep changed 1,001 hosts: more than a delta carries.
     let many: Vec<HostHistory> = (0..1001).map(|i| host(256 + i, Presence::Up)).collect();
@@ -200,21 +181,8 @@ async fn a_replica_reads_everything_again_on_a_gap_a_new_run_a_huge_sweep_and_it
         sweep(9, 6),
     );
     scanner.sweep(sweep(9, 6), many);
-    block(Box::new({
-        let up = replica_says("up");
-        move || wait("the read after a huge sweep", up)
-    }))
-    .await
-    .expect("wait");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while scanner.reads() < 4 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no whole read after a huge sweep"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(scanner.reads(), 4);
+    replica_shows(&replica, "up", "the read after a huge sweep").await;
+    scanner.reads_reach(4, "after a huge sweep").await;
     assert_eq!(
         presence_of(&replica, "198.18.4.0").as_deref(),
         Some("up"),

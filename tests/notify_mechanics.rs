@@ -226,9 +226,7 @@ fn a_hung_sink_keeps_256_messages_and_counts_every_one_it_drops() {
         .output()
         .expect("ip");
     assert!(out.status.success(), "{out:?}");
-    let (python, script) = Lan::python_script("arp_campus.py");
-    let count = DEVICES.to_string();
-    lan.spawn_ready(0, &[&python, &script, "eth0", "198.18.0.20", &count, "240"]);
+    lan.start_campus(0, "198.18.0.20", DEVICES as usize);
     let (stuck_l, ok_l) = (lan.listen_in_scanner(), lan.listen_in_scanner());
     let sinks = format!(
         "[[notify]]\nname = \"stuck\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/never\"\nevents = [\"new_device\"]\n\n\

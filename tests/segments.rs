@@ -384,9 +384,7 @@ fn follower_bytes(devices: u32) -> (usize, Vec<usize>) {
         host("198.18.0.2", "00:16:3e:00:02:02"),
         host("198.18.0.3", "00:16:3e:00:02:03"),
     ]);
-    let (python, script) = Lan::python_script("arp_campus.py");
-    let count = devices.to_string();
-    lan.spawn_ready(0, &[&python, &script, "eth0", "198.18.0.20", &count, "240"]);
+    lan.start_campus(0, "198.18.0.20", devices as usize);
     let mut repo = util::TestRepo::new();
     repo.write(
         "mdb.yaml",

@@ -59,6 +59,15 @@ impl Lan {
         self.helpers.push(child);
     }
 
+    /// A campus behind host `i`: `tests/py/arp_campus.py` answers ARP for
+    /// `count` addresses from `first`, each with its own Raspberry Pi MAC,
+    /// for 240 s at most.
+    pub fn start_campus(&mut self, i: usize, first: &str, count: usize) {
+        let (python, script) = Lan::python_script("arp_campus.py");
+        let count = count.to_string();
+        self.spawn_ready(i, &[&python, &script, "eth0", first, &count, "240"]);
+    }
+
     /// A Python script of `tests/py/` with the test virtualenv's Python.
     pub fn python_script(name: &str) -> (String, String) {
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -392,34 +401,28 @@ impl Lan {
     /// host `i`: [`Lan::port_hits`] reads the count.
     pub fn watch_port(&self, i: usize, port: u16, drop: bool) {
         let verdict = if drop { " drop" } else { "" };
-        self.load_nft(i, "mdbwatch", &format!("tcp dport {port} counter{verdict}"));
+        let rule = format!("tcp dport {port} counter{verdict}");
+        self.load_nft(i, "mdbwatch", COUNT_FIRST, &rule);
     }
 
     /// Counts UDP datagrams from the scanner (198.18.0.1) to `port`
     /// arriving at host `i` ([`Lan::udp_hits`]); the host's own multicast
     /// (an mDNS responder's announcements) is not counted.
     pub fn watch_udp(&self, i: usize, port: u16) {
-        self.load_nft(
-            i,
-            "mdbwatchudp",
-            &format!("ip saddr 198.18.0.1 udp dport {port} counter"),
-        );
+        let rule = format!("ip saddr 198.18.0.1 udp dport {port} counter");
+        self.load_nft(i, "mdbwatchudp", COUNT_FIRST, &rule);
     }
 
     /// Drops UDP datagrams to `port` at host `i` from now on, silently (no
     /// ICMP refusal): an answer lost on the way. Counted first.
     pub fn drop_udp(&self, i: usize, port: u16) {
-        self.load_nft(i, "mdbdropudp", &format!("udp dport {port} drop"));
+        let rule = format!("udp dport {port} drop");
+        self.load_nft(i, "mdbdropudp", DROP_AFTER, &rule);
     }
 
-    /// Loads one input rule into its own table in host `i`'s namespace
-    /// (priority -10: before a drop table's rules, which come at -5).
-    fn load_nft(&self, i: usize, table: &str, rule: &str) {
-        let priority = if table.starts_with("mdbdrop") {
-            -5
-        } else {
-            -10
-        };
+    /// Loads one input rule into its own table in host `i`'s namespace, at
+    /// `priority` (a counter before a drop, so a dropped packet counts).
+    fn load_nft(&self, i: usize, table: &str, priority: i32, rule: &str) {
         let rules = format!(
             "table inet {table} {{\n chain input {{\n  type filter hook input priority {priority};\n  {rule}\n }}\n}}\n"
         );
@@ -528,6 +531,10 @@ impl Lan {
         crate::util::metric(&text, series)
     }
 }
+
+/// nftables priorities: a counting table's rule runs before a dropping one's.
+const COUNT_FIRST: i32 = -10;
+const DROP_AFTER: i32 = -5;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
