@@ -47,6 +47,7 @@ pub mod export;
 pub mod gen;
 pub mod github;
 pub mod hostkey;
+pub mod ipv6;
 pub mod leases;
 pub mod limit;
 pub mod memory;

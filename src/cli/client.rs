@@ -279,29 +279,41 @@ pub fn discovered_table(hosts: &[crate::proto::DiscoveredHost], with_state: bool
             r
         })
         .collect();
-    if with_state {
-        table(
-            &[
-                "IP",
-                "MAC",
-                "VENDOR",
-                "NAME",
-                "PORTS",
-                "STATE",
-                "MACHINE/GUESS",
-                "PRESENCE",
-                "FIRST SEEN",
-                "LAST SEEN",
-                "SINCE",
-                "UP 24H",
-                "UP 7D",
-                "DETAIL",
-            ],
-            &rows,
-        )
+    let with_v6 = hosts.iter().any(|h| !h.ipv6_addresses.is_empty());
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .zip(hosts)
+        .map(|(mut r, h)| {
+            if with_v6 {
+                r.insert(1, crate::export::view::ipv6_text(h));
+            }
+            r
+        })
+        .collect();
+    let mut head: Vec<&str> = if with_state {
+        vec![
+            "IP",
+            "MAC",
+            "VENDOR",
+            "NAME",
+            "PORTS",
+            "STATE",
+            "MACHINE/GUESS",
+            "PRESENCE",
+            "FIRST SEEN",
+            "LAST SEEN",
+            "SINCE",
+            "UP 24H",
+            "UP 7D",
+            "DETAIL",
+        ]
     } else {
-        table(&["IP", "MAC", "VENDOR", "NAME", "PORTS"], &rows)
+        vec!["IP", "MAC", "VENDOR", "NAME", "PORTS"]
+    };
+    if with_v6 {
+        head.insert(1, "IPV6");
     }
+    table(&head, &rows)
 }
 
 /// Every machine's provisioning status from a runner, by machine name.

@@ -8,15 +8,43 @@ use ipnetwork::IpNetwork;
 use crate::{
     db::{self, mdb_yaml::Rule, Snapshot},
     discover::scan::Observation,
+    ipv6,
     net::Mac,
-    proto::{machine::Use, DiscoveredHost, HostState, Machine, Provisioner, UseKind},
+    proto::{machine::Use, DiscoveredHost, HostState, Ipv6Address, Machine, Provisioner, UseKind},
 };
 
 /// One classified host; `key` is its identity across sweeps.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Classified {
     pub key: String,
     pub host: DiscoveredHost,
+    /// The IPv6 addresses its database machine lists (stable by word).
+    pub listed6: Vec<std::net::Ipv6Addr>,
+}
+
+/// A host's IPv6 addresses with their kinds, stable first; `held` gives
+/// each one's first and last seen (all 0 for one sweep's view).
+pub fn ipv6_addresses(
+    mac: Option<Mac>,
+    held: &[ipv6::Held],
+    listed: &[std::net::Ipv6Addr],
+) -> Vec<Ipv6Address> {
+    let kinds = ipv6::kinds(mac, held, listed);
+    let mut out: Vec<(ipv6::Kind, &ipv6::Held)> = kinds.into_iter().zip(held).collect();
+    out.sort_by_key(|(k, h)| (*k, std::cmp::Reverse(h.last_seen), h.ip));
+    out.into_iter()
+        .map(|(k, h)| Ipv6Address {
+            ip: h.ip.to_string(),
+            kind: k.word().into(),
+            first_seen_unix: h.first_seen,
+            last_seen_unix: h.last_seen,
+        })
+        .collect()
+}
+
+/// The IPv6 addresses a database machine lists.
+fn listed6(m: &Machine) -> Vec<std::net::Ipv6Addr> {
+    m.ips.iter().filter_map(|i| i.parse().ok()).collect()
 }
 
 /// The identity of a host across sweeps: its MAC when that is stable, else
@@ -83,8 +111,19 @@ pub fn observed(o: &Observation) -> DiscoveredHost {
         names: super::names::of(o),
         services: o.services.clone(),
         lease_expires_unix: o.lease_expires_unix,
+        ipv6_addresses: ipv6_addresses(o.mac, &seen_once(&o.v6), &[]),
         ..Default::default()
     }
+}
+
+fn seen_once(v6: &[std::net::Ipv6Addr]) -> Vec<ipv6::Held> {
+    v6.iter()
+        .map(|&ip| ipv6::Held {
+            ip,
+            first_seen: 0,
+            last_seen: 0,
+        })
+        .collect()
 }
 
 /// States an observation shows by itself, whatever the database says:
@@ -126,6 +165,7 @@ pub fn described(o: &Observation) -> Classified {
     Classified {
         key: identity(o.ip, o.mac),
         host,
+        listed6: Vec::new(),
     }
 }
 
@@ -152,16 +192,27 @@ pub fn classify<'a>(
     for o in obs {
         let mut h = observed(o);
         let by_mac = o.mac.and_then(|m| snap.by_mac(m));
-        let by_ip = o.ip.and_then(|ip| snap.by_ip(ip));
+        let by_ip =
+            o.ip.and_then(|ip| snap.by_ip(ip))
+                .or_else(|| o.v6.iter().find_map(|a| snap.by_ip(IpAddr::V6(*a))));
         let ip_text = h.ip.clone();
+        // Every address it answered at: a machine is where the database
+        // puts it when any of them is listed.
+        let mine: Vec<String> = std::iter::once(ip_text.clone())
+            .chain(o.v6.iter().map(|a| a.to_string()))
+            .collect();
+        let at_listed = |m: &Machine| {
+            m.ips.is_empty()
+                || mine.iter().any(|i| m.ips.contains(i))
+                // Listed by IPv6 only, seen where IPv6 was not searched.
+                || (o.v6.is_empty() && m.ips.iter().all(|i| i.contains(':')))
+        };
         let siblings: &[String] = o
             .mac
             .and_then(|m| ips_of_mac.get(&m))
             .map_or(&[], |v| v.as_slice());
         let (state, machine, detail) = match (by_mac, by_ip) {
-            (Some(m), _) if m.ips.is_empty() || m.ips.contains(&ip_text) => {
-                (HostState::Known, Some(m), String::new())
-            }
+            (Some(m), _) if at_listed(m) => (HostState::Known, Some(m), String::new()),
             (Some(m), _) if siblings.iter().any(|ip| m.ips.contains(ip)) => (
                 HostState::Known,
                 Some(m),
@@ -204,9 +255,7 @@ pub fn classify<'a>(
             }
         };
         let (state, detail) = match (state, machine) {
-            (HostState::Known, Some(m))
-                if expects_provisioning(m) && (m.ips.is_empty() || m.ips.contains(&ip_text)) =>
-            {
+            (HostState::Known, Some(m)) if expects_provisioning(m) && at_listed(m) => {
                 let port = ssh_port(m);
                 if !o.open_ports.contains(&port) {
                     (
@@ -237,13 +286,19 @@ pub fn classify<'a>(
         }
         h.state = state as i32;
         h.detail = detail;
+        let listed = machine.map(listed6).unwrap_or_default();
+        h.ipv6_addresses = ipv6_addresses(o.mac, &seen_once(&o.v6), &listed);
         // A MAC with several addresses needs the address in its identity.
         let key = if siblings.len() > 1 {
             format!("{}@{}", identity(o.ip, o.mac), ip_text)
         } else {
             identity(o.ip, o.mac)
         };
-        out.push(Classified { key, host: h });
+        out.push(Classified {
+            key,
+            host: h,
+            listed6: listed,
+        });
     }
     let unseen = snap
         .machines

@@ -127,7 +127,20 @@ pub fn host_json(h: &DiscoveredHost) -> Value {
         "probed_unix": h.probed_unix,
         "segments": h.segments,
         "segment_stale": h.segment_stale,
+        "ipv6_addresses": h.ipv6_addresses.iter().map(|a| json!({
+            "ip": a.ip, "kind": a.kind,
+            "first_seen_unix": a.first_seen_unix, "last_seen_unix": a.last_seen_unix,
+        })).collect::<Vec<_>>(),
     })
+}
+
+/// A host's IPv6 addresses in one line, each with its kind.
+pub fn ipv6_text(h: &DiscoveredHost) -> String {
+    h.ipv6_addresses
+        .iter()
+        .map(|a| format!("{} ({})", a.ip, a.kind))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A host's history as JSON: the host, the addresses it used and its ups

@@ -77,6 +77,7 @@ pub fn seen_table(h: &DiscoveredHost) -> String {
     let mut b = String::from("| field | value |\n| --- | --- |\n");
     for (k, v) in [
         ("IP", h.ip.clone()),
+        ("IPv6", crate::export::view::ipv6_text(h)),
         ("MAC", h.mac.clone()),
         ("vendor", h.vendor.clone()),
         (

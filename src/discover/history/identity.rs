@@ -87,6 +87,7 @@ mod tests {
 
     fn phone(ip: &str, name: &str) -> Classified {
         Classified {
+            listed6: Vec::new(),
             host: DiscoveredHost {
                 ip: ip.into(),
                 mac: "da:00:00:00:00:01".into(),

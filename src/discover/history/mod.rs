@@ -16,7 +16,7 @@ pub mod store;
 
 pub use identity::history_key;
 use identity::{aliases, machine_key, shared_names};
-use record::{count_hour, macs_seen, note_address, set_uptime, trim};
+use record::{count_hour, held_v6, macs_seen, note_address, set_uptime, trim};
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -205,6 +205,10 @@ impl History {
                 .push(transition(rec, &mut h, Presence::Up, now));
         }
         note_address(rec, &h.mac, &h.ip, now);
+        for a in &h.ipv6_addresses {
+            note_address(rec, &h.mac, &a.ip, now);
+        }
+        h.ipv6_addresses = held_v6(rec, &h.mac, &c.listed6);
         count_hour(rec, now, true);
         h.macs_seen = macs_seen(rec);
         if moved {
@@ -380,6 +384,7 @@ mod tests {
 
     fn seen(ip: &str, mac: &str, local: bool) -> Classified {
         Classified {
+            listed6: Vec::new(),
             key: classify::identity(ip.parse().ok(), mac.parse().ok()),
             host: DiscoveredHost {
                 ip: ip.into(),

@@ -14,21 +14,30 @@ use crate::proto::{HostHistory, HostPulse};
 /// must be written again.
 fn stable(rec: &HostHistory) -> HostHistory {
     let mut r = rec.clone();
-    let (mac, ip) = match r.host.as_mut() {
+    let (mac, ip, seen) = match r.host.as_mut() {
         Some(h) => {
+            let seen = h.last_seen_unix;
             h.last_seen_unix = 0;
             h.rtt_micros = 0;
             h.uptime_24h = 0.0;
             h.uptime_7d = 0.0;
             h.missed_sweeps = 0;
-            (h.mac.clone(), h.ip.clone())
+            // Its IPv6 addresses answered this sweep as it did.
+            for a in h
+                .ipv6_addresses
+                .iter_mut()
+                .filter(|a| a.last_seen_unix == seen)
+            {
+                a.last_seen_unix = 0;
+            }
+            (h.mac.clone(), h.ip.clone(), seen)
         }
         None => Default::default(),
     };
     for a in r
         .addresses
         .iter_mut()
-        .filter(|a| a.mac == mac && a.ip == ip)
+        .filter(|a| a.mac == mac && (a.ip == ip || a.last_seen_unix == seen))
     {
         a.last_seen_unix = 0;
     }
@@ -60,16 +69,26 @@ pub fn of(rec: &HostHistory) -> HostPulse {
 /// Puts a pulse back into the record it was taken from (at load).
 pub fn apply(rec: &mut HostHistory, p: &HostPulse, now: i64) {
     let Some(h) = rec.host.as_mut() else { return };
+    let written = h.last_seen_unix;
     if p.last_seen_unix >= h.last_seen_unix {
         h.last_seen_unix = p.last_seen_unix;
         h.rtt_micros = p.rtt_micros;
         h.missed_sweeps = p.missed_sweeps;
     }
     let (mac, ip, seen) = (h.mac.clone(), h.ip.clone(), h.last_seen_unix);
+    // What answered in the sweep the record was written in has answered in
+    // every sweep since: else the record would have been written again.
+    for a in h
+        .ipv6_addresses
+        .iter_mut()
+        .filter(|a| a.last_seen_unix == written)
+    {
+        a.last_seen_unix = seen;
+    }
     for a in rec
         .addresses
         .iter_mut()
-        .filter(|a| a.mac == mac && a.ip == ip)
+        .filter(|a| a.mac == mac && (a.ip == ip || a.last_seen_unix == written))
     {
         a.last_seen_unix = a.last_seen_unix.max(seen);
     }

@@ -24,6 +24,33 @@ pub(super) fn note_address(rec: &mut HostHistory, mac: &str, ip: &str, now: i64)
     }
 }
 
+/// IPv6 addresses shown per host at most (most recently seen).
+pub const MAX_SHOWN_V6: usize = 16;
+
+/// The IPv6 addresses `mac` has held, with first and last seen and kinds
+/// (`listed`: those its database machine lists), stable first.
+pub(super) fn held_v6(
+    rec: &HostHistory,
+    mac: &str,
+    listed: &[std::net::Ipv6Addr],
+) -> Vec<crate::proto::Ipv6Address> {
+    let mut held: Vec<crate::ipv6::Held> = rec
+        .addresses
+        .iter()
+        .filter(|a| a.mac == mac)
+        .filter_map(|a| {
+            Some(crate::ipv6::Held {
+                ip: a.ip.parse().ok()?,
+                first_seen: a.first_seen_unix,
+                last_seen: a.last_seen_unix,
+            })
+        })
+        .collect();
+    held.sort_by_key(|h| std::cmp::Reverse(h.last_seen));
+    held.truncate(MAX_SHOWN_V6);
+    crate::discover::classify::ipv6_addresses(mac.parse().ok(), &held, listed)
+}
+
 /// The MACs of the addresses, most recently seen first, each once.
 pub(super) fn macs_seen(rec: &HostHistory) -> Vec<String> {
     // Within one second, the address noted later is the newer one.

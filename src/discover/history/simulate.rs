@@ -173,6 +173,7 @@ fn answering(plan: &Plan, k: u32, now: i64) -> Vec<Classified> {
                 )
             };
             Classified {
+                listed6: Vec::new(),
                 key: classify::identity(ip.parse().ok(), mac.parse().ok()),
                 host: DiscoveredHost {
                     ip,

@@ -111,7 +111,7 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
 
 /// The packet socket of ARP on `iface` (see [`packet::open`]).
 pub fn open(iface: &Interface) -> io::Result<Socket> {
-    packet::open(iface, ETH_P_ARP)
+    packet::open(iface.index, ETH_P_ARP)
 }
 
 pub fn request_frame(iface: &Interface, target: Ipv4Addr) -> [u8; FRAME_LEN] {
@@ -149,7 +149,7 @@ pub fn parse_reply(frame: &[u8]) -> Option<(Ipv4Addr, Mac)> {
 /// Sends the frames, all to the broadcast address on `iface`.
 fn send_batch(sock: &Socket, iface: &Interface, frames: &[[u8; FRAME_LEN]]) -> io::Result<()> {
     let frames: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
-    packet::send(sock, iface, ETH_P_ARP, [0xff; 6], &frames)
+    packet::send(sock, iface.index, ETH_P_ARP, [0xff; 6], &frames)
 }
 
 /// Per-address state of one sweep, indexed by position in the targets:

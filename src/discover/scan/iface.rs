@@ -1,9 +1,10 @@
 //! Which local interface a subnet is directly attached to, with the MAC and
-//! IPv4 address ARP requests are sent from.
+//! IPv4 address ARP requests are sent from, and the IPv6 links the scanner
+//! searches for neighbours.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnetwork::Ipv4Network;
+use ipnetwork::{Ipv4Network, Ipv6Network};
 use nix::{ifaddrs::getifaddrs, net::if_::InterfaceFlags};
 
 use crate::net::Mac;
@@ -75,4 +76,74 @@ pub fn for_address<'a>(
         .iter()
         .filter(|i| name.is_none_or(|n| i.name == n))
         .find(|i| i.network.contains(ip))
+}
+
+/// One link searched for IPv6 neighbours, as the scanner holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link6 {
+    pub name: String,
+    pub index: u32,
+    pub mac: Mac,
+    /// The scanner's own addresses there: link-local and global.
+    pub sources: Vec<Ipv6Addr>,
+    /// Global prefixes whose addresses are taken (besides link-local).
+    pub prefixes: Vec<Ipv6Network>,
+}
+
+/// Every up, non-loopback interface with a MAC and an IPv6 link-local
+/// address, with its global prefixes.
+pub fn links6() -> std::io::Result<Vec<Link6>> {
+    let addrs: Vec<_> = getifaddrs().map_err(std::io::Error::from)?.collect();
+    let mut out: Vec<Link6> = Vec::new();
+    for a in &addrs {
+        if a.flags.contains(InterfaceFlags::IFF_LOOPBACK)
+            || !a.flags.contains(InterfaceFlags::IFF_UP)
+        {
+            continue;
+        }
+        let (Some(addr), Some(mask)) = (
+            a.address.as_ref().and_then(|s| s.as_sockaddr_in6()),
+            a.netmask.as_ref().and_then(|s| s.as_sockaddr_in6()),
+        ) else {
+            continue;
+        };
+        let ip = addr.ip();
+        let prefix = u128::from(mask.ip()).count_ones() as u8;
+        if !out.iter().any(|l| l.name == a.interface_name) {
+            let mac = addrs
+                .iter()
+                .filter(|l| l.interface_name == a.interface_name)
+                .find_map(|l| {
+                    l.address
+                        .as_ref()
+                        .and_then(|s| s.as_link_addr())
+                        .and_then(|l| l.addr())
+                });
+            let Some(mac) = mac.filter(|m| m.iter().any(|b| *b != 0)) else {
+                continue;
+            };
+            let Ok(index) = nix::net::if_::if_nametoindex(a.interface_name.as_str()) else {
+                continue;
+            };
+            out.push(Link6 {
+                name: a.interface_name.clone(),
+                index,
+                mac: Mac(mac),
+                sources: Vec::new(),
+                prefixes: Vec::new(),
+            });
+        }
+        let Some(link) = out.iter_mut().find(|l| l.name == a.interface_name) else {
+            continue;
+        };
+        link.sources.push(ip);
+        if !crate::ipv6::is_link_local(ip) {
+            if let Ok(net) = Ipv6Network::new(ip, prefix) {
+                link.prefixes.push(net);
+            }
+        }
+    }
+    // A link without a link-local address cannot solicit.
+    out.retain(|l| l.sources.iter().any(|s| crate::ipv6::is_link_local(*s)));
+    Ok(out)
 }

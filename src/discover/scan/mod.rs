@@ -13,6 +13,7 @@ mod assemble;
 pub mod icmp;
 pub mod iface;
 pub mod mdns;
+pub mod ndp;
 pub mod neighbors;
 pub mod packet;
 mod plan;
@@ -68,6 +69,12 @@ pub struct Options {
     pub interface: Option<String>,
     /// Use raw ARP on directly attached subnets (needs CAP_NET_RAW).
     pub arp: bool,
+    /// Search the links of swept IPv4 segments for the IPv6 addresses of
+    /// the hosts found (IPv6 prefix targets are searched regardless).
+    pub ipv6: bool,
+    /// IPv6 addresses already known (history, the database): solicited,
+    /// so a silent host is confirmed rather than guessed.
+    pub known6: Arc<Vec<std::net::Ipv6Addr>>,
     /// What earlier probes found of hosts still fresh: a host found at the
     /// same address with the same MAC keeps it and is not probed again.
     pub carried: Arc<HashMap<IpAddr, Carried>>,
@@ -116,6 +123,8 @@ impl Default for Options {
             allow_large: false,
             interface: None,
             arp: true,
+            ipv6: true,
+            known6: Arc::default(),
             carried: Arc::default(),
             deadline: None,
         }
@@ -127,6 +136,9 @@ impl Default for Options {
 pub struct Observation {
     pub ip: Option<IpAddr>,
     pub mac: Option<Mac>,
+    /// Its IPv6 addresses found by neighbour discovery (`ip` among them
+    /// when it has no IPv4).
+    pub v6: Vec<std::net::Ipv6Addr>,
     pub vendor: String,
     pub dns_name: String,
     /// What it calls itself over mDNS, cleaned; may be empty.
@@ -156,6 +168,8 @@ pub struct Observation {
 #[derive(Clone, Debug, Default)]
 pub struct Counts {
     pub arp: u64,
+    /// ICMPv6 echoes to all nodes and neighbour solicitations.
+    pub ndp: u64,
     pub icmp: u64,
     pub tcp: u64,
     pub icmp_failed: u64,
@@ -176,6 +190,9 @@ pub struct Report {
     pub shed: usize,
     /// Hosts whose earlier probes were still fresh (not probed again).
     pub carried: usize,
+    /// IPv6 neighbour claims dropped by the caps (a flood, or a host
+    /// claiming more addresses than one device holds).
+    pub ndp_capped: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +205,8 @@ pub enum Error {
     WayTooLarge { net: String, count: u128 },
     #[error("{net}: {count} addresses have no interface on their subnet; ICMP sweeps (routed subnets) take a /16 at most")]
     PingTooLarge { net: String, count: usize },
+    #[error("{0} is attached to no interface here: an IPv6 prefix larger than a /112 is searched by neighbour discovery on its own link, never swept or routed")]
+    NotAttached6(String),
     #[error("interface {0} not found or has no IPv4 address and MAC")]
     NoInterface(String),
     #[error("cannot open an ICMP socket ({0}); it needs CAP_NET_RAW or net.ipv4.ping_group_range covering this group")]
@@ -209,6 +228,7 @@ impl Error {
             | Error::PingTooLarge { .. }
             | Error::TooLarge { .. }
             | Error::WayTooLarge { .. }
+            | Error::NotAttached6(_)
             | Error::NoInterface(_) => "config",
             Error::Icmp(_) => "icmp",
             Error::Arp { .. } => "arp",
@@ -356,6 +376,7 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
     for (iface, _) in &plan.on_link {
         follow.probe_by_syn(iface, gap, opts);
     }
+    let six = search_links6(&plan, opts, gap);
     let (tx, mut found) = tokio::sync::mpsc::unbounded_channel();
     let arp = arp_sweeps(
         &mut plan,
@@ -393,11 +414,74 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
     phase("ICMP of routed addresses done");
     report.sent.icmp += pinged.sent;
     report.sent.icmp_failed += pinged.failed;
-    assemble(&mut report, arp, pinged, follow, &plan, opts.deadline).await?;
+    let six = links6_found(six, &mut report.warnings).await;
+    phase("IPv6 neighbours done");
+    assemble(
+        &mut report,
+        (arp, six),
+        pinged,
+        follow,
+        &plan,
+        opts.deadline,
+    )
+    .await?;
     names_from_mdns(&mut report, mdns).await;
     phase("ports, names and ICMP witness done");
     report.duration = started.elapsed();
     Ok(report)
+}
+
+/// The longest an IPv6 link search takes without a sweep deadline.
+pub const SEARCH6_BUDGET: Duration = Duration::from_secs(3);
+
+type Search6Task = tokio::task::JoinHandle<(String, bool, std::io::Result<ndp::Outcome>)>;
+
+/// Starts the IPv6 neighbour search of every planned link, alongside ARP.
+fn search_links6(plan: &Plan, opts: &Options, gap: Duration) -> Vec<Search6Task> {
+    let now = Instant::now();
+    let deadline = opts
+        .deadline
+        .map_or(now + SEARCH6_BUDGET, |d| d.min(now + SEARCH6_BUDGET));
+    plan.links6
+        .iter()
+        .map(|s| {
+            let (link, hosts) = (s.link.clone(), s.hosts);
+            let params = ndp::Params {
+                known: opts.known6.to_vec(),
+                listen_until: now,
+                deadline,
+                wait: opts.timeout,
+                gap,
+            };
+            tokio::task::spawn_blocking(move || {
+                let found = ndp::open(&link).and_then(|sock| {
+                    let mut out = ndp::search(&sock, &link, &params)?;
+                    ndp::add_kernel(&link, &mut out);
+                    Ok(out)
+                });
+                (link.name, hosts, found)
+            })
+        })
+        .collect()
+}
+
+/// What each link's search found; a link that could not be searched is a
+/// warning (IPv4 still stands).
+async fn links6_found(
+    tasks: Vec<Search6Task>,
+    warnings: &mut Vec<String>,
+) -> Vec<(bool, ndp::Outcome)> {
+    let mut out = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok((_, hosts, Ok(found))) => out.push((hosts, found)),
+            Ok((name, _, Err(e))) => warnings.push(format!(
+                "IPv6 neighbour search on {name}: {e} (it needs CAP_NET_RAW); IPv6 addresses are not listed"
+            )),
+            Err(e) => warnings.push(format!("IPv6 neighbour search: {e}")),
+        }
+    }
+    out
 }
 
 /// Starts asking the hosts ARP found for their mDNS names, alongside the
@@ -465,10 +549,9 @@ mod tests {
                 .len(),
             131_070
         );
-        assert!(matches!(
-            Targets::of(&["2001:db8::/64".parse().unwrap()], true),
-            Err(Error::WayTooLarge { .. })
-        ));
+        // A /64 is never listed: it is searched on its link (see `plan`).
+        let t = Targets::of(&["2001:db8::/64".parse().unwrap()], false).unwrap();
+        assert_eq!((t.len(), t.prefixes6.len()), (0, 1));
         assert!(matches!(Targets::of(&[], false), Err(Error::NoTargets)));
     }
 

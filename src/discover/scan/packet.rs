@@ -6,22 +6,20 @@ use std::{io, mem, os::fd::AsRawFd, time::Duration};
 
 use socket2::{Domain, Socket, Type};
 
-use super::iface::Interface;
-
 /// linux/if_packet.h (not in every libc crate release).
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 
 /// Opens a packet socket with protocol 0, so it captures nothing until
 /// it is bound to `protocol` on one interface (no frames of other protocols queue
-/// up in between). A missing capability stays PermissionDenied for the
+/// up in between) on interface `index`. A missing capability stays PermissionDenied for the
 /// caller to explain.
-pub fn open(iface: &Interface, protocol: u16) -> io::Result<Socket> {
+pub fn open(index: u32, protocol: u16) -> io::Result<Socket> {
     let sock = Socket::new(Domain::PACKET, Type::RAW, None)?;
     // SAFETY: sockaddr_ll is plain data; zeroed is a valid initial value.
     let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
     addr.sll_protocol = protocol.to_be();
-    addr.sll_ifindex = iface.index as i32;
+    addr.sll_ifindex = index as i32;
     // SAFETY: addr is a valid sockaddr_ll of the given length.
     let rc = unsafe {
         libc::bind(
@@ -52,10 +50,10 @@ pub fn open(iface: &Interface, protocol: u16) -> io::Result<Socket> {
 }
 
 /// Sends the frames with one `sendmmsg` call (more if the kernel takes
-/// part of the batch), to link-layer address `to` on `iface`.
+/// part of the batch), to link-layer address `to` on interface `index`.
 pub fn send(
     sock: &Socket,
-    iface: &Interface,
+    index: u32,
     protocol: u16,
     to_mac: [u8; 6],
     frames: &[&[u8]],
@@ -64,7 +62,7 @@ pub fn send(
     let mut to: libc::sockaddr_ll = unsafe { mem::zeroed() };
     to.sll_family = libc::AF_PACKET as u16;
     to.sll_protocol = protocol.to_be();
-    to.sll_ifindex = iface.index as i32;
+    to.sll_ifindex = index as i32;
     to.sll_halen = 6;
     to.sll_addr[..6].copy_from_slice(&to_mac);
     let mut iovs: Vec<libc::iovec> = frames
@@ -176,4 +174,20 @@ pub fn drain(
         each(&buf[..n]);
     }
     Ok(())
+}
+
+/// The Internet checksum (RFC 1071) of the parts, each of even length but
+/// the last.
+pub fn checksum(parts: &[&[u8]], start: u32) -> u16 {
+    let mut sum = start;
+    for part in parts {
+        for pair in part.chunks(2) {
+            let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
+            sum += u32::from(word);
+        }
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }

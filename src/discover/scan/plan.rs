@@ -1,5 +1,6 @@
 //! A sweep's plan: which targets ARP reaches on attached interfaces, which
-//! are pinged (routed, IPv6, loopback), the scanner's own addresses, and
+//! links are searched for IPv6 neighbours, which targets are pinged
+//! (routed, small IPv6 ranges, loopback), the scanner's own addresses, and
 //! targets no route leads to.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -13,11 +14,75 @@ use crate::net::Mac;
 pub(super) struct Plan {
     /// Directly attached IPv4 ranges, per interface, for ARP.
     pub on_link: Vec<(iface::Interface, V4Ranges)>,
+    /// Links searched for IPv6 neighbours.
+    pub links6: Vec<Search6>,
     /// Routed, IPv6 and loopback addresses, for ICMP.
     pub ping: Vec<IpAddr>,
     /// The scanner's own target addresses, with their MACs.
     pub own: Vec<(IpAddr, Mac)>,
     pub unroutable: Vec<String>,
+}
+
+/// One link's IPv6 search and what its answers are for.
+pub(super) struct Search6 {
+    /// Its prefixes narrowed to the targets' (when `hosts`).
+    pub link: iface::Link6,
+    /// An IPv6 target: every device found is a host. Otherwise (an IPv4
+    /// segment) the addresses only join the hosts ARP found by MAC.
+    pub hosts: bool,
+}
+
+/// The links to search: each attached link of a large IPv6 target (one
+/// that is attached nowhere is refused), and the links of the IPv4
+/// segments ARP sweeps unless IPv6 is off.
+fn links6(
+    opts: &Options,
+    targets: &Targets,
+    on_link: &[(iface::Interface, V4Ranges)],
+) -> Result<Vec<Search6>, Error> {
+    let links = iface::links6().unwrap_or_default();
+    let named = |l: &&iface::Link6| opts.interface.as_ref().is_none_or(|n| n == &l.name);
+    let mut out: Vec<Search6> = Vec::new();
+    for net in &targets.prefixes6 {
+        let attached: Vec<&iface::Link6> = links
+            .iter()
+            .filter(named)
+            .filter(|l| {
+                l.prefixes
+                    .iter()
+                    .any(|p| p.contains(net.network()) || net.contains(p.network()))
+            })
+            .collect();
+        if attached.is_empty() {
+            return Err(Error::NotAttached6(net.to_string()));
+        }
+        for l in attached {
+            match out.iter_mut().find(|s| s.link.index == l.index) {
+                Some(s) => s.link.prefixes.push(*net),
+                None => out.push(Search6 {
+                    link: iface::Link6 {
+                        prefixes: vec![*net],
+                        ..l.clone()
+                    },
+                    hosts: true,
+                }),
+            }
+        }
+    }
+    if opts.ipv6 {
+        for (i, _) in on_link {
+            let Some(l) = links.iter().find(|l| l.index == i.index) else {
+                continue;
+            };
+            if !out.iter().any(|s| s.link.index == l.index) {
+                out.push(Search6 {
+                    link: l.clone(),
+                    hosts: false,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 pub(super) fn plan(opts: &Options, targets: &Targets) -> Result<Plan, Error> {
@@ -61,8 +126,10 @@ pub(super) fn plan(opts: &Options, targets: &Targets) -> Result<Plan, Error> {
     }
     let mut ping: Vec<IpAddr> = reachable.iter().map(IpAddr::V4).collect();
     ping.extend(targets.v6.iter().map(|a| IpAddr::V6(*a)));
+    let links6 = links6(opts, targets, &on_link)?;
     Ok(Plan {
         on_link,
+        links6,
         ping,
         own,
         unroutable,

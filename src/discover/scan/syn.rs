@@ -56,7 +56,7 @@ pub struct Params {
 
 /// The packet socket of IPv4 on `iface`.
 pub fn open(iface: &Interface) -> io::Result<Socket> {
-    packet::open(iface, ETH_P_IP)
+    packet::open(iface.index, ETH_P_IP)
 }
 
 /// One host's probe in progress.
@@ -259,7 +259,7 @@ fn send_due(
     // not used on a raw packet socket.
     let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
     if !refs.is_empty() {
-        packet::send(sock, iface, ETH_P_IP, [0xff; 6], &refs)?;
+        packet::send(sock, iface.index, ETH_P_IP, [0xff; 6], &refs)?;
     }
     Ok(frames.len() as u64)
 }
@@ -375,7 +375,7 @@ pub fn syn_frame(
     head[9] = 6;
     head[12..16].copy_from_slice(&iface.ip.octets());
     head[16..20].copy_from_slice(&ip.octets());
-    let sum = checksum(&[head as &[u8]], 0);
+    let sum = packet::checksum(&[head as &[u8]], 0);
     head[10..12].copy_from_slice(&sum.to_be_bytes());
     tcp[0..2].copy_from_slice(&sport.to_be_bytes());
     tcp[2..4].copy_from_slice(&port.to_be_bytes());
@@ -389,25 +389,9 @@ pub fn syn_frame(
     pseudo[4..8].copy_from_slice(&ip.octets());
     pseudo[9] = 6;
     pseudo[10..12].copy_from_slice(&24u16.to_be_bytes());
-    let sum = checksum(&[&pseudo, tcp as &[u8]], 0);
+    let sum = packet::checksum(&[&pseudo, tcp as &[u8]], 0);
     tcp[16..18].copy_from_slice(&sum.to_be_bytes());
     f
-}
-
-/// The Internet checksum (RFC 1071) of the parts, each of even length but
-/// the last.
-fn checksum(parts: &[&[u8]], start: u32) -> u16 {
-    let mut sum = start;
-    for part in parts {
-        for pair in part.chunks(2) {
-            let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
-            sum += u32::from(word);
-        }
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 #[cfg(test)]
@@ -431,13 +415,13 @@ mod tests {
         let f = syn_frame(&iface(), dev, to, 40_001, 22, 0xdead_beef);
         assert_eq!(&f[0..6], &dev.0);
         // A header with its checksum in place sums to zero.
-        assert_eq!(checksum(&[&f[14..34]], 0), 0);
+        assert_eq!(packet::checksum(&[&f[14..34]], 0), 0);
         let mut pseudo = [0u8; 12];
         pseudo[0..4].copy_from_slice(&[198, 18, 0, 1]);
         pseudo[4..8].copy_from_slice(&to.octets());
         pseudo[9] = 6;
         pseudo[10..12].copy_from_slice(&24u16.to_be_bytes());
-        assert_eq!(checksum(&[&pseudo, &f[34..]], 0), 0);
+        assert_eq!(packet::checksum(&[&pseudo, &f[34..]], 0), 0);
         // The device's SYN-ACK: addresses and ports swapped, ack = seq + 1.
         let mut answer = f;
         answer[26..30].copy_from_slice(&to.octets());

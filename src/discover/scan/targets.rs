@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnetwork::IpNetwork;
+use ipnetwork::{IpNetwork, Ipv6Network};
 
 use super::{Error, HARD_MAX_ADDRESSES, MAX_ADDRESSES};
 
@@ -125,11 +125,13 @@ impl V4Ranges {
 }
 
 /// Every address of a sweep: IPv4 as ranges, IPv6 (at most a /112's
-/// worth) listed.
+/// worth) listed, larger IPv6 prefixes as prefixes (searched by neighbour
+/// discovery on the link they are attached to, never swept).
 #[derive(Clone, Debug, Default)]
 pub struct Targets {
     pub v4: V4Ranges,
     pub v6: Vec<Ipv6Addr>,
+    pub prefixes6: Vec<Ipv6Network>,
 }
 
 impl Targets {
@@ -142,9 +144,14 @@ impl Targets {
         }
         let mut v4 = Vec::new();
         let mut v6 = std::collections::BTreeSet::new();
+        let mut prefixes6 = Vec::new();
         let mut total: u128 = 0;
         for net in nets {
             let count = size(net);
+            if let (IpNetwork::V6(n), true) = (net, count > MAX_ADDRESSES) {
+                prefixes6.push(*n);
+                continue;
+            }
             total = total.saturating_add(count);
             if total > HARD_MAX_ADDRESSES {
                 return Err(Error::WayTooLarge {
@@ -168,12 +175,6 @@ impl Targets {
                     });
                 }
                 IpNetwork::V6(n) => {
-                    if count > MAX_ADDRESSES {
-                        return Err(Error::TooLarge {
-                            net: net.to_string(),
-                            count,
-                        });
-                    }
                     let first = u128::from(n.network());
                     v6.extend((0..count).map(|i| Ipv6Addr::from(first + i)));
                 }
@@ -182,6 +183,7 @@ impl Targets {
         Ok(Targets {
             v4: V4Ranges::new(v4),
             v6: v6.into_iter().collect(),
+            prefixes6,
         })
     }
 

@@ -26,6 +26,9 @@ pub const ENROL_DIR: &str = "machines/enrol";
 pub struct Entry {
     pub name: String,
     pub ip: IpAddr,
+    /// Its stable global IPv6 address beside an IPv4 `ip` (never a
+    /// temporary one: those rotate).
+    pub ipv6: Option<std::net::Ipv6Addr>,
     /// Left out for a locally administered (often random) MAC.
     pub mac: Option<Mac>,
     pub r#use: Use,
@@ -49,6 +52,8 @@ pub enum Error {
     MacTaken { mac: Mac, machine: String },
     #[error("{ip} is already in the database as {machine}")]
     IpTaken { ip: IpAddr, machine: String },
+    #[error("{0} is no stable address (a link-local or temporary IPv6 address is never proposed)")]
+    NotStable(IpAddr),
     #[error("no unique name could be made from {0:?}")]
     NoName(String),
 }
@@ -77,6 +82,10 @@ impl Entry {
     /// guessed use in a form that validates, and what was seen as notes.
     pub fn for_host(h: &DiscoveredHost, snap: &Snapshot, held: &Held) -> Result<Entry, Error> {
         let seen_at: IpAddr = h.ip.parse().map_err(|_| Error::BadAddress(h.ip.clone()))?;
+        let stable6 = stable_ipv6(h);
+        if seen_at.is_ipv6() && stable6 != Some(seen_at) {
+            return Err(Error::NotStable(seen_at));
+        }
         let mac = h.mac.parse::<Mac>().ok().filter(|m| !m.is_local());
         if let Some(m) = mac.and_then(|m| snap.by_mac(m)) {
             return Err(Error::MacTaken {
@@ -105,6 +114,10 @@ impl Entry {
                 held,
             )?,
             ip,
+            ipv6: stable6.filter(|a| *a != ip).and_then(|a| match a {
+                IpAddr::V6(v6) => Some(v6),
+                IpAddr::V4(_) => None,
+            }),
             mac,
             ssh: with_host_key(
                 match &r#use {
@@ -133,7 +146,9 @@ impl Entry {
         }
         Machine {
             name: self.name.clone(),
-            ips: vec![self.ip.to_string()],
+            ips: std::iter::once(self.ip.to_string())
+                .chain(self.ipv6.map(|a| a.to_string()))
+                .collect(),
             mac: self.mac.map(|m| m.to_string()).unwrap_or_default(),
             r#use: Some(self.r#use.clone()),
             ssh: self.ssh.clone(),
@@ -153,6 +168,16 @@ impl Entry {
     pub fn check(&self, base: &[SourceFile]) -> Result<(), Report> {
         db::validate::with_file(base, &self.path(), &self.yaml()).map(|_| ())
     }
+}
+
+/// The host's first stable global IPv6 address, if it has one.
+fn stable_ipv6(h: &DiscoveredHost) -> Option<IpAddr> {
+    h.ipv6_addresses
+        .iter()
+        .filter(|a| a.kind == crate::ipv6::Kind::Stable.word())
+        .filter_map(|a| a.ip.parse::<std::net::Ipv6Addr>().ok())
+        .find(|a| !crate::ipv6::is_link_local(*a))
+        .map(IpAddr::V6)
 }
 
 fn subnet_of(snap: &Snapshot, ip: IpAddr) -> Result<Option<&Subnet>, Error> {

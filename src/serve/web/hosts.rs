@@ -110,7 +110,12 @@ pub(super) fn hosts_table(hosts: &[&DiscoveredHost]) -> Markup {
                 @for h in hosts {
                     tr {
                         td class=(format!("state {}", state_name(h.state))) { (state_name(h.state)) }
-                        td { @if h.key.is_empty() { (h.ip) } @else { a href=(format!("/discovered/{}", path_segment(&h.key))) { (h.ip) } } }
+                        td {
+                            @if h.key.is_empty() { (h.ip) } @else { a href=(format!("/discovered/{}", path_segment(&h.key))) { (h.ip) } }
+                            @for a in h.ipv6_addresses.iter().filter(|a| a.ip != h.ip) {
+                                br; small class=(format!("ipv6 {}", a.kind)) { (a.ip) " (" (a.kind) ")" }
+                            }
+                        }
                         td { code { (h.mac) } }
                         td { (h.vendor) }
                         td { (crate::export::names::described(h, crate::db::words::DEFAULT_NAME_ORDER)) }

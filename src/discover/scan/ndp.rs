@@ -1,0 +1,595 @@
+//! IPv6 neighbours of one attached link, found without sweeping a /64:
+//! an ICMPv6 echo to all nodes (`ff02::1`) from each of the scanner's
+//! addresses there (a link-local source draws link-local answers, a global
+//! one the host's preferred global address), neighbour solicitations for
+//! addresses already known and for each found MAC's EUI-64 address, and
+//! whatever neighbour discovery the link carries while the sweep runs
+//! (duplicate address detection, advertisements, router advertisements).
+//! Frames go to link-scope multicast or to a solicited-node group only,
+//! so nothing leaves the link.
+//!
+//! All of it arrives over one packet socket; every frame is a claim by
+//! whoever sent it, so each MAC keeps at most [`MAX_PER_MAC`] addresses
+//! and the link [`MAX_HEARD`] MACs from unsolicited messages: a forged
+//! flood is cut and counted, and memory stays bounded.
+
+use std::{
+    collections::{HashMap, HashSet},
+    io,
+    net::Ipv6Addr,
+    time::{Duration, Instant},
+};
+
+use socket2::Socket;
+
+use super::{arp, iface::Link6 as Link, packet};
+use crate::{ipv6, net::Mac};
+
+pub const ETH_P_IPV6: u16 = 0x86dd;
+/// Addresses kept per MAC: a link-local, a stable and a day's temporaries.
+pub const MAX_PER_MAC: usize = 16;
+/// MACs taken from messages nobody asked for (advertisements, DAD).
+pub const MAX_HEARD: usize = 1024;
+/// MACs taken from answers to what this sweep asked.
+pub const MAX_ASKED: usize = 8192;
+/// Solicitations sent per sweep at most.
+pub const MAX_SOLICIT: usize = 16_384;
+/// Frames read per wake-up at most.
+const MAX_DRAIN: usize = 256;
+const ECHO_ID: u16 = 0x6d64;
+
+/// How a neighbour was heard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Heard {
+    /// It answered the echo to all nodes.
+    Echo,
+    /// It answered a solicitation this sweep sent.
+    Asked,
+    /// An advertisement, a solicitation or DAD nobody here asked for.
+    Overheard,
+    /// A router advertisement.
+    Router,
+    /// The kernel's neighbour table.
+    Kernel,
+}
+
+pub struct Params {
+    /// Addresses asked for by solicitation (history, the database).
+    pub known: Vec<Ipv6Addr>,
+    /// Neighbour discovery is listened to at least this long.
+    pub listen_until: Instant,
+    /// Nothing is read past this.
+    pub deadline: Instant,
+    /// Fixed wait for answers (`--timeout`); `None` adapts it as ARP does.
+    pub wait: Option<Duration>,
+    /// Gap between two solicitations.
+    pub gap: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    pub ip: Ipv6Addr,
+    pub mac: Mac,
+    pub heard: Heard,
+    pub rtt: Option<Duration>,
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub neighbours: Vec<Neighbour>,
+    pub sent: u64,
+    /// Claims dropped by the caps.
+    pub capped: u64,
+}
+
+/// What one frame says: an address, its MAC, and how it was heard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub ip: Ipv6Addr,
+    pub mac: Mac,
+    pub heard: Heard,
+    /// The echo was sent from this source of ours (to time it).
+    pub to: Ipv6Addr,
+}
+
+pub fn open(link: &Link) -> io::Result<Socket> {
+    let sock = packet::open(link.index, ETH_P_IPV6)?;
+    // Duplicate address detection goes to solicited-node groups this host
+    // never joins: all multicast is read, only while the sweep runs.
+    // SAFETY: packet_mreq is plain data; zeroed is a valid initial value.
+    let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+    mreq.mr_ifindex = link.index as i32;
+    mreq.mr_type = libc::PACKET_MR_ALLMULTI as u16;
+    // SAFETY: a valid socket, option and struct of the given size.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            &mreq as *const libc::packet_mreq as *const libc::c_void,
+            std::mem::size_of::<libc::packet_mreq>() as u32,
+        );
+    }
+    Ok(sock)
+}
+
+/// An Ethernet frame carrying one ICMPv6 message from `src` to `dst`.
+fn frame(
+    link: &Link,
+    dst_mac: [u8; 6],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hops: u8,
+    icmp: &[u8],
+) -> Vec<u8> {
+    let mut f = Vec::with_capacity(54 + icmp.len());
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&link.mac.0);
+    f.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[58, hops]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    let start = f.len();
+    f.extend_from_slice(icmp);
+    let mut pseudo = [0u8; 40];
+    pseudo[0..16].copy_from_slice(&src.octets());
+    pseudo[16..32].copy_from_slice(&dst.octets());
+    pseudo[32..36].copy_from_slice(&(icmp.len() as u32).to_be_bytes());
+    pseudo[39] = 58;
+    let sum = packet::checksum(&[&pseudo, &f[start..]], 0);
+    f[start + 2..start + 4].copy_from_slice(&sum.to_be_bytes());
+    f
+}
+
+/// An echo request to all nodes from `src`; hop limit 1, never routed.
+pub fn echo_frame(link: &Link, src: Ipv6Addr, seq: u16) -> Vec<u8> {
+    let mut icmp = vec![128, 0, 0, 0];
+    icmp.extend_from_slice(&ECHO_ID.to_be_bytes());
+    icmp.extend_from_slice(&seq.to_be_bytes());
+    icmp.extend_from_slice(b"mdb-ndp!");
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    frame(link, [0x33, 0x33, 0, 0, 0, 1], src, all_nodes, 1, &icmp)
+}
+
+/// A neighbour solicitation for `target` to its solicited-node group.
+pub fn solicit_frame(link: &Link, src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+    let t = target.octets();
+    let group = Ipv6Addr::from([
+        0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, t[13], t[14], t[15],
+    ]);
+    let mut icmp = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&t);
+    icmp.extend_from_slice(&[1, 1]);
+    icmp.extend_from_slice(&link.mac.0);
+    frame(
+        link,
+        [0x33, 0x33, 0xff, t[13], t[14], t[15]],
+        src,
+        group,
+        255,
+        &icmp,
+    )
+}
+
+/// The link-layer address option of type `kind` among NDP options.
+fn option_mac(mut opts: &[u8], kind: u8) -> Option<Mac> {
+    while opts.len() >= 8 {
+        let len = usize::from(opts[1]) * 8;
+        if len == 0 || len > opts.len() {
+            return None;
+        }
+        if opts[0] == kind && len == 8 {
+            return <[u8; 6]>::try_from(&opts[2..8]).ok().map(Mac);
+        }
+        opts = &opts[len..];
+    }
+    None
+}
+
+fn addr(b: &[u8]) -> Option<Ipv6Addr> {
+    <[u8; 16]>::try_from(b).ok().map(Ipv6Addr::from)
+}
+
+/// What a received frame claims, if it is an echo answer or neighbour
+/// discovery that passes RFC 4861's checks (hop limit 255, a unicast MAC
+/// that is not ours, a device unicast address).
+pub fn parse(frame: &[u8], ours: Mac) -> Option<Claim> {
+    if frame.len() < 58 || frame[12..14] != ETH_P_IPV6.to_be_bytes() || frame[14] >> 4 != 6 {
+        return None;
+    }
+    let src_mac = Mac(<[u8; 6]>::try_from(&frame[6..12]).ok()?);
+    let payload = usize::from(u16::from_be_bytes([frame[18], frame[19]]));
+    let (next, hops) = (frame[20], frame[21]);
+    let (src, dst) = (addr(&frame[22..38])?, addr(&frame[38..54])?);
+    let icmp = frame.get(54..54 + payload)?;
+    if next != 58 || src_mac == ours || src_mac.is_multicast() || src_mac.0 == [0; 6] {
+        return None;
+    }
+    let nd = hops == 255 && icmp[1] == 0;
+    let (ip, mac, heard) = match icmp[0] {
+        129 if icmp.len() >= 8 && icmp[4..6] == ECHO_ID.to_be_bytes() => {
+            (src, src_mac, Heard::Echo)
+        }
+        // A solicitation from :: is duplicate address detection: the
+        // target is the address being taken.
+        135 if nd && icmp.len() >= 24 && src.is_unspecified() => {
+            (addr(&icmp[8..24])?, src_mac, Heard::Overheard)
+        }
+        135 if nd && icmp.len() >= 24 => (
+            src,
+            option_mac(&icmp[24..], 1).unwrap_or(src_mac),
+            Heard::Overheard,
+        ),
+        136 if nd && icmp.len() >= 24 => (
+            addr(&icmp[8..24])?,
+            option_mac(&icmp[24..], 2).unwrap_or(src_mac),
+            Heard::Overheard,
+        ),
+        134 if nd && icmp.len() >= 16 && ipv6::is_link_local(src) => (
+            src,
+            option_mac(&icmp[16..], 1).unwrap_or(src_mac),
+            Heard::Router,
+        ),
+        _ => return None,
+    };
+    if !ipv6::is_device_unicast(ip) || mac.is_multicast() || mac.0 == [0; 6] || mac == ours {
+        return None;
+    }
+    Some(Claim {
+        ip,
+        mac,
+        heard,
+        to: dst,
+    })
+}
+
+/// The neighbours found so far, within the caps.
+#[derive(Default)]
+struct Table {
+    by_mac: HashMap<Mac, Vec<Neighbour>>,
+    heard_macs: usize,
+    capped: u64,
+}
+
+impl Table {
+    fn take(&mut self, n: Neighbour) -> bool {
+        let asked = matches!(n.heard, Heard::Echo | Heard::Asked);
+        if !self.by_mac.contains_key(&n.mac) {
+            let full = if asked {
+                self.by_mac.len() >= MAX_ASKED
+            } else {
+                self.heard_macs >= MAX_HEARD
+            };
+            if full {
+                self.capped += 1;
+                return false;
+            }
+            self.heard_macs += usize::from(!asked);
+        }
+        let list = self.by_mac.entry(n.mac).or_default();
+        if let Some(old) = list.iter_mut().find(|o| o.ip == n.ip) {
+            if old.rtt.is_none() {
+                old.rtt = n.rtt;
+            }
+            return false;
+        }
+        if list.len() >= MAX_PER_MAC {
+            self.capped += 1;
+            return false;
+        }
+        list.push(n);
+        true
+    }
+
+    fn has(&self, ip: Ipv6Addr) -> bool {
+        self.by_mac.values().flatten().any(|n| n.ip == ip)
+    }
+}
+
+/// Whether `ip` belongs to the link: link-local or in one of its prefixes,
+/// and not one of the scanner's own.
+fn on_link(link: &Link, ip: Ipv6Addr) -> bool {
+    !link.sources.contains(&ip)
+        && (ipv6::is_link_local(ip) || link.prefixes.iter().any(|p| p.contains(ip)))
+}
+
+/// Searches `link` until the answers are in, at least until
+/// `listen_until`, never past the deadline. Blocking.
+pub fn search(sock: &Socket, link: &Link, p: &Params) -> io::Result<Outcome> {
+    let mut table = Table::default();
+    let mut sent = 0u64;
+    let started = Instant::now();
+    let echoes: Vec<Vec<u8>> = link
+        .sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| echo_frame(link, *s, i as u16))
+        .collect();
+    let refs: Vec<&[u8]> = echoes.iter().map(|f| f.as_slice()).collect();
+    packet::send(
+        sock,
+        link.index,
+        ETH_P_IPV6,
+        [0x33, 0x33, 0, 0, 0, 1],
+        &refs,
+    )?;
+    sent += echoes.len() as u64;
+    let mut rtts: Vec<Duration> = Vec::new();
+    let mut last_news = Instant::now();
+    let mut asked: Option<HashSet<Ipv6Addr>> = None;
+    let mut queue: Vec<Ipv6Addr> = Vec::new();
+    let mut next_send = Instant::now();
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let now = Instant::now();
+        if now >= p.deadline {
+            break;
+        }
+        let wait = p.wait.unwrap_or_else(|| adaptive(&rtts, rtts.is_empty()));
+        let quiet = now.duration_since(last_news) >= wait && queue.is_empty();
+        match &asked {
+            None if quiet => {
+                let list = solicitations(link, &table, &p.known);
+                asked = Some(list.iter().copied().collect());
+                queue = list;
+                queue.reverse();
+                last_news = now;
+                continue;
+            }
+            Some(a) if (quiet || a.iter().all(|ip| table.has(*ip))) && now >= p.listen_until => {
+                break
+            }
+            _ => {}
+        }
+        if let (Some(target), true) = (queue.last().copied(), now >= next_send) {
+            queue.pop();
+            let src = link
+                .sources
+                .iter()
+                .copied()
+                .find(|s| ipv6::is_link_local(*s));
+            if let Some(src) = src {
+                let f = solicit_frame(link, src, target);
+                let t = target.octets();
+                packet::send(
+                    sock,
+                    link.index,
+                    ETH_P_IPV6,
+                    [0x33, 0x33, 0xff, t[13], t[14], t[15]],
+                    &[&f],
+                )?;
+                sent += 1;
+                last_news = Instant::now();
+            }
+            next_send = now + p.gap;
+        }
+        let until = if queue.is_empty() {
+            p.deadline.min(now + wait)
+        } else {
+            next_send
+        };
+        if !packet::wait_readable(sock, until.saturating_duration_since(Instant::now()))? {
+            continue;
+        }
+        let at = Instant::now();
+        packet::drain(sock, &mut buf, MAX_DRAIN, |f| {
+            let Some(c) = parse(f, link.mac) else { return };
+            if !on_link(link, c.ip) {
+                return;
+            }
+            let heard = match (c.heard, &asked) {
+                (Heard::Overheard, Some(a)) if a.contains(&c.ip) => Heard::Asked,
+                (h, _) => h,
+            };
+            let rtt = (heard == Heard::Echo).then(|| at.duration_since(started));
+            if table.take(Neighbour {
+                ip: c.ip,
+                mac: c.mac,
+                heard,
+                rtt,
+            }) {
+                rtts.extend(rtt);
+                last_news = at;
+            }
+        })?;
+    }
+    let mut neighbours: Vec<Neighbour> = table.by_mac.into_values().flatten().collect();
+    neighbours.sort_by_key(|n| (n.mac, n.ip));
+    Ok(Outcome {
+        neighbours,
+        sent,
+        capped: table.capped,
+    })
+}
+
+/// The wait after the last news: ARP's rule over the echo round trips;
+/// before any answer, its cap.
+fn adaptive(rtts: &[Duration], none_yet: bool) -> Duration {
+    if none_yet {
+        return arp::AUTO_CAP;
+    }
+    let mut sorted = rtts.to_vec();
+    sorted.sort();
+    let p95 = sorted[(sorted.len() * 95 / 100).min(sorted.len() - 1)];
+    (p95 * arp::RTT_FACTOR).clamp(arp::GRACE, arp::AUTO_CAP)
+}
+
+/// The addresses to solicit: those known, and each found MAC's EUI-64
+/// address in each prefix of the link, unless already found; bounded.
+fn solicitations(link: &Link, table: &Table, known: &[Ipv6Addr]) -> Vec<Ipv6Addr> {
+    let mut out: Vec<Ipv6Addr> = Vec::new();
+    let mut seen = HashSet::new();
+    let guesses = table.by_mac.keys().flat_map(|m| {
+        link.prefixes
+            .iter()
+            .filter(|p| p.prefix() == 64)
+            .map(|p| ipv6::eui64(*m, p.network()))
+    });
+    for ip in known.iter().copied().chain(guesses) {
+        if out.len() >= MAX_SOLICIT {
+            break;
+        }
+        if on_link(link, ip) && !table.has(ip) && seen.insert(ip) {
+            out.push(ip);
+        }
+    }
+    out
+}
+
+/// Adds the kernel's neighbours of the link (within its prefixes and the
+/// caps) to what a search found.
+pub fn add_kernel(link: &Link, out: &mut Outcome) {
+    let Ok(entries) = super::neighbors::read6(link.index) else {
+        return;
+    };
+    let mut table = Table::default();
+    for n in std::mem::take(&mut out.neighbours) {
+        table.take(n);
+    }
+    for (ip, mac) in entries.into_iter().filter(|(ip, _)| on_link(link, *ip)) {
+        table.take(Neighbour {
+            ip,
+            mac,
+            heard: Heard::Kernel,
+            rtt: None,
+        });
+    }
+    out.capped += table.capped;
+    out.neighbours = table.by_mac.into_values().flatten().collect();
+    out.neighbours.sort_by_key(|n| (n.mac, n.ip));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link() -> Link {
+        Link {
+            name: "br0".into(),
+            index: 1,
+            mac: "02:00:00:00:00:01".parse().unwrap(),
+            sources: vec!["fe80::1".parse().unwrap(), "2001:db8:1::1".parse().unwrap()],
+            prefixes: vec!["2001:db8:1::/64".parse().unwrap()],
+        }
+    }
+
+    /// A frame from `mac` as a host would send it (reusing our builder
+    /// with the roles turned round).
+    fn from(mac: &str, build: impl Fn(&Link) -> Vec<u8>) -> Vec<u8> {
+        let mut l = link();
+        l.mac = mac.parse().unwrap();
+        build(&l)
+    }
+
+    #[test]
+    fn checksums_hold_and_echo_answers_parse() {
+        let l = link();
+        let f = echo_frame(&l, "fe80::1".parse().unwrap(), 0);
+        let mut pseudo = [0u8; 40];
+        pseudo[0..32].copy_from_slice(&f[22..54]);
+        pseudo[32..36].copy_from_slice(&((f.len() - 54) as u32).to_be_bytes());
+        pseudo[39] = 58;
+        assert_eq!(packet::checksum(&[&pseudo, &f[54..]], 0), 0);
+        // The same frame as an answer from a host.
+        let mut reply = from("52:54:00:12:34:56", |h| {
+            echo_frame(h, "fe80::5054:ff:fe12:3456".parse().unwrap(), 0)
+        });
+        reply[54] = 129;
+        let c = parse(&reply, l.mac).unwrap();
+        assert_eq!(c.heard, Heard::Echo);
+        assert_eq!(c.mac.to_string(), "52:54:00:12:34:56");
+        // Our own frames and echo requests are no claims.
+        assert_eq!(parse(&f, l.mac), None);
+    }
+
+    #[test]
+    fn dad_and_advertisements_claim_addresses_only_at_hop_limit_255() {
+        let l = link();
+        let target: Ipv6Addr = "2001:db8:1::77".parse().unwrap();
+        let mut dad = from("52:54:00:00:00:77", |h| {
+            solicit_frame(h, Ipv6Addr::UNSPECIFIED, target)
+        });
+        let c = parse(&dad, l.mac).unwrap();
+        assert_eq!((c.ip, c.heard), (target, Heard::Overheard));
+        dad[21] = 64;
+        assert_eq!(parse(&dad, l.mac), None, "a routed ND message is forged");
+        let mut na = from("52:54:00:00:00:77", |h| {
+            solicit_frame(h, "fe80::77".parse().unwrap(), target)
+        });
+        na[54] = 136;
+        na[78] = 2; // the option is the target's address
+        let c = parse(&na, l.mac).unwrap();
+        assert_eq!(c.ip, target);
+        // A claim of a multicast address is none.
+        let mut bad = na.clone();
+        bad[62] = 0xff;
+        assert_eq!(parse(&bad, l.mac), None);
+        assert_eq!(parse(&na[..40], l.mac), None);
+    }
+
+    #[test]
+    fn a_flood_of_claims_is_capped_per_mac_and_in_macs() {
+        let mut t = Table::default();
+        let forger: Mac = "52:54:00:00:00:66".parse().unwrap();
+        for i in 0..500u16 {
+            t.take(Neighbour {
+                ip: Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, i),
+                mac: forger,
+                heard: Heard::Overheard,
+                rtt: None,
+            });
+        }
+        assert_eq!(t.by_mac[&forger].len(), MAX_PER_MAC);
+        for i in 0..(MAX_HEARD as u32 + 100) {
+            let b = i.to_be_bytes();
+            t.take(Neighbour {
+                ip: "fe80::1".parse().unwrap(),
+                mac: Mac([0x52, 0, b[0], b[1], b[2], b[3]]),
+                heard: Heard::Overheard,
+                rtt: None,
+            });
+        }
+        assert_eq!(t.by_mac.len(), MAX_HEARD);
+        // An answer to what was asked still gets in.
+        assert!(t.take(Neighbour {
+            ip: "fe80::2".parse().unwrap(),
+            mac: "52:54:00:00:00:02".parse().unwrap(),
+            heard: Heard::Echo,
+            rtt: None,
+        }));
+        assert_eq!(t.capped, (500 - MAX_PER_MAC as u64) + 101);
+    }
+
+    #[test]
+    fn only_link_addresses_are_taken_or_solicited() {
+        let l = link();
+        assert!(on_link(&l, "fe80::9".parse().unwrap()));
+        assert!(on_link(&l, "2001:db8:1::9".parse().unwrap()));
+        assert!(!on_link(&l, "2001:db8:2::9".parse().unwrap()));
+        assert!(!on_link(&l, "2001:db8:1::1".parse().unwrap()), "our own");
+        let mut t = Table::default();
+        t.take(Neighbour {
+            ip: "fe80::5054:ff:fe12:3456".parse().unwrap(),
+            mac: "52:54:00:12:34:56".parse().unwrap(),
+            heard: Heard::Echo,
+            rtt: None,
+        });
+        let asked = solicitations(
+            &l,
+            &t,
+            &[
+                "2001:db8:2::5".parse().unwrap(),
+                "2001:db8:1::5".parse().unwrap(),
+            ],
+        );
+        assert_eq!(
+            asked,
+            [
+                "2001:db8:1::5".parse::<Ipv6Addr>().unwrap(),
+                "2001:db8:1:0:5054:ff:fe12:3456".parse().unwrap()
+            ]
+        );
+    }
+}
