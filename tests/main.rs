@@ -31,6 +31,7 @@ mod image;
 mod impostor;
 mod impostor_scanner;
 mod inventory;
+mod ipv6;
 mod leases;
 mod mqtt;
 mod names;

@@ -266,6 +266,10 @@ pub struct ScanArgs {
     /// Do not ask found hosts for their mDNS names and services.
     #[arg(long)]
     pub no_mdns: bool,
+    /// Do not search an IPv4 segment's link for its hosts' IPv6 addresses
+    /// (an IPv6 prefix given as a target is searched regardless).
+    #[arg(long)]
+    pub no_ipv6: bool,
     /// A DHCP lease file whose hostnames name hosts (dnsmasq, ISC dhcpd,
     /// Kea CSV); repeatable.
     #[arg(long, value_name = "FILE")]

@@ -50,6 +50,7 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
             rate: a.rate,
             reverse_dns: !a.no_rdns,
             mdns: !a.no_mdns,
+            ipv6: !a.no_ipv6,
             allow_large: a.allow_large,
             interface: a.interface.clone(),
             arp: !a.no_arp,
@@ -93,13 +94,19 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", client::discovered_table(&hosts, snap.is_some()));
+        let prefixes = if report.prefixes6 == 0 {
+            String::new()
+        } else {
+            format!(" and {} IPv6 prefixes", report.prefixes6)
+        };
         eprintln!(
-            "{} of {} addresses answered in {:.2} s ({} ARP, {} ICMP, {} TCP probes)",
+            "{} hosts of {} addresses{prefixes} answered in {:.2} s ({} ARP, {} ICMP, {} NDP, {} TCP probes)",
             hosts.len(),
             report.addresses,
             report.duration.as_secs_f64(),
             report.sent.arp,
             report.sent.icmp,
+            report.sent.ndp,
             report.sent.tcp
         );
     }

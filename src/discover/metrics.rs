@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// Kinds of probe, as `mdb_probes_*_total{kind}` spells them.
-pub const PROBE_KINDS: &[&str] = &["arp", "icmp", "tcp"];
+pub const PROBE_KINDS: &[&str] = &["arp", "icmp", "tcp", "ndp"];
 
 #[derive(Clone)]
 pub struct SweepMetrics {
@@ -33,6 +33,7 @@ pub struct SweepMetrics {
     shed: prometheus::IntCounter,
     carried: prometheus::IntCounter,
     overrun: prometheus::IntGauge,
+    ndp_capped: prometheus::IntCounter,
 }
 
 impl SweepMetrics {
@@ -130,6 +131,11 @@ impl SweepMetrics {
                 "sweep_overrun",
                 "1 while the last sweep had to shed follow-ups to fit its interval.",
             ),
+            ndp_capped: m::int_counter(
+                r,
+                "ndp_claims_capped_total",
+                "IPv6 neighbour claims dropped by the caps (addresses per MAC, MACs per link): a forged flood or a host claiming more than one device holds.",
+            ),
         }
     }
 
@@ -152,7 +158,13 @@ impl SweepMetrics {
 
     /// The probes of one sweep and how long it took.
     pub fn probed(&self, sent: &Counts, seconds: f64) {
-        for (kind, n) in [("arp", sent.arp), ("icmp", sent.icmp), ("tcp", sent.tcp)] {
+        let kinds = [
+            ("arp", sent.arp),
+            ("icmp", sent.icmp),
+            ("tcp", sent.tcp),
+            ("ndp", sent.ndp),
+        ];
+        for (kind, n) in kinds {
             self.probes_sent.with_label_values(&[kind]).inc_by(n);
         }
         self.probes_failed
@@ -162,6 +174,10 @@ impl SweepMetrics {
     }
 
     /// The follow-ups of one sweep: carried over, and shed at its deadline.
+    pub fn ndp_capped(&self, n: u64) {
+        self.ndp_capped.inc_by(n);
+    }
+
     pub fn follow_ups(&self, carried: usize, shed: usize) {
         self.carried.inc_by(carried as u64);
         self.shed.inc_by(shed as u64);

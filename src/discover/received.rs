@@ -102,7 +102,7 @@ pub fn host(h: DiscoveredHost) -> Option<DiscoveredHost> {
             .map(|k| k.to_string())
             .unwrap_or_default(),
         detail: clean(&h.detail, 512),
-        seen_by: ["icmp", "arp", "tcp"]
+        seen_by: ["icmp", "arp", "tcp", "ndp"]
             .into_iter()
             .filter(|w| h.seen_by.split(',').any(|s| s == *w))
             .collect::<Vec<_>>()
@@ -135,8 +135,27 @@ pub fn host(h: DiscoveredHost) -> Option<DiscoveredHost> {
         presence: known(h.presence, crate::proto::Presence::try_from),
         first_seen_unix: not_ahead(h.first_seen_unix),
         last_seen_unix: not_ahead(h.last_seen_unix),
+        ipv6_addresses: ipv6_addresses(&h.ipv6_addresses),
         ..h
     })
+}
+
+/// A host's IPv6 addresses as sent: device unicast addresses of a known
+/// kind only, bounded, times not ahead.
+fn ipv6_addresses(list: &[crate::proto::Ipv6Address]) -> Vec<crate::proto::Ipv6Address> {
+    list.iter()
+        .filter_map(|a| {
+            let ip: std::net::Ipv6Addr = a.ip.parse().ok()?;
+            let kind = crate::ipv6::Kind::parse(&a.kind)?;
+            crate::ipv6::is_device_unicast(ip).then(|| crate::proto::Ipv6Address {
+                ip: ip.to_string(),
+                kind: kind.word().into(),
+                first_seen_unix: not_ahead(a.first_seen_unix),
+                last_seen_unix: not_ahead(a.last_seen_unix),
+            })
+        })
+        .take(super::history::MAX_SHOWN_V6)
+        .collect()
 }
 
 /// An enum's value as sent when it is one of its values, else unspecified.

@@ -83,11 +83,25 @@ pub fn plan(cfg: &Config, snap: &Snapshot) -> scan::Options {
     opts.targets = cfg.subnets.clone();
     if cfg.db_subnets {
         for s in snap.mdb_yaml.subnets.iter().filter(|s| s.scan) {
-            if !opts.targets.contains(&s.cidr) {
-                opts.targets.push(s.cidr);
+            for net in std::iter::once(s.cidr).chain(s.cidr6.map(IpNetwork::V6)) {
+                if !opts.targets.contains(&net) {
+                    opts.targets.push(net);
+                }
             }
         }
     }
+    // Database machines' IPv6 addresses are solicited: a silent one is
+    // confirmed rather than guessed.
+    opts.known6 = Arc::new(
+        snap.machines
+            .iter()
+            .flat_map(|m| {
+                m.ips
+                    .iter()
+                    .filter_map(|i| i.parse::<std::net::Ipv6Addr>().ok())
+            })
+            .collect(),
+    );
     let mut ports = snap.mdb_yaml.scan.ports.clone();
     let mut ssh_ports = vec![22];
     for m in &snap.machines {
@@ -205,6 +219,16 @@ pub async fn sweep_once(
     if same_ports(last, &opts.ports) {
         opts.carried = Arc::new(fresh(history, snap.mdb_yaml.scan.refresh, now_unix()));
     }
+    let mut known6 = opts.known6.to_vec();
+    known6.extend(history.hosts().flat_map(|h| {
+        h.ipv6_addresses
+            .iter()
+            .filter(|a| a.kind != crate::ipv6::Kind::Temporary.word())
+            .filter_map(|a| a.ip.parse::<std::net::Ipv6Addr>().ok())
+    }));
+    known6.sort_unstable();
+    known6.dedup();
+    opts.known6 = Arc::new(known6);
     opts.deadline = Some(started + sweep_budget(cfg.interval));
     let mut look = look_planned(cfg, Some(snap), opts, Arc::new(|_| {})).await?;
     for c in look.hosts.iter_mut() {
@@ -217,6 +241,7 @@ pub async fn sweep_once(
     }
     metrics.probed(&look.report.sent, look.report.duration.as_secs_f64());
     metrics.follow_ups(look.report.carried, look.report.shed);
+    metrics.ndp_capped(look.report.ndp_capped);
     let shed = look.report.shed;
     let now = now_unix();
     let rules = history::Rules {

@@ -107,6 +107,7 @@ mod tests {
             let subnet = Subnet {
                 name: "lab".into(),
                 cidr: "198.18.0.0/24".parse().unwrap(),
+                cidr6: None,
                 static_range: Some(IpRange { first: v4(first), last: v4(last) }),
                 dynamic,
                 exclude: excluded.iter().map(|n| v4(*n)).collect(),
@@ -147,6 +148,7 @@ mod tests {
         let subnet = Subnet {
             name: "x".into(),
             cidr: "198.18.0.0/30".parse().unwrap(),
+            cidr6: None,
             static_range: None,
             dynamic: vec![],
             exclude: vec![],

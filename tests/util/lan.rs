@@ -13,6 +13,7 @@ use std::{
 
 use serde_json::Value;
 
+mod ipv6;
 mod services;
 
 pub const SCANNER_IP: &str = "198.18.0.1";
@@ -33,6 +34,11 @@ pub struct HostSpec {
     /// No fixed address: `ip` is empty and [`Lan::start_dhcp_client`]
     /// gets one from a DHCP server the test runs.
     pub dhcp: bool,
+    /// No IPv4 at all (`ip` is empty): IPv6 only, from the prefix
+    /// [`Lan::announce_prefix`] announces.
+    pub ipv6_only: bool,
+    /// Privacy addresses (`use_tempaddr=2`) that rotate within seconds.
+    pub privacy: bool,
 }
 
 pub struct Host {
@@ -78,7 +84,7 @@ fn ip(args: &[&str]) {
 impl Lan {
     /// Builds the LAN: the scanner at 198.18.0.1/24 on bridge br0.
     pub fn new(hosts: &[HostSpec]) -> Lan {
-        for h in hosts.iter().filter(|h| !h.dhcp) {
+        for h in hosts.iter().filter(|h| !h.dhcp && !h.ipv6_only) {
             assert!(
                 h.ip.starts_with("198.18.") || h.ip.starts_with("198.19."),
                 "test hosts live in 198.18.0.0/15 only"
@@ -120,7 +126,7 @@ impl Lan {
         let names: String = hosts
             .iter()
             .enumerate()
-            .filter(|(_, h)| !h.dhcp)
+            .filter(|(_, h)| !h.dhcp && !h.ipv6_only)
             .map(|(i, h)| format!("{} h{i}.lan.test\n", h.ip))
             .collect();
         std::fs::write(
@@ -149,7 +155,10 @@ impl Lan {
                 "netns", &scanner,
             ]);
             ip(&["-n", &ns, "link", "set", "eth0", "address", spec.mac]);
-            if !spec.dhcp {
+            if spec.privacy {
+                ipv6::privacy(&ns);
+            }
+            if !spec.dhcp && !spec.ipv6_only {
                 ip(&[
                     "-n",
                     &ns,

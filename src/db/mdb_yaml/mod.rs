@@ -58,6 +58,8 @@ pub enum Check {
 pub struct Subnet {
     pub name: String,
     pub cidr: IpNetwork,
+    /// The segment's IPv6 prefix, searched by neighbour discovery.
+    pub cidr6: Option<ipnetwork::Ipv6Network>,
     /// Where machines get fixed addresses; `mdb ip next` picks from here.
     pub static_range: Option<IpRange>,
     /// DHCP pools; a machine's fixed address must not be inside one.
@@ -300,7 +302,9 @@ fn subnet(node: &yaml::Node, path: &str, problems: &mut Vec<Problem>) -> Option<
         FILE,
         node,
         path,
-        &["name", "cidr", "static", "dynamic", "exclude", "scan"],
+        &[
+            "name", "cidr", "cidr6", "static", "dynamic", "exclude", "scan",
+        ],
         problems,
     )?;
     let before = problems.len();
@@ -310,6 +314,14 @@ fn subnet(node: &yaml::Node, path: &str, problems: &mut Vec<Problem>) -> Option<
             problems.push(f.problem(node, "cidr", "required field is missing"));
             return None;
         }
+    };
+    let cidr6 = match f.get("cidr6") {
+        Some(_) => Some(f.parse::<ipnetwork::Ipv6Network>(
+            "cidr6",
+            "an IPv6 prefix like 2001:db8:1::/64",
+            problems,
+        )?),
+        None => None,
     };
     let name = f
         .str("name", problems)
@@ -360,6 +372,7 @@ fn subnet(node: &yaml::Node, path: &str, problems: &mut Vec<Problem>) -> Option<
     (problems.len() == before).then(|| Subnet {
         name,
         cidr,
+        cidr6,
         static_range: statics.first().copied(),
         dynamic,
         exclude,

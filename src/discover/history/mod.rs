@@ -16,6 +16,7 @@ pub mod store;
 
 pub use identity::history_key;
 use identity::{aliases, machine_key, shared_names};
+pub use record::MAX_SHOWN_V6;
 use record::{count_hour, held_v6, macs_seen, note_address, set_uptime, trim};
 
 use std::{

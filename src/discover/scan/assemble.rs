@@ -39,7 +39,8 @@ async fn follow_ups(follow: &mut Probes, deadline: Option<Instant>) -> Vec<probe
 
 /// The IPv6 neighbours of each searched link into the hosts: a MAC's
 /// addresses join the hosts with that MAC; on an IPv6 target a MAC no
-/// host has is a host of its own, at its primary address (its ports
+/// host has and that answered something (not only spoke unasked) is a
+/// host of its own, at its primary address (its ports
 /// probed there unless that is link-local), or, when another MAC holds
 /// every address it claims, a further MAC of that address.
 fn join_v6(
@@ -62,7 +63,10 @@ fn join_v6(
                 add_v6(o, &addrs);
                 joined = true;
             }
-            if joined || !hosts {
+            // A MAC that only ever spoke unasked (advertisements, DAD) is
+            // no host of its own: anyone can forge those by the thousand.
+            let answered = ns.iter().any(|n| n.heard != ndp::Heard::Overheard);
+            if joined || !hosts || !answered {
                 continue;
             }
             let held: Vec<ipv6::Held> = addrs

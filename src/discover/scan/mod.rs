@@ -180,6 +180,9 @@ pub struct Report {
     /// Live hosts in address order.
     pub hosts: Vec<Observation>,
     pub addresses: usize,
+    /// IPv6 prefixes searched by neighbour discovery (not counted in
+    /// `addresses`).
+    pub prefixes6: usize,
     pub sent: Counts,
     /// Things the user should know (e.g. ARP unavailable), one line each.
     pub warnings: Vec<String>,
@@ -353,6 +356,7 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
     let targets = Targets::of(&opts.targets, opts.allow_large)?;
     let mut report = Report {
         addresses: targets.len(),
+        prefixes6: targets.prefixes6.len(),
         ..Default::default()
     };
     let rate = opts.rate.unwrap_or_else(|| auto_rate(targets.len()));

@@ -2,6 +2,7 @@
 //! revision it makes is valid. Pure: the same entry goes into an enrolment
 //! pull request, into an issue's ready-to-paste snippet and into `mdb enrol`.
 
+use ipnetwork::IpNetwork;
 use std::{collections::HashSet, net::IpAddr};
 
 use crate::{
@@ -95,7 +96,18 @@ impl Entry {
         }
         let subnet = subnet_of(snap, seen_at)?;
         let ip = match subnet {
-            Some(s) => reserve(s, seen_at, snap, held)?,
+            // Static ranges are IPv4: an IPv6 device keeps its stable address.
+            Some(s) if seen_at.is_ipv4() => reserve(s, seen_at, snap, held)?,
+            Some(_) if snap.by_ip(seen_at).is_some() || held.ips.contains(&seen_at) => {
+                return Err(Error::IpTaken {
+                    ip: seen_at,
+                    machine: snap
+                        .by_ip(seen_at)
+                        .map(|m| m.name.clone())
+                        .unwrap_or_default(),
+                })
+            }
+            Some(_) => seen_at,
             None => match snap.by_ip(seen_at) {
                 Some(m) => {
                     return Err(Error::IpTaken {
@@ -187,7 +199,7 @@ fn subnet_of(snap: &Snapshot, ip: IpAddr) -> Result<Option<&Subnet>, Error> {
     snap.mdb_yaml
         .subnets
         .iter()
-        .find(|s| s.cidr.contains(ip))
+        .find(|s| s.cidr.contains(ip) || s.cidr6.is_some_and(|c| IpNetwork::V6(c).contains(ip)))
         .map(Some)
         .ok_or(Error::NoSubnet(ip))
 }

@@ -147,7 +147,7 @@ impl Lan {
                 "-o",
                 &format!(
                     "ListenAddress={}",
-                    if h.spec.dhcp { "0.0.0.0" } else { h.spec.ip }
+                    if h.spec.dhcp { "0.0.0.0" } else if h.spec.ipv6_only { "[::]" } else { h.spec.ip }
                 ),
                 "-o",
                 &format!("HostKey={}", key.display()),
