@@ -40,30 +40,34 @@ pub fn list() -> std::io::Result<Vec<Interface>> {
         let Ok(network) = Ipv4Network::new(ip, prefix) else {
             continue;
         };
-        let mac = addrs
-            .iter()
-            .filter(|l| l.interface_name == a.interface_name)
-            .find_map(|l| {
-                l.address
-                    .as_ref()
-                    .and_then(|s| s.as_link_addr())
-                    .and_then(|l| l.addr())
-            });
-        let Some(mac) = mac.filter(|m| m.iter().any(|b| *b != 0)) else {
-            continue;
-        };
-        let Ok(index) = nix::net::if_::if_nametoindex(a.interface_name.as_str()) else {
+        let Some((mac, index)) = mac_and_index(&addrs, &a.interface_name) else {
             continue;
         };
         out.push(Interface {
             name: a.interface_name.clone(),
             index,
-            mac: Mac(mac),
+            mac,
             ip,
             network,
         });
     }
     Ok(out)
+}
+
+/// The MAC (non-zero) and index of interface `name`.
+fn mac_and_index(addrs: &[nix::ifaddrs::InterfaceAddress], name: &str) -> Option<(Mac, u32)> {
+    let mac = addrs
+        .iter()
+        .filter(|l| l.interface_name == name)
+        .find_map(|l| {
+            l.address
+                .as_ref()
+                .and_then(|s| s.as_link_addr())
+                .and_then(|l| l.addr())
+        })
+        .filter(|m| m.iter().any(|b| *b != 0))?;
+    let index = nix::net::if_::if_nametoindex(name).ok()?;
+    Some((Mac(mac), index))
 }
 
 /// The interface whose subnet contains `ip`, preferring `name` when given.
@@ -110,25 +114,13 @@ pub fn links6() -> std::io::Result<Vec<Link6>> {
         let ip = addr.ip();
         let prefix = u128::from(mask.ip()).count_ones() as u8;
         if !out.iter().any(|l| l.name == a.interface_name) {
-            let mac = addrs
-                .iter()
-                .filter(|l| l.interface_name == a.interface_name)
-                .find_map(|l| {
-                    l.address
-                        .as_ref()
-                        .and_then(|s| s.as_link_addr())
-                        .and_then(|l| l.addr())
-                });
-            let Some(mac) = mac.filter(|m| m.iter().any(|b| *b != 0)) else {
-                continue;
-            };
-            let Ok(index) = nix::net::if_::if_nametoindex(a.interface_name.as_str()) else {
+            let Some((mac, index)) = mac_and_index(&addrs, &a.interface_name) else {
                 continue;
             };
             out.push(Link6 {
                 name: a.interface_name.clone(),
                 index,
-                mac: Mac(mac),
+                mac,
                 sources: Vec::new(),
                 prefixes: Vec::new(),
             });

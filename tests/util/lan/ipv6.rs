@@ -121,44 +121,15 @@ impl Lan {
     /// What a person would do by hand in the scanner: `ping -6 ff02::1%br0`
     /// then `ip -6 neigh`: every (address, MAC) the kernel then holds.
     pub fn ping_all_nodes_and_neigh(&self) -> Vec<(String, String)> {
-        let _ = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.scanner,
-                "ping",
-                "-6",
-                "-c",
-                "2",
-                "-i",
-                "0.2",
-                "-w",
-                "2",
-                "ff02::1%br0",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.scanner,
-                "ping",
-                "-6",
-                "-c",
-                "2",
-                "-i",
-                "0.2",
-                "-w",
-                "2",
-                "-I",
-                SCANNER_IP6,
-                "ff02::1%br0",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        for from in ["br0", SCANNER_IP6] {
+            let ok = Command::new("ip")
+                .args(["netns", "exec", &self.scanner, "ping", "-6", "-c", "2"])
+                .args(["-i", "0.2", "-w", "2", "-I", from, "ff02::1%br0"])
+                .stdout(Stdio::null())
+                .status()
+                .expect("ping (Debian package iputils-ping; .ci/run installs it)");
+            assert!(ok.success(), "ping -6 -I {from} ff02::1%br0 had no answer");
+        }
         let out = run(&[
             "ip",
             "-n",
