@@ -91,9 +91,19 @@ fn slaac_hosts_and_an_ipv6_only_host_are_found_as_ping_and_neigh_would_and_judge
     let db = lan.dir().join("db");
     util::write_tree(&db, &[("machines/lab.yaml", DB)]);
 
-    let started = std::time::Instant::now();
-    let found = lan.scan_json(&[PREFIX, "--db", db.to_str().expect("path")]);
-    let took = started.elapsed();
+    // A rotation can leave the privacy host between temporaries for a
+    // moment (the next one still in DAD): a scan then rightly lists none.
+    let mut tries = 0;
+    let (found, took) = loop {
+        tries += 1;
+        let started = std::time::Instant::now();
+        let found = lan.scan_json(&[PREFIX, "--db", db.to_str().expect("path")]);
+        let took = started.elapsed();
+        let privy = v6_of(&found["198.18.0.11"]);
+        if tries == 3 || privy.iter().any(|(_, k)| k == "temporary") {
+            break (found, took);
+        }
+    };
     let peer = lan.ping_all_nodes_and_neigh();
 
     // The peer method and mdb agree on the devices; mdb has every link-local
@@ -256,6 +266,44 @@ fn rotating_privacy_addresses_stay_one_known_host_over_many_sweeps() {
     );
 }
 
+/// `mdb scan` of the LAN and the prefix, with its own peak RSS: the
+/// wrapper's only child is mdb (`ip netns exec` execs it).
+fn scan_with_peak_rss(lan: &Lan) -> (BTreeMap<String, Value>, i64) {
+    let python = std::env::var("MDB_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import resource, subprocess, sys\n\
+             r = subprocess.run(sys.argv[1:])\n\
+             print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n\
+             sys.exit(r.returncode)",
+            "ip",
+            "netns",
+            "exec",
+            &lan.scanner,
+            util::bin(),
+            "scan",
+            "198.18.0.0/24",
+            PREFIX,
+            "--json",
+        ])
+        .output()
+        .expect("python3");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "mdb scan: {err}");
+    let rss = err
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in {err}"));
+    let hosts: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let found = hosts
+        .into_iter()
+        .map(|h| (h["ip"].as_str().unwrap_or_default().to_string(), h))
+        .collect();
+    (found, rss)
+}
+
 #[test]
 fn forged_neighbour_advertisements_are_capped_and_displace_no_real_host() {
     let mut specs = hosts();
@@ -269,13 +317,7 @@ fn forged_neighbour_advertisements_are_capped_and_displace_no_real_host() {
     lan.announce_prefix();
     lan.spawn_py_in_host(1, "na_flood.py", &["eth0", PREFIX, "300", "20", DUAL_IP6]);
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let found = lan.scan_json(&[PREFIX]);
-    let rss_kib = {
-        // SAFETY: getrusage only writes the struct given.
-        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
-        u.ru_maxrss
-    };
+    let (found, rss_kib) = scan_with_peak_rss(&lan);
     let attacker = by_mac(&found, "00:16:3e:00:06:66");
     assert_eq!(attacker.len(), 1, "{found:#?}");
     let claimed = v6_of(&attacker[0]).len();
@@ -290,6 +332,9 @@ fn forged_neighbour_advertisements_are_capped_and_displace_no_real_host() {
         "scanner, real host, attacker: {:?}",
         found.keys()
     );
-    assert!(rss_kib < 150 * 1024, "largest child RSS {rss_kib} KiB");
-    eprintln!("figures: under the NA flood the attacker holds {claimed} addresses; largest child RSS {} MiB", rss_kib / 1024);
+    assert!(rss_kib < 100 * 1024, "mdb's peak RSS {rss_kib} KiB");
+    eprintln!(
+        "figures: under the NA flood the attacker holds {claimed} addresses; mdb's peak RSS {} MiB",
+        rss_kib / 1024
+    );
 }

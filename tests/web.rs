@@ -339,9 +339,10 @@ async fn five_thousand_hosts_are_paged_searched_across_pages_and_valid() {
     assert_eq!(json["paging"]["next"], "/discovered?format=json&page=3");
     assert_eq!(json["hosts"][0]["ip"], "198.18.0.110");
     // The machines list pages the same way.
-    let (_, _, machines) =
+    let (status, head, machines) =
         get_full(server.metrics, "/machines?per_page=4&page=2&format=json").await;
-    let machines: serde_json::Value = serde_json::from_str(&machines).expect("json");
+    let machines: serde_json::Value = serde_json::from_str(&machines)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): status {status}, {head}, body {machines:?}"));
     assert_eq!(machines["machines"].as_array().map(Vec::len), Some(4));
     assert_eq!(
         machines["paging"]["prev"],
