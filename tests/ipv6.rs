@@ -231,11 +231,8 @@ fn rotating_privacy_addresses_stay_one_known_host_over_many_sweeps() {
         .filter(|(_, k)| k == "temporary")
         .map(|(a, _)| a)
         .collect();
-    let mut rotated: Vec<&String> = held_at_start.iter().chain(&held_at_end).collect();
-    rotated.sort();
-    rotated.dedup();
     assert!(
-        temporaries.len() >= 3,
+        temporaries.len() >= 4,
         "the rotation's temporaries are all listed: {v6:?} (host held {held_at_start:?} then {held_at_end:?})"
     );
     for a in &held_at_end {
@@ -336,5 +333,51 @@ fn forged_neighbour_advertisements_are_capped_and_displace_no_real_host() {
     eprintln!(
         "figures: under the NA flood the attacker holds {claimed} addresses; mdb's peak RSS {} MiB",
         rss_kib / 1024
+    );
+}
+
+/// A machine the database lists by IPv6 only is swept, judged ready over
+/// IPv6 and provisioned there: Ansible's SSH session lands on its IPv6
+/// address (the playbook's marker holds `$SSH_CONNECTION`).
+#[test]
+fn an_ipv6_only_machine_is_provisioned_over_ipv6() {
+    let mut b = util::bench::Bench::with(&[HostSpec {
+        ip: "",
+        mac: ONLY_MAC,
+        ipv6_only: true,
+        sshd: true,
+        ..Default::default()
+    }]);
+    b.lan.announce_prefix();
+    let lab = format!("subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\n    cidr6: {PREFIX}\nscan:\n  ports: [22]\n");
+    let v6box = format!("  - name: v6box\n    ips: [\"{ONLY_IP6}\"]\n    mac: {ONLY_MAC}\n    use: {{ development: server }}\n    ssh: {{ user: root }}\n");
+    b.commit_with(&lab, &[v6box], "v6box");
+    let serve = b.dir.join("serve.toml");
+    std::fs::write(
+        &serve,
+        format!(
+            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"100ms\"\n\n[server]\ngrpc_listen = \"127.0.0.1:50051\"\nmetrics_listen = \"127.0.0.1:9090\"\n\n[scan]\ndb_subnets = true\ninterval = \"500ms\"\nreverse_dns = false\nmdns = false\n",
+            b.repo.url(),
+            b.dir.join("checkout").display(),
+        ),
+    )
+    .expect("serve config");
+    b.start_server_with(&["serve", "--config", serve.to_str().expect("path")], &[]);
+    b.wait("v6box seen known at its IPv6 address", 60, || {
+        b.lan
+            .discovered("127.0.0.1:50051")
+            .get(ONLY_IP6)
+            .is_some_and(|h| h["state"] == "known" && h["machine"] == "v6box")
+    });
+    let cfg = b.config("PLAYBOOK -i {inventory} --limit {hosts} SITE");
+    b.start_runner(&cfg);
+    b.wait("v6box provisioned", 90, || {
+        b.status("v6box").is_some_and(|s| s["result"] == "ok")
+    });
+    let marker = b.marker("machine-v6box");
+    let server_ip = marker.split_whitespace().nth(2).unwrap_or_default();
+    assert_eq!(
+        server_ip, ONLY_IP6,
+        "the SSH session landed on the IPv6 address: {marker:?}"
     );
 }

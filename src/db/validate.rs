@@ -255,7 +255,7 @@ fn addresses(entries: &[Entry], settings: &MdbYaml, problems: &mut Vec<Problem>)
     for e in entries {
         for (ip, pos) in &e.ip_pos {
             let ip: IpAddr = *ip;
-            match settings.subnets.iter().find(|s| s.cidr.contains(ip)) {
+            match settings.subnets.iter().find(|s| s.contains(ip)) {
                 None => problems.push(Problem::new(
                     &e.file,
                     *pos,

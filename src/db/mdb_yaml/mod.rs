@@ -70,6 +70,13 @@ pub struct Subnet {
     pub scan: bool,
 }
 
+impl Subnet {
+    /// Whether `ip` lies in the segment: its IPv4 `cidr` or its `cidr6`.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.cidr.contains(ip) || self.cidr6.is_some_and(|c| IpNetwork::V6(c).contains(ip))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScanSettings {
     /// TCP ports probed on every live host.

@@ -2,7 +2,6 @@
 //! revision it makes is valid. Pure: the same entry goes into an enrolment
 //! pull request, into an issue's ready-to-paste snippet and into `mdb enrol`.
 
-use ipnetwork::IpNetwork;
 use std::{collections::HashSet, net::IpAddr};
 
 use crate::{
@@ -126,10 +125,14 @@ impl Entry {
                 held,
             )?,
             ip,
-            ipv6: stable6.filter(|a| *a != ip).and_then(|a| match a {
-                IpAddr::V6(v6) => Some(v6),
-                IpAddr::V4(_) => None,
-            }),
+            ipv6: stable6
+                .filter(|a| *a != ip)
+                // Only where mdb.yaml's subnets put it, so the entry validates.
+                .filter(|a| snap.mdb_yaml.subnets.is_empty() || subnet_of(snap, *a).is_ok())
+                .and_then(|a| match a {
+                    IpAddr::V6(v6) => Some(v6),
+                    IpAddr::V4(_) => None,
+                }),
             mac,
             ssh: with_host_key(
                 match &r#use {
@@ -199,7 +202,7 @@ fn subnet_of(snap: &Snapshot, ip: IpAddr) -> Result<Option<&Subnet>, Error> {
     snap.mdb_yaml
         .subnets
         .iter()
-        .find(|s| s.cidr.contains(ip) || s.cidr6.is_some_and(|c| IpNetwork::V6(c).contains(ip)))
+        .find(|s| s.contains(ip))
         .map(Some)
         .ok_or(Error::NoSubnet(ip))
 }
@@ -272,7 +275,7 @@ mod tests {
     use crate::proto::{ClusterUse, DiscoverUse};
     use crate::proto::{HostState, UseKind};
 
-    const MDB_YAML: &str = "subnets:\n  - name: lab\n    cidr: 198.18.10.0/24\n    static: 198.18.10.10-198.18.10.199\n    dynamic: 198.18.10.200-198.18.10.250\n";
+    const MDB_YAML: &str = "subnets:\n  - name: lab\n    cidr: 198.18.10.0/24\n    cidr6: 2001:db8:1::/64\n    static: 198.18.10.10-198.18.10.199\n    dynamic: 198.18.10.200-198.18.10.250\n";
     const CP: &str = "machines:\n  - name: cp\n    ip: 198.18.10.10\n    mac: dc:a6:32:00:00:01\n    use: { cluster: { name: alpha, role: control-plane } }\n";
 
     fn files() -> Vec<SourceFile> {
@@ -470,6 +473,40 @@ mod tests {
             report.to_string().contains("no cluster \"gamma\""),
             "{report}"
         );
+    }
+
+    #[test]
+    fn an_entry_carries_the_stable_ipv6_address_never_a_temporary_one() {
+        let v6 = |ip: &str, kind: crate::ipv6::Kind| crate::proto::Ipv6Address {
+            ip: ip.into(),
+            kind: kind.word().into(),
+            ..Default::default()
+        };
+        let mut h = pi("198.18.10.20", "dc:a6:32:00:00:20");
+        h.ipv6_addresses = vec![
+            v6("fe80::dea6:32ff:fe00:20", crate::ipv6::Kind::LinkLocal),
+            v6("2001:db8:1::9a", crate::ipv6::Kind::Temporary),
+            v6("2001:db8:1:0:dea6:32ff:fe00:20", crate::ipv6::Kind::Stable),
+        ];
+        let e = Entry::for_host(&h, &snap(), &Held::default()).unwrap();
+        e.check(&files()).expect("the entry validates");
+        assert_eq!(
+            e.machine().ips,
+            ["198.18.10.20", "2001:db8:1:0:dea6:32ff:fe00:20"],
+            "IPv4 first (the inventory's ansible_host), then the stable address"
+        );
+        // An IPv6-only host seen at a temporary address is proposed nowhere.
+        h.ip = "2001:db8:1::9a".into();
+        assert_eq!(
+            Entry::for_host(&h, &snap(), &Held::default()),
+            Err(Error::NotStable("2001:db8:1::9a".parse().unwrap()))
+        );
+        h.ipv6_addresses.pop();
+        h.ip = "fe80::dea6:32ff:fe00:20".into();
+        assert!(matches!(
+            Entry::for_host(&h, &snap(), &Held::default()),
+            Err(Error::NotStable(_))
+        ));
     }
 
     #[test]
