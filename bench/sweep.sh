@@ -143,7 +143,9 @@ raw_mdbnordns() { in_ns "$MDB" scan "$NET" --json --no-rdns 2>/dev/null; }
 parse_mdbnordns() { parse_mdb; }
 raw_mdbonce()   { in_ns "$MDB" scan "$NET" --json --tries 1 2>/dev/null; }
 parse_mdbonce() { parse_mdb; }
-raw_mdbbare()   { in_ns "$MDB" scan "$NET" --json --no-ports --no-mdns --no-rdns 2>/dev/null; }
+raw_mdbnoipv6() { in_ns "$MDB" scan "$NET" --json --no-ipv6 2>/dev/null; }
+parse_mdbnoipv6() { parse_mdb; }
+raw_mdbbare()   { in_ns "$MDB" scan "$NET" --json --no-ports --no-mdns --no-rdns --no-ipv6 2>/dev/null; }
 parse_mdbbare() { parse_mdb; }
 raw_arpscan()   { in_ns arp-scan -I br0 -q -x "$NET" 2>/dev/null; }
 raw_arptuned()  { in_ns arp-scan -I br0 -q -x -B 100M -t 100 -r 1 "$NET" 2>/dev/null; }
@@ -161,7 +163,7 @@ for h in ET.parse(sys.stdin).getroot().iter("host"):
 parse_nmapfast() { parse_nmap; }
 parse_fping()   { awk '{print $1, "-"}'; }
 
-TOOLS=(mdb mdbnomdns mdbnoports mdbnordns mdbonce mdbbare arpscan arptuned nmap nmapfast fping)
+TOOLS=(mdb mdbnoipv6 mdbnomdns mdbnoports mdbnordns mdbonce mdbbare arpscan arptuned nmap nmapfast fping)
 # At their defaults arp-scan (256 kbit/s) and nmap take minutes on a /16.
 [ "$MODE" = lan16 ] && TOOLS=(mdb arptuned nmapfast)
 # The late host: mdb's defaults trade it for speed; a timeout finds it.
@@ -191,7 +193,7 @@ sum() { tr ' ' '\n' | grep -v '^$' | awk '{s+=$1} END {print s}'; }
 name_of() { case $1 in
   mdb) echo "mdb scan (defaults)";; mdbwait) echo "mdb scan --timeout 500ms";; arpscan) echo "arp-scan (defaults)";;
   mdbnomdns) echo "mdb scan --no-mdns";; mdbnoports) echo "mdb scan --no-ports";; mdbnordns) echo "mdb scan --no-rdns";;
-  mdbonce) echo "mdb scan --tries 1";;
+  mdbonce) echo "mdb scan --tries 1";; mdbnoipv6) echo "mdb scan --no-ipv6";;
   mdbbare) echo "mdb scan, no follow-ups";;
   arptuned) echo "arp-scan -B100M -t100 -r1";; nmap) echo "nmap -sn (defaults)";;
   nmapfast) echo "nmap -sn -T5 --min-rate 5000";; fping) echo "fping -g";; esac; }
