@@ -75,9 +75,11 @@ pub struct Held {
 
 /// The kind of each of a device's addresses (same order). Link-local by
 /// prefix; an EUI-64 of its MAC or an address the database lists is
-/// stable. Of the others in one /64: alone there, it is stable; beside a
-/// stable one, temporary; among others alone, the one kept longest is
-/// stable once kept past [`TEMPORARY_LIFETIME`], the rest temporary.
+/// stable. Of the others in one /64: beside a stable one, temporary;
+/// otherwise the one kept longest is stable once kept past
+/// [`TEMPORARY_LIFETIME`] (a stable-privacy address), the rest temporary.
+/// An address alone is no proof: an echo from a global source draws a
+/// host's temporary address, so one seen once stays temporary.
 pub fn kinds(mac: Option<Mac>, held: &[Held], listed: &[Ipv6Addr]) -> Vec<Kind> {
     let pinned = |a: Ipv6Addr| listed.contains(&a) || mac.is_some_and(|m| eui64(m, a) == a);
     held.iter()
@@ -92,17 +94,15 @@ pub fn kinds(mac: Option<Mac>, held: &[Held], listed: &[Ipv6Addr]) -> Vec<Kind> 
                 .iter()
                 .filter(|o| prefix64(o.ip) == prefix64(h.ip) && !is_link_local(o.ip))
                 .collect();
-            if same.len() == 1 {
-                return Kind::Stable;
-            }
             if same.iter().any(|o| pinned(o.ip)) {
                 return Kind::Temporary;
             }
+            let kept = |o: &Held| o.last_seen.saturating_sub(o.first_seen);
             let longest = same
                 .iter()
-                .max_by_key(|o| (o.last_seen - o.first_seen, std::cmp::Reverse(o.ip)))
+                .max_by_key(|o| (kept(o), std::cmp::Reverse(o.ip)))
                 .map(|o| o.ip);
-            if longest == Some(h.ip) && h.last_seen - h.first_seen > TEMPORARY_LIFETIME {
+            if longest == Some(h.ip) && kept(h) > TEMPORARY_LIFETIME {
                 Kind::Stable
             } else {
                 Kind::Temporary
@@ -170,7 +170,9 @@ mod tests {
         let mac: Mac = "52:54:00:12:34:56".parse().unwrap();
         let day = TEMPORARY_LIFETIME;
         let only = [held("2001:db8:1::aaaa", 0, 5)];
-        assert_eq!(kinds(Some(mac), &only, &[]), [Kind::Stable]);
+        assert_eq!(kinds(Some(mac), &only, &[]), [Kind::Temporary]);
+        let kept = [held("2001:db8:1::aaaa", 0, 2 * day)];
+        assert_eq!(kinds(Some(mac), &kept, &[]), [Kind::Stable]);
         let young = [
             held("2001:db8:1::aaaa", 0, 5),
             held("2001:db8:1::bbbb", 3, 5),

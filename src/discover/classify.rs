@@ -354,6 +354,11 @@ fn observation_of(h: &DiscoveredHost) -> Observation {
         services: h.services.clone(),
         also_macs: h.other_macs.iter().filter_map(|m| m.parse().ok()).collect(),
         scanner: h.state == HostState::Scanner as i32,
+        v6: h
+            .ipv6_addresses
+            .iter()
+            .filter_map(|a| a.ip.parse().ok())
+            .collect(),
         ..Default::default()
     }
 }

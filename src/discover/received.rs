@@ -135,27 +135,28 @@ pub fn host(h: DiscoveredHost) -> Option<DiscoveredHost> {
         presence: known(h.presence, crate::proto::Presence::try_from),
         first_seen_unix: not_ahead(h.first_seen_unix),
         last_seen_unix: not_ahead(h.last_seen_unix),
-        ipv6_addresses: ipv6_addresses(&h.ipv6_addresses),
+        ipv6_addresses: ipv6_addresses(&h.mac, &h.ipv6_addresses),
         ..h
     })
 }
 
-/// A host's IPv6 addresses as sent: device unicast addresses of a known
-/// kind only, bounded, times not ahead.
-fn ipv6_addresses(list: &[crate::proto::Ipv6Address]) -> Vec<crate::proto::Ipv6Address> {
-    list.iter()
+/// A host's IPv6 addresses as sent: device unicast addresses only,
+/// bounded, times not ahead, and kinds judged here from the addresses,
+/// its MAC and their times (a scanner's word "stable" would be proposed).
+fn ipv6_addresses(mac: &str, list: &[crate::proto::Ipv6Address]) -> Vec<crate::proto::Ipv6Address> {
+    let held: Vec<crate::ipv6::Held> = list
+        .iter()
         .filter_map(|a| {
             let ip: std::net::Ipv6Addr = a.ip.parse().ok()?;
-            let kind = crate::ipv6::Kind::parse(&a.kind)?;
-            crate::ipv6::is_device_unicast(ip).then(|| crate::proto::Ipv6Address {
-                ip: ip.to_string(),
-                kind: kind.word().into(),
-                first_seen_unix: not_ahead(a.first_seen_unix),
-                last_seen_unix: not_ahead(a.last_seen_unix),
+            crate::ipv6::is_device_unicast(ip).then(|| crate::ipv6::Held {
+                ip,
+                first_seen: not_ahead(a.first_seen_unix),
+                last_seen: not_ahead(a.last_seen_unix),
             })
         })
         .take(super::history::MAX_SHOWN_V6)
-        .collect()
+        .collect();
+    super::classify::ipv6_addresses(mac.parse().ok(), &held, &[])
 }
 
 /// An enum's value as sent when it is one of its values, else unspecified.

@@ -8,10 +8,6 @@ use std::{
     time::Instant,
 };
 
-use std::net::Ipv6Addr;
-
-use crate::{ipv6, net::Mac};
-
 use super::{
     arp, icmp, ndp, neighbors, plan::Plan, probes, probes::Probes, vendor, Error, Observation,
     Report,
@@ -35,86 +31,6 @@ async fn follow_ups(follow: &mut Probes, deadline: Option<Instant>) -> Vec<probe
     }
     follow.tasks.abort_all();
     out
-}
-
-/// The IPv6 neighbours of each searched link into the hosts: a MAC's
-/// addresses join the hosts with that MAC; on an IPv6 target a MAC no
-/// host has and that answered something (not only spoke unasked) is a
-/// host of its own, at its primary address (its ports
-/// probed there unless that is link-local), or, when another MAC holds
-/// every address it claims, a further MAC of that address.
-fn join_v6(
-    report: &mut Report,
-    live: &mut BTreeMap<IpAddr, Observation>,
-    six: Vec<(bool, ndp::Outcome)>,
-    follow: &mut Probes,
-) {
-    for (hosts, found) in six {
-        report.sent.ndp += found.sent;
-        report.ndp_capped += found.capped;
-        let mut by_mac: BTreeMap<Mac, Vec<ndp::Neighbour>> = BTreeMap::new();
-        for n in found.neighbours {
-            by_mac.entry(n.mac).or_default().push(n);
-        }
-        for (mac, ns) in by_mac {
-            let addrs: Vec<Ipv6Addr> = ns.iter().map(|n| n.ip).collect();
-            let mut joined = false;
-            for o in live.values_mut().filter(|o| o.mac == Some(mac)) {
-                add_v6(o, &addrs);
-                joined = true;
-            }
-            // A MAC that only ever spoke unasked (advertisements, DAD) is
-            // no host of its own: anyone can forge those by the thousand.
-            let answered = ns.iter().any(|n| n.heard != ndp::Heard::Overheard);
-            if joined || !hosts || !answered {
-                continue;
-            }
-            let held: Vec<ipv6::Held> = addrs
-                .iter()
-                .map(|&ip| ipv6::Held {
-                    ip,
-                    first_seen: 0,
-                    last_seen: 0,
-                })
-                .collect();
-            let kinds = ipv6::kinds(Some(mac), &held, &[]);
-            let mut order: Vec<(ipv6::Kind, Ipv6Addr)> =
-                kinds.into_iter().zip(addrs.iter().copied()).collect();
-            order.sort();
-            let free = order
-                .iter()
-                .map(|(_, ip)| IpAddr::V6(*ip))
-                .find(|ip| !live.contains_key(ip));
-            let Some(primary) = free else {
-                if let Some(o) = live.get_mut(&IpAddr::V6(order[0].1)) {
-                    o.also_macs.push(mac);
-                }
-                continue;
-            };
-            let mut o = Observation {
-                mac: Some(mac),
-                rtt: ns.iter().filter_map(|n| n.rtt).min(),
-                ..Default::default()
-            };
-            add_v6(&mut o, &addrs);
-            if !matches!(primary, IpAddr::V6(a) if ipv6::is_link_local(a)) {
-                follow.start(primary, Some(mac), None);
-            }
-            live.insert(primary, o);
-        }
-    }
-}
-
-fn add_v6(o: &mut Observation, addrs: &[Ipv6Addr]) {
-    for a in addrs {
-        if !o.v6.contains(a) && o.v6.len() < ndp::MAX_PER_MAC {
-            o.v6.push(*a);
-        }
-    }
-    o.v6.sort();
-    if !o.seen_by.contains(&"ndp") {
-        o.seen_by.push("ndp");
-    }
 }
 
 /// Every answer in one observation per address; ICMP as a second witness
@@ -153,7 +69,7 @@ pub(super) async fn assemble(
         };
         follow.start(ip, o.mac, None);
     }
-    join_v6(report, &mut live, six, &mut follow);
+    super::join6::join(report, &mut live, six, &mut follow);
     report.sent.tcp += follow.finish_syn().await;
     let now = crate::db::store::now_unix();
     let mut done = HashSet::new();

@@ -12,6 +12,7 @@ pub mod arp;
 mod assemble;
 pub mod icmp;
 pub mod iface;
+mod join6;
 pub mod mdns;
 pub mod ndp;
 pub mod neighbors;
@@ -458,11 +459,7 @@ fn search_links6(plan: &Plan, opts: &Options, gap: Duration) -> Vec<Search6Task>
                 gap,
             };
             tokio::task::spawn_blocking(move || {
-                let found = ndp::open(&link).and_then(|sock| {
-                    let mut out = ndp::search(&sock, &link, &params)?;
-                    ndp::add_kernel(&link, &mut out);
-                    Ok(out)
-                });
+                let found = ndp::open(&link).and_then(|sock| ndp::search(&sock, &link, &params));
                 (link.name, hosts, found)
             })
         })

@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use ipnetwork::IpNetwork;
+use ipnetwork::{IpNetwork, Ipv6Network};
 
 use super::{iface, Error, Options, Targets, V4Ranges, MAX_ADDRESSES};
 use crate::net::Mac;
@@ -57,11 +57,26 @@ fn links6(
             return Err(Error::NotAttached6(net.to_string()));
         }
         for l in attached {
+            // The narrower of the target and the link's own prefix: a
+            // wide target never widens what counts as on this link.
+            let narrow: Vec<Ipv6Network> = l
+                .prefixes
+                .iter()
+                .filter_map(|p| {
+                    if net.contains(p.network()) && net.prefix() <= p.prefix() {
+                        Some(*p)
+                    } else if p.contains(net.network()) {
+                        Some(*net)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
             match out.iter_mut().find(|s| s.link.index == l.index) {
-                Some(s) => s.link.prefixes.push(*net),
+                Some(s) => s.link.prefixes.extend(narrow),
                 None => out.push(Search6 {
                     link: iface::Link6 {
-                        prefixes: vec![*net],
+                        prefixes: narrow,
                         ..l.clone()
                     },
                     hosts: true,

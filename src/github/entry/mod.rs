@@ -129,6 +129,7 @@ impl Entry {
                 .filter(|a| *a != ip)
                 // Only where mdb.yaml's subnets put it, so the entry validates.
                 .filter(|a| snap.mdb_yaml.subnets.is_empty() || subnet_of(snap, *a).is_ok())
+                .filter(|a| snap.by_ip(*a).is_none() && !held.ips.contains(a))
                 .and_then(|a| match a {
                     IpAddr::V6(v6) => Some(v6),
                     IpAddr::V4(_) => None,

@@ -41,7 +41,7 @@ pub fn echo_frame(link: &Link, src: Ipv6Addr, seq: u16) -> Vec<u8> {
     let mut icmp = vec![128, 0, 0, 0];
     icmp.extend_from_slice(&ECHO_ID.to_be_bytes());
     icmp.extend_from_slice(&seq.to_be_bytes());
-    icmp.extend_from_slice(b"mdb-ndp!");
+    icmp.extend_from_slice(ECHO_PAYLOAD);
     let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
     frame(link, [0x33, 0x33, 0, 0, 0, 1], src, all_nodes, 1, &icmp)
 }
@@ -85,9 +85,13 @@ fn addr(b: &[u8]) -> Option<Ipv6Addr> {
     <[u8; 16]>::try_from(b).ok().map(Ipv6Addr::from)
 }
 
-/// What a received frame claims, if it is an echo answer or neighbour
-/// discovery that passes RFC 4861's checks (hop limit 255, a unicast MAC
-/// that is not ours, a device unicast address).
+/// What our echo requests carry, and their answers with them.
+const ECHO_PAYLOAD: &[u8; 8] = b"mdb-ndp!";
+
+/// What a received frame claims, if it is an answer to our echo or
+/// neighbour discovery that passes RFC 4861's checks (hop limit 255, a
+/// unicast MAC that is not ours and is the frame's sender, a device
+/// unicast address).
 pub fn parse(frame: &[u8], ours: Mac) -> Option<Claim> {
     if frame.len() < 58 || frame[12..14] != ETH_P_IPV6.to_be_bytes() || frame[14] >> 4 != 6 {
         return None;
@@ -97,12 +101,17 @@ pub fn parse(frame: &[u8], ours: Mac) -> Option<Claim> {
     let (next, hops) = (frame[20], frame[21]);
     let (src, dst) = (addr(&frame[22..38])?, addr(&frame[38..54])?);
     let icmp = frame.get(54..54 + payload)?;
-    if next != 58 || src_mac == ours || src_mac.is_multicast() || src_mac.0 == [0; 6] {
+    if next != 58
+        || icmp.len() < 8
+        || src_mac == ours
+        || src_mac.is_multicast()
+        || src_mac.0 == [0; 6]
+    {
         return None;
     }
     let nd = hops == 255 && icmp[1] == 0;
     let (ip, mac, heard) = match icmp[0] {
-        129 if icmp.len() >= 8 && icmp[4..6] == ECHO_ID.to_be_bytes() => {
+        129 if icmp[4..6] == ECHO_ID.to_be_bytes() && icmp[8..] == *ECHO_PAYLOAD => {
             (src, src_mac, Heard::Echo)
         }
         // A solicitation from :: is duplicate address detection: the
@@ -127,7 +136,10 @@ pub fn parse(frame: &[u8], ours: Mac) -> Option<Claim> {
         ),
         _ => return None,
     };
-    if !ipv6::is_device_unicast(ip) || mac.is_multicast() || mac.0 == [0; 6] || mac == ours {
+    // A link-layer option naming another MAC than the frame's sender
+    // (a proxy, or a forger putting addresses in a victim's name) is no
+    // claim.
+    if mac != src_mac || !ipv6::is_device_unicast(ip) {
         return None;
     }
     Some(Claim {
@@ -204,5 +216,29 @@ mod tests {
         bad[62] = 0xff;
         assert_eq!(parse(&bad, l.mac), None);
         assert_eq!(parse(&na[..40], l.mac), None);
+        // An advertisement in another MAC's name (its option) is none.
+        let mut proxy = na.clone();
+        proxy[84] ^= 0x01;
+        assert_eq!(parse(&proxy, l.mac), None);
+        // Short ICMPv6 messages (payload length 0 to 7) are none, not a panic.
+        for len in 0..8u16 {
+            let mut short = na.clone();
+            short[18..20].copy_from_slice(&len.to_be_bytes());
+            assert_eq!(parse(&short, l.mac), None, "payload {len}");
+        }
+    }
+
+    #[test]
+    fn only_answers_to_our_own_echo_count() {
+        let l = link();
+        let mut reply = from("52:54:00:12:34:56", |h| {
+            echo_frame(h, "fe80::5054:ff:fe12:3456".parse().unwrap(), 0)
+        });
+        reply[54] = 129;
+        assert!(parse(&reply, l.mac).is_some());
+        let mut other = reply.clone();
+        let last = other.len() - 1;
+        other[last] ^= 1;
+        assert_eq!(parse(&other, l.mac), None, "another payload");
     }
 }

@@ -148,8 +148,10 @@ pub fn search(sock: &Socket, link: &Link, p: &Params) -> io::Result<Outcome> {
     )?;
     sent += echoes.len() as u64;
     let mut rtts: Vec<Duration> = Vec::new();
+    let mut wait = p.wait.unwrap_or(arp::AUTO_CAP);
     let mut last_news = Instant::now();
     let mut asked: Option<HashSet<Ipv6Addr>> = None;
+    let mut asked_found: HashSet<Ipv6Addr> = HashSet::new();
     let mut queue: Vec<Ipv6Addr> = Vec::new();
     let mut next_send = Instant::now();
     let mut buf = vec![0u8; 2048];
@@ -158,7 +160,6 @@ pub fn search(sock: &Socket, link: &Link, p: &Params) -> io::Result<Outcome> {
         if now >= p.deadline {
             break;
         }
-        let wait = p.wait.unwrap_or_else(|| adaptive(&rtts, rtts.is_empty()));
         let quiet = now.duration_since(last_news) >= wait && queue.is_empty();
         match &asked {
             None if quiet => {
@@ -169,9 +170,7 @@ pub fn search(sock: &Socket, link: &Link, p: &Params) -> io::Result<Outcome> {
                 last_news = now;
                 continue;
             }
-            Some(a) if (quiet || a.iter().all(|ip| table.has(*ip))) && now >= p.listen_until => {
-                break
-            }
+            Some(a) if (quiet || asked_found.len() >= a.len()) && now >= p.listen_until => break,
             _ => {}
         }
         if let (Some(target), true) = (queue.last().copied(), now >= next_send) {
@@ -210,8 +209,15 @@ pub fn search(sock: &Socket, link: &Link, p: &Params) -> io::Result<Outcome> {
             if !on_link(link, c.ip) {
                 return;
             }
+            // An echo answer goes to one of our addresses.
+            if c.heard == Heard::Echo && !link.sources.contains(&c.to) {
+                return;
+            }
             let heard = match (c.heard, &asked) {
-                (Heard::Overheard, Some(a)) if a.contains(&c.ip) => Heard::Asked,
+                (Heard::Overheard, Some(a)) if a.contains(&c.ip) => {
+                    asked_found.insert(c.ip);
+                    Heard::Asked
+                }
                 (h, _) => h,
             };
             let rtt = (heard == Heard::Echo).then(|| at.duration_since(started));
@@ -221,10 +227,28 @@ pub fn search(sock: &Socket, link: &Link, p: &Params) -> io::Result<Outcome> {
                 heard,
                 rtt,
             }) {
-                rtts.extend(rtt);
                 last_news = at;
+                // The wait follows the round trips, re-read now and then
+                // (a flood of answers must not sort every time).
+                if let (Some(r), None) = (rtt, p.wait) {
+                    rtts.push(r);
+                    if rtts.len() <= 64 || rtts.len() % 64 == 0 {
+                        wait = adaptive(&rtts);
+                    }
+                }
             }
         })?;
+    }
+    // What the kernel learnt (it answers solicitations, resolves replies).
+    for (ip, mac) in super::neighbors::read6(link.index).unwrap_or_default() {
+        if on_link(link, ip) {
+            table.take(Neighbour {
+                ip,
+                mac,
+                heard: Heard::Kernel,
+                rtt: None,
+            });
+        }
     }
     let mut neighbours: Vec<Neighbour> = table.by_mac.into_values().flatten().collect();
     neighbours.sort_by_key(|n| (n.mac, n.ip));
@@ -235,16 +259,16 @@ pub fn search(sock: &Socket, link: &Link, p: &Params) -> io::Result<Outcome> {
     })
 }
 
-/// The wait after the last news: ARP's rule over the echo round trips;
-/// before any answer, its cap.
-fn adaptive(rtts: &[Duration], none_yet: bool) -> Duration {
-    if none_yet {
-        return arp::AUTO_CAP;
-    }
+/// The wait after the last news: ARP's rule over the echo round trips
+/// (before any answer, its cap).
+fn adaptive(rtts: &[Duration]) -> Duration {
     let mut sorted = rtts.to_vec();
     sorted.sort();
-    let p95 = sorted[(sorted.len() * 95 / 100).min(sorted.len() - 1)];
-    (p95 * arp::RTT_FACTOR).clamp(arp::GRACE, arp::AUTO_CAP)
+    let Some(p95) = sorted.get((sorted.len() * 95 / 100).min(sorted.len().saturating_sub(1)))
+    else {
+        return arp::AUTO_CAP;
+    };
+    (*p95 * arp::RTT_FACTOR).clamp(arp::GRACE, arp::AUTO_CAP)
 }
 
 /// The addresses to solicit: those known, and each found MAC's EUI-64
@@ -267,29 +291,6 @@ fn solicitations(link: &Link, table: &Table, known: &[Ipv6Addr]) -> Vec<Ipv6Addr
         }
     }
     out
-}
-
-/// Adds the kernel's neighbours of the link (within its prefixes and the
-/// caps) to what a search found.
-pub fn add_kernel(link: &Link, out: &mut Outcome) {
-    let Ok(entries) = super::neighbors::read6(link.index) else {
-        return;
-    };
-    let mut table = Table::default();
-    for n in std::mem::take(&mut out.neighbours) {
-        table.take(n);
-    }
-    for (ip, mac) in entries.into_iter().filter(|(ip, _)| on_link(link, *ip)) {
-        table.take(Neighbour {
-            ip,
-            mac,
-            heard: Heard::Kernel,
-            rtt: None,
-        });
-    }
-    out.capped += table.capped;
-    out.neighbours = table.by_mac.into_values().flatten().collect();
-    out.neighbours.sort_by_key(|n| (n.mac, n.ip));
 }
 
 #[cfg(test)]
