@@ -429,6 +429,10 @@ fn follower_bytes(devices: u32) -> (usize, Vec<usize>) {
                     .expect("watch")
                     .into_inner();
                 let mut per_sweep = Vec::new();
+                // The sweep in flight when the watch began may be the one
+                // that found the devices (its fold was already listed):
+                // the first event is not a steady sweep's.
+                let mut in_flight = true;
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
                 while per_sweep.len() < 8 {
                     let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -437,6 +441,9 @@ fn follower_bytes(devices: u32) -> (usize, Vec<usize>) {
                         .expect("sweeps keep coming")
                         .expect("stream")
                         .expect("event");
+                    if ev.sweep.is_some() && std::mem::take(&mut in_flight) {
+                        continue;
+                    }
                     if ev.sweep.is_some() {
                         per_sweep.push(ev.encoded_len());
                         if per_sweep.len() == 2 {
