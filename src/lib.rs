@@ -60,6 +60,7 @@ pub mod serve;
 pub mod settings;
 pub mod sync;
 pub mod units;
+pub mod wake;
 pub mod watcher;
 
 /// The version and the commit mdb was built from: `0.1.0 (abc123def456)`.

@@ -47,5 +47,6 @@ mod sync;
 mod tls;
 mod two_filers;
 mod validate;
+mod wake;
 mod web;
 mod web_login;

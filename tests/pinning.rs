@@ -168,6 +168,7 @@ fn ansible_reaches_a_machine_only_with_its_pinned_key_whatever_a_playbook_says()
         known_hosts: state.join("known_hosts"),
         default_user: "root".into(),
         timeout: std::time::Duration::from_secs(5),
+        wake_timeout: std::time::Duration::from_secs(5),
     };
     pins::write_ssh_wrapper(&state, &login.known_hosts).expect("wrapper");
     let srv = Machine {

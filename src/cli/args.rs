@@ -111,6 +111,17 @@ pub enum Command {
     },
     /// Sweep subnets once (like arp-scan) and print what answered.
     Scan(ScanArgs),
+    /// Wake a machine of the database (by name or MAC) with a Wake-on-LAN
+    /// magic packet on the link of its subnet (this host must be on it).
+    Wake {
+        /// A machine name or MAC.
+        target: String,
+        /// Look it up in this DB checkout instead of asking the server.
+        #[arg(long, value_name = "DIR")]
+        db: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Hosts a running server's sweeps found, with their state.
     Discovered {
         #[command(flatten)]

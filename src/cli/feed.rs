@@ -165,3 +165,31 @@ pub async fn dhcp(source: &cli::Source, format: cli::DhcpFormat) -> anyhow::Resu
     print!("{}", crate::export::dhcp::render(&snap, f)?);
     Ok(())
 }
+
+/// `mdb wake`: the machine from a DB checkout or the server, woken on the
+/// link of its subnet.
+pub async fn wake(target: &str, db: Option<&std::path::Path>, server: &str) -> anyhow::Result<()> {
+    let m = match db {
+        Some(dir) => {
+            let snap = load_checkout(dir)?;
+            let by_mac = target
+                .parse::<crate::net::Mac>()
+                .ok()
+                .and_then(|m| snap.by_mac(m));
+            snap.by_name(target).or(by_mac).cloned().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{target:?} is no machine of the database in {}",
+                    dir.display()
+                )
+            })?
+        }
+        None => {
+            let mut c = client::connect(server).await?;
+            client::get(&mut c, target).await?
+        }
+    };
+    let (name, mac, ips) = (m.name.clone(), m.mac.clone(), m.ips.clone());
+    let iface = tokio::task::spawn_blocking(move || crate::wake::send(&name, &mac, &ips)).await??;
+    println!("woke {} ({}) on {iface}", m.name, m.mac);
+    Ok(())
+}

@@ -57,6 +57,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         } => show::get(&conn.server, &key, json, runner.as_deref()).await,
         Command::Stats { conn, json } => show::stats(&conn.server, json).await,
         Command::Scan(args) => return sweep::scan_command(args).await,
+        Command::Wake { target, db, conn } => {
+            feed::wake(&target, db.as_deref(), &conn.server).await
+        }
         Command::Inventory {
             source,
             list: _,

@@ -127,6 +127,9 @@ pub fn machine(m: &Machine) -> String {
             }
         }
     }
+    if m.wake {
+        y.push_str("    wake: true\n");
+    }
     if !m.labels.is_empty() {
         let mut labels: Vec<(&String, &String)> = m.labels.iter().collect();
         labels.sort();
@@ -344,6 +347,7 @@ mod tests {
             ]
             .into(),
             notes: "line one\nline \"two\" <!-- x --> `y` \\ z\t\u{7}".into(),
+            wake: true,
             source: String::new(),
         };
         let printer = Machine {

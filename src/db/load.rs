@@ -28,7 +28,7 @@ pub struct Entry {
 }
 
 const MACHINE_FIELDS: &[&str] = &[
-    "name", "ip", "ips", "mac", "hostname", "use", "features", "labels", "notes", "ssh",
+    "name", "ip", "ips", "mac", "hostname", "use", "features", "labels", "notes", "ssh", "wake",
 ];
 
 /// Parses a `machines/*.yaml` file: `machines:` followed by a list.
@@ -209,11 +209,20 @@ fn machine(file: &str, node: &Node, problems: &mut Vec<Problem>) -> Option<Entry
     if let (Err(why), Some(hn)) = (check_dns_name(hostname), f.get("hostname")) {
         problems.push(f.problem(hn, "hostname", format!("{hostname:?} {why}")));
     }
+    let wake = f.bool("wake", problems).unwrap_or(false);
+    if let (true, None, Some(n)) = (wake, &mac, f.get("wake")) {
+        problems.push(f.problem(
+            n,
+            "wake",
+            "wake: true needs the machine's mac (the magic packet names it)",
+        ));
+    }
     if problems.len() > before {
         return None;
     }
     Some(Entry {
         machine: Machine {
+            wake,
             name: name.to_string(),
             ips: ip_pos.iter().map(|(ip, _)| ip.to_string()).collect(),
             mac: mac.map(|(m, _)| m.to_string()).unwrap_or_default(),

@@ -30,6 +30,8 @@ pub struct SshLogin {
     /// The user for machines that name none.
     pub default_user: String,
     pub timeout: Duration,
+    /// How long a woken machine's SSH port is awaited (`wake_timeout`).
+    pub wake_timeout: Duration,
 }
 
 /// How one machine may be reached: the keys it may offer, and whether it
@@ -343,6 +345,7 @@ mod tests {
             known_hosts: known.clone(),
             default_user: "root".into(),
             timeout: Duration::from_secs(5),
+            wake_timeout: Duration::from_secs(1),
         };
         let m = Machine {
             name: "srv-1".into(),

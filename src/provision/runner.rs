@@ -61,6 +61,8 @@ pub struct Runner {
     /// The machines of the last revision acted on, by name: a removed one's
     /// last entry is what its removal command is given.
     pub(super) last_seen: BTreeMap<String, Machine>,
+    /// Wakes of `wake: true` machines in the last hour.
+    pub(super) wakes: std::sync::Arc<std::sync::Mutex<crate::wake::Limiter>>,
     /// Where a failure and a recovery are told.
     announcer: crate::notify::Announcer,
 }
@@ -111,6 +113,7 @@ impl Runner {
             refused: Refusal::default(),
             pins: super::pins::Pins::load(&cfg.state_dir),
             last_seen: BTreeMap::new(),
+            wakes: Default::default(),
             announcer: Default::default(),
             cfg,
         })

@@ -38,6 +38,8 @@ pub struct RawProvision {
     pub ssh_key: Option<PathBuf>,
     pub ssh_user: Option<String>,
     pub ssh_timeout: Option<String>,
+    /// How long a woken machine's SSH is awaited (`wake: true`).
+    pub wake_timeout: Option<String>,
     pub grpc_listen: Option<String>,
     pub metrics_listen: Option<String>,
     pub shutdown_grace: Option<String>,
@@ -126,6 +128,11 @@ fn provision_ssh(
             "provision.ssh_timeout",
             r.ssh_timeout.clone(),
             Duration::from_secs(10),
+        )?,
+        wake_timeout: duration(
+            "provision.wake_timeout",
+            r.wake_timeout.clone(),
+            crate::wake::DEFAULT_WAKE_TIMEOUT,
         )?,
     })
 }

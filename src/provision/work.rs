@@ -126,9 +126,14 @@ impl Runner {
                 trusted: self.pins.trusted(&m),
                 away: self.elsewhere.contains_key(&m.name),
             };
+            let wakes = self.wakes.clone();
             tasks.spawn(async move {
                 let _slot = slots.acquire_owned().await;
-                (i, ready::check(&m, &t, &login, &checks, &reach).await)
+                let first = ready::check(&m, &t, &login, &checks, &reach).await;
+                let checked =
+                    super::waking::wake_if_asleep(&m, &t, &login, &checks, &reach, &wakes, first)
+                        .await;
+                (i, checked)
             });
         }
         let mut out: Vec<ready::Checked> = machines
