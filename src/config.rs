@@ -213,7 +213,7 @@ fn server_auth(s: &RawServer) -> Result<crate::auth::settings::ServerAuth, Error
     use crate::auth::{settings, Scope};
     let tokens = settings::tokens(
         &s.tokens,
-        &[Scope::Read, Scope::Mirror, Scope::Metrics],
+        &[Scope::Read, Scope::Mirror, Scope::Metrics, Scope::Wake],
         "server",
     )?;
     let (tls, client_certs) = settings::tls(&s.tls, "server")?;

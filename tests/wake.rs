@@ -46,7 +46,26 @@ fn a_sleeping_machine_is_woken_then_provisioned_and_mdb_wake_wakes_by_hand() {
             mac: DESK_MAC,
             ..Default::default()
         },
+        // A laptop on another subnet of the same wire: no link of its own
+        // to 198.18.0.0/24, so it asks the scanner to wake.
+        HostSpec {
+            ip: "198.19.0.5",
+            mac: "00:16:3e:00:07:05",
+            ..Default::default()
+        },
     ]);
+    std::process::Command::new("ip")
+        .args([
+            "-n",
+            &b.lan.scanner,
+            "addr",
+            "add",
+            "198.19.0.1/24",
+            "dev",
+            "br0",
+        ])
+        .status()
+        .expect("ip");
     let woken = [b.dir.join("woken-0"), b.dir.join("woken-1")];
     for (i, (mac, file)) in [SLEEPY_MAC, DESK_MAC].iter().zip(&woken).enumerate() {
         b.lan.spawn_py_in_host(
@@ -60,7 +79,7 @@ fn a_sleeping_machine_is_woken_then_provisioned_and_mdb_wake_wakes_by_hand() {
     std::fs::write(
         &serve,
         format!(
-            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"100ms\"\n\n[server]\ngrpc_listen = \"127.0.0.1:50051\"\nmetrics_listen = \"127.0.0.1:9090\"\n",
+            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"100ms\"\n\n[server]\ngrpc_listen = \"0.0.0.0:50051\"\nmetrics_listen = \"127.0.0.1:9090\"\n",
             b.repo.url(),
             b.dir.join("checkout").display(),
         ),
@@ -114,15 +133,41 @@ fn a_sleeping_machine_is_woken_then_provisioned_and_mdb_wake_wakes_by_hand() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("woke desk (00:16:3e:00:07:22) on br0"));
     assert!(wait_for_file(&woken[1], 10), "desk's card saw the packet");
-    // The same by MAC over gRPC from the server.
-    let out = b
-        .lan
-        .mdb(&["wake", DESK_MAC, "--server", "127.0.0.1:50051"]);
+    // From the laptop, by MAC: it is on no link of desk's subnet, so the
+    // scanner sends the packet (its Wake call).
+    std::fs::remove_file(&woken[1]).expect("rm");
+    b.lan.spawn_py_in_host(
+        1,
+        "wol_listen.py",
+        &["eth0", DESK_MAC, woken[1].to_str().expect("path")],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let from_laptop = |what: &str| {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &b.lan.hosts[2].ns, util::bin()])
+            .args(["wake", what, "--server", "198.19.0.1:50051"])
+            .output()
+            .expect("mdb wake")
+    };
+    let out = from_laptop(DESK_MAC);
+    let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(said.contains("on br0 (by 198.19.0.1:50051)"), "{said}");
+    assert!(
+        wait_for_file(&woken[1], 10),
+        "desk's card saw the scanner's packet"
+    );
+    // The scanner wakes a machine a few times an hour at most.
+    let refused = (0..5)
+        .map(|_| from_laptop("desk"))
+        .find(|o| !o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .unwrap_or_default();
+    assert!(refused.contains("times in the last hour"), "{refused:?}");
     // Only machines of the database are woken.
     let out = b
         .lan
@@ -130,7 +175,8 @@ fn a_sleeping_machine_is_woken_then_provisioned_and_mdb_wake_wakes_by_hand() {
     assert!(!out.status.success());
 }
 
-/// A machine that stays asleep is reported so, and not woken without end.
+/// A machine that stays asleep is reported so, and not woken without end;
+/// here its use is what `provision: wake:` in mdb.yaml wakes.
 #[test]
 fn a_machine_that_never_wakes_is_told_and_woken_a_bounded_number_of_times() {
     let mut b = Bench::with(&[HostSpec {
@@ -138,7 +184,10 @@ fn a_machine_that_never_wakes_is_told_and_woken_a_bounded_number_of_times() {
         mac: SLEEPY_MAC,
         ..Default::default()
     }]);
-    b.commit_with(LAB, &machines()[..1], "lab");
+    // Woken by its use's word in mdb.yaml, not its own `wake: true`.
+    let lab = format!("{LAB}provision:\n  wake: [development]\n");
+    let sleepy = machines()[0].replace("    wake: true\n", "");
+    b.commit_with(&lab, &[sleepy], "lab");
     let serve = b.dir.join("serve.toml");
     std::fs::write(
         &serve,

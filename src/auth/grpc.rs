@@ -25,6 +25,9 @@ pub fn required(path: &str) -> Option<&'static [Scope]> {
     if path == "/grpc.health.v1.Health/Check" {
         return None;
     }
+    if path == "/mdb.v1.MachineDb/Wake" {
+        return Some(&[Scope::Wake]);
+    }
     if let Some(method) = path.strip_prefix("/mdb.v1.MachineDb/") {
         return Some(if MIRRORED.contains(&method) {
             &[Scope::Read, Scope::Mirror]
@@ -181,6 +184,8 @@ mod tests {
             required("/mdb.v1.Provisioning/ListProvisionStatus"),
             Some(&[Scope::Runner][..])
         );
+        // Waking sends packets on the LAN: a reader cannot.
+        assert_eq!(required("/mdb.v1.MachineDb/Wake"), Some(&[Scope::Wake][..]));
         assert_eq!(
             required("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
             Some(&[Scope::Read][..])

@@ -27,6 +27,9 @@ pub enum Scope {
     Runner,
     /// `/metrics`, as Prometheus' `authorization.credentials_file` sends it.
     Metrics,
+    /// Waking a machine of the database (a scanner sends the magic packet
+    /// on its segment for a runner or `mdb wake` elsewhere).
+    Wake,
 }
 
 impl Scope {
@@ -35,6 +38,7 @@ impl Scope {
         ("mirror", Scope::Mirror),
         ("runner", Scope::Runner),
         ("metrics", Scope::Metrics),
+        ("wake", Scope::Wake),
     ];
 
     pub fn word(self) -> &'static str {

@@ -24,6 +24,7 @@ pub struct RawTokens {
     pub mirror: Option<PathBuf>,
     pub runner: Option<PathBuf>,
     pub metrics: Option<PathBuf>,
+    pub wake: Option<PathBuf>,
 }
 
 /// `[server.web_auth]`: how the page is signed in to.
@@ -76,6 +77,7 @@ pub fn tokens(raw: &RawTokens, allowed: &[Scope], section: &str) -> Result<Token
         (Scope::Mirror, &raw.mirror),
         (Scope::Runner, &raw.runner),
         (Scope::Metrics, &raw.metrics),
+        (Scope::Wake, &raw.wake),
     ];
     let mut files = Vec::new();
     for (scope, path) in named {

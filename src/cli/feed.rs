@@ -189,7 +189,21 @@ pub async fn wake(target: &str, db: Option<&std::path::Path>, server: &str) -> a
         }
     };
     let (name, mac, ips) = (m.name.clone(), m.mac.clone(), m.ips.clone());
-    let iface = tokio::task::spawn_blocking(move || crate::wake::send(&name, &mac, &ips)).await??;
+    let iface =
+        match tokio::task::spawn_blocking(move || crate::wake::send(&name, &mac, &ips)).await? {
+            Ok(iface) => iface,
+            // On no link of its subnet: the server (a scanner there) sends it.
+            Err(crate::wake::Error::NotAttached { .. }) => {
+                let remote = crate::dial::Remote {
+                    addr: server.to_string(),
+                    creds: crate::dial::cli_credentials(),
+                };
+                crate::provision::waking::ask_server(&remote, &m.name)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{} is on no link here, and {e}", m.name))?
+            }
+            Err(e) => return Err(e.into()),
+        };
     println!("woke {} ({}) on {iface}", m.name, m.mac);
     Ok(())
 }

@@ -227,8 +227,9 @@ pub fn readiness(checks: &[ReadinessCheck]) -> String {
 pub fn policy(
     by_use: &std::collections::HashMap<String, String>,
     by_machine: &std::collections::HashMap<String, String>,
+    wake: &[String],
 ) -> String {
-    if by_use.is_empty() && by_machine.is_empty() {
+    if by_use.is_empty() && by_machine.is_empty() && wake.is_empty() {
         return String::new();
     }
     let mut y = String::from("provision:\n");
@@ -245,6 +246,10 @@ pub fn policy(
         for (name, treatment) in sorted(by_machine) {
             let _ = writeln!(y, "    {}: {}", scalar(&name), quote(&treatment));
         }
+    }
+    if !wake.is_empty() {
+        let words: Vec<String> = wake.iter().map(|w| quote(w)).collect();
+        let _ = writeln!(y, "  wake: [{}]", words.join(", "));
     }
     y
 }
@@ -288,6 +293,7 @@ pub fn received(got: &Received) -> Vec<SourceFile> {
             + &policy(
                 &got.readiness.policy_by_use,
                 &got.readiness.policy_by_machine,
+                &got.readiness.wake_uses,
             ),
     });
     files.sort_by(|a, b| a.path.cmp(&b.path));

@@ -10,9 +10,10 @@
 //!   device: readiness       # judged by its readiness checks, never SSH'd
 //!   games: none             # nothing: no checks, no runs, no issues
 //!   machines: { studio: none }
+//!   wake: [development, games]  # woken by Wake-on-LAN when not ready
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     fields::Fields,
@@ -72,6 +73,9 @@ pub struct Policy {
     pub machines: BTreeMap<String, Treatment>,
     /// Where each override is written, for a problem about it.
     pub written_at: BTreeMap<String, yaml::Pos>,
+    /// Uses whose machines are woken (Wake-on-LAN) when not ready, as a
+    /// machine's own `wake: true` is.
+    pub wake: BTreeSet<UseKind>,
 }
 
 impl Default for Policy {
@@ -89,6 +93,7 @@ impl Default for Policy {
             ]),
             machines: BTreeMap::new(),
             written_at: BTreeMap::new(),
+            wake: BTreeSet::new(),
         }
     }
 }
@@ -109,6 +114,12 @@ impl Policy {
         }
     }
 
+    /// Whether `m` is woken when it is not ready: its own `wake: true`,
+    /// or its use's.
+    pub fn wakes(&self, m: &Machine) -> bool {
+        m.wake || self.wake.contains(&super::use_kind(m.r#use.as_ref()))
+    }
+
     /// What the runner does with `m`.
     pub fn of(&self, m: &Machine) -> &Treatment {
         if let Some(t) = self.machines.get(&m.name) {
@@ -124,8 +135,16 @@ impl Policy {
 pub fn from_words(
     by_use: &std::collections::HashMap<String, String>,
     by_machine: &std::collections::HashMap<String, String>,
+    wake: &[String],
 ) -> Policy {
-    let mut out = Policy::default();
+    let mut out = Policy {
+        wake: USE_KINDS
+            .iter()
+            .filter(|(w, _)| wake.iter().any(|x| x == w))
+            .map(|(_, k)| *k)
+            .collect(),
+        ..Policy::default()
+    };
     for (word, kind) in USE_KINDS {
         if let Some(t) = by_use.get(*word).and_then(|w| Treatment::parse(w).ok()) {
             out.uses.insert(*kind, t);
@@ -144,12 +163,26 @@ pub fn parse(node: &yaml::Node, problems: &mut Vec<Problem>) -> Policy {
     let mut out = Policy::default();
     let mut allowed: Vec<&str> = USE_KINDS.iter().map(|(w, _)| *w).collect();
     allowed.push("machines");
+    allowed.push("wake");
     let Some(f) = Fields::of(FILE, node, "provision", &allowed, problems) else {
         return out;
     };
     for (word, kind) in USE_KINDS {
         if let Some(t) = treatment(&f, f.get(word), word, problems) {
             out.uses.insert(*kind, t);
+        }
+    }
+    for n in f.strs("wake", problems) {
+        let word = n.as_str().unwrap_or_default();
+        match USE_KINDS.iter().find(|(w, _)| *w == word) {
+            Some((_, kind)) => {
+                out.wake.insert(*kind);
+            }
+            None => problems.push(f.problem(
+                n,
+                "wake",
+                format!("{word:?} is no use (cluster, discover, development, games or device)"),
+            )),
         }
     }
     let Some(list) = f.get("machines") else {
@@ -215,6 +248,35 @@ mod tests {
         let root = yaml::parse(text).unwrap().unwrap();
         let p = parse(&root, &mut problems);
         (p, problems)
+    }
+
+    #[test]
+    fn a_use_can_be_woken_and_its_words_travel_to_the_runner() {
+        let (p, problems) = policy("wake: [games, development]\n");
+        assert!(problems.is_empty(), "{problems:?}");
+        let pc = Machine {
+            name: "pc".into(),
+            r#use: Some(Use::Games(GamesUse::default())),
+            ..Default::default()
+        };
+        let printer = Machine {
+            name: "printer".into(),
+            r#use: Some(Use::Device(DeviceUse::default())),
+            ..Default::default()
+        };
+        assert!(p.wakes(&pc) && !p.wakes(&printer));
+        assert!(p.wakes(&Machine {
+            wake: true,
+            ..printer.clone()
+        }));
+        let words = ["games".to_string(), "nonsense".to_string()];
+        let back = from_words(&Default::default(), &Default::default(), &words);
+        assert!(back.wakes(&pc) && back.wake.len() == 1);
+        let (_, problems) = policy("wake: [gmaes]\n");
+        assert!(
+            problems[0].to_string().contains("\"gmaes\" is no use"),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod runner;
 pub mod settings;
 pub mod state;
 pub mod status;
-mod waking;
+pub mod waking;
 mod work;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};

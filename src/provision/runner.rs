@@ -61,8 +61,8 @@ pub struct Runner {
     /// The machines of the last revision acted on, by name: a removed one's
     /// last entry is what its removal command is given.
     pub(super) last_seen: BTreeMap<String, Machine>,
-    /// Wakes of `wake: true` machines in the last hour.
-    pub(super) wakes: std::sync::Arc<std::sync::Mutex<crate::wake::Limiter>>,
+    /// Wakes of `wake: true` machines: the hourly bound, the server to ask.
+    pub(super) waker: super::waking::Waker,
     /// Where a failure and a recovery are told.
     announcer: crate::notify::Announcer,
 }
@@ -113,7 +113,10 @@ impl Runner {
             refused: Refusal::default(),
             pins: super::pins::Pins::load(&cfg.state_dir),
             last_seen: BTreeMap::new(),
-            wakes: Default::default(),
+            waker: super::waking::Waker {
+                limiter: Default::default(),
+                server: cfg.server.clone(),
+            },
             announcer: Default::default(),
             cfg,
         })
@@ -290,6 +293,7 @@ impl Runner {
         crate::db::policy::from_words(
             &self.readiness.policy_by_use,
             &self.readiness.policy_by_machine,
+            &self.readiness.wake_uses,
         )
     }
 

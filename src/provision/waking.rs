@@ -14,6 +14,48 @@ use crate::{db::policy::Treatment, proto::Machine, proto::ReadinessCheck};
 /// How often a woken machine's SSH port is tried.
 const POLL: Duration = Duration::from_millis(500);
 
+/// What waking takes: the hourly bound, and the server to ask when this
+/// runner is on no link of the machine's subnet (a scanner that is).
+#[derive(Clone, Debug, Default)]
+pub struct Waker {
+    pub limiter: Arc<Mutex<crate::wake::Limiter>>,
+    pub server: crate::dial::Remote,
+}
+
+impl Waker {
+    /// Sends the packet from here when attached, else asks the server.
+    async fn send(&self, m: &Machine) -> Result<String, String> {
+        let (name, mac, ips) = (m.name.clone(), m.mac.clone(), m.ips.clone());
+        let here = tokio::task::spawn_blocking(move || crate::wake::send(&name, &mac, &ips))
+            .await
+            .map_err(|e| e.to_string())?;
+        match here {
+            Ok(iface) => Ok(iface),
+            Err(crate::wake::Error::NotAttached { .. }) => ask_server(&self.server, &m.name).await,
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Asks `server` (a scanner on the machine's segment) to wake `name`.
+pub async fn ask_server(server: &crate::dial::Remote, name: &str) -> Result<String, String> {
+    let conn = crate::dial::connect(&server.addr, &server.creds)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{}: {e}", server.addr))?;
+    let mut c = crate::proto::machine_db_client::MachineDbClient::new(conn);
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.wake(crate::proto::WakeRequest {
+            machine: name.to_string(),
+        }),
+    )
+    .await
+    .map_err(|_| format!("{} did not answer within 10 s", server.addr))?
+    .map_err(|s| format!("{}: {}", server.addr, s.message()))?;
+    Ok(format!("{} (by {})", r.into_inner().interface, server.addr))
+}
+
 /// `first`, or for a machine to wake that was not ready, the check after
 /// waking it.
 pub async fn wake_if_asleep(
@@ -22,7 +64,7 @@ pub async fn wake_if_asleep(
     login: &SshLogin,
     checks: &[ReadinessCheck],
     reach: &Reach,
-    wakes: &Arc<Mutex<crate::wake::Limiter>>,
+    waker: &Waker,
     first: Checked,
 ) -> Checked {
     let Err(NotReady::Check(why)) = &first.ready else {
@@ -35,18 +77,16 @@ pub async fn wake_if_asleep(
         ready: Err(NotReady::Check(reason)),
         first_key: None,
     };
-    let allowed = wakes
+    let allowed = waker
+        .limiter
         .lock()
         .map_err(|_| "the wake limiter is poisoned".to_string())
         .and_then(|mut l| l.allow(&m.name, Instant::now()).map_err(|e| e.to_string()));
     if let Err(e) = allowed {
         return not_ready(format!("{why}; {e}"));
     }
-    let (name, mac, ips) = (m.name.clone(), m.mac.clone(), m.ips.clone());
-    match tokio::task::spawn_blocking(move || crate::wake::send(&name, &mac, &ips)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return not_ready(format!("{why}; waking it failed: {e}")),
-        Err(e) => return not_ready(format!("{why}; waking it failed: {e}")),
+    if let Err(e) = waker.send(m).await {
+        return not_ready(format!("{why}; waking it failed: {e}"));
     }
     let Some(ip) = m.ips.first().and_then(|i| i.parse::<IpAddr>().ok()) else {
         return first;

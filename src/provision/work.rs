@@ -119,19 +119,22 @@ impl Runner {
     ) -> Vec<ready::Checked> {
         let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(CHECKS_IN_FLIGHT));
         let mut tasks = tokio::task::JoinSet::new();
+        let policy = self.policy();
         for (i, (m, t)) in machines.iter().enumerate() {
-            let (m, t, slots) = ((*m).clone(), t.clone(), slots.clone());
+            let (mut m, t, slots) = ((*m).clone(), t.clone(), slots.clone());
+            // Its use's `wake` in mdb.yaml counts as its own.
+            m.wake = policy.wakes(&m);
             let (login, checks) = (self.cfg.ssh.clone(), self.readiness.checks.clone());
             let reach = ready::Reach {
                 trusted: self.pins.trusted(&m),
                 away: self.elsewhere.contains_key(&m.name),
             };
-            let wakes = self.wakes.clone();
+            let waker = self.waker.clone();
             tasks.spawn(async move {
                 let _slot = slots.acquire_owned().await;
                 let first = ready::check(&m, &t, &login, &checks, &reach).await;
                 let checked =
-                    super::waking::wake_if_asleep(&m, &t, &login, &checks, &reach, &wakes, first)
+                    super::waking::wake_if_asleep(&m, &t, &login, &checks, &reach, &waker, first)
                         .await;
                 (i, checked)
             });

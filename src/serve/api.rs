@@ -15,7 +15,8 @@ use crate::{
         HostHistory, HostState, ListClustersRequest, ListClustersResponse, ListDiscoveredRequest,
         ListDiscoveredResponse, ListHostHistoryRequest, ListHostHistoryResponse,
         ListMachinesRequest, ListMachinesResponse, Machine, Provisioner, Stats,
-        SuggestAddressRequest, SuggestAddressResponse, UseKind, WatchRequest,
+        SuggestAddressRequest, SuggestAddressResponse, UseKind, WakeRequest, WakeResponse,
+        WatchRequest,
     },
     serve::metrics::GrpcMetrics,
 };
@@ -46,6 +47,8 @@ pub struct Api {
     /// A place per open Watch stream, and per client address.
     watches: Arc<tokio::sync::Semaphore>,
     watches_per_client: Arc<crate::limit::PerAddress>,
+    /// Wakes asked of this server in the last hour, per machine.
+    wakes: Arc<std::sync::Mutex<crate::wake::Limiter>>,
 }
 
 impl Api {
@@ -56,6 +59,7 @@ impl Api {
             shutdown,
             watches: Arc::new(tokio::sync::Semaphore::new(MAX_WATCHES)),
             watches_per_client: Arc::new(crate::limit::PerAddress::new(MAX_WATCHES_PER_CLIENT)),
+            wakes: Arc::default(),
         }
     }
 
@@ -297,6 +301,16 @@ impl MachineDb for Api {
         self.track(started, "GetCluster", r)
     }
 
+    async fn wake(&self, req: Request<WakeRequest>) -> Result<Response<WakeResponse>, Status> {
+        let started = std::time::Instant::now();
+        let key = req.get_ref().machine.clone();
+        let r = match checked_key("machine", &key).and_then(|_| self.snapshot()) {
+            Ok(s) => wake(&s, &key, &self.wakes).await,
+            Err(e) => Err(e),
+        };
+        self.track(started, "Wake", r)
+    }
+
     async fn get_stats(&self, _req: Request<GetStatsRequest>) -> Result<Response<Stats>, Status> {
         let started = std::time::Instant::now();
         let r = Ok(self.stats());
@@ -414,6 +428,11 @@ impl MachineDb for Api {
                     .iter()
                     .map(|(name, t)| (name.clone(), t.word().to_string()))
                     .collect(),
+                wake_uses: policy
+                    .wake
+                    .iter()
+                    .map(|k| crate::db::kind_name(*k as i32).to_string())
+                    .collect(),
             }
         });
         self.track(started, "GetReadiness", r)
@@ -460,5 +479,44 @@ impl MachineDb for Api {
             )
         });
         self.track(started, "Watch", stream)
+    }
+}
+
+/// Wakes the machine named (by name or MAC) of `snap` on its subnet's
+/// link: only machines of the database, within the hourly bound.
+async fn wake(
+    snap: &Snapshot,
+    key: &str,
+    wakes: &std::sync::Mutex<crate::wake::Limiter>,
+) -> Result<WakeResponse, Status> {
+    let by_mac = key
+        .parse::<crate::net::Mac>()
+        .ok()
+        .and_then(|m| snap.by_mac(m));
+    let m = snap
+        .by_name(key)
+        .or(by_mac)
+        .ok_or_else(|| Status::not_found(format!("no machine with name or MAC {key:?}")))?
+        .clone();
+    wakes
+        .lock()
+        .map_err(|_| Status::internal("the wake limiter is poisoned"))?
+        .allow(&m.name, std::time::Instant::now())
+        .map_err(|e| Status::resource_exhausted(e.to_string()))?;
+    let (name, mac, ips) = (m.name.clone(), m.mac.clone(), m.ips.clone());
+    let sent = tokio::task::spawn_blocking(move || crate::wake::send(&name, &mac, &ips))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+    match sent {
+        Ok(interface) => Ok(WakeResponse {
+            machine: m.name,
+            interface,
+        }),
+        Err(
+            e @ (crate::wake::Error::NoMac(_)
+            | crate::wake::Error::NoAddress(_)
+            | crate::wake::Error::NotAttached { .. }),
+        ) => Err(Status::failed_precondition(e.to_string())),
+        Err(e) => Err(Status::internal(e.to_string())),
     }
 }

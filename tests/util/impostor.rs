@@ -229,6 +229,12 @@ impl MachineDb for Impostor {
     ) -> Result<Response<mdb::proto::SuggestAddressResponse>, Status> {
         Err(Status::unimplemented("impostor"))
     }
+    async fn wake(
+        &self,
+        _: Request<mdb::proto::WakeRequest>,
+    ) -> Result<Response<mdb::proto::WakeResponse>, Status> {
+        Err(Status::unimplemented("impostor"))
+    }
     async fn get_host_history(
         &self,
         _: Request<mdb::proto::GetHostHistoryRequest>,
