@@ -1,36 +1,83 @@
 //! Wake-on-LAN with real parts: a namespace host is a sleeping machine
 //! whose sshd starts only once a listener on its link (tests/py/
 //! wol_listen.py, a raw socket like a network card's) sees a magic packet
-//! for its MAC. The runner wakes a `wake: true` machine it finds not ready,
-//! waits for its SSH and provisions it (real sshd and Ansible); `mdb wake`
-//! does the same by hand.
+//! for its MAC. The runner wakes a `wake: true` machine it finds not ready
+//! and provisions it once it is up (real sshd and Ansible); `mdb wake` does
+//! the same by hand, directly or through the scanner.
 
 use crate::util;
 
-use std::time::{Duration, Instant};
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
 use util::{bench::Bench, lan::HostSpec};
 
 const LAB: &str = "subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\n    static: 198.18.0.10-198.18.0.99\nscan:\n  ports: [22]\n";
 const SLEEPY_MAC: &str = "00:16:3e:00:07:21";
 const DESK_MAC: &str = "00:16:3e:00:07:22";
+const TOKEN: &str = "read-and-wake-token-0123456789";
 
+/// sleepy wakes; desk is a dev box too, but not marked: never woken.
 fn machines() -> Vec<String> {
     vec![
         format!("  - name: sleepy\n    ip: 198.18.0.21\n    mac: {SLEEPY_MAC}\n    use: {{ development: server }}\n    ssh: {{ user: root }}\n    wake: true\n"),
-        format!("  - name: desk\n    ip: 198.18.0.22\n    mac: {DESK_MAC}\n    use: games\n"),
+        format!("  - name: desk\n    ip: 198.18.0.22\n    mac: {DESK_MAC}\n    use: {{ development: server }}\n    ssh: {{ user: root }}\n"),
     ]
 }
 
-fn wait_for_file(path: &std::path::Path, secs: u64) -> bool {
+fn wakes_seen(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+fn wait_until(what: &str, secs: u64, cond: impl Fn() -> bool) {
     let until = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < until {
-        if path.exists() {
-            return true;
-        }
+    while !cond() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    false
+}
+
+/// A listener on host `i` for `mac`, ready before this returns.
+fn listen(b: &mut Bench, i: usize, mac: &str, once: bool) -> PathBuf {
+    let file = b.dir.join(format!("woken-{i}"));
+    let mut args = vec!["eth0", mac, file.to_str().expect("path")];
+    if once {
+        args.push("--once");
+    }
+    b.lan.spawn_py_in_host(i, "wol_listen.py", &args);
+    let ready = PathBuf::from(format!("{}.ready", file.display()));
+    wait_until("the listener", 10, || ready.exists());
+    file
+}
+
+/// `mdb serve` on 0.0.0.0:50051 that wants a token of scope read or wake
+/// (one file holds one token for both), and the runner's config with
+/// `wake_timeout` and that token.
+fn serve_and_config(b: &mut Bench, wake_timeout: &str) -> (PathBuf, PathBuf) {
+    let token = b.dir.join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).expect("token");
+    let serve = b.dir.join("serve.toml");
+    std::fs::write(
+        &serve,
+        format!(
+            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"100ms\"\n\n[server]\ngrpc_listen = \"0.0.0.0:50051\"\nmetrics_listen = \"127.0.0.1:9090\"\n\n[server.tokens]\nread = \"{t}\"\nwake = \"{t}\"\n",
+            b.repo.url(),
+            b.dir.join("checkout").display(),
+            t = token.display(),
+        ),
+    )
+    .expect("serve config");
+    b.start_server_with(&["serve", "--config", serve.to_str().expect("path")], &[]);
+    let cfg = b.config("PLAYBOOK -i {inventory} --limit {hosts} SITE");
+    let text = std::fs::read_to_string(&cfg).expect("runner config");
+    let extra = format!(
+        "[provision]\nwake_timeout = \"{wake_timeout}\"\ntoken_file = \"{}\"\n",
+        token.display()
+    );
+    std::fs::write(&cfg, text.replacen("[provision]\n", &extra, 1)).expect("runner config");
+    (cfg, token)
 }
 
 #[test]
@@ -54,58 +101,22 @@ fn a_sleeping_machine_is_woken_then_provisioned_and_mdb_wake_wakes_by_hand() {
             ..Default::default()
         },
     ]);
+    let scanner = b.lan.scanner.clone();
     std::process::Command::new("ip")
-        .args([
-            "-n",
-            &b.lan.scanner,
-            "addr",
-            "add",
-            "198.19.0.1/24",
-            "dev",
-            "br0",
-        ])
+        .args(["-n", &scanner, "addr", "add", "198.19.0.1/24", "dev", "br0"])
         .status()
         .expect("ip");
-    let woken = [b.dir.join("woken-0"), b.dir.join("woken-1")];
-    for (i, (mac, file)) in [SLEEPY_MAC, DESK_MAC].iter().zip(&woken).enumerate() {
-        b.lan.spawn_py_in_host(
-            i,
-            "wol_listen.py",
-            &["eth0", mac, file.to_str().expect("path")],
-        );
-    }
+    let sleepy_card = listen(&mut b, 0, SLEEPY_MAC, true);
+    let desk_card = listen(&mut b, 1, DESK_MAC, false);
     b.commit_with(LAB, &machines(), "lab");
-    let serve = b.dir.join("serve.toml");
-    std::fs::write(
-        &serve,
-        format!(
-            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"100ms\"\n\n[server]\ngrpc_listen = \"0.0.0.0:50051\"\nmetrics_listen = \"127.0.0.1:9090\"\n",
-            b.repo.url(),
-            b.dir.join("checkout").display(),
-        ),
-    )
-    .expect("serve config");
-    b.start_server_with(&["serve", "--config", serve.to_str().expect("path")], &[]);
-    let cfg = b.config("PLAYBOOK -i {inventory} --limit {hosts} SITE");
-    let text = std::fs::read_to_string(&cfg).expect("runner config");
-    std::fs::write(
-        &cfg,
-        text.replacen("[provision]\n", "[provision]\nwake_timeout = \"60s\"\n", 1),
-    )
-    .expect("runner config");
+    let (cfg, token) = serve_and_config(&mut b, "60s");
     b.start_runner(&cfg);
 
     // Asleep: no sshd until the magic packet comes.
-    assert!(
-        wait_for_file(&woken[0], 60),
-        "the runner sent sleepy a magic packet; runner log: {}",
-        std::fs::read_to_string(b.dir.join("provision.log")).unwrap_or_default()
-    );
+    wait_until("the runner to send sleepy a magic packet", 60, || {
+        wakes_seen(&sleepy_card) > 0
+    });
     let woke_at = Instant::now();
-    assert!(
-        !woken[1].exists(),
-        "desk is not marked wake and was not woken"
-    );
     b.lan.start_sshd(0);
     b.authorize(0, true);
     b.wait("sleepy provisioned after waking", 90, || {
@@ -120,6 +131,9 @@ fn a_sleeping_machine_is_woken_then_provisioned_and_mdb_wake_wakes_by_hand() {
         "the playbook ran on sleepy: {:?}",
         b.marker("machine-sleepy")
     );
+    // desk, not ready the whole time but not marked, got no packet.
+    assert!(b.status("desk").is_some_and(|s| s["result"] != "ok"));
+    assert_eq!(wakes_seen(&desk_card), 0, "desk is not marked wake");
 
     // By hand, from the DB checkout: the packet goes out on br0.
     let checkout = b.dir.join("checkout");
@@ -132,24 +146,22 @@ fn a_sleeping_machine_is_woken_then_provisioned_and_mdb_wake_wakes_by_hand() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("woke desk (00:16:3e:00:07:22) on br0"));
-    assert!(wait_for_file(&woken[1], 10), "desk's card saw the packet");
+    wait_until("desk's card to see the packet", 10, || {
+        wakes_seen(&desk_card) == 1
+    });
+
     // From the laptop, by MAC: it is on no link of desk's subnet, so the
-    // scanner sends the packet (its Wake call).
-    std::fs::remove_file(&woken[1]).expect("rm");
-    b.lan.spawn_py_in_host(
-        1,
-        "wol_listen.py",
-        &["eth0", DESK_MAC, woken[1].to_str().expect("path")],
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    let from_laptop = |what: &str| {
+    // scanner sends the packet (its Wake call, with the wake token).
+    let from_laptop = |what: &str, token: &Path| {
         std::process::Command::new("ip")
             .args(["netns", "exec", &b.lan.hosts[2].ns, util::bin()])
             .args(["wake", what, "--server", "198.19.0.1:50051"])
+            .env("MDB_TOKEN_FILE", token)
+            .env("MDB_ALLOW_PLAINTEXT", "1")
             .output()
             .expect("mdb wake")
     };
-    let out = from_laptop(DESK_MAC);
+    let out = from_laptop(DESK_MAC, &token);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -157,22 +169,37 @@ fn a_sleeping_machine_is_woken_then_provisioned_and_mdb_wake_wakes_by_hand() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(said.contains("on br0 (by 198.19.0.1:50051)"), "{said}");
+    wait_until("desk's card to see the scanner's packet", 10, || {
+        wakes_seen(&desk_card) == 2
+    });
+    // The scanner counts desk by machine, whether named by MAC or name:
+    // two more, then the fourth of the hour is the last.
+    for n in 2..=4 {
+        let out = from_laptop("desk", &token);
+        assert!(
+            out.status.success(),
+            "wake {n}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = from_laptop("desk", &token);
+    assert!(!out.status.success());
     assert!(
-        wait_for_file(&woken[1], 10),
-        "desk's card saw the scanner's packet"
+        String::from_utf8_lossy(&out.stderr).contains("4 times in the last hour"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    // The scanner wakes a machine a few times an hour at most.
-    let refused = (0..5)
-        .map(|_| from_laptop("desk"))
-        .find(|o| !o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-        .unwrap_or_default();
-    assert!(refused.contains("times in the last hour"), "{refused:?}");
+    // A token of another scope wakes nothing.
+    let reader = b.dir.join("reader");
+    std::fs::write(&reader, "not-a-wake-token-0123456789\n").expect("token");
+    let out = from_laptop("desk", &reader);
+    assert!(!out.status.success());
     // Only machines of the database are woken.
     let out = b
         .lan
         .mdb(&["wake", "nosuch", "--db", checkout.to_str().expect("path")]);
-    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no machine of the database"));
+    assert_eq!(wakes_seen(&desk_card), 5, "five packets for desk in all");
 }
 
 /// A machine that stays asleep is reported so, and not woken without end;
@@ -184,29 +211,11 @@ fn a_machine_that_never_wakes_is_told_and_woken_a_bounded_number_of_times() {
         mac: SLEEPY_MAC,
         ..Default::default()
     }]);
-    // Woken by its use's word in mdb.yaml, not its own `wake: true`.
+    let card = listen(&mut b, 0, SLEEPY_MAC, false);
     let lab = format!("{LAB}provision:\n  wake: [development]\n");
     let sleepy = machines()[0].replace("    wake: true\n", "");
     b.commit_with(&lab, &[sleepy], "lab");
-    let serve = b.dir.join("serve.toml");
-    std::fs::write(
-        &serve,
-        format!(
-            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"100ms\"\n\n[server]\ngrpc_listen = \"127.0.0.1:50051\"\nmetrics_listen = \"127.0.0.1:9090\"\n",
-            b.repo.url(),
-            b.dir.join("checkout").display(),
-        ),
-    )
-    .expect("serve config");
-    b.start_server_with(&["serve", "--config", serve.to_str().expect("path")], &[]);
-    let cfg = b.config("PLAYBOOK -i {inventory} --limit {hosts} SITE");
-    let text = std::fs::read_to_string(&cfg).expect("runner config");
-    std::fs::write(
-        &cfg,
-        text.replacen("[provision]\n", "[provision]\nwake_timeout = \"2s\"\n", 1),
-    )
-    .expect("runner config");
-    // Count the magic packets on the link, as the scanner's bridge sees them.
+    let (cfg, _) = serve_and_config(&mut b, "2s");
     b.start_runner(&cfg);
     b.wait("sleepy told woken, not up", 60, || {
         b.status("sleepy").is_some_and(|s| {
@@ -221,7 +230,9 @@ fn a_machine_that_never_wakes_is_told_and_woken_a_bounded_number_of_times() {
             s["reason"]
                 .as_str()
                 .unwrap_or_default()
-                .contains("times in the last hour")
+                .contains("4 times in the last hour")
         })
     });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(wakes_seen(&card), 4, "four packets in the hour, no more");
 }

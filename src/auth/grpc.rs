@@ -52,7 +52,7 @@ impl Refused {
         Refused(crate::metrics::counter_by(
             r,
             "grpc_unauthenticated_total",
-            "gRPC calls refused as UNAUTHENTICATED, by reason (missing, invalid, scope).",
+            "gRPC calls refused as UNAUTHENTICATED, by reason (missing, invalid, scope, unguarded: Wake on a server without credentials).",
             "reason",
             &reasons,
         ))
@@ -92,6 +92,10 @@ impl AuthLayer {
             return Ok(());
         };
         if self.is_open() {
+            // Waking sends packets on the LAN: an open server wakes nothing.
+            if allowed == [Scope::Wake] {
+                return Err(Denied::Unguarded);
+            }
             return Ok(());
         }
         if self.client_certs && verified_client(req) {
@@ -156,6 +160,7 @@ where
                     Denied::Missing => "a token or a client certificate is required",
                     Denied::Invalid => "the token is not valid",
                     Denied::Scope => "the token's scope does not allow this call",
+                    Denied::Unguarded => "this server asks nobody for credentials, so it wakes nothing: give it [server.tokens] wake (or a client CA)",
                 };
                 let status = tonic::Status::unauthenticated(why);
                 Box::pin(async move { Ok(status.into_http()) })
@@ -190,5 +195,21 @@ mod tests {
             required("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
             Some(&[Scope::Read][..])
         );
+    }
+
+    #[test]
+    fn an_open_server_answers_all_but_wake() {
+        let layer = AuthLayer::new(
+            Arc::new(Tokens::default()),
+            false,
+            Refused::register(&prometheus::Registry::new()),
+        );
+        let call = |path: &str| {
+            let req = http::Request::builder().uri(path).body(()).unwrap();
+            layer.decide(&req)
+        };
+        assert!(layer.is_open());
+        assert_eq!(call("/mdb.v1.MachineDb/ListMachines"), Ok(()));
+        assert_eq!(call("/mdb.v1.MachineDb/Wake"), Err(Denied::Unguarded));
     }
 }

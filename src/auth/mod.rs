@@ -55,6 +55,9 @@ pub enum Denied {
     Invalid,
     /// A token of another scope than the call needs.
     Scope,
+    /// A call that sends packets (Wake) on a server that asks nobody for
+    /// credentials: it is refused to everyone.
+    Unguarded,
 }
 
 impl Denied {
@@ -62,6 +65,7 @@ impl Denied {
         ("missing", Denied::Missing),
         ("invalid", Denied::Invalid),
         ("scope", Denied::Scope),
+        ("unguarded", Denied::Unguarded),
     ];
 
     pub fn word(self) -> &'static str {

@@ -185,7 +185,16 @@ pub async fn wake(target: &str, db: Option<&std::path::Path>, server: &str) -> a
         }
         None => {
             let mut c = client::connect(server).await?;
-            client::get(&mut c, target).await?
+            let m = client::get(&mut c, target).await?;
+            // What answers at the server's address names the MAC and
+            // subnet a packet goes to: held to the DB's own forms first.
+            crate::db::received::check_machine(&m).map_err(|e| {
+                anyhow::anyhow!(
+                    "{server} sent a machine that does not validate: {}",
+                    crate::escape::terminal(&e)
+                )
+            })?;
+            m
         }
     };
     let (name, mac, ips) = (m.name.clone(), m.mac.clone(), m.ips.clone());

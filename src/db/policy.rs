@@ -185,6 +185,20 @@ pub fn parse(node: &yaml::Node, problems: &mut Vec<Problem>) -> Policy {
             )),
         }
     }
+    if let Some(n) = f.get("wake") {
+        for kind in out
+            .wake
+            .iter()
+            .filter(|k| out.uses.get(k) == Some(&Treatment::None))
+        {
+            let word = super::kind_name(*kind as i32);
+            problems.push(f.problem(
+                n,
+                "wake",
+                format!("{word} machines are left alone (provision: {word}: none), so waking them does nothing"),
+            ));
+        }
+    }
     let Some(list) = f.get("machines") else {
         return out;
     };
@@ -252,7 +266,7 @@ mod tests {
 
     #[test]
     fn a_use_can_be_woken_and_its_words_travel_to_the_runner() {
-        let (p, problems) = policy("wake: [games, development]\n");
+        let (p, problems) = policy("games: pc-setup\nwake: [games, development]\n");
         assert!(problems.is_empty(), "{problems:?}");
         let pc = Machine {
             name: "pc".into(),
@@ -275,6 +289,11 @@ mod tests {
         let (_, problems) = policy("wake: [gmaes]\n");
         assert!(
             problems[0].to_string().contains("\"gmaes\" is no use"),
+            "{problems:?}"
+        );
+        let (_, problems) = policy("wake: [games]\n");
+        assert!(
+            problems[0].to_string().contains("waking them does nothing"),
             "{problems:?}"
         );
     }

@@ -113,10 +113,7 @@ impl Runner {
             refused: Refusal::default(),
             pins: super::pins::Pins::load(&cfg.state_dir),
             last_seen: BTreeMap::new(),
-            waker: super::waking::Waker {
-                limiter: Default::default(),
-                server: cfg.server.clone(),
-            },
+            waker: super::waking::Waker::new(cfg.server.clone()),
             announcer: Default::default(),
             cfg,
         })

@@ -1,18 +1,19 @@
-//! A machine marked `wake: true` that is not ready is woken (a magic
-//! packet on its subnet's link, at most a few times an hour), its SSH port
-//! is awaited for `wake_timeout`, and only then is it judged again.
+//! A machine marked `wake: true` (or of a use `provision: wake:` lists)
+//! that is not ready is woken (a magic packet on its subnet's link, from
+//! here or by the server, at most a few times an hour) and given
+//! `wake_timeout` to come up; the runner's retries judge it meanwhile.
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use super::ready::{self, Checked, NotReady, Reach, SshLogin};
-use crate::{db::policy::Treatment, proto::Machine, proto::ReadinessCheck};
+use super::ready::{Checked, NotReady, Reach, SshLogin};
+use crate::proto::Machine;
 
-/// How often a woken machine's SSH port is tried.
-const POLL: Duration = Duration::from_millis(500);
+/// Asking a server to wake, connection included, ends by then.
+pub const ASK_DEADLINE: Duration = Duration::from_secs(10);
 
 /// What waking takes: the hourly bound, and the server to ask when this
 /// runner is on no link of the machine's subnet (a scanner that is).
@@ -20,9 +21,34 @@ const POLL: Duration = Duration::from_millis(500);
 pub struct Waker {
     pub limiter: Arc<Mutex<crate::wake::Limiter>>,
     pub server: crate::dial::Remote,
+    /// When each machine was last woken, until it is up or given up on.
+    woken: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl Waker {
+    pub fn new(server: crate::dial::Remote) -> Waker {
+        Waker {
+            server,
+            ..Waker::default()
+        }
+    }
+
+    fn woken_at(&self, name: &str) -> Option<Instant> {
+        self.woken.lock().ok()?.get(name).copied()
+    }
+
+    fn remember(&self, name: &str, at: Instant) {
+        if let Ok(mut w) = self.woken.lock() {
+            w.insert(name.to_string(), at);
+        }
+    }
+
+    fn forget(&self, name: &str) {
+        if let Ok(mut w) = self.woken.lock() {
+            w.remove(name);
+        }
+    }
+
     /// Sends the packet from here when attached, else asks the server.
     async fn send(&self, m: &Machine) -> Result<String, String> {
         let (name, mac, ips) = (m.name.clone(), m.mac.clone(), m.ips.clone());
@@ -38,36 +64,50 @@ impl Waker {
 }
 
 /// Asks `server` (a scanner on the machine's segment) to wake `name`.
+/// Asks `server` (a scanner on the machine's segment) to wake `name`;
+/// connecting and answering together within [`ASK_DEADLINE`].
 pub async fn ask_server(server: &crate::dial::Remote, name: &str) -> Result<String, String> {
-    let conn = crate::dial::connect(&server.addr, &server.creds)
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("{}: {e}", server.addr))?;
-    let mut c = crate::proto::machine_db_client::MachineDbClient::new(conn);
-    let r = tokio::time::timeout(
-        Duration::from_secs(10),
+    let ask = async {
+        let conn = crate::dial::connect(&server.addr, &server.creds)
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("{}: {e}", server.addr))?;
+        let mut c = crate::proto::machine_db_client::MachineDbClient::new(conn);
         c.wake(crate::proto::WakeRequest {
             machine: name.to_string(),
-        }),
-    )
-    .await
-    .map_err(|_| format!("{} did not answer within 10 s", server.addr))?
-    .map_err(|s| format!("{}: {}", server.addr, s.message()))?;
+        })
+        .await
+        .map_err(|s| format!("{}: {}", server.addr, s.message()))
+    };
+    let r = tokio::time::timeout(ASK_DEADLINE, ask)
+        .await
+        .map_err(|_| {
+            format!(
+                "{} did not answer within {}",
+                server.addr,
+                words(ASK_DEADLINE)
+            )
+        })??;
     Ok(format!("{} (by {})", r.into_inner().interface, server.addr))
 }
 
-/// `first`, or for a machine to wake that was not ready, the check after
-/// waking it.
+/// `first`, or for a machine to wake that is not ready: woken now (within
+/// the hourly bound) and told so, then given `wake_timeout` to come up, in
+/// which it is checked again on each retry without another packet; past it,
+/// "woken, not up after …". Nothing here waits: a sleeping machine holds no
+/// check slot, and the runner's retries find it once it is up.
 pub async fn wake_if_asleep(
     m: &Machine,
-    treatment: &Treatment,
-    login: &SshLogin,
-    checks: &[ReadinessCheck],
     reach: &Reach,
+    login: &SshLogin,
     waker: &Waker,
     first: Checked,
 ) -> Checked {
+    let now = Instant::now();
     let Err(NotReady::Check(why)) = &first.ready else {
+        if first.ready.is_ok() {
+            waker.forget(&m.name);
+        }
         return first;
     };
     if !m.wake || reach.away {
@@ -77,44 +117,35 @@ pub async fn wake_if_asleep(
         ready: Err(NotReady::Check(reason)),
         first_key: None,
     };
+    if let Some(at) = waker.woken_at(&m.name) {
+        let waited = now.duration_since(at);
+        if waited < login.wake_timeout {
+            return not_ready(format!(
+                "woken, waiting up to {} for it to come up",
+                words(login.wake_timeout)
+            ));
+        }
+        waker.forget(&m.name);
+        return not_ready(format!("woken, not up after {}", words(login.wake_timeout)));
+    }
     let allowed = waker
         .limiter
         .lock()
         .map_err(|_| "the wake limiter is poisoned".to_string())
-        .and_then(|mut l| l.allow(&m.name, Instant::now()).map_err(|e| e.to_string()));
+        .and_then(|mut l| l.allow(&m.name, now).map_err(|e| e.to_string()));
     if let Err(e) = allowed {
         return not_ready(format!("{why}; {e}"));
     }
-    if let Err(e) = waker.send(m).await {
-        return not_ready(format!("{why}; waking it failed: {e}"));
-    }
-    let Some(ip) = m.ips.first().and_then(|i| i.parse::<IpAddr>().ok()) else {
-        return first;
-    };
-    let addr = SocketAddr::new(ip, crate::discover::classify::ssh_port(m));
-    if !port_opens(addr, login.wake_timeout).await {
-        return not_ready(format!("woken, not up after {}", words(login.wake_timeout)));
-    }
-    ready::check(m, treatment, login, checks, reach).await
-}
-
-/// Whether `addr` accepts a connection within `wait`.
-async fn port_opens(addr: SocketAddr, wait: Duration) -> bool {
-    let until = tokio::time::Instant::now() + wait;
-    loop {
-        let left = until.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
-            return false;
+    match waker.send(m).await {
+        Ok(iface) => {
+            waker.remember(&m.name, now);
+            tracing::info!(machine = %m.name, via = %iface, "woken: {why}");
+            not_ready(format!(
+                "woken, waiting up to {} for it to come up",
+                words(login.wake_timeout)
+            ))
         }
-        let tried = tokio::time::timeout(
-            left.min(Duration::from_secs(2)),
-            tokio::net::TcpStream::connect(addr),
-        );
-        if let Ok(Ok(_)) = tried.await {
-            return true;
-        }
-        tokio::time::sleep(POLL.min(until.saturating_duration_since(tokio::time::Instant::now())))
-            .await;
+        Err(e) => not_ready(format!("{why}; waking it failed: {e}")),
     }
 }
 

@@ -134,8 +134,7 @@ impl Runner {
                 let _slot = slots.acquire_owned().await;
                 let first = ready::check(&m, &t, &login, &checks, &reach).await;
                 let checked =
-                    super::waking::wake_if_asleep(&m, &t, &login, &checks, &reach, &waker, first)
-                        .await;
+                    super::waking::wake_if_asleep(&m, &reach, &login, &waker, first).await;
                 (i, checked)
             });
         }
