@@ -152,17 +152,8 @@ pub fn parse(frame: &[u8], ours: Mac) -> Option<Claim> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::link;
     use super::*;
-
-    fn link() -> Link {
-        Link {
-            name: "br0".into(),
-            index: 1,
-            mac: "02:00:00:00:00:01".parse().unwrap(),
-            sources: vec!["fe80::1".parse().unwrap(), "2001:db8:1::1".parse().unwrap()],
-            prefixes: vec!["2001:db8:1::/64".parse().unwrap()],
-        }
-    }
 
     /// A frame from `mac` as a host would send it (reusing our builder
     /// with the roles turned round).

@@ -297,7 +297,9 @@ fn solicitations(link: &Link, table: &Table, known: &[Ipv6Addr]) -> Vec<Ipv6Addr
 mod tests {
     use super::*;
 
-    fn link() -> Link {
+    /// The scanner's link of the unit tests: a link-local and a global
+    /// source, one /64.
+    pub(super) fn link() -> Link {
         Link {
             name: "br0".into(),
             index: 1,
