@@ -73,6 +73,17 @@ pub struct Held {
     pub last_seen: i64,
 }
 
+impl Held {
+    /// An address one sweep saw, with no history behind it.
+    pub fn once(ip: Ipv6Addr) -> Held {
+        Held {
+            ip,
+            first_seen: 0,
+            last_seen: 0,
+        }
+    }
+}
+
 /// The kind of each of a device's addresses (same order). Link-local by
 /// prefix; an EUI-64 of its MAC or an address the database lists is
 /// stable. Of the others in one /64: beside a stable one, temporary;

@@ -172,11 +172,7 @@ pub async fn wake(target: &str, db: Option<&std::path::Path>, server: &str) -> a
     let m = match db {
         Some(dir) => {
             let snap = load_checkout(dir)?;
-            let by_mac = target
-                .parse::<crate::net::Mac>()
-                .ok()
-                .and_then(|m| snap.by_mac(m));
-            snap.by_name(target).or(by_mac).cloned().ok_or_else(|| {
+            snap.by_name_or_mac(target).cloned().ok_or_else(|| {
                 anyhow::anyhow!(
                     "{target:?} is no machine of the database in {}",
                     dir.display()
@@ -197,22 +193,12 @@ pub async fn wake(target: &str, db: Option<&std::path::Path>, server: &str) -> a
             m
         }
     };
-    let (name, mac, ips) = (m.name.clone(), m.mac.clone(), m.ips.clone());
-    let iface =
-        match tokio::task::spawn_blocking(move || crate::wake::send(&name, &mac, &ips)).await? {
-            Ok(iface) => iface,
-            // On no link of its subnet: the server (a scanner there) sends it.
-            Err(crate::wake::Error::NotAttached { .. }) => {
-                let remote = crate::dial::Remote {
-                    addr: server.to_string(),
-                    creds: crate::dial::cli_credentials(),
-                };
-                crate::provision::waking::ask_server(&remote, &m.name)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{} is on no link here, and {e}", m.name))?
-            }
-            Err(e) => return Err(e.into()),
-        };
+    // On no link of its subnet, the server (a scanner there) sends it.
+    let waker = crate::provision::waking::Waker::new(crate::dial::Remote {
+        addr: server.to_string(),
+        creds: crate::dial::cli_credentials(),
+    });
+    let iface = waker.send(&m).await.map_err(anyhow::Error::msg)?;
     println!("woke {} ({}) on {iface}", m.name, m.mac);
     Ok(())
 }

@@ -82,6 +82,13 @@ impl Snapshot {
     }
 
     /// By name, IP or MAC, whichever `key` parses as.
+    /// A machine by its name or its MAC (not by address: a magic packet
+    /// is for a machine, not for whoever holds an IP now).
+    pub fn by_name_or_mac(&self, key: &str) -> Option<&Machine> {
+        let by_mac = || key.parse::<Mac>().ok().and_then(|m| self.by_mac(m));
+        self.by_name(key).or_else(by_mac)
+    }
+
     pub fn lookup(&self, key: &str) -> Option<&Machine> {
         let key = key.trim();
         if let Ok(ip) = key.parse::<IpAddr>() {

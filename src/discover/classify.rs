@@ -117,13 +117,7 @@ pub fn observed(o: &Observation) -> DiscoveredHost {
 }
 
 fn seen_once(v6: &[std::net::Ipv6Addr]) -> Vec<ipv6::Held> {
-    v6.iter()
-        .map(|&ip| ipv6::Held {
-            ip,
-            first_seen: 0,
-            last_seen: 0,
-        })
-        .collect()
+    v6.iter().map(|&ip| ipv6::Held::once(ip)).collect()
 }
 
 /// States an observation shows by itself, whatever the database says:

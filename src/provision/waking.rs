@@ -49,15 +49,14 @@ impl Waker {
         }
     }
 
-    /// Sends the packet from here when attached, else asks the server.
-    async fn send(&self, m: &Machine) -> Result<String, String> {
-        let (name, mac, ips) = (m.name.clone(), m.mac.clone(), m.ips.clone());
-        let here = tokio::task::spawn_blocking(move || crate::wake::send(&name, &mac, &ips))
-            .await
-            .map_err(|e| e.to_string())?;
-        match here {
+    /// Sends the packet from here when attached, else asks the server;
+    /// the interface it went out of (and by whom).
+    pub async fn send(&self, m: &Machine) -> Result<String, String> {
+        match crate::wake::send_machine(m).await {
             Ok(iface) => Ok(iface),
-            Err(crate::wake::Error::NotAttached { .. }) => ask_server(&self.server, &m.name).await,
+            Err(crate::wake::Error::NotAttached { .. }) => ask_server(&self.server, &m.name)
+                .await
+                .map_err(|e| format!("{} is on no link here, and {e}", m.name)),
             Err(e) => Err(e.to_string()),
         }
     }

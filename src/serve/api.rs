@@ -489,13 +489,8 @@ async fn wake(
     key: &str,
     wakes: &std::sync::Mutex<crate::wake::Limiter>,
 ) -> Result<WakeResponse, Status> {
-    let by_mac = key
-        .parse::<crate::net::Mac>()
-        .ok()
-        .and_then(|m| snap.by_mac(m));
     let m = snap
-        .by_name(key)
-        .or(by_mac)
+        .by_name_or_mac(key)
         .ok_or_else(|| Status::not_found(format!("no machine with name or MAC {key:?}")))?
         .clone();
     wakes
@@ -503,11 +498,7 @@ async fn wake(
         .map_err(|_| Status::internal("the wake limiter is poisoned"))?
         .allow(&m.name, std::time::Instant::now())
         .map_err(|e| Status::resource_exhausted(e.to_string()))?;
-    let (name, mac, ips) = (m.name.clone(), m.mac.clone(), m.ips.clone());
-    let sent = tokio::task::spawn_blocking(move || crate::wake::send(&name, &mac, &ips))
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?;
-    match sent {
+    match crate::wake::send_machine(&m).await {
         Ok(interface) => Ok(WakeResponse {
             machine: m.name,
             interface,

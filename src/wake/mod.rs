@@ -95,6 +95,20 @@ pub fn send(name: &str, mac: &str, ips: &[String]) -> Result<String, Error> {
     Ok(iface)
 }
 
+/// [`send`] for a machine of the database, off the async threads (it
+/// opens a raw socket and lists the interfaces).
+pub async fn send_machine(m: &crate::proto::Machine) -> Result<String, Error> {
+    let (name, mac, ips) = (m.name.clone(), m.mac.clone(), m.ips.clone());
+    tokio::task::spawn_blocking(move || send(&name, &mac, &ips))
+        .await
+        .unwrap_or_else(|e| {
+            Err(Error::Send {
+                iface: String::new(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        })
+}
+
 /// Wakes per machine within the last hour.
 #[derive(Debug, Default)]
 pub struct Limiter {

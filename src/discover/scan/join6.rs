@@ -66,14 +66,7 @@ fn primary_order(
     ns: &[ndp::Neighbour],
     claims: &HashMap<Ipv6Addr, u32>,
 ) -> Vec<(bool, ipv6::Kind, Ipv6Addr)> {
-    let held: Vec<ipv6::Held> = ns
-        .iter()
-        .map(|n| ipv6::Held {
-            ip: n.ip,
-            first_seen: 0,
-            last_seen: 0,
-        })
-        .collect();
+    let held: Vec<ipv6::Held> = ns.iter().map(|n| ipv6::Held::once(n.ip)).collect();
     let kinds = ipv6::kinds(Some(mac), &held, &[]);
     let mut order: Vec<(bool, ipv6::Kind, Ipv6Addr)> = ns
         .iter()

@@ -262,13 +262,12 @@ pub fn search(sock: &Socket, link: &Link, p: &Params) -> io::Result<Outcome> {
 /// The wait after the last news: ARP's rule over the echo round trips
 /// (before any answer, its cap).
 fn adaptive(rtts: &[Duration]) -> Duration {
+    if rtts.is_empty() {
+        return arp::AUTO_CAP;
+    }
     let mut sorted = rtts.to_vec();
     sorted.sort();
-    let Some(p95) = sorted.get((sorted.len() * 95 / 100).min(sorted.len().saturating_sub(1)))
-    else {
-        return arp::AUTO_CAP;
-    };
-    (*p95 * arp::RTT_FACTOR).clamp(arp::GRACE, arp::AUTO_CAP)
+    arp::finish_wait(&sorted, arp::Wait::Auto)
 }
 
 /// The addresses to solicit: those known, and each found MAC's EUI-64
