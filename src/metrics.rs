@@ -77,6 +77,18 @@ pub fn int_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str
     )
 }
 
+pub fn gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::GaugeVec {
+    register(
+        registry,
+        prometheus::GaugeVec::new(Opts::new(name, help), labels).expect("valid"),
+    )
+}
+
 /// A gauge with one label whose every value exists from the start.
 pub fn int_gauge_by(
     registry: &Registry,

@@ -43,6 +43,7 @@ mod presence;
 mod provision;
 mod scan_edges;
 mod segments;
+mod snmp;
 mod sync;
 mod tls;
 mod two_filers;

@@ -46,8 +46,15 @@ pub enum LogFormat {
 /// Starts logging to stderr: colours only on a terminal, JSON on request.
 pub fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MDB_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("MDB_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The SNMP client logs each timeout of a router as an error; mdb says
+    // it once per read, with its source. MDB_LOG=async_snmp=… brings it back.
+    if !std::env::var("MDB_LOG").is_ok_and(|v| v.contains("async_snmp")) {
+        if let Ok(quiet) = "async_snmp=off".parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -280,10 +280,14 @@ pub fn discovered_table(hosts: &[crate::proto::DiscoveredHost], with_state: bool
         })
         .collect();
     let with_v6 = hosts.iter().any(|h| !h.ipv6_addresses.is_empty());
+    let with_source = hosts.iter().any(|h| !h.source.is_empty());
     let rows: Vec<Vec<String>> = rows
         .into_iter()
         .zip(hosts)
         .map(|(mut r, h)| {
+            if with_source {
+                r.insert(1, crate::export::view::seen_on(h));
+            }
             if with_v6 {
                 r.insert(1, crate::export::view::ipv6_text(h));
             }
@@ -310,6 +314,9 @@ pub fn discovered_table(hosts: &[crate::proto::DiscoveredHost], with_state: bool
     } else {
         vec!["IP", "MAC", "VENDOR", "NAME", "PORTS"]
     };
+    if with_source {
+        head.insert(1, "SEEN ON");
+    }
     if with_v6 {
         head.insert(1, "IPV6");
     }

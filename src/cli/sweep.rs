@@ -42,6 +42,7 @@ async fn scan(a: cli::ScanArgs) -> anyhow::Result<ExitCode> {
         subnets: targets,
         db_subnets: false,
         leases: a.leases.clone(),
+        snmp: Vec::new(),
         interval: discovery::DEFAULT_INTERVAL,
         options: crate::discover::scan::Options {
             ports: a.ports.clone(),

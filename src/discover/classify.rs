@@ -112,6 +112,12 @@ pub fn observed(o: &Observation) -> DiscoveredHost {
         services: o.services.clone(),
         lease_expires_unix: o.lease_expires_unix,
         ipv6_addresses: ipv6_addresses(o.mac, &seen_once(&o.v6), &[]),
+        source: o.source.clone(),
+        segments: if o.segment.is_empty() {
+            Vec::new()
+        } else {
+            vec![o.segment.clone()]
+        },
         ..Default::default()
     }
 }

@@ -34,6 +34,9 @@ pub struct SweepMetrics {
     carried: prometheus::IntCounter,
     overrun: prometheus::IntGauge,
     ndp_capped: prometheus::IntCounter,
+    source_reads: IntCounterVec,
+    source_hosts: IntGaugeVec,
+    source_seconds: prometheus::GaugeVec,
 }
 
 impl SweepMetrics {
@@ -136,6 +139,25 @@ impl SweepMetrics {
                 "ndp_claims_capped_total",
                 "IPv6 neighbour claims dropped by the caps (addresses per MAC, MACs per link): a forged flood or a host claiming more than one device holds.",
             ),
+            source_reads: m::counter_by2(
+                r,
+                "snmp_reads_total",
+                "Neighbour-table reads of each SNMP source (scan.snmp), by result: ok, or why it failed (its hosts are then kept as last seen, marked stale).",
+                ["source", "result"],
+                &[],
+            ),
+            source_hosts: m::int_gauge_vec(
+                r,
+                "snmp_source_hosts",
+                "Hosts the last good read of each SNMP source gave.",
+                &["source"],
+            ),
+            source_seconds: m::gauge_vec(
+                r,
+                "snmp_read_seconds",
+                "How long the last read of each SNMP source took.",
+                &["source"],
+            ),
         }
     }
 
@@ -176,6 +198,17 @@ impl SweepMetrics {
     /// The follow-ups of one sweep: carried over, and shed at its deadline.
     pub fn ndp_capped(&self, n: u64) {
         self.ndp_capped.inc_by(n);
+    }
+
+    /// One SNMP source's read: `result` is "ok" or the failure's label.
+    pub fn source_read(&self, source: &str, result: &str, hosts: Option<usize>, seconds: f64) {
+        self.source_reads.with_label_values(&[source, result]).inc();
+        if let Some(n) = hosts {
+            self.source_hosts.with_label_values(&[source]).set(n as i64);
+        }
+        self.source_seconds
+            .with_label_values(&[source])
+            .set(seconds);
     }
 
     pub fn follow_ups(&self, carried: usize, shed: usize) {

@@ -291,8 +291,10 @@ pub fn merge(views: &BTreeMap<String, Discovery>) -> Discovery {
         if let Some(only) = views.values().next() {
             let mut one = only.clone();
             let hosts = one.histories.iter_mut().filter_map(|h| h.host.as_mut());
+            // A host its scanner marked stale (a router it reads did not
+            // answer) stays stale while the scanner answers.
             for h in one.hosts.iter_mut().chain(hosts) {
-                h.segment_stale = only.stale;
+                h.segment_stale |= only.stale;
             }
             return one;
         }

@@ -13,6 +13,7 @@ pub mod names;
 pub mod received;
 pub mod scan;
 pub mod settings;
+pub mod sources;
 pub mod sweep;
 
 pub use metrics::SweepMetrics;

@@ -102,7 +102,7 @@ pub fn host(h: DiscoveredHost) -> Option<DiscoveredHost> {
             .map(|k| k.to_string())
             .unwrap_or_default(),
         detail: clean(&h.detail, 512),
-        seen_by: ["icmp", "arp", "tcp", "ndp"]
+        seen_by: ["icmp", "arp", "tcp", "ndp", "snmp"]
             .into_iter()
             .filter(|w| h.seen_by.split(',').any(|s| s == *w))
             .collect::<Vec<_>>()
@@ -136,8 +136,18 @@ pub fn host(h: DiscoveredHost) -> Option<DiscoveredHost> {
         first_seen_unix: not_ahead(h.first_seen_unix),
         last_seen_unix: not_ahead(h.last_seen_unix),
         ipv6_addresses: ipv6_addresses(&h.mac, &h.ipv6_addresses),
+        source: source(&h.source),
         ..h
     })
+}
+
+/// `snmp:NAME` with NAME a DNS label, else nothing.
+fn source(s: &str) -> String {
+    s.strip_prefix("snmp:")
+        .and_then(label)
+        .filter(|n| !n.is_empty())
+        .map(|n| format!("snmp:{n}"))
+        .unwrap_or_default()
 }
 
 /// A host's IPv6 addresses as sent: device unicast addresses only,
@@ -301,6 +311,7 @@ mod tests {
             key: "mac:dc:a6:32:00:00:05".into(),
             vendor: "x\n<!-- -->\r@team".into(),
             seen_by: "arp,evil".into(),
+            source: "snmp:gw\n<b>".into(),
             names: vec![
                 HostName {
                     name: "a\rb".into(),
@@ -320,6 +331,13 @@ mod tests {
         assert_eq!(got.mac, "dc:a6:32:00:00:05");
         assert!(!got.vendor.contains('\n') && !got.vendor.contains('\r'));
         assert_eq!(got.seen_by, "arp");
+        assert_eq!(got.source, "", "a source that is no snmp:LABEL");
+        let named = host(DiscoveredHost {
+            source: "snmp:gw".into(),
+            ..h.clone()
+        })
+        .unwrap();
+        assert_eq!(named.source, "snmp:gw");
         assert_eq!(got.names.len(), 1);
         assert_eq!(got.names[0].name, "a b");
         assert!(got.other_macs.is_empty());

@@ -63,6 +63,10 @@ pub struct RawScan {
     /// The network segment (VLAN) this scanner sweeps, e.g. "iot": a DNS
     /// label that names its hosts' segment in a merged view.
     pub segment: Option<String>,
+    /// Routers whose neighbour tables each sweep reads over SNMP: the
+    /// hosts of segments where no scanner sits.
+    #[serde(default)]
+    pub snmp: Vec<crate::snmp::settings::RawSource>,
 }
 
 /// A sweep's per-address wait: `auto`, or a duration of at least 1 ms
@@ -108,10 +112,10 @@ pub fn resolve(
         })?;
         subnets.push(net);
     }
-    if subnets.is_empty() && !raw.db_subnets {
+    if subnets.is_empty() && !raw.db_subnets && raw.snmp.is_empty() {
         if given.is_some() {
             return Err(Error(format!(
-                "scan: the [scan] section sweeps nothing; give subnets = [\"198.18.0.0/24\"] (or {ENV_SCAN_SUBNETS}, --scan), or db_subnets = true to sweep mdb.yaml's subnets marked scan: true"
+                "scan: the [scan] section sweeps nothing; give subnets = [\"198.18.0.0/24\"] (or {ENV_SCAN_SUBNETS}, --scan), db_subnets = true to sweep mdb.yaml's subnets marked scan: true, or [[scan.snmp]] routers to read"
             )));
         }
         return Ok(None);
@@ -156,7 +160,9 @@ pub fn resolve(
         .unwrap_or_else(|| DEFAULT_SEGMENT.into());
     crate::db::load::check_dns_label(&segment)
         .map_err(|why| Error(format!("scan.segment: {segment:?} {why}")))?;
+    let snmp = crate::snmp::settings::resolve(&raw.snmp)?;
     Ok(Some(crate::discover::sweep::Config {
+        snmp,
         segment,
         ports: crate::discover::sweep::Ports::Database,
         state_dir,

@@ -116,6 +116,7 @@ pub fn host_json(h: &DiscoveredHost) -> Value {
         "detail": h.detail,
         "mac_is_local": h.mac_is_local,
         "seen_by": h.seen_by,
+        "source": h.source,
         "other_macs": h.other_macs,
         "presence": presence_name(h.presence),
         "presence_since_unix": h.presence_since_unix,
@@ -132,6 +133,16 @@ pub fn host_json(h: &DiscoveredHost) -> Value {
             "first_seen_unix": a.first_seen_unix, "last_seen_unix": a.last_seen_unix,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// Where a host was seen when not by the scanner's own probes: "guest via
+/// snmp:gw" (its segment, through a router's table); empty otherwise.
+pub fn seen_on(h: &DiscoveredHost) -> String {
+    if h.source.is_empty() {
+        return String::new();
+    }
+    let stale = if h.segment_stale { " (stale)" } else { "" };
+    format!("{} via {}{stale}", h.segments.join("+"), h.source)
 }
 
 /// A host's IPv6 addresses in one line, each with its kind.

@@ -96,6 +96,7 @@ pub fn seen_table(h: &DiscoveredHost) -> String {
                 .unwrap_or_default(),
         ),
         ("answered", h.seen_by.clone()),
+        ("seen on", crate::export::view::seen_on(h)),
         ("database machine", h.machine.clone()),
         (
             "guessed use",

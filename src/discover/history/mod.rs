@@ -64,6 +64,9 @@ pub struct Sweep<'a> {
     /// Whether a machine name is in the database now.
     pub in_db: &'a dyn Fn(&str) -> bool,
     pub now: i64,
+    /// Sources (`snmp:NAME`) that failed this sweep: their hosts are kept
+    /// as last seen and marked stale, not missed.
+    pub stale_sources: &'a [String],
 }
 
 /// What one fold changed.
@@ -133,7 +136,16 @@ impl History {
             if seen_keys.contains(key) {
                 continue;
             }
-            let Some(h) = rec.host.as_ref() else { continue };
+            let Some(h) = rec.host.as_mut() else { continue };
+            let stale = !h.source.is_empty() && sweep.stale_sources.contains(&h.source);
+            let flipped = h.segment_stale != stale;
+            h.segment_stale = stale;
+            if stale {
+                if flipped {
+                    out.written.push(key.clone());
+                }
+                continue;
+            }
             // A machine is missed where the database puts it, or (a DHCP
             // machine with no fixed address) where it was last seen.
             let swept_at_last_address =
@@ -143,6 +155,8 @@ impl History {
                 swept_at_last_address || machine_key(key).is_some_and(|name| unseen.contains(name));
             if covered {
                 missed(key, rec, rules, sweep.now, &mut out);
+            } else if flipped {
+                out.written.push(key.clone());
             }
         }
         self.expire(&sweep, rules, &mut out);

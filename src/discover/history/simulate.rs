@@ -83,6 +83,7 @@ pub fn run(dir: &Path, plan: &Plan) -> Result<Report, store::Error> {
                 swept: &swept,
                 in_db: &|_| false,
                 now,
+                stale_sources: &[],
             },
             &rules,
         );

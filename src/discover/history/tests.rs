@@ -38,6 +38,7 @@ fn sweep(h: &mut History, hosts: Vec<Classified>, unseen: &[&Machine], now: i64)
             swept: &swept,
             in_db: &in_db,
             now,
+            stale_sources: &[],
         },
         &RULES,
     )

@@ -164,6 +164,10 @@ pub struct Observation {
     /// When its ports, banner and name were probed; 0 when they were
     /// carried over from an earlier sweep or shed.
     pub probed_unix: i64,
+    /// `snmp:NAME` when a router's table gave it; empty for own probes.
+    pub source: String,
+    /// The segment it is on when not the scanner's own (a source's).
+    pub segment: String,
 }
 
 #[derive(Clone, Debug, Default)]

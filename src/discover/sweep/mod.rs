@@ -55,6 +55,8 @@ pub struct Config {
     pub state_dir: Option<std::path::PathBuf>,
     /// How long a host that is gone, and old transitions, are remembered.
     pub retention: Duration,
+    /// Routers whose neighbour tables each sweep reads (`[[scan.snmp]]`).
+    pub snmp: Vec<crate::snmp::Source>,
 }
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
@@ -76,6 +78,8 @@ pub struct Look<'a> {
     pub hosts: Vec<classify::Classified>,
     /// Machines of swept subnets that did not answer.
     pub unseen: Vec<&'a Machine>,
+    /// Each SNMP source's read.
+    pub sources: Vec<super::sources::Read>,
 }
 
 /// Plans, sweeps and classifies: the one step that `mdb serve`'s loop and
@@ -105,10 +109,20 @@ pub async fn look<'a>(
 async fn look_planned<'a>(
     cfg: &Config,
     snap: Option<&'a Snapshot>,
-    opts: scan::Options,
+    mut opts: scan::Options,
     progress: scan::Progress,
 ) -> Result<Look<'a>, scan::Error> {
-    let mut report = scan::sweep(&opts, progress).await?;
+    let started = Instant::now();
+    // A scanner may only read routers: then there is nothing to probe.
+    let probe = async {
+        if opts.targets.is_empty() && !cfg.snmp.is_empty() {
+            return Ok(scan::Report::default());
+        }
+        scan::sweep(&opts, progress).await
+    };
+    let (report, reads) = tokio::join!(probe, super::sources::read_all(&cfg.snmp, opts.deadline));
+    let mut report = report?;
+    let sources = super::sources::merge(&mut report, &mut opts.targets, &cfg.snmp, reads, started);
     if !cfg.leases.is_empty() {
         let files = cfg.leases.clone();
         let mut hosts = std::mem::take(&mut report.hosts);
@@ -131,6 +145,7 @@ async fn look_planned<'a>(
         report,
         hosts,
         unseen,
+        sources,
     })
 }
 
@@ -172,7 +187,7 @@ pub async fn sweep_once(
     opts.known6 = Arc::new(known6);
     opts.deadline = Some(started + sweep_budget(cfg.interval));
     let mut look = look_planned(cfg, Some(snap), opts, Arc::new(|_| {})).await?;
-    for c in look.hosts.iter_mut() {
+    for c in look.hosts.iter_mut().filter(|c| c.host.segments.is_empty()) {
         c.host.segments = vec![cfg.segment.clone()];
     }
     let mut seen: Vec<&mut DiscoveredHost> = look.hosts.iter_mut().map(|c| &mut c.host).collect();
@@ -183,6 +198,7 @@ pub async fn sweep_once(
     metrics.probed(&look.report.sent, look.report.duration.as_secs_f64());
     metrics.follow_ups(look.report.carried, look.report.shed);
     metrics.ndp_capped(look.report.ndp_capped);
+    let stale_sources = super::sources::note(&look.sources, metrics);
     let shed = look.report.shed;
     let now = now_unix();
     let rules = history::Rules {
@@ -198,6 +214,7 @@ pub async fn sweep_once(
             swept: &look.opts.targets,
             in_db: &in_db,
             now,
+            stale_sources: &stale_sources,
         },
         &rules,
     );

@@ -115,6 +115,9 @@ pub(super) fn hosts_table(hosts: &[&DiscoveredHost]) -> Markup {
                             @for a in h.ipv6_addresses.iter().filter(|a| a.ip != h.ip) {
                                 br; small class=(format!("ipv6 {}", a.kind)) { (a.ip) " (" (a.kind) ")" }
                             }
+                            @if !h.source.is_empty() {
+                                br; small class="seen-on" { (crate::export::view::seen_on(h)) }
+                            }
                         }
                         td { code { (h.mac) } }
                         td { (h.vendor) }

@@ -1,0 +1,273 @@
+//! Routers' neighbour tables as hosts of a sweep: each SNMP source is read
+//! beside the scanner's own probes, and its rows become observations of
+//! the segment it serves. A source that fails gives nothing: its hosts
+//! stay as last seen, marked stale, never emptied.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use ipnetwork::IpNetwork;
+
+use crate::{
+    discover::scan::{self, Observation},
+    net::Mac,
+    snmp::{self, Neighbour, Source},
+};
+
+/// One source's read in one sweep.
+#[derive(Debug)]
+pub struct Read {
+    /// `snmp:NAME`.
+    pub tag: String,
+    pub took: Duration,
+    pub outcome: Result<Counted, snmp::Error>,
+}
+
+/// What a good read gave.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Counted {
+    /// Hosts it made.
+    pub hosts: usize,
+    /// Rows the agent sent that name no neighbour (see [`snmp::Table`]).
+    pub rejected: usize,
+    /// Rows outside the subnets it serves, in those the scanner sweeps
+    /// itself, or older than `max_age`.
+    pub dropped: usize,
+}
+
+/// Every source read at once, each within its own deadline and the
+/// sweep's (`until`).
+pub async fn read_all(
+    sources: &[Source],
+    until: Option<Instant>,
+) -> Vec<(Instant, Result<snmp::Table, snmp::Error>)> {
+    futures::future::join_all(sources.iter().map(|s| async move {
+        let r = match until {
+            Some(t) => tokio::time::timeout_at(t.into(), snmp::neighbours(s))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(snmp::Error::Timeout(
+                        t.saturating_duration_since(Instant::now()),
+                    ))
+                }),
+            None => snmp::neighbours(s).await,
+        };
+        (Instant::now(), r)
+    }))
+    .await
+}
+
+/// Adds each good read's hosts to `report` and their subnets to `swept`
+/// (what the sweep covered, so that a host gone from a table is missed).
+/// `own` is what the scanner swept itself: its answers stand over a table.
+pub fn merge(
+    report: &mut scan::Report,
+    swept: &mut Vec<IpNetwork>,
+    sources: &[Source],
+    reads: Vec<(Instant, Result<snmp::Table, snmp::Error>)>,
+    started: Instant,
+) -> Vec<Read> {
+    let own = swept.clone();
+    let mut out = Vec::with_capacity(sources.len());
+    for (source, (ended, result)) in sources.iter().zip(reads) {
+        let outcome = result.map(|table| {
+            let (hosts, dropped) = observations(source, &table.neighbours, &own, report);
+            let counted = Counted {
+                hosts: hosts.len(),
+                rejected: table.rejected,
+                dropped,
+            };
+            report.hosts.extend(hosts);
+            for n in &source.serves {
+                if !swept.contains(n) {
+                    swept.push(*n);
+                }
+            }
+            counted
+        });
+        out.push(Read {
+            tag: source.tag(),
+            took: ended.saturating_duration_since(started),
+            outcome,
+        });
+    }
+    out
+}
+
+/// Logs and counts each read; gives the sources that failed.
+pub fn note(reads: &[Read], metrics: &super::SweepMetrics) -> Vec<String> {
+    let mut failed = Vec::new();
+    for r in reads {
+        let took_ms = r.took.as_millis() as u64;
+        match &r.outcome {
+            Ok(c) => tracing::info!(
+                source = %r.tag,
+                hosts = c.hosts,
+                rejected = c.rejected,
+                dropped = c.dropped,
+                took_ms,
+                "neighbour table read"
+            ),
+            Err(e) => {
+                tracing::warn!(source = %r.tag, took_ms, "neighbour table not read, its hosts kept as last seen: {e}");
+                failed.push(r.tag.clone());
+            }
+        }
+        let (result, hosts) = match &r.outcome {
+            Ok(c) => ("ok", Some(c.hosts)),
+            Err(e) => (e.label(), None),
+        };
+        metrics.source_read(&r.tag, result, hosts, r.took.as_secs_f64());
+    }
+    failed
+}
+
+/// A table's neighbours as observations, one per IPv4 address of a MAC
+/// (IPv6 addresses joined to its first), or one per MAC known only by
+/// IPv6; with how many rows were dropped.
+fn observations(
+    source: &Source,
+    neighbours: &[Neighbour],
+    own: &[IpNetwork],
+    report: &scan::Report,
+) -> (Vec<Observation>, usize) {
+    let max_age = source
+        .max_age
+        .map(|a| (a.as_millis() / 10).min(u32::MAX as u128) as u32);
+    let taken: std::collections::HashSet<IpAddr> =
+        report.hosts.iter().filter_map(|o| o.ip).collect();
+    let mut by_mac: BTreeMap<Mac, (Vec<IpAddr>, Vec<std::net::Ipv6Addr>)> = BTreeMap::new();
+    let mut dropped = 0;
+    for n in neighbours {
+        let served = source.serves.iter().any(|s| s.contains(n.ip));
+        let link_local = matches!(n.ip, IpAddr::V6(a) if a.is_unicast_link_local());
+        let fresh = match (n.age_centis, max_age) {
+            (Some(age), Some(max)) => age <= max,
+            _ => true,
+        };
+        let ours = own.iter().any(|s| s.contains(n.ip)) || taken.contains(&n.ip);
+        if !fresh || ours || !(served || link_local) {
+            dropped += 1;
+            continue;
+        }
+        let entry = by_mac.entry(n.mac).or_default();
+        match n.ip {
+            IpAddr::V6(a) => entry.1.push(a),
+            v4 => entry.0.push(v4),
+        }
+    }
+    let mut out = Vec::new();
+    for (mac, (mut v4, mut v6)) in by_mac {
+        v4.sort_unstable();
+        v4.dedup();
+        v6.sort_unstable();
+        v6.dedup();
+        // Link-local addresses say only that a device of that MAC is on
+        // some link of the router: alone they make no host.
+        let primary6 = v6.iter().find(|a| !a.is_unicast_link_local()).copied();
+        let firsts: Vec<IpAddr> = match (v4.is_empty(), primary6) {
+            (false, _) => v4,
+            (true, Some(a)) => vec![IpAddr::V6(a)],
+            (true, None) => {
+                dropped += v6.len();
+                continue;
+            }
+        };
+        for (i, ip) in firsts.into_iter().enumerate() {
+            out.push(Observation {
+                ip: Some(ip),
+                mac: Some(mac),
+                v6: if i == 0 { v6.clone() } else { Vec::new() },
+                vendor: scan::vendor(mac),
+                seen_by: vec!["snmp"],
+                source: source.tag(),
+                segment: source.segment.clone(),
+                ..Observation::default()
+            });
+        }
+    }
+    (out, dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source() -> Source {
+        Source {
+            name: "gw".into(),
+            address: "198.18.1.1:161".parse().unwrap(),
+            credentials: snmp::Credentials::V2c {
+                community: crate::secret::Secret::new("c"),
+            },
+            segment: "guest".into(),
+            serves: vec![
+                "198.18.2.0/24".parse().unwrap(),
+                "2001:db8:2::/64".parse().unwrap(),
+            ],
+            timeout: Duration::from_secs(1),
+            retries: 0,
+            deadline: Duration::from_secs(2),
+            max_age: Some(Duration::from_secs(60)),
+        }
+    }
+
+    fn n(ip: &str, mac: u8, age: Option<u32>) -> Neighbour {
+        Neighbour {
+            ip: ip.parse().unwrap(),
+            mac: Mac([2, 0, 0, 0, 0, mac]),
+            if_index: 3,
+            age_centis: age,
+        }
+    }
+
+    #[test]
+    fn rows_become_hosts_of_the_sources_segment_and_only_served_ones() {
+        let rows = [
+            n("198.18.2.10", 1, Some(100)),
+            n("2001:db8:2::10", 1, None),
+            n("fe80::1", 1, None),
+            n("2001:db8:2::20", 2, None),
+            n("fe80::3", 3, None),
+            n("198.18.2.30", 4, Some(60_01 * 100)),
+            n("198.18.0.9", 5, None),
+            n("203.0.113.7", 6, None),
+        ];
+        let own: Vec<IpNetwork> = vec!["198.18.0.0/24".parse().unwrap()];
+        let (hosts, dropped) = observations(&source(), &rows, &own, &scan::Report::default());
+        let ips: Vec<String> = hosts.iter().map(|o| o.ip.unwrap().to_string()).collect();
+        assert_eq!(ips, ["198.18.2.10", "2001:db8:2::20"]);
+        assert_eq!(hosts[0].v6.len(), 2, "its IPv6 addresses joined to it");
+        assert_eq!(hosts[0].source, "snmp:gw");
+        assert_eq!(hosts[0].segment, "guest");
+        assert_eq!(hosts[0].seen_by, ["snmp"]);
+        // a link-local alone, too old, the scanner's own subnet, unserved
+        assert_eq!(dropped, 4);
+    }
+
+    #[test]
+    fn a_failed_read_adds_nothing_and_covers_nothing() {
+        let mut report = scan::Report::default();
+        let mut swept: Vec<IpNetwork> = vec!["198.18.0.0/24".parse().unwrap()];
+        let t0 = Instant::now();
+        let reads = vec![(t0, Err(snmp::Error::Timeout(Duration::from_secs(2))))];
+        let out = merge(&mut report, &mut swept, &[source()], reads, t0);
+        assert!(report.hosts.is_empty());
+        assert_eq!(swept.len(), 1, "its subnets are not swept: no host missed");
+        assert_eq!(out[0].outcome.as_ref().unwrap_err().label(), "timeout");
+        let good = vec![(
+            t0,
+            Ok(snmp::Table {
+                neighbours: vec![n("198.18.2.10", 1, None)],
+                rejected: 2,
+            }),
+        )];
+        let out = merge(&mut report, &mut swept, &[source()], good, t0);
+        assert_eq!(swept.len(), 3);
+        assert_eq!(report.hosts.len(), 1);
+        assert_eq!(out[0].outcome.as_ref().unwrap().rejected, 2);
+    }
+}

@@ -1,0 +1,245 @@
+//! Routers and layer-3 switches as sources: their neighbour tables read
+//! over SNMP (v2c, or v3 with authentication and privacy), within a
+//! deadline and a row cap. What an agent sends is an untrusted answer:
+//! every row is checked ([`table`]) before it names a host.
+
+pub mod settings;
+pub mod table;
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use async_snmp::{Auth, Client, ErrorKind, Oid, Retry, Value, WalkOptions};
+use ipnetwork::IpNetwork;
+
+pub use table::{Neighbour, Table};
+
+use crate::secret::Secret;
+
+/// Rows read from one table at most: a router of a lab holds hundreds, a
+/// campus core a few thousand. More is a flood, and the read fails.
+pub const MAX_ROWS: usize = 16_384;
+/// Bindings asked per GETBULK.
+const MAX_REPETITIONS: u32 = 32;
+
+/// One SNMP source, as the scanner's configuration names it.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// A DNS label; its hosts' source is `snmp:NAME`.
+    pub name: String,
+    pub address: SocketAddr,
+    pub credentials: Credentials,
+    /// The segment whose hosts its table gives (`scan.segment` of the
+    /// scanner that would sweep it).
+    pub segment: String,
+    /// The subnets it serves: rows outside them are dropped.
+    pub serves: Vec<IpNetwork>,
+    /// Each request's wait for an answer, and the retries after it.
+    pub timeout: Duration,
+    pub retries: u32,
+    /// A whole read's end, whatever the agent does.
+    pub deadline: Duration,
+    /// An entry the agent says it last updated longer ago is not present.
+    /// None by default: net-snmp counts from a row's last change, not the
+    /// router's last answer, so a device that stays put grows old there.
+    pub max_age: Option<Duration>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    V2c {
+        community: Secret,
+    },
+    V3 {
+        user: String,
+        auth: async_snmp::AuthProtocol,
+        auth_password: Secret,
+        privacy: async_snmp::PrivProtocol,
+        privacy_password: Secret,
+    },
+}
+
+impl Source {
+    /// How its hosts name their source.
+    pub fn tag(&self) -> String {
+        format!("snmp:{}", self.name)
+    }
+}
+
+/// Why a read gave nothing to believe; the view keeps its last good one.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no answer within {0:?} (agent down, unreachable, or a community it does not know)")]
+    Timeout(Duration),
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("more than {MAX_ROWS} rows: a flood, not a neighbour table")]
+    Flood,
+    #[error("an answer SNMP does not allow: {0}")]
+    Garbage(String),
+    #[error("{0}")]
+    Network(String),
+    #[error("credentials: {0}")]
+    Credentials(String),
+}
+
+impl Error {
+    /// Each kind as `mdb_snmp_reads_total{result}` spells it.
+    pub const LABELS: &'static [&'static str] = &[
+        "ok",
+        "timeout",
+        "auth",
+        "flood",
+        "garbage",
+        "network",
+        "credentials",
+    ];
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::Timeout(_) => "timeout",
+            Error::Auth(_) => "auth",
+            Error::Flood => "flood",
+            Error::Garbage(_) => "garbage",
+            Error::Network(_) => "network",
+            Error::Credentials(_) => "credentials",
+        }
+    }
+
+    fn of(e: &async_snmp::Error, deadline: Duration) -> Error {
+        match e.kind() {
+            ErrorKind::Timeout | ErrorKind::ConstructionTimeout => Error::Timeout(deadline),
+            ErrorKind::Auth | ErrorKind::Report | ErrorKind::Privacy => Error::Auth(e.to_string()),
+            ErrorKind::Network | ErrorKind::Closed => Error::Network(e.to_string()),
+            ErrorKind::WalkAborted if e.to_string().contains("limit") => Error::Flood,
+            _ => Error::Garbage(e.to_string()),
+        }
+    }
+}
+
+/// The source's neighbour table: `ipNetToPhysicalTable`, else (an agent
+/// without it) `ipNetToMediaTable`. Ends by `source.deadline` at the latest.
+pub async fn neighbours(source: &Source) -> Result<Table, Error> {
+    let started = Instant::now();
+    let result = match tokio::time::timeout(source.deadline, read(source)).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Timeout(source.deadline)),
+    };
+    let took = started.elapsed();
+    match result {
+        Err(Error::Timeout(_)) => Err(Error::Timeout(Duration::from_millis(
+            took.as_millis() as u64
+        ))),
+        other => other,
+    }
+    .inspect(|t| {
+        tracing::debug!(
+            source = %source.tag(),
+            rows = t.neighbours.len(),
+            rejected = t.rejected,
+            took_ms = took.as_millis() as u64,
+            "neighbour table read"
+        )
+    })
+}
+
+async fn read(source: &Source) -> Result<Table, Error> {
+    let client = connect(source).await?;
+    let result = read_tables(&client, source.deadline).await;
+    // An SNMPv3 agent answers a wrong password with a report it cannot
+    // sign, which is (rightly) not believed: the request then times out
+    // although the agent answered mdb (its engine, for one).
+    match result {
+        Err(Error::Timeout(_))
+            if matches!(source.credentials, Credentials::V3 { .. })
+                && client.stats().correlated_datagrams > 0 =>
+        {
+            Err(Error::Auth(
+                "the agent answered but not to this user's keys: wrong user, password or protocol?"
+                    .into(),
+            ))
+        }
+        other => other,
+    }
+}
+
+async fn read_tables(
+    client: &Client<async_snmp::UdpHandle>,
+    deadline: Duration,
+) -> Result<Table, Error> {
+    let fail = |e: Box<async_snmp::Error>| Error::of(&e, deadline);
+    let uptime = client
+        .get(&Oid::from_slice(table::SYS_UPTIME))
+        .await
+        .map_err(fail)?
+        .varbinds
+        .first()
+        .and_then(|v| v.value.as_u32());
+    let physical = walk(client, table::PHYSICAL_ENTRY, deadline).await?;
+    if !physical.is_empty() {
+        return Ok(table::physical(&physical, uptime));
+    }
+    let media = walk(client, table::MEDIA_ENTRY, deadline).await?;
+    Ok(table::media(&media))
+}
+
+async fn connect(source: &Source) -> Result<Client<async_snmp::UdpHandle>, Error> {
+    let auth = match &source.credentials {
+        Credentials::V2c { community } => Auth::v2c(community.expose()),
+        Credentials::V3 {
+            user,
+            auth,
+            auth_password,
+            privacy,
+            privacy_password,
+        } => async_snmp::UsmConfig::new(user.clone().into_bytes())
+            .auth_priv(
+                *auth,
+                auth_password.expose(),
+                *privacy,
+                privacy_password.expose(),
+            )
+            .map_err(|e| Error::Credentials(e.to_string()))?
+            .into(),
+    };
+    let retry = Retry::fixed(source.retries, Duration::ZERO)
+        .map_err(|e| Error::Credentials(e.to_string()))?;
+    Client::builder(source.address, auth)
+        .request_timeout(source.timeout)
+        .retry(retry)
+        .connect()
+        .await
+        .map_err(|e| Error::of(&e, source.deadline))
+}
+
+/// Every binding below `entry`, as (suffix, value); at most
+/// [`MAX_ROWS`] × 8 bindings (a row has up to eight columns).
+async fn walk(
+    client: &Client<async_snmp::UdpHandle>,
+    entry: &[u32],
+    deadline: Duration,
+) -> Result<Vec<(Vec<u32>, Value)>, Error> {
+    let options = WalkOptions {
+        max_repetitions: MAX_REPETITIONS,
+        result_limit: Some(MAX_ROWS * 8),
+        ..WalkOptions::default()
+    };
+    let prefix = Oid::from_slice(entry);
+    let mut stream = client
+        .walk_with(prefix.clone(), options)
+        .map_err(|e| Error::of(&e, deadline))?;
+    let mut out = Vec::new();
+    while let Some(item) = stream.next().await {
+        let vb = item.map_err(|e| Error::of(&e, deadline))?;
+        let Some(suffix) = vb.oid.strip_prefix(&prefix) else {
+            break;
+        };
+        if out.len() >= MAX_ROWS * 8 {
+            return Err(Error::Flood);
+        }
+        out.push((suffix.arcs().to_vec(), vb.value));
+    }
+    Ok(out)
+}
