@@ -200,6 +200,15 @@ impl SweepMetrics {
         self.ndp_capped.inc_by(n);
     }
 
+    /// Every result series of each configured source, at 0 from the start.
+    pub fn sources(&self, tags: &[String]) {
+        for tag in tags {
+            for result in crate::snmp::Error::LABELS {
+                self.source_reads.with_label_values(&[tag.as_str(), result]);
+            }
+        }
+    }
+
     /// One SNMP source's read: `result` is "ok" or the failure's label.
     pub fn source_read(&self, source: &str, result: &str, hosts: Option<usize>, seconds: f64) {
         self.source_reads.with_label_values(&[source, result]).inc();

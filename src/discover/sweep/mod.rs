@@ -314,6 +314,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     publish.view(start.discovery(start.history.records()), News::default());
+    metrics.sources(
+        &cfg.snmp
+            .iter()
+            .map(crate::snmp::Source::tag)
+            .collect::<Vec<_>>(),
+    );
     let mut rx = store.subscribe();
     // This run's sweeps, numbered: followers apply each sweep's delta and
     // read everything again when a number is missing.
