@@ -255,7 +255,11 @@ pub fn classify<'a>(
             }
         };
         let (state, detail) = match (state, machine) {
-            (HostState::Known, Some(m)) if expects_provisioning(m) && at_listed(m) => {
+            // A router's table says a host is there, not what its ports
+            // do: only the scanner's own probes judge SSH.
+            (HostState::Known, Some(m))
+                if expects_provisioning(m) && at_listed(m) && o.source.is_empty() =>
+            {
                 let port = ssh_port(m);
                 if !o.open_ports.contains(&port) {
                     (
@@ -472,6 +476,22 @@ mod tests {
             Vec::<&str>::new(),
             "elsewhere is outside the swept subnet"
         );
+    }
+
+    #[test]
+    fn a_routers_word_never_makes_a_machine_unprovisionable() {
+        let s = snap();
+        let net: Vec<IpNetwork> = vec!["198.18.0.0/24".parse().unwrap()];
+        let probed = obs("198.18.0.11", "dc:a6:32:00:00:11", &[], "");
+        let from_table = Observation {
+            source: "snmp:gw".into(),
+            seen_by: vec!["snmp"],
+            ..probed.clone()
+        };
+        let (c, _) = classify(&[probed], &s, &net, &default_rules());
+        assert_eq!(state(&c[0]), HostState::Unprovisionable);
+        let (c, _) = classify(&[from_table], &s, &net, &default_rules());
+        assert_eq!(state(&c[0]), HostState::Known, "{}", c[0].host.detail);
     }
 
     #[test]

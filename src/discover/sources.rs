@@ -17,6 +17,9 @@ use crate::{
     snmp::{self, Neighbour, Source},
 };
 
+/// Addresses of each family one MAC may hold in a table.
+const MAX_PER_MAC: usize = 16;
+
 /// One source's read in one sweep.
 #[derive(Debug)]
 pub struct Read {
@@ -46,13 +49,12 @@ pub async fn read_all(
 ) -> Vec<(Instant, Result<snmp::Table, snmp::Error>)> {
     futures::future::join_all(sources.iter().map(|s| async move {
         let r = match until {
-            Some(t) => tokio::time::timeout_at(t.into(), snmp::neighbours(s))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(snmp::Error::Timeout(
-                        t.saturating_duration_since(Instant::now()),
-                    ))
-                }),
+            Some(t) => {
+                let started = Instant::now();
+                tokio::time::timeout_at(t.into(), snmp::neighbours(s))
+                    .await
+                    .unwrap_or_else(|_| Err(snmp::Error::Timeout(started.elapsed())))
+            }
             None => snmp::neighbours(s).await,
         };
         (Instant::now(), r)
@@ -137,8 +139,19 @@ fn observations(
     let max_age = source
         .max_age
         .map(|a| (a.as_millis() / 10).min(u32::MAX as u128) as u32);
-    let taken: std::collections::HashSet<IpAddr> =
-        report.hosts.iter().filter_map(|o| o.ip).collect();
+    // The scanner's own answers stand: an address or a MAC it saw itself
+    // is never taken from a table (a VLAN subinterface shares its
+    // parent's MAC; a forger would claim a seen host's).
+    let taken: std::collections::HashSet<IpAddr> = report
+        .hosts
+        .iter()
+        .flat_map(|o| o.ip.into_iter().chain(o.v6.iter().map(|a| IpAddr::V6(*a))))
+        .collect();
+    let seen_macs: std::collections::HashSet<Mac> = report
+        .hosts
+        .iter()
+        .flat_map(|o| o.mac.into_iter().chain(o.also_macs.iter().copied()))
+        .collect();
     let mut by_mac: BTreeMap<Mac, (Vec<IpAddr>, Vec<std::net::Ipv6Addr>)> = BTreeMap::new();
     let mut dropped = 0;
     for n in neighbours {
@@ -148,12 +161,24 @@ fn observations(
             (Some(age), Some(max)) => age <= max,
             _ => true,
         };
-        let ours = own.iter().any(|s| s.contains(n.ip)) || taken.contains(&n.ip);
+        let ours = own.iter().any(|s| s.contains(n.ip))
+            || taken.contains(&n.ip)
+            || seen_macs.contains(&n.mac);
         if !fresh || ours || !(served || link_local) {
             dropped += 1;
             continue;
         }
         let entry = by_mac.entry(n.mac).or_default();
+        let held = match n.ip {
+            IpAddr::V6(_) => entry.1.len(),
+            IpAddr::V4(_) => entry.0.len(),
+        };
+        // One device holds a few addresses; a MAC claiming more is a
+        // flood, bounded as neighbour discovery bounds it.
+        if held >= MAX_PER_MAC {
+            dropped += 1;
+            continue;
+        }
         match n.ip {
             IpAddr::V6(a) => entry.1.push(a),
             v4 => entry.0.push(v4),
@@ -236,16 +261,50 @@ mod tests {
             n("198.18.0.9", 5, None),
             n("203.0.113.7", 6, None),
         ];
-        let own: Vec<IpNetwork> = vec!["198.18.0.0/24".parse().unwrap()];
-        let (hosts, dropped) = observations(&source(), &rows, &own, &scan::Report::default());
+        let own: Vec<IpNetwork> = vec![
+            "198.18.0.0/24".parse().unwrap(),
+            "198.18.2.96/28".parse().unwrap(),
+        ];
+        let mut rows = rows.to_vec();
+        // served, but in a subnet the scanner sweeps itself
+        rows.push(n("198.18.2.100", 7, None));
+        // an address, and a MAC, the scanner saw itself
+        rows.push(n("198.18.2.40", 8, None));
+        rows.push(n("198.18.2.41", 9, None));
+        let report = scan::Report {
+            hosts: vec![
+                Observation {
+                    ip: Some("198.18.2.40".parse().unwrap()),
+                    mac: Some(Mac([2, 0, 0, 0, 0, 0x40])),
+                    ..Observation::default()
+                },
+                Observation {
+                    ip: Some("198.18.0.41".parse().unwrap()),
+                    mac: Some(Mac([2, 0, 0, 0, 0, 9])),
+                    ..Observation::default()
+                },
+            ],
+            ..scan::Report::default()
+        };
+        let (hosts, dropped) = observations(&source(), &rows, &own, &report);
         let ips: Vec<String> = hosts.iter().map(|o| o.ip.unwrap().to_string()).collect();
         assert_eq!(ips, ["198.18.2.10", "2001:db8:2::20"]);
         assert_eq!(hosts[0].v6.len(), 2, "its IPv6 addresses joined to it");
         assert_eq!(hosts[0].source, "snmp:gw");
         assert_eq!(hosts[0].segment, "guest");
         assert_eq!(hosts[0].seen_by, ["snmp"]);
-        // a link-local alone, too old, the scanner's own subnet, unserved
-        assert_eq!(dropped, 4);
+        // a link-local alone, too old, the scanner's own subnet (twice),
+        // unserved, the scanner's own address and MAC
+        assert_eq!(dropped, 7);
+    }
+
+    #[test]
+    fn one_mac_holds_sixteen_addresses_of_a_family_at_most() {
+        let rows: Vec<Neighbour> = (1..=40)
+            .map(|i| n(&format!("198.18.2.{i}"), 1, None))
+            .collect();
+        let (hosts, dropped) = observations(&source(), &rows, &[], &scan::Report::default());
+        assert_eq!((hosts.len(), dropped), (MAX_PER_MAC, 40 - MAX_PER_MAC));
     }
 
     #[test]

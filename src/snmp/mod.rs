@@ -11,10 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_snmp::{Auth, Client, ErrorKind, Oid, Retry, Value, WalkOptions};
+use async_snmp::{Auth, Client, ErrorKind, Oid, Retry, WalkOptions};
 use ipnetwork::IpNetwork;
 
-pub use table::{Neighbour, Table};
+pub use table::{Cell, Neighbour, Table};
 
 use crate::secret::Secret;
 
@@ -77,6 +77,8 @@ pub enum Error {
     Auth(String),
     #[error("more than {MAX_ROWS} rows: a flood, not a neighbour table")]
     Flood,
+    #[error("the table holds no neighbour ({rejected} rows rejected): a view without IP-MIB, or a router that just restarted")]
+    Empty { rejected: usize },
     #[error("an answer SNMP does not allow: {0}")]
     Garbage(String),
     #[error("{0}")]
@@ -102,6 +104,7 @@ impl Error {
             Error::Timeout(_) => "timeout",
             Error::Auth(_) => "auth",
             Error::Flood => "flood",
+            Error::Empty { .. } => "empty",
             Error::Garbage(_) => "garbage",
             Error::Network(_) => "network",
             Error::Credentials(_) => "credentials",
@@ -114,13 +117,19 @@ impl Error {
             ErrorKind::Auth | ErrorKind::Report | ErrorKind::Privacy => Error::Auth(e.to_string()),
             ErrorKind::Network | ErrorKind::Closed => Error::Network(e.to_string()),
             ErrorKind::WalkAborted if e.to_string().contains("limit") => Error::Flood,
-            _ => Error::Garbage(e.to_string()),
+            // The crate's words for a malformed answer may quote the whole
+            // answer: its kind and a bounded start are enough.
+            kind => Error::Garbage(crate::escape::clean(
+                &format!("{}: {e}", kind.as_str()),
+                200,
+            )),
         }
     }
 }
 
-/// The source's neighbour table: `ipNetToPhysicalTable`, else (an agent
-/// without it) `ipNetToMediaTable`. Ends by `source.deadline` at the latest.
+/// The source's neighbour table: `ipNetToPhysicalTable`, and
+/// `ipNetToMediaTable` when that gave no IPv4 neighbour (an agent without
+/// it, or one that keeps only IPv6 there). Ends by `source.deadline`.
 pub async fn neighbours(source: &Source) -> Result<Table, Error> {
     let started = Instant::now();
     let result = match tokio::time::timeout(source.deadline, read(source)).await {
@@ -134,55 +143,49 @@ pub async fn neighbours(source: &Source) -> Result<Table, Error> {
         ))),
         other => other,
     }
-    .inspect(|t| {
-        tracing::debug!(
-            source = %source.tag(),
-            rows = t.neighbours.len(),
-            rejected = t.rejected,
-            took_ms = took.as_millis() as u64,
-            "neighbour table read"
-        )
-    })
 }
 
 async fn read(source: &Source) -> Result<Table, Error> {
     let client = connect(source).await?;
-    let result = read_tables(&client, source.deadline).await;
-    // An SNMPv3 agent answers a wrong password with a report it cannot
-    // sign, which is (rightly) not believed: the request then times out
-    // although the agent answered mdb (its engine, for one).
-    match result {
-        Err(Error::Timeout(_))
-            if matches!(source.credentials, Credentials::V3 { .. })
+    let fail = |e: Box<async_snmp::Error>| Error::of(&e, source.deadline);
+    let uptime = match client.get(&Oid::from_slice(table::SYS_UPTIME)).await {
+        Ok(r) => r.varbinds.first().and_then(|v| v.value.as_u32()),
+        // An SNMPv3 agent answers a wrong password with a report it cannot
+        // sign, which is (rightly) not believed: the first authenticated
+        // request then times out although the agent answered mdb's
+        // engine discovery.
+        Err(e)
+            if e.kind() == ErrorKind::Timeout
+                && matches!(source.credentials, Credentials::V3 { .. })
                 && client.stats().correlated_datagrams > 0 =>
         {
-            Err(Error::Auth(
+            return Err(Error::Auth(
                 "the agent answered but not to this user's keys: wrong user, password or protocol?"
                     .into(),
-            ))
+            ));
         }
-        other => other,
+        Err(e) => return Err(fail(e)),
+    };
+    let physical = walk(
+        &client,
+        table::PHYSICAL_ENTRY,
+        &[4, 5, 6, 7],
+        source.deadline,
+    )
+    .await?;
+    let mut table = table::physical(&physical, uptime);
+    if !table.neighbours.iter().any(|n| n.ip.is_ipv4()) {
+        let media = walk(&client, table::MEDIA_ENTRY, &[2, 4], source.deadline).await?;
+        let older = table::media(&media);
+        table.neighbours.extend(older.neighbours);
+        table.rejected += older.rejected;
     }
-}
-
-async fn read_tables(
-    client: &Client<async_snmp::UdpHandle>,
-    deadline: Duration,
-) -> Result<Table, Error> {
-    let fail = |e: Box<async_snmp::Error>| Error::of(&e, deadline);
-    let uptime = client
-        .get(&Oid::from_slice(table::SYS_UPTIME))
-        .await
-        .map_err(fail)?
-        .varbinds
-        .first()
-        .and_then(|v| v.value.as_u32());
-    let physical = walk(client, table::PHYSICAL_ENTRY, deadline).await?;
-    if !physical.is_empty() {
-        return Ok(table::physical(&physical, uptime));
+    if table.neighbours.is_empty() {
+        return Err(Error::Empty {
+            rejected: table.rejected,
+        });
     }
-    let media = walk(client, table::MEDIA_ENTRY, deadline).await?;
-    Ok(table::media(&media))
+    Ok(table)
 }
 
 async fn connect(source: &Source) -> Result<Client<async_snmp::UdpHandle>, Error> {
@@ -207,6 +210,7 @@ async fn connect(source: &Source) -> Result<Client<async_snmp::UdpHandle>, Error
     let retry = Retry::fixed(source.retries, Duration::ZERO)
         .map_err(|e| Error::Credentials(e.to_string()))?;
     Client::builder(source.address, auth)
+        .strict_source(true)
         .request_timeout(source.timeout)
         .retry(retry)
         .connect()
@@ -214,15 +218,18 @@ async fn connect(source: &Source) -> Result<Client<async_snmp::UdpHandle>, Error
         .map_err(|e| Error::of(&e, source.deadline))
 }
 
-/// Every binding below `entry`, as (suffix, value); at most
-/// [`MAX_ROWS`] × 8 bindings (a row has up to eight columns).
+/// The bindings of `columns` below `entry`, as (column and index, cell):
+/// [`MAX_ROWS`] distinct rows at most, each value copied out small (a
+/// long string in a table of addresses is garbage, not a row).
 async fn walk(
     client: &Client<async_snmp::UdpHandle>,
     entry: &[u32],
+    columns: &[u32],
     deadline: Duration,
-) -> Result<Vec<(Vec<u32>, Value)>, Error> {
+) -> Result<Vec<(Vec<u32>, Cell)>, Error> {
     let options = WalkOptions {
         max_repetitions: MAX_REPETITIONS,
+        // Every column of a row counts: a table of eight columns.
         result_limit: Some(MAX_ROWS * 8),
         ..WalkOptions::default()
     };
@@ -231,15 +238,26 @@ async fn walk(
         .walk_with(prefix.clone(), options)
         .map_err(|e| Error::of(&e, deadline))?;
     let mut out = Vec::new();
+    let mut rows = std::collections::HashSet::new();
     while let Some(item) = stream.next().await {
         let vb = item.map_err(|e| Error::of(&e, deadline))?;
         let Some(suffix) = vb.oid.strip_prefix(&prefix) else {
             break;
         };
-        if out.len() >= MAX_ROWS * 8 {
+        let arcs = suffix.arcs();
+        if !arcs.first().is_some_and(|c| columns.contains(c)) {
+            continue;
+        }
+        let cell = Cell::of(&vb.value).ok_or_else(|| {
+            Error::Garbage(format!(
+                "a {} value in a neighbour table",
+                vb.value.kind().as_str()
+            ))
+        })?;
+        if rows.insert(arcs[1..].to_vec()) && rows.len() > MAX_ROWS {
             return Err(Error::Flood);
         }
-        out.push((suffix.arcs().to_vec(), vb.value));
+        out.push((arcs.to_vec(), cell));
     }
     Ok(out)
 }

@@ -13,6 +13,8 @@ pub const MAX_SOURCES: usize = 32;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_RETRIES: u32 = 1;
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+/// A read past a minute is a router that drips, whatever it is told.
+const MAX_DEADLINE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
@@ -92,6 +94,14 @@ fn one(r: &RawSource) -> Result<Source, Error> {
             .filter(|d| *d >= Duration::from_millis(10))
             .ok_or_else(|| at(field, format!("{t:?} is not a duration of at least 10ms"))),
     };
+    let timeout = wait("timeout", &r.timeout, DEFAULT_TIMEOUT)?;
+    let deadline = wait("deadline", &r.deadline, DEFAULT_DEADLINE)?;
+    if deadline > MAX_DEADLINE || deadline < timeout {
+        return Err(at(
+            "deadline",
+            format!("{deadline:?}: between the timeout ({timeout:?}) and {MAX_DEADLINE:?}"),
+        ));
+    }
     let retries = r.retries.unwrap_or(DEFAULT_RETRIES);
     if retries > 5 {
         return Err(at("retries", format!("{retries}: at most 5")));
@@ -102,9 +112,9 @@ fn one(r: &RawSource) -> Result<Source, Error> {
         credentials: credentials(r, &at)?,
         segment: r.segment.clone(),
         serves,
-        timeout: wait("timeout", &r.timeout, DEFAULT_TIMEOUT)?,
+        timeout,
         retries,
-        deadline: wait("deadline", &r.deadline, DEFAULT_DEADLINE)?,
+        deadline,
         max_age: match &r.max_age {
             None => None,
             some => Some(wait("max_age", some, Duration::ZERO)?),
@@ -166,12 +176,34 @@ fn credentials(r: &RawSource, at: &dyn Fn(&str, String) -> Error) -> Result<Cred
                     "one of des, 3des, aes (aes128), aes192-blumenthal, aes256-blumenthal".into(),
                 )
             })?;
+            let password = |field: &str, path: &Option<PathBuf>| {
+                let s = secret(field, path)?;
+                if s.expose().len() < 8 {
+                    return Err(at(
+                        field,
+                        "shorter than 8 characters: SNMPv3 needs 8".into(),
+                    ));
+                }
+                Ok(s)
+            };
+            let auth_password = password("auth_password_file", &r.auth_password_file)?;
+            let privacy_password = password("privacy_password_file", &r.privacy_password_file)?;
+            // The client's own check (protocols it can pair), at start
+            // rather than at every sweep.
+            async_snmp::UsmConfig::new(user.clone().into_bytes())
+                .auth_priv(
+                    auth,
+                    auth_password.expose(),
+                    privacy,
+                    privacy_password.expose(),
+                )
+                .map_err(|e| at("privacy", e.to_string()))?;
             Ok(Credentials::V3 {
                 user,
                 auth,
-                auth_password: secret("auth_password_file", &r.auth_password_file)?,
+                auth_password,
                 privacy,
-                privacy_password: secret("privacy_password_file", &r.privacy_password_file)?,
+                privacy_password,
             })
         }
         other => Err(at(
@@ -230,6 +262,14 @@ mod tests {
             ),
             (Box::new(|r| r.timeout = Some("0s".into())), ".timeout:"),
             (Box::new(|r| r.retries = Some(9)), ".retries:"),
+            (Box::new(|r| r.deadline = Some("2h".into())), ".deadline:"),
+            (
+                Box::new(|r| {
+                    r.timeout = Some("5s".into());
+                    r.deadline = Some("1s".into());
+                }),
+                ".deadline:",
+            ),
             (
                 Box::new(|r| {
                     r.version = "3".into();
@@ -259,6 +299,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let pw = d.path().join("pw");
         std::fs::write(&pw, "authpass123").unwrap();
+        let short = d.path().join("short");
+        std::fs::write(&short, "1234567").unwrap();
         let mut r = raw(d.path());
         r.version = "3".into();
         r.community_file = None;
@@ -268,6 +310,9 @@ mod tests {
         r.privacy = Some("AES".into());
         let e = resolve(std::slice::from_ref(&r)).unwrap_err().0;
         assert!(e.contains(".privacy_password_file: missing"), "{e}");
+        r.privacy_password_file = Some(short);
+        let e = resolve(std::slice::from_ref(&r)).unwrap_err().0;
+        assert!(e.contains(".privacy_password_file: shorter than 8"), "{e}");
         r.privacy_password_file = Some(pw);
         let s = resolve(&[r]).unwrap();
         assert!(matches!(s[0].credentials, Credentials::V3 { .. }));

@@ -8,8 +8,6 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use async_snmp::Value;
-
 use crate::net::Mac;
 
 /// `ipNetToPhysicalEntry`: index ifIndex, address type, address.
@@ -39,6 +37,53 @@ pub struct Table {
     pub rejected: usize,
 }
 
+/// One value of a row, copied out of the answer: a MAC's octets, or a
+/// number (a type, a state, a time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cell {
+    Octets(Vec<u8>),
+    Number(i64),
+}
+
+/// The longest string kept: a MAC is six octets.
+const MAX_OCTETS: usize = 32;
+
+impl Cell {
+    /// None for a value no neighbour table holds, or a string too long.
+    pub fn of(v: &async_snmp::Value) -> Option<Cell> {
+        use async_snmp::Value as V;
+        match v {
+            V::OctetString(b) if b.len() <= MAX_OCTETS => Some(Cell::Octets(b.to_vec())),
+            V::Integer(i) => Some(Cell::Number(i64::from(*i))),
+            V::TimeTicks(u) | V::Counter32(u) | V::Gauge32(u) | V::UInteger32(u) => {
+                Some(Cell::Number(i64::from(*u)))
+            }
+            _ => None,
+        }
+    }
+
+    fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Cell::Octets(b) => Some(b),
+            Cell::Number(_) => None,
+        }
+    }
+
+    fn as_u32(&self) -> Option<u32> {
+        match self {
+            Cell::Number(n) => u32::try_from(*n).ok(),
+            Cell::Octets(_) => None,
+        }
+    }
+
+    fn as_i32(&self) -> Option<i32> {
+        match self {
+            Cell::Number(n) => i32::try_from(*n).ok(),
+            Cell::Octets(_) => None,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Row {
     mac: Option<Vec<u8>>,
@@ -51,7 +96,7 @@ struct Row {
 /// `ipNetToPhysicalTable` rows: each binding's OID below the entry is
 /// column . ifIndex . type . length . address octets. `uptime` is the
 /// agent's `sysUpTime` (centiseconds), for each entry's age.
-pub fn physical(binds: &[(Vec<u32>, Value)], uptime: Option<u32>) -> Table {
+pub fn physical(binds: &[(Vec<u32>, Cell)], uptime: Option<u32>) -> Table {
     let mut rows: BTreeMap<(u32, IpAddr), Row> = BTreeMap::new();
     let mut rejected_index: usize = 0;
     for (suffix, value) in binds {
@@ -78,7 +123,7 @@ pub fn physical(binds: &[(Vec<u32>, Value)], uptime: Option<u32>) -> Table {
 }
 
 /// `ipNetToMediaTable` rows: column . ifIndex . four address octets.
-pub fn media(binds: &[(Vec<u32>, Value)]) -> Table {
+pub fn media(binds: &[(Vec<u32>, Cell)]) -> Table {
     let mut rows: BTreeMap<(u32, IpAddr), Row> = BTreeMap::new();
     let mut rejected_index: usize = 0;
     for (suffix, value) in binds {
@@ -108,7 +153,7 @@ pub fn media(binds: &[(Vec<u32>, Value)]) -> Table {
     table
 }
 
-fn typed(column: u32, value: &Value) -> bool {
+fn typed(column: u32, value: &Cell) -> bool {
     match column {
         4 => value.as_bytes().is_some(),
         5 => value.as_u32().is_some(),
@@ -152,8 +197,11 @@ const STATE_INCOMPLETE: i32 = 7;
 fn collect(rows: BTreeMap<(u32, IpAddr), Row>, uptime: Option<u32>) -> Table {
     let mut table = Table::default();
     for ((if_index, ip), row) in rows {
+        // A row that says neither its type nor its state is no entry the
+        // router keeps: a forger's cheapest row.
         let dead = matches!(row.kind, Some(TYPE_INVALID | TYPE_LOCAL))
-            || matches!(row.state, Some(STATE_INVALID | STATE_INCOMPLETE));
+            || matches!(row.state, Some(STATE_INVALID | STATE_INCOMPLETE))
+            || (row.kind.is_none() && row.state.is_none());
         let mac = row.mac.as_deref().and_then(device_mac);
         match mac {
             Some(mac) if !dead && !row.bad => table.neighbours.push(Neighbour {
@@ -187,12 +235,17 @@ fn age(updated: Option<u32>, uptime: Option<u32>) -> Option<u32> {
 mod tests {
     use super::*;
 
-    fn bind(arcs: &[u32], v: Value) -> (Vec<u32>, Value) {
+    fn bind(arcs: &[u32], v: Cell) -> (Vec<u32>, Cell) {
         (arcs.to_vec(), v)
     }
 
-    fn mac(b: &[u8]) -> Value {
-        Value::OctetString(b.to_vec().into())
+    fn mac(b: &[u8]) -> Cell {
+        Cell::Octets(b.to_vec())
+    }
+
+    #[allow(non_snake_case)]
+    fn Integer(n: i32) -> Cell {
+        Cell::Number(i64::from(n))
     }
 
     const M1: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
@@ -204,13 +257,15 @@ mod tests {
         ];
         let mut binds = vec![
             bind(&[4, 3, 1, 4, 198, 18, 2, 10], mac(&M1)),
-            bind(&[5, 3, 1, 4, 198, 18, 2, 10], Value::TimeTicks(900)),
-            bind(&[6, 3, 1, 4, 198, 18, 2, 10], Value::Integer(3)),
-            bind(&[7, 3, 1, 4, 198, 18, 2, 10], Value::Integer(1)),
+            bind(&[5, 3, 1, 4, 198, 18, 2, 10], Cell::Number(900)),
+            bind(&[6, 3, 1, 4, 198, 18, 2, 10], Integer(3)),
+            bind(&[7, 3, 1, 4, 198, 18, 2, 10], Integer(1)),
         ];
         let mut idx = vec![4, 3];
         idx.extend(v6);
         binds.push(bind(&idx, mac(&M1)));
+        idx[0] = 7;
+        binds.push(bind(&idx, Integer(2)));
         let t = physical(&binds, Some(1000));
         assert_eq!(t.rejected, 0);
         assert_eq!(t.neighbours.len(), 2);
@@ -226,36 +281,39 @@ mod tests {
         let binds = vec![
             // incomplete: no answer yet
             bind(&[4, 3, 1, 4, 198, 18, 2, 1], mac(&M1)),
-            bind(&[7, 3, 1, 4, 198, 18, 2, 1], Value::Integer(7)),
+            bind(&[7, 3, 1, 4, 198, 18, 2, 1], Integer(7)),
             // the router's own address
             bind(&[4, 3, 1, 4, 198, 18, 2, 2], mac(&M1)),
-            bind(&[6, 3, 1, 4, 198, 18, 2, 2], Value::Integer(5)),
+            bind(&[6, 3, 1, 4, 198, 18, 2, 2], Integer(5)),
             // zero, broadcast and short MACs
             bind(&[4, 3, 1, 4, 198, 18, 2, 3], mac(&[0; 6])),
             bind(&[4, 3, 1, 4, 198, 18, 2, 4], mac(&[0xff; 6])),
             bind(&[4, 3, 1, 4, 198, 18, 2, 5], mac(&[2, 0, 0])),
             // a MAC of the wrong type
-            bind(&[4, 3, 1, 4, 198, 18, 2, 6], Value::Integer(1)),
+            bind(&[4, 3, 1, 4, 198, 18, 2, 6], Integer(1)),
             // a length that lies, an octet past 255, an unknown type
             bind(&[4, 3, 1, 5, 198, 18, 2, 7], mac(&M1)),
             bind(&[4, 3, 1, 4, 198, 18, 2, 300], mac(&M1)),
             bind(&[4, 3, 9, 4, 198, 18, 2, 8], mac(&M1)),
+            // a MAC alone, with neither type nor state
+            bind(&[4, 3, 1, 4, 198, 18, 2, 11], mac(&M1)),
             // a good one
             bind(&[4, 3, 1, 4, 198, 18, 2, 9], mac(&M1)),
+            bind(&[7, 3, 1, 4, 198, 18, 2, 9], Integer(1)),
         ];
         let t = physical(&binds, None);
         assert_eq!(t.neighbours.len(), 1, "{t:?}");
         assert_eq!(t.neighbours[0].ip, "198.18.2.9".parse::<IpAddr>().unwrap());
-        assert_eq!(t.rejected, 6 + 3);
+        assert_eq!(t.rejected, 7 + 3);
     }
 
     #[test]
     fn media_rows_are_the_ipv4_fallback() {
         let binds = vec![
             bind(&[2, 7, 198, 18, 2, 10], mac(&M1)),
-            bind(&[4, 7, 198, 18, 2, 10], Value::Integer(3)),
+            bind(&[4, 7, 198, 18, 2, 10], Integer(3)),
             bind(&[2, 7, 198, 18, 2, 11], mac(&M1)),
-            bind(&[4, 7, 198, 18, 2, 11], Value::Integer(2)),
+            bind(&[4, 7, 198, 18, 2, 11], Integer(2)),
             bind(&[2, 7, 198, 18, 2], mac(&M1)),
         ];
         let t = media(&binds);

@@ -67,6 +67,8 @@ pub struct Sweep<'a> {
     /// Sources (`snmp:NAME`) that failed this sweep: their hosts are kept
     /// as last seen and marked stale, not missed.
     pub stale_sources: &'a [String],
+    /// Every source configured now: a host of one no longer read is missed.
+    pub sources: &'a [String],
 }
 
 /// What one fold changed.
@@ -151,8 +153,10 @@ impl History {
             let swept_at_last_address =
                 h.ip.parse::<IpAddr>()
                     .is_ok_and(|ip| sweep.swept.iter().any(|n| n.contains(ip)));
-            let covered =
-                swept_at_last_address || machine_key(key).is_some_and(|name| unseen.contains(name));
+            let retired = !h.source.is_empty() && !sweep.sources.contains(&h.source);
+            let covered = swept_at_last_address
+                || retired
+                || machine_key(key).is_some_and(|name| unseen.contains(name));
             if covered {
                 missed(key, rec, rules, sweep.now, &mut out);
             } else if flipped {

@@ -84,6 +84,7 @@ pub fn run(dir: &Path, plan: &Plan) -> Result<Report, store::Error> {
                 in_db: &|_| false,
                 now,
                 stale_sources: &[],
+                sources: &[],
             },
             &rules,
         );

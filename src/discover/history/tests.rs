@@ -39,6 +39,7 @@ fn sweep(h: &mut History, hosts: Vec<Classified>, unseen: &[&Machine], now: i64)
             in_db: &in_db,
             now,
             stale_sources: &[],
+            sources: &[],
         },
         &RULES,
     )
@@ -228,4 +229,68 @@ fn retention_forgets_hosts_and_bounds_every_list() {
     let f = sweep(&mut h, vec![], &[], later);
     assert!(h.is_empty());
     assert_eq!(f.removed, ["ip:198.18.0.30"]);
+}
+
+/// A sweep where the router `snmp:gw` (serving 198.18.2.0/24) is
+/// configured when `configured`, and answered when `answered`.
+fn sweep_with_router(
+    h: &mut History,
+    hosts: Vec<Classified>,
+    answered: bool,
+    configured: bool,
+    now: i64,
+) -> Fold {
+    let mut swept = lan();
+    if answered && configured {
+        swept.push("198.18.2.0/24".parse().unwrap());
+    }
+    let tag = vec!["snmp:gw".to_string()];
+    let none: Vec<String> = Vec::new();
+    h.fold(
+        Sweep {
+            seen: hosts,
+            unseen: &[],
+            swept: &swept,
+            in_db: &|_| false,
+            now,
+            stale_sources: if answered || !configured { &none } else { &tag },
+            sources: if configured { &tag } else { &none },
+        },
+        &RULES,
+    )
+}
+
+#[test]
+fn a_routers_host_is_kept_stale_while_the_router_is_away_then_judged_again() {
+    let mut h = History::default();
+    let mut c = seen("198.18.2.10", "00:16:3e:00:02:10", false);
+    c.host.source = "snmp:gw".into();
+    sweep_with_router(&mut h, vec![c.clone()], true, true, 1000);
+    // The router does not answer: kept up, stale, written, not missed.
+    for i in 1..=5 {
+        let fold = sweep_with_router(&mut h, vec![], false, true, 1000 + i);
+        let host = only(&h);
+        assert!(host.segment_stale);
+        assert_eq!(
+            (host.missed_sweeps, host.presence),
+            (0, Presence::Up as i32)
+        );
+        assert_eq!(
+            fold.written.len(),
+            usize::from(i == 1),
+            "written once, when it turned stale"
+        );
+    }
+    // It answers without the host: fresh again, and missed.
+    let fold = sweep_with_router(&mut h, vec![], true, true, 2000);
+    let host = only(&h);
+    assert!(!host.segment_stale);
+    assert_eq!(host.missed_sweeps, 1);
+    assert_eq!(fold.written.len(), 1, "one write for the flip and the miss");
+    // A router taken out of the configuration: its hosts are missed until down.
+    sweep_with_router(&mut h, vec![c], true, true, 3000);
+    for i in 1..=RULES.down_after {
+        sweep_with_router(&mut h, vec![], false, false, 3000 + i64::from(i));
+    }
+    assert_eq!(only(&h).presence, Presence::Down as i32);
 }

@@ -215,6 +215,11 @@ pub async fn sweep_once(
             in_db: &in_db,
             now,
             stale_sources: &stale_sources,
+            sources: &cfg
+                .snmp
+                .iter()
+                .map(crate::snmp::Source::tag)
+                .collect::<Vec<_>>(),
         },
         &rules,
     );
