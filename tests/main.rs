@@ -44,6 +44,7 @@ mod provision;
 mod scan_edges;
 mod segments;
 mod snmp;
+mod switch_ports;
 mod sync;
 mod tls;
 mod two_filers;

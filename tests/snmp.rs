@@ -23,16 +23,16 @@ use util::{
 };
 
 const SCANNER_LINK: &str = "198.19.255.1";
-const ROUTER_LINK: &str = "198.19.255.2";
-const SERVER: &str = "http://127.0.0.1:50051";
+pub(crate) const ROUTER_LINK: &str = "198.19.255.2";
+pub(crate) const SERVER: &str = "http://127.0.0.1:50051";
 const GUEST_MAC: &str = "00:16:3e:00:0c:10";
 const CAM_MAC: &str = "00:16:3e:00:0c:c8";
-const COMMUNITY: &str = "lab-community-7f3a";
+pub(crate) const COMMUNITY: &str = "lab-community-7f3a";
 const MEDIA_ONLY: &str = "media-only-29c1";
 const AUTH_PASS: &str = "auth-pass-4d1e90";
 const PRIV_PASS: &str = "priv-pass-b7c2a1";
 
-fn ip(args: &[&str]) {
+pub(crate) fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("ip");
     assert!(
         out.status.success(),
@@ -41,7 +41,7 @@ fn ip(args: &[&str]) {
     );
 }
 
-fn in_ns(ns: &str, args: &[&str]) {
+pub(crate) fn in_ns(ns: &str, args: &[&str]) {
     let mut all = vec!["netns", "exec", ns];
     all.extend_from_slice(args);
     ip(&all);
@@ -50,7 +50,7 @@ fn in_ns(ns: &str, args: &[&str]) {
 /// The `guest` LAN's bridge namespace made a router: its own address on
 /// the guest subnets, a link to the scanner, forwarding on, and each
 /// host in its neighbour table.
-fn make_router(lab: &Lan, guest: &Lan) {
+pub(crate) fn make_router(lab: &Lan, guest: &Lan) {
     let r = &guest.scanner;
     ip(&["-n", r, "addr", "flush", "dev", "br0"]);
     ip(&["-n", r, "addr", "add", "198.18.2.1/24", "dev", "br0"]);
@@ -130,7 +130,7 @@ fn make_router(lab: &Lan, guest: &Lan) {
 
 /// The router asks each host (as traffic through it would): its table
 /// holds them, reachable.
-fn refresh_neighbours(guest: &Lan) {
+pub(crate) fn refresh_neighbours(guest: &Lan) {
     for target in ["198.18.2.10", "198.18.2.200"] {
         let _ = Command::new("ip")
             .args([
@@ -162,13 +162,18 @@ fn refresh_neighbours(guest: &Lan) {
 /// v2c community with the whole tree, one whose view lacks
 /// ipNetToPhysicalTable, and a v3 user for authPriv (SHA, AES).
 fn start_snmpd(guest: &Lan) -> Child {
+    start_snmpd_with(guest, "")
+}
+
+/// [`start_snmpd`] with more lines of configuration.
+pub(crate) fn start_snmpd_with(guest: &Lan, more: &str) -> Child {
     let dir = guest.dir().join("snmpd");
     std::fs::create_dir_all(&dir).expect("snmpd dir");
     let conf = dir.join("snmpd.conf");
     std::fs::write(
         &conf,
         format!(
-            "agentaddress udp:{ROUTER_LINK}:161\nrocommunity {COMMUNITY} default\nview noPhys included .1\nview noPhys excluded .1.3.6.1.2.1.4.35\nrocommunity {MEDIA_ONLY} default -V noPhys\ncreateUser mdbuser SHA \"{AUTH_PASS}\" AES \"{PRIV_PASS}\"\nrouser mdbuser priv\n"
+            "agentaddress udp:{ROUTER_LINK}:161\nrocommunity {COMMUNITY} default\nview noPhys included .1\nview noPhys excluded .1.3.6.1.2.1.4.35\nrocommunity {MEDIA_ONLY} default -V noPhys\ncreateUser mdbuser SHA \"{AUTH_PASS}\" AES \"{PRIV_PASS}\"\nrouser mdbuser priv\n{more}"
         ),
     )
     .expect("snmpd.conf");
@@ -208,7 +213,7 @@ fn start_snmpd(guest: &Lan) -> Child {
     child
 }
 
-fn secret(lan: &Lan, name: &str, text: &str) -> String {
+pub(crate) fn secret(lan: &Lan, name: &str, text: &str) -> String {
     let p = lan.dir().join(name);
     std::fs::write(&p, format!("{text}\n")).expect("secret");
     p.display().to_string()
@@ -252,7 +257,7 @@ fn reads(lab: &Lan, source: &str, result: &str) -> f64 {
     .unwrap_or(0.0)
 }
 
-fn strings(v: &Value) -> Vec<String> {
+pub(crate) fn strings(v: &Value) -> Vec<String> {
     v.as_array()
         .into_iter()
         .flatten()

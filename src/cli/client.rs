@@ -281,10 +281,14 @@ pub fn discovered_table(hosts: &[crate::proto::DiscoveredHost], with_state: bool
         .collect();
     let with_v6 = hosts.iter().any(|h| !h.ipv6_addresses.is_empty());
     let with_source = hosts.iter().any(|h| !h.source.is_empty());
+    let with_port = hosts.iter().any(|h| h.switch_port.is_some());
     let rows: Vec<Vec<String>> = rows
         .into_iter()
         .zip(hosts)
         .map(|(mut r, h)| {
+            if with_port {
+                r.insert(1, crate::export::view::port_text(h));
+            }
             if with_source {
                 r.insert(1, crate::export::view::seen_on(h));
             }
@@ -314,6 +318,9 @@ pub fn discovered_table(hosts: &[crate::proto::DiscoveredHost], with_state: bool
     } else {
         vec!["IP", "MAC", "VENDOR", "NAME", "PORTS"]
     };
+    if with_port {
+        head.insert(1, "SWITCH PORT");
+    }
     if with_source {
         head.insert(1, "SEEN ON");
     }

@@ -113,6 +113,7 @@ pub fn observed(o: &Observation) -> DiscoveredHost {
         lease_expires_unix: o.lease_expires_unix,
         ipv6_addresses: ipv6_addresses(o.mac, &seen_once(&o.v6), &[]),
         source: o.source.clone(),
+        switch_port: o.switch_port.clone(),
         segments: if o.segment.is_empty() {
             Vec::new()
         } else {

@@ -35,6 +35,7 @@ pub struct SweepMetrics {
     overrun: prometheus::IntGauge,
     ndp_capped: prometheus::IntCounter,
     source_reads: IntCounterVec,
+    port_reads: IntCounterVec,
     source_hosts: IntGaugeVec,
     source_seconds: prometheus::GaugeVec,
 }
@@ -146,6 +147,13 @@ impl SweepMetrics {
                 ["source", "result"],
                 &[],
             ),
+            port_reads: m::counter_by2(
+                r,
+                "snmp_port_reads_total",
+                "Forwarding-table reads of each SNMP switch (scan.snmp with ports = true), by result: ok, or why it failed (ports then stay as last known).",
+                ["source", "result"],
+                &[],
+            ),
             source_hosts: m::int_gauge_vec(
                 r,
                 "snmp_source_hosts",
@@ -205,13 +213,29 @@ impl SweepMetrics {
         for tag in tags {
             for result in crate::snmp::Error::LABELS {
                 self.source_reads.with_label_values(&[tag.as_str(), result]);
+                self.port_reads.with_label_values(&[tag.as_str(), result]);
             }
         }
     }
 
     /// One SNMP source's read: `result` is "ok" or the failure's label.
-    pub fn source_read(&self, source: &str, result: &str, hosts: Option<usize>, seconds: f64) {
-        self.source_reads.with_label_values(&[source, result]).inc();
+    pub fn source_read(
+        &self,
+        source: &str,
+        ports: bool,
+        result: &str,
+        hosts: Option<usize>,
+        seconds: f64,
+    ) {
+        let reads = if ports {
+            &self.port_reads
+        } else {
+            &self.source_reads
+        };
+        reads.with_label_values(&[source, result]).inc();
+        if ports {
+            return;
+        }
         if let Some(n) = hosts {
             self.source_hosts.with_label_values(&[source]).set(n as i64);
         }

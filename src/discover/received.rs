@@ -137,7 +137,20 @@ pub fn host(h: DiscoveredHost) -> Option<DiscoveredHost> {
         last_seen_unix: not_ahead(h.last_seen_unix),
         ipv6_addresses: ipv6_addresses(&h.mac, &h.ipv6_addresses),
         source: source(&h.source),
+        switch_port: h.switch_port.as_ref().and_then(switch_port),
         ..h
+    })
+}
+
+/// A switch named by a DNS label, a port name cleaned and bounded, a VLAN
+/// that exists; else none.
+fn switch_port(p: &crate::proto::SwitchPort) -> Option<crate::proto::SwitchPort> {
+    let switch = label(&p.switch).filter(|s| !s.is_empty())?;
+    let port = clean(&p.port, 64);
+    (!port.is_empty() && p.vlan <= 4094).then_some(crate::proto::SwitchPort {
+        switch,
+        port,
+        vlan: p.vlan,
     })
 }
 
@@ -338,6 +351,26 @@ mod tests {
         })
         .unwrap();
         assert_eq!(named.source, "snmp:gw");
+        let port = |switch: &str, port: &str, vlan| {
+            host(DiscoveredHost {
+                switch_port: Some(crate::proto::SwitchPort {
+                    switch: switch.into(),
+                    port: port.into(),
+                    vlan,
+                }),
+                ..h.clone()
+            })
+            .unwrap()
+            .switch_port
+        };
+        let cleaned = port("sw-2", "p3\u{1b}[2J", 10).unwrap().port;
+        assert!(
+            cleaned.starts_with("p3") && !cleaned.contains('\u{1b}'),
+            "{cleaned:?}"
+        );
+        assert!(port("Sw 2", "p3", 10).is_none());
+        assert!(port("sw-2", "p3", 5000).is_none());
+        assert!(port("sw-2", "", 1).is_none());
         assert_eq!(got.names.len(), 1);
         assert_eq!(got.names[0].name, "a b");
         assert!(got.other_macs.is_empty());

@@ -4,7 +4,7 @@
 //! stay as last seen, marked stale, never emptied.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     net::IpAddr,
     time::{Duration, Instant},
 };
@@ -14,96 +14,177 @@ use ipnetwork::IpNetwork;
 use crate::{
     discover::scan::{self, Observation},
     net::Mac,
+    proto::SwitchPort,
     snmp::{self, Neighbour, Source},
 };
 
 /// Addresses of each family one MAC may hold in a table.
 const MAX_PER_MAC: usize = 16;
 
-/// One source's read in one sweep.
+/// One read of one source in one sweep: its neighbour table, or its
+/// forwarding table.
 #[derive(Debug)]
 pub struct Read {
     /// `snmp:NAME`.
     pub tag: String,
+    pub what: Table,
     pub took: Duration,
     pub outcome: Result<Counted, snmp::Error>,
+}
+
+/// Which table a read was of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    Neighbours,
+    Ports,
+}
+
+impl Table {
+    pub fn word(self) -> &'static str {
+        match self {
+            Table::Neighbours => "neighbour table",
+            Table::Ports => "forwarding table",
+        }
+    }
 }
 
 /// What a good read gave.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Counted {
-    /// Hosts it made.
+    /// Hosts it made, or devices it located on a port.
     pub hosts: usize,
-    /// Rows the agent sent that name no neighbour (see [`snmp::Table`]).
+    /// Rows the agent sent that name no entry (see [`snmp::Table`]).
     pub rejected: usize,
     /// Rows outside the subnets it serves, in those the scanner sweeps
-    /// itself, or older than `max_age`.
+    /// itself, or older than `max_age`; MACs on uplinks.
     pub dropped: usize,
+}
+
+type Timed<T> = (Instant, Result<T, snmp::Error>);
+
+/// What each source gave this sweep (None: that table is not read).
+pub struct Fetched {
+    table: Option<Timed<snmp::Table>>,
+    fdb: Option<Timed<snmp::ports::Fdb>>,
 }
 
 /// Every source read at once, each within its own deadline and the
 /// sweep's (`until`).
-pub async fn read_all(
-    sources: &[Source],
-    until: Option<Instant>,
-) -> Vec<(Instant, Result<snmp::Table, snmp::Error>)> {
+pub async fn read_all(sources: &[Source], until: Option<Instant>) -> Vec<Fetched> {
     futures::future::join_all(sources.iter().map(|s| async move {
-        let r = match until {
-            Some(t) => {
-                let started = Instant::now();
-                tokio::time::timeout_at(t.into(), snmp::neighbours(s))
-                    .await
-                    .unwrap_or_else(|_| Err(snmp::Error::Timeout(started.elapsed())))
+        let table = async {
+            if s.serves.is_empty() {
+                return None;
             }
-            None => snmp::neighbours(s).await,
+            Some(bounded(until, snmp::neighbours(s)).await)
         };
-        (Instant::now(), r)
+        let fdb = async {
+            s.ports.as_ref()?;
+            Some(bounded(until, snmp::ports(s)).await)
+        };
+        let (table, fdb) = tokio::join!(table, fdb);
+        Fetched { table, fdb }
     }))
     .await
 }
 
-/// Adds each good read's hosts to `report` and their subnets to `swept`
-/// (what the sweep covered, so that a host gone from a table is missed).
+async fn bounded<T>(
+    until: Option<Instant>,
+    read: impl std::future::Future<Output = Result<T, snmp::Error>>,
+) -> Timed<T> {
+    let started = Instant::now();
+    let r = match until {
+        Some(t) => tokio::time::timeout_at(t.into(), read)
+            .await
+            .unwrap_or_else(|_| Err(snmp::Error::Timeout(started.elapsed()))),
+        None => read.await,
+    };
+    (Instant::now(), r)
+}
+
+/// Adds each good neighbour read's hosts to `report` and their subnets to
+/// `swept` (what the sweep covered, so that a host gone from a table is
+/// missed), then puts each host on the port a switch learned its MAC on.
 /// `own` is what the scanner swept itself: its answers stand over a table.
 pub fn merge(
     report: &mut scan::Report,
     swept: &mut Vec<IpNetwork>,
     sources: &[Source],
-    reads: Vec<(Instant, Result<snmp::Table, snmp::Error>)>,
+    fetched: Vec<Fetched>,
     started: Instant,
 ) -> Vec<Read> {
     let own = swept.clone();
     let mut out = Vec::with_capacity(sources.len());
-    for (source, (ended, result)) in sources.iter().zip(reads) {
-        let outcome = result.map(|table| {
-            let (hosts, dropped) = observations(source, &table.neighbours, &own, report);
-            let counted = Counted {
-                hosts: hosts.len(),
-                rejected: table.rejected,
-                dropped,
-            };
-            report.hosts.extend(hosts);
-            for n in &source.serves {
-                if !swept.contains(n) {
-                    swept.push(*n);
-                }
-            }
-            counted
-        });
-        out.push(Read {
+    let mut located: HashMap<Mac, SwitchPort> = HashMap::new();
+    for (source, f) in sources.iter().zip(fetched) {
+        let read = |what, ended: Instant, outcome| Read {
             tag: source.tag(),
+            what,
             took: ended.saturating_duration_since(started),
             outcome,
-        });
+        };
+        if let Some((ended, result)) = f.table {
+            let outcome = result.map(|table| {
+                let (hosts, dropped) = observations(source, &table.neighbours, &own, report);
+                let counted = Counted {
+                    hosts: hosts.len(),
+                    rejected: table.rejected,
+                    dropped,
+                };
+                report.hosts.extend(hosts);
+                for n in &source.serves {
+                    if !swept.contains(n) {
+                        swept.push(*n);
+                    }
+                }
+                counted
+            });
+            out.push(read(Table::Neighbours, ended, outcome));
+        }
+        if let (Some((ended, result)), Some(rules)) = (f.fdb, &source.ports) {
+            let outcome = result.map(|fdb| locate(source, &fdb, rules, &mut located));
+            out.push(read(Table::Ports, ended, outcome));
+        }
+    }
+    for o in report.hosts.iter_mut() {
+        if let Some(p) = o.mac.and_then(|m| located.get(&m)) {
+            o.switch_port = Some(p.clone());
+        }
     }
     out
 }
 
-/// Logs and counts each read; gives the sources that failed.
+/// One switch's ports for the MACs it learned; a MAC another switch
+/// placed first keeps its place.
+fn locate(
+    source: &Source,
+    fdb: &snmp::ports::Fdb,
+    rules: &snmp::PortRules,
+    located: &mut HashMap<Mac, SwitchPort>,
+) -> Counted {
+    let at = snmp::ports::locate(fdb, rules.uplink_macs, &rules.uplinks);
+    let hosts = at.len();
+    for (mac, (port, vlan)) in at {
+        located.entry(mac).or_insert_with(|| SwitchPort {
+            switch: source.name.clone(),
+            port,
+            vlan,
+        });
+    }
+    Counted {
+        hosts,
+        rejected: fdb.rejected,
+        dropped: fdb.learned.len().saturating_sub(hosts),
+    }
+}
+
+/// Logs and counts each read; gives the sources whose neighbour table
+/// failed (a forwarding table that fails only leaves ports as they were).
 pub fn note(reads: &[Read], metrics: &super::SweepMetrics) -> Vec<String> {
     let mut failed = Vec::new();
     for r in reads {
         let took_ms = r.took.as_millis() as u64;
+        let what = r.what.word();
         match &r.outcome {
             Ok(c) => tracing::info!(
                 source = %r.tag,
@@ -111,18 +192,26 @@ pub fn note(reads: &[Read], metrics: &super::SweepMetrics) -> Vec<String> {
                 rejected = c.rejected,
                 dropped = c.dropped,
                 took_ms,
-                "neighbour table read"
+                "{what} read"
             ),
             Err(e) => {
-                tracing::warn!(source = %r.tag, took_ms, "neighbour table not read, its hosts kept as last seen: {e}");
-                failed.push(r.tag.clone());
+                tracing::warn!(source = %r.tag, took_ms, "{what} not read, its hosts kept as last seen: {e}");
+                if r.what == Table::Neighbours {
+                    failed.push(r.tag.clone());
+                }
             }
         }
         let (result, hosts) = match &r.outcome {
             Ok(c) => ("ok", Some(c.hosts)),
             Err(e) => (e.label(), None),
         };
-        metrics.source_read(&r.tag, result, hosts, r.took.as_secs_f64());
+        metrics.source_read(
+            &r.tag,
+            r.what == Table::Ports,
+            result,
+            hosts,
+            r.took.as_secs_f64(),
+        );
     }
     failed
 }
@@ -233,6 +322,7 @@ mod tests {
                 "198.18.2.0/24".parse().unwrap(),
                 "2001:db8:2::/64".parse().unwrap(),
             ],
+            ports: None,
             timeout: Duration::from_secs(1),
             retries: 0,
             deadline: Duration::from_secs(2),
@@ -312,21 +402,47 @@ mod tests {
         let mut report = scan::Report::default();
         let mut swept: Vec<IpNetwork> = vec!["198.18.0.0/24".parse().unwrap()];
         let t0 = Instant::now();
-        let reads = vec![(t0, Err(snmp::Error::Timeout(Duration::from_secs(2))))];
+        let reads = vec![Fetched {
+            table: Some((t0, Err(snmp::Error::Timeout(Duration::from_secs(2))))),
+            fdb: None,
+        }];
         let out = merge(&mut report, &mut swept, &[source()], reads, t0);
         assert!(report.hosts.is_empty());
         assert_eq!(swept.len(), 1, "its subnets are not swept: no host missed");
         assert_eq!(out[0].outcome.as_ref().unwrap_err().label(), "timeout");
-        let good = vec![(
-            t0,
-            Ok(snmp::Table {
-                neighbours: vec![n("198.18.2.10", 1, None)],
-                rejected: 2,
-            }),
-        )];
-        let out = merge(&mut report, &mut swept, &[source()], good, t0);
+        let fdb = snmp::ports::Fdb {
+            learned: vec![snmp::ports::Learned {
+                mac: Mac([2, 0, 0, 0, 0, 1]),
+                port: 3,
+                vlan: 10,
+            }],
+            names: [(3, "p0".to_string())].into(),
+            ..Default::default()
+        };
+        let good = vec![Fetched {
+            table: Some((
+                t0,
+                Ok(snmp::Table {
+                    neighbours: vec![n("198.18.2.10", 1, None)],
+                    rejected: 2,
+                }),
+            )),
+            fdb: Some((t0, Ok(fdb))),
+        }];
+        let mut switch = source();
+        switch.ports = Some(snmp::PortRules {
+            uplink_macs: 8,
+            uplinks: Vec::new(),
+        });
+        let out = merge(&mut report, &mut swept, &[switch], good, t0);
         assert_eq!(swept.len(), 3);
         assert_eq!(report.hosts.len(), 1);
         assert_eq!(out[0].outcome.as_ref().unwrap().rejected, 2);
+        assert_eq!(out[1].what, Table::Ports);
+        let port = report.hosts[0].switch_port.as_ref().expect("placed");
+        assert_eq!(
+            (port.switch.as_str(), port.port.as_str(), port.vlan),
+            ("gw", "p0", 10)
+        );
     }
 }

@@ -117,6 +117,7 @@ pub fn host_json(h: &DiscoveredHost) -> Value {
         "mac_is_local": h.mac_is_local,
         "seen_by": h.seen_by,
         "source": h.source,
+        "switch_port": h.switch_port.as_ref().map(|p| json!({"switch": p.switch, "port": p.port, "vlan": p.vlan})),
         "other_macs": h.other_macs,
         "presence": presence_name(h.presence),
         "presence_since_unix": h.presence_since_unix,
@@ -143,6 +144,21 @@ pub fn seen_on(h: &DiscoveredHost) -> String {
     }
     let stale = if h.segment_stale { " (stale)" } else { "" };
     format!("{} via {}{stale}", h.segments.join("+"), h.source)
+}
+
+/// "sw-2 port p3, VLAN 10": where a device plugs in.
+pub fn port_words(p: &crate::proto::SwitchPort) -> String {
+    let vlan = if p.vlan == 0 {
+        String::new()
+    } else {
+        format!(", VLAN {}", p.vlan)
+    };
+    format!("{} port {}{vlan}", p.switch, p.port)
+}
+
+/// A host's switch port in words; empty when no switch placed it.
+pub fn port_text(h: &DiscoveredHost) -> String {
+    h.switch_port.as_ref().map(port_words).unwrap_or_default()
 }
 
 /// A host's IPv6 addresses in one line, each with its kind.

@@ -473,7 +473,9 @@ impl Enroller {
             body: pull_body(fp, h, &entry, issue),
         };
         let number = pulls::create(http, &self.repo, &proposal).await?;
-        pulls::add_labels(http, &self.repo, number, &self.cfg.labels).await?;
+        let mut labels = self.cfg.labels.clone();
+        labels.extend(super::text::port_labels(h));
+        pulls::add_labels(http, &self.repo, number, &labels).await?;
         pulls::request_reviewers(http, &self.repo, number, &self.cfg.reviewers).await?;
         if let Some(issue) = issue {
             let text = format!(

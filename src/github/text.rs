@@ -64,6 +64,31 @@ pub fn plain_title(text: &str) -> String {
         .replace('#', "#\u{2060}")
 }
 
+/// Labels that say where a device plugs in (`port:sw-2/p3`, `vlan:10`):
+/// a port name is the switch's text, so only plain characters pass, and
+/// a label stays within GitHub's 50.
+pub fn port_labels(h: &DiscoveredHost) -> Vec<String> {
+    let Some(p) = &h.switch_port else {
+        return Vec::new();
+    };
+    let plain: String = format!("{}/{}", p.switch, p.port)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._/-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(45)
+        .collect();
+    let mut out = vec![format!("port:{plain}")];
+    if p.vlan > 0 {
+        out.push(format!("vlan:{}", p.vlan));
+    }
+    out
+}
+
 /// Everything seen, as a Markdown table.
 pub fn seen_table(h: &DiscoveredHost) -> String {
     let ports: Vec<String> = h.open_ports.iter().map(|p| p.to_string()).collect();
@@ -97,6 +122,7 @@ pub fn seen_table(h: &DiscoveredHost) -> String {
         ),
         ("answered", h.seen_by.clone()),
         ("seen on", crate::export::view::seen_on(h)),
+        ("switch port", crate::export::view::port_text(h)),
         ("database machine", h.machine.clone()),
         (
             "guessed use",
@@ -189,6 +215,23 @@ pub fn preview(hosts: &[DiscoveredHost], snap: Option<&Snapshot>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_labels_are_plain_and_short() {
+        let h = DiscoveredHost {
+            switch_port: Some(crate::proto::SwitchPort {
+                switch: "sw-2".into(),
+                port: "Gi1/0/14 <b>`".repeat(9),
+                vlan: 10,
+            }),
+            ..Default::default()
+        };
+        let l = port_labels(&h);
+        assert!(l[0].starts_with("port:sw-2/Gi1/0/14--b--"), "{l:?}");
+        assert!(l[0].len() <= 50 && l[0].chars().all(|c| c.is_ascii_graphic()));
+        assert_eq!(l[1], "vlan:10");
+        assert!(port_labels(&DiscoveredHost::default()).is_empty());
+    }
 
     fn new_host() -> DiscoveredHost {
         DiscoveredHost {

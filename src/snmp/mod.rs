@@ -3,6 +3,7 @@
 //! deadline and a row cap. What an agent sends is an untrusted answer:
 //! every row is checked ([`table`]) before it names a host.
 
+pub mod ports;
 pub mod settings;
 pub mod table;
 
@@ -34,8 +35,11 @@ pub struct Source {
     /// The segment whose hosts its table gives (`scan.segment` of the
     /// scanner that would sweep it).
     pub segment: String,
-    /// The subnets it serves: rows outside them are dropped.
+    /// The subnets it serves: rows outside them are dropped. Empty: its
+    /// neighbour table is not read (a switch that routes nothing).
     pub serves: Vec<IpNetwork>,
+    /// Read its forwarding table for the port of each MAC.
+    pub ports: Option<PortRules>,
     /// Each request's wait for an answer, and the retries after it.
     pub timeout: Duration,
     pub retries: u32,
@@ -45,6 +49,15 @@ pub struct Source {
     /// None by default: net-snmp counts from a row's last change, not the
     /// router's last answer, so a device that stays put grows old there.
     pub max_age: Option<Duration>,
+}
+
+/// Which ports of a switch are no device's own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortRules {
+    /// A port with more MACs than this leads to another switch.
+    pub uplink_macs: usize,
+    /// Ports named (ifName) as uplinks.
+    pub uplinks: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -186,6 +199,58 @@ async fn read(source: &Source) -> Result<Table, Error> {
         });
     }
     Ok(table)
+}
+
+/// The switch's forwarding table, its ports' names and which of them
+/// face another bridge (LLDP). Ends by `source.deadline` at the latest.
+pub async fn ports(source: &Source) -> Result<ports::Fdb, Error> {
+    let started = Instant::now();
+    match tokio::time::timeout(source.deadline, read_ports(source)).await {
+        Ok(Err(Error::Timeout(_))) | Err(_) => Err(Error::Timeout(Duration::from_millis(
+            started.elapsed().as_millis() as u64,
+        ))),
+        Ok(r) => r,
+    }
+}
+
+async fn read_ports(source: &Source) -> Result<ports::Fdb, Error> {
+    let client = connect(source).await?;
+    let d = source.deadline;
+    let (mut learned, mut rejected) =
+        ports::learned(&walk(&client, ports::Q_FDB_ENTRY, &[2, 3], d).await?, true);
+    if learned.is_empty() {
+        (learned, rejected) =
+            ports::learned(&walk(&client, ports::FDB_ENTRY, &[2, 3], d).await?, false);
+    }
+    if learned.is_empty() {
+        return Err(Error::Empty { rejected });
+    }
+    let base = ports::base_ports(&walk(&client, ports::BASE_PORT_ENTRY, &[2], d).await?);
+    let if_names = ports::if_names(&walk(&client, ports::IF_X_ENTRY, &[1], d).await?);
+    let names = base
+        .iter()
+        .filter_map(|(port, index)| Some((*port, if_names.get(index)?.clone())))
+        .collect();
+    // LLDP-MIB numbers a bridge's ports as dot1dBasePort; some agents
+    // (lldpd) use the ifIndex instead.
+    let by_index: std::collections::HashMap<u32, u32> =
+        base.iter().map(|(p, i)| (*i, *p)).collect();
+    let bridged = ports::bridged_ports(&walk(&client, ports::LLDP_REM_ENTRY, &[12], d).await?)
+        .into_iter()
+        .filter_map(|n| {
+            if base.contains_key(&n) {
+                Some(n)
+            } else {
+                by_index.get(&n).copied()
+            }
+        })
+        .collect();
+    Ok(ports::Fdb {
+        learned,
+        names,
+        bridged,
+        rejected,
+    })
 }
 
 async fn connect(source: &Source) -> Result<Client<async_snmp::UdpHandle>, Error> {

@@ -12,6 +12,7 @@ use crate::{secret::Secret, settings::Error, units::parse_duration};
 pub const MAX_SOURCES: usize = 32;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_RETRIES: u32 = 1;
+const DEFAULT_UPLINK_MACS: usize = 8;
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 /// A read past a minute is a router that drips, whatever it is told.
 const MAX_DEADLINE: Duration = Duration::from_secs(60);
@@ -23,10 +24,22 @@ pub struct RawSource {
     pub name: String,
     /// `HOST` or `HOST:PORT` (161 by default), an address, not a name.
     pub address: String,
-    /// The network segment its hosts are on (a DNS label).
+    /// The network segment its hosts are on (a DNS label); with `subnets`.
+    #[serde(default)]
     pub segment: String,
-    /// The subnets it serves (IPv4 and IPv6 CIDRs); other rows are dropped.
+    /// The subnets it serves (IPv4 and IPv6 CIDRs), whose hosts its
+    /// neighbour table gives; other rows are dropped.
+    #[serde(default)]
     pub subnets: Vec<String>,
+    /// A switch: read its forwarding table for each device's port.
+    #[serde(default)]
+    pub ports: bool,
+    /// Ports (by ifName) that lead to other switches, beside those found
+    /// by LLDP and by their crowd of MACs.
+    #[serde(default)]
+    pub uplinks: Vec<String>,
+    /// A port with more MACs than this is an uplink (default 8).
+    pub uplink_macs: Option<usize>,
     /// "2c" or "3".
     pub version: String,
     /// v2c: the file holding the community.
@@ -66,8 +79,10 @@ fn one(r: &RawSource) -> Result<Source, Error> {
     let at = |field: &str, why: String| Error(format!("scan.snmp[{:?}].{field}: {why}", r.name));
     crate::db::load::check_dns_label(&r.name)
         .map_err(|why| Error(format!("scan.snmp: name {:?} {why}", r.name)))?;
-    crate::db::load::check_dns_label(&r.segment)
-        .map_err(|why| at("segment", format!("{:?} {why}", r.segment)))?;
+    if !r.subnets.is_empty() {
+        crate::db::load::check_dns_label(&r.segment)
+            .map_err(|why| at("segment", format!("{:?} {why}", r.segment)))?;
+    }
     let address = address(&r.address).ok_or_else(|| {
         at(
             "address",
@@ -77,8 +92,17 @@ fn one(r: &RawSource) -> Result<Source, Error> {
             ),
         )
     })?;
-    if r.subnets.is_empty() {
-        return Err(at("subnets", "name the subnets it serves".into()));
+    if r.subnets.is_empty() && !r.ports {
+        return Err(at(
+            "subnets",
+            "name the subnets it serves (a router's neighbour table), or set ports = true (a switch's forwarding table)".into(),
+        ));
+    }
+    if r.uplinks.len() > 256 || r.uplinks.iter().any(|u| u.is_empty() || u.len() > 64) {
+        return Err(at(
+            "uplinks",
+            "at most 256 port names of 1 to 64 characters".into(),
+        ));
     }
     let serves = r
         .subnets
@@ -112,6 +136,10 @@ fn one(r: &RawSource) -> Result<Source, Error> {
         credentials: credentials(r, &at)?,
         segment: r.segment.clone(),
         serves,
+        ports: r.ports.then(|| super::PortRules {
+            uplink_macs: r.uplink_macs.unwrap_or(DEFAULT_UPLINK_MACS),
+            uplinks: r.uplinks.clone(),
+        }),
         timeout,
         retries,
         deadline,
@@ -251,6 +279,13 @@ mod tests {
         let cases: Vec<(Change, &str)> = vec![
             (Box::new(|r| r.address = "router.lan".into()), ".address:"),
             (Box::new(|r| r.subnets = vec![]), ".subnets:"),
+            (
+                Box::new(|r| {
+                    r.ports = true;
+                    r.uplinks = vec![String::new()];
+                }),
+                ".uplinks:",
+            ),
             (Box::new(|r| r.subnets = vec!["nope".into()]), ".subnets:"),
             (Box::new(|r| r.segment = "Bad Seg".into()), ".segment:"),
             (Box::new(|r| r.version = "1".into()), ".version:"),
@@ -292,6 +327,21 @@ mod tests {
         }
         let twice = resolve(&[raw(d.path()), raw(d.path())]).unwrap_err().0;
         assert!(twice.contains("named twice"), "{twice}");
+    }
+
+    #[test]
+    fn a_switch_needs_no_segment() {
+        let d = tempfile::tempdir().unwrap();
+        let mut r = raw(d.path());
+        r.subnets.clear();
+        r.segment.clear();
+        r.ports = true;
+        let s = resolve(&[r]).unwrap();
+        assert!(s[0].serves.is_empty());
+        assert_eq!(
+            s[0].ports.as_ref().map(|p| p.uplink_macs),
+            Some(DEFAULT_UPLINK_MACS)
+        );
     }
 
     #[test]

@@ -45,8 +45,9 @@ pub enum Cell {
     Number(i64),
 }
 
-/// The longest string kept: a MAC is six octets.
-const MAX_OCTETS: usize = 32;
+/// The longest string kept: a MAC is six octets, a port's name a few
+/// dozen characters.
+const MAX_OCTETS: usize = 64;
 
 impl Cell {
     /// None for a value no neighbour table holds, or a string too long.

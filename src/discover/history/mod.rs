@@ -215,6 +215,10 @@ impl History {
             prev.state_since_unix
         };
         h.presence_since_unix = prev.presence_since_unix;
+        if h.switch_port.is_none() && prev.mac == h.mac {
+            // No switch said where it is this sweep: the last port stands.
+            h.switch_port = prev.switch_port.clone();
+        }
         if h.probed_unix == 0 {
             // Carried over or shed: the last probe stands.
             h.probed_unix = prev.probed_unix;
@@ -334,6 +338,9 @@ fn judge_missing(h: &mut DiscoveredHost, rec: &HostHistory, rules: &Rules, now: 
         return false;
     }
     h.detail = format!("not seen for {} sweeps", h.missed_sweeps);
+    if let Some(p) = &h.switch_port {
+        h.detail += &format!("; last seen on {}", crate::export::view::port_words(p));
+    }
     if h.state == HostState::Missing as i32 {
         return false;
     }

@@ -168,6 +168,8 @@ pub struct Observation {
     pub source: String,
     /// The segment it is on when not the scanner's own (a source's).
     pub segment: String,
+    /// The switch port a switch learned its MAC on.
+    pub switch_port: Option<crate::proto::SwitchPort>,
 }
 
 #[derive(Clone, Debug, Default)]

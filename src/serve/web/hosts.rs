@@ -118,6 +118,9 @@ pub(super) fn hosts_table(hosts: &[&DiscoveredHost]) -> Markup {
                             @if !h.source.is_empty() {
                                 br; small class="seen-on" { (crate::export::view::seen_on(h)) }
                             }
+                            @if let Some(p) = &h.switch_port {
+                                br; small class="switch-port" { (crate::export::view::port_words(p)) }
+                            }
                         }
                         td { code { (h.mac) } }
                         td { (h.vendor) }
