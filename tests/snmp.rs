@@ -128,34 +128,21 @@ pub(crate) fn make_router(lab: &Lan, guest: &Lan) {
     refresh_neighbours(guest);
 }
 
+/// `ping ARGS` from namespace `ns`, once, answered or not.
+pub(crate) fn ping_from(ns: &str, args: &[&str]) {
+    let _ = Command::new("ip")
+        .args(["netns", "exec", ns, "ping", "-c1", "-W1"])
+        .args(args)
+        .output();
+}
+
 /// The router asks each host (as traffic through it would): its table
 /// holds them, reachable.
 pub(crate) fn refresh_neighbours(guest: &Lan) {
     for target in ["198.18.2.10", "198.18.2.200"] {
-        let _ = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &guest.scanner,
-                "ping",
-                "-c1",
-                "-W1",
-                target,
-            ])
-            .output();
+        ping_from(&guest.scanner, &[target]);
     }
-    let _ = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &guest.scanner,
-            "ping",
-            "-6",
-            "-c1",
-            "-W1",
-            "2001:db8:2::200",
-        ])
-        .output();
+    ping_from(&guest.scanner, &["-6", "2001:db8:2::200"]);
 }
 
 /// Debian's snmpd in the router namespace, on the scanner link only: a

@@ -8,8 +8,8 @@
 
 use crate::{
     snmp::{
-        ip, make_router, refresh_neighbours, secret, start_snmpd_with, COMMUNITY, ROUTER_LINK,
-        SERVER,
+        ip, make_router, ping_from, refresh_neighbours, secret, start_snmpd_with, COMMUNITY,
+        ROUTER_LINK, SERVER,
     },
     util,
 };
@@ -271,9 +271,7 @@ fn a_switch_shows_each_hosts_port_and_never_an_uplink() {
     }
     wait_for("the router's entries for the uplinks' hosts", 20, || {
         for addr in ["198.18.2.50", "198.18.2.60"] {
-            let _ = Command::new("ip")
-                .args(["netns", "exec", &bridge, "ping", "-c1", "-W1", addr])
-                .output();
+            ping_from(&bridge, &[addr]);
         }
         let out = Command::new("ip")
             .args(["-n", &bridge, "neigh"])
@@ -314,9 +312,7 @@ fn a_switch_shows_each_hosts_port_and_never_an_uplink() {
         // Traffic through the router keeps its table: every host is in it.
         refresh_neighbours(&guest);
         for addr in ["198.18.2.50", "198.18.2.60"] {
-            let _ = Command::new("ip")
-                .args(["netns", "exec", &bridge, "ping", "-c1", "-W1", addr])
-                .output();
+            ping_from(&bridge, &[addr]);
         }
         let h = lab.discovered(SERVER);
         let placed = ["198.18.2.10", "198.18.2.200"]

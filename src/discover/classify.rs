@@ -343,17 +343,21 @@ pub fn again(hosts: &[DiscoveredHost], snap: &Snapshot, rules: &[Rule]) -> Vec<D
         .collect()
 }
 
+/// A host record's open ports, as ports.
+pub fn open_ports(h: &DiscoveredHost) -> Vec<u16> {
+    h.open_ports
+        .iter()
+        .filter_map(|p| u16::try_from(*p).ok())
+        .collect()
+}
+
 /// What a host record says was observed of it.
 fn observation_of(h: &DiscoveredHost) -> Observation {
     Observation {
         ip: h.ip.parse().ok(),
         mac: h.mac.parse().ok(),
         vendor: h.vendor.clone(),
-        open_ports: h
-            .open_ports
-            .iter()
-            .filter_map(|p| u16::try_from(*p).ok())
-            .collect(),
+        open_ports: open_ports(h),
         ssh_banner: h.ssh_banner.clone(),
         ssh_host_key: h.ssh_host_key.clone(),
         services: h.services.clone(),

@@ -105,11 +105,7 @@ pub fn fresh(history: &History, refresh: Duration, now: i64) -> HashMap<IpAddr, 
             };
             let carried = scan::Carried {
                 mac,
-                open_ports: h
-                    .open_ports
-                    .iter()
-                    .filter_map(|p| u16::try_from(*p).ok())
-                    .collect(),
+                open_ports: classify::open_ports(h),
                 ssh_banner: h.ssh_banner.clone(),
                 ssh_host_key: h.ssh_host_key.clone(),
                 dns_name: h.dns_name.clone(),
