@@ -171,7 +171,7 @@ async fn every_dashboard_metric_exists_in_a_real_scrape() {
     mdb::notify::deliver::NotifyMetrics::register(&registry, &["hooks"]);
     // A scanner's routers and switches, as `[[scan.snmp]]` makes them.
     let sweeps = mdb::discover::SweepMetrics::register(&registry);
-    sweeps.sources(&["snmp:gw".to_string()]);
+    sweeps.source_read("snmp:gw", true, "ok", Some(2), 0.01);
     sweeps.source_read("snmp:gw", false, "ok", Some(3), 0.01);
     let mut buf = Vec::new();
     prometheus::Encoder::encode(

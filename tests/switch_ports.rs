@@ -269,6 +269,24 @@ fn a_switch_shows_each_hosts_port_and_never_an_uplink() {
         }
         std::thread::sleep(std::time::Duration::from_millis(1000));
     }
+    // lldpd's view reaches the MIB through AgentX: wait until snmpd
+    // serves the bridging neighbour (0x20), so that no sweep reads a
+    // table without it.
+    wait_for("LLDP-MIB through snmpd", 30, || {
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", &bridge, "snmpwalk", "-v2c", "-c", COMMUNITY, "-On", "-Ox", "-t",
+                "1", "-r", "0",
+            ])
+            .arg(ROUTER_LINK)
+            .arg(".1.0.8802.1.1.2.1.4.1.1.12")
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines()
+            .any(|l| l.contains("Hex-STRING: 20"))
+            .then_some(())
+    });
     wait_for("the router's entries for the uplinks' hosts", 20, || {
         for addr in ["198.18.2.50", "198.18.2.60"] {
             ping_from(&bridge, &[addr]);

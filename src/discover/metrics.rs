@@ -209,11 +209,16 @@ impl SweepMetrics {
     }
 
     /// Every result series of each configured source, at 0 from the start.
-    pub fn sources(&self, tags: &[String]) {
-        for tag in tags {
+    pub fn sources(&self, sources: &[crate::snmp::Source]) {
+        for s in sources {
+            let tag = s.tag();
             for result in crate::snmp::Error::LABELS {
-                self.source_reads.with_label_values(&[tag.as_str(), result]);
-                self.port_reads.with_label_values(&[tag.as_str(), result]);
+                if !s.serves.is_empty() {
+                    self.source_reads.with_label_values(&[tag.as_str(), result]);
+                }
+                if s.ports.is_some() {
+                    self.port_reads.with_label_values(&[tag.as_str(), result]);
+                }
             }
         }
     }

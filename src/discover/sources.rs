@@ -115,7 +115,7 @@ pub fn merge(
 ) -> Vec<Read> {
     let own = swept.clone();
     let mut out = Vec::with_capacity(sources.len());
-    let mut located: HashMap<Mac, SwitchPort> = HashMap::new();
+    let mut located: HashMap<Mac, (SwitchPort, usize)> = HashMap::new();
     for (source, f) in sources.iter().zip(fetched) {
         let read = |what, ended: Instant, outcome| Read {
             tag: source.tag(),
@@ -147,41 +147,55 @@ pub fn merge(
         }
     }
     for o in report.hosts.iter_mut() {
-        if let Some(p) = o.mac.and_then(|m| located.get(&m)) {
+        if let Some((p, _)) = o.mac.and_then(|m| located.get(&m)) {
             o.switch_port = Some(p.clone());
         }
     }
     out
 }
 
-/// One switch's ports for the MACs it learned; a MAC another switch
-/// placed first keeps its place.
+/// One switch's ports for the MACs it learned. A MAC two switches place
+/// goes to the port with fewer MACs (the other is a trunk no LLDP told
+/// of); on a tie, to the switch configured first.
 fn locate(
     source: &Source,
     fdb: &snmp::ports::Fdb,
     rules: &snmp::PortRules,
-    located: &mut HashMap<Mac, SwitchPort>,
+    located: &mut HashMap<Mac, (SwitchPort, usize)>,
 ) -> Counted {
     let at = snmp::ports::locate(fdb, rules.uplink_macs, &rules.uplinks);
-    let hosts = at.len();
-    for (mac, (port, vlan)) in at {
-        located.entry(mac).or_insert_with(|| SwitchPort {
-            switch: source.name.clone(),
-            port,
-            vlan,
-        });
+    let hosts = at.placed.len();
+    for (mac, (port, vlan, crowd)) in at.placed {
+        let better = located.get(&mac).is_none_or(|(_, c)| crowd < *c);
+        if better {
+            let place = SwitchPort {
+                switch: source.name.clone(),
+                port,
+                vlan,
+            };
+            located.insert(mac, (place, crowd));
+        }
     }
     Counted {
         hosts,
         rejected: fdb.rejected,
-        dropped: fdb.learned.len().saturating_sub(hosts),
+        dropped: at.behind_uplinks.len() + at.ambiguous,
     }
+}
+
+/// The sources whose reads failed this sweep.
+#[derive(Debug, Default)]
+pub struct Failed {
+    /// Neighbour tables (`snmp:NAME`): their hosts are kept, stale.
+    pub tables: Vec<String>,
+    /// Forwarding tables (NAME): the ports they placed stand.
+    pub switches: Vec<String>,
 }
 
 /// Logs and counts each read; gives the sources whose neighbour table
 /// failed (a forwarding table that fails only leaves ports as they were).
-pub fn note(reads: &[Read], metrics: &super::SweepMetrics) -> Vec<String> {
-    let mut failed = Vec::new();
+pub fn note(reads: &[Read], metrics: &super::SweepMetrics) -> Failed {
+    let mut failed = Failed::default();
     for r in reads {
         let took_ms = r.took.as_millis() as u64;
         let what = r.what.word();
@@ -195,9 +209,16 @@ pub fn note(reads: &[Read], metrics: &super::SweepMetrics) -> Vec<String> {
                 "{what} read"
             ),
             Err(e) => {
-                tracing::warn!(source = %r.tag, took_ms, "{what} not read, its hosts kept as last seen: {e}");
-                if r.what == Table::Neighbours {
-                    failed.push(r.tag.clone());
+                let kept = match r.what {
+                    Table::Neighbours => "its hosts kept as last seen",
+                    Table::Ports => "ports kept as last known",
+                };
+                tracing::warn!(source = %r.tag, took_ms, "{what} not read, {kept}: {e}");
+                match r.what {
+                    Table::Neighbours => failed.tables.push(r.tag.clone()),
+                    Table::Ports => failed
+                        .switches
+                        .push(r.tag.trim_start_matches("snmp:").to_string()),
                 }
             }
         }

@@ -90,7 +90,7 @@ pub enum Error {
     Auth(String),
     #[error("more than {MAX_ROWS} rows: a flood, not a neighbour table")]
     Flood,
-    #[error("the table holds no neighbour ({rejected} rows rejected): a view without IP-MIB, or a router that just restarted")]
+    #[error("the table holds no entry ({rejected} rows rejected): a view without its MIB, or a device that just restarted")]
     Empty { rejected: usize },
     #[error("an answer SNMP does not allow: {0}")]
     Garbage(String),
@@ -226,25 +226,17 @@ async fn read_ports(source: &Source) -> Result<ports::Fdb, Error> {
         return Err(Error::Empty { rejected });
     }
     let base = ports::base_ports(&walk(&client, ports::BASE_PORT_ENTRY, &[2], d).await?);
-    let if_names = ports::if_names(&walk(&client, ports::IF_X_ENTRY, &[1], d).await?);
-    let names = base
+    let if_names = ports::texts(&walk(&client, ports::IF_X_ENTRY, &[1], d).await?, 1);
+    let names: std::collections::HashMap<u32, String> = base
         .iter()
         .filter_map(|(port, index)| Some((*port, if_names.get(index)?.clone())))
         .collect();
-    // LLDP-MIB numbers a bridge's ports as dot1dBasePort; some agents
-    // (lldpd) use the ifIndex instead.
-    let by_index: std::collections::HashMap<u32, u32> =
-        base.iter().map(|(p, i)| (*i, *p)).collect();
-    let bridged = ports::bridged_ports(&walk(&client, ports::LLDP_REM_ENTRY, &[12], d).await?)
-        .into_iter()
-        .filter_map(|n| {
-            if base.contains_key(&n) {
-                Some(n)
-            } else {
-                by_index.get(&n).copied()
-            }
-        })
-        .collect();
+    let local = ports::texts(
+        &walk(&client, ports::LLDP_LOC_PORT_ENTRY, &[4], d).await?,
+        4,
+    );
+    let remote = walk(&client, ports::LLDP_REM_ENTRY, &[12], d).await?;
+    let bridged = ports::bridged_base_ports(&ports::bridged_ports(&remote), &local, &names);
     Ok(ports::Fdb {
         learned,
         names,
@@ -283,9 +275,10 @@ async fn connect(source: &Source) -> Result<Client<async_snmp::UdpHandle>, Error
         .map_err(|e| Error::of(&e, source.deadline))
 }
 
-/// The bindings of `columns` below `entry`, as (column and index, cell):
-/// [`MAX_ROWS`] distinct rows at most, each value copied out small (a
-/// long string in a table of addresses is garbage, not a row).
+/// The bindings of `columns` below `entry`, each column walked on its
+/// own, as (column and index, cell): [`MAX_ROWS`] distinct rows at most,
+/// each value copied out small (a long string in such a table is garbage,
+/// not a row).
 async fn walk(
     client: &Client<async_snmp::UdpHandle>,
     entry: &[u32],
@@ -294,35 +287,32 @@ async fn walk(
 ) -> Result<Vec<(Vec<u32>, Cell)>, Error> {
     let options = WalkOptions {
         max_repetitions: MAX_REPETITIONS,
-        // Every column of a row counts: a table of eight columns.
-        result_limit: Some(MAX_ROWS * 8),
+        result_limit: Some(MAX_ROWS + 1),
         ..WalkOptions::default()
     };
-    let prefix = Oid::from_slice(entry);
-    let mut stream = client
-        .walk_with(prefix.clone(), options)
-        .map_err(|e| Error::of(&e, deadline))?;
+    let entry = Oid::from_slice(entry);
     let mut out = Vec::new();
     let mut rows = std::collections::HashSet::new();
-    while let Some(item) = stream.next().await {
-        let vb = item.map_err(|e| Error::of(&e, deadline))?;
-        let Some(suffix) = vb.oid.strip_prefix(&prefix) else {
-            break;
-        };
-        let arcs = suffix.arcs();
-        if !arcs.first().is_some_and(|c| columns.contains(c)) {
-            continue;
+    for &column in columns {
+        let prefix = entry.child(column);
+        let mut stream = client
+            .walk_with(prefix.clone(), options)
+            .map_err(|e| Error::of(&e, deadline))?;
+        while let Some(item) = stream.next().await {
+            let vb = item.map_err(|e| Error::of(&e, deadline))?;
+            let Some(index) = vb.oid.strip_prefix(&prefix) else {
+                break;
+            };
+            let cell = Cell::of(&vb.value).ok_or_else(|| {
+                Error::Garbage(format!("a {} value in a table", vb.value.kind().as_str()))
+            })?;
+            if rows.insert(index.arcs().to_vec()) && rows.len() > MAX_ROWS {
+                return Err(Error::Flood);
+            }
+            let mut arcs = vec![column];
+            arcs.extend_from_slice(index.arcs());
+            out.push((arcs, cell));
         }
-        let cell = Cell::of(&vb.value).ok_or_else(|| {
-            Error::Garbage(format!(
-                "a {} value in a neighbour table",
-                vb.value.kind().as_str()
-            ))
-        })?;
-        if rows.insert(arcs[1..].to_vec()) && rows.len() > MAX_ROWS {
-            return Err(Error::Flood);
-        }
-        out.push((arcs.to_vec(), cell));
     }
     Ok(out)
 }

@@ -20,6 +20,8 @@ pub const IF_X_ENTRY: &[u32] = &[1, 3, 6, 1, 2, 1, 31, 1, 1, 1];
 /// `lldpRemEntry`: index timeMark . local port . remote index; column 12
 /// the capabilities it has enabled.
 pub const LLDP_REM_ENTRY: &[u32] = &[1, 0, 8802, 1, 1, 2, 1, 4, 1, 1];
+/// `lldpLocPortEntry`: index local port; column 4 its description.
+pub const LLDP_LOC_PORT_ENTRY: &[u32] = &[1, 0, 8802, 1, 1, 2, 1, 3, 7, 1];
 
 /// A port name kept at most this long (an agent's text).
 const MAX_NAME: usize = 64;
@@ -104,12 +106,13 @@ pub fn base_ports(binds: &[(Vec<u32>, Cell)]) -> HashMap<u32, u32> {
         .collect()
 }
 
-/// ifIndex → ifName, cleaned and bounded (an agent's text).
-pub fn if_names(binds: &[(Vec<u32>, Cell)]) -> HashMap<u32, String> {
+/// Index → the text of `column` (ifName, an LLDP port's description),
+/// cleaned and bounded: an agent's words.
+pub fn texts(binds: &[(Vec<u32>, Cell)], column: u32) -> HashMap<u32, String> {
     binds
         .iter()
         .filter_map(|(s, c)| match (s.as_slice(), c) {
-            ([1, index], Cell::Octets(b)) => {
+            ([col, index], Cell::Octets(b)) if *col == column => {
                 let name = crate::escape::clean_bytes(b, MAX_NAME);
                 (!name.trim().is_empty()).then(|| (*index, name.trim().to_string()))
             }
@@ -132,14 +135,37 @@ pub fn bridged_ports(binds: &[(Vec<u32>, Cell)]) -> BTreeSet<u32> {
         .collect()
 }
 
-/// Where each MAC is, on one switch: ports that are no device's (an
-/// LLDP neighbour that bridges, more than `uplink_macs` MACs, or named in
-/// `uplinks`) are left out. Each MAC once, on the port that holds the
-/// fewest MACs.
-pub fn locate(fdb: &Fdb, uplink_macs: usize, uplinks: &[String]) -> HashMap<Mac, (String, u32)> {
-    let mut per_port: HashMap<u32, usize> = HashMap::new();
+/// The bridge ports whose LLDP neighbour bridges. LLDP-MIB numbers a
+/// bridge's ports as `dot1dBasePort`, but agents differ (lldpd uses the
+/// ifIndex), and the two numberings overlap: a local port is matched by
+/// its description (`local`, the interface's name) to a bridge port's
+/// name first, and taken as a base port number only when its agent gives
+/// no description at all.
+pub fn bridged_base_ports(
+    lldp_ports: &BTreeSet<u32>,
+    local: &HashMap<u32, String>,
+    names: &HashMap<u32, String>,
+) -> BTreeSet<u32> {
+    let by_name: HashMap<&str, u32> = names.iter().map(|(p, n)| (n.as_str(), *p)).collect();
+    lldp_ports
+        .iter()
+        .filter_map(|n| match local.get(n) {
+            Some(desc) => by_name.get(desc.as_str()).copied(),
+            None if local.is_empty() && names.contains_key(n) => Some(*n),
+            None => None,
+        })
+        .collect()
+}
+
+/// Where each MAC is, on one switch, with how many MACs its port holds:
+/// ports that are no device's (an LLDP neighbour that bridges, more than
+/// `uplink_macs` distinct MACs, or named in `uplinks`) are left out, and
+/// so is a MAC learned on two access ports (one of them is a forger's).
+/// Also the MACs seen only on uplinks: they are behind another switch.
+pub fn locate(fdb: &Fdb, uplink_macs: usize, uplinks: &[String]) -> Located {
+    let mut per_port: HashMap<u32, BTreeSet<Mac>> = HashMap::new();
     for l in &fdb.learned {
-        *per_port.entry(l.port).or_default() += 1;
+        per_port.entry(l.port).or_default().insert(l.mac);
     }
     let name = |port: u32| {
         fdb.names
@@ -149,18 +175,44 @@ pub fn locate(fdb: &Fdb, uplink_macs: usize, uplinks: &[String]) -> HashMap<Mac,
     };
     let uplink = |port: u32| {
         fdb.bridged.contains(&port)
-            || per_port.get(&port).copied().unwrap_or(0) > uplink_macs
+            || per_port.get(&port).map_or(0, BTreeSet::len) > uplink_macs
             || uplinks.contains(&name(port))
     };
-    let mut out: HashMap<Mac, (String, u32, usize)> = HashMap::new();
-    for l in fdb.learned.iter().filter(|l| !uplink(l.port)) {
-        let crowd = per_port.get(&l.port).copied().unwrap_or(0);
-        let better = out.get(&l.mac).is_none_or(|(_, _, c)| crowd < *c);
-        if better {
-            out.insert(l.mac, (name(l.port), l.vlan, crowd));
+    let mut at: HashMap<Mac, Vec<(u32, u32)>> = HashMap::new();
+    let mut behind = BTreeSet::new();
+    for l in &fdb.learned {
+        if uplink(l.port) {
+            behind.insert(l.mac);
+        } else {
+            at.entry(l.mac).or_default().push((l.port, l.vlan));
         }
     }
-    out.into_iter().map(|(m, (p, v, _))| (m, (p, v))).collect()
+    let mut out = Located::default();
+    for (mac, mut places) in at {
+        behind.remove(&mac);
+        places.sort_unstable();
+        places.dedup_by_key(|p| p.0);
+        match places.as_slice() {
+            [(port, vlan)] => {
+                let crowd = per_port.get(port).map_or(0, BTreeSet::len);
+                out.placed.insert(mac, (name(*port), *vlan, crowd));
+            }
+            _ => out.ambiguous += 1,
+        }
+    }
+    out.behind_uplinks = behind;
+    out
+}
+
+/// What [`locate`] found on one switch.
+#[derive(Debug, Default)]
+pub struct Located {
+    /// MAC → (port name, VLAN, MACs on that port).
+    pub placed: HashMap<Mac, (String, u32, usize)>,
+    /// MACs learned only on uplinks.
+    pub behind_uplinks: BTreeSet<Mac>,
+    /// MACs on two access ports, placed nowhere.
+    pub ambiguous: usize,
 }
 
 #[cfg(test)]
@@ -206,48 +258,83 @@ mod tests {
     #[test]
     fn uplinks_by_lldp_by_crowd_and_by_name_are_no_devices_port() {
         let mac = |i: u8| Mac([0, 0x16, 0x3e, 0, 0, i]);
+        let learn = |mac, port, vlan| Learned { mac, port, vlan };
         let mut fdb = Fdb::default();
-        fdb.learned.push(Learned {
-            mac: mac(1),
-            port: 1,
-            vlan: 1,
-        });
+        fdb.learned.push(learn(mac(1), 1, 1));
         for i in 10..20 {
-            fdb.learned.push(Learned {
-                mac: mac(i),
-                port: 2,
-                vlan: 1,
-            });
+            fdb.learned.push(learn(mac(i), 2, 1));
         }
         // seen behind the crowded uplink and on its own access port
-        fdb.learned.push(Learned {
-            mac: mac(1),
-            port: 2,
-            vlan: 1,
-        });
-        fdb.learned.push(Learned {
-            mac: mac(30),
-            port: 3,
-            vlan: 1,
-        });
-        fdb.learned.push(Learned {
-            mac: mac(31),
-            port: 4,
-            vlan: 1,
-        });
+        fdb.learned.push(learn(mac(1), 2, 1));
+        fdb.learned.push(learn(mac(30), 3, 1));
+        fdb.learned.push(learn(mac(31), 4, 1));
+        // one MAC in nine VLANs on one port is one MAC there
+        for vlan in 1..10 {
+            fdb.learned.push(learn(mac(40), 5, vlan));
+        }
+        // a MAC on two access ports (a forger's claim)
+        fdb.learned.push(learn(mac(50), 6, 1));
+        fdb.learned.push(learn(mac(50), 7, 20));
         fdb.names.insert(1, "p0".into());
         fdb.names.insert(4, "trunk".into());
         fdb.bridged.insert(3);
         let at = locate(&fdb, 8, &["trunk".into()]);
-        assert_eq!(at.get(&mac(1)), Some(&("p0".to_string(), 1)));
-        assert!(!at.contains_key(&mac(10)), "port 2 holds 11 MACs");
-        assert!(!at.contains_key(&mac(30)), "port 3's neighbour bridges");
-        assert!(!at.contains_key(&mac(31)), "port 4 is named an uplink");
+        assert_eq!(at.placed.get(&mac(1)), Some(&("p0".to_string(), 1, 1)));
+        assert!(!at.placed.contains_key(&mac(10)), "port 2 holds 11 MACs");
+        assert!(
+            !at.placed.contains_key(&mac(30)),
+            "port 3's neighbour bridges"
+        );
+        assert!(
+            !at.placed.contains_key(&mac(31)),
+            "port 4 is named an uplink"
+        );
+        assert_eq!(
+            at.placed.get(&mac(40)).map(|p| p.2),
+            Some(1),
+            "one MAC, nine VLANs"
+        );
+        assert!(!at.placed.contains_key(&mac(50)));
+        assert_eq!(at.ambiguous, 1);
+        assert!(at.behind_uplinks.contains(&mac(10)) && at.behind_uplinks.contains(&mac(30)));
+        assert!(
+            !at.behind_uplinks.contains(&mac(1)),
+            "its own access port is known"
+        );
+    }
+
+    #[test]
+    fn lldp_ports_are_matched_by_name_whatever_their_numbers() {
+        // Bridge ports 1..3 are ifIndex 3..5 (p0, p1, up1); lldpd numbers
+        // LLDP ports by ifIndex: its port 3 is p0, not bridge port 3.
+        let names: HashMap<u32, String> = [(1, "p0"), (2, "p1"), (3, "up1")]
+            .map(|(p, n)| (p, n.to_string()))
+            .into();
+        let local: HashMap<u32, String> = [(3, "p0"), (4, "p1"), (5, "up1")]
+            .map(|(p, n)| (p, n.to_string()))
+            .into();
+        let lldp: BTreeSet<u32> = [5].into();
+        assert_eq!(bridged_base_ports(&lldp, &local, &names), [3].into());
+        // An agent without descriptions: LLDP-MIB's own numbering.
+        assert_eq!(
+            bridged_base_ports(&lldp, &HashMap::new(), &names),
+            BTreeSet::new()
+        );
+        assert_eq!(
+            bridged_base_ports(&[2].into(), &HashMap::new(), &names),
+            [2].into()
+        );
+        // A description naming no bridge port: nothing.
+        let odd: HashMap<u32, String> = [(5, "eth9".to_string())].into();
+        assert!(bridged_base_ports(&lldp, &odd, &names).is_empty());
     }
 
     #[test]
     fn names_are_cleaned_and_capabilities_read_as_bits() {
-        let names = if_names(&[(vec![1, 5], Cell::Octets(b"ge-0/0/5\x1b[2J".to_vec()))]);
+        let names = texts(
+            &[(vec![1, 5], Cell::Octets(b"ge-0/0/5\x1b[2J".to_vec()))],
+            1,
+        );
         assert!(!names[&5].contains('\x1b'), "{:?}", names[&5]);
         let bridged = bridged_ports(&[
             (vec![12, 0, 3, 1], Cell::Octets(vec![0x20, 0])),

@@ -98,6 +98,30 @@ fn one(r: &RawSource) -> Result<Source, Error> {
             "name the subnets it serves (a router's neighbour table), or set ports = true (a switch's forwarding table)".into(),
         ));
     }
+    if !r.ports && (!r.uplinks.is_empty() || r.uplink_macs.is_some()) {
+        return Err(at(
+            "uplinks",
+            "uplinks and uplink_macs are for a switch: set ports = true".into(),
+        ));
+    }
+    if r.uplink_macs == Some(0) {
+        return Err(at(
+            "uplink_macs",
+            "at least 1 (a device's port holds its MAC)".into(),
+        ));
+    }
+    if !r.ports && (!r.uplinks.is_empty() || r.uplink_macs.is_some()) {
+        return Err(at(
+            "uplinks",
+            "uplinks and uplink_macs are for a switch: set ports = true".into(),
+        ));
+    }
+    if r.uplink_macs == Some(0) {
+        return Err(at(
+            "uplink_macs",
+            "at least 1 (a device's port holds its MAC)".into(),
+        ));
+    }
     if r.uplinks.len() > 256 || r.uplinks.iter().any(|u| u.is_empty() || u.len() > 64) {
         return Err(at(
             "uplinks",
@@ -279,6 +303,17 @@ mod tests {
         let cases: Vec<(Change, &str)> = vec![
             (Box::new(|r| r.address = "router.lan".into()), ".address:"),
             (Box::new(|r| r.subnets = vec![]), ".subnets:"),
+            (
+                Box::new(|r| r.uplinks = vec!["ge-0/0/48".into()]),
+                ".uplinks:",
+            ),
+            (
+                Box::new(|r| {
+                    r.ports = true;
+                    r.uplink_macs = Some(0);
+                }),
+                ".uplink_macs:",
+            ),
             (
                 Box::new(|r| {
                     r.ports = true;

@@ -45,9 +45,9 @@ pub enum Cell {
     Number(i64),
 }
 
-/// The longest string kept: a MAC is six octets, a port's name a few
-/// dozen characters.
-const MAX_OCTETS: usize = 64;
+/// The longest string kept: a DisplayString's own bound (a port's name;
+/// a MAC is six octets and checked as such).
+const MAX_OCTETS: usize = 255;
 
 impl Cell {
     /// None for a value no neighbour table holds, or a string too long.

@@ -8,7 +8,8 @@ Served, read from `bridge -j fdb show` and `ip -j link` at each request
   dot1qTpFdbPort       .1.3.6.1.2.1.17.7.1.2.2.1.2.VLAN.MAC = PORT
   dot1qTpFdbStatus     .1.3.6.1.2.1.17.7.1.2.2.1.3.VLAN.MAC = learned(3),
                        self(4) or mgmt(5, a static entry)
-A bridge port's number is its ifIndex, as lldpd numbers LLDP ports.
+Bridge ports are numbered 1..N by ifIndex order, as switches number
+them, so they differ from the ifIndex by which lldpd numbers LLDP ports.
 """
 import json
 import subprocess
@@ -30,17 +31,18 @@ def rows():
     if time.monotonic() - _cache[0] < 1.0:
         return _cache[1]
     links = json.loads(subprocess.check_output(["ip", "-j", "link", "show", "master", BRIDGE]))
-    index = {l["ifname"]: l["ifindex"] for l in links}
-    out = [(BASE_PORT + (i,), i) for i in index.values()]
+    ordered = sorted(links, key=lambda l: l["ifindex"])
+    port = {l["ifname"]: n for n, l in enumerate(ordered, start=1)}
+    out = [(BASE_PORT + (port[l["ifname"]],), l["ifindex"]) for l in ordered]
     fdb = json.loads(subprocess.check_output(["bridge", "-j", "fdb", "show", "br", BRIDGE]))
     for e in fdb:
-        port = index.get(e.get("ifname"))
-        if port is None or e.get("master") != BRIDGE:
+        number = port.get(e.get("ifname"))
+        if number is None or e.get("master") != BRIDGE:
             continue
         mac = tuple(int(x, 16) for x in e["mac"].split(":"))
         vlan = int(e.get("vlan", 1))
         status = STATUS.get(e.get("state", ""), 1)
-        out.append((FDB_PORT + (vlan,) + mac, port))
+        out.append((FDB_PORT + (vlan,) + mac, number))
         out.append((FDB_STATUS + (vlan,) + mac, status))
     out.sort()
     _cache = (time.monotonic(), out)

@@ -69,6 +69,9 @@ pub struct Sweep<'a> {
     pub stale_sources: &'a [String],
     /// Every source configured now: a host of one no longer read is missed.
     pub sources: &'a [String],
+    /// Switches (names) whose forwarding table failed: the ports they
+    /// placed stand. Any other switch port a seen host had is cleared.
+    pub switches_failed: &'a [String],
 }
 
 /// What one fold changed.
@@ -130,7 +133,13 @@ impl History {
         let mut seen_keys = HashSet::new();
         let shared = shared_names(&sweep.seen);
         for c in std::mem::take(&mut sweep.seen) {
-            self.answered(c, &shared, &mut seen_keys, sweep.now, &mut out);
+            self.answered(
+                c,
+                &shared,
+                &mut seen_keys,
+                (sweep.now, sweep.switches_failed),
+                &mut out,
+            );
         }
         self.create_unseen_machines(&sweep, &seen_keys);
         let unseen: HashSet<&str> = sweep.unseen.iter().map(|m| m.name.as_str()).collect();
@@ -178,7 +187,7 @@ impl History {
         c: Classified,
         shared: &HashSet<String>,
         seen_keys: &mut HashSet<String>,
-        now: i64,
+        (now, switches_failed): (i64, &[String]),
         out: &mut Fold,
     ) {
         let mut key = history_key(&c, shared);
@@ -215,8 +224,14 @@ impl History {
             prev.state_since_unix
         };
         h.presence_since_unix = prev.presence_since_unix;
-        if h.switch_port.is_none() && prev.mac == h.mac {
-            // No switch said where it is this sweep: the last port stands.
+        if h.switch_port.is_none()
+            && prev.mac == h.mac
+            && prev
+                .switch_port
+                .as_ref()
+                .is_some_and(|p| switches_failed.contains(&p.switch))
+        {
+            // Its switch did not answer this sweep: its last port stands.
             h.switch_port = prev.switch_port.clone();
         }
         if h.probed_unix == 0 {

@@ -85,6 +85,7 @@ pub fn run(dir: &Path, plan: &Plan) -> Result<Report, store::Error> {
                 now,
                 stale_sources: &[],
                 sources: &[],
+                switches_failed: &[],
             },
             &rules,
         );

@@ -40,6 +40,7 @@ fn sweep(h: &mut History, hosts: Vec<Classified>, unseen: &[&Machine], now: i64)
             now,
             stale_sources: &[],
             sources: &[],
+            switches_failed: &[],
         },
         &RULES,
     )
@@ -255,6 +256,7 @@ fn sweep_with_router(
             now,
             stale_sources: if answered || !configured { &none } else { &tag },
             sources: if configured { &tag } else { &none },
+            switches_failed: &[],
         },
         &RULES,
     )
@@ -293,4 +295,46 @@ fn a_routers_host_is_kept_stale_while_the_router_is_away_then_judged_again() {
         sweep_with_router(&mut h, vec![], false, false, 3000 + i64::from(i));
     }
     assert_eq!(only(&h).presence, Presence::Down as i32);
+}
+
+#[test]
+fn a_port_stands_while_its_switch_is_away_and_is_cleared_when_it_says_otherwise() {
+    let mut h = History::default();
+    let mut c = seen("198.18.0.30", "00:16:3e:00:00:30", false);
+    c.host.switch_port = Some(crate::proto::SwitchPort {
+        switch: "sw-2".into(),
+        port: "p3".into(),
+        vlan: 10,
+    });
+    let fold = |h: &mut History, c: Classified, failed: &[String], now| {
+        let swept = lan();
+        h.fold(
+            Sweep {
+                seen: vec![c],
+                unseen: &[],
+                swept: &swept,
+                in_db: &|_| false,
+                now,
+                stale_sources: &[],
+                sources: &[],
+                switches_failed: failed,
+            },
+            &RULES,
+        );
+    };
+    fold(&mut h, c.clone(), &[], 100);
+    let mut unplaced = c.clone();
+    unplaced.host.switch_port = None;
+    fold(&mut h, unplaced.clone(), &["sw-2".to_string()], 101);
+    assert_eq!(
+        only(&h).switch_port.map(|p| p.port),
+        Some("p3".into()),
+        "its switch did not answer"
+    );
+    fold(&mut h, unplaced.clone(), &["sw-9".to_string()], 102);
+    assert_eq!(
+        only(&h).switch_port,
+        None,
+        "its switch answered and placed it nowhere"
+    );
 }

@@ -198,7 +198,7 @@ pub async fn sweep_once(
     metrics.probed(&look.report.sent, look.report.duration.as_secs_f64());
     metrics.follow_ups(look.report.carried, look.report.shed);
     metrics.ndp_capped(look.report.ndp_capped);
-    let stale_sources = super::sources::note(&look.sources, metrics);
+    let failed = super::sources::note(&look.sources, metrics);
     let shed = look.report.shed;
     let now = now_unix();
     let rules = history::Rules {
@@ -214,7 +214,8 @@ pub async fn sweep_once(
             swept: &look.opts.targets,
             in_db: &in_db,
             now,
-            stale_sources: &stale_sources,
+            stale_sources: &failed.tables,
+            switches_failed: &failed.switches,
             sources: &cfg
                 .snmp
                 .iter()
@@ -319,12 +320,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     publish.view(start.discovery(start.history.records()), News::default());
-    metrics.sources(
-        &cfg.snmp
-            .iter()
-            .map(crate::snmp::Source::tag)
-            .collect::<Vec<_>>(),
-    );
+    metrics.sources(&cfg.snmp);
     let mut rx = store.subscribe();
     // This run's sweeps, numbered: followers apply each sweep's delta and
     // read everything again when a number is missing.
