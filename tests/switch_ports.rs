@@ -192,11 +192,15 @@ fn a_switch_shows_each_hosts_port_and_never_an_uplink() {
         "198.18.2.60",
         false,
     );
-    for i in 0..9 {
-        let mac = format!("00:16:3e:00:0e:{i:02x}");
+    // Behind the peer switch, one device (up1 holds two MACs: the peer's
+    // own alone would be the peer's port).
+    let behind = |mac: &str, port: &str| (mac.to_string(), port.to_string());
+    let mut entries = vec![behind("00:16:3e:00:0f:01", "up1")];
+    entries.extend((0..9).map(|i| behind(&format!("00:16:3e:00:0e:{i:02x}"), "up2")));
+    for (mac, port) in entries {
         let out = Command::new("ip")
             .args([
-                "netns", "exec", &bridge, "bridge", "fdb", "add", &mac, "dev", "up2", "master",
+                "netns", "exec", &bridge, "bridge", "fdb", "add", &mac, "dev", &port, "master",
                 "static",
             ])
             .output()

@@ -225,6 +225,10 @@ async fn read_ports(source: &Source) -> Result<ports::Fdb, Error> {
     if learned.is_empty() {
         return Err(Error::Empty { rejected });
     }
+    ports::vlans_of(
+        &mut learned,
+        &walk(&client, ports::VLAN_CURRENT_ENTRY, &[3], d).await?,
+    );
     let base = ports::base_ports(&walk(&client, ports::BASE_PORT_ENTRY, &[2], d).await?);
     let if_names = ports::texts(&walk(&client, ports::IF_X_ENTRY, &[1], d).await?, 1);
     let names: std::collections::HashMap<u32, String> = base

@@ -37,8 +37,47 @@ pub struct Learned {
     pub mac: Mac,
     /// The bridge port's number.
     pub port: u32,
-    /// 0 when the table does not say (BRIDGE-MIB).
+    /// The forwarding database it was learned in (Q-BRIDGE's fdbId), then
+    /// its VLAN ([`vlans_of`]); 0 when no table says (BRIDGE-MIB).
     pub vlan: u32,
+}
+
+/// `dot1qVlanCurrentEntry`: index timeMark . VLAN; column 3 its fdbId.
+pub const VLAN_CURRENT_ENTRY: &[u32] = &[1, 3, 6, 1, 2, 1, 17, 7, 1, 4, 2, 1];
+
+/// Each learned entry's VLAN from its forwarding database: through
+/// `dot1qVlanFdbId` when the switch serves it (a database shared by
+/// several VLANs, or a VLAN no table names, is 0: unknown), else the
+/// database's number where it can be a VLAN (most switches number them
+/// so).
+pub fn vlans_of(learned: &mut [Learned], vlan_binds: &[(Vec<u32>, Cell)]) {
+    let mut of_fdb: HashMap<u32, Option<u32>> = HashMap::new();
+    for (s, c) in vlan_binds {
+        if let ([3, _time, vlan], Cell::Number(fdb)) = (s.as_slice(), c) {
+            let Ok(fdb) = u32::try_from(*fdb) else {
+                continue;
+            };
+            of_fdb
+                .entry(fdb)
+                .and_modify(|v| {
+                    if *v != Some(*vlan) {
+                        *v = None
+                    }
+                })
+                .or_insert(Some(*vlan));
+        }
+    }
+    for l in learned.iter_mut() {
+        l.vlan = if of_fdb.is_empty() {
+            if (1..=4094).contains(&l.vlan) {
+                l.vlan
+            } else {
+                0
+            }
+        } else {
+            of_fdb.get(&l.vlan).copied().flatten().unwrap_or(0)
+        };
+    }
 }
 
 /// What a switch's tables say, with what they held that was no entry.
@@ -86,9 +125,7 @@ pub fn learned(binds: &[(Vec<u32>, Cell)], q: bool) -> (Vec<Learned>, usize) {
         };
         let dead = matches!(status, Some(STATUS_INVALID | STATUS_SELF));
         match (mac, port) {
-            (Some(mac), Some(port)) if port > 0 && vlan <= 4094 && !dead => {
-                out.push(Learned { mac, port, vlan })
-            }
+            (Some(mac), Some(port)) if port > 0 && !dead => out.push(Learned { mac, port, vlan }),
             _ => rejected += 1,
         }
     }
@@ -173,9 +210,13 @@ pub fn locate(fdb: &Fdb, uplink_macs: usize, uplinks: &[String]) -> Located {
             .cloned()
             .unwrap_or_else(|| format!("port {port}"))
     };
+    // A neighbour that bridges is a switch only with something behind it:
+    // a host with a bridge of its own (docker0, a VM's) says "bridge" too,
+    // and alone on its port that port is its own.
     let uplink = |port: u32| {
-        fdb.bridged.contains(&port)
-            || per_port.get(&port).map_or(0, BTreeSet::len) > uplink_macs
+        let macs = per_port.get(&port).map_or(0, BTreeSet::len);
+        (fdb.bridged.contains(&port) && macs > 1)
+            || macs > uplink_macs
             || uplinks.contains(&name(port))
     };
     let mut at: HashMap<Mac, Vec<(u32, u32)>> = HashMap::new();
@@ -239,7 +280,6 @@ mod tests {
             (idx(&[2, 1], own), n(1)),
             (idx(&[3, 1], own), n(STATUS_SELF)),
             (idx(&[2, 1], [1, 0, 0x5e, 0, 0, 1]), n(1)),
-            (idx(&[2, 5000], M), n(1)),
         ];
         let (l, rejected) = learned(&binds, true);
         assert_eq!(
@@ -250,9 +290,34 @@ mod tests {
                 vlan: 10
             }]
         );
-        assert_eq!(rejected, 3);
+        assert_eq!(rejected, 2);
         let (l, _) = learned(&[(idx(&[2], M), n(7))], false);
         assert_eq!((l[0].port, l[0].vlan), (7, 0));
+    }
+
+    #[test]
+    fn a_forwarding_database_is_named_by_its_vlan_and_a_shared_one_by_none() {
+        let learn = |vlan| Learned {
+            mac: Mac([0, 0x16, 0x3e, 0, 0, 1]),
+            port: 1,
+            vlan,
+        };
+        let mut l = vec![learn(10), learn(5000), learn(1)];
+        vlans_of(&mut l, &[]);
+        assert_eq!(
+            l.iter().map(|x| x.vlan).collect::<Vec<_>>(),
+            [10, 0, 1],
+            "no table: the number"
+        );
+        // fdb 7 serves VLAN 20; fdb 1 is shared by VLANs 1 and 30.
+        let table = vec![
+            (vec![3, 0, 20], n(7)),
+            (vec![3, 0, 1], n(1)),
+            (vec![3, 0, 30], n(1)),
+        ];
+        let mut l = vec![learn(7), learn(1), learn(9)];
+        vlans_of(&mut l, &table);
+        assert_eq!(l.iter().map(|x| x.vlan).collect::<Vec<_>>(), [20, 0, 0]);
     }
 
     #[test]
@@ -267,6 +332,10 @@ mod tests {
         // seen behind the crowded uplink and on its own access port
         fdb.learned.push(learn(mac(1), 2, 1));
         fdb.learned.push(learn(mac(30), 3, 1));
+        fdb.learned.push(learn(mac(32), 3, 1));
+        // a host whose own bridge makes its LLDP say "bridge", alone
+        fdb.learned.push(learn(mac(33), 8, 1));
+        fdb.bridged.insert(8);
         fdb.learned.push(learn(mac(31), 4, 1));
         // one MAC in nine VLANs on one port is one MAC there
         for vlan in 1..10 {

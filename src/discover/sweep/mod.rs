@@ -228,7 +228,17 @@ pub async fn sweep_once(
     let hosts: Vec<DiscoveredHost> = records.iter().filter_map(|r| r.host.clone()).collect();
     let summary = SweepSummary {
         at_unix: now,
-        duration_ms: look.report.duration.as_millis().min(u32::MAX as u128) as u32,
+        // The probes and the sources' reads run side by side: the sweep
+        // took the longer of the two.
+        duration_ms: look
+            .sources
+            .iter()
+            .map(|r| r.took)
+            .chain(std::iter::once(look.report.duration))
+            .max()
+            .unwrap_or_default()
+            .as_millis()
+            .min(u32::MAX as u128) as u32,
         answered: fold.answered,
         up: count(&hosts, Presence::Up),
         down: count(&hosts, Presence::Down),
