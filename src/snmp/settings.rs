@@ -98,36 +98,6 @@ fn one(r: &RawSource) -> Result<Source, Error> {
             "name the subnets it serves (a router's neighbour table), or set ports = true (a switch's forwarding table)".into(),
         ));
     }
-    if !r.ports && (!r.uplinks.is_empty() || r.uplink_macs.is_some()) {
-        return Err(at(
-            "uplinks",
-            "uplinks and uplink_macs are for a switch: set ports = true".into(),
-        ));
-    }
-    if r.uplink_macs == Some(0) {
-        return Err(at(
-            "uplink_macs",
-            "at least 1 (a device's port holds its MAC)".into(),
-        ));
-    }
-    if !r.ports && (!r.uplinks.is_empty() || r.uplink_macs.is_some()) {
-        return Err(at(
-            "uplinks",
-            "uplinks and uplink_macs are for a switch: set ports = true".into(),
-        ));
-    }
-    if r.uplink_macs == Some(0) {
-        return Err(at(
-            "uplink_macs",
-            "at least 1 (a device's port holds its MAC)".into(),
-        ));
-    }
-    if r.uplinks.len() > 256 || r.uplinks.iter().any(|u| u.is_empty() || u.len() > 64) {
-        return Err(at(
-            "uplinks",
-            "at most 256 port names of 1 to 64 characters".into(),
-        ));
-    }
     let serves = r
         .subnets
         .iter()
@@ -160,10 +130,7 @@ fn one(r: &RawSource) -> Result<Source, Error> {
         credentials: credentials(r, &at)?,
         segment: r.segment.clone(),
         serves,
-        ports: r.ports.then(|| super::PortRules {
-            uplink_macs: r.uplink_macs.unwrap_or(DEFAULT_UPLINK_MACS),
-            uplinks: r.uplinks.clone(),
-        }),
+        ports: port_rules(r, &at)?,
         timeout,
         retries,
         deadline,
@@ -172,6 +139,36 @@ fn one(r: &RawSource) -> Result<Source, Error> {
             some => Some(wait("max_age", some, Duration::ZERO)?),
         },
     })
+}
+
+/// A switch's rules for which ports are uplinks; None when it is no
+/// switch (and then it names none).
+fn port_rules(
+    r: &RawSource,
+    at: &dyn Fn(&str, String) -> Error,
+) -> Result<Option<super::PortRules>, Error> {
+    if !r.ports && (!r.uplinks.is_empty() || r.uplink_macs.is_some()) {
+        return Err(at(
+            "uplinks",
+            "uplinks and uplink_macs are for a switch: set ports = true".into(),
+        ));
+    }
+    if r.uplink_macs == Some(0) {
+        return Err(at(
+            "uplink_macs",
+            "at least 1 (a device's port holds its MAC)".into(),
+        ));
+    }
+    if r.uplinks.len() > 256 || r.uplinks.iter().any(|u| u.is_empty() || u.len() > 64) {
+        return Err(at(
+            "uplinks",
+            "at most 256 port names of 1 to 64 characters".into(),
+        ));
+    }
+    Ok(r.ports.then(|| super::PortRules {
+        uplink_macs: r.uplink_macs.unwrap_or(DEFAULT_UPLINK_MACS),
+        uplinks: r.uplinks.clone(),
+    }))
 }
 
 fn address(text: &str) -> Option<SocketAddr> {
