@@ -363,12 +363,12 @@ mod tests {
     #[test]
     fn rows_become_hosts_of_the_sources_segment_and_only_served_ones() {
         let rows = [
-            n("198.18.2.10", 1, Some(100)),
+            n("198.18.2.10", 1, Some(6000)),
             n("2001:db8:2::10", 1, None),
             n("fe80::1", 1, None),
             n("2001:db8:2::20", 2, None),
             n("fe80::3", 3, None),
-            n("198.18.2.30", 4, Some(60_01 * 100)),
+            n("198.18.2.30", 4, Some(6001)),
             n("198.18.0.9", 5, None),
             n("203.0.113.7", 6, None),
         ];
@@ -416,6 +416,34 @@ mod tests {
             .collect();
         let (hosts, dropped) = observations(&source(), &rows, &[], &scan::Report::default());
         assert_eq!((hosts.len(), dropped), (MAX_PER_MAC, 40 - MAX_PER_MAC));
+    }
+
+    #[test]
+    fn a_failed_forwarding_read_names_its_switch_and_a_failed_table_its_source() {
+        let metrics = super::super::SweepMetrics::register(&crate::metrics::registry());
+        let read = |what, outcome| Read {
+            tag: "snmp:gw".into(),
+            what,
+            took: Duration::from_millis(5),
+            outcome,
+        };
+        let failed = note(
+            &[
+                read(Table::Ports, Err(snmp::Error::Flood)),
+                read(Table::Neighbours, Ok(Counted::default())),
+            ],
+            &metrics,
+        );
+        assert_eq!(failed.switches, ["gw"], "the name ports carry");
+        assert!(failed.tables.is_empty());
+        let failed = note(
+            &[read(Table::Neighbours, Err(snmp::Error::Flood))],
+            &metrics,
+        );
+        assert_eq!(
+            (failed.tables, failed.switches.len()),
+            (vec!["snmp:gw".to_string()], 0)
+        );
     }
 
     #[test]

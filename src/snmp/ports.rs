@@ -355,6 +355,10 @@ mod tests {
             "port 3's neighbour bridges"
         );
         assert!(
+            at.placed.contains_key(&mac(33)),
+            "alone on its port: its own"
+        );
+        assert!(
             !at.placed.contains_key(&mac(31)),
             "port 4 is named an uplink"
         );
@@ -370,6 +374,22 @@ mod tests {
             !at.behind_uplinks.contains(&mac(1)),
             "its own access port is known"
         );
+    }
+
+    #[test]
+    fn a_port_with_as_many_macs_as_allowed_is_a_devices_one_more_is_an_uplink() {
+        let fdb = |n: u8| Fdb {
+            learned: (0..n)
+                .map(|i| Learned {
+                    mac: Mac([0, 0x16, 0x3e, 0, 1, i]),
+                    port: 1,
+                    vlan: 1,
+                })
+                .collect(),
+            ..Fdb::default()
+        };
+        assert_eq!(locate(&fdb(8), 8, &[]).placed.len(), 8);
+        assert_eq!(locate(&fdb(9), 8, &[]).placed.len(), 0);
     }
 
     #[test]

@@ -286,12 +286,19 @@ mod tests {
             // the router's own address
             bind(&[4, 3, 1, 4, 198, 18, 2, 2], mac(&M1)),
             bind(&[6, 3, 1, 4, 198, 18, 2, 2], Integer(5)),
-            // zero, broadcast and short MACs
+            // zero, broadcast and short MACs, each with a live state
             bind(&[4, 3, 1, 4, 198, 18, 2, 3], mac(&[0; 6])),
+            bind(&[7, 3, 1, 4, 198, 18, 2, 3], Integer(1)),
             bind(&[4, 3, 1, 4, 198, 18, 2, 4], mac(&[0xff; 6])),
+            bind(&[7, 3, 1, 4, 198, 18, 2, 4], Integer(1)),
             bind(&[4, 3, 1, 4, 198, 18, 2, 5], mac(&[2, 0, 0])),
-            // a MAC of the wrong type
+            bind(&[7, 3, 1, 4, 198, 18, 2, 5], Integer(1)),
+            // a MAC of the wrong type; a good MAC with a state of the wrong type
             bind(&[4, 3, 1, 4, 198, 18, 2, 6], Integer(1)),
+            bind(&[7, 3, 1, 4, 198, 18, 2, 6], Integer(1)),
+            bind(&[4, 3, 1, 4, 198, 18, 2, 12], mac(&M1)),
+            bind(&[6, 3, 1, 4, 198, 18, 2, 12], Integer(3)),
+            bind(&[7, 3, 1, 4, 198, 18, 2, 12], mac(&M1)),
             // a length that lies, an octet past 255, an unknown type
             bind(&[4, 3, 1, 5, 198, 18, 2, 7], mac(&M1)),
             bind(&[4, 3, 1, 4, 198, 18, 2, 300], mac(&M1)),
@@ -305,7 +312,7 @@ mod tests {
         let t = physical(&binds, None);
         assert_eq!(t.neighbours.len(), 1, "{t:?}");
         assert_eq!(t.neighbours[0].ip, "198.18.2.9".parse::<IpAddr>().unwrap());
-        assert_eq!(t.rejected, 7 + 3);
+        assert_eq!(t.rejected, 8 + 3);
     }
 
     #[test]

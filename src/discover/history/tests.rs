@@ -241,8 +241,10 @@ fn sweep_with_router(
     configured: bool,
     now: i64,
 ) -> Fold {
+    // Its subnet is swept whatever the router does (as when a second
+    // source serves it): staleness alone keeps its host from a miss.
     let mut swept = lan();
-    if answered && configured {
+    if configured {
         swept.push("198.18.2.0/24".parse().unwrap());
     }
     let tag = vec!["snmp:gw".to_string()];
