@@ -21,6 +21,7 @@ use std::{
 
 use serde_json::Value;
 use util::{
+    fake_github::{FakeGithub, OWNER, REPO, TOKEN},
     lan::{HostSpec, Lan},
     wait_for,
 };
@@ -308,7 +309,7 @@ fn a_switch_shows_each_hosts_port_and_never_an_uplink() {
     let mut repo = util::TestRepo::new();
     repo.write(
         "mdb.yaml",
-        "subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\n  - name: guest\n    cidr: 198.18.2.0/24\nscan:\n  down_after: 1\n  missing_after: 2\n",
+        "subnets:\n  - name: lab\n    cidr: 198.18.0.0/24\n  - name: guest\n    cidr: 198.18.2.0/24\nscan:\n  down_after: 1\n  missing_after: 2\n  file_missing: { machines: [printer] }\n",
     );
     repo.write(
         "machines/guest.yaml",
@@ -316,11 +317,16 @@ fn a_switch_shows_each_hosts_port_and_never_an_uplink() {
     );
     repo.commit("guest");
     let community = secret(&lab, "community", COMMUNITY);
+    // The scanner files issues and enrolment pull requests (a fake GitHub).
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let gh = rt.block_on(async { FakeGithub::start(lab.listen_in_scanner()) });
+    gh.attach_git(&repo.path());
     let cfg = lab.dir().join("serve.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"200ms\"\n\n[server]\ngrpc_listen = \"127.0.0.1:50051\"\nmetrics_listen = \"127.0.0.1:9090\"\n\n[scan]\nsegment = \"lab\"\nsubnets = [\"198.18.0.0/24\"]\ninterval = \"1s\"\nreverse_dns = false\nmdns = false\n\n[[scan.snmp]]\nname = \"gw\"\naddress = \"{ROUTER_LINK}\"\nsegment = \"guest\"\nsubnets = [\"198.18.2.0/24\"]\nports = true\nversion = \"2c\"\ncommunity_file = \"{community}\"\ntimeout = \"2s\"\nretries = 1\n",
+            "[github]\nrepo = \"{OWNER}/{REPO}\"\napi_url = \"{}\"\nwrite_gap = \"5ms\"\nretry_base = \"50ms\"\n\n[db]\nurl = \"{}\"\ncheckout = \"{}\"\npoll_interval = \"200ms\"\n\n[server]\ngrpc_listen = \"127.0.0.1:50051\"\nmetrics_listen = \"127.0.0.1:9090\"\n\n[scan]\nsegment = \"lab\"\nsubnets = [\"198.18.0.0/24\"]\ninterval = \"1s\"\nreverse_dns = false\nmdns = false\n\n[[scan.snmp]]\nname = \"gw\"\naddress = \"{ROUTER_LINK}\"\nsegment = \"guest\"\nsubnets = [\"198.18.2.0/24\"]\nports = true\nversion = \"2c\"\ncommunity_file = \"{community}\"\ntimeout = \"2s\"\nretries = 1\n",
+            gh.url(),
             repo.url(),
             lab.dir().join("checkout").display(),
         ),
@@ -328,7 +334,7 @@ fn a_switch_shows_each_hosts_port_and_never_an_uplink() {
     .expect("config");
     lab.spawn_mdb(
         &["serve", "--config", cfg.to_str().expect("path")],
-        &[("MDB_LOG", "info")],
+        &[("MDB_LOG", "info"), ("MDB_GITHUB_TOKEN", TOKEN)],
     );
 
     let hosts = wait_for("the hosts with their ports", 60, || {
@@ -384,6 +390,38 @@ fn a_switch_shows_each_hosts_port_and_never_an_uplink() {
         "{text}"
     );
 
+    // The new device's issue says where it is; its enrolment pull request
+    // carries the port and VLAN as labels.
+    let (issue, pull) = wait_for("the new device's issue and pull request", 60, || {
+        let issue = gh
+            .plain_issues()
+            .into_iter()
+            .find(|i| i.body.contains(H0_MAC))?;
+        let pull = gh
+            .pulls()
+            .into_iter()
+            .find(|p| p.body.contains(H0_MAC) && !p.labels.is_empty())?;
+        Some((issue, pull))
+    });
+    assert!(
+        issue
+            .body
+            .contains("| switch port | gw port p0\\, VLAN 1 |"),
+        "{}",
+        issue.body
+    );
+    assert!(
+        issue.body.contains("| seen on | guest via snmp\\:gw |"),
+        "{}",
+        issue.body
+    );
+    assert!(
+        pull.labels.contains(&"port:gw/p0".to_string())
+            && pull.labels.contains(&"vlan:1".to_string()),
+        "{:?}",
+        pull.labels
+    );
+
     // The printer leaves: missing, with the port it was last seen on.
     ip(&["-n", &guest.hosts[1].ns, "link", "set", "eth0", "down"]);
     ip(&["-n", &bridge, "neigh", "flush", "to", "198.18.2.200"]);
@@ -397,6 +435,23 @@ fn a_switch_shows_each_hosts_port_and_never_an_uplink() {
         detail.contains("last seen on gw port p1, VLAN 1"),
         "{detail}"
     );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    let missing = loop {
+        let found = gh
+            .plain_issues()
+            .into_iter()
+            .find(|i| i.body.contains("printer"));
+        if let Some(i) = found.filter(|i| i.body.contains("last seen on gw port p1")) {
+            break i;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no missing issue for the printer with its port: {:#?}",
+            gh.plain_issues()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    assert!(missing.title.contains("printer"), "{}", missing.title);
     refresh_neighbours(&guest);
     lab.stop_mdb();
     let _ = snmpd.kill();
