@@ -99,7 +99,11 @@ fn slaac_hosts_and_an_ipv6_only_host_are_found_as_ping_and_neigh_would_and_judge
         let found = lan.scan_json(&[PREFIX, "--db", db.to_str().expect("path")]);
         let took = started.elapsed();
         let privy = v6_of(&found["198.18.0.11"]);
-        if tries == 3 || privy.iter().any(|(_, k)| k == "temporary") {
+        // A solicitation's answer can miss one scan's wait on a loaded
+        // machine (seen once in CI): the next scan asks again.
+        let whole =
+            privy.iter().any(|(_, k)| k == "temporary") && privy.iter().any(|(_, k)| k == "stable");
+        if tries == 3 || whole {
             break (found, took);
         }
     };
