@@ -390,6 +390,7 @@ fn a_routers_table_gives_the_hosts_of_a_segment_without_a_scanner() {
     };
     signal("-STOP");
     let timeouts = reads(&lab, "gw3", "timeout");
+    let auth_failures = reads(&lab, "gw3", "auth");
     let stale = wait_for("the router's hosts stale", 30, || {
         let h = by_ip(&lab);
         (h.get("198.18.2.200")?["segment_stale"] == true).then_some(h)
@@ -397,6 +398,11 @@ fn a_routers_table_gives_the_hosts_of_a_segment_without_a_scanner() {
     wait_for("more reads timed out", 30, || {
         (reads(&lab, "gw3", "timeout") >= timeouts + 2.0).then_some(())
     });
+    assert_eq!(
+        reads(&lab, "gw3", "auth"),
+        auth_failures,
+        "a stopped router is no wrong password"
+    );
     let cam = &by_ip(&lab)["198.18.2.200"];
     assert_eq!(cam["presence"], "up", "kept, not missed: {cam}");
     assert_eq!(cam["state"], "known");

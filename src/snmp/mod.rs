@@ -166,12 +166,17 @@ async fn read(source: &Source) -> Result<Table, Error> {
         // An SNMPv3 agent answers a wrong password with a report it cannot
         // sign, which is (rightly) not believed: the first authenticated
         // request then times out although the agent answered mdb's
-        // engine discovery.
+        // engine discovery. A router that stopped between the two looks
+        // the same, so a fresh session asks once more before the
+        // password is blamed.
         Err(e)
             if e.kind() == ErrorKind::Timeout
                 && matches!(source.credentials, Credentials::V3 { .. })
                 && client.stats().correlated_datagrams > 0 =>
         {
+            if !refuses_our_keys(source).await {
+                return Err(fail(e));
+            }
             return Err(Error::Auth(
                 "the agent answered but not to this user's keys: wrong user, password or protocol?"
                     .into(),
@@ -247,6 +252,16 @@ async fn read_ports(source: &Source) -> Result<ports::Fdb, Error> {
         bridged,
         rejected,
     })
+}
+
+/// Whether a fresh session's engine discovery is answered while its
+/// authenticated request is not: the agent is there, our keys are wrong.
+async fn refuses_our_keys(source: &Source) -> bool {
+    let Ok(client) = connect(source).await else {
+        return false;
+    };
+    let asked = client.get(&Oid::from_slice(table::SYS_UPTIME)).await;
+    asked.is_err_and(|e| e.kind() == ErrorKind::Timeout) && client.stats().correlated_datagrams > 0
 }
 
 async fn connect(source: &Source) -> Result<Client<async_snmp::UdpHandle>, Error> {
