@@ -124,9 +124,11 @@ impl Error {
         }
     }
 
-    fn of(e: &async_snmp::Error, deadline: Duration) -> Error {
+    /// The time of a timeout is filled in by [`within`], which every read
+    /// goes through.
+    fn of(e: &async_snmp::Error) -> Error {
         match e.kind() {
-            ErrorKind::Timeout | ErrorKind::ConstructionTimeout => Error::Timeout(deadline),
+            ErrorKind::Timeout | ErrorKind::ConstructionTimeout => Error::Timeout(Duration::ZERO),
             ErrorKind::Auth | ErrorKind::Report | ErrorKind::Privacy => Error::Auth(e.to_string()),
             ErrorKind::Network | ErrorKind::Closed => Error::Network(e.to_string()),
             ErrorKind::WalkAborted if e.to_string().contains("limit") => Error::Flood,
@@ -142,25 +144,34 @@ impl Error {
 
 /// The source's neighbour table: `ipNetToPhysicalTable`, and
 /// `ipNetToMediaTable` when that gave no IPv4 neighbour (an agent without
-/// it, or one that keeps only IPv6 there). Ends by `source.deadline`.
-pub async fn neighbours(source: &Source) -> Result<Table, Error> {
+/// it, or one that keeps only IPv6 there). Ends by `source.deadline`, and
+/// by `until` (the sweep's end) when that comes first.
+pub async fn neighbours(source: &Source, until: Option<Instant>) -> Result<Table, Error> {
+    within(source, until, read(source)).await
+}
+
+/// `read` cut at the source's deadline or `until`, whichever comes first;
+/// a timeout, the crate's or this one, says how long the read waited.
+async fn within<T>(
+    source: &Source,
+    until: Option<Instant>,
+    read: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
     let started = Instant::now();
-    let result = match tokio::time::timeout(source.deadline, read(source)).await {
-        Ok(r) => r,
-        Err(_) => Err(Error::Timeout(source.deadline)),
-    };
-    let took = started.elapsed();
-    match result {
-        Err(Error::Timeout(_)) => Err(Error::Timeout(Duration::from_millis(
-            took.as_millis() as u64
+    let end = until.map_or(started + source.deadline, |u| {
+        u.min(started + source.deadline)
+    });
+    match tokio::time::timeout_at(end.into(), read).await {
+        Ok(Err(Error::Timeout(_))) | Err(_) => Err(Error::Timeout(Duration::from_millis(
+            started.elapsed().as_millis() as u64,
         ))),
-        other => other,
+        Ok(r) => r,
     }
 }
 
 async fn read(source: &Source) -> Result<Table, Error> {
     let client = connect(source).await?;
-    let fail = |e: Box<async_snmp::Error>| Error::of(&e, source.deadline);
+    let fail = |e: Box<async_snmp::Error>| Error::of(&e);
     let uptime = match client.get(&Oid::from_slice(table::SYS_UPTIME)).await {
         Ok(r) => r.varbinds.first().and_then(|v| v.value.as_u32()),
         // An SNMPv3 agent answers a wrong password with a report it cannot
@@ -184,16 +195,10 @@ async fn read(source: &Source) -> Result<Table, Error> {
         }
         Err(e) => return Err(fail(e)),
     };
-    let physical = walk(
-        &client,
-        table::PHYSICAL_ENTRY,
-        &[4, 5, 6, 7],
-        source.deadline,
-    )
-    .await?;
+    let physical = walk(&client, table::PHYSICAL_ENTRY, &[4, 5, 6, 7]).await?;
     let mut table = table::physical(&physical, uptime);
     if !table.neighbours.iter().any(|n| n.ip.is_ipv4()) {
-        let media = walk(&client, table::MEDIA_ENTRY, &[2, 4], source.deadline).await?;
+        let media = walk(&client, table::MEDIA_ENTRY, &[2, 4]).await?;
         let older = table::media(&media);
         table.neighbours.extend(older.neighbours);
         table.rejected += older.rejected;
@@ -207,44 +212,34 @@ async fn read(source: &Source) -> Result<Table, Error> {
 }
 
 /// The switch's forwarding table, its ports' names and which of them
-/// face another bridge (LLDP). Ends by `source.deadline` at the latest.
-pub async fn ports(source: &Source) -> Result<ports::Fdb, Error> {
-    let started = Instant::now();
-    match tokio::time::timeout(source.deadline, read_ports(source)).await {
-        Ok(Err(Error::Timeout(_))) | Err(_) => Err(Error::Timeout(Duration::from_millis(
-            started.elapsed().as_millis() as u64,
-        ))),
-        Ok(r) => r,
-    }
+/// face another bridge (LLDP). Ends as [`neighbours`] does.
+pub async fn ports(source: &Source, until: Option<Instant>) -> Result<ports::Fdb, Error> {
+    within(source, until, read_ports(source)).await
 }
 
 async fn read_ports(source: &Source) -> Result<ports::Fdb, Error> {
     let client = connect(source).await?;
-    let d = source.deadline;
     let (mut learned, mut rejected) =
-        ports::learned(&walk(&client, ports::Q_FDB_ENTRY, &[2, 3], d).await?, true);
+        ports::learned(&walk(&client, ports::Q_FDB_ENTRY, &[2, 3]).await?, true);
     if learned.is_empty() {
         (learned, rejected) =
-            ports::learned(&walk(&client, ports::FDB_ENTRY, &[2, 3], d).await?, false);
+            ports::learned(&walk(&client, ports::FDB_ENTRY, &[2, 3]).await?, false);
     }
     if learned.is_empty() {
         return Err(Error::Empty { rejected });
     }
     ports::vlans_of(
         &mut learned,
-        &walk(&client, ports::VLAN_CURRENT_ENTRY, &[3], d).await?,
+        &walk(&client, ports::VLAN_CURRENT_ENTRY, &[3]).await?,
     );
-    let base = ports::base_ports(&walk(&client, ports::BASE_PORT_ENTRY, &[2], d).await?);
-    let if_names = ports::texts(&walk(&client, ports::IF_X_ENTRY, &[1], d).await?, 1);
+    let base = ports::base_ports(&walk(&client, ports::BASE_PORT_ENTRY, &[2]).await?);
+    let if_names = ports::texts(&walk(&client, ports::IF_X_ENTRY, &[1]).await?, 1);
     let names: std::collections::HashMap<u32, String> = base
         .iter()
         .filter_map(|(port, index)| Some((*port, if_names.get(index)?.clone())))
         .collect();
-    let local = ports::texts(
-        &walk(&client, ports::LLDP_LOC_PORT_ENTRY, &[4], d).await?,
-        4,
-    );
-    let remote = walk(&client, ports::LLDP_REM_ENTRY, &[12], d).await?;
+    let local = ports::texts(&walk(&client, ports::LLDP_LOC_PORT_ENTRY, &[4]).await?, 4);
+    let remote = walk(&client, ports::LLDP_REM_ENTRY, &[12]).await?;
     let bridged = ports::bridged_base_ports(&ports::bridged_ports(&remote), &local, &names);
     Ok(ports::Fdb {
         learned,
@@ -291,7 +286,7 @@ async fn connect(source: &Source) -> Result<Client<async_snmp::UdpHandle>, Error
         .retry(retry)
         .connect()
         .await
-        .map_err(|e| Error::of(&e, source.deadline))
+        .map_err(|e| Error::of(&e))
 }
 
 /// The bindings of `columns` below `entry`, each column walked on its
@@ -302,7 +297,6 @@ async fn walk(
     client: &Client<async_snmp::UdpHandle>,
     entry: &[u32],
     columns: &[u32],
-    deadline: Duration,
 ) -> Result<Vec<(Vec<u32>, Cell)>, Error> {
     let options = WalkOptions {
         max_repetitions: MAX_REPETITIONS,
@@ -316,9 +310,9 @@ async fn walk(
         let prefix = entry.child(column);
         let mut stream = client
             .walk_with(prefix.clone(), options)
-            .map_err(|e| Error::of(&e, deadline))?;
+            .map_err(|e| Error::of(&e))?;
         while let Some(item) = stream.next().await {
-            let vb = item.map_err(|e| Error::of(&e, deadline))?;
+            let vb = item.map_err(|e| Error::of(&e))?;
             let Some(index) = vb.oid.strip_prefix(&prefix) else {
                 break;
             };
