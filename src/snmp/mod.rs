@@ -107,11 +107,13 @@ impl Error {
         "timeout",
         "auth",
         "flood",
+        "empty",
         "garbage",
         "network",
         "credentials",
     ];
 
+    /// Every failure's label is among [`Error::LABELS`].
     pub fn label(&self) -> &'static str {
         match self {
             Error::Timeout(_) => "timeout",
@@ -328,4 +330,25 @@ async fn walk(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_failure_has_a_series_from_the_start() {
+        let all = [
+            Error::Timeout(Duration::ZERO),
+            Error::Auth(String::new()),
+            Error::Flood,
+            Error::Empty { rejected: 0 },
+            Error::Garbage(String::new()),
+            Error::Network(String::new()),
+            Error::Credentials(String::new()),
+        ];
+        for e in all {
+            assert!(Error::LABELS.contains(&e.label()), "{}", e.label());
+        }
+    }
 }
