@@ -159,7 +159,7 @@ fn source(s: &str) -> String {
     s.strip_prefix("snmp:")
         .and_then(label)
         .filter(|n| !n.is_empty())
-        .map(|n| format!("snmp:{n}"))
+        .map(|n| crate::snmp::tag(&n))
         .unwrap_or_default()
 }
 

@@ -25,8 +25,8 @@ const MAX_PER_MAC: usize = 16;
 /// forwarding table.
 #[derive(Debug)]
 pub struct Read {
-    /// `snmp:NAME`.
-    pub tag: String,
+    /// The source's name (`scan.snmp`).
+    pub name: String,
     pub what: Table,
     pub took: Duration,
     pub outcome: Result<Counted, snmp::Error>,
@@ -108,7 +108,7 @@ pub fn merge(
     let mut located: HashMap<Mac, (SwitchPort, usize)> = HashMap::new();
     for (source, f) in sources.iter().zip(fetched) {
         let read = |what, ended: Instant, outcome| Read {
-            tag: source.tag(),
+            name: source.name.clone(),
             what,
             took: ended.saturating_duration_since(started),
             outcome,
@@ -187,11 +187,12 @@ pub struct Failed {
 pub fn note(reads: &[Read], metrics: &super::SweepMetrics) -> Failed {
     let mut failed = Failed::default();
     for r in reads {
+        let tag = snmp::tag(&r.name);
         let took_ms = r.took.as_millis() as u64;
         let what = r.what.word();
         match &r.outcome {
             Ok(c) => tracing::info!(
-                source = %r.tag,
+                source = %tag,
                 hosts = c.hosts,
                 rejected = c.rejected,
                 dropped = c.dropped,
@@ -203,12 +204,10 @@ pub fn note(reads: &[Read], metrics: &super::SweepMetrics) -> Failed {
                     Table::Neighbours => "its hosts kept as last seen",
                     Table::Ports => "ports kept as last known",
                 };
-                tracing::warn!(source = %r.tag, took_ms, "{what} not read, {kept}: {e}");
+                tracing::warn!(source = %tag, took_ms, "{what} not read, {kept}: {e}");
                 match r.what {
-                    Table::Neighbours => failed.tables.push(r.tag.clone()),
-                    Table::Ports => failed
-                        .switches
-                        .push(r.tag.trim_start_matches("snmp:").to_string()),
+                    Table::Neighbours => failed.tables.push(tag.clone()),
+                    Table::Ports => failed.switches.push(r.name.clone()),
                 }
             }
         }
@@ -217,7 +216,7 @@ pub fn note(reads: &[Read], metrics: &super::SweepMetrics) -> Failed {
             Err(e) => (e.label(), None),
         };
         metrics.source_read(
-            &r.tag,
+            &tag,
             r.what == Table::Ports,
             result,
             hosts,
@@ -412,7 +411,7 @@ mod tests {
     fn a_failed_forwarding_read_names_its_switch_and_a_failed_table_its_source() {
         let metrics = super::super::SweepMetrics::register(&crate::metrics::registry());
         let read = |what, outcome| Read {
-            tag: "snmp:gw".into(),
+            name: "gw".into(),
             what,
             took: Duration::from_millis(5),
             outcome,

@@ -77,8 +77,13 @@ pub enum Credentials {
 impl Source {
     /// How its hosts name their source.
     pub fn tag(&self) -> String {
-        format!("snmp:{}", self.name)
+        tag(&self.name)
     }
+}
+
+/// `snmp:NAME`: a source's name as its hosts carry it.
+pub fn tag(name: &str) -> String {
+    format!("snmp:{name}")
 }
 
 /// Why a read gave nothing to believe; the view keeps its last good one.
