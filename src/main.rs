@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_logging(cli.log_format);
     cli::quiet_on_broken_pipe();
+    mdb::cli::before_runtime(&cli);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

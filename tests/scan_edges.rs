@@ -202,3 +202,117 @@ fn an_arp_flood_is_bounded_and_a_conflict() {
     );
     assert!(took < std::time::Duration::from_secs(5), "{took:?}");
 }
+
+/// Drops the first ARP request for `ip` that reaches host `ns` (and every
+/// second one after): a frame lost once, on demand. A fresh table each
+/// time, so the first request is always the one lost, and the scanner's
+/// neighbour table flushed, so its kernel sends no probe of its own
+/// (an earlier scan's ICMP witness left entries) that would be that one.
+fn lose_first_request(lan: &Lan, ns: &str, ip: &str) {
+    let _ = std::process::Command::new("ip")
+        .args(["-n", &lan.scanner, "neigh", "flush", "dev", "br0"])
+        .output();
+    let _ = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", ns, "nft", "delete", "table", "netdev", "loss",
+        ])
+        .output();
+    let rules = format!(
+        "table netdev loss {{\n chain in {{\n  type filter hook ingress device eth0 priority 0;\n  arp operation request arp daddr ip {ip} numgen inc mod 2 0 drop\n }}\n}}\n"
+    );
+    let mut nft = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft");
+    std::io::Write::write_all(nft.stdin.as_mut().expect("stdin"), rules.as_bytes()).expect("rules");
+    assert!(nft.wait().expect("nft").success(), "{rules}");
+}
+
+/// A scan's hosts (by IP) and the ARP requests it sent, from its debug log.
+fn scan_counting_requests(lan: &Lan, extra: &[&str]) -> (Vec<String>, u64) {
+    let mut args = vec![
+        "netns",
+        "exec",
+        &lan.scanner,
+        "env",
+        "MDB_LOG=mdb=debug",
+        util::bin(),
+        "scan",
+        "198.18.0.0/24",
+        "--json",
+        "--no-rdns",
+        "--no-ports",
+        "--no-mdns",
+        "--no-ipv6",
+    ];
+    args.extend_from_slice(extra);
+    let out = std::process::Command::new("ip")
+        .args(&args)
+        .output()
+        .expect("mdb scan");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let hosts: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let ips = hosts
+        .iter()
+        .filter(|h| h["state"] != "scanner")
+        .filter_map(|h| h["ip"].as_str().map(String::from))
+        .collect();
+    let sent = log
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("sent="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no ARP sweep line: {log}"));
+    (ips, sent)
+}
+
+/// ARP asks every address once, then checks the silent neighbours of the
+/// hosts found: on a LAN without loss that is a few frames, not a second
+/// pass over the empty addresses; a check answered is loss, and every
+/// silent address is asked again, which finds a lone host whose first
+/// request was lost too. A lone host lost on an otherwise clean LAN is
+/// the price: the next sweep or `--tries 2` finds it.
+#[test]
+fn loss_is_checked_for_by_the_neighbours_of_hosts_found() {
+    let ips = ["198.18.0.81", "198.18.0.82", "198.18.0.83", "198.18.0.90"];
+    let macs = [
+        "00:16:3e:00:00:81",
+        "00:16:3e:00:00:82",
+        "00:16:3e:00:00:83",
+        "00:16:3e:00:00:90",
+    ];
+    let lan = Lan::new(
+        &ips.iter()
+            .zip(macs)
+            .map(|(ip, mac)| HostSpec {
+                ip,
+                mac,
+                ..Default::default()
+            })
+            .collect::<Vec<_>>(),
+    );
+    let all: Vec<String> = ips.iter().map(|s| s.to_string()).collect();
+    // 253 addresses besides the scanner's own, asked once each.
+    let once = 253;
+
+    let (found, clean) = scan_counting_requests(&lan, &[]);
+    assert_eq!(found, all);
+    assert!(
+        (once..once + 8).contains(&clean),
+        "a clean LAN: one pass and a few checks, {clean} requests"
+    );
+
+    lose_first_request(&lan, &lan.hosts[1].ns, ips[1]);
+    lose_first_request(&lan, &lan.hosts[3].ns, ips[3]);
+    let (found, lossy) = scan_counting_requests(&lan, &[]);
+    assert_eq!(found, all, "the check found .82, the pass it earned .90");
+    assert!(lossy >= once + 200, "a full second pass: {lossy} requests");
+
+    lose_first_request(&lan, &lan.hosts[3].ns, ips[3]);
+    let (found, _) = scan_counting_requests(&lan, &[]);
+    assert_eq!(found, all[..3], "the lone host lost once is not checked");
+    lose_first_request(&lan, &lan.hosts[3].ns, ips[3]);
+    let (found, _) = scan_counting_requests(&lan, &["--tries", "2"]);
+    assert_eq!(found, all);
+}

@@ -18,6 +18,14 @@ use args::{Cli, Command};
 /// sysexits' EX_CONFIG-adjacent EX_USAGE: bad configuration.
 const EXIT_CONFIG: u8 = 64;
 
+/// What a command needs before the runtime's threads start: a scan's
+/// closer process (see `discover::scan::closer`).
+pub fn before_runtime(cli: &Cli) {
+    if matches!(cli.command, Command::Scan(_)) {
+        crate::discover::scan::closer::start();
+    }
+}
+
 /// Runs one parsed command line; the exit code says how it went.
 pub async fn run(cli: Cli) -> ExitCode {
     if let Some(ca) = cli.ca_file {

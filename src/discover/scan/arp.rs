@@ -43,7 +43,7 @@ const MAX_EXTRA_REPLIES: usize = 4096;
 pub const MIN_RETRY_GAP: Duration = Duration::from_millis(5);
 /// Requests sent in one `sendmmsg` (those already due) before the socket
 /// is read again.
-const BATCH: u32 = 32;
+const BATCH: u32 = 4;
 /// Tries per address at most, however much loss the sweep sees.
 pub const MAX_TRIES: u32 = 4;
 
@@ -71,13 +71,33 @@ pub enum Wait {
     Fixed(Duration),
 }
 
+/// How many times a silent address is asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Passes {
+    /// This many passes over the silent addresses (`--tries`); one more
+    /// (up to `MAX_TRIES`) whenever the last pass still found hosts,
+    /// which means loss.
+    Fixed(u32),
+    /// One pass, then a check: the silent addresses most likely held (those
+    /// expected, and the neighbours of hosts found) are asked again, at
+    /// most `MAX_CHECKS` of the neighbours. An answer to a check means
+    /// loss, and every silent address is asked again when `retry` allows
+    /// (then as `Fixed(2)`); a LAN without loss pays a few frames, not a
+    /// second pass over its empty addresses.
+    Checked { retry: bool },
+}
+
+/// Neighbours of found hosts asked again by a check, at most.
+pub const MAX_CHECKS: usize = 64;
+
 pub struct Params {
     /// Gap between two requests.
     pub gap: Duration,
     pub wait: Wait,
-    /// Passes over the silent addresses; one more (up to `MAX_TRIES`)
-    /// whenever the last pass still found hosts, which means loss.
-    pub tries: u32,
+    pub passes: Passes,
+    /// Addresses expected to answer (up in an earlier sweep): each silent
+    /// one is checked.
+    pub expected: Vec<Ipv4Addr>,
 }
 
 /// What the loop tells its caller as it goes.
@@ -156,6 +176,9 @@ fn send_batch(sock: &Socket, iface: &Interface, frames: &[[u8; FRAME_LEN]]) -> i
 /// bounded by the range size, never by a copy of the address list.
 struct Book {
     answered: Vec<u64>,
+    /// Asked more than once: its answer's round trip is ambiguous, and an
+    /// answer shows loss.
+    retried: Vec<u64>,
     /// Microseconds after the start when the first request went out: a
     /// reply names no request, and a late host answers the first one.
     sent_at: Vec<u32>,
@@ -166,6 +189,7 @@ impl Book {
     fn new(len: usize) -> Book {
         Book {
             answered: vec![0; len.div_ceil(64)],
+            retried: vec![0; len.div_ceil(64)],
             sent_at: vec![0; len],
             count: 0,
         }
@@ -177,12 +201,47 @@ impl Book {
         self.answered[i / 64] |= 1 << (i % 64);
         self.count += 1;
     }
+    fn is_retried(&self, i: usize) -> bool {
+        self.retried[i / 64] & (1 << (i % 64)) != 0
+    }
+    fn retry(&mut self, i: usize) {
+        self.retried[i / 64] |= 1 << (i % 64);
+    }
+    /// The silent addresses a check asks again, in order: each expected
+    /// one, and the silent neighbours of found ones (`MAX_CHECKS` at most).
+    fn checks(&self, len: usize, expected: &[usize]) -> Vec<usize> {
+        let mut out: Vec<usize> = expected
+            .iter()
+            .copied()
+            .filter(|i| *i < len && !self.is_answered(*i))
+            .collect();
+        let mut neighbours = 0;
+        for i in (0..len).filter(|i| self.is_answered(*i)) {
+            for n in [i.checked_sub(1), i.checked_add(1).filter(|n| *n < len)] {
+                let Some(n) = n.filter(|n| !self.is_answered(*n)) else {
+                    continue;
+                };
+                if neighbours < MAX_CHECKS {
+                    out.push(n);
+                    neighbours += 1;
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 /// The sending side: which address is next, pass by pass.
 struct Sender {
     pass: u32,
     passes: u32,
+    /// The check still to come after the first pass, and whether loss it
+    /// finds earns a full pass.
+    check: Option<bool>,
+    /// The addresses of the check pass, in order; `None`: every address.
+    order: Option<Vec<usize>>,
     next: usize,
     found_this_pass: usize,
     next_send: Instant,
@@ -191,20 +250,47 @@ struct Sender {
 }
 
 impl Sender {
+    fn new(passes: Passes, start: Instant, len: usize) -> Sender {
+        let (passes, check) = match passes {
+            Passes::Fixed(n) => (n.clamp(1, MAX_TRIES), None),
+            Passes::Checked { retry } => (1, Some(retry)),
+        };
+        Sender {
+            pass: 0,
+            passes,
+            check,
+            order: None,
+            next: 0,
+            found_this_pass: 0,
+            next_send: start,
+            last_request: start,
+            done: len == 0,
+        }
+    }
+
     /// The next silent address, starting another pass when one ends and
     /// loss makes it worth it.
-    fn next_index(&mut self, book: &Book, len: usize) -> Option<usize> {
+    fn next_index(&mut self, book: &Book, len: usize, expected: &[usize]) -> Option<usize> {
         loop {
-            while self.next < len {
-                let i = self.next;
+            let end = self.order.as_ref().map_or(len, Vec::len);
+            while self.next < end {
+                let i = self.order.as_ref().map_or(self.next, |o| o[self.next]);
                 self.next += 1;
                 if !book.is_answered(i) {
                     return Some(i);
                 }
             }
             let lossy = self.pass > 0 && self.found_this_pass > 0;
-            if lossy && self.passes < MAX_TRIES {
+            let checked = self.order.take().is_some();
+            if checked && lossy && self.check == Some(true) {
+                // The check found loss: every silent address once more.
+                self.passes = (self.pass + 2).min(MAX_TRIES);
+            } else if !checked && lossy && self.passes < MAX_TRIES {
                 self.passes += 1;
+            }
+            if self.pass == 0 && self.check.is_some() {
+                self.order = Some(book.checks(len, expected));
+                self.passes = 2;
             }
             self.pass += 1;
             self.found_this_pass = 0;
@@ -214,6 +300,11 @@ impl Sender {
             }
             self.next = 0;
         }
+    }
+
+    /// Steps back to the address just taken (not due yet).
+    fn put_back(&mut self) {
+        self.next -= 1;
     }
 }
 
@@ -232,15 +323,12 @@ pub fn sweep(
     let mut pairs: HashSet<(Ipv4Addr, Mac)> = HashSet::new();
     let mut rtts: Vec<Duration> = Vec::new();
     let mut last_new_reply = start;
-    let mut s = Sender {
-        pass: 0,
-        passes: p.tries.clamp(1, MAX_TRIES),
-        next: 0,
-        found_this_pass: 0,
-        next_send: start,
-        last_request: start,
-        done: len == 0,
-    };
+    let mut s = Sender::new(p.passes, start, len);
+    let expected: Vec<usize> = p
+        .expected
+        .iter()
+        .filter_map(|ip| targets.index_of(*ip))
+        .collect();
     // A retry waits this long after the address's first request: a few
     // measured round trips, so an answer on its way is not asked again.
     let retry_gap = |rtts: &[Duration]| rtt_wait(rtts, MIN_RETRY_GAP);
@@ -258,7 +346,7 @@ pub fn sweep(
         }
         batch.clear();
         while !s.done && s.next_send <= now && batch.len() < BATCH as usize {
-            let Some(i) = s.next_index(&book, len) else {
+            let Some(i) = s.next_index(&book, len, &expected) else {
                 break;
             };
             if s.pass > 0 {
@@ -266,10 +354,11 @@ pub fn sweep(
                 let due = first + retry_gap(&rtts) * s.pass;
                 if due > now {
                     // Not yet: come back to this address when it is due.
-                    s.next -= 1;
+                    s.put_back();
                     s.next_send = due;
                     break;
                 }
+                book.retry(i);
             }
             let ip = targets.get(i).expect("index below len");
             batch.push(request_frame(iface, ip));
@@ -289,19 +378,27 @@ pub fn sweep(
             break;
         }
         let finish = s.last_request.max(last_new_reply) + finish_wait(&rtts, p.wait);
-        if s.done && now >= finish {
-            break;
-        }
+        // Past the finish, what queued while this thread was not running
+        // is still read once: a reply there is no reply missed.
+        let overdue = s.done && now >= finish;
         let until = if s.done { finish } else { s.next_send };
-        let budget = until
-            .saturating_duration_since(now)
-            .max(Duration::from_micros(20));
+        let budget = if overdue {
+            Duration::ZERO
+        } else {
+            until
+                .saturating_duration_since(now)
+                .max(Duration::from_micros(20))
+        };
         // Wait (to the microsecond: SO_RCVTIMEO would round up to a
         // scheduler tick of several ms) until a frame arrives or the next
         // send is due, then read everything queued, so round trips stay true.
         if !packet::wait_readable(sock, budget)? {
+            if overdue {
+                break;
+            }
             continue;
         }
+        let news_before = last_new_reply;
         // Bounded, so a flood of frames cannot hold off sending or the finish.
         packet::drain(sock, &mut buf, MAX_DRAIN, |frame| {
             let Some((ip, mac)) = parse_reply(frame) else {
@@ -328,8 +425,7 @@ pub fn sweep(
                 book.answer(i);
                 // An answer after a retry shows loss, and its round trip is
                 // ambiguous (which request?), so it does not size the waits.
-                let retried = s.pass > 0 && i < s.next;
-                if retried {
+                if book.is_retried(i) {
                     s.found_this_pass += 1;
                 } else {
                     let pos = rtts.partition_point(|r| *r < reply.rtt);
@@ -340,6 +436,11 @@ pub fn sweep(
             last_new_reply = at;
             out.replies.push(reply);
         })?;
+        // Only a new answer earns the late read another finish wait; the
+        // frames of a flood do not.
+        if overdue && last_new_reply == news_before {
+            break;
+        }
     }
     tracing::debug!(
         iface = %iface.name,
@@ -380,17 +481,9 @@ mod tests {
     #[test]
     fn a_lossy_pass_earns_another_up_to_the_limit() {
         let book = Book::new(3);
-        let mut s = Sender {
-            pass: 0,
-            passes: 2,
-            next: 0,
-            found_this_pass: 0,
-            next_send: Instant::now(),
-            last_request: Instant::now(),
-            done: false,
-        };
+        let mut s = Sender::new(Passes::Fixed(2), Instant::now(), 3);
         let order: Vec<usize> = std::iter::from_fn(|| {
-            let i = s.next_index(&book, 3);
+            let i = s.next_index(&book, 3, &[]);
             // Pretend each retry pass finds something: loss.
             if s.pass > 0 {
                 s.found_this_pass = 1;
@@ -400,6 +493,67 @@ mod tests {
         .collect();
         assert_eq!(order.len(), 3 * MAX_TRIES as usize, "{order:?}");
         assert!(s.done);
+    }
+
+    /// Every address `s` asks until it is done, none of them answering.
+    fn asked(s: &mut Sender, book: &mut Book, len: usize, expected: &[usize]) -> Vec<usize> {
+        std::iter::from_fn(|| s.next_index(book, len, expected)).collect()
+    }
+
+    #[test]
+    fn a_check_asks_again_only_the_neighbours_of_hosts_and_those_expected() {
+        let mut book = Book::new(20);
+        for i in [5, 6, 7, 12] {
+            book.answer(i);
+        }
+        let mut s = Sender::new(Passes::Checked { retry: true }, Instant::now(), 20);
+        let order = asked(&mut s, &mut book, 20, &[17, 6]);
+        let (first, check) = order.split_at(16);
+        assert_eq!(first.len(), 16, "every silent address once: {order:?}");
+        // Neighbours 4, 8, 11, 13 and the expected 17 (6 answered already).
+        assert_eq!(check, [4, 8, 11, 13, 17]);
+        assert!(s.done, "no loss seen: no further pass");
+    }
+
+    #[test]
+    fn a_check_answered_is_loss_and_earns_a_full_pass_when_allowed() {
+        for retry in [true, false] {
+            let mut book = Book::new(10);
+            book.answer(3);
+            let mut s = Sender::new(Passes::Checked { retry }, Instant::now(), 10);
+            let mut order = Vec::new();
+            while let Some(i) = s.next_index(&book, 10, &[]) {
+                order.push(i);
+                if s.pass == 1 && i == 4 {
+                    // The check of 4 is answered: it was lost the first time.
+                    book.answer(4);
+                    s.found_this_pass += 1;
+                }
+            }
+            let full: Vec<usize> = (0..10).filter(|i| *i != 3).collect();
+            let mut want = full.clone();
+            want.extend([2, 4]);
+            if retry {
+                want.extend(full.iter().filter(|i| **i != 4));
+            }
+            assert_eq!(order, want, "retry allowed: {retry}");
+            assert!(s.done);
+        }
+    }
+
+    #[test]
+    fn a_check_is_bounded_however_many_hosts_answered() {
+        let mut book = Book::new(1000);
+        for i in (0..1000).step_by(3) {
+            book.answer(i);
+        }
+        let checks = book.checks(1000, &[]);
+        assert_eq!(checks.len(), MAX_CHECKS, "{checks:?}");
+        // Expected addresses are all checked, beyond the bound.
+        let expected: Vec<usize> = (1..1000).step_by(3).collect();
+        let checks = book.checks(1000, &expected);
+        assert!(expected.iter().all(|i| checks.contains(i)));
+        assert!(checks.len() <= expected.len() + MAX_CHECKS, "{checks:?}");
     }
 
     #[test]

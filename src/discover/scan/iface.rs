@@ -54,19 +54,16 @@ pub fn list() -> std::io::Result<Vec<Interface>> {
     Ok(out)
 }
 
-/// The MAC (non-zero) and index of interface `name`.
+/// The MAC (non-zero) and index of interface `name`, from its link-layer
+/// entry (asking the kernel for an index by name costs a socket each, and
+/// a host with a hundred bridge ports has as many links).
 fn mac_and_index(addrs: &[nix::ifaddrs::InterfaceAddress], name: &str) -> Option<(Mac, u32)> {
-    let mac = addrs
+    let link = addrs
         .iter()
         .filter(|l| l.interface_name == name)
-        .find_map(|l| {
-            l.address
-                .as_ref()
-                .and_then(|s| s.as_link_addr())
-                .and_then(|l| l.addr())
-        })
-        .filter(|m| m.iter().any(|b| *b != 0))?;
-    let index = nix::net::if_::if_nametoindex(name).ok()?;
+        .find_map(|l| l.address.as_ref().and_then(|s| s.as_link_addr()))?;
+    let mac = link.addr().filter(|m| m.iter().any(|b| *b != 0))?;
+    let index = u32::try_from(link.ifindex()).ok().filter(|i| *i != 0)?;
     Some((Mac(mac), index))
 }
 

@@ -57,37 +57,52 @@ const MAX_IN_FLIGHT: usize = 1024;
 /// The timer's resolution: a query due sooner than this is sent at once.
 const PACE_TICK: Duration = Duration::from_millis(1);
 
-/// Asks every host in `hosts`, one query each `gap` apart, and gathers the
-/// answers until each asked host answered (or said it has no responder)
-/// or `until` (at the latest [`WINDOW`] after its own query).
+/// Asks each host as it comes in over `hosts` (the ARP sweep finds them),
+/// one query each `gap` apart at most, and gathers the answers until each
+/// asked host answered (or said it has no responder), [`WINDOW`] after its
+/// own query at the latest, never past `deadline`. Ends when `hosts` is
+/// closed and the last query is done.
 ///
 /// Each host gets its own socket, connected to its address and port 5353
 /// (the kernel hands that socket nothing from anyone else), and its own
 /// random query id: a device that sees its own query learns nothing that
 /// would let it answer for a neighbour.
-pub async fn ask(hosts: Vec<Ipv4Addr>, gap: Duration, until: Instant) -> HashMap<IpAddr, Answer> {
+pub async fn ask(
+    mut hosts: tokio::sync::mpsc::UnboundedReceiver<Ipv4Addr>,
+    gap: Duration,
+    deadline: Option<Instant>,
+) -> HashMap<IpAddr, Answer> {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let mut tasks = tokio::task::JoinSet::new();
-    let start = Instant::now();
-    for (i, ip) in hosts.into_iter().enumerate() {
-        // The i-th query goes out at start + i * gap: slept for only when
-        // that is a timer tick ahead, since a sleep of less rounds up to a
-        // millisecond and 100 hosts would wait 100 ms for a 10 ms pace.
-        let due = start + gap.saturating_mul(i.min(u32::MAX as usize) as u32);
+    let mut due = Instant::now();
+    let past_deadline = || deadline.is_some_and(|d| Instant::now() >= d);
+    while let Some(ip) = hosts.recv().await {
+        // Queries go out `gap` apart: slept for only when that is a timer
+        // tick ahead, since a sleep of less rounds up to a millisecond and
+        // 100 hosts would wait 100 ms for a 10 ms pace.
+        due = due.max(Instant::now());
         if due > Instant::now() + PACE_TICK {
             tokio::time::sleep_until(due.into()).await;
         }
-        if Instant::now() >= until {
+        due += gap;
+        if past_deadline() {
             break;
         }
-        let Ok(Ok(slot)) =
-            tokio::time::timeout_at(until.into(), slots.clone().acquire_owned()).await
-        else {
-            break;
+        let slot = match deadline {
+            Some(d) => match tokio::time::timeout_at(d.into(), slots.clone().acquire_owned()).await
+            {
+                Ok(Ok(slot)) => slot,
+                _ => break,
+            },
+            None => match slots.clone().acquire_owned().await {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
         };
         tasks.spawn(async move {
             let _slot = slot;
-            let end = until.min(Instant::now() + WINDOW);
+            let end = Instant::now() + WINDOW;
+            let end = deadline.map_or(end, |d| d.min(end));
             ask_one(ip, end).await.map(|a| (IpAddr::V4(ip), a))
         });
     }

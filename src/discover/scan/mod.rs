@@ -10,6 +10,7 @@
 
 pub mod arp;
 mod assemble;
+pub mod closer;
 pub mod icmp;
 pub mod iface;
 mod join6;
@@ -285,11 +286,23 @@ pub enum Tick {
 
 pub type Progress = Arc<dyn Fn(Tick) + Send + Sync>;
 
+/// The IPv4 addresses up in an earlier sweep (their probes are carried):
+/// ARP asks them again when they are silent.
+fn expected4(opts: &Options) -> Vec<std::net::Ipv4Addr> {
+    opts.carried
+        .keys()
+        .filter_map(|ip| match ip {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
+}
+
 /// Runs the ARP sweeps of every attached interface at once; each found
 /// address goes to `found` as it answers.
 async fn arp_sweeps(
     plan: &mut Plan,
-    (gap, tries): (Duration, u32),
+    (gap, passes): (Duration, arp::Passes),
     opts: &Options,
     progress: &Progress,
     found: tokio::sync::mpsc::UnboundedSender<(IpAddr, Option<Mac>)>,
@@ -328,7 +341,12 @@ async fn arp_sweeps(
                 })
             }
         };
-        let params = arp::Params { gap, wait, tries };
+        let params = arp::Params {
+            gap,
+            wait,
+            passes,
+            expected: expected4(opts),
+        };
         let tell = Tell {
             progress: progress.clone(),
             found: found.clone(),
@@ -337,8 +355,7 @@ async fn arp_sweeps(
         runs.push(async move {
             let run = tokio::task::spawn_blocking(move || {
                 let outcome = arp::sweep(&sock, &iface, &ranges, &params, &tell);
-                // Closing the socket is off the caller's timed path.
-                drop(sock);
+                packet::close_later(sock);
                 outcome
             });
             match run.await {
@@ -371,6 +388,11 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
     let tries = opts
         .tries
         .unwrap_or_else(|| auto_tries(targets.len(), rate));
+    // ARP checks for loss itself unless told how often to ask (`--tries`).
+    let passes = opts.tries.map_or(
+        arp::Passes::Checked { retry: tries > 1 },
+        arp::Passes::Fixed,
+    );
     let mut plan = plan(opts, &targets)?;
     let phase =
         |what: &str| tracing::debug!(ms = started.elapsed().as_millis() as u64, "sweep: {what}");
@@ -387,11 +409,13 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
     for (iface, _) in &plan.on_link {
         follow.probe_by_syn(iface, gap, opts);
     }
-    let six = search_links6(&plan, opts, gap);
+    let arp_ended = Arc::new(std::sync::OnceLock::new());
+    let arp_runs = !plan.on_link.is_empty();
+    let six = search_links6(&plan, opts, gap, &arp_ended);
     let (tx, mut found) = tokio::sync::mpsc::unbounded_channel();
     let arp = arp_sweeps(
         &mut plan,
-        (gap, tries),
+        (gap, passes),
         opts,
         &progress,
         tx,
@@ -403,22 +427,28 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
         tries,
         concurrency: opts.concurrency,
     };
-    let mut on_link = Vec::new();
+    // mDNS names are asked as hosts are found, beside their other probes.
+    let (to_mdns, mdns) = ask_mdns(gap, opts);
     let (arp, follow) = {
         let collect = async {
             while let Some((ip, mac)) = found.recv().await {
                 // A host whose probes are fresh keeps its names too.
-                if let (IpAddr::V4(v4), None) = (ip, follow.carried_for(ip, mac)) {
-                    on_link.push(v4);
+                if let (IpAddr::V4(v4), None, Some(tx)) =
+                    (ip, follow.carried_for(ip, mac), &to_mdns)
+                {
+                    let _ = tx.send(v4);
                 }
                 follow.start(ip, mac, Some(WITNESS_WAIT));
             }
+            drop(to_mdns);
         };
         let (arp, ()) = tokio::join!(arp, collect);
         (arp?, follow)
     };
+    if arp_runs {
+        let _ = arp_ended.set(Instant::now());
+    }
     phase("ARP done");
-    let mdns = ask_mdns(on_link, gap, opts);
     let pinged = icmp::sweep(&plan.ping, &icmp_params, progress.clone())
         .await
         .map_err(Error::Icmp)?;
@@ -448,7 +478,12 @@ pub const SEARCH6_BUDGET: Duration = Duration::from_secs(3);
 type Search6Task = tokio::task::JoinHandle<(String, bool, std::io::Result<ndp::Outcome>)>;
 
 /// Starts the IPv6 neighbour search of every planned link, alongside ARP.
-fn search_links6(plan: &Plan, opts: &Options, gap: Duration) -> Vec<Search6Task> {
+fn search_links6(
+    plan: &Plan,
+    opts: &Options,
+    gap: Duration,
+    arp_ended: &Arc<std::sync::OnceLock<Instant>>,
+) -> Vec<Search6Task> {
     let now = Instant::now();
     let deadline = opts
         .deadline
@@ -459,13 +494,17 @@ fn search_links6(plan: &Plan, opts: &Options, gap: Duration) -> Vec<Search6Task>
             let (link, hosts) = (s.link.clone(), s.hosts);
             let params = ndp::Params {
                 known: opts.known6.to_vec(),
-                listen_until: now,
+                arp_ended: arp_ended.clone(),
                 deadline,
                 wait: opts.timeout,
                 gap,
             };
             tokio::task::spawn_blocking(move || {
-                let found = ndp::open(&link).and_then(|sock| ndp::search(&sock, &link, &params));
+                let found = ndp::open(&link).and_then(|sock| {
+                    let found = ndp::search(&sock, &link, &params);
+                    packet::close_later(sock);
+                    found
+                });
                 (link.name, hosts, found)
             })
         })
@@ -491,29 +530,27 @@ async fn links6_found(
     out
 }
 
-/// Starts asking the hosts ARP found for their mDNS names, alongside the
-/// other follow-ups; within the sweep's deadline.
-fn ask_mdns(
-    hosts: Vec<std::net::Ipv4Addr>,
-    gap: Duration,
-    opts: &Options,
-) -> Option<tokio::task::JoinHandle<HashMap<IpAddr, mdns::Answer>>> {
-    if !opts.mdns || hosts.is_empty() {
-        return None;
+/// Where found hosts go to be asked for their mDNS names.
+type MdnsHosts = tokio::sync::mpsc::UnboundedSender<std::net::Ipv4Addr>;
+/// The mDNS answers, once every asked host answered or its window passed.
+type MdnsTask = tokio::task::JoinHandle<HashMap<IpAddr, mdns::Answer>>;
+
+/// Starts asking the hosts ARP finds for their mDNS names, alongside the
+/// other follow-ups, within the sweep's deadline: the hosts go in over
+/// the sender as they are found.
+fn ask_mdns(gap: Duration, opts: &Options) -> (Option<MdnsHosts>, Option<MdnsTask>) {
+    if !opts.mdns {
+        return (None, None);
     }
-    let sending = gap * hosts.len().min(u32::MAX as usize) as u32;
-    let mut until = Instant::now() + sending + mdns::WINDOW;
-    if let Some(d) = opts.deadline {
-        until = until.min(d);
-    }
-    Some(tokio::spawn(mdns::ask(hosts, gap, until)))
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (
+        Some(tx),
+        Some(tokio::spawn(mdns::ask(rx, gap, opts.deadline))),
+    )
 }
 
 /// The mDNS answers into the hosts they came from.
-async fn names_from_mdns(
-    report: &mut Report,
-    mdns: Option<tokio::task::JoinHandle<HashMap<IpAddr, mdns::Answer>>>,
-) {
+async fn names_from_mdns(report: &mut Report, mdns: Option<MdnsTask>) {
     let Some(Ok(answers)) = (match mdns {
         Some(task) => Some(task.await),
         None => None,

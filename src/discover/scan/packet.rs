@@ -49,6 +49,24 @@ pub fn open(index: u32, protocol: u16) -> io::Result<Socket> {
     Ok(sock)
 }
 
+/// Closes a packet socket on a thread of its own: the kernel waits out a
+/// network grace period (about 8 ms) on every packet socket's release,
+/// which would otherwise be spent on the sweep's timed path, one socket
+/// after another. Several closed at once wait out one period together.
+pub fn close_later(sock: Socket) {
+    // Handed to the closer process, this copy's close is no release.
+    if super::closer::hand(sock.as_raw_fd()) {
+        drop(sock);
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("mdb-close".into())
+        .spawn(move || drop(sock));
+    // Without a thread (none left to spawn) the socket was dropped with
+    // the closure, here: slower, not wrong.
+    drop(spawned);
+}
+
 /// Sends the frames with one `sendmmsg` call (more if the kernel takes
 /// part of the batch), to link-layer address `to` on interface `index`.
 pub fn send(

@@ -43,6 +43,8 @@ pub const MAX_SOLICIT: usize = 16_384;
 /// Frames read per wake-up at most.
 const MAX_DRAIN: usize = 256;
 const ECHO_ID: u16 = 0x6d64;
+/// How often a search that has heard nothing looks whether ARP has ended.
+const ARP_LOOK: Duration = Duration::from_millis(2);
 
 /// How a neighbour was heard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -62,8 +64,11 @@ pub enum Heard {
 pub struct Params {
     /// Addresses asked for by solicitation (history, the database).
     pub known: Vec<Ipv6Addr>,
-    /// Neighbour discovery is listened to at least this long.
-    pub listen_until: Instant,
+    /// Set when the ARP sweep of the same sweep has ended: a link where
+    /// nothing answered the echo by then has no IPv6 speaker awake, and
+    /// is not waited for any longer (an IPv4-only LAN pays no fixed wait).
+    /// Never set: the first answer is waited for up to `arp::AUTO_CAP`.
+    pub arp_ended: std::sync::Arc<std::sync::OnceLock<Instant>>,
     /// Nothing is read past this.
     pub deadline: Instant,
     /// Fixed wait for answers (`--timeout`); `None` adapts it as ARP does.
@@ -126,12 +131,75 @@ fn on_link(link: &Link, ip: Ipv6Addr) -> bool {
         && (ipv6::is_link_local(ip) || link.prefixes.iter().any(|p| p.contains(ip)))
 }
 
-/// Searches `link` until the answers are in, at least until
-/// `listen_until`, never past the deadline. Blocking.
+/// What one search has heard so far, and when it last heard news.
+struct Heard6<'a> {
+    link: &'a Link,
+    fixed_wait: Option<Duration>,
+    started: Instant,
+    table: Table,
+    rtts: Vec<Duration>,
+    wait: Duration,
+    last_news: Instant,
+    /// The addresses solicited, once the echo's answers are in.
+    asked: Option<HashSet<Ipv6Addr>>,
+    asked_found: HashSet<Ipv6Addr>,
+}
+
+impl Heard6<'_> {
+    /// Reads what is queued on the socket (a bounded batch).
+    fn read(&mut self, sock: &Socket, buf: &mut [u8]) -> io::Result<()> {
+        let at = Instant::now();
+        packet::drain(sock, buf, MAX_DRAIN, |f| self.take(f, at))
+    }
+
+    fn take(&mut self, frame: &[u8], at: Instant) {
+        let Some(c) = parse(frame, self.link.mac) else {
+            return;
+        };
+        if !on_link(self.link, c.ip) {
+            return;
+        }
+        // An echo answer goes to one of our addresses.
+        if c.heard == Heard::Echo && !self.link.sources.contains(&c.to) {
+            return;
+        }
+        let heard = match (c.heard, &self.asked) {
+            (Heard::Overheard, Some(a)) if a.contains(&c.ip) => {
+                self.asked_found.insert(c.ip);
+                Heard::Asked
+            }
+            (h, _) => h,
+        };
+        let rtt = (heard == Heard::Echo).then(|| at.duration_since(self.started));
+        if !self.table.take(Neighbour {
+            ip: c.ip,
+            mac: c.mac,
+            heard,
+            rtt,
+        }) {
+            return;
+        }
+        self.last_news = at;
+        // The wait follows the round trips, re-read now and then (a flood
+        // of answers must not sort every time).
+        if let (Some(r), None) = (rtt, self.fixed_wait) {
+            self.rtts.push(r);
+            if self.rtts.len() <= 64 || self.rtts.len() % 64 == 0 {
+                self.wait = adaptive(&self.rtts);
+            }
+        }
+    }
+
+    fn quiet(&self, now: Instant, arp_ended: Option<&Instant>) -> bool {
+        let unanswered = self.rtts.is_empty() && arp_ended.is_some_and(|t| now >= *t);
+        unanswered || now.duration_since(self.last_news) >= self.wait
+    }
+}
+
+/// Searches `link` until the answers are in, never past the deadline.
+/// Blocking.
 pub fn search(sock: &Socket, link: &Link, p: &Params) -> io::Result<Outcome> {
-    let mut table = Table::default();
     let mut sent = 0u64;
-    let started = Instant::now();
     let echoes: Vec<Vec<u8>> = link
         .sources
         .iter()
@@ -139,6 +207,7 @@ pub fn search(sock: &Socket, link: &Link, p: &Params) -> io::Result<Outcome> {
         .map(|(i, s)| echo_frame(link, *s, i as u16))
         .collect();
     let refs: Vec<&[u8]> = echoes.iter().map(|f| f.as_slice()).collect();
+    let started = Instant::now();
     packet::send(
         sock,
         link.index,
@@ -147,11 +216,17 @@ pub fn search(sock: &Socket, link: &Link, p: &Params) -> io::Result<Outcome> {
         &refs,
     )?;
     sent += echoes.len() as u64;
-    let mut rtts: Vec<Duration> = Vec::new();
-    let mut wait = p.wait.unwrap_or(arp::AUTO_CAP);
-    let mut last_news = Instant::now();
-    let mut asked: Option<HashSet<Ipv6Addr>> = None;
-    let mut asked_found: HashSet<Ipv6Addr> = HashSet::new();
+    let mut heard = Heard6 {
+        link,
+        fixed_wait: p.wait,
+        started,
+        table: Table::default(),
+        rtts: Vec::new(),
+        wait: p.wait.unwrap_or(arp::AUTO_CAP),
+        last_news: Instant::now(),
+        asked: None,
+        asked_found: HashSet::new(),
+    };
     let mut queue: Vec<Ipv6Addr> = Vec::new();
     let mut next_send = Instant::now();
     let mut buf = vec![0u8; 2048];
@@ -160,85 +235,56 @@ pub fn search(sock: &Socket, link: &Link, p: &Params) -> io::Result<Outcome> {
         if now >= p.deadline {
             break;
         }
-        let quiet = now.duration_since(last_news) >= wait && queue.is_empty();
-        match &asked {
-            None if quiet => {
-                let list = solicitations(link, &table, &p.known);
-                asked = Some(list.iter().copied().collect());
-                queue = list;
-                queue.reverse();
-                last_news = now;
+        let quiet = heard.quiet(now, p.arp_ended.get()) && queue.is_empty();
+        if quiet {
+            // What queued while this thread was not running is news too.
+            let before = heard.last_news;
+            heard.read(sock, &mut buf)?;
+            if heard.last_news != before {
                 continue;
             }
-            Some(a) if (quiet || asked_found.len() >= a.len()) && now >= p.listen_until => break,
+        }
+        match &heard.asked {
+            None if quiet => {
+                let list = solicitations(link, &heard.table, &p.known);
+                heard.asked = Some(list.iter().copied().collect());
+                queue = list;
+                queue.reverse();
+                heard.last_news = now;
+                continue;
+            }
+            Some(a) if quiet || heard.asked_found.len() >= a.len() => break,
             _ => {}
         }
         if let (Some(target), true) = (queue.last().copied(), now >= next_send) {
             queue.pop();
-            let src = link
-                .sources
-                .iter()
-                .copied()
-                .find(|s| ipv6::is_link_local(*s));
-            if let Some(src) = src {
-                let f = solicit_frame(link, src, target);
-                let t = target.octets();
-                packet::send(
-                    sock,
-                    link.index,
-                    ETH_P_IPV6,
-                    [0x33, 0x33, 0xff, t[13], t[14], t[15]],
-                    &[&f],
-                )?;
-                sent += 1;
-                last_news = Instant::now();
-            }
+            sent += solicit(sock, link, target)?;
+            heard.last_news = Instant::now();
             next_send = now + p.gap;
         }
-        let until = if queue.is_empty() {
-            p.deadline.min(now + wait)
-        } else {
+        let until = if !queue.is_empty() {
             next_send
+        } else if heard.rtts.is_empty() && p.arp_ended.get().is_none() {
+            // Looked at again soon: the ARP sweep may end meanwhile.
+            p.deadline.min(now + heard.wait.min(ARP_LOOK))
+        } else {
+            p.deadline.min(now + heard.wait)
         };
-        if !packet::wait_readable(sock, until.saturating_duration_since(Instant::now()))? {
-            continue;
+        if packet::wait_readable(sock, until.saturating_duration_since(Instant::now()))? {
+            heard.read(sock, &mut buf)?;
         }
-        let at = Instant::now();
-        packet::drain(sock, &mut buf, MAX_DRAIN, |f| {
-            let Some(c) = parse(f, link.mac) else { return };
-            if !on_link(link, c.ip) {
-                return;
-            }
-            // An echo answer goes to one of our addresses.
-            if c.heard == Heard::Echo && !link.sources.contains(&c.to) {
-                return;
-            }
-            let heard = match (c.heard, &asked) {
-                (Heard::Overheard, Some(a)) if a.contains(&c.ip) => {
-                    asked_found.insert(c.ip);
-                    Heard::Asked
-                }
-                (h, _) => h,
-            };
-            let rtt = (heard == Heard::Echo).then(|| at.duration_since(started));
-            if table.take(Neighbour {
-                ip: c.ip,
-                mac: c.mac,
-                heard,
-                rtt,
-            }) {
-                last_news = at;
-                // The wait follows the round trips, re-read now and then
-                // (a flood of answers must not sort every time).
-                if let (Some(r), None) = (rtt, p.wait) {
-                    rtts.push(r);
-                    if rtts.len() <= 64 || rtts.len() % 64 == 0 {
-                        wait = adaptive(&rtts);
-                    }
-                }
-            }
-        })?;
     }
+    tracing::debug!(
+        link = %link.name,
+        echo_answers = heard.rtts.len(),
+        asked = heard.asked.as_ref().map_or(0, HashSet::len),
+        asked_found = heard.asked_found.len(),
+        wait_ms = heard.wait.as_millis() as u64,
+        last_news_ms = heard.last_news.saturating_duration_since(started).as_millis() as u64,
+        ms = started.elapsed().as_millis() as u64,
+        "IPv6 search"
+    );
+    let mut table = heard.table;
     // What the kernel learnt (it answers solicitations, resolves replies).
     for (ip, mac) in super::neighbors::read6(link.index).unwrap_or_default() {
         if on_link(link, ip) {
@@ -257,6 +303,29 @@ pub fn search(sock: &Socket, link: &Link, p: &Params) -> io::Result<Outcome> {
         sent,
         capped: table.capped,
     })
+}
+
+/// Sends one solicitation for `target` from the link's link-local address
+/// (none: nothing is sent); the frames sent.
+fn solicit(sock: &Socket, link: &Link, target: Ipv6Addr) -> io::Result<u64> {
+    let Some(src) = link
+        .sources
+        .iter()
+        .copied()
+        .find(|s| ipv6::is_link_local(*s))
+    else {
+        return Ok(0);
+    };
+    let f = solicit_frame(link, src, target);
+    let t = target.octets();
+    packet::send(
+        sock,
+        link.index,
+        ETH_P_IPV6,
+        [0x33, 0x33, 0xff, t[13], t[14], t[15]],
+        &[&f],
+    )?;
+    Ok(1)
 }
 
 /// The wait after the last news: ARP's rule over the echo round trips
