@@ -299,7 +299,9 @@ pub struct ScanArgs {
     /// the sweep as the measured round trips suggest (at most 500ms).
     #[arg(long, default_value = "auto")]
     pub timeout: String,
-    /// Tries per address [default: 2 when the second pass fits 10 s, else 1].
+    /// Passes over the silent addresses [default: one, then a check of the
+    /// silent neighbours of hosts found; a check answered (loss) earns a
+    /// second pass when it fits 10 s].
     #[arg(long)]
     pub tries: Option<u32>,
     /// Send ARP only on this interface.

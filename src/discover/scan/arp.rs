@@ -208,39 +208,56 @@ impl Book {
         self.retried[i / 64] |= 1 << (i % 64);
     }
     /// The silent addresses a check asks again, in order: each expected
-    /// one, and the silent neighbours of found ones (`MAX_CHECKS` at most).
+    /// one, and the silent neighbours of found ones (`MAX_CHECKS` at most,
+    /// spread over the range when there are more).
     fn checks(&self, len: usize, expected: &[usize]) -> Vec<usize> {
+        let mut neighbours: Vec<usize> = Vec::new();
+        for i in (0..len).filter(|i| self.is_answered(*i)) {
+            for n in [i.checked_sub(1), i.checked_add(1).filter(|n| *n < len)] {
+                if let Some(n) = n.filter(|n| !self.is_answered(*n)) {
+                    neighbours.push(n);
+                }
+            }
+        }
+        neighbours.dedup();
+        let spread = neighbours.len().div_ceil(MAX_CHECKS).max(1);
         let mut out: Vec<usize> = expected
             .iter()
             .copied()
             .filter(|i| *i < len && !self.is_answered(*i))
+            .chain(neighbours.into_iter().step_by(spread))
             .collect();
-        let mut neighbours = 0;
-        for i in (0..len).filter(|i| self.is_answered(*i)) {
-            for n in [i.checked_sub(1), i.checked_add(1).filter(|n| *n < len)] {
-                let Some(n) = n.filter(|n| !self.is_answered(*n)) else {
-                    continue;
-                };
-                if neighbours < MAX_CHECKS {
-                    out.push(n);
-                    neighbours += 1;
-                }
-            }
-        }
         out.sort_unstable();
         out.dedup();
         out
     }
 }
 
+/// Where a sweep with a check stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// The first pass.
+    First,
+    /// The first pass is sent; the answers on their way are waited for
+    /// (until `settle_until`), so the check knows every host found.
+    Settling,
+    /// The check's addresses are being asked.
+    Asking,
+    /// The check is sent; an answer to it, even a late one, is loss.
+    Asked,
+    /// Loss was seen: passes go on as `Passes::Fixed`.
+    Passes,
+}
+
 /// The sending side: which address is next, pass by pass.
 struct Sender {
     pass: u32,
     passes: u32,
-    /// The check still to come after the first pass, and whether loss it
-    /// finds earns a full pass.
-    check: Option<bool>,
-    /// The addresses of the check pass, in order; `None`: every address.
+    /// Whether loss a check finds earns a full pass; `None`: no check.
+    retry: Option<bool>,
+    stage: Stage,
+    settle_until: Instant,
+    /// The addresses of the check, in order; `None`: every address.
     order: Option<Vec<usize>>,
     next: usize,
     found_this_pass: usize,
@@ -251,14 +268,16 @@ struct Sender {
 
 impl Sender {
     fn new(passes: Passes, start: Instant, len: usize) -> Sender {
-        let (passes, check) = match passes {
-            Passes::Fixed(n) => (n.clamp(1, MAX_TRIES), None),
-            Passes::Checked { retry } => (1, Some(retry)),
+        let (passes, retry, stage) = match passes {
+            Passes::Fixed(n) => (n.clamp(1, MAX_TRIES), None, Stage::Passes),
+            Passes::Checked { retry } => (1, Some(retry), Stage::First),
         };
         Sender {
             pass: 0,
             passes,
-            check,
+            retry,
+            stage,
+            settle_until: start,
             order: None,
             next: 0,
             found_this_pass: 0,
@@ -268,9 +287,16 @@ impl Sender {
         }
     }
 
-    /// The next silent address, starting another pass when one ends and
-    /// loss makes it worth it.
-    fn next_index(&mut self, book: &Book, len: usize, expected: &[usize]) -> Option<usize> {
+    /// The next silent address due by `now`, starting the next pass or
+    /// the check when one ends; `settle` is how long answers to the last
+    /// requests are waited for before the check is chosen.
+    fn next_index(
+        &mut self,
+        book: &Book,
+        len: usize,
+        expected: &[usize],
+        (now, settle): (Instant, Duration),
+    ) -> Option<usize> {
         loop {
             let end = self.order.as_ref().map_or(len, Vec::len);
             while self.next < end {
@@ -280,25 +306,69 @@ impl Sender {
                     return Some(i);
                 }
             }
-            let lossy = self.pass > 0 && self.found_this_pass > 0;
-            let checked = self.order.take().is_some();
-            if checked && lossy && self.check == Some(true) {
-                // The check found loss: every silent address once more.
-                self.passes = (self.pass + 2).min(MAX_TRIES);
-            } else if !checked && lossy && self.passes < MAX_TRIES {
-                self.passes += 1;
-            }
-            if self.pass == 0 && self.check.is_some() {
-                self.order = Some(book.checks(len, expected));
-                self.passes = 2;
-            }
-            self.pass += 1;
-            self.found_this_pass = 0;
-            if self.pass >= self.passes || book.count == len {
+            if book.count == len {
                 self.done = true;
                 return None;
             }
-            self.next = 0;
+            match self.stage {
+                Stage::First => {
+                    self.stage = Stage::Settling;
+                    self.settle_until = self.last_request + settle;
+                    self.next_send = self.settle_until;
+                    return None;
+                }
+                Stage::Settling if now < self.settle_until => return None,
+                Stage::Settling => {
+                    self.order = Some(book.checks(len, expected));
+                    self.stage = Stage::Asking;
+                    self.start_pass(1, 2);
+                }
+                Stage::Asking if self.found_this_pass > 0 && self.retry == Some(true) => {
+                    self.full_pass_after_loss();
+                }
+                Stage::Asking | Stage::Asked => {
+                    self.stage = Stage::Asked;
+                    self.done = true;
+                    return None;
+                }
+                Stage::Passes => {
+                    if self.found_this_pass > 0 && self.passes < MAX_TRIES {
+                        self.passes += 1;
+                    }
+                    if self.pass + 1 >= self.passes {
+                        self.pass += 1;
+                        self.done = true;
+                        return None;
+                    }
+                    let (pass, passes) = (self.pass + 1, self.passes);
+                    self.start_pass(pass, passes);
+                }
+            }
+        }
+    }
+
+    fn start_pass(&mut self, pass: u32, passes: u32) {
+        self.pass = pass;
+        self.passes = passes;
+        self.next = 0;
+        self.found_this_pass = 0;
+    }
+
+    /// Every silent address once more: a check was answered.
+    fn full_pass_after_loss(&mut self) {
+        self.order = None;
+        self.stage = Stage::Passes;
+        let pass = self.pass + 1;
+        self.start_pass(pass, (pass + 1).min(MAX_TRIES));
+        self.done = false;
+    }
+
+    /// An address asked more than once answered: loss. After the check
+    /// was sent, a late answer to it still earns the full pass.
+    fn loss_seen(&mut self) {
+        self.found_this_pass += 1;
+        if self.stage == Stage::Asked && self.retry == Some(true) {
+            self.full_pass_after_loss();
         }
     }
 
@@ -341,12 +411,12 @@ pub fn sweep(
     let mut batch: Vec<[u8; FRAME_LEN]> = Vec::with_capacity(BATCH as usize);
     loop {
         let now = Instant::now();
-        if s.pass == 1 && first_pass_ms == 0 {
+        if (s.pass == 1 || s.stage == Stage::Settling) && first_pass_ms == 0 {
             first_pass_ms = now.duration_since(start).as_millis() as u64;
         }
         batch.clear();
         while !s.done && s.next_send <= now && batch.len() < BATCH as usize {
-            let Some(i) = s.next_index(&book, len, &expected) else {
+            let Some(i) = s.next_index(&book, len, &expected, (now, retry_gap(&rtts))) else {
                 break;
             };
             if s.pass > 0 {
@@ -426,7 +496,7 @@ pub fn sweep(
                 // An answer after a retry shows loss, and its round trip is
                 // ambiguous (which request?), so it does not size the waits.
                 if book.is_retried(i) {
-                    s.found_this_pass += 1;
+                    s.loss_seen();
                 } else {
                     let pos = rtts.partition_point(|r| *r < reply.rtt);
                     rtts.insert(pos, reply.rtt);
@@ -480,75 +550,125 @@ mod tests {
 
     #[test]
     fn a_lossy_pass_earns_another_up_to_the_limit() {
-        let book = Book::new(3);
+        let mut book = Book::new(3);
         let mut s = Sender::new(Passes::Fixed(2), Instant::now(), 3);
-        let order: Vec<usize> = std::iter::from_fn(|| {
-            let i = s.next_index(&book, 3, &[]);
-            // Pretend each retry pass finds something: loss.
+        // Pretend each retry pass finds something: loss.
+        let order = drive(&mut s, &mut book, 3, &[], |s, _, _| {
             if s.pass > 0 {
                 s.found_this_pass = 1;
             }
-            i
-        })
-        .collect();
+        });
         assert_eq!(order.len(), 3 * MAX_TRIES as usize, "{order:?}");
         assert!(s.done);
     }
 
-    /// Every address `s` asks until it is done, none of them answering.
-    fn asked(s: &mut Sender, book: &mut Book, len: usize, expected: &[usize]) -> Vec<usize> {
-        std::iter::from_fn(|| s.next_index(book, len, expected)).collect()
+    /// Every address `s` asks until it is done, `on_ask` told of each
+    /// (it may answer it); time is always past any wait.
+    fn drive(
+        s: &mut Sender,
+        book: &mut Book,
+        len: usize,
+        expected: &[usize],
+        mut on_ask: impl FnMut(&mut Sender, &mut Book, usize),
+    ) -> Vec<usize> {
+        let later = Instant::now() + Duration::from_secs(3600);
+        let mut order = Vec::new();
+        for _ in 0..100 * len {
+            match s.next_index(book, len, expected, (later, Duration::ZERO)) {
+                Some(i) => {
+                    order.push(i);
+                    on_ask(s, book, i);
+                }
+                None if s.done => return order,
+                None => {}
+            }
+        }
+        panic!("never done: {order:?}");
     }
 
     #[test]
     fn a_check_asks_again_only_the_neighbours_of_hosts_and_those_expected() {
         let mut book = Book::new(20);
-        for i in [5, 6, 7, 12] {
-            book.answer(i);
-        }
         let mut s = Sender::new(Passes::Checked { retry: true }, Instant::now(), 20);
-        let order = asked(&mut s, &mut book, 20, &[17, 6]);
-        let (first, check) = order.split_at(16);
-        assert_eq!(first.len(), 16, "every silent address once: {order:?}");
+        let order = drive(&mut s, &mut book, 20, &[17, 6], |s, book, i| {
+            if s.pass == 0 && [5, 6, 7, 12].contains(&i) {
+                book.answer(i);
+            }
+        });
+        let (first, check) = order.split_at(20);
+        assert_eq!(first, (0..20).collect::<Vec<_>>(), "every address once");
         // Neighbours 4, 8, 11, 13 and the expected 17 (6 answered already).
         assert_eq!(check, [4, 8, 11, 13, 17]);
         assert!(s.done, "no loss seen: no further pass");
     }
 
     #[test]
+    fn the_check_waits_for_answers_on_their_way() {
+        let now = Instant::now();
+        let mut book = Book::new(4);
+        let mut s = Sender::new(Passes::Checked { retry: true }, now, 4);
+        let settle = Duration::from_millis(5);
+        for i in 0..4 {
+            assert_eq!(s.next_index(&book, 4, &[], (now, settle)), Some(i));
+        }
+        s.last_request = now;
+        assert_eq!(s.next_index(&book, 4, &[], (now, settle)), None);
+        assert!(!s.done, "settling, not done");
+        assert_eq!(s.next_send, now + settle, "woken when settled");
+        // An answer on its way arrives meanwhile: its neighbours are checked.
+        book.answer(2);
+        assert_eq!(s.next_index(&book, 4, &[], (now + settle, settle)), Some(1));
+        assert_eq!(s.next_index(&book, 4, &[], (now + settle, settle)), Some(3));
+        assert_eq!(s.next_index(&book, 4, &[], (now + settle, settle)), None);
+        assert!(s.done);
+    }
+
+    #[test]
     fn a_check_answered_is_loss_and_earns_a_full_pass_when_allowed() {
-        for retry in [true, false] {
+        for (retry, late) in [(true, false), (true, true), (false, false), (false, true)] {
             let mut book = Book::new(10);
-            book.answer(3);
             let mut s = Sender::new(Passes::Checked { retry }, Instant::now(), 10);
-            let mut order = Vec::new();
-            while let Some(i) = s.next_index(&book, 10, &[]) {
-                order.push(i);
-                if s.pass == 1 && i == 4 {
+            let mut order = drive(&mut s, &mut book, 10, &[], |s, book, i| {
+                if s.pass == 0 && i == 3 {
+                    book.answer(3);
+                }
+                if s.pass == 1 && i == 4 && !late {
                     // The check of 4 is answered: it was lost the first time.
                     book.answer(4);
-                    s.found_this_pass += 1;
+                    s.loss_seen();
                 }
+            });
+            if late {
+                // The check's answer comes after the check was sent.
+                book.answer(4);
+                s.loss_seen();
+                order.extend(drive(&mut s, &mut book, 10, &[], |_, _, _| {}));
             }
-            let full: Vec<usize> = (0..10).filter(|i| *i != 3).collect();
-            let mut want = full.clone();
+            let mut want: Vec<usize> = (0..10).collect();
             want.extend([2, 4]);
             if retry {
-                want.extend(full.iter().filter(|i| **i != 4));
+                want.extend((0..10).filter(|i| ![3, 4].contains(i)));
             }
-            assert_eq!(order, want, "retry allowed: {retry}");
+            assert_eq!(order, want, "retry allowed: {retry}, late answer: {late}");
             assert!(s.done);
         }
     }
 
     #[test]
-    fn a_check_is_bounded_however_many_hosts_answered() {
+    fn a_check_is_bounded_and_spread_however_many_hosts_answered() {
         let mut book = Book::new(1000);
         for i in (0..1000).step_by(3) {
             book.answer(i);
         }
         let checks = book.checks(1000, &[]);
-        assert_eq!(checks.len(), MAX_CHECKS, "{checks:?}");
+        assert!(
+            (MAX_CHECKS / 2..=MAX_CHECKS).contains(&checks.len()),
+            "{checks:?}"
+        );
+        assert!(
+            checks[0] < 50 && checks[checks.len() - 1] > 950,
+            "{checks:?}"
+        );
         // Expected addresses are all checked, beyond the bound.
         let expected: Vec<usize> = (1..1000).step_by(3).collect();
         let checks = book.checks(1000, &expected);

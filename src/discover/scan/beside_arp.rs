@@ -78,14 +78,23 @@ pub(super) type MdnsTask = tokio::task::JoinHandle<HashMap<IpAddr, mdns::Answer>
 /// Starts asking the hosts ARP finds for their mDNS names, alongside the
 /// other follow-ups, within the sweep's deadline: the hosts go in over
 /// the sender as they are found.
-pub(super) fn ask_mdns(gap: Duration, opts: &Options) -> (Option<MdnsHosts>, Option<MdnsTask>) {
+pub(super) fn ask_mdns(
+    gap: Duration,
+    opts: &Options,
+    arp_ended: &Arc<std::sync::OnceLock<Instant>>,
+) -> (Option<MdnsHosts>, Option<MdnsTask>) {
     if !opts.mdns {
         return (None, None);
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     (
         Some(tx),
-        Some(tokio::spawn(mdns::ask(rx, gap, opts.deadline))),
+        Some(tokio::spawn(mdns::ask(
+            rx,
+            gap,
+            opts.deadline,
+            arp_ended.clone(),
+        ))),
     )
 }
 

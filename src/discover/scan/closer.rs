@@ -25,6 +25,12 @@ const HELD: usize = 16;
 /// Starts the closer. Call it before any thread is started: a fork of a
 /// process with threads may leave the child a lock that is never released.
 pub fn start() {
+    // As the first process of a container the closer would be nobody's to
+    // reap once this one ends; the grace period is paid here instead.
+    // SAFETY: getpid has no preconditions.
+    if unsafe { libc::getpid() } == 1 {
+        return;
+    }
     let mut fds: [RawFd; 2] = [-1; 2];
     // SAFETY: fds has room for the two descriptors socketpair writes.
     let rc = unsafe {
@@ -40,6 +46,11 @@ pub fn start() {
     }
     // SAFETY: both descriptors were just created and are owned here.
     let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // Started with standard streams closed, the pair could have taken
+    // their numbers: output would then go to the closer.
+    let (Some(ours), Some(theirs)) = (above_stdio(ours), above_stdio(theirs)) else {
+        return;
+    };
     // SAFETY: no thread exists yet (the caller's promise); the child only
     // makes system calls and ends with _exit.
     match unsafe { libc::fork() } {
@@ -50,6 +61,19 @@ pub fn start() {
             let _ = CLOSER.set(ours);
         }
     }
+}
+
+/// `fd` moved to a number above the standard streams; `None` when it
+/// cannot be.
+fn above_stdio(fd: OwnedFd) -> Option<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Some(fd);
+    }
+    // SAFETY: duplicating a descriptor owned here; the copy is owned by
+    // the returned value, and the original is closed when `fd` drops.
+    let copy = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    // SAFETY: a descriptor fcntl just created.
+    (copy > 2).then(|| unsafe { OwnedFd::from_raw_fd(copy) })
 }
 
 /// Hands `fd` to the closer; false when there is none or it is gone.
@@ -96,21 +120,7 @@ fn fd_space() -> usize {
 /// The child: closes everything but `keep`, then takes sockets until the
 /// parent's end closes, closes them, and ends.
 fn run(keep: RawFd) -> ! {
-    let keep = keep as libc::c_uint;
-    // SAFETY: closing descriptors this child does not use; close_range is
-    // a plain system call (kernel 5.9+; older kernels keep them, harmless
-    // but for the standard output, which is closed by hand).
-    unsafe {
-        if keep > 0 {
-            libc::syscall(libc::SYS_close_range, 0, keep - 1, 0);
-        }
-        libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0);
-        for fd in 0..3 {
-            if fd != keep as RawFd {
-                libc::close(fd);
-            }
-        }
-    }
+    close_all_but(keep);
     let mut held: Vec<RawFd> = Vec::with_capacity(HELD);
     while let Some(fd) = receive(keep as RawFd) {
         held.push(fd);
@@ -127,6 +137,29 @@ fn run(keep: RawFd) -> ! {
     }
     // SAFETY: ends the child without running the parent's exit handlers.
     unsafe { libc::_exit(0) }
+}
+
+/// Closes every descriptor but `keep` (above the standard streams): the
+/// standard output must not stay open for whoever reads the command's,
+/// nor a lock or a pipe of the caller's.
+fn close_all_but(keep: RawFd) {
+    let keep = keep as libc::c_uint;
+    // SAFETY: closing descriptors this child does not use.
+    let ranged = unsafe {
+        libc::syscall(libc::SYS_close_range, 0, keep - 1, 0) == 0
+            && libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0) == 0
+    };
+    if ranged {
+        return;
+    }
+    // Without close_range (before Linux 5.9, or refused by a seccomp
+    // profile): one by one, up to the open-files limit.
+    // SAFETY: sysconf has no preconditions.
+    let limit = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.clamp(1024, 1 << 20) as RawFd;
+    for fd in (0..limit).filter(|fd| *fd != keep as RawFd) {
+        // SAFETY: as above; a descriptor not open is EBADF, nothing more.
+        unsafe { libc::close(fd) };
+    }
 }
 
 /// The next descriptor sent; `None` once the parent's end is closed.
@@ -169,16 +202,5 @@ fn receive(sock: RawFd) -> Option<RawFd> {
             std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const RawFd)
         };
         return Some(fd);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn without_a_closer_nothing_is_handed() {
-        // Tests run with threads: the closer is never started in them.
-        assert!(!hand(0));
     }
 }

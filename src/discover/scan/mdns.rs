@@ -61,7 +61,9 @@ const PACE_TICK: Duration = Duration::from_millis(1);
 /// one query each `gap` apart at most, and gathers the answers until each
 /// asked host answered (or said it has no responder), [`WINDOW`] after its
 /// own query at the latest, never past `deadline`. Ends when `hosts` is
-/// closed and the last query is done.
+/// closed and the last query is done; no query starts later than
+/// [`WINDOW`] after `arp_ended` is set (a flood of hosts found cannot
+/// stretch the names past the sweep).
 ///
 /// Each host gets its own socket, connected to its address and port 5353
 /// (the kernel hands that socket nothing from anyone else), and its own
@@ -71,11 +73,15 @@ pub async fn ask(
     mut hosts: tokio::sync::mpsc::UnboundedReceiver<Ipv4Addr>,
     gap: Duration,
     deadline: Option<Instant>,
+    arp_ended: std::sync::Arc<std::sync::OnceLock<Instant>>,
 ) -> HashMap<IpAddr, Answer> {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let mut tasks = tokio::task::JoinSet::new();
     let mut due = Instant::now();
-    let past_deadline = || deadline.is_some_and(|d| Instant::now() >= d);
+    let past_deadline = || {
+        let now = Instant::now();
+        deadline.is_some_and(|d| now >= d) || arp_ended.get().is_some_and(|t| now >= *t + WINDOW)
+    };
     while let Some(ip) = hosts.recv().await {
         // Queries go out `gap` apart: slept for only when that is a timer
         // tick ahead, since a sleep of less rounds up to a millisecond and

@@ -430,7 +430,7 @@ pub async fn sweep(opts: &Options, progress: Progress) -> Result<Report, Error> 
         concurrency: opts.concurrency,
     };
     // mDNS names are asked as hosts are found, beside their other probes.
-    let (to_mdns, mdns) = ask_mdns(gap, opts);
+    let (to_mdns, mdns) = ask_mdns(gap, opts, &arp_ended);
     let (arp, follow) = {
         let collect = async {
             while let Some((ip, mac)) = found.recv().await {

@@ -31,24 +31,65 @@ const MAX_CONNECTS: u64 = 8192;
 /// Connects started per second at most.
 const CONNECT_RATE: f64 = 20_000.0;
 
-/// Reverse lookups running at once. Each runs on a blocking thread, and a
-/// thread's first lookup sets up the C library's resolver (its files read
-/// again): a few threads reused cost a third of one thread per host, and
-/// leave the cores to the ARP sweep. A resolver taking 10 ms an answer
-/// still names 1,600 hosts a second.
+/// Reverse lookups running at once, at first. Each runs on a blocking
+/// thread, and a thread's first lookup sets up the C library's resolver
+/// (its files read again): a few threads reused cost a third of one
+/// thread per host, and leave the cores to the ARP sweep.
 const DNS_AT_ONCE: usize = 16;
+/// A lookup slower than this earns one more at once, up to `DNS_AT_MOST`:
+/// a slow resolver is asked as widely as before, a fast one by few threads.
+const DNS_SLOW: Duration = Duration::from_millis(20);
+const DNS_AT_MOST: usize = 256;
+/// A host's name is waited for this long after it is found, its turn
+/// included.
+const DNS_WAIT: Duration = Duration::from_secs(2);
 
-/// The reverse-DNS name, if the resolver has one within two seconds of
-/// this host's turn.
-async fn reverse_dns(ip: IpAddr, slots: Arc<tokio::sync::Semaphore>) -> String {
-    let Ok(_slot) = slots.acquire_owned().await else {
-        return String::new();
+/// The turns of one sweep's reverse lookups; a thread holds its turn until
+/// its lookup returns (a timed-out lookup still holds a thread).
+struct DnsTurns {
+    slots: Arc<tokio::sync::Semaphore>,
+    added: std::sync::atomic::AtomicUsize,
+}
+
+impl DnsTurns {
+    fn new() -> DnsTurns {
+        DnsTurns {
+            slots: Arc::new(tokio::sync::Semaphore::new(DNS_AT_ONCE)),
+            added: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    fn widen(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let grown = self.added.fetch_update(Relaxed, Relaxed, |n| {
+            (n + DNS_AT_ONCE < DNS_AT_MOST).then_some(n + 1)
+        });
+        if grown.is_ok() {
+            self.slots.add_permits(1);
+        }
+    }
+}
+
+/// The reverse-DNS name, if the resolver has one within `DNS_WAIT`.
+async fn reverse_dns(ip: IpAddr, turns: Arc<DnsTurns>) -> String {
+    let lookup = async {
+        let slot = turns.slots.clone().acquire_owned().await.ok()?;
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let name = dns_lookup::lookup_addr(&ip).ok();
+            if started.elapsed() >= DNS_SLOW {
+                turns.widen();
+            }
+            drop(slot);
+            name
+        })
+        .await
+        .ok()?
     };
-    let lookup = tokio::task::spawn_blocking(move || dns_lookup::lookup_addr(&ip).ok());
-    match tokio::time::timeout(Duration::from_secs(2), lookup).await {
+    match tokio::time::timeout(DNS_WAIT, lookup).await {
         // Whoever answers the PTR query chooses this text: kept bounded,
         // without control characters.
-        Ok(Ok(Some(name))) if name != ip.to_string() => crate::escape::clean(&name, 253),
+        Ok(Some(name)) if name != ip.to_string() => crate::escape::clean(&name, 253),
         _ => String::new(),
     }
 }
@@ -102,7 +143,7 @@ pub(super) struct Probes {
     ssh_ports: Arc<Vec<u16>>,
     budget: Duration,
     /// Reverse lookups' turns; `None`: no reverse DNS.
-    dns_slots: Option<Arc<tokio::sync::Semaphore>>,
+    dns_turns: Option<Arc<DnsTurns>>,
     carried: Arc<HashMap<IpAddr, Carried>>,
     syn: Vec<SynProbe>,
     /// When the next host's connects may start, and the gap between hosts.
@@ -122,9 +163,7 @@ impl Probes {
             ports: Arc::new(opts.ports.clone()),
             ssh_ports: Arc::new(opts.ssh_ports.clone()),
             budget: opts.timeout.unwrap_or(PORT_BUDGET).max(PORT_BUDGET),
-            dns_slots: opts
-                .reverse_dns
-                .then(|| Arc::new(tokio::sync::Semaphore::new(DNS_AT_ONCE))),
+            dns_turns: opts.reverse_dns.then(|| Arc::new(DnsTurns::new())),
             carried: opts.carried.clone(),
             syn: Vec::new(),
             next_connect: Instant::now(),
@@ -194,7 +233,7 @@ impl Probes {
                 .spawn(async move { Some(Found::carried(ip, &c, echo.await)) });
             return;
         }
-        let name = lookup(ip, self.dns_slots.clone());
+        let name = lookup(ip, self.dns_turns.clone());
         let (ssh_ports, budget) = (self.ssh_ports.clone(), self.budget);
         if let Some(open) = self.syn_job(ip, mac) {
             self.tasks.spawn(async move {
@@ -255,9 +294,9 @@ impl Probes {
     }
 }
 
-async fn lookup(ip: IpAddr, slots: Option<Arc<tokio::sync::Semaphore>>) -> String {
-    match slots {
-        Some(slots) => reverse_dns(ip, slots).await,
+async fn lookup(ip: IpAddr, turns: Option<Arc<DnsTurns>>) -> String {
+    match turns {
+        Some(turns) => reverse_dns(ip, turns).await,
         None => String::new(),
     }
 }

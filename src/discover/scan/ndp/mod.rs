@@ -140,6 +140,8 @@ struct Heard6<'a> {
     rtts: Vec<Duration>,
     wait: Duration,
     last_news: Instant,
+    /// Whether anyone answered the echo (timed or not).
+    echo_answered: bool,
     /// The addresses solicited, once the echo's answers are in.
     asked: Option<HashSet<Ipv6Addr>>,
     asked_found: HashSet<Ipv6Addr>,
@@ -180,6 +182,7 @@ impl Heard6<'_> {
             return;
         }
         self.last_news = at;
+        self.echo_answered |= heard == Heard::Echo;
         // The wait follows the round trips, re-read now and then (a flood
         // of answers must not sort every time).
         if let (Some(r), None) = (rtt, self.fixed_wait) {
@@ -190,8 +193,11 @@ impl Heard6<'_> {
         }
     }
 
+    /// Quiet: nothing new for a wait; or, before anything was asked, no
+    /// echo answered by the time ARP ended (no IPv6 speaker is awake).
     fn quiet(&self, now: Instant, arp_ended: Option<&Instant>) -> bool {
-        let unanswered = self.rtts.is_empty() && arp_ended.is_some_and(|t| now >= *t);
+        let unanswered =
+            self.asked.is_none() && !self.echo_answered && arp_ended.is_some_and(|t| now >= *t);
         unanswered || now.duration_since(self.last_news) >= self.wait
     }
 }
@@ -224,6 +230,7 @@ pub fn search(sock: &Socket, link: &Link, p: &Params) -> io::Result<Outcome> {
         rtts: Vec::new(),
         wait: p.wait.unwrap_or(arp::AUTO_CAP),
         last_news: Instant::now(),
+        echo_answered: false,
         asked: None,
         asked_found: HashSet::new(),
     };
@@ -264,7 +271,7 @@ pub fn search(sock: &Socket, link: &Link, p: &Params) -> io::Result<Outcome> {
         }
         let until = if !queue.is_empty() {
             next_send
-        } else if heard.rtts.is_empty() && p.arp_ended.get().is_none() {
+        } else if heard.asked.is_none() && !heard.echo_answered && p.arp_ended.get().is_none() {
             // Looked at again soon: the ARP sweep may end meanwhile.
             p.deadline.min(now + heard.wait.min(ARP_LOOK))
         } else {
