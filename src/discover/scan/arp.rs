@@ -415,6 +415,11 @@ pub fn sweep(
             first_pass_ms = now.duration_since(start).as_millis() as u64;
         }
         batch.clear();
+        // Time spent waiting (a settle, a pass reopened by loss) is no
+        // credit for a burst: at most a batch is sent behind the pace.
+        if let Some(floor) = now.checked_sub(p.gap * BATCH) {
+            s.next_send = s.next_send.max(floor);
+        }
         while !s.done && s.next_send <= now && batch.len() < BATCH as usize {
             let Some(i) = s.next_index(&book, len, &expected, (now, retry_gap(&rtts))) else {
                 break;

@@ -82,19 +82,8 @@ pub fn hand(fd: RawFd) -> bool {
     let Some(closer) = CLOSER.get() else {
         return false;
     };
-    let space = fd_space();
-    let mut control = vec![0u8; space];
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
-        iov_len: 1,
-    };
-    // SAFETY: msghdr is plain data; zeroed is a valid initial value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = space as _;
+    let mut buffers = FdMessage::new();
+    let msg = buffers.header();
     // SAFETY: the control buffer holds one header with room for one fd
     // (CMSG_SPACE), which CMSG_FIRSTHDR and CMSG_DATA address within it.
     let sent = unsafe {
@@ -112,9 +101,39 @@ pub fn hand(fd: RawFd) -> bool {
     sent == 1
 }
 
-fn fd_space() -> usize {
-    // SAFETY: a pure computation on a size.
-    unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize }
+/// The buffers of a one-byte message carrying one descriptor.
+struct FdMessage {
+    byte: [u8; 1],
+    control: Vec<u8>,
+    iov: libc::iovec,
+}
+
+impl FdMessage {
+    fn new() -> FdMessage {
+        // SAFETY: a pure computation on a size.
+        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize };
+        FdMessage {
+            byte: [0],
+            control: vec![0u8; space],
+            iov: libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 1,
+            },
+        }
+    }
+
+    /// The message header over these buffers (valid while they live and
+    /// do not move).
+    fn header(&mut self) -> libc::msghdr {
+        self.iov.iov_base = self.byte.as_mut_ptr() as *mut libc::c_void;
+        // SAFETY: msghdr is plain data; zeroed is a valid initial value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut self.iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = self.control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = self.control.len() as _;
+        msg
+    }
 }
 
 /// The child: closes everything but `keep`, then takes sockets until the
@@ -165,19 +184,8 @@ fn close_all_but(keep: RawFd) {
 /// The next descriptor sent; `None` once the parent's end is closed.
 fn receive(sock: RawFd) -> Option<RawFd> {
     loop {
-        let space = fd_space();
-        let mut control = vec![0u8; space];
-        let mut byte = [0u8; 1];
-        let mut iov = libc::iovec {
-            iov_base: byte.as_mut_ptr() as *mut libc::c_void,
-            iov_len: 1,
-        };
-        // SAFETY: msghdr is plain data; zeroed is a valid initial value.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = space as _;
+        let mut buffers = FdMessage::new();
+        let mut msg = buffers.header();
         // SAFETY: msg points at live buffers of the given sizes.
         let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
         if n == 0 {

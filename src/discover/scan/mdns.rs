@@ -127,13 +127,26 @@ async fn ask_one(ip: Ipv4Addr, end: Instant) -> Option<Answer> {
     sock.connect((ip, PORT)).await.ok()?;
     let id: u16 = rand::random();
     sock.send(&query(id, ip)).await.ok()?;
-    let mut buf = vec![0u8; MAX_PACKET];
     loop {
-        // An error is the host's port unreachable: no responder there.
-        let n = tokio::time::timeout_at(end.into(), sock.recv(&mut buf))
+        // The buffer is taken once there is something to read: a thousand
+        // silent hosts waiting out their window hold no 9 KB each. A
+        // refusal is an error on the socket, not data: both wake it.
+        let ready = tokio::io::Interest::READABLE | tokio::io::Interest::ERROR;
+        let ready = tokio::time::timeout_at(end.into(), sock.ready(ready))
             .await
             .ok()?
             .ok()?;
+        if ready.is_error() && !ready.is_readable() {
+            // The host's port unreachable: no responder there.
+            return None;
+        }
+        let mut buf = vec![0u8; MAX_PACKET];
+        let n = match sock.try_recv(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            // An error is the host's port unreachable: no responder there.
+            Err(_) => return None,
+        };
         if let Some(answer) = read_answer(&buf[..n], id, ip) {
             return Some(answer);
         }
