@@ -237,7 +237,7 @@ in_ns env MDB_LOG=info "$MDB" serve --config "$SERVE/mdb.toml" 2> "$SERVE/log" &
 SERVE_PID=$!
 PIDS+=($SERVE_PID)
 for _ in $(seq 1 600); do [ "$(grep -c 'sweep done' "$SERVE/log")" -ge 10 ] && break; sleep 0.5; done
-pid=$(pgrep -P "$SERVE_PID" -x mdb || echo "$SERVE_PID")
+pid=$(pgrep -P "$SERVE_PID" -x "$(basename "$MDB" | cut -c1-15)" || echo "$SERVE_PID")
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo "?")
 now_rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo "?")
 kill "$pid" "$SERVE_PID" 2>/dev/null || true
