@@ -1,0 +1,212 @@
+//! The sending side of a sweep: which address is asked next, pass by
+//! pass, and when a check for loss earns another full pass.
+
+use std::time::{Duration, Instant};
+
+use super::{Passes, MAX_CHECKS, MAX_TRIES};
+
+/// Per-address state of one sweep, indexed by position in the targets:
+/// bounded by the range size, never by a copy of the address list.
+pub(super) struct Book {
+    answered: Vec<u64>,
+    /// Asked more than once: its answer's round trip is ambiguous, and an
+    /// answer shows loss.
+    retried: Vec<u64>,
+    /// Microseconds after the start when the first request went out: a
+    /// reply names no request, and a late host answers the first one.
+    pub(super) sent_at: Vec<u32>,
+    pub(super) count: usize,
+}
+
+impl Book {
+    pub(super) fn new(len: usize) -> Book {
+        Book {
+            answered: vec![0; len.div_ceil(64)],
+            retried: vec![0; len.div_ceil(64)],
+            sent_at: vec![0; len],
+            count: 0,
+        }
+    }
+    pub(super) fn is_answered(&self, i: usize) -> bool {
+        self.answered[i / 64] & (1 << (i % 64)) != 0
+    }
+    pub(super) fn answer(&mut self, i: usize) {
+        self.answered[i / 64] |= 1 << (i % 64);
+        self.count += 1;
+    }
+    pub(super) fn is_retried(&self, i: usize) -> bool {
+        self.retried[i / 64] & (1 << (i % 64)) != 0
+    }
+    pub(super) fn retry(&mut self, i: usize) {
+        self.retried[i / 64] |= 1 << (i % 64);
+    }
+    /// The silent addresses a check asks again, in order: each expected
+    /// one, and the silent neighbours of found ones (`MAX_CHECKS` at most,
+    /// spread over the range when there are more).
+    pub(super) fn checks(&self, len: usize, expected: &[usize]) -> Vec<usize> {
+        let mut neighbours: Vec<usize> = Vec::new();
+        for i in (0..len).filter(|i| self.is_answered(*i)) {
+            for n in [i.checked_sub(1), i.checked_add(1).filter(|n| *n < len)] {
+                if let Some(n) = n.filter(|n| !self.is_answered(*n)) {
+                    neighbours.push(n);
+                }
+            }
+        }
+        neighbours.dedup();
+        let spread = neighbours.len().div_ceil(MAX_CHECKS).max(1);
+        let mut out: Vec<usize> = expected
+            .iter()
+            .copied()
+            .filter(|i| *i < len && !self.is_answered(*i))
+            .chain(neighbours.into_iter().step_by(spread))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// Where a sweep with a check stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// The first pass.
+    First,
+    /// The first pass is sent; the answers on their way are waited for
+    /// (until `settle_until`), so the check knows every host found.
+    Settling,
+    /// The check's addresses are being asked.
+    Asking,
+    /// The check is sent; an answer to it, even a late one, is loss.
+    Asked,
+    /// Loss was seen: passes go on as `Passes::Fixed`.
+    Passes,
+}
+
+/// The sending side: which address is next, pass by pass.
+pub(super) struct Sender {
+    pub(super) pass: u32,
+    passes: u32,
+    /// Whether loss a check finds earns a full pass; `None`: no check.
+    retry: Option<bool>,
+    pub(super) stage: Stage,
+    settle_until: Instant,
+    /// The addresses of the check, in order; `None`: every address.
+    order: Option<Vec<usize>>,
+    next: usize,
+    pub(super) found_this_pass: usize,
+    pub(super) next_send: Instant,
+    pub(super) last_request: Instant,
+    pub(super) done: bool,
+}
+
+impl Sender {
+    pub(super) fn new(passes: Passes, start: Instant, len: usize) -> Sender {
+        let (passes, retry, stage) = match passes {
+            Passes::Fixed(n) => (n.clamp(1, MAX_TRIES), None, Stage::Passes),
+            Passes::Checked { retry } => (1, Some(retry), Stage::First),
+        };
+        Sender {
+            pass: 0,
+            passes,
+            retry,
+            stage,
+            settle_until: start,
+            order: None,
+            next: 0,
+            found_this_pass: 0,
+            next_send: start,
+            last_request: start,
+            done: len == 0,
+        }
+    }
+
+    /// The next silent address due by `now`, starting the next pass or
+    /// the check when one ends; `settle` is how long answers to the last
+    /// requests are waited for before the check is chosen.
+    pub(super) fn next_index(
+        &mut self,
+        book: &Book,
+        len: usize,
+        expected: &[usize],
+        (now, settle): (Instant, Duration),
+    ) -> Option<usize> {
+        loop {
+            let end = self.order.as_ref().map_or(len, Vec::len);
+            while self.next < end {
+                let i = self.order.as_ref().map_or(self.next, |o| o[self.next]);
+                self.next += 1;
+                if !book.is_answered(i) {
+                    return Some(i);
+                }
+            }
+            if book.count == len {
+                self.done = true;
+                return None;
+            }
+            match self.stage {
+                Stage::First => {
+                    self.stage = Stage::Settling;
+                    self.settle_until = self.last_request + settle;
+                    self.next_send = self.settle_until;
+                    return None;
+                }
+                Stage::Settling if now < self.settle_until => return None,
+                Stage::Settling => {
+                    self.order = Some(book.checks(len, expected));
+                    self.stage = Stage::Asking;
+                    self.start_pass(1, 2);
+                }
+                Stage::Asking if self.found_this_pass > 0 && self.retry == Some(true) => {
+                    self.full_pass_after_loss();
+                }
+                Stage::Asking | Stage::Asked => {
+                    self.stage = Stage::Asked;
+                    self.done = true;
+                    return None;
+                }
+                Stage::Passes => {
+                    if self.found_this_pass > 0 && self.passes < MAX_TRIES {
+                        self.passes += 1;
+                    }
+                    if self.pass + 1 >= self.passes {
+                        self.pass += 1;
+                        self.done = true;
+                        return None;
+                    }
+                    let (pass, passes) = (self.pass + 1, self.passes);
+                    self.start_pass(pass, passes);
+                }
+            }
+        }
+    }
+
+    fn start_pass(&mut self, pass: u32, passes: u32) {
+        self.pass = pass;
+        self.passes = passes;
+        self.next = 0;
+        self.found_this_pass = 0;
+    }
+
+    /// Every silent address once more: a check was answered.
+    fn full_pass_after_loss(&mut self) {
+        self.order = None;
+        self.stage = Stage::Passes;
+        let pass = self.pass + 1;
+        self.start_pass(pass, (pass + 1).min(MAX_TRIES));
+        self.done = false;
+    }
+
+    /// An address asked more than once answered: loss. After the check
+    /// was sent, a late answer to it still earns the full pass.
+    pub(super) fn loss_seen(&mut self) {
+        self.found_this_pass += 1;
+        if self.stage == Stage::Asked && self.retry == Some(true) {
+            self.full_pass_after_loss();
+        }
+    }
+
+    /// Steps back to the address just taken (not due yet).
+    pub(super) fn put_back(&mut self) {
+        self.next -= 1;
+    }
+}

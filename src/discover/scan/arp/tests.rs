@@ -1,0 +1,163 @@
+use super::{sender::*, *};
+
+#[test]
+fn the_finish_wait_follows_the_round_trips_within_its_bounds() {
+    let ms = Duration::from_millis;
+    assert_eq!(finish_wait(&[], Wait::Auto), GRACE, "nothing seen yet");
+    assert_eq!(finish_wait(&[ms(1); 50], Wait::Auto), GRACE);
+    // The 95th percentile, not the one slow outlier, sets the wait.
+    let mut rtts = vec![ms(10); 99];
+    rtts.push(ms(400));
+    assert_eq!(finish_wait(&rtts, Wait::Auto), ms(40));
+    assert_eq!(finish_wait(&[ms(200)], Wait::Auto), AUTO_CAP);
+    // A given timeout is honoured as it is, short or long.
+    assert_eq!(finish_wait(&rtts, Wait::Fixed(ms(1))), ms(1));
+    assert_eq!(finish_wait(&[], Wait::Fixed(ms(900))), ms(900));
+    assert_eq!(percentile(&[ms(1), ms(2), ms(3)], 95), ms(3));
+    assert_eq!(percentile(&[ms(1), ms(2), ms(3)], 1), ms(1));
+}
+
+#[test]
+fn a_lossy_pass_earns_another_up_to_the_limit() {
+    let mut book = Book::new(3);
+    let mut s = Sender::new(Passes::Fixed(2), Instant::now(), 3);
+    // Pretend each retry pass finds something: loss.
+    let order = drive(&mut s, &mut book, 3, &[], |s, _, _| {
+        if s.pass > 0 {
+            s.found_this_pass = 1;
+        }
+    });
+    assert_eq!(order.len(), 3 * MAX_TRIES as usize, "{order:?}");
+    assert!(s.done);
+}
+
+/// Every address `s` asks until it is done, `on_ask` told of each
+/// (it may answer it); time is always past any wait.
+fn drive(
+    s: &mut Sender,
+    book: &mut Book,
+    len: usize,
+    expected: &[usize],
+    mut on_ask: impl FnMut(&mut Sender, &mut Book, usize),
+) -> Vec<usize> {
+    let later = Instant::now() + Duration::from_secs(3600);
+    let mut order = Vec::new();
+    for _ in 0..100 * len {
+        match s.next_index(book, len, expected, (later, Duration::ZERO)) {
+            Some(i) => {
+                order.push(i);
+                on_ask(s, book, i);
+            }
+            None if s.done => return order,
+            None => {}
+        }
+    }
+    panic!("never done: {order:?}");
+}
+
+#[test]
+fn a_check_asks_again_only_the_neighbours_of_hosts_and_those_expected() {
+    let mut book = Book::new(20);
+    let mut s = Sender::new(Passes::Checked { retry: true }, Instant::now(), 20);
+    let order = drive(&mut s, &mut book, 20, &[17, 6], |s, book, i| {
+        if s.pass == 0 && [5, 6, 7, 12].contains(&i) {
+            book.answer(i);
+        }
+    });
+    let (first, check) = order.split_at(20);
+    assert_eq!(first, (0..20).collect::<Vec<_>>(), "every address once");
+    // Neighbours 4, 8, 11, 13 and the expected 17 (6 answered already).
+    assert_eq!(check, [4, 8, 11, 13, 17]);
+    assert!(s.done, "no loss seen: no further pass");
+}
+
+#[test]
+fn the_check_waits_for_answers_on_their_way() {
+    let now = Instant::now();
+    let mut book = Book::new(4);
+    let mut s = Sender::new(Passes::Checked { retry: true }, now, 4);
+    let settle = Duration::from_millis(5);
+    for i in 0..4 {
+        assert_eq!(s.next_index(&book, 4, &[], (now, settle)), Some(i));
+    }
+    s.last_request = now;
+    assert_eq!(s.next_index(&book, 4, &[], (now, settle)), None);
+    assert!(!s.done, "settling, not done");
+    assert_eq!(s.next_send, now + settle, "woken when settled");
+    // An answer on its way arrives meanwhile: its neighbours are checked.
+    book.answer(2);
+    assert_eq!(s.next_index(&book, 4, &[], (now + settle, settle)), Some(1));
+    assert_eq!(s.next_index(&book, 4, &[], (now + settle, settle)), Some(3));
+    assert_eq!(s.next_index(&book, 4, &[], (now + settle, settle)), None);
+    assert!(s.done);
+}
+
+#[test]
+fn a_check_answered_is_loss_and_earns_a_full_pass_when_allowed() {
+    for (retry, late) in [(true, false), (true, true), (false, false), (false, true)] {
+        let mut book = Book::new(10);
+        let mut s = Sender::new(Passes::Checked { retry }, Instant::now(), 10);
+        let mut order = drive(&mut s, &mut book, 10, &[], |s, book, i| {
+            if s.pass == 0 && i == 3 {
+                book.answer(3);
+            }
+            if s.pass == 1 && i == 4 && !late {
+                // The check of 4 is answered: it was lost the first time.
+                book.answer(4);
+                s.loss_seen();
+            }
+        });
+        if late {
+            // The check's answer comes after the check was sent.
+            book.answer(4);
+            s.loss_seen();
+            order.extend(drive(&mut s, &mut book, 10, &[], |_, _, _| {}));
+        }
+        let mut want: Vec<usize> = (0..10).collect();
+        want.extend([2, 4]);
+        if retry {
+            want.extend((0..10).filter(|i| ![3, 4].contains(i)));
+        }
+        assert_eq!(order, want, "retry allowed: {retry}, late answer: {late}");
+        assert!(s.done);
+    }
+}
+
+#[test]
+fn a_check_is_bounded_and_spread_however_many_hosts_answered() {
+    let mut book = Book::new(1000);
+    for i in (0..1000).step_by(3) {
+        book.answer(i);
+    }
+    let checks = book.checks(1000, &[]);
+    assert!(
+        (MAX_CHECKS / 2..=MAX_CHECKS).contains(&checks.len()),
+        "{checks:?}"
+    );
+    assert!(
+        checks[0] < 50 && checks[checks.len() - 1] > 950,
+        "{checks:?}"
+    );
+    // Expected addresses are all checked, beyond the bound.
+    let expected: Vec<usize> = (1..1000).step_by(3).collect();
+    let checks = book.checks(1000, &expected);
+    assert!(expected.iter().all(|i| checks.contains(i)));
+    assert!(checks.len() <= expected.len() + MAX_CHECKS, "{checks:?}");
+}
+
+#[test]
+fn reply_is_parsed_from_a_request_turned_around() {
+    let iface = Interface {
+        name: "x".into(),
+        index: 1,
+        mac: "02:00:00:00:00:01".parse().unwrap(),
+        ip: Ipv4Addr::new(198, 18, 0, 1),
+        network: "198.18.0.0/24".parse().unwrap(),
+    };
+    let mut f = request_frame(&iface, Ipv4Addr::new(198, 18, 0, 9));
+    assert!(parse_reply(&f).is_none(), "a request is not a reply");
+    f[21] = 2;
+    let (ip, mac) = parse_reply(&f).unwrap();
+    assert_eq!(ip, Ipv4Addr::new(198, 18, 0, 1));
+    assert_eq!(mac.to_string(), "02:00:00:00:00:01");
+}
