@@ -292,7 +292,7 @@ pub struct ScanArgs {
     /// Kea CSV); repeatable.
     #[arg(long, value_name = "FILE")]
     pub leases: Vec<PathBuf>,
-    /// Probes per second at most [default: the range sent in 10 s, 5000 to 20000].
+    /// Probes per second at most [default: the range sent in 10 s, 10000 to 20000].
     #[arg(long)]
     pub rate: Option<u32>,
     /// The longest wait for one address's answer, e.g. 500ms; `auto` ends

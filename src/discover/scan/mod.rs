@@ -24,8 +24,10 @@ pub mod ports;
 mod probes;
 pub mod syn;
 pub mod targets;
+mod vendor;
 
 pub use targets::{Targets, V4Ranges};
+pub use vendor::vendor;
 
 use std::{
     collections::HashMap,
@@ -265,16 +267,6 @@ pub fn auto_tries(addresses: usize, rate: u32) -> u32 {
 pub fn auto_rate(addresses: usize) -> u32 {
     let per_second = addresses as u64 / SWEEP_BUDGET.as_secs().max(1);
     per_second.clamp(u64::from(MIN_AUTO_RATE), u64::from(MAX_AUTO_RATE)) as u32
-}
-
-/// The vendor of a MAC from the IEEE registry; randomised addresses say so.
-pub fn vendor(mac: Mac) -> String {
-    if mac.is_local() {
-        return "(locally administered)".into();
-    }
-    oui_data::lookup(&mac.to_string())
-        .map(|o| o.organization().to_string())
-        .unwrap_or_default()
 }
 
 /// What a sweep reports as it goes.
@@ -517,16 +509,5 @@ mod tests {
         assert_eq!(auto_rate(65_534), MIN_AUTO_RATE);
         assert_eq!(auto_rate(1 << 20), 104_857.min(MAX_AUTO_RATE));
         assert_eq!(auto_rate(1 << 24), MAX_AUTO_RATE);
-    }
-
-    #[test]
-    fn vendor_knows_raspberry_pi_and_random_macs() {
-        assert!(vendor("dc:a6:32:01:02:03".parse().unwrap())
-            .to_lowercase()
-            .contains("raspberry"));
-        assert_eq!(
-            vendor("da:a6:32:01:02:03".parse().unwrap()),
-            "(locally administered)"
-        );
     }
 }
