@@ -212,11 +212,7 @@ fn lose_first_request(lan: &Lan, ns: &str, ip: &str) {
     let _ = std::process::Command::new("ip")
         .args(["-n", &lan.scanner, "neigh", "flush", "dev", "br0"])
         .output();
-    let _ = std::process::Command::new("ip")
-        .args([
-            "netns", "exec", ns, "nft", "delete", "table", "netdev", "loss",
-        ])
-        .output();
+    lose_nothing(ns);
     let rules = format!(
         "table netdev loss {{\n chain in {{\n  type filter hook ingress device eth0 priority 0;\n  arp operation request arp daddr ip {ip} numgen inc mod 2 0 drop\n }}\n}}\n"
     );
@@ -229,8 +225,26 @@ fn lose_first_request(lan: &Lan, ns: &str, ip: &str) {
     assert!(nft.wait().expect("nft").success(), "{rules}");
 }
 
-/// A scan's hosts (by IP) and the ARP requests it sent, from its debug log.
+/// Host `ns` drops no request any more.
+fn lose_nothing(ns: &str) {
+    let _ = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", ns, "nft", "delete", "table", "netdev", "loss",
+        ])
+        .output();
+}
+
+/// A scan's hosts (by IP) and the ARP requests it sent, from its debug
+/// log; no follow-up runs.
 fn scan_counting_requests(lan: &Lan, extra: &[&str]) -> (Vec<String>, u64) {
+    let mut flags = vec!["--no-rdns", "--no-ports", "--no-mdns", "--no-ipv6"];
+    flags.extend_from_slice(extra);
+    scan_logged(lan, &flags)
+}
+
+/// A scan of the /24 with `flags`: its hosts (by IP) and the ARP requests
+/// it sent, from its debug log.
+fn scan_logged(lan: &Lan, flags: &[&str]) -> (Vec<String>, u64) {
     let mut args = vec![
         "netns",
         "exec",
@@ -241,12 +255,8 @@ fn scan_counting_requests(lan: &Lan, extra: &[&str]) -> (Vec<String>, u64) {
         "scan",
         "198.18.0.0/24",
         "--json",
-        "--no-rdns",
-        "--no-ports",
-        "--no-mdns",
-        "--no-ipv6",
     ];
-    args.extend_from_slice(extra);
+    args.extend_from_slice(flags);
     let out = std::process::Command::new("ip")
         .args(&args)
         .output()
@@ -307,6 +317,7 @@ fn loss_is_checked_for_by_the_neighbours_of_hosts_found() {
     assert_eq!(found, all, "the check found .82, the pass it earned .90");
     assert!(lossy >= once + 200, "a full second pass: {lossy} requests");
 
+    lose_nothing(&lan.hosts[1].ns);
     lose_first_request(&lan, &lan.hosts[3].ns, ips[3]);
     let (found, _) = scan_counting_requests(&lan, &[]);
     assert_eq!(found, all[..3], "the lone host lost once is not checked");
@@ -346,4 +357,111 @@ fn a_scan_leaves_no_process_behind() {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
+}
+
+/// The kernel ignores ARP replies to requests it did not send, so without
+/// being told it would broadcast a request of its own for every host found
+/// before the follow-ups (ports, mDNS, the ICMP witness) could reach it. A
+/// scan tells it the MACs it found: the wire carries the sweep's requests
+/// and no others, and the scanner's table holds each host at its MAC. An
+/// entry the kernel holds already (here a permanent one an operator set)
+/// is never changed.
+#[test]
+fn found_hosts_are_told_to_the_kernel_rather_than_asked_for_again() {
+    let ips = ["198.18.0.61", "198.18.0.62", "198.18.0.63"];
+    let macs = [
+        "00:16:3e:00:00:61",
+        "00:16:3e:00:00:62",
+        "00:16:3e:00:00:63",
+    ];
+    let lan = Lan::new(
+        &ips.iter()
+            .zip(macs)
+            .map(|(ip, mac)| HostSpec {
+                ip,
+                mac,
+                ports: vec![9100],
+                ..Default::default()
+            })
+            .collect::<Vec<_>>(),
+    );
+    let ip = |args: &[&str]| {
+        let out = std::process::Command::new("ip")
+            .args(["-n", &lan.scanner])
+            .args(args)
+            .output()
+            .expect("ip");
+        assert!(out.status.success(), "ip {args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ip(&["neigh", "flush", "dev", "br0"]);
+    let pinned = "02:00:00:00:00:99";
+    ip(&[
+        "neigh",
+        "add",
+        "198.18.0.70",
+        "lladdr",
+        pinned,
+        "nud",
+        "permanent",
+        "dev",
+        "br0",
+    ]);
+    let count = "table netdev count {\n chain in {\n  type filter hook ingress device eth0 priority 0;\n  ether daddr ff:ff:ff:ff:ff:ff arp operation request arp saddr ip 198.18.0.1 counter\n }\n}\n";
+    let mut nft = std::process::Command::new("ip")
+        .args(["netns", "exec", &lan.hosts[0].ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft");
+    std::io::Write::write_all(nft.stdin.as_mut().expect("stdin"), count.as_bytes()).expect("rules");
+    assert!(nft.wait().expect("nft").success());
+
+    let (found, sent) = scan_logged(&lan, &["--no-rdns"]);
+    assert_eq!(found, ips);
+    let listed = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lan.hosts[0].ns,
+            "nft",
+            "list",
+            "table",
+            "netdev",
+            "count",
+        ])
+        .output()
+        .expect("nft list");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let wire: u64 = listed
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter: {listed}"));
+    assert_eq!(
+        wire, sent,
+        "broadcast requests on the wire against the scan's own"
+    );
+    // The follow-ups reached the hosts at the MACs told.
+    let ports = lan.scan_json(&["--no-rdns", "--no-mdns", "--no-ipv6"]);
+    assert_eq!(
+        ports[ips[2]]["open_ports"],
+        serde_json::json!([9100]),
+        "{ports:?}"
+    );
+    let table = ip(&["-4", "neigh", "show", "dev", "br0"]);
+    for (ip, mac) in ips.iter().zip(macs) {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(&format!("{ip} ")) && l.contains(mac)),
+            "{ip} at {mac}: {table}"
+        );
+    }
+    assert!(
+        table.lines().any(|l| l.starts_with("198.18.0.70 ")
+            && l.contains(pinned)
+            && l.contains("PERMANENT")),
+        "{table}"
+    );
 }

@@ -305,6 +305,7 @@ async fn arp_sweeps(
     struct Tell {
         progress: Progress,
         found: tokio::sync::mpsc::UnboundedSender<(IpAddr, Option<Mac>)>,
+        seeder: neighbors::Seeder,
     }
     impl arp::Observer for Tell {
         fn sent(&self, n: u64) {
@@ -312,6 +313,7 @@ async fn arp_sweeps(
         }
         fn found(&self, reply: &arp::Reply) {
             (self.progress)(Tick::Found(1));
+            self.seeder.add(reply.ip, reply.mac);
             let _ = self.found.send((IpAddr::V4(reply.ip), Some(reply.mac)));
         }
     }
@@ -344,6 +346,7 @@ async fn arp_sweeps(
         let tell = Tell {
             progress: progress.clone(),
             found: found.clone(),
+            seeder: neighbors::Seeder::new(iface.index),
         };
         let name = iface.name.clone();
         runs.push(async move {
