@@ -170,24 +170,7 @@ fn an_arp_flood_is_bounded_and_a_conflict() {
         mac: "00:16:3e:00:00:61",
         ..Default::default()
     }]);
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/arp_flood.py");
-    let python = std::env::var("MDB_PYTHON").unwrap_or_else(|_| "python3".into());
-    let mut flood = std::process::Command::new("ip")
-        .args(["netns", "exec", &lan.hosts[0].ns, &python])
-        .arg(&script)
-        .args(["eth0", "198.18.0.61", "200000", "3"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("flood");
-    // The sweep starts once the flood does (Python can take a while to
-    // start on a loaded machine).
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(flood.stdout.as_mut().expect("stdout")),
-        &mut ready,
-    )
-    .expect("the flood's ready line");
-    assert_eq!(ready.trim(), "ready");
+    let mut flood = start_flood(&lan, "198.18.0.61");
     let started = std::time::Instant::now();
     let found = lan.scan_json(&["--no-rdns", "--no-ports", "--timeout", "50ms"]);
     let took = started.elapsed();
@@ -201,6 +184,95 @@ fn an_arp_flood_is_bounded_and_a_conflict() {
         "{others} other MACs kept"
     );
     assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+}
+
+/// Host 0 floods forged ARP replies for `claim` (an address or a network)
+/// from random MACs, 200,000 at most, for 3 s at most; returned once it
+/// sends (Python can take a while to start on a loaded machine).
+fn start_flood(lan: &Lan, claim: &str) -> std::process::Child {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/arp_flood.py");
+    let python = std::env::var("MDB_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut flood = std::process::Command::new("ip")
+        .args(["netns", "exec", &lan.hosts[0].ns, &python])
+        .arg(&script)
+        .args(["eth0", claim, "200000", "3"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flood");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(flood.stdout.as_mut().expect("stdout")),
+        &mut ready,
+    )
+    .expect("the flood's ready line");
+    assert_eq!(ready.trim(), "ready");
+    flood
+}
+
+/// A host answering for every address of a /22 (1,021 forged hosts) gets
+/// no more than `MAX_SEEDS` of them into the scanner's kernel table (the
+/// table the host itself needs); the kernel resolves the rest itself.
+#[test]
+fn forged_hosts_for_a_whole_range_do_not_fill_the_kernels_table() {
+    let lan = Lan::new(&[HostSpec {
+        ip: "198.18.0.61",
+        mac: "00:16:3e:00:00:61",
+        ..Default::default()
+    }]);
+    let ip = |args: &[&str]| {
+        let out = std::process::Command::new("ip")
+            .args(["-n", &lan.scanner])
+            .args(args)
+            .output()
+            .expect("ip");
+        assert!(out.status.success(), "ip {args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ip(&["addr", "add", "198.18.4.1/22", "dev", "br0"]);
+    let mut flood = start_flood(&lan, "198.18.4.0/22");
+    let out = lan.mdb(&[
+        "scan",
+        "198.18.4.0/22",
+        "--json",
+        "--no-rdns",
+        "--no-ports",
+        "--no-mdns",
+        "--no-ipv6",
+    ]);
+    let table = ip(&["-4", "neigh", "show", "dev", "br0"]);
+    let _ = flood.kill();
+    let _ = flood.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let forged = found.iter().filter(|h| h["state"] != "scanner").count();
+    assert!(
+        forged > 600,
+        "the flood claimed too few addresses: {forged}"
+    );
+    // A told entry holds the MAC the scan found first; the kernel's own
+    // took whichever forged reply came after its request.
+    let scanned: std::collections::HashSet<String> = found
+        .iter()
+        .filter_map(|h| {
+            Some(format!(
+                "{} lladdr {} ",
+                h["ip"].as_str()?,
+                h["mac"].as_str()?
+            ))
+        })
+        .collect();
+    let told = table
+        .lines()
+        .filter(|l| scanned.iter().any(|s| l.starts_with(s.as_str())))
+        .count();
+    assert!(
+        (100..=mdb::discover::scan::neighbors::MAX_SEEDS).contains(&told),
+        "{told} entries told of {forged} found:\n{table}"
+    );
 }
 
 /// Drops the first ARP request for `ip` that reaches host `ns` (and every

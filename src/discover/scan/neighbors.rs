@@ -7,7 +7,7 @@ use std::{
     io,
     net::{Ipv4Addr, Ipv6Addr},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    sync::atomic::{AtomicBool, Ordering},
+    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
     time::Duration,
 };
 
@@ -111,7 +111,13 @@ pub struct Seeder {
     sock: Option<socket2::Socket>,
     index: u32,
     stopped: AtomicBool,
+    added: AtomicUsize,
 }
+
+/// Entries one sweep adds at most: half the kernel's default table limit
+/// (gc_thresh3, 1024), so forged replies for a whole range cannot fill the
+/// table the host itself needs; past it the kernel resolves hosts itself.
+pub const MAX_SEEDS: usize = 512;
 
 impl Seeder {
     /// A seeder for interface `index`; without the socket (no
@@ -124,6 +130,7 @@ impl Seeder {
             sock,
             index,
             stopped: AtomicBool::new(false),
+            added: AtomicUsize::new(0),
         }
     }
 
@@ -138,6 +145,9 @@ impl Seeder {
         else {
             return;
         };
+        if self.added.fetch_add(1, Ordering::Relaxed) >= MAX_SEEDS {
+            return;
+        }
         let msg = new_neigh(self.index, ip, mac);
         // SAFETY: msg is valid for reads of its length.
         let rc = unsafe { libc::send(sock.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
