@@ -11,11 +11,7 @@ use util::lan::{HostSpec, Lan};
 /// new device: `--report` files nothing for it.
 #[test]
 fn the_scanners_own_address_is_never_new_nor_filed() {
-    let lan = Lan::new(&[HostSpec {
-        ip: "198.18.0.31",
-        mac: "00:16:3e:00:00:31",
-        ..Default::default()
-    }]);
+    let lan = Lan::new(&[HostSpec::at("198.18.0.31", "00:16:3e:00:00:31")]);
     let found = lan.scan_json(&["--no-rdns", "--no-ports"]);
     assert_eq!(found["198.18.0.1"]["state"], "scanner");
     assert_eq!(found["198.18.0.1"]["seen_by"], "self");
@@ -45,11 +41,7 @@ fn the_scanners_own_address_is_never_new_nor_filed() {
 /// a clear error and never a panic.
 #[test]
 fn short_and_zero_timeouts_are_accepted_or_refused_clearly() {
-    let lan = Lan::new(&[HostSpec {
-        ip: "198.18.0.41",
-        mac: "00:16:3e:00:00:41",
-        ..Default::default()
-    }]);
+    let lan = Lan::new(&[HostSpec::at("198.18.0.41", "00:16:3e:00:00:41")]);
     let found = lan.scan_json(&["--no-rdns", "--no-ports", "--timeout", "10ms"]);
     assert_eq!(found["198.18.0.41"]["mac"], "00:16:3e:00:00:41");
     for zero in ["0", "0ms", "500us"] {
@@ -72,11 +64,7 @@ fn short_and_zero_timeouts_are_accepted_or_refused_clearly() {
 /// terminal there is no bar.
 #[test]
 fn a_terminal_gets_a_progress_bar_and_debug_logs_the_phases() {
-    let lan = Lan::new(&[HostSpec {
-        ip: "198.18.0.71",
-        mac: "00:16:3e:00:00:71",
-        ..Default::default()
-    }]);
+    let lan = Lan::new(&[HostSpec::at("198.18.0.71", "00:16:3e:00:00:71")]);
     let command = format!(
         "MDB_LOG=mdb=debug {} scan 198.18.0.0/24 --no-rdns --no-ports",
         util::bin()
@@ -129,11 +117,7 @@ fn an_unroutable_target_warns_and_fails() {
 #[test]
 fn a_late_responder_is_found_within_the_timeout() {
     let lan = Lan::new(&[
-        HostSpec {
-            ip: "198.18.0.51",
-            mac: "00:16:3e:00:00:51",
-            ..Default::default()
-        },
+        HostSpec::at("198.18.0.51", "00:16:3e:00:00:51"),
         HostSpec {
             ip: "198.18.0.52",
             mac: "00:16:3e:00:00:52",
@@ -165,11 +149,7 @@ fn a_late_responder_is_found_within_the_timeout() {
 /// calls the address a conflict.
 #[test]
 fn an_arp_flood_is_bounded_and_a_conflict() {
-    let lan = Lan::new(&[HostSpec {
-        ip: "198.18.0.61",
-        mac: "00:16:3e:00:00:61",
-        ..Default::default()
-    }]);
+    let lan = Lan::new(&[HostSpec::at("198.18.0.61", "00:16:3e:00:00:61")]);
     let mut flood = start_flood(&lan, "198.18.0.61");
     let started = std::time::Instant::now();
     let found = lan.scan_json(&["--no-rdns", "--no-ports", "--timeout", "50ms"]);
@@ -214,20 +194,8 @@ fn start_flood(lan: &Lan, claim: &str) -> std::process::Child {
 /// table the host itself needs); the kernel resolves the rest itself.
 #[test]
 fn forged_hosts_for_a_whole_range_do_not_fill_the_kernels_table() {
-    let lan = Lan::new(&[HostSpec {
-        ip: "198.18.0.61",
-        mac: "00:16:3e:00:00:61",
-        ..Default::default()
-    }]);
-    let ip = |args: &[&str]| {
-        let out = std::process::Command::new("ip")
-            .args(["-n", &lan.scanner])
-            .args(args)
-            .output()
-            .expect("ip");
-        assert!(out.status.success(), "ip {args:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let lan = Lan::new(&[HostSpec::at("198.18.0.61", "00:16:3e:00:00:61")]);
+    let ip = |args: &[&str]| lan.ip_in_scanner(args);
     ip(&["addr", "add", "198.18.4.1/22", "dev", "br0"]);
     let mut flood = start_flood(&lan, "198.18.4.0/22");
     let out = lan.mdb(&[
@@ -367,11 +335,7 @@ fn loss_is_checked_for_by_the_neighbours_of_hosts_found() {
     let lan = Lan::new(
         &ips.iter()
             .zip(macs)
-            .map(|(ip, mac)| HostSpec {
-                ip,
-                mac,
-                ..Default::default()
-            })
+            .map(|(ip, mac)| HostSpec::at(ip, mac))
             .collect::<Vec<_>>(),
     );
     let all: Vec<String> = ips.iter().map(|s| s.to_string()).collect();
@@ -404,11 +368,7 @@ fn loss_is_checked_for_by_the_neighbours_of_hosts_found() {
 /// closed, leaving no process in the namespace.
 #[test]
 fn a_scan_leaves_no_process_behind() {
-    let lan = Lan::new(&[HostSpec {
-        ip: "198.18.0.95",
-        mac: "00:16:3e:00:00:95",
-        ..Default::default()
-    }]);
+    let lan = Lan::new(&[HostSpec::at("198.18.0.95", "00:16:3e:00:00:95")]);
     for _ in 0..3 {
         let found = lan.scan_json(&["--no-rdns"]);
         assert_eq!(found["198.18.0.95"]["mac"], "00:16:3e:00:00:95");
@@ -457,15 +417,7 @@ fn found_hosts_are_told_to_the_kernel_rather_than_asked_for_again() {
             })
             .collect::<Vec<_>>(),
     );
-    let ip = |args: &[&str]| {
-        let out = std::process::Command::new("ip")
-            .args(["-n", &lan.scanner])
-            .args(args)
-            .output()
-            .expect("ip");
-        assert!(out.status.success(), "ip {args:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let ip = |args: &[&str]| lan.ip_in_scanner(args);
     ip(&["neigh", "flush", "dev", "br0"]);
     let pinned = "02:00:00:00:00:99";
     ip(&[

@@ -41,6 +41,17 @@ pub struct HostSpec {
     pub privacy: bool,
 }
 
+impl HostSpec {
+    /// A plain host: an address and a MAC, nothing else running.
+    pub fn at(ip: &'static str, mac: &'static str) -> HostSpec {
+        HostSpec {
+            ip,
+            mac,
+            ..Default::default()
+        }
+    }
+}
+
 pub struct Host {
     pub ns: String,
     pub spec: HostSpec,
@@ -242,6 +253,17 @@ impl Lan {
             .args(args)
             .output()
             .expect("run mdb in the scanner namespace")
+    }
+
+    /// `ip -n SCANNER ARGS`, which must succeed: its output.
+    pub fn ip_in_scanner(&self, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["-n", &self.scanner])
+            .args(args)
+            .output()
+            .expect("ip");
+        assert!(out.status.success(), "ip {args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// `mdb scan 198.18.0.0/24 --json ARGS` in the scanner namespace, by IP.

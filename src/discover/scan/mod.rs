@@ -318,6 +318,7 @@ async fn arp_sweeps(
         }
     }
     let wait = opts.timeout.map_or(arp::Wait::Auto, arp::Wait::Fixed);
+    let expected = expected4(opts);
     let mut runs = Vec::new();
     for (iface, ranges) in std::mem::take(&mut plan.on_link) {
         let sock = match arp::open(&iface) {
@@ -341,7 +342,7 @@ async fn arp_sweeps(
             gap,
             wait,
             passes,
-            expected: expected4(opts),
+            expected: expected.clone(),
         };
         let tell = Tell {
             progress: progress.clone(),

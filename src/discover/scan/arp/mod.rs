@@ -22,7 +22,7 @@ use socket2::Socket;
 
 use super::{iface::Interface, packet, targets::V4Ranges};
 use crate::net::Mac;
-use sender::{Book, Sender, Stage};
+use sender::{Book, Sender};
 
 mod sender;
 
@@ -204,13 +204,9 @@ pub fn sweep(
     // timer slack of a thread would stretch every one of them.
     // SAFETY: prctl with an integer argument; affects this thread only.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
-    let mut first_pass_ms = 0;
     let mut batch: Vec<[u8; FRAME_LEN]> = Vec::with_capacity(BATCH as usize);
     loop {
         let now = Instant::now();
-        if (s.pass == 1 || s.stage == Stage::Settling) && first_pass_ms == 0 {
-            first_pass_ms = now.duration_since(start).as_millis() as u64;
-        }
         batch.clear();
         // Time spent waiting (a settle, a pass reopened by loss) is no
         // credit for a burst: at most a batch is sent behind the pace.
@@ -317,7 +313,9 @@ pub fn sweep(
     tracing::debug!(
         iface = %iface.name,
         passes = s.pass,
-        first_pass_ms,
+        first_pass_ms = s
+            .first_pass_sent
+            .map_or(0, |t| t.duration_since(start).as_millis() as u64),
         sent = out.sent,
         answered = book.count,
         p95_us = percentile(&rtts, 95).as_micros() as u64,

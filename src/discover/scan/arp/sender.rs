@@ -96,6 +96,8 @@ pub(super) struct Sender {
     pub(super) found_this_pass: usize,
     pub(super) next_send: Instant,
     pub(super) last_request: Instant,
+    /// When the last request of the first pass went out.
+    pub(super) first_pass_sent: Option<Instant>,
     pub(super) done: bool,
 }
 
@@ -116,6 +118,7 @@ impl Sender {
             found_this_pass: 0,
             next_send: start,
             last_request: start,
+            first_pass_sent: None,
             done: len == 0,
         }
     }
@@ -138,6 +141,9 @@ impl Sender {
                 if !book.is_answered(i) {
                     return Some(i);
                 }
+            }
+            if self.pass == 0 {
+                self.first_pass_sent.get_or_insert(self.last_request);
             }
             if book.count == len {
                 self.done = true;
