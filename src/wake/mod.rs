@@ -60,8 +60,7 @@ pub fn frame(from: Mac, target: Mac) -> Vec<u8> {
 /// The attached interface (index, name, MAC) of the first of `ips` that
 /// lies on one of this host's subnets.
 fn attached(ips: &[IpAddr]) -> Option<(u32, String, Mac)> {
-    let v4 = iface::list().unwrap_or_default();
-    let v6 = iface::links6().unwrap_or_default();
+    let iface::Local { v4, v6 } = iface::local().unwrap_or_default();
     ips.iter().find_map(|ip| match ip {
         IpAddr::V4(a) => {
             iface::for_address(&v4, *a, None).map(|i| (i.index, i.name.clone(), i.mac))

@@ -19,11 +19,28 @@ pub struct Interface {
     pub network: Ipv4Network,
 }
 
-/// Every up, non-loopback interface with an IPv4 address and a MAC.
-pub fn list() -> std::io::Result<Vec<Interface>> {
+type Addresses = [nix::ifaddrs::InterfaceAddress];
+
+/// This host's interfaces, from one look at its addresses (a host with a
+/// hundred bridge ports answers each look with a few hundred entries).
+#[derive(Clone, Debug, Default)]
+pub struct Local {
+    pub v4: Vec<Interface>,
+    pub v6: Vec<Link6>,
+}
+
+pub fn local() -> std::io::Result<Local> {
     let addrs: Vec<_> = getifaddrs().map_err(std::io::Error::from)?.collect();
+    Ok(Local {
+        v4: list(&addrs),
+        v6: links6(&addrs),
+    })
+}
+
+/// Every up, non-loopback interface with an IPv4 address and a MAC.
+fn list(addrs: &Addresses) -> Vec<Interface> {
     let mut out = Vec::new();
-    for a in &addrs {
+    for a in addrs {
         if a.flags.contains(InterfaceFlags::IFF_LOOPBACK)
             || !a.flags.contains(InterfaceFlags::IFF_UP)
         {
@@ -40,7 +57,7 @@ pub fn list() -> std::io::Result<Vec<Interface>> {
         let Ok(network) = Ipv4Network::new(ip, prefix) else {
             continue;
         };
-        let Some((mac, index)) = mac_and_index(&addrs, &a.interface_name) else {
+        let Some((mac, index)) = mac_and_index(addrs, &a.interface_name) else {
             continue;
         };
         out.push(Interface {
@@ -51,13 +68,13 @@ pub fn list() -> std::io::Result<Vec<Interface>> {
             network,
         });
     }
-    Ok(out)
+    out
 }
 
 /// The MAC (non-zero) and index of interface `name`, from its link-layer
 /// entry (asking the kernel for an index by name costs a socket each, and
 /// a host with a hundred bridge ports has as many links).
-fn mac_and_index(addrs: &[nix::ifaddrs::InterfaceAddress], name: &str) -> Option<(Mac, u32)> {
+fn mac_and_index(addrs: &Addresses, name: &str) -> Option<(Mac, u32)> {
     let link = addrs
         .iter()
         .filter(|l| l.interface_name == name)
@@ -93,10 +110,9 @@ pub struct Link6 {
 
 /// Every up, non-loopback interface with a MAC and an IPv6 link-local
 /// address, with its global prefixes.
-pub fn links6() -> std::io::Result<Vec<Link6>> {
-    let addrs: Vec<_> = getifaddrs().map_err(std::io::Error::from)?.collect();
+fn links6(addrs: &Addresses) -> Vec<Link6> {
     let mut out: Vec<Link6> = Vec::new();
-    for a in &addrs {
+    for a in addrs {
         if a.flags.contains(InterfaceFlags::IFF_LOOPBACK)
             || !a.flags.contains(InterfaceFlags::IFF_UP)
         {
@@ -111,7 +127,7 @@ pub fn links6() -> std::io::Result<Vec<Link6>> {
         let ip = addr.ip();
         let prefix = u128::from(mask.ip()).count_ones() as u8;
         if !out.iter().any(|l| l.name == a.interface_name) {
-            let Some((mac, index)) = mac_and_index(&addrs, &a.interface_name) else {
+            let Some((mac, index)) = mac_and_index(addrs, &a.interface_name) else {
                 continue;
             };
             out.push(Link6 {
@@ -134,5 +150,5 @@ pub fn links6() -> std::io::Result<Vec<Link6>> {
     }
     // A link without a link-local address cannot solicit.
     out.retain(|l| l.sources.iter().any(|s| crate::ipv6::is_link_local(*s)));
-    Ok(out)
+    out
 }

@@ -38,9 +38,8 @@ pub(super) struct Search6 {
 fn links6(
     opts: &Options,
     targets: &Targets,
-    on_link: &[(iface::Interface, V4Ranges)],
+    (links, on_link): (Vec<iface::Link6>, &[(iface::Interface, V4Ranges)]),
 ) -> Result<Vec<Search6>, Error> {
-    let links = iface::links6().unwrap_or_default();
     let named = |l: &&iface::Link6| opts.interface.as_ref().is_none_or(|n| n == &l.name);
     let mut out: Vec<Search6> = Vec::new();
     for net in &targets.prefixes6 {
@@ -101,7 +100,10 @@ fn links6(
 }
 
 pub(super) fn plan(opts: &Options, targets: &Targets) -> Result<Plan, Error> {
-    let ifaces = iface::list().unwrap_or_default();
+    let iface::Local {
+        v4: ifaces,
+        v6: links,
+    } = iface::local().unwrap_or_default();
     if let Some(name) = &opts.interface {
         if !ifaces.iter().any(|i| &i.name == name) {
             return Err(Error::NoInterface(name.clone()));
@@ -141,7 +143,7 @@ pub(super) fn plan(opts: &Options, targets: &Targets) -> Result<Plan, Error> {
     }
     let mut ping: Vec<IpAddr> = reachable.iter().map(IpAddr::V4).collect();
     ping.extend(targets.v6.iter().map(|a| IpAddr::V6(*a)));
-    let links6 = links6(opts, targets, &on_link)?;
+    let links6 = links6(opts, targets, (links, &on_link))?;
     Ok(Plan {
         on_link,
         links6,
