@@ -42,9 +42,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn vendor_table() -> Vec<u8> {
     let mut records: Vec<(u64, &str)> = oui_data::OUI_ENTRIES
         .entries()
-        .filter_map(|(prefix, data)| {
-            let value = u64::from_str_radix(prefix, 16).ok()?;
-            Some(((prefix.len() as u64) << 40 | value, data.organization()))
+        .map(|(prefix, data)| {
+            // A prefix that is not hex means oui-data changed its format:
+            // the build says so rather than losing vendors quietly.
+            let value = u64::from_str_radix(prefix, 16)
+                .unwrap_or_else(|_| panic!("oui-data prefix {prefix:?} is not hex"));
+            ((prefix.len() as u64) << 40 | value, data.organization())
         })
         .collect();
     records.sort_unstable();

@@ -22,6 +22,7 @@ pub mod packet;
 mod plan;
 pub mod ports;
 mod probes;
+pub mod seed;
 pub mod syn;
 pub mod targets;
 mod vendor;
@@ -305,7 +306,7 @@ async fn arp_sweeps(
     struct Tell {
         progress: Progress,
         found: tokio::sync::mpsc::UnboundedSender<(IpAddr, Option<Mac>)>,
-        seeder: neighbors::Seeder,
+        seeder: seed::Seeder,
     }
     impl arp::Observer for Tell {
         fn sent(&self, n: u64) {
@@ -313,7 +314,9 @@ async fn arp_sweeps(
         }
         fn found(&self, reply: &arp::Reply) {
             (self.progress)(Tick::Found(1));
-            self.seeder.add(reply.ip, reply.mac);
+            if reply.to_us {
+                self.seeder.add(reply.ip, reply.mac);
+            }
             let _ = self.found.send((IpAddr::V4(reply.ip), Some(reply.mac)));
         }
     }
@@ -347,12 +350,13 @@ async fn arp_sweeps(
         let tell = Tell {
             progress: progress.clone(),
             found: found.clone(),
-            seeder: neighbors::Seeder::new(iface.index),
+            seeder: seed::Seeder::new(iface.index),
         };
         let name = iface.name.clone();
         runs.push(async move {
             let run = tokio::task::spawn_blocking(move || {
                 let outcome = arp::sweep(&sock, &iface, &ranges, &params, &tell);
+                tracing::debug!(iface = %iface.name, told = tell.seeder.told(), "neighbours told the kernel");
                 packet::close_later(sock);
                 outcome
             });

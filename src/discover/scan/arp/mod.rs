@@ -56,6 +56,10 @@ pub struct Reply {
     pub ip: Ipv4Addr,
     pub mac: Mac,
     pub rtt: Duration,
+    /// Answered a request this sweep had sent, in a frame addressed in full
+    /// to the scanner, from a plain unicast MAC (`is_reply_to_us`): what
+    /// the kernel itself would have learnt from answering its own request.
+    pub to_us: bool,
 }
 
 #[derive(Default)]
@@ -169,6 +173,29 @@ pub fn parse_reply(frame: &[u8]) -> Option<(Ipv4Addr, Mac)> {
     Some((ip, Mac(mac)))
 }
 
+/// A reply as the kernel would take one for its own request: sent to the
+/// scanner's MAC and naming its address and MAC as the target, from a
+/// unicast, non-zero MAC that is not the scanner's, the same in the
+/// Ethernet header and in the ARP body, for an address that is neither
+/// the scanner's own nor its subnet's network or broadcast address.
+/// Broadcast replies, gratuitous ones and forged mixes are not.
+pub fn is_reply_to_us(frame: &[u8], iface: &Interface) -> bool {
+    let Some((ip, mac)) = parse_reply(frame) else {
+        return false;
+    };
+    let net = iface.network;
+    let edge = net.prefix() <= 30 && (ip == net.network() || ip == net.broadcast());
+    frame[0..6] == iface.mac.0
+        && frame[6..12] == mac.0
+        && frame[32..38] == iface.mac.0
+        && frame[38..42] == iface.ip.octets()
+        && mac.0[0] & 1 == 0
+        && mac.0 != [0; 6]
+        && mac != iface.mac
+        && ip != iface.ip
+        && !edge
+}
+
 /// Sends the frames, all to the broadcast address on `iface`.
 fn send_batch(sock: &Socket, iface: &Interface, frames: &[[u8; FRAME_LEN]]) -> io::Result<()> {
     let frames: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
@@ -231,6 +258,7 @@ pub fn sweep(
             let ip = targets.get(i).expect("index below len");
             batch.push(request_frame(iface, ip));
             if s.pass == 0 {
+                book.ask(i);
                 book.sent_at[i] =
                     now.duration_since(start).as_micros().min(u32::MAX as u128) as u32;
             }
@@ -288,6 +316,7 @@ pub fn sweep(
                 ip,
                 mac,
                 rtt: at.saturating_duration_since(first),
+                to_us: book.is_asked(i) && is_reply_to_us(frame, iface),
             };
             if !book.is_answered(i) {
                 book.answer(i);

@@ -9,6 +9,8 @@ use super::{Passes, MAX_CHECKS, MAX_TRIES};
 /// bounded by the range size, never by a copy of the address list.
 pub(super) struct Book {
     answered: Vec<u64>,
+    /// Asked at least once (a reply before its request was not solicited).
+    asked: Vec<u64>,
     /// Asked more than once: its answer's round trip is ambiguous, and an
     /// answer shows loss.
     retried: Vec<u64>,
@@ -22,6 +24,7 @@ impl Book {
     pub(super) fn new(len: usize) -> Book {
         Book {
             answered: vec![0; len.div_ceil(64)],
+            asked: vec![0; len.div_ceil(64)],
             retried: vec![0; len.div_ceil(64)],
             sent_at: vec![0; len],
             count: 0,
@@ -33,6 +36,12 @@ impl Book {
     pub(super) fn answer(&mut self, i: usize) {
         self.answered[i / 64] |= 1 << (i % 64);
         self.count += 1;
+    }
+    pub(super) fn is_asked(&self, i: usize) -> bool {
+        self.asked[i / 64] & (1 << (i % 64)) != 0
+    }
+    pub(super) fn ask(&mut self, i: usize) {
+        self.asked[i / 64] |= 1 << (i % 64);
     }
     pub(super) fn is_retried(&self, i: usize) -> bool {
         self.retried[i / 64] & (1 << (i % 64)) != 0

@@ -161,3 +161,56 @@ fn reply_is_parsed_from_a_request_turned_around() {
     assert_eq!(ip, Ipv4Addr::new(198, 18, 0, 1));
     assert_eq!(mac.to_string(), "02:00:00:00:00:01");
 }
+
+/// A reply as a host's kernel sends it to the scanner's request.
+fn reply_to(iface: &Interface, ip: Ipv4Addr, mac: [u8; 6]) -> [u8; FRAME_LEN] {
+    let mut f = [0u8; FRAME_LEN];
+    f[0..6].copy_from_slice(&iface.mac.0);
+    f[6..12].copy_from_slice(&mac);
+    f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
+    f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
+    f[22..28].copy_from_slice(&mac);
+    f[28..32].copy_from_slice(&ip.octets());
+    f[32..38].copy_from_slice(&iface.mac.0);
+    f[38..42].copy_from_slice(&iface.ip.octets());
+    f
+}
+
+#[test]
+fn only_a_reply_addressed_in_full_to_the_scanner_is_one_to_us() {
+    let iface = Interface {
+        name: "x".into(),
+        index: 1,
+        mac: "02:00:00:00:00:01".parse().unwrap(),
+        ip: Ipv4Addr::new(198, 18, 0, 1),
+        network: "198.18.0.0/24".parse().unwrap(),
+    };
+    let host = [0x00, 0x16, 0x3e, 0, 0, 9];
+    let good = reply_to(&iface, Ipv4Addr::new(198, 18, 0, 9), host);
+    assert!(is_reply_to_us(&good, &iface));
+    let spoiled = |at: usize, bytes: &[u8]| {
+        let mut f = good;
+        f[at..at + bytes.len()].copy_from_slice(bytes);
+        is_reply_to_us(&f, &iface)
+    };
+    assert!(!spoiled(0, &[0xff; 6]), "broadcast");
+    assert!(
+        !spoiled(6, &[0x00, 0x16, 0x3e, 0, 0, 8]),
+        "header and body disagree"
+    );
+    assert!(!spoiled(32, &[0; 6]), "another target MAC");
+    assert!(!spoiled(38, &[198, 18, 0, 2]), "another target address");
+    assert!(!spoiled(20, &[0, 1]), "a request");
+    for (mac, why) in [
+        ([0x01, 0, 0x5e, 0, 0, 1], "multicast"),
+        ([0; 6], "zero"),
+        (iface.mac.0, "the scanner's own"),
+    ] {
+        let f = reply_to(&iface, Ipv4Addr::new(198, 18, 0, 9), mac);
+        assert!(!is_reply_to_us(&f, &iface), "{why}");
+    }
+    for ip in [[198, 18, 0, 0], [198, 18, 0, 255], [198, 18, 0, 1]] {
+        let f = reply_to(&iface, Ipv4Addr::from(ip), host);
+        assert!(!is_reply_to_us(&f, &iface), "{ip:?}");
+    }
+}
