@@ -167,39 +167,51 @@ fn an_arp_flood_is_bounded_and_a_conflict() {
 }
 
 /// Host 0 floods forged ARP replies for `claim` (an address or a network)
-/// from random MACs, 200,000 at most, for 3 s at most; returned once it
-/// sends (Python can take a while to start on a loaded machine).
+/// from random MACs, 200,000 at most, for 3 s at most.
 fn start_flood(lan: &Lan, claim: &str) -> std::process::Child {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/arp_flood.py");
+    start_in_host(lan, "arp_flood.py", &["eth0", claim, "200000", "3"])
+}
+
+/// Starts `tests/py/SCRIPT ARGS` in host 0's namespace; returned once it
+/// says "ready" (Python can take a while to start on a loaded machine).
+fn start_in_host(lan: &Lan, script: &str, args: &[&str]) -> std::process::Child {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/py")
+        .join(script);
     let python = std::env::var("MDB_PYTHON").unwrap_or_else(|_| "python3".into());
-    let mut flood = std::process::Command::new("ip")
+    let mut child = std::process::Command::new("ip")
         .args(["netns", "exec", &lan.hosts[0].ns, &python])
         .arg(&script)
-        .args(["eth0", claim, "200000", "3"])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .expect("flood");
+        .expect("a test script");
     let mut ready = String::new();
     std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(flood.stdout.as_mut().expect("stdout")),
+        &mut std::io::BufReader::new(child.stdout.as_mut().expect("stdout")),
         &mut ready,
     )
-    .expect("the flood's ready line");
-    assert_eq!(ready.trim(), "ready");
-    flood
+    .expect("the script's ready line");
+    assert_eq!(ready.trim(), "ready", "{script:?}");
+    child
 }
 
 /// Counts, in host namespace `ns`, the broadcast ARP requests the scanner
 /// sends; read with [`requests_counted`].
 fn count_requests(ns: &str) {
-    let rules = "table netdev count {\n chain in {\n  type filter hook ingress device eth0 priority 0;\n  ether daddr ff:ff:ff:ff:ff:ff arp operation request arp saddr ip { 198.18.0.1, 198.18.4.1 } counter\n }\n}\n";
+    let rules = "table netdev count {\n chain in {\n  type filter hook ingress device eth0 priority 0;\n  ether daddr ff:ff:ff:ff:ff:ff arp operation request arp saddr ip 198.18.0.1 counter\n }\n}\n";
+    nft_in(ns, rules);
+}
+
+/// Loads nftables `rules` in namespace `ns`.
+fn nft_in(ns: &str, rules: &str) {
     let mut nft = std::process::Command::new("ip")
         .args(["netns", "exec", ns, "nft", "-f", "-"])
         .stdin(std::process::Stdio::piped())
         .spawn()
         .expect("nft");
     std::io::Write::write_all(nft.stdin.as_mut().expect("stdin"), rules.as_bytes()).expect("rules");
-    assert!(nft.wait().expect("nft").success());
+    assert!(nft.wait().expect("nft").success(), "{rules}");
 }
 
 fn requests_counted(ns: &str) -> u64 {
@@ -272,22 +284,7 @@ fn forged_replies_are_never_told_to_the_kernel() {
 fn a_whole_range_of_hosts_does_not_fill_the_kernels_table() {
     let lan = Lan::new(&[HostSpec::at("198.18.0.61", "00:16:3e:00:00:61")]);
     lan.ip_in_scanner(&["addr", "add", "198.18.4.1/22", "dev", "br0"]);
-    let ns = lan.hosts[0].ns.clone();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/arp_campus.py");
-    let python = std::env::var("MDB_PYTHON").unwrap_or_else(|_| "python3".into());
-    let mut campus = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns, &python])
-        .arg(&script)
-        .args(["eth0", "198.18.4.2", "1020", "10"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("campus");
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(campus.stdout.as_mut().expect("stdout")),
-        &mut ready,
-    )
-    .expect("the campus's ready line");
+    let mut campus = start_in_host(&lan, "arp_campus.py", &["eth0", "198.18.4.2", "1020", "10"]);
     let (found, log) = scan_22(&lan);
     let table = lan.ip_in_scanner(&["-4", "neigh", "show", "dev", "br0"]);
     let _ = campus.kill();
@@ -316,13 +313,7 @@ fn lose_first_request(lan: &Lan, ns: &str, ip: &str) {
     let rules = format!(
         "table netdev loss {{\n chain in {{\n  type filter hook ingress device eth0 priority 0;\n  arp operation request arp daddr ip {ip} numgen inc mod 2 0 drop\n }}\n}}\n"
     );
-    let mut nft = std::process::Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("nft");
-    std::io::Write::write_all(nft.stdin.as_mut().expect("stdin"), rules.as_bytes()).expect("rules");
-    assert!(nft.wait().expect("nft").success(), "{rules}");
+    nft_in(ns, &rules);
 }
 
 /// Host `ns` drops no request any more.
@@ -413,12 +404,7 @@ fn loss_is_checked_for_by_the_neighbours_of_hosts_found() {
         "00:16:3e:00:00:83",
         "00:16:3e:00:00:90",
     ];
-    let lan = Lan::new(
-        &ips.iter()
-            .zip(macs)
-            .map(|(ip, mac)| HostSpec::at(ip, mac))
-            .collect::<Vec<_>>(),
-    );
+    let lan = Lan::plain(&ips, &macs);
     let all: Vec<String> = ips.iter().map(|s| s.to_string()).collect();
     // 253 addresses besides the scanner's own, asked once each.
     let once = 253;
@@ -487,12 +473,7 @@ fn found_hosts_are_told_to_the_kernel_rather_than_asked_for_again() {
         "00:16:3e:00:00:62",
         "00:16:3e:00:00:63",
     ];
-    let lan = Lan::new(
-        &ips.iter()
-            .zip(macs)
-            .map(|(ip, mac)| HostSpec::at(ip, mac))
-            .collect::<Vec<_>>(),
-    );
+    let lan = Lan::plain(&ips, &macs);
     let ip = |args: &[&str]| lan.ip_in_scanner(args);
     ip(&["neigh", "flush", "dev", "br0"]);
     let pinned = "02:00:00:00:00:99";

@@ -255,6 +255,17 @@ impl Lan {
             .expect("run mdb in the scanner namespace")
     }
 
+    /// A LAN of plain hosts (`HostSpec::at`), the i-th IP with the i-th MAC.
+    pub fn plain(ips: &[&'static str], macs: &[&'static str]) -> Lan {
+        assert_eq!(ips.len(), macs.len());
+        let hosts: Vec<HostSpec> = ips
+            .iter()
+            .zip(macs)
+            .map(|(ip, mac)| HostSpec::at(ip, mac))
+            .collect();
+        Lan::new(&hosts)
+    }
+
     /// `ip -n SCANNER ARGS`, which must succeed: its output.
     pub fn ip_in_scanner(&self, args: &[&str]) -> String {
         let out = Command::new("ip")
