@@ -230,31 +230,31 @@ fn requests_counted(ns: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter: {listed}"))
 }
 
-/// `mdb scan 198.18.4.0/22` (no follow-up but the ICMP witness) in the
+/// `mdb scan 198.18.4.0/23` (no follow-up but the ICMP witness) in the
 /// scanner of `lan`, which has an address there.
 fn scan_22(lan: &Lan) -> (Vec<serde_json::Value>, String) {
     scan_with_log(
         lan,
-        "198.18.4.0/22",
+        "198.18.4.0/23",
         &["--no-rdns", "--no-ports", "--no-mdns", "--no-ipv6"],
     )
 }
 
-/// A host flooding forged replies for every address of a /22 (broadcast,
-/// most before any request) gets its 1,021 addresses found, as conflicts,
+/// A host flooding forged replies for every address of a /24 (broadcast,
+/// most before any request) gets its 253 addresses found, as conflicts,
 /// and none told to the kernel: the kernel takes whichever reply follows
 /// a request of its own, so no entry holds the MAC the scan saw first.
 #[test]
 fn forged_replies_are_never_told_to_the_kernel() {
     let lan = Lan::new(&[HostSpec::at("198.18.0.61", "00:16:3e:00:00:61")]);
-    lan.ip_in_scanner(&["addr", "add", "198.18.4.1/22", "dev", "br0"]);
-    let mut flood = start_flood(&lan, "198.18.4.0/22");
+    lan.ip_in_scanner(&["addr", "add", "198.18.4.1/23", "dev", "br0"]);
+    let mut flood = start_flood(&lan, "198.18.4.0/24");
     let (found, _log) = scan_22(&lan);
     let table = lan.ip_in_scanner(&["-4", "neigh", "show", "dev", "br0"]);
     let _ = flood.kill();
     let _ = flood.wait();
     assert!(
-        found.len() > 600,
+        found.len() > 150,
         "the flood claimed too few: {}",
         found.len()
     );
@@ -275,7 +275,9 @@ fn forged_replies_are_never_told_to_the_kernel() {
     assert!(told.is_empty(), "told of {} found: {told:?}", found.len());
 }
 
-/// 1,020 real-looking devices answering their requests properly (one
+/// (Sizes stay below the kernel's table limit, which every namespace on
+/// the machine shares: a full table stops every test host's ARP replies.)
+/// 300 real-looking devices answering their requests properly (one
 /// responder, each with its own MAC) get at most `MAX_SEEDS` entries told
 /// in a window, by the scan's account and by the kernel's: told entries
 /// are the stale ones (delayed once used); the kernel asks for the rest
@@ -283,13 +285,13 @@ fn forged_replies_are_never_told_to_the_kernel() {
 #[test]
 fn a_whole_range_of_hosts_does_not_fill_the_kernels_table() {
     let lan = Lan::new(&[HostSpec::at("198.18.0.61", "00:16:3e:00:00:61")]);
-    lan.ip_in_scanner(&["addr", "add", "198.18.4.1/22", "dev", "br0"]);
-    let mut campus = start_in_host(&lan, "arp_campus.py", &["eth0", "198.18.4.2", "1020", "10"]);
+    lan.ip_in_scanner(&["addr", "add", "198.18.4.1/23", "dev", "br0"]);
+    let mut campus = start_in_host(&lan, "arp_campus.py", &["eth0", "198.18.4.2", "300", "10"]);
     let (found, log) = scan_22(&lan);
     let table = lan.ip_in_scanner(&["-4", "neigh", "show", "dev", "br0"]);
     let _ = campus.kill();
     let _ = campus.wait();
-    assert_eq!(found.len(), 1020);
+    assert_eq!(found.len(), 300);
     let max = mdb::discover::scan::seed::MAX_SEEDS;
     let told = logged(&log, "told") as usize;
     assert!((1..=max).contains(&told), "{told} told of {}", found.len());

@@ -306,7 +306,7 @@ async fn arp_sweeps(
     struct Tell {
         progress: Progress,
         found: tokio::sync::mpsc::UnboundedSender<(IpAddr, Option<Mac>)>,
-        seeder: seed::Seeder,
+        teller: seed::Teller,
     }
     impl arp::Observer for Tell {
         fn sent(&self, n: u64) {
@@ -314,10 +314,10 @@ async fn arp_sweeps(
         }
         fn found(&self, reply: &arp::Reply) {
             (self.progress)(Tick::Found(1));
-            if reply.to_us {
-                self.seeder.add(reply.ip, reply.mac);
+            // A host told to the kernel goes on to its follow-ups once told.
+            if !(reply.to_us && self.teller.tell(reply.ip, reply.mac)) {
+                let _ = self.found.send((IpAddr::V4(reply.ip), Some(reply.mac)));
             }
-            let _ = self.found.send((IpAddr::V4(reply.ip), Some(reply.mac)));
         }
     }
     let wait = opts.timeout.map_or(arp::Wait::Auto, arp::Wait::Fixed);
@@ -347,16 +347,20 @@ async fn arp_sweeps(
             passes,
             expected: expected.clone(),
         };
+        let told_found = found.clone();
         let tell = Tell {
             progress: progress.clone(),
             found: found.clone(),
-            seeder: seed::Seeder::new(iface.index),
+            teller: seed::Teller::start(iface.index, move |ip, mac| {
+                let _ = told_found.send((IpAddr::V4(ip), Some(mac)));
+            }),
         };
         let name = iface.name.clone();
         runs.push(async move {
             let run = tokio::task::spawn_blocking(move || {
                 let outcome = arp::sweep(&sock, &iface, &ranges, &params, &tell);
-                tracing::debug!(iface = %iface.name, told = tell.seeder.told(), "neighbours told the kernel");
+                let told = tell.teller.finish();
+                tracing::debug!(iface = %iface.name, told, "neighbours told the kernel");
                 packet::close_later(sock);
                 outcome
             });

@@ -140,6 +140,60 @@ impl Seeder {
     }
 }
 
+/// Hosts waiting to be told at most; past it a host goes to its
+/// follow-ups untold (the kernel asks for it itself).
+const TELL_QUEUE: usize = 1024;
+
+/// Tells the kernel on a thread of its own, then hands each host on
+/// (`then`), so the follow-ups find it told: the kernel handles a
+/// neighbour add under a lock other work holds at times, and the ARP
+/// sweep's loop must not wait for it.
+pub struct Teller {
+    queue: Option<std::sync::mpsc::SyncSender<(Ipv4Addr, Mac)>>,
+    thread: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl Teller {
+    pub fn start(index: u32, then: impl Fn(Ipv4Addr, Mac) + Send + 'static) -> Teller {
+        let (queue, hosts) = std::sync::mpsc::sync_channel::<(Ipv4Addr, Mac)>(TELL_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("mdb-tell".into())
+            .spawn(move || {
+                let seeder = Seeder::new(index);
+                for (ip, mac) in hosts {
+                    seeder.add(ip, mac);
+                    then(ip, mac);
+                }
+                seeder.told()
+            });
+        match thread {
+            Ok(thread) => Teller {
+                queue: Some(queue),
+                thread: Some(thread),
+            },
+            Err(_) => Teller {
+                queue: None,
+                thread: None,
+            },
+        }
+    }
+
+    /// Queues `ip` at `mac` to be told and handed on; `false`: not queued
+    /// (the queue is full or the thread never started), hand it on now.
+    pub fn tell(&self, ip: Ipv4Addr, mac: Mac) -> bool {
+        self.queue
+            .as_ref()
+            .is_some_and(|q| q.try_send((ip, mac)).is_ok())
+    }
+
+    /// Waits for the queue to be told and handed on: how many the kernel
+    /// took.
+    pub fn finish(mut self) -> usize {
+        self.queue = None;
+        self.thread.take().and_then(|t| t.join().ok()).unwrap_or(0)
+    }
+}
+
 /// RTM_NEWNEIGH for `ip` at `mac` on `index`: created only if absent
 /// (NLM_F_EXCL), stale.
 fn new_neigh(index: u32, ip: Ipv4Addr, mac: Mac) -> [u8; NEW_NEIGH_LEN] {
