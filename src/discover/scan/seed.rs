@@ -18,7 +18,7 @@ use std::{
     net::Ipv4Addr,
     os::fd::AsRawFd,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
         Mutex,
     },
     time::{Duration, Instant},
@@ -68,42 +68,34 @@ fn give_back() {
 /// Says once per process that the kernel is not told (the reason).
 static REFUSAL_SAID: AtomicBool = AtomicBool::new(false);
 
-pub struct Seeder {
+/// Adds entries on one thread (the teller's): its own state is plain.
+struct Seeder {
     sock: Option<socket2::Socket>,
     index: u32,
-    stopped: AtomicBool,
-    told: AtomicUsize,
+    stopped: bool,
+    told: usize,
 }
 
 impl Seeder {
     /// A seeder for interface `index`; without the socket (no
     /// CAP_NET_ADMIN is only found at the first add), it does nothing.
-    pub fn new(index: u32) -> Seeder {
+    fn new(index: u32) -> Seeder {
         let sock = netlink()
             .and_then(|s| s.set_nonblocking(true).map(|()| s))
             .ok();
         Seeder {
             sock,
             index,
-            stopped: AtomicBool::new(false),
-            told: AtomicUsize::new(0),
+            stopped: false,
+            told: 0,
         }
-    }
-
-    /// Entries the kernel took from this seeder.
-    pub fn told(&self) -> usize {
-        self.told.load(Ordering::Relaxed)
     }
 
     /// Adds `ip` at `mac`, unless the kernel has an entry for it or the
     /// budget is spent; a refusal ends the seeding (the kernel then
     /// resolves hosts itself).
-    pub fn add(&self, ip: Ipv4Addr, mac: Mac) {
-        let Some(sock) = self
-            .sock
-            .as_ref()
-            .filter(|_| !self.stopped.load(Ordering::Relaxed))
-        else {
+    fn add(&mut self, ip: Ipv4Addr, mac: Mac) {
+        let Some(sock) = self.sock.as_ref().filter(|_| !self.stopped) else {
             return;
         };
         if !take_turn(Instant::now()) {
@@ -126,11 +118,11 @@ impl Seeder {
                 None => {}
             }
         }
-        self.told.fetch_add(1, Ordering::Relaxed);
+        self.told += 1;
     }
 
-    fn stop(&self, error: io::Error) {
-        self.stopped.store(true, Ordering::Relaxed);
+    fn stop(&mut self, error: io::Error) {
+        self.stopped = true;
         if !REFUSAL_SAID.swap(true, Ordering::Relaxed) {
             tracing::info!(
                 %error,
@@ -159,12 +151,12 @@ impl Teller {
         let thread = std::thread::Builder::new()
             .name("mdb-tell".into())
             .spawn(move || {
-                let seeder = Seeder::new(index);
+                let mut seeder = Seeder::new(index);
                 for (ip, mac) in hosts {
                     seeder.add(ip, mac);
                     then(ip, mac);
                 }
-                seeder.told()
+                seeder.told
             });
         match thread {
             Ok(thread) => Teller {
