@@ -19,6 +19,18 @@ pub struct Interface {
     pub network: Ipv4Network,
 }
 
+/// The scanner's interface in unit tests: eth0 at 198.18.0.1/24.
+#[cfg(test)]
+pub fn test_scanner() -> Interface {
+    Interface {
+        name: "eth0".into(),
+        index: 2,
+        mac: Mac([2, 0, 0, 0, 0, 1]),
+        ip: Ipv4Addr::new(198, 18, 0, 1),
+        network: Ipv4Network::new(Ipv4Addr::new(198, 18, 0, 0), 24).expect("a /24"),
+    }
+}
+
 type Addresses = [nix::ifaddrs::InterfaceAddress];
 
 /// This host's interfaces, from one look at its addresses (a host with a

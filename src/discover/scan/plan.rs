@@ -38,7 +38,8 @@ pub(super) struct Search6 {
 fn links6(
     opts: &Options,
     targets: &Targets,
-    (links, on_link): (Vec<iface::Link6>, &[(iface::Interface, V4Ranges)]),
+    links: &[iface::Link6],
+    on_link: &[(iface::Interface, V4Ranges)],
 ) -> Result<Vec<Search6>, Error> {
     let named = |l: &&iface::Link6| opts.interface.as_ref().is_none_or(|n| n == &l.name);
     let mut out: Vec<Search6> = Vec::new();
@@ -143,7 +144,7 @@ pub(super) fn plan(opts: &Options, targets: &Targets) -> Result<Plan, Error> {
     }
     let mut ping: Vec<IpAddr> = reachable.iter().map(IpAddr::V4).collect();
     ping.extend(targets.v6.iter().map(|a| IpAddr::V6(*a)));
-    let links6 = links6(opts, targets, (links, &on_link))?;
+    let links6 = links6(opts, targets, &links, &on_link)?;
     Ok(Plan {
         on_link,
         links6,

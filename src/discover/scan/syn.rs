@@ -398,21 +398,18 @@ pub fn syn_frame(
 mod tests {
     use super::*;
 
-    fn iface() -> Interface {
-        Interface {
-            name: "eth0".into(),
-            index: 2,
-            mac: "02:00:00:00:00:01".parse().unwrap(),
-            ip: Ipv4Addr::new(198, 18, 0, 1),
-            network: "198.18.0.0/24".parse().unwrap(),
-        }
-    }
-
     #[test]
     fn a_syn_carries_valid_checksums_and_its_answer_reads_back() {
         let dev: Mac = "dc:a6:32:00:00:07".parse().unwrap();
         let to = Ipv4Addr::new(198, 18, 0, 7);
-        let f = syn_frame(&iface(), dev, to, 40_001, 22, 0xdead_beef);
+        let f = syn_frame(
+            &super::super::iface::test_scanner(),
+            dev,
+            to,
+            40_001,
+            22,
+            0xdead_beef,
+        );
         assert_eq!(&f[0..6], &dev.0);
         // A header with its checksum in place sums to zero.
         assert_eq!(packet::checksum(&[&f[14..34]], 0), 0);

@@ -147,7 +147,7 @@ fn a_check_is_bounded_and_spread_however_many_hosts_answered() {
 
 #[test]
 fn reply_is_parsed_from_a_request_turned_around() {
-    let iface = scanner();
+    let iface = super::super::iface::test_scanner();
     let mut f = request_frame(&iface, Ipv4Addr::new(198, 18, 0, 9));
     assert!(parse_reply(&f).is_none(), "a request is not a reply");
     f[21] = 2;
@@ -172,7 +172,7 @@ fn reply_to(iface: &Interface, ip: Ipv4Addr, mac: [u8; 6]) -> [u8; FRAME_LEN] {
 
 #[test]
 fn only_a_reply_addressed_in_full_to_the_scanner_is_one_to_us() {
-    let iface = scanner();
+    let iface = super::super::iface::test_scanner();
     let host = [0x00, 0x16, 0x3e, 0, 0, 9];
     let good = reply_to(&iface, Ipv4Addr::new(198, 18, 0, 9), host);
     assert!(is_reply_to_us(&good, &iface));
@@ -200,16 +200,5 @@ fn only_a_reply_addressed_in_full_to_the_scanner_is_one_to_us() {
     for ip in [[198, 18, 0, 0], [198, 18, 0, 255], [198, 18, 0, 1]] {
         let f = reply_to(&iface, Ipv4Addr::from(ip), host);
         assert!(!is_reply_to_us(&f, &iface), "{ip:?}");
-    }
-}
-
-/// The scanner's interface in these tests: 198.18.0.1/24.
-fn scanner() -> Interface {
-    Interface {
-        name: "x".into(),
-        index: 1,
-        mac: "02:00:00:00:00:01".parse().unwrap(),
-        ip: Ipv4Addr::new(198, 18, 0, 1),
-        network: "198.18.0.0/24".parse().unwrap(),
     }
 }

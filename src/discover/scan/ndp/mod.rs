@@ -193,11 +193,15 @@ impl Heard6<'_> {
         }
     }
 
+    /// Nothing asked yet and no echo answered: no IPv6 speaker heard.
+    fn unheard(&self) -> bool {
+        self.asked.is_none() && !self.echo_answered
+    }
+
     /// Quiet: nothing new for a wait; or, before anything was asked, no
     /// echo answered by the time ARP ended (no IPv6 speaker is awake).
     fn quiet(&self, now: Instant, arp_ended: Option<&Instant>) -> bool {
-        let unanswered =
-            self.asked.is_none() && !self.echo_answered && arp_ended.is_some_and(|t| now >= *t);
+        let unanswered = self.unheard() && arp_ended.is_some_and(|t| now >= *t);
         unanswered || now.duration_since(self.last_news) >= self.wait
     }
 }
@@ -271,7 +275,7 @@ pub fn search(sock: &Socket, link: &Link, p: &Params) -> io::Result<Outcome> {
         }
         let until = if !queue.is_empty() {
             next_send
-        } else if heard.asked.is_none() && !heard.echo_answered && p.arp_ended.get().is_none() {
+        } else if heard.unheard() && p.arp_ended.get().is_none() {
             // Looked at again soon: the ARP sweep may end meanwhile.
             p.deadline.min(now + heard.wait.min(ARP_LOOK))
         } else {
