@@ -235,13 +235,13 @@ pub fn sweep(
     loop {
         let now = Instant::now();
         batch.clear();
-        // Time spent waiting (a settle, a pass reopened by loss) is no
+        // Time spent waiting (a check not due yet, a pass reopened by loss) is no
         // credit for a burst: at most a batch is sent behind the pace.
         if let Some(floor) = now.checked_sub(p.gap * BATCH) {
             s.next_send = s.next_send.max(floor);
         }
         while !s.done && s.next_send <= now && batch.len() < BATCH as usize {
-            let Some(i) = s.next_index(&book, len, &expected, (now, retry_gap(&rtts))) else {
+            let Some(i) = s.next_index(&book, len, &expected) else {
                 break;
             };
             if s.pass > 0 {
@@ -328,6 +328,7 @@ pub fn sweep(
                     let pos = rtts.partition_point(|r| *r < reply.rtt);
                     rtts.insert(pos, reply.rtt);
                 }
+                s.found(i, &book, len);
                 observer.found(&reply);
             }
             last_new_reply = at;

@@ -1,7 +1,7 @@
 //! The sending side of a sweep: which address is asked next, pass by
 //! pass, and when a check for loss earns another full pass.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::{Passes, MAX_CHECKS, MAX_TRIES};
 
@@ -80,10 +80,10 @@ impl Book {
 pub(super) enum Stage {
     /// The first pass.
     First,
-    /// The first pass is sent; the answers on their way are waited for
-    /// (until `settle_until`), so the check knows every host found.
-    Settling,
-    /// The check's addresses are being asked.
+    /// The check's addresses are being asked, each a retry gap after its
+    /// first request (the sweep's loop holds back those not due yet), so
+    /// an answer on its way is not taken for loss. An answer arriving now
+    /// adds its silent neighbours to the check.
     Asking,
     /// The check is sent; an answer to it, even a late one, is loss.
     Asked,
@@ -98,9 +98,11 @@ pub(super) struct Sender {
     /// Whether loss a check finds earns a full pass; `None`: no check.
     retry: Option<bool>,
     pub(super) stage: Stage,
-    settle_until: Instant,
     /// The addresses of the check, in order; `None`: every address.
     order: Option<Vec<usize>>,
+    /// How many of `order` were chosen when the first pass ended (sorted);
+    /// the rest are neighbours of hosts that answered after it.
+    chosen_at_end: usize,
     next: usize,
     pub(super) found_this_pass: usize,
     pub(super) next_send: Instant,
@@ -121,8 +123,8 @@ impl Sender {
             passes,
             retry,
             stage,
-            settle_until: start,
             order: None,
+            chosen_at_end: 0,
             next: 0,
             found_this_pass: 0,
             next_send: start,
@@ -132,15 +134,13 @@ impl Sender {
         }
     }
 
-    /// The next silent address due by `now`, starting the next pass or
-    /// the check when one ends; `settle` is how long answers to the last
-    /// requests are waited for before the check is chosen.
+    /// The next silent address to ask, starting the next pass or the
+    /// check when one ends.
     pub(super) fn next_index(
         &mut self,
         book: &Book,
         len: usize,
         expected: &[usize],
-        (now, settle): (Instant, Duration),
     ) -> Option<usize> {
         loop {
             let end = self.order.as_ref().map_or(len, Vec::len);
@@ -160,14 +160,9 @@ impl Sender {
             }
             match self.stage {
                 Stage::First => {
-                    self.stage = Stage::Settling;
-                    self.settle_until = self.last_request + settle;
-                    self.next_send = self.settle_until;
-                    return None;
-                }
-                Stage::Settling if now < self.settle_until => return None,
-                Stage::Settling => {
-                    self.order = Some(book.checks(len, expected));
+                    let order = book.checks(len, expected);
+                    self.chosen_at_end = order.len();
+                    self.order = Some(order);
                     self.stage = Stage::Asking;
                     self.start_pass(1, 2);
                 }
@@ -209,6 +204,30 @@ impl Sender {
         let pass = self.pass + 1;
         self.start_pass(pass, (pass + 1).min(MAX_TRIES));
         self.done = false;
+    }
+
+    /// Address `i` answered for the first time: once the check is chosen,
+    /// its silent neighbours join it (`MAX_CHECKS` such late ones at most),
+    /// as they would have had the answer come before the first pass ended.
+    pub(super) fn found(&mut self, i: usize, book: &Book, len: usize) {
+        if !matches!(self.stage, Stage::Asking | Stage::Asked) {
+            return;
+        }
+        let Some(order) = self.order.as_mut() else {
+            return;
+        };
+        for n in [i.checked_sub(1), i.checked_add(1).filter(|n| *n < len)] {
+            let Some(n) = n.filter(|n| book.is_asked(*n) && !book.is_answered(*n)) else {
+                continue;
+            };
+            let (chosen, late) = order.split_at(self.chosen_at_end);
+            if late.len() >= MAX_CHECKS || chosen.binary_search(&n).is_ok() || late.contains(&n) {
+                continue;
+            }
+            order.push(n);
+            self.stage = Stage::Asking;
+            self.done = false;
+        }
     }
 
     /// An address asked more than once answered: loss. After the check

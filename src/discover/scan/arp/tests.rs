@@ -32,7 +32,7 @@ fn a_lossy_pass_earns_another_up_to_the_limit() {
 }
 
 /// Every address `s` asks until it is done, `on_ask` told of each
-/// (it may answer it); time is always past any wait.
+/// (it may answer it).
 fn drive(
     s: &mut Sender,
     book: &mut Book,
@@ -40,11 +40,13 @@ fn drive(
     expected: &[usize],
     mut on_ask: impl FnMut(&mut Sender, &mut Book, usize),
 ) -> Vec<usize> {
-    let later = Instant::now() + Duration::from_secs(3600);
     let mut order = Vec::new();
     for _ in 0..100 * len {
-        match s.next_index(book, len, expected, (later, Duration::ZERO)) {
+        match s.next_index(book, len, expected) {
             Some(i) => {
+                if s.pass == 0 {
+                    book.ask(i);
+                }
                 order.push(i);
                 on_ask(s, book, i);
             }
@@ -72,24 +74,37 @@ fn a_check_asks_again_only_the_neighbours_of_hosts_and_those_expected() {
 }
 
 #[test]
-fn the_check_waits_for_answers_on_their_way() {
-    let now = Instant::now();
-    let mut book = Book::new(4);
-    let mut s = Sender::new(Passes::Checked { retry: true }, now, 4);
-    let settle = Duration::from_millis(5);
-    for i in 0..4 {
-        assert_eq!(s.next_index(&book, 4, &[], (now, settle)), Some(i));
-    }
-    s.last_request = now;
-    assert_eq!(s.next_index(&book, 4, &[], (now, settle)), None);
-    assert!(!s.done, "settling, not done");
-    assert_eq!(s.next_send, now + settle, "woken when settled");
-    // An answer on its way arrives meanwhile: its neighbours are checked.
-    book.answer(2);
-    assert_eq!(s.next_index(&book, 4, &[], (now + settle, settle)), Some(1));
-    assert_eq!(s.next_index(&book, 4, &[], (now + settle, settle)), Some(3));
-    assert_eq!(s.next_index(&book, 4, &[], (now + settle, settle)), None);
+fn an_answer_after_the_first_pass_adds_its_neighbours_to_the_check() {
+    let mut book = Book::new(6);
+    let mut s = Sender::new(Passes::Checked { retry: true }, Instant::now(), 6);
+    let order = drive(&mut s, &mut book, 6, &[], |_, _, _| {});
+    assert_eq!(order, (0..6).collect::<Vec<_>>(), "nothing answered yet");
+    assert!(s.done, "an empty check");
+    // The answer of 3 was on its way: 2 and 4 are checked, once.
+    book.answer(3);
+    s.found(3, &book, 6);
+    s.found(3, &book, 6);
+    assert!(!s.done, "the check goes on");
+    assert_eq!(drive(&mut s, &mut book, 6, &[], |_, _, _| {}), [2, 4]);
+    // A neighbour already asked by the check is not asked twice.
+    book.answer(1);
+    s.found(1, &book, 6);
+    assert_eq!(drive(&mut s, &mut book, 6, &[], |_, _, _| {}), [0]);
     assert!(s.done);
+}
+
+#[test]
+fn late_neighbours_added_to_a_check_are_bounded() {
+    let len = 4 * MAX_CHECKS;
+    let mut book = Book::new(len);
+    let mut s = Sender::new(Passes::Checked { retry: false }, Instant::now(), len);
+    drive(&mut s, &mut book, len, &[], |_, _, _| {});
+    for i in (0..len).step_by(3) {
+        book.answer(i);
+        s.found(i, &book, len);
+    }
+    let late = drive(&mut s, &mut book, len, &[], |_, _, _| {});
+    assert_eq!(late.len(), MAX_CHECKS, "{late:?}");
 }
 
 #[test]
