@@ -2,7 +2,11 @@
 //! opening one bound to a protocol, sending frames in batches, and reading
 //! with a deadline to the microsecond.
 
-use std::{io, mem, os::fd::AsRawFd, time::Duration};
+use std::{
+    io, mem,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    time::Duration,
+};
 
 use socket2::{Domain, Socket, Type};
 
@@ -128,17 +132,48 @@ pub fn send(
 
 /// Whether the socket became readable within `timeout`.
 pub fn wait_readable(sock: &Socket, timeout: Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd: sock.as_raw_fd(),
+    let mut fds = [pollin(sock.as_raw_fd())];
+    Ok(poll(&mut fds, timeout)? && fds[0].revents != 0)
+}
+
+/// Whether the socket became readable within `timeout`, a wait that
+/// `wake` cuts short (then false, and `wake` is lowered again).
+pub fn wait_readable_or_woken(sock: &Socket, wake: &Wake, timeout: Duration) -> io::Result<bool> {
+    let mut fds = [pollin(sock.as_raw_fd()), pollin(wake.0.as_raw_fd())];
+    if !poll(&mut fds, timeout)? {
+        return Ok(false);
+    }
+    if fds[1].revents != 0 {
+        wake.lower();
+    }
+    Ok(fds[0].revents != 0)
+}
+
+fn pollin(fd: libc::c_int) -> libc::pollfd {
+    libc::pollfd {
+        fd,
         events: libc::POLLIN,
         revents: 0,
-    };
+    }
+}
+
+/// Whether any of `fds` is ready within `timeout` (to the microsecond:
+/// SO_RCVTIMEO would round up to a scheduler tick of several ms).
+fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<bool> {
     let ts = libc::timespec {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
-    // SAFETY: one valid pollfd, a valid timespec, no signal mask.
-    let rc = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+    // SAFETY: valid pollfds of the given count, a valid timespec, no
+    // signal mask.
+    let rc = unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        )
+    };
     if rc < 0 {
         let e = io::Error::last_os_error();
         return match e.kind() {
@@ -147,6 +182,35 @@ pub fn wait_readable(sock: &Socket, timeout: Duration) -> io::Result<bool> {
         };
     }
     Ok(rc > 0)
+}
+
+/// A signal another thread raises to end a [`wait_readable_or_woken`]
+/// at once (an eventfd), rather than at the wait's next timeout.
+pub struct Wake(OwnedFd);
+
+impl Wake {
+    pub fn new() -> io::Result<Wake> {
+        // SAFETY: eventfd with flags only; the fd is checked below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor this value alone owns.
+        Ok(Wake(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    pub fn raise(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a valid buffer; a full counter
+        // (EAGAIN) is raised already.
+        unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+
+    fn lower(&self) {
+        let mut count = [0u8; 8];
+        // SAFETY: reads 8 bytes into a valid buffer; nonblocking.
+        unsafe { libc::read(self.0.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) };
+    }
 }
 
 pub fn recv(sock: &Socket, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {

@@ -15,7 +15,7 @@
 use std::{
     collections::HashMap,
     net::IpAddr,
-    sync::{mpsc, Arc},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -127,7 +127,7 @@ impl Found {
 /// The SYN prober of one attached subnet: a thread fed over a channel.
 struct SynProbe {
     network: Ipv4Network,
-    jobs: mpsc::Sender<syn::Job>,
+    jobs: syn::JobLine,
     thread: tokio::task::JoinHandle<std::io::Result<u64>>,
 }
 
@@ -178,8 +178,9 @@ impl Probes {
         if self.ports.is_empty() {
             return;
         }
-        let Ok(sock) = syn::open(iface) else { return };
-        let (jobs, rx) = mpsc::channel();
+        let (Ok(sock), Ok((jobs, rx))) = (syn::open(iface), syn::job_line()) else {
+            return;
+        };
         let params = syn::Params {
             ports: self.ports.to_vec(),
             // Every found host has all its ports probed at the pace ARP
@@ -284,7 +285,10 @@ impl Probes {
         };
         let probe = self.syn.iter().find(|p| p.network.contains(v4))?;
         let (done, open) = tokio::sync::oneshot::channel();
-        probe.jobs.send(syn::Job { ip: v4, mac, done }).ok()?;
+        probe
+            .jobs
+            .send(syn::Job { ip: v4, mac, done })
+            .then_some(())?;
         Some(open)
     }
 

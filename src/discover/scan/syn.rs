@@ -18,7 +18,7 @@ use std::{
     hash::{BuildHasher, Hasher},
     io,
     net::Ipv4Addr,
-    sync::mpsc,
+    sync::{mpsc, Arc},
     time::{Duration, Instant},
 };
 
@@ -40,6 +40,48 @@ pub struct Job {
     pub ip: Ipv4Addr,
     pub mac: Mac,
     pub done: tokio::sync::oneshot::Sender<Vec<u16>>,
+}
+
+/// Where hosts are handed to a running prober. Each host, and the end of
+/// them (the line dropped), wakes the prober at once rather than at its
+/// next timeout, so the last host's probes and the sweep's end wait for
+/// nothing.
+pub struct JobLine {
+    tx: Option<mpsc::Sender<Job>>,
+    wake: Arc<packet::Wake>,
+}
+
+/// The prober's end of a [`JobLine`].
+pub struct Jobs {
+    rx: mpsc::Receiver<Job>,
+    wake: Arc<packet::Wake>,
+}
+
+pub fn job_line() -> io::Result<(JobLine, Jobs)> {
+    let (tx, rx) = mpsc::channel();
+    let wake = Arc::new(packet::Wake::new()?);
+    let line = JobLine {
+        tx: Some(tx),
+        wake: wake.clone(),
+    };
+    Ok((line, Jobs { rx, wake }))
+}
+
+impl JobLine {
+    /// False when the prober has stopped.
+    pub fn send(&self, job: Job) -> bool {
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(job).is_ok());
+        self.wake.raise();
+        sent
+    }
+}
+
+impl Drop for JobLine {
+    fn drop(&mut self) {
+        // Closed before the wake, so the woken prober sees the end.
+        drop(self.tx.take());
+        self.wake.raise();
+    }
 }
 
 pub struct Params {
@@ -128,12 +170,7 @@ impl Cookies {
 
 /// Probes every host that comes in on `jobs` until the channel closes and
 /// every host is done, or the deadline. Returns the SYNs sent. Blocking.
-pub fn run(
-    sock: &Socket,
-    iface: &Interface,
-    jobs: mpsc::Receiver<Job>,
-    p: &Params,
-) -> io::Result<u64> {
+pub fn run(sock: &Socket, iface: &Interface, jobs: Jobs, p: &Params) -> io::Result<u64> {
     let cookies = Cookies(Default::default());
     let sport = 40_000 + (std::process::id() % 20_000) as u16;
     let mut hosts: HashMap<Ipv4Addr, Host> = HashMap::new();
@@ -148,7 +185,7 @@ pub fn run(
         if p.deadline.is_some_and(|d| now >= d) {
             return Ok(sent);
         }
-        closed |= take_jobs(&jobs, &mut hosts, &mut queue, &p.ports, now);
+        closed |= take_jobs(&jobs.rx, &mut hosts, &mut queue, &p.ports, now);
         sent += send_due(
             sock,
             iface,
@@ -173,8 +210,9 @@ pub fn run(
         } else {
             next_send
         };
-        if packet::wait_readable(
+        if packet::wait_readable_or_woken(
             sock,
+            &jobs.wake,
             until
                 .saturating_duration_since(now)
                 .max(Duration::from_micros(20)),
@@ -465,5 +503,36 @@ mod tests {
             r.add(Duration::from_millis(200));
         }
         assert_eq!(r.wait(cap), cap, "never past the cap");
+    }
+
+    /// A prober waiting for answers hears of its last host at once, not at
+    /// its next timeout: the sweep's end waits for nothing.
+    #[test]
+    fn the_end_of_the_hosts_wakes_a_waiting_prober() {
+        let (line, jobs) = job_line().unwrap();
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            drop(line);
+        });
+        let start = Instant::now();
+        let readable =
+            packet::wait_readable_or_woken(&sock, &jobs.wake, Duration::from_secs(30)).unwrap();
+        assert!(!readable, "woken, nothing to read");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "woken, not timed out"
+        );
+        closer.join().unwrap();
+        assert!(
+            matches!(jobs.rx.try_recv(), Err(mpsc::TryRecvError::Disconnected)),
+            "closed before the wake"
+        );
+        // Lowered again: the next wait runs to its timeout.
+        let start = Instant::now();
+        assert!(
+            !packet::wait_readable_or_woken(&sock, &jobs.wake, Duration::from_millis(30)).unwrap()
+        );
+        assert!(start.elapsed() >= Duration::from_millis(25));
     }
 }
