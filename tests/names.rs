@@ -383,3 +383,75 @@ fn a_fresh_host_is_not_asked_again_and_a_lost_answer_keeps_its_name() {
     );
     lan.stop_mdb();
 }
+
+/// Reverse DNS from the LAN's name server (Debian's dnsmasq in the scanner
+/// namespace at 127.0.0.1:53, the namespace's resolv.conf): a host the
+/// hosts file names keeps that name, one only the server knows gets the
+/// server's, and one it has no name for gets none.
+#[test]
+fn reverse_dns_asks_the_name_server_after_the_hosts_file() {
+    let mut lan = Lan::new(&[
+        HostSpec::at("198.18.0.31", "00:16:3e:00:00:31"),
+        HostSpec::at("198.18.0.32", "00:16:3e:00:00:32"),
+        HostSpec::at("198.18.0.33", "00:16:3e:00:00:33"),
+    ]);
+    let etc = std::path::Path::new("/etc/netns").join(&lan.scanner);
+    std::fs::write(
+        etc.join("hosts"),
+        "127.0.0.1 localhost\n198.18.0.31 desk.hosts.test\n",
+    )
+    .expect("hosts");
+    let log = lan.dir().join("dnsmasq.log");
+    lan.spawn_in_scanner(
+        &[
+            "dnsmasq",
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--port=53",
+            "--user=root",
+            "--pid-file=",
+            "--log-queries",
+            "--host-record=desk.dns.test,198.18.0.31",
+            "--host-record=shelf.dns.test,198.18.0.32",
+        ],
+        &[],
+        &log,
+    );
+    let name = |hosts: &std::collections::BTreeMap<String, serde_json::Value>, ip: &str| {
+        hosts[ip]["dns_name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let hosts = wait_for("a name from dnsmasq", 20, || {
+        let hosts = lan.scan_json(&["--no-ports", "--no-mdns", "--no-ipv6"]);
+        (name(&hosts, "198.18.0.32") == "shelf.dns.test").then_some(hosts)
+    });
+    assert_eq!(
+        name(&hosts, "198.18.0.31"),
+        "desk.hosts.test",
+        "the hosts file first"
+    );
+    assert_eq!(
+        name(&hosts, "198.18.0.33"),
+        "",
+        "no name where the server has none"
+    );
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        said.contains("query[PTR] 32.0.18.198.in-addr.arpa"),
+        "{said}"
+    );
+    assert!(
+        said.contains("query[PTR] 33.0.18.198.in-addr.arpa"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("query[PTR] 31.0.18.198.in-addr.arpa"),
+        "a name from the hosts file is not asked for: {said}"
+    );
+}

@@ -22,6 +22,8 @@ use std::{
 
 use tokio::net::UdpSocket;
 
+use super::dns_wire::{name_at, push_name, MAX_NAME};
+
 /// How long a host that neither answered nor refused is waited for after
 /// its query. A host without a responder refuses at once (ICMP port
 /// unreachable) and one with a responder usually answers at once, so the
@@ -36,9 +38,6 @@ const MAX_PACKET: usize = 9000;
 const MAX_SERVICES: usize = 16;
 /// Resource records read per answer.
 const MAX_RECORDS: usize = 64;
-/// A DNS name is at most 255 bytes on the wire.
-const MAX_NAME: usize = 255;
-const MAX_JUMPS: usize = 16;
 const TYPE_A: u16 = 1;
 const TYPE_PTR: u16 = 12;
 const SERVICES: &str = "_services._dns-sd._udp.local";
@@ -166,11 +165,7 @@ fn query(id: u16, ip: Ipv4Addr) -> Vec<u8> {
     q.extend_from_slice(&id.to_be_bytes());
     q.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 0, 0, 0]);
     for name in [reverse_name(ip).as_str(), SERVICES] {
-        for label in name.split('.') {
-            q.push(label.len() as u8);
-            q.extend_from_slice(label.as_bytes());
-        }
-        q.push(0);
+        push_name(&mut q, name);
         q.extend_from_slice(&TYPE_PTR.to_be_bytes());
         q.extend_from_slice(&1u16.to_be_bytes());
     }
@@ -242,43 +237,6 @@ fn local_part(name: &str) -> String {
         _ => trimmed,
     };
     crate::escape::clean(bare, MAX_NAME)
-}
-
-/// The name at `at` (compression followed, bounded) and where the record
-/// goes on after it; `None` for a malformed or over-long name.
-fn name_at(msg: &[u8], mut at: usize) -> Option<(String, usize)> {
-    let mut labels: Vec<String> = Vec::new();
-    let mut wire = 0;
-    let mut after = None;
-    let mut jumps = 0;
-    loop {
-        let len = *msg.get(at)? as usize;
-        match len {
-            0 => break,
-            l if l & 0xc0 == 0xc0 => {
-                let target = ((l & 0x3f) << 8) | *msg.get(at + 1)? as usize;
-                jumps += 1;
-                // Pointers go backwards only, a bounded number of times:
-                // no loop and no amplification.
-                if jumps > MAX_JUMPS || target >= at {
-                    return None;
-                }
-                after.get_or_insert(at + 2);
-                at = target;
-            }
-            l if l > 63 => return None,
-            l => {
-                wire += l + 1;
-                if wire > MAX_NAME {
-                    return None;
-                }
-                let label = msg.get(at + 1..at + 1 + l)?;
-                labels.push(String::from_utf8_lossy(label).into_owned());
-                at += l + 1;
-            }
-        }
-    }
-    Some((labels.join("."), after.unwrap_or(at + 1)))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use std::{
 
 use ipnetwork::Ipv4Network;
 
-use super::{icmp, iface::Interface, ports, syn, Carried, Options, PORT_BUDGET};
+use super::{icmp, iface::Interface, ports, rdns::ReverseDns, syn, Carried, Options, PORT_BUDGET};
 use crate::net::Mac;
 
 /// File descriptors kept free for everything else the process does.
@@ -31,62 +31,16 @@ const MAX_CONNECTS: u64 = 8192;
 /// Connects started per second at most.
 const CONNECT_RATE: f64 = 20_000.0;
 
-/// Reverse lookups running at once, at first. Each runs on a blocking
-/// thread, and a thread's first lookup sets up the C library's resolver
-/// (its files read again): a few threads reused cost a third of one
-/// thread per host, and leave the cores to the ARP sweep.
-const DNS_AT_ONCE: usize = 16;
-/// A lookup slower than this earns one more at once, up to `DNS_AT_MOST`:
-/// a slow resolver is asked as widely as before, a fast one by few threads.
-const DNS_SLOW: Duration = Duration::from_millis(20);
-const DNS_AT_MOST: usize = 256;
-/// A host's name is waited for this long after it is found, its turn
-/// included.
+/// A host's name is waited for this long after it is found.
 const DNS_WAIT: Duration = Duration::from_secs(2);
 
-/// The turns of one sweep's reverse lookups; a thread holds its turn until
-/// its lookup returns (a timed-out lookup still holds a thread).
-struct DnsTurns {
-    slots: Arc<tokio::sync::Semaphore>,
-    added: std::sync::atomic::AtomicUsize,
-}
-
-impl DnsTurns {
-    fn new() -> DnsTurns {
-        DnsTurns {
-            slots: Arc::new(tokio::sync::Semaphore::new(DNS_AT_ONCE)),
-            added: std::sync::atomic::AtomicUsize::new(0),
-        }
-    }
-
-    fn widen(&self) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let grown = self.added.fetch_update(Relaxed, Relaxed, |n| {
-            (n + DNS_AT_ONCE < DNS_AT_MOST).then_some(n + 1)
-        });
-        if grown.is_ok() {
-            self.slots.add_permits(1);
-        }
-    }
-}
-
-/// The reverse-DNS name, if the resolver has one within `DNS_WAIT`.
-async fn reverse_dns(ip: IpAddr, turns: Arc<DnsTurns>) -> String {
-    let lookup = async {
-        let slot = turns.slots.clone().acquire_owned().await.ok()?;
-        tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let name = dns_lookup::lookup_addr(&ip).ok();
-            if started.elapsed() >= DNS_SLOW {
-                turns.widen();
-            }
-            drop(slot);
-            name
-        })
-        .await
-        .ok()?
+/// The reverse-DNS name, if the hosts file or a name server has one
+/// within `DNS_WAIT`.
+async fn reverse_dns(ip: IpAddr, dns: Option<ReverseDns>) -> String {
+    let Some(dns) = dns else {
+        return String::new();
     };
-    match tokio::time::timeout(DNS_WAIT, lookup).await {
+    match tokio::time::timeout(DNS_WAIT, dns.name(ip)).await {
         // Whoever answers the PTR query chooses this text: kept bounded,
         // without control characters.
         Ok(Some(name)) if name != ip.to_string() => crate::escape::clean(&name, 253),
@@ -142,8 +96,8 @@ pub(super) struct Probes {
     ports: Arc<Vec<u16>>,
     ssh_ports: Arc<Vec<u16>>,
     budget: Duration,
-    /// Reverse lookups' turns; `None`: no reverse DNS.
-    dns_turns: Option<Arc<DnsTurns>>,
+    /// `None`: no reverse DNS.
+    dns: Option<ReverseDns>,
     carried: Arc<HashMap<IpAddr, Carried>>,
     syn: Vec<SynProbe>,
     /// When the next host's connects may start, and the gap between hosts.
@@ -163,7 +117,7 @@ impl Probes {
             ports: Arc::new(opts.ports.clone()),
             ssh_ports: Arc::new(opts.ssh_ports.clone()),
             budget: opts.timeout.unwrap_or(PORT_BUDGET).max(PORT_BUDGET),
-            dns_turns: opts.reverse_dns.then(|| Arc::new(DnsTurns::new())),
+            dns: opts.reverse_dns.then(ReverseDns::start),
             carried: opts.carried.clone(),
             syn: Vec::new(),
             next_connect: Instant::now(),
@@ -234,7 +188,7 @@ impl Probes {
                 .spawn(async move { Some(Found::carried(ip, &c, echo.await)) });
             return;
         }
-        let name = lookup(ip, self.dns_turns.clone());
+        let name = reverse_dns(ip, self.dns.clone());
         let (ssh_ports, budget) = (self.ssh_ports.clone(), self.budget);
         if let Some(open) = self.syn_job(ip, mac) {
             self.tasks.spawn(async move {
@@ -295,13 +249,6 @@ impl Probes {
     /// The values kept for a host whose follow-ups were shed.
     pub(super) fn carried_for(&self, ip: IpAddr, mac: Option<Mac>) -> Option<&Carried> {
         self.carried.get(&ip).filter(|c| c.mac == mac)
-    }
-}
-
-async fn lookup(ip: IpAddr, turns: Option<Arc<DnsTurns>>) -> String {
-    match turns {
-        Some(turns) => reverse_dns(ip, turns).await,
-        None => String::new(),
     }
 }
 

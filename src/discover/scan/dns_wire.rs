@@ -1,0 +1,53 @@
+//! DNS names on the wire (RFC 1035 4.1.4), shared by the mDNS and the
+//! reverse DNS queries: written plain, read with compression followed a
+//! bounded number of times, backwards only.
+
+/// A DNS name is at most 255 bytes on the wire.
+pub const MAX_NAME: usize = 255;
+const MAX_JUMPS: usize = 16;
+
+/// Appends `name` (dot-separated, each label under 64 bytes) as labels.
+pub fn push_name(out: &mut Vec<u8>, name: &str) {
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        out.push(label.len().min(63) as u8);
+        out.extend_from_slice(&label.as_bytes()[..label.len().min(63)]);
+    }
+    out.push(0);
+}
+
+/// The name at `at` (compression followed, bounded) and where the record
+/// goes on after it; `None` for a malformed or over-long name.
+pub fn name_at(msg: &[u8], mut at: usize) -> Option<(String, usize)> {
+    let mut labels: Vec<String> = Vec::new();
+    let mut wire = 0;
+    let mut after = None;
+    let mut jumps = 0;
+    loop {
+        let len = *msg.get(at)? as usize;
+        match len {
+            0 => break,
+            l if l & 0xc0 == 0xc0 => {
+                let target = ((l & 0x3f) << 8) | *msg.get(at + 1)? as usize;
+                jumps += 1;
+                // Pointers go backwards only, a bounded number of times:
+                // no loop and no amplification.
+                if jumps > MAX_JUMPS || target >= at {
+                    return None;
+                }
+                after.get_or_insert(at + 2);
+                at = target;
+            }
+            l if l > 63 => return None,
+            l => {
+                wire += l + 1;
+                if wire > MAX_NAME {
+                    return None;
+                }
+                let label = msg.get(at + 1..at + 1 + l)?;
+                labels.push(String::from_utf8_lossy(label).into_owned());
+                at += l + 1;
+            }
+        }
+    }
+    Some((labels.join("."), after.unwrap_or(at + 1)))
+}
