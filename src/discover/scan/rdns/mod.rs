@@ -5,10 +5,16 @@
 //!
 //! The C library's resolver cost a thread and ~90 µs of CPU per lookup
 //! (its files read, a socket, a retry), most of a core taken from the ARP
-//! sweep on a /24; here a lookup is one datagram each way. A server that
-//! refuses (nothing listens on its port 53) or stays silent for a try's
-//! wait is given up for the whole sweep, so its lookups end at once rather
-//! than each waiting out its timeout.
+//! sweep on a /24; here a lookup is one datagram each way. A lookup is
+//! tried twice on a server, then on the next. A server that refuses
+//! (nothing listens on its port 53) or answers nothing over two tries'
+//! waits is given up for the whole sweep, so its lookups end at once
+//! rather than each waiting out its timeout.
+//!
+//! Unlike the C library, other name services (nsswitch's mdns, resolve,
+//! myhostname) and resolv.conf's options are not consulted, and scoped
+//! IPv6 servers (`fe80::1%eth0`) are skipped; mDNS names come from the
+//! sweep's own mDNS queries.
 //!
 //! An answer is the server's word, read only from that server's address
 //! (the socket is connected), for a query id in flight to it and for the
@@ -40,8 +46,16 @@ const MAX_SERVERS: usize = 3;
 /// Lookups in flight at once at most, over all servers: a home router's
 /// resolver is not flooded by a campus.
 const MAX_IN_FLIGHT: usize = 64;
-/// How long one server is given for an answer before the next is asked.
+/// How long one try is given for an answer.
 pub const TRY_WAIT: Duration = Duration::from_millis(700);
+/// Tries of one lookup on one server, as the C library's `attempts`.
+const TRIES: u8 = 2;
+/// A server that answered nothing over this many tries' waits running is
+/// given up (one lost datagram is not a dead server).
+const SILENT_TRIES: u32 = 2;
+/// Datagrams read and not yet looked at, at most: past it the reader
+/// waits, and the socket's own buffer drops a flood.
+const HEARD_QUEUE: usize = 1024;
 /// The largest answer read (UDP DNS without EDNS is at most 512 bytes;
 /// a server may send more).
 const MAX_PACKET: usize = 4096;
@@ -196,6 +210,11 @@ pub fn read_response(msg: &[u8], id: u16, qname: &str) -> Option<Said> {
     {
         return None;
     }
+    // Truncated: the C library would ask again over TCP; the next server
+    // is asked instead.
+    if head[2] & 0x02 != 0 {
+        return Some(Said::Failed);
+    }
     match head[3] & 0x0f {
         0 => {}
         3 => return Some(Said::Answer(None)),
@@ -230,14 +249,20 @@ struct Server {
     /// Refused or silent: asked no more.
     given_up: bool,
     last_answer: Option<Instant>,
+    /// Sent the first query whose try ran out unanswered, with nothing
+    /// heard from the server since.
+    silent_since: Option<Instant>,
 }
 
+/// One lookup on its way. Its query id stays the same over its tries, so
+/// a late answer to an earlier try still counts.
 struct Pending {
-    ip: IpAddr,
     qname: String,
     reply: oneshot::Sender<Option<String>>,
     server: usize,
     sent: Instant,
+    /// Tries on `server` so far.
+    tries: u8,
 }
 
 /// What a server's socket brought: a datagram, or its refusal.
@@ -261,7 +286,7 @@ impl Lookups {
     }
 
     async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>, addrs: Vec<SocketAddr>) {
-        let (heard_tx, mut heard) = mpsc::unbounded_channel::<Heard>();
+        let (heard_tx, mut heard) = mpsc::channel::<Heard>(HEARD_QUEUE);
         for addr in addrs {
             let Ok(sock) = connect(addr).await else {
                 continue;
@@ -273,6 +298,7 @@ impl Lookups {
                 sock,
                 given_up: false,
                 last_answer: None,
+                silent_since: None,
             });
         }
         drop(heard_tx);
@@ -310,31 +336,38 @@ impl Lookups {
             let Some(r) = self.waiting.pop_front() else {
                 return;
             };
-            let qname = reverse_name(r.ip);
-            self.send(r.ip, qname, r.reply, 0);
+            // Its caller stopped waiting: not asked at all.
+            if r.reply.is_closed() {
+                continue;
+            }
+            let id = loop {
+                let id: u16 = rand::random();
+                if !self.pending.contains_key(&id) {
+                    break id;
+                }
+            };
+            let lookup = Pending {
+                qname: reverse_name(r.ip),
+                reply: r.reply,
+                server: 0,
+                sent: Instant::now(),
+                tries: 0,
+            };
+            self.send(id, lookup, 0);
         }
     }
 
-    /// Sends the query to the first server from `from` on not given up;
-    /// none left: the lookup ends without a name.
-    fn send(
-        &mut self,
-        ip: IpAddr,
-        qname: String,
-        reply: oneshot::Sender<Option<String>>,
-        from: usize,
-    ) {
-        let id = loop {
-            let id: u16 = rand::random();
-            if !self.pending.contains_key(&id) {
-                break id;
-            }
-        };
-        let q = query(id, &qname);
+    /// Sends try `tries + 1` of a lookup to the first server from `from`
+    /// on not given up; none left (or its caller gone): it ends there.
+    fn send(&mut self, id: u16, mut lookup: Pending, from: usize) {
+        if lookup.reply.is_closed() {
+            return;
+        }
+        let q = query(id, &lookup.qname);
         let mut server = from;
         loop {
             let Some(s) = (server..self.servers.len()).find(|i| !self.servers[*i].given_up) else {
-                let _ = reply.send(None);
+                let _ = lookup.reply.send(None);
                 return;
             };
             // Sent by the system call itself: tokio's `try_send` refuses
@@ -353,16 +386,13 @@ impl Lookups {
                 }
             }
         }
-        self.pending.insert(
-            id,
-            Pending {
-                ip,
-                qname,
-                reply,
-                server,
-                sent: Instant::now(),
-            },
-        );
+        if server != lookup.server {
+            lookup.tries = 0;
+        }
+        lookup.server = server;
+        lookup.sent = Instant::now();
+        lookup.tries += 1;
+        self.pending.insert(id, lookup);
     }
 
     fn heard(&mut self, server: usize, said: io::Result<Vec<u8>>) {
@@ -380,7 +410,9 @@ impl Lookups {
         let Some(said) = read_response(&msg, id, &p.qname) else {
             return;
         };
-        self.servers[server].last_answer = Some(Instant::now());
+        let s = &mut self.servers[server];
+        s.last_answer = Some(Instant::now());
+        s.silent_since = None;
         let Some(p) = self.pending.remove(&id) else {
             return;
         };
@@ -388,13 +420,13 @@ impl Lookups {
             Said::Answer(name) => {
                 let _ = p.reply.send(name.filter(|n| !n.is_empty()));
             }
-            Said::Failed => self.send(p.ip, p.qname, p.reply, server + 1),
+            Said::Failed => self.send(id, p, server + 1),
         }
     }
 
-    /// Queries whose try is over: a server that answered nothing since
-    /// is given up (its other queries move on at once), else the next one
-    /// is asked.
+    /// Lookups whose try is over are tried again, on the same server up
+    /// to [`TRIES`], then on the next; a server that answered nothing over
+    /// [`SILENT_TRIES`] tries running is given up (its lookups move on).
     fn tries_out(&mut self, now: Instant) {
         let over: Vec<u16> = self
             .pending
@@ -403,20 +435,28 @@ impl Lookups {
             .map(|(id, _)| *id)
             .collect();
         for id in over {
-            let Some(p) = self.pending.get(&id) else {
+            // Moved on meanwhile (a server given up) under the same id.
+            let Some(p) = self.pending.get(&id).filter(|p| now >= p.sent + TRY_WAIT) else {
                 continue;
             };
             let server = p.server;
-            let silent = self.servers[server].last_answer.is_none_or(|t| t < p.sent);
-            if silent {
-                self.give_up(server);
-            } else if let Some(p) = self.pending.remove(&id) {
-                self.send(p.ip, p.qname, p.reply, server + 1);
+            let s = &mut self.servers[server];
+            if s.last_answer.is_none_or(|t| t < p.sent) {
+                let since = *s.silent_since.get_or_insert(p.sent);
+                if now >= since + TRY_WAIT * SILENT_TRIES {
+                    self.give_up(server);
+                    continue;
+                }
             }
+            let Some(p) = self.pending.remove(&id) else {
+                continue;
+            };
+            let next = if p.tries < TRIES { server } else { server + 1 };
+            self.send(id, p, next);
         }
     }
 
-    /// Asks `server` no more this sweep; its queries go to the next.
+    /// Asks `server` no more this sweep; its lookups go to the next.
     fn give_up(&mut self, server: usize) {
         self.servers[server].given_up = true;
         let moved: Vec<u16> = self
@@ -427,7 +467,7 @@ impl Lookups {
             .collect();
         for id in moved {
             if let Some(p) = self.pending.remove(&id) {
-                self.send(p.ip, p.qname, p.reply, server + 1);
+                self.send(id, p, server + 1);
             }
         }
     }
@@ -447,7 +487,7 @@ async fn connect(addr: SocketAddr) -> io::Result<UdpSocket> {
 
 /// Reads server `i`'s socket until the lookups end or the server fails
 /// (any error gives it up, so the reading ends there).
-async fn listen(i: usize, sock: Arc<UdpSocket>, heard: mpsc::UnboundedSender<Heard>) {
+async fn listen(i: usize, sock: Arc<UdpSocket>, heard: mpsc::Sender<Heard>) {
     let mut buf = vec![0u8; MAX_PACKET];
     // A refusal is an error on the socket, not data: both wake it.
     let interest = tokio::io::Interest::READABLE | tokio::io::Interest::ERROR;
@@ -472,7 +512,7 @@ async fn listen(i: usize, sock: Arc<UdpSocket>, heard: mpsc::UnboundedSender<Hea
             Err(e) => Err(e),
         };
         let failed = said.is_err();
-        if heard.send((i, said)).is_err() || failed {
+        if heard.send((i, said)).await.is_err() || failed {
             return;
         }
     }
