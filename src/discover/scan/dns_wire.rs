@@ -2,9 +2,32 @@
 //! reverse DNS queries: written plain, read with compression followed a
 //! bounded number of times, backwards only.
 
+use std::net::IpAddr;
+
+pub const TYPE_PTR: u16 = 12;
+pub const CLASS_IN: u16 = 1;
 /// A DNS name is at most 255 bytes on the wire.
 pub const MAX_NAME: usize = 255;
 const MAX_JUMPS: usize = 16;
+
+/// The reverse name of an address: `4.3.2.1.in-addr.arpa`, or the 32
+/// nibbles of an IPv6 address under `ip6.arpa`.
+pub fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let mut name = String::with_capacity(72);
+            for byte in v6.octets().iter().rev() {
+                name.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
+            }
+            name.push_str("ip6.arpa");
+            name
+        }
+    }
+}
 
 /// Appends `name` (dot-separated, each label under 64 bytes) as labels.
 pub fn push_name(out: &mut Vec<u8>, name: &str) {

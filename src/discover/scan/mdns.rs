@@ -22,7 +22,7 @@ use std::{
 
 use tokio::net::UdpSocket;
 
-use super::dns_wire::{name_at, push_name, MAX_NAME};
+use super::dns_wire::{name_at, push_name, reverse_name, CLASS_IN, MAX_NAME, TYPE_PTR};
 
 /// How long a host that neither answered nor refused is waited for after
 /// its query. A host without a responder refuses at once (ICMP port
@@ -39,7 +39,6 @@ const MAX_SERVICES: usize = 16;
 /// Resource records read per answer.
 const MAX_RECORDS: usize = 64;
 const TYPE_A: u16 = 1;
-const TYPE_PTR: u16 = 12;
 const SERVICES: &str = "_services._dns-sd._udp.local";
 
 /// What one host said of itself.
@@ -152,22 +151,16 @@ async fn ask_one(ip: Ipv4Addr, end: Instant) -> Option<Answer> {
     }
 }
 
-/// The reverse name of an address: `4.3.2.1.in-addr.arpa`.
-fn reverse_name(ip: Ipv4Addr) -> String {
-    let o = ip.octets();
-    format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
-}
-
 /// A query with two PTR questions: the host's reverse name and its
 /// service types.
 fn query(id: u16, ip: Ipv4Addr) -> Vec<u8> {
     let mut q = Vec::with_capacity(96);
     q.extend_from_slice(&id.to_be_bytes());
     q.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 0, 0, 0]);
-    for name in [reverse_name(ip).as_str(), SERVICES] {
+    for name in [reverse_name(IpAddr::V4(ip)).as_str(), SERVICES] {
         push_name(&mut q, name);
         q.extend_from_slice(&TYPE_PTR.to_be_bytes());
-        q.extend_from_slice(&1u16.to_be_bytes());
+        q.extend_from_slice(&CLASS_IN.to_be_bytes());
     }
     q
 }
@@ -184,7 +177,7 @@ fn read_answer(msg: &[u8], id: u16, from: Ipv4Addr) -> Option<Answer> {
     for _ in 0..questions.min(MAX_RECORDS) {
         at = name_at(msg, at)?.1 + 4;
     }
-    let reverse = reverse_name(from);
+    let reverse = reverse_name(IpAddr::V4(from));
     let mut answer = Answer::default();
     let mut by_address = String::new();
     for _ in 0..records {

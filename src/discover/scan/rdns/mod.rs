@@ -33,7 +33,7 @@ use tokio::{
     sync::{mpsc, oneshot},
 };
 
-use super::dns_wire::{name_at, push_name};
+use super::dns_wire::{name_at, push_name, reverse_name, CLASS_IN, TYPE_PTR};
 
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 const HOSTS: &str = "/etc/hosts";
@@ -59,8 +59,6 @@ const HEARD_QUEUE: usize = 1024;
 /// The largest answer read (UDP DNS without EDNS is at most 512 bytes;
 /// a server may send more).
 const MAX_PACKET: usize = 4096;
-const TYPE_PTR: u16 = 12;
-const CLASS_IN: u16 = 1;
 /// Answer records read per response at most.
 const MAX_RECORDS: usize = 32;
 
@@ -148,25 +146,6 @@ pub fn hosts(text: &str) -> HashMap<IpAddr, String> {
         }
     }
     out
-}
-
-/// The reverse name of an address: `4.3.2.1.in-addr.arpa`, or the 32
-/// nibbles of an IPv6 address under `ip6.arpa`.
-pub fn reverse_name(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
-        }
-        IpAddr::V6(v6) => {
-            let mut name = String::with_capacity(72);
-            for byte in v6.octets().iter().rev() {
-                name.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
-            }
-            name.push_str("ip6.arpa");
-            name
-        }
-    }
 }
 
 /// A recursive PTR query for `qname`.
