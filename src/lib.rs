@@ -44,6 +44,7 @@ pub mod dial;
 pub mod discover;
 pub mod escape;
 pub mod export;
+pub mod files;
 pub mod gen;
 pub mod github;
 pub mod hostkey;

@@ -34,7 +34,7 @@ impl Ledger {
     pub fn open(path: Option<PathBuf>) -> Ledger {
         let mut told = Told::default();
         if let Some(p) = &path {
-            for line in read_bounded(p).lines() {
+            for line in crate::files::read_bounded(p, MAX_FILE).lines() {
                 told.add(line.to_string());
                 told.lines_in_file += 1;
             }
@@ -95,15 +95,6 @@ impl Told {
 /// file's lines: they are replaced.
 fn entry(sink: &str, key: &str) -> String {
     format!("{sink}\t{key}").replace(['\n', '\r'], " ")
-}
-
-fn read_bounded(path: &std::path::Path) -> String {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    if let Ok(f) = std::fs::File::open(path) {
-        let _ = f.take(MAX_FILE).read_to_end(&mut bytes);
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn append(path: &std::path::Path, line: &str) -> std::io::Result<()> {

@@ -78,8 +78,9 @@ impl ReverseDns {
     /// Starts the lookups with this system's name servers and hosts file.
     /// Call from within the runtime.
     pub fn start() -> ReverseDns {
-        let servers = servers(&read_bounded(RESOLV_CONF));
-        let hosts = hosts(&read_bounded(HOSTS));
+        let read = |path: &str| crate::files::read_bounded(std::path::Path::new(path), MAX_FILE);
+        let servers = servers(&read(RESOLV_CONF));
+        let hosts = hosts(&read(HOSTS));
         ReverseDns::with(servers, hosts)
     }
 
@@ -97,15 +98,6 @@ impl ReverseDns {
         self.requests.send(Request { ip, reply }).ok()?;
         answer.await.ok().flatten()
     }
-}
-
-fn read_bounded(path: &str) -> String {
-    use std::io::Read;
-    let mut text = String::new();
-    if let Ok(f) = std::fs::File::open(path) {
-        let _ = f.take(MAX_FILE).read_to_string(&mut text);
-    }
-    text
 }
 
 /// The `nameserver` lines of a resolv.conf (port 53), at most
