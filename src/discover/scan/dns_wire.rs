@@ -1,8 +1,9 @@
-//! DNS names on the wire (RFC 1035 4.1.4), shared by the mDNS and the
-//! reverse DNS queries: written plain, read with compression followed a
-//! bounded number of times, backwards only.
+//! DNS on the wire, shared by the mDNS and the reverse DNS queries: names
+//! (RFC 1035 4.1.4) written plain and read with compression followed a
+//! bounded number of times, backwards only; and the wait for an answer on
+//! a connected UDP socket, which a refusal ends too.
 
-use std::net::IpAddr;
+use std::{io, net::IpAddr};
 
 pub const TYPE_PTR: u16 = 12;
 pub const CLASS_IN: u16 = 1;
@@ -73,4 +74,23 @@ pub fn name_at(msg: &[u8], mut at: usize) -> Option<(String, usize)> {
         }
     }
     Some((labels.join("."), after.unwrap_or(at + 1)))
+}
+
+/// Waits until `sock` (connected) holds a datagram, or returns its
+/// refusal (the peer's ICMP port unreachable) as the error. A refusal is
+/// an error on the socket, not data: both wake it. The runtime keeps an
+/// error readiness until the socket is gone, so a caller that waits again
+/// after an error would wake at once, forever: an error ends the reading.
+pub async fn datagram_or_refusal(sock: &tokio::net::UdpSocket) -> io::Result<()> {
+    let ready = sock
+        .ready(tokio::io::Interest::READABLE | tokio::io::Interest::ERROR)
+        .await?;
+    if ready.is_error() && !ready.is_readable() {
+        return Err(sock
+            .take_error()
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| io::ErrorKind::ConnectionRefused.into()));
+    }
+    Ok(())
 }

@@ -22,7 +22,9 @@ use std::{
 
 use tokio::net::UdpSocket;
 
-use super::dns_wire::{name_at, push_name, reverse_name, CLASS_IN, MAX_NAME, TYPE_PTR};
+use super::dns_wire::{
+    datagram_or_refusal, name_at, push_name, reverse_name, CLASS_IN, MAX_NAME, TYPE_PTR,
+};
 
 /// How long a host that neither answered nor refused is waited for after
 /// its query. A host without a responder refuses at once (ICMP port
@@ -127,17 +129,12 @@ async fn ask_one(ip: Ipv4Addr, end: Instant) -> Option<Answer> {
     sock.send(&query(id, ip)).await.ok()?;
     loop {
         // The buffer is taken once there is something to read: a thousand
-        // silent hosts waiting out their window hold no 9 KB each. A
-        // refusal is an error on the socket, not data: both wake it.
-        let ready = tokio::io::Interest::READABLE | tokio::io::Interest::ERROR;
-        let ready = tokio::time::timeout_at(end.into(), sock.ready(ready))
+        // silent hosts waiting out their window hold no 9 KB each. An
+        // error is the host's port unreachable: no responder there.
+        tokio::time::timeout_at(end.into(), datagram_or_refusal(&sock))
             .await
             .ok()?
             .ok()?;
-        if ready.is_error() && !ready.is_readable() {
-            // The host's port unreachable: no responder there.
-            return None;
-        }
         let mut buf = vec![0u8; MAX_PACKET];
         let n = match sock.try_recv(&mut buf) {
             Ok(n) => n,

@@ -33,7 +33,7 @@ use tokio::{
     sync::{mpsc, oneshot},
 };
 
-use super::dns_wire::{name_at, push_name, reverse_name, CLASS_IN, TYPE_PTR};
+use super::dns_wire::{datagram_or_refusal, name_at, push_name, reverse_name, CLASS_IN, TYPE_PTR};
 
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 const HOSTS: &str = "/etc/hosts";
@@ -460,22 +460,13 @@ async fn connect(addr: SocketAddr) -> io::Result<UdpSocket> {
 /// (any error gives it up, so the reading ends there).
 async fn listen(i: usize, sock: Arc<UdpSocket>, heard: mpsc::Sender<Heard>) {
     let mut buf = vec![0u8; MAX_PACKET];
-    // A refusal is an error on the socket, not data: both wake it.
-    let interest = tokio::io::Interest::READABLE | tokio::io::Interest::ERROR;
     loop {
         let ready = tokio::select! {
-            r = sock.ready(interest) => r,
+            r = datagram_or_refusal(&sock) => r,
             () = heard.closed() => return,
         };
         let said = match ready {
-            // The runtime keeps an error readiness until the socket is
-            // gone: read once, it would wake this loop forever.
-            Ok(r) if r.is_error() && !r.is_readable() => Err(sock
-                .take_error()
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| io::ErrorKind::ConnectionRefused.into())),
-            Ok(_) => match sock.try_recv(&mut buf) {
+            Ok(()) => match sock.try_recv(&mut buf) {
                 Ok(n) => Ok(buf[..n].to_vec()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => Err(e),
